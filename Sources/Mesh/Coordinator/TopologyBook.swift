@@ -1,0 +1,92 @@
+/// The coordinator's record of the mesh, as a value: events in, changes and deltas out.
+///
+/// Every accepted change bumps the version and is held until ``takeDelta()`` hands the batch to
+/// the coordinator to broadcast once. No sockets and no clocks, so every rule here is tested
+/// directly.
+struct TopologyBook: Sendable {
+    /// Why a node may not join.
+    enum Rejection: Error, Sendable, Equatable, CustomStringConvertible {
+        case duplicateID(String)
+        case invalidName(String)
+        case invalidTopic(String)
+
+        var description: String {
+            switch self {
+            case .duplicateID(let id): return "a node with id \(id) is already registered"
+            case .invalidName(let reason): return reason
+            case .invalidTopic(let reason): return reason
+            }
+        }
+    }
+
+    private(set) var topology = Topology()
+    private var publishedVersion: UInt64 = 0
+    private var unpublished: [TopologyChange] = []
+
+    /// Adds a node; returns the record as stored.
+    ///
+    /// - Throws: ``Rejection`` for a taken id or a bad name or topic.
+    mutating func join(_ node: NodeRecord) throws(Rejection) -> NodeRecord {
+        guard topology.nodes[node.id] == nil else { throw .duplicateID(node.id) }
+        do {
+            try validateName(node.name, kind: "node name")
+        } catch {
+            throw .invalidName(error.description)
+        }
+        var stored = node
+        stored.topics = Array(Set(node.topics)).sorted()
+        for topic in stored.topics {
+            do {
+                try validateName(topic, kind: "topic")
+            } catch {
+                throw .invalidTopic(error.description)
+            }
+        }
+        record(.join(stored))
+        return stored
+    }
+
+    /// Removes a node; returns it, or `nil` when it was not there.
+    @discardableResult
+    mutating func leave(_ id: String) -> NodeRecord? {
+        guard let node = topology.nodes[id] else { return nil }
+        record(.leave(id))
+        return node
+    }
+
+    /// Adds `topic` to a node's listens; `false` when the node is unknown or already listens.
+    @discardableResult
+    mutating func listen(_ id: String, to topic: String) throws(Rejection) -> Bool {
+        do {
+            try validateName(topic, kind: "topic")
+        } catch {
+            throw .invalidTopic(error.description)
+        }
+        guard let node = topology.nodes[id], !node.topics.contains(topic) else { return false }
+        record(.listen(id, topic))
+        return true
+    }
+
+    /// Removes `topic` from a node's listens; `false` when there was nothing to remove.
+    @discardableResult
+    mutating func unlisten(_ id: String, from topic: String) -> Bool {
+        guard let node = topology.nodes[id], node.topics.contains(topic) else { return false }
+        record(.unlisten(id, topic))
+        return true
+    }
+
+    /// The changes since the last call, as one delta; `nil` when nothing changed.
+    mutating func takeDelta() -> TopologyDelta? {
+        guard !unpublished.isEmpty else { return nil }
+        let delta = TopologyDelta(from: publishedVersion, to: topology.version, changes: unpublished)
+        publishedVersion = topology.version
+        unpublished.removeAll()
+        return delta
+    }
+
+    private mutating func record(_ change: TopologyChange) {
+        topology.apply(change)
+        topology.version += 1
+        unpublished.append(change)
+    }
+}

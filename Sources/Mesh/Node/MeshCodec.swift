@@ -1,0 +1,58 @@
+import Foundation
+
+/// Turns message values into payload bytes and back.
+///
+/// Every node in a mesh must use the same codec. `Data` and `[UInt8]` values skip the codec
+/// and travel as raw bytes.
+public protocol MeshCodec: Sendable {
+    /// Encodes `value` to the payload bytes.
+    func encode<T: Encodable>(_ value: T) throws -> Data
+    /// Decodes a payload into `type`.
+    func decode<T: Decodable>(_ type: T.Type, from payload: Data) throws -> T
+}
+
+/// The default codec: JSON through Foundation, dates as ISO 8601 strings.
+public struct JSONCodec: MeshCodec {
+    public init() {}
+
+    public func encode<T: Encodable>(_ value: T) throws -> Data {
+        try JSONEncoder.mesh.encode(value)
+    }
+
+    public func decode<T: Decodable>(_ type: T.Type, from payload: Data) throws -> T {
+        try JSONDecoder.mesh.decode(type, from: payload)
+    }
+}
+
+extension JSONEncoder {
+    /// Configured once here and never changed after.
+    fileprivate static let mesh: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = .withoutEscapingSlashes
+        return encoder
+    }()
+}
+
+extension JSONDecoder {
+    /// Configured once here and never changed after.
+    fileprivate static let mesh: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+}
+
+/// Converts a value to payload bytes: raw for `Data` and `[UInt8]`, through `codec` otherwise.
+func encodePayload<T: Encodable>(_ value: T, codec: any MeshCodec) throws -> (PayloadEncoding, Data) {
+    if let data = value as? Data { return (.raw, data) }
+    if let bytes = value as? [UInt8] { return (.raw, Data(bytes)) }
+    return (.codec, try codec.encode(value))
+}
+
+/// Converts payload bytes to `T`: as they are for `Data` and `[UInt8]`, through `codec` otherwise.
+func decodePayload<T: Decodable>(_ type: T.Type, from payload: Data, codec: any MeshCodec) throws -> T {
+    if T.self == Data.self { return payload as! T }
+    if T.self == [UInt8].self { return Array(payload) as! T }
+    return try codec.decode(type, from: payload)
+}

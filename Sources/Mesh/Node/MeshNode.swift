@@ -1,0 +1,515 @@
+import Foundation
+import MeshCrypto
+import Synchronization
+
+/// A process's membership in the mesh: it listens and sends on topics.
+///
+/// Build one with ``buildMeshNode(name:coordinator:authkey:loadBalancing:configuration:)``. The node
+/// registers with the coordinator, keeps its own copy of the topology current from the
+/// coordinator's deltas, and sends each message straight to the receiving nodes over one
+/// reused connection per receiver. Messages from one sender to one receiver arrive in the order
+/// sent. Listeners run one at a time in arrival order on the node's delivery task.
+public actor MeshNode {
+    /// Everything a node can be tuned with; the defaults suit most meshes.
+    public struct Configuration: Sendable {
+        /// The coordinator's `HOST:PORT`.
+        public var coordinator: String
+        /// The shared key, or `nil` for an open mesh.
+        public var authkey: String?
+        /// How each group of same-named listeners shares a topic's messages.
+        public var loadBalancing: LoadBalancing
+        /// Turns values into payload bytes; every node in a mesh must use the same one.
+        public var codec: any MeshCodec
+        /// The address the node accepts peer connections on; `0.0.0.0` is every IPv4 interface.
+        public var listenHost: String
+        /// The host peers should dial, when the address the coordinator sees is not reachable
+        /// by them (behind NAT, say). `nil` lets the coordinator fill it in.
+        public var advertisedHost: String?
+        /// The largest payload accepted or sent, in bytes (the frame limit follows from it).
+        public var maximumMessageSize: Int
+        /// Bytes queued for one receiver before ``whenPeerQueueFull`` applies.
+        public var maximumQueuedBytesPerPeer: Int
+        /// What `send` does when a receiver's queue is full.
+        public var whenPeerQueueFull: FullQueuePolicy
+        /// Bytes of received messages waiting for listeners before this node stops reading
+        /// (which makes the senders wait in turn).
+        public var maximumInboxBytes: Int
+        /// Messages buffered for each ``MeshNode/messages(_:as:)`` sequence.
+        public var streamBufferSize: Int
+        /// How long building the node, and each later reconnect, may take.
+        public var connectTimeout: Duration
+        /// How often the node tells the coordinator it is alive.
+        public var heartbeatInterval: Duration
+        /// Where log lines go; defaults to standard error, labelled with the node's name.
+        public var logger: MeshLogger?
+
+        public init(
+            coordinator: String = MeshDefaults.coordinatorFromEnvironment,
+            authkey: String? = MeshDefaults.authkeyFromEnvironment,
+            loadBalancing: LoadBalancing = .roundRobin,
+            codec: any MeshCodec = JSONCodec(),
+            listenHost: String = "0.0.0.0",
+            advertisedHost: String? = nil,
+            maximumMessageSize: Int = 8 << 20,
+            maximumQueuedBytesPerPeer: Int = 32 << 20,
+            whenPeerQueueFull: FullQueuePolicy = .wait(.seconds(5)),
+            maximumInboxBytes: Int = 64 << 20,
+            streamBufferSize: Int = 4096,
+            connectTimeout: Duration = .seconds(5),
+            heartbeatInterval: Duration = .seconds(1),
+            logger: MeshLogger? = nil
+        ) {
+            self.coordinator = coordinator
+            self.authkey = authkey
+            self.loadBalancing = loadBalancing
+            self.codec = codec
+            self.listenHost = listenHost
+            self.advertisedHost = advertisedHost
+            self.maximumMessageSize = maximumMessageSize
+            self.maximumQueuedBytesPerPeer = maximumQueuedBytesPerPeer
+            self.whenPeerQueueFull = whenPeerQueueFull
+            self.maximumInboxBytes = maximumInboxBytes
+            self.streamBufferSize = streamBufferSize
+            self.connectTimeout = connectTimeout
+            self.heartbeatInterval = heartbeatInterval
+            self.logger = logger
+        }
+    }
+
+    /// What `send` does when a receiver has ``Configuration/maximumQueuedBytesPerPeer`` queued.
+    public enum FullQueuePolicy: Sendable, Equatable {
+        /// Wait up to the duration for room; then drop the message, count it and log it.
+        case wait(Duration)
+        /// Drop the message at once, count it and log it.
+        case dropNewest
+    }
+
+    enum ControlEvent: Sendable {
+        case opened(Connection)
+        case message(Connection, ControlMessage)
+        case closed(Connection, ConnectionError?)
+        case peerClosed(String, Connection, ConnectionError?, Connection.Unsent)
+    }
+
+    private enum CoordinatorState {
+        case connecting(Connection)
+        case registered(Connection)
+        case disconnected
+    }
+
+    /// This node's id: 16 random hex digits, unique in the mesh.
+    public nonisolated let id: String
+    /// This node's name; nodes sharing it form a worker pool.
+    public nonisolated let name: String
+    public nonisolated let configuration: Configuration
+
+    let logger: MeshLogger
+    let codec: any MeshCodec
+    let listeners = ListenerTable()
+    let inbox: Inbox
+    let receivedCounter = StatisticsCounter()
+    let controlEvents = EventQueue<ControlEvent>()
+    let inboundConnections = ConnectionSet()
+    var sendStatistics = MeshStatistics()
+    var topology = Topology()
+    var routes: [String: [[NodeRecord]]] = [:]
+    var balancer: LoadBalancer
+    var random = SystemRandomNumberGenerator()
+    var peers: [String: Connection] = [:]
+    var failedPeers: [String: ContinuousClock.Instant] = [:]
+    var listenedTopics: Set<String> = []
+    var isClosed = false
+    var topologyWaiters: [UInt64: TopologyWaiter] = [:]
+    var nextWaiterID: UInt64 = 0
+    private var coordinatorState = CoordinatorState.disconnected
+    private var coordinatorAddress: SocketAddress?
+    private var server: Listener?
+    private var tasks: [Task<Void, Never>] = []
+    private var registration: CheckedContinuation<Void, any Error>?
+    private var coordinatorLostAt: ContinuousClock.Instant?
+    private var reconnectAttempt = 0
+
+    struct TopologyWaiter {
+        let isSatisfied: @Sendable (Topology) -> Bool
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
+    init(name: String, configuration: Configuration) {
+        self.id = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        self.name = name
+        self.configuration = configuration
+        self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
+        self.codec = configuration.codec
+        self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
+        self.balancer = LoadBalancer(strategy: configuration.loadBalancing)
+    }
+
+    /// The topology as this node last heard it.
+    public var currentTopology: Topology { topology }
+
+    /// Traffic counters since the node started.
+    public var statistics: MeshStatistics {
+        var total = receivedCounter.current
+        total.messagesSent = sendStatistics.messagesSent
+        total.bytesSent = sendStatistics.bytesSent
+        total.messagesDropped += sendStatistics.messagesDropped
+        total.messagesUnrouted = sendStatistics.messagesUnrouted
+        total.reconnects = sendStatistics.reconnects
+        total.coordinatorReconnects = sendStatistics.coordinatorReconnects
+        return total
+    }
+
+    /// The address this node accepts peer connections on.
+    public var listenAddress: SocketAddress? { server?.address }
+
+    /// True while the node is registered with a live coordinator.
+    public var isConnectedToCoordinator: Bool {
+        if case .registered = coordinatorState { return true }
+        return false
+    }
+
+    // MARK: Starting
+
+    func start() async throws {
+        try validateName(name, kind: "node name")
+        let coordinatorText = configuration.coordinator
+        let address = try await SocketAddress.resolve(coordinatorText, defaultPort: MeshDefaults.coordinatorPort)
+        coordinatorAddress = address
+        let bindAddress = try await SocketAddress.resolve(configuration.listenHost, defaultPort: 0)
+        let options = connectionOptions
+        let link = InboundLink(inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
+        let connections = inboundConnections
+        let logger = self.logger
+        do {
+            server = try Listener(
+                binding: bindAddress,
+                onError: { logger.error("accepting a peer connection failed: \($0)") },
+                onAccept: { socket, peer in
+                    connections.insert(Connection.accept(socket, from: peer, options: options, delegate: link))
+                })
+        } catch {
+            throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
+        }
+        startTasks()
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                registration = continuation
+                connectToCoordinator()
+                let timeout = configuration.connectTimeout
+                Task { [weak self] in
+                    try? await Task.sleep(for: timeout)
+                    await self?.registrationTimedOut(after: timeout)
+                }
+            }
+        } catch {
+            await shutdown(flush: .zero)
+            throw error
+        }
+    }
+
+    private func startTasks() {
+        let inbox = self.inbox
+        let listeners = self.listeners
+        let logger = self.logger
+        let counter = self.receivedCounter
+        tasks.append(
+            Task.detached {
+                await MeshNode.deliver(inbox: inbox, listeners: listeners, logger: logger, counter: counter)
+            })
+        let events = controlEvents
+        tasks.append(
+            Task { [weak self] in
+                while !Task.isCancelled {
+                    let batch = await events.next()
+                    guard let self, !batch.isEmpty else { return }
+                    await self.handle(batch)
+                }
+            })
+        let interval = configuration.heartbeatInterval
+        tasks.append(
+            Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    await self?.beat()
+                }
+            })
+    }
+
+    var connectionOptions: Connection.Options {
+        Connection.Options(
+            key: configuration.authkey.map { SymmetricKey(data: Array($0.utf8)) },
+            maximumFrameLength: configuration.maximumMessageSize + 64 * 1024,
+            maximumPendingBytes: configuration.maximumQueuedBytesPerPeer,
+            connectTimeout: configuration.connectTimeout)
+    }
+
+    private var record: NodeRecord {
+        NodeRecord(
+            id: id, name: name, host: configuration.advertisedHost ?? "", port: server?.address.port ?? 0,
+            topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier)
+    }
+
+    // MARK: The coordinator
+
+    private func connectToCoordinator() {
+        guard !isClosed, let address = coordinatorAddress else { return }
+        var options = connectionOptions
+        options.maximumFrameLength = max(options.maximumFrameLength, 64 << 20)
+        options.maximumPendingBytes = 64 << 20
+        do {
+            let connection = try Connection.connect(
+                to: address, options: options, delegate: CoordinatorLink(events: controlEvents))
+            connection.send(ControlMessage(.register, node: record).encodedFrame())
+            coordinatorState = .connecting(connection)
+        } catch {
+            coordinatorFailed(nil, error: .socket(error))
+        }
+    }
+
+    private func registrationTimedOut(after timeout: Duration) {
+        guard let registration else { return }
+        self.registration = nil
+        let seconds = Double(timeout.components.seconds)
+        if case .connecting(let connection) = coordinatorState { connection.close() }
+        registration.resume(
+            throwing: MeshError.coordinatorUnreachable(
+                address: configuration.coordinator, reason: "no registration within \(seconds) s"))
+    }
+
+    private func handle(_ batch: [ControlEvent]) {
+        for event in batch {
+            switch event {
+            case .opened:
+                break
+            case .message(let connection, let message):
+                handle(message, from: connection)
+            case .closed(let connection, let error):
+                coordinatorFailed(connection, error: error)
+            case .peerClosed(let id, let connection, let error, let unsent):
+                peerClosed(id: id, connection: connection, error: error, unsent: unsent)
+            }
+        }
+    }
+
+    private func handle(_ message: ControlMessage, from connection: Connection) {
+        switch message.type {
+        case .welcome:
+            guard case .connecting(let current) = coordinatorState, current === connection,
+                let snapshot = message.topology
+            else { return }
+            coordinatorState = .registered(connection)
+            reconnectAttempt = 0
+            replaceTopology(Topology(snapshot))
+            if let lostAt = coordinatorLostAt {
+                sendStatistics.coordinatorReconnects += 1
+                logger.info(
+                    "coordinator at \(configuration.coordinator) is back after \(formatted(lostAt.duration(to: .now))); registered again with \(listenedTopics.count) topic(s)"
+                )
+                coordinatorLostAt = nil
+            } else {
+                logger.debug("registered as \(id) with the coordinator at \(configuration.coordinator)")
+            }
+            registration?.resume()
+            registration = nil
+        case .rejected:
+            let reason = message.reason ?? "no reason given"
+            if let registration {
+                self.registration = nil
+                registration.resume(throwing: MeshError.registrationRejected(reason: reason))
+            } else {
+                logger.error("the coordinator rejected this node: \(reason)")
+            }
+            connection.close()
+        case .delta:
+            guard case .registered(let current) = coordinatorState, current === connection,
+                let delta = message.delta
+            else { return }
+            switch topology.apply(delta) {
+            case .applied: topologyChanged()
+            case .alreadyKnown: break
+            case .gap:
+                logger.debug("missed a topology version (have \(topology.version), got \(delta.from)→\(delta.to)); asking for a full copy")
+                connection.send(ControlMessage(.sync).encodedFrame())
+            }
+        case .topology:
+            guard let snapshot = message.topology else { return }
+            replaceTopology(Topology(snapshot))
+        default:
+            logger.warning("unexpected \(message.type) message from the coordinator; ignored")
+        }
+    }
+
+    private func coordinatorFailed(_ connection: Connection?, error: ConnectionError?) {
+        switch coordinatorState {
+        case .connecting(let current), .registered(let current):
+            if let connection, current !== connection { return }
+        case .disconnected:
+            if connection != nil { return }
+        }
+        let wasRegistered: Bool
+        if case .registered = coordinatorState { wasRegistered = true } else { wasRegistered = false }
+        coordinatorState = .disconnected
+        if let registration {
+            self.registration = nil
+            registration.resume(throwing: startupError(error))
+            return
+        }
+        guard !isClosed else { return }
+        if wasRegistered {
+            coordinatorLostAt = .now
+            logger.warning(
+                "lost the coordinator at \(configuration.coordinator) (\(error?.description ?? "closed")); keeping the last topology (\(topology.nodes.count) node(s)) and retrying"
+            )
+        } else {
+            logger.debug("coordinator still unreachable: \(error?.description ?? "closed")")
+        }
+        reconnectAttempt += 1
+        let delay = Duration.milliseconds(min(1000, 50 << min(reconnectAttempt, 5)))
+        Task { [weak self] in
+            try? await Task.sleep(for: delay)
+            await self?.retryCoordinator()
+        }
+    }
+
+    private func retryCoordinator() {
+        guard !isClosed, case .disconnected = coordinatorState else { return }
+        connectToCoordinator()
+    }
+
+    private func startupError(_ error: ConnectionError?) -> MeshError {
+        let address = configuration.coordinator
+        switch error {
+        case .handshake(let failure) where failure.isAuthenticationFailure:
+            return .authenticationFailed(peer: "coordinator at \(address)", reason: failure.description)
+        case .handshake(let failure):
+            return .protocolMismatch(peer: "coordinator at \(address)", reason: failure.description)
+        case .socket(.failed(_, let code)) where code == ECONNREFUSED:
+            return .coordinatorUnreachable(address: address, reason: "connection refused")
+        case .some(let error):
+            return .coordinatorUnreachable(address: address, reason: error.description)
+        case nil:
+            return .coordinatorUnreachable(address: address, reason: "connection closed")
+        }
+    }
+
+    private func beat() {
+        guard case .registered(let connection) = coordinatorState else { return }
+        connection.send(ControlMessage(.heartbeat).encodedFrame())
+    }
+
+    /// Tells the coordinator about a listen or unlisten, when connected (a reconnect re-sends all).
+    func announce(_ type: ControlMessage.Kind, topic: String) {
+        switch coordinatorState {
+        case .registered(let connection), .connecting(let connection):
+            connection.send(ControlMessage(type, topic: topic).encodedFrame())
+        case .disconnected:
+            break
+        }
+    }
+
+    // MARK: Closing
+
+    /// Leaves the mesh: tells the coordinator, sends what is queued (for up to 2 s), closes every
+    /// connection and ends every ``messages(_:as:)`` sequence. Later calls throw ``MeshError/closed``.
+    public func close() async {
+        await shutdown(flush: .seconds(2))
+    }
+
+    private func shutdown(flush: Duration) async {
+        guard !isClosed else { return }
+        isClosed = true
+        let deadline = ContinuousClock.now + flush
+        var closing: [Connection] = []
+        switch coordinatorState {
+        case .registered(let connection), .connecting(let connection):
+            connection.send(ControlMessage(.bye).encodedFrame())
+            connection.closeAfterFlushing(deadline: deadline)
+            closing.append(connection)
+        case .disconnected:
+            break
+        }
+        coordinatorState = .disconnected
+        for connection in peers.values {
+            connection.closeAfterFlushing(deadline: deadline)
+            closing.append(connection)
+        }
+        peers.removeAll()
+        server?.close()
+        server = nil
+        for connection in inboundConnections.removeAll() {
+            connection.close()
+            closing.append(connection)
+        }
+        for connection in closing { await connection.waitUntilClosed() }
+        inbox.close()
+        listeners.removeAll()
+        controlEvents.finish()
+        for task in tasks { task.cancel() }
+        tasks.removeAll()
+        for waiter in topologyWaiters.values { waiter.continuation.resume(throwing: MeshError.closed) }
+        topologyWaiters.removeAll()
+    }
+
+    func checkOpen() throws(MeshError) {
+        if isClosed { throw .closed }
+    }
+}
+
+/// Builds a node, registers it with the coordinator, and returns once it holds the topology.
+///
+/// - Parameters:
+///   - name: the node's name; nodes that share a name form a worker pool.
+///   - coordinator: `HOST:PORT`; defaults to `$MESH_COORDINATOR`, else `127.0.0.1:6374`.
+///   - authkey: the mesh's shared key; defaults to `$MESH_AUTHKEY`, else none.
+///   - loadBalancing: how messages are shared within each group of same-named listeners.
+///   - configuration: everything else; its coordinator, key and balancing are overridden by
+///     the arguments above when those are given.
+/// - Throws: ``MeshError`` within ``MeshNode/Configuration/connectTimeout``: coordinator
+///   unreachable, authentication failed, protocol mismatch, or the name rejected.
+public func buildMeshNode(
+    name: String, coordinator: String? = nil, authkey: String? = nil, loadBalancing: LoadBalancing? = nil,
+    configuration: MeshNode.Configuration = MeshNode.Configuration()
+) async throws -> MeshNode {
+    var configuration = configuration
+    if let coordinator { configuration.coordinator = coordinator }
+    if let authkey { configuration.authkey = authkey }
+    if let loadBalancing { configuration.loadBalancing = loadBalancing }
+    let node = MeshNode(name: name, configuration: configuration)
+    try await node.start()
+    return node
+}
+
+/// Suspends until the task is cancelled: keeps a listener process alive.
+///
+/// - Throws: `CancellationError` when the task is cancelled.
+public func forever() async throws {
+    while true { try await Task.sleep(for: .seconds(3600)) }
+}
+
+/// A thread-safe set of connections (a node's inbound ones, closed with the node).
+final class ConnectionSet: Sendable {
+    private let connections = Mutex<[UInt64: Connection]>([:])
+
+    func insert(_ connection: Connection) {
+        connections.withLock { $0[connection.id] = connection }
+    }
+
+    func remove(_ connection: Connection) {
+        _ = connections.withLock { $0.removeValue(forKey: connection.id) }
+    }
+
+    func removeAll() -> [Connection] {
+        connections.withLock { connections in
+            defer { connections.removeAll() }
+            return Array(connections.values)
+        }
+    }
+
+    var count: Int { connections.withLock { $0.count } }
+}
+
+/// Formats a duration as seconds with millisecond precision, for log lines.
+func formatted(_ duration: Duration) -> String {
+    let (seconds, attoseconds) = duration.components
+    return String(format: "%.3f s", Double(seconds) + Double(attoseconds) / 1e18)
+}

@@ -1,0 +1,142 @@
+import Foundation
+
+/// A message on the control plane: between a node (or the `mesh` tool) and the coordinator.
+///
+/// It travels as JSON in a ``FrameKind/control`` frame, one flat object whose `type` says which
+/// of the optional fields are present. docs/PROTOCOL.md lists each type with its fields.
+struct ControlMessage: Codable, Sendable, Equatable {
+    enum Kind: String, Codable, Sendable {
+        /// node → coordinator, first: `node` (host may be empty: the coordinator fills it in).
+        case register
+        /// coordinator → node: `node` as stored, and `topology` (a full copy).
+        case welcome
+        /// coordinator → node or tool: `reason`; the coordinator then closes.
+        case rejected
+        /// node → coordinator: `topic`.
+        case listen
+        /// node → coordinator: `topic`.
+        case unlisten
+        /// coordinator → node: `delta`.
+        case delta
+        /// node → coordinator: asks for a full copy after a missed version.
+        case sync
+        /// coordinator → node or tool: `topology`.
+        case topology
+        /// node → coordinator, every second.
+        case heartbeat
+        /// node → coordinator: leaving on purpose.
+        case bye
+        /// tool → coordinator, first: asks for `topology` without joining.
+        case inspect
+    }
+
+    var type: Kind
+    var node: NodeRecord?
+    var topic: String?
+    var topology: TopologySnapshot?
+    var delta: TopologyDelta?
+    var reason: String?
+
+    init(
+        _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
+        delta: TopologyDelta? = nil, reason: String? = nil
+    ) {
+        self.type = type
+        self.node = node
+        self.topic = topic
+        self.topology = topology
+        self.delta = delta
+        self.reason = reason
+    }
+
+    /// The whole frame: header plus JSON body.
+    func encodedFrame() -> [UInt8] {
+        let body = (try? ControlMessage.encoder.encode(self)).map(Array.init) ?? []
+        return Frame(kind: FrameKind.control.rawValue, body: body).encoded
+    }
+
+    /// Reads a control frame's body.
+    ///
+    /// - Throws: ``FrameError/malformed(_:)`` naming what was wrong with the JSON.
+    static func decode(_ body: UnsafeRawBufferPointer) throws(FrameError) -> ControlMessage {
+        do {
+            return try decoder.decode(ControlMessage.self, from: Data(body))
+        } catch {
+            throw .malformed("control message: \(error)")
+        }
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+    private static let decoder = JSONDecoder()
+}
+
+/// The first frame on a node-to-node connection: who is sending.
+struct PeerHello: Codable, Sendable, Equatable {
+    var id: String
+    var name: String
+
+    func encodedFrame() -> [UInt8] {
+        let body = (try? JSONEncoder().encode(self)).map(Array.init) ?? []
+        return Frame(kind: FrameKind.peerHello.rawValue, body: body).encoded
+    }
+
+    static func decode(_ body: UnsafeRawBufferPointer) throws(FrameError) -> PeerHello {
+        do {
+            return try JSONDecoder().decode(PeerHello.self, from: Data(body))
+        } catch {
+            throw .malformed("peer hello: \(error)")
+        }
+    }
+}
+
+/// How a message's payload bytes are to be read.
+public enum PayloadEncoding: UInt8, Sendable {
+    /// Raw bytes, from a `Data` or `[UInt8]` value.
+    case raw = 0
+    /// Bytes from the node's ``MeshCodec`` (JSON by default).
+    case codec = 1
+}
+
+/// The body of a ``FrameKind/message`` frame: topic length (2 bytes, big-endian), topic (UTF-8),
+/// encoding (1 byte), payload (the rest).
+enum MessageFrame {
+    /// Builds the whole frame (header included) around `payload`.
+    static func encode(topic: String, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        var topicBytes = topic
+        return topicBytes.withUTF8 { topicUTF8 in
+            let bodyLength = 2 + topicUTF8.count + 1 + payload.count
+            var frame: [UInt8] = []
+            frame.reserveCapacity(Frame.headerLength + bodyLength)
+            Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: bodyLength, to: &frame)
+            frame.append(UInt8(truncatingIfNeeded: topicUTF8.count >> 8))
+            frame.append(UInt8(truncatingIfNeeded: topicUTF8.count))
+            frame.append(contentsOf: topicUTF8)
+            frame.append(encoding.rawValue)
+            frame.append(contentsOf: payload)
+            return frame
+        }
+    }
+
+    /// Splits a message body into topic, encoding and the payload's position in `body`.
+    ///
+    /// - Throws: ``FrameError/malformed(_:)`` for a short body, bad UTF-8 or an unknown encoding.
+    static func parse(_ body: UnsafeRawBufferPointer) throws(FrameError) -> (
+        topic: String, encoding: PayloadEncoding, payload: Range<Int>
+    ) {
+        guard body.count >= 3 else { throw .malformed("message body of \(body.count) bytes is too short") }
+        let topicLength = Int(body[0]) << 8 | Int(body[1])
+        guard topicLength > 0, body.count >= 2 + topicLength + 1 else {
+            throw .malformed("message topic length \(topicLength) does not fit a body of \(body.count) bytes")
+        }
+        guard let topic = String(validating: UnsafeRawBufferPointer(rebasing: body[2..<(2 + topicLength)]), as: UTF8.self)
+        else { throw .malformed("message topic is not UTF-8") }
+        guard let encoding = PayloadEncoding(rawValue: body[2 + topicLength]) else {
+            throw .malformed("unknown payload encoding \(body[2 + topicLength])")
+        }
+        return (topic, encoding, (2 + topicLength + 1)..<body.count)
+    }
+}

@@ -1,0 +1,174 @@
+/// What a frame carries, from its kind byte. See docs/PROTOCOL.md.
+enum FrameKind: UInt8, Sendable {
+    /// A JSON ``ControlMessage`` between a node (or the CLI) and the coordinator.
+    case control = 0x01
+    /// The first frame a node sends to a peer it dialled: JSON ``PeerHello``.
+    case peerHello = 0x02
+    /// A published message: topic, payload encoding and payload bytes.
+    case message = 0x03
+}
+
+/// A whole frame, copied out of the stream (tests and the control plane use this form).
+struct Frame: Sendable, Equatable {
+    var kind: UInt8
+    var body: [UInt8]
+
+    /// Bytes before the body: a 4-byte big-endian length (of kind plus body), then the kind.
+    static let headerLength = 5
+
+    /// The frame as it goes on the wire.
+    var encoded: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Self.headerLength + body.count)
+        Frame.appendHeader(kind: kind, bodyLength: body.count, to: &bytes)
+        bytes.append(contentsOf: body)
+        return bytes
+    }
+
+    /// Appends a frame header for a body of `bodyLength` bytes.
+    static func appendHeader(kind: UInt8, bodyLength: Int, to bytes: inout [UInt8]) {
+        let length = UInt32(bodyLength + 1)
+        bytes.append(UInt8(truncatingIfNeeded: length >> 24))
+        bytes.append(UInt8(truncatingIfNeeded: length >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: length >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: length))
+        bytes.append(kind)
+    }
+}
+
+/// Why a byte stream could not be split into frames. The connection is closed on any of these.
+enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A header declared a frame longer than the limit; nothing was allocated for it.
+    case tooLarge(size: Int, limit: Int)
+    /// A header declared a zero length (every frame has at least its kind byte).
+    case empty
+    /// The body of a known frame kind did not parse.
+    case malformed(String)
+    /// A kind byte this side does not know, or one not allowed on this connection.
+    case unexpectedKind(UInt8)
+
+    var description: String {
+        switch self {
+        case .tooLarge(let size, let limit): return "frame of \(size) bytes exceeds the limit of \(limit) bytes"
+        case .empty: return "frame with zero length"
+        case .malformed(let reason): return "malformed frame: \(reason)"
+        case .unexpectedKind(let kind): return "unexpected frame kind 0x\(String(kind, radix: 16))"
+        }
+    }
+}
+
+/// Splits a byte stream into frames, holding partial frames until the rest arrives.
+///
+/// Bytes go in through ``append(_:)`` or, without a copy, ``readInto(minimumSpace:_:)``; frames
+/// come out of ``next()`` as positions in the decoder's own storage, valid until the next call
+/// that adds bytes. A declared length over ``maximumFrameLength`` throws before any allocation.
+struct FrameDecoder: Sendable {
+    /// The largest frame accepted (kind byte plus body).
+    var maximumFrameLength: Int
+
+    private var storage: [UInt8] = []
+    private var readIndex = 0
+    private var writeIndex = 0
+
+    init(maximumFrameLength: Int) {
+        self.maximumFrameLength = maximumFrameLength
+    }
+
+    /// Where one decoded frame sits in the decoder's storage.
+    struct Header: Sendable, Equatable {
+        var kind: UInt8
+        var body: Range<Int>
+    }
+
+    /// Bytes received but not yet returned as frames.
+    var bufferedByteCount: Int { writeIndex - readIndex }
+
+    /// Copies bytes in (tests, and callers that already hold the bytes).
+    mutating func append<Bytes: Collection>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+        _ = readInto(minimumSpace: bytes.count) { space in
+            space.copyBytes(from: bytes)
+            return bytes.count
+        }
+    }
+
+    /// Lets `body` write straight into free storage of at least `minimumSpace` bytes.
+    ///
+    /// - Returns: what `body` returned; the decoder counts that many bytes as received.
+    mutating func readInto(
+        minimumSpace: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> Int?
+    ) rethrows -> Int? {
+        makeSpace(minimumSpace)
+        let start = writeIndex
+        let count = try storage.withUnsafeMutableBytes { raw -> Int? in
+            try body(UnsafeMutableRawBufferPointer(rebasing: raw[start...]))
+        }
+        if let count { writeIndex += count }
+        return count
+    }
+
+    /// Returns the next complete frame, or `nil` when more bytes are needed.
+    ///
+    /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad header.
+    mutating func next() throws(FrameError) -> Header? {
+        let available = writeIndex - readIndex
+        guard available >= Frame.headerLength else { return nil }
+        let length = storage.withUnsafeBytes { raw -> Int in
+            Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
+                | Int(raw[readIndex + 3])
+        }
+        guard length > 0 else { throw .empty }
+        guard length <= maximumFrameLength else { throw .tooLarge(size: length, limit: maximumFrameLength) }
+        guard available >= 4 + length else {
+            // Room for the rest now, so the next read can complete the frame in one go.
+            makeSpace(4 + length - available)
+            return nil
+        }
+        let kind = storage[readIndex + 4]
+        let bodyStart = readIndex + Frame.headerLength
+        readIndex += 4 + length
+        return Header(kind: kind, body: bodyStart..<(readIndex))
+    }
+
+    /// Calls `body` with the bytes of a frame returned by ``next()``.
+    func withBody<R>(_ header: Header, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes { raw -> R in
+            try body(UnsafeRawBufferPointer(rebasing: raw[header.body]))
+        }
+    }
+
+    /// Returns the next complete frame as a copy, or `nil` when more bytes are needed.
+    mutating func decode() throws(FrameError) -> Frame? {
+        guard let header = try next() else { return nil }
+        return Frame(kind: header.kind, body: Array(storage[header.body]))
+    }
+
+    /// Ensures `minimum` free bytes after `writeIndex`, moving unread bytes to the front first.
+    private mutating func makeSpace(_ minimum: Int) {
+        if readIndex == writeIndex {
+            readIndex = 0
+            writeIndex = 0
+        }
+        if storage.count - writeIndex >= minimum { return }
+        if readIndex > 0 {
+            let unread = writeIndex - readIndex
+            storage.withUnsafeMutableBytes { raw in
+                raw.baseAddress!.copyMemory(from: raw.baseAddress! + readIndex, byteCount: unread)
+            }
+            readIndex = 0
+            writeIndex = unread
+            if storage.count - writeIndex >= minimum { return }
+        }
+        let needed = writeIndex + minimum
+        var newCount = max(storage.count * 2, 4096)
+        while newCount < needed { newCount *= 2 }
+        storage.append(contentsOf: repeatElement(0, count: newCount - storage.count))
+    }
+
+    /// Gives back memory held for one large frame once the stream has moved past it.
+    mutating func shrinkIfIdle(keeping capacity: Int) {
+        guard readIndex == writeIndex, storage.count > capacity * 2 else { return }
+        storage = [UInt8](repeating: 0, count: capacity)
+        readIndex = 0
+        writeIndex = 0
+    }
+}

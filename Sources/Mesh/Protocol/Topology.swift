@@ -1,0 +1,158 @@
+/// One node as the mesh knows it: who it is, where peers reach it, what it listens to.
+public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
+    /// Unique for the life of the node process: 16 hex digits chosen at random by the node.
+    public var id: String
+    /// The node's name; nodes sharing a name form a worker pool.
+    public var name: String
+    /// The address peers dial. The coordinator fills in the address it saw the node connect
+    /// from, unless the node advertised one.
+    public var host: String
+    public var port: UInt16
+    /// Topics this node listens to, sorted.
+    public var topics: [String]
+    /// The node's process id, for `mesh node list`.
+    public var pid: Int32?
+    /// When the node joined, in seconds since 1970 (the coordinator's clock).
+    public var joined: Double?
+
+    public init(
+        id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
+        joined: Double? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.host = host
+        self.port = port
+        self.topics = topics
+        self.pid = pid
+        self.joined = joined
+    }
+
+    /// Where peers dial this node.
+    public var address: SocketAddress {
+        SocketAddress.parse(host, defaultPort: port) ?? .ipv4(host: host, port: port)
+    }
+}
+
+/// The mesh as one node (or the coordinator) sees it at one version.
+public struct Topology: Sendable, Equatable {
+    /// Bumped by the coordinator on every change; deltas name the version they apply to.
+    public internal(set) var version: UInt64 = 0
+    /// Every node, by id.
+    public internal(set) var nodes: [String: NodeRecord] = [:]
+
+    public init() {}
+
+    init(_ snapshot: TopologySnapshot) {
+        version = snapshot.version
+        nodes = Dictionary(snapshot.nodes.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// The nodes listening to `topic`, ordered by id.
+    public func listeners(of topic: String) -> [NodeRecord] {
+        nodes.values.filter { $0.topics.contains(topic) }.sorted { $0.id < $1.id }
+    }
+
+    /// The nodes named `name`, ordered by id.
+    public func nodes(named name: String) -> [NodeRecord] {
+        nodes.values.filter { $0.name == name }.sorted { $0.id < $1.id }
+    }
+
+    /// Every topic someone listens to, with its listeners ordered by id.
+    public var topics: [String: [NodeRecord]] {
+        var result: [String: [NodeRecord]] = [:]
+        for node in nodes.values.sorted(by: { $0.id < $1.id }) {
+            for topic in node.topics { result[topic, default: []].append(node) }
+        }
+        return result
+    }
+
+    var snapshot: TopologySnapshot {
+        TopologySnapshot(version: version, nodes: nodes.values.sorted { $0.id < $1.id })
+    }
+
+    /// Applies one change; returns `false` when it changed nothing (a duplicate or unknown id).
+    @discardableResult
+    mutating func apply(_ change: TopologyChange) -> Bool {
+        switch change.op {
+        case .join:
+            guard let node = change.node else { return false }
+            nodes[node.id] = node
+            return true
+        case .leave:
+            guard let id = change.id else { return false }
+            return nodes.removeValue(forKey: id) != nil
+        case .listen:
+            guard let id = change.id, let topic = change.topic, var node = nodes[id],
+                !node.topics.contains(topic)
+            else { return false }
+            node.topics.append(topic)
+            node.topics.sort()
+            nodes[id] = node
+            return true
+        case .unlisten:
+            guard let id = change.id, let topic = change.topic, var node = nodes[id],
+                let index = node.topics.firstIndex(of: topic)
+            else { return false }
+            node.topics.remove(at: index)
+            nodes[id] = node
+            return true
+        }
+    }
+
+    /// What applying a delta did.
+    enum DeltaOutcome: Sendable, Equatable {
+        /// The delta followed on from this version and is now applied.
+        case applied
+        /// Everything in it was already known; nothing changed.
+        case alreadyKnown
+        /// A version is missing in between: ask the coordinator for a full copy.
+        case gap
+    }
+
+    /// Applies `delta` when it starts at this version.
+    mutating func apply(_ delta: TopologyDelta) -> DeltaOutcome {
+        if delta.to <= version { return .alreadyKnown }
+        guard delta.from == version else { return .gap }
+        for change in delta.changes { apply(change) }
+        version = delta.to
+        return .applied
+    }
+}
+
+/// A full copy of the topology, as sent on the wire.
+struct TopologySnapshot: Codable, Sendable, Equatable {
+    var version: UInt64
+    var nodes: [NodeRecord]
+}
+
+/// One change to the topology.
+struct TopologyChange: Codable, Sendable, Equatable {
+    enum Operation: String, Codable, Sendable {
+        case join, leave, listen, unlisten
+    }
+
+    var op: Operation
+    /// The whole record, for `join`.
+    var node: NodeRecord?
+    /// The node's id, for `leave`, `listen` and `unlisten`.
+    var id: String?
+    /// The topic, for `listen` and `unlisten`.
+    var topic: String?
+
+    static func join(_ node: NodeRecord) -> TopologyChange { TopologyChange(op: .join, node: node) }
+    static func leave(_ id: String) -> TopologyChange { TopologyChange(op: .leave, id: id) }
+    static func listen(_ id: String, _ topic: String) -> TopologyChange {
+        TopologyChange(op: .listen, id: id, topic: topic)
+    }
+    static func unlisten(_ id: String, _ topic: String) -> TopologyChange {
+        TopologyChange(op: .unlisten, id: id, topic: topic)
+    }
+}
+
+/// The changes that take a topology from version `from` to version `to`.
+struct TopologyDelta: Codable, Sendable, Equatable {
+    var from: UInt64
+    var to: UInt64
+    var changes: [TopologyChange]
+}

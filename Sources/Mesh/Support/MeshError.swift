@@ -1,0 +1,57 @@
+/// Everything the public `Mesh` API throws. Each case says what happened, where, and what to do.
+public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No coordinator answered at `address`.
+    case coordinatorUnreachable(address: String, reason: String)
+    /// The key check failed with `peer` (wrong key, or a key on one side only).
+    case authenticationFailed(peer: String, reason: String)
+    /// `peer` speaks another protocol or is not a mesh program at all.
+    case protocolMismatch(peer: String, reason: String)
+    /// The coordinator refused to register this node.
+    case registrationRejected(reason: String)
+    /// An address could not be read or resolved.
+    case invalidAddress(String, reason: String)
+    /// A topic or node name is empty, too long, or has control characters.
+    case invalidName(String, reason: String)
+    /// A message was larger than the frame limit.
+    case frameTooLarge(size: Int, limit: Int)
+    /// A value could not be encoded for `topic`.
+    case encodingFailed(topic: String, reason: String)
+    /// Waiting for `what` took longer than allowed.
+    case timedOut(waitingFor: String, seconds: Double)
+    /// The node was closed; make a new one.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .coordinatorUnreachable(let address, let reason):
+            return "coordinator unreachable at \(address): \(reason). Is mesh-coordinator running there?"
+        case .authenticationFailed(let peer, let reason):
+            return "authentication failed with \(peer): \(reason)"
+        case .protocolMismatch(let peer, let reason):
+            return "protocol mismatch with \(peer): \(reason)"
+        case .registrationRejected(let reason):
+            return "the coordinator rejected this node: \(reason)"
+        case .invalidAddress(let text, let reason):
+            return "invalid address \"\(text)\": \(reason)"
+        case .invalidName(let name, let reason):
+            return "invalid name \"\(name.prefix(80))\": \(reason)"
+        case .frameTooLarge(let size, let limit):
+            return "message of \(size) bytes exceeds the frame limit of \(limit) bytes (raise MeshNode.Configuration.maximumMessageSize on every node)"
+        case .encodingFailed(let topic, let reason):
+            return "could not encode the message for topic \"\(topic)\": \(reason)"
+        case .timedOut(let what, let seconds):
+            return "timed out after \(seconds) s waiting for \(what)"
+        case .closed:
+            return "the node is closed"
+        }
+    }
+}
+
+/// Checks a topic or node name: 1 to 255 bytes of UTF-8, no control characters.
+func validateName(_ name: String, kind: String) throws(MeshError) {
+    if name.isEmpty { throw .invalidName(name, reason: "\(kind) must not be empty") }
+    if name.utf8.count > 255 { throw .invalidName(name, reason: "\(kind) is \(name.utf8.count) bytes; the limit is 255") }
+    if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+        throw .invalidName(name, reason: "\(kind) contains control characters")
+    }
+}

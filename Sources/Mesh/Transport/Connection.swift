@@ -1,0 +1,512 @@
+import MeshCrypto
+import Synchronization
+
+/// What the owner of a ``Connection`` hears from it. Every call comes on the event loop's thread
+/// and must return quickly without blocking.
+protocol ConnectionDelegate: AnyObject, Sendable {
+    /// The handshake succeeded; frames can flow both ways.
+    func connectionDidOpen(_ connection: Connection)
+    /// Bytes arrived: take the complete frames with `decoder.next()`. Throwing closes the connection.
+    func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws
+    /// The connection is gone. `error` is `nil` after a clean local close.
+    func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent)
+}
+
+/// Why a connection ended.
+enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
+    case socket(SocketError)
+    case handshake(HandshakeError)
+    case frame(FrameError)
+    case connectTimedOut(seconds: Int)
+    case flushTimedOut
+    case protocolViolation(String)
+
+    var description: String {
+        switch self {
+        case .socket(let error): return error.description
+        case .handshake(let error): return error.description
+        case .frame(let error): return error.description
+        case .connectTimedOut(let seconds): return "connect timed out after \(seconds) s"
+        case .flushTimedOut: return "closed before queued data was sent (flush deadline passed)"
+        case .protocolViolation(let reason): return "protocol violation: \(reason)"
+        }
+    }
+}
+
+/// A framed stream connection driven by the ``EventLoop``: connect, handshake, then frames.
+///
+/// Any thread may queue frames with ``send(_:)``; they are appended to one buffer and written by
+/// the loop thread in as few `send` calls as the kernel allows, so a burst of small frames costs
+/// one system call rather than one each. Queued bytes are bounded by
+/// ``Options/maximumPendingBytes``: past it ``send(_:)`` answers ``SendResult/full`` and the caller
+/// applies its policy (``waitForSpace(until:)``, or drop and count).
+final class Connection: EventHandler, CustomStringConvertible {
+    /// Limits and credentials for one connection.
+    struct Options: Sendable {
+        var key: SymmetricKey?
+        var maximumFrameLength: Int
+        var maximumPendingBytes: Int
+        var handshakeTimeout: Duration = .seconds(5)
+        var connectTimeout: Duration = .seconds(5)
+    }
+
+    /// What ``send(_:)`` did with the frame.
+    enum SendResult: Sendable, Equatable {
+        case queued
+        case full
+        case closed
+    }
+
+    /// Frames and bytes that were queued but never written when the connection ended.
+    struct Unsent: Sendable, Equatable {
+        var frames = 0
+        var bytes = 0
+    }
+
+    private enum Phase {
+        case idle, connecting, handshaking, open, closed
+    }
+
+    /// State only the loop thread touches.
+    private final class LoopState {
+        var phase = Phase.idle
+        var handshake: Handshake
+        var decoder: FrameDecoder
+        var outgoing: [UInt8] = []
+        var outgoingOffset = 0
+        var outgoingIsPayload = false
+        var timer: UInt64?
+        var writeArmed = false
+        var readPaused = false
+
+        init(handshake: Handshake, maximumFrameLength: Int) {
+            self.handshake = handshake
+            self.decoder = FrameDecoder(maximumFrameLength: maximumFrameLength)
+        }
+    }
+
+    /// State any thread may touch, under the lock.
+    private struct Shared {
+        var delegate: (any ConnectionDelegate)?
+        var pending: [UInt8] = []
+        var unsent = 0
+        var open = false
+        var closed = false
+        var flushScheduled = false
+        var token: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextWaiter: UInt64 = 0
+        var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private static let nextID = Atomic<UInt64>(1)
+
+    /// Unique within the process; used in logs and as a dictionary key.
+    let id: UInt64
+    let socket: Socket
+    /// The peer's address: the one dialled, or the one accepted from.
+    let remote: SocketAddress
+    let role: Handshake.Role
+    let options: Options
+    private let loop: EventLoop
+    private let shared: Mutex<Shared>
+    // Safe: `LoopState` is created here and from then on read and written only on `loop`'s
+    // thread (every entry point below either runs there or hops there with `loop.execute`).
+    private nonisolated(unsafe) let local: LoopState
+
+    private init(
+        socket: Socket, remote: SocketAddress, role: Handshake.Role, options: Options,
+        delegate: any ConnectionDelegate, loop: EventLoop
+    ) {
+        self.id = Connection.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        self.socket = socket
+        self.remote = remote
+        self.role = role
+        self.options = options
+        self.loop = loop
+        self.shared = Mutex(Shared(delegate: delegate))
+        self.local = LoopState(
+            handshake: Handshake(role: role, key: options.key), maximumFrameLength: options.maximumFrameLength)
+    }
+
+    var description: String { "\(remote)" }
+
+    /// Dials `address` and runs the handshake; the delegate hears the outcome.
+    ///
+    /// - Throws: ``SocketError`` only when no socket could be created; connect failures arrive
+    ///   through ``ConnectionDelegate/connectionDidClose(_:error:unsent:)``.
+    static func connect(
+        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared
+    ) throws(SocketError) -> Connection {
+        let socket = try Socket.stream(for: address)
+        socket.setNoDelay()
+        let connection = Connection(
+            socket: socket, remote: address, role: .connector, options: options, delegate: delegate, loop: loop)
+        loop.execute { connection.beginConnecting() }
+        return connection
+    }
+
+    /// Takes over a socket returned by `accept` and runs the accepting side of the handshake.
+    static func accept(
+        _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
+        loop: EventLoop = .shared
+    ) -> Connection {
+        socket.setNoDelay()
+        let connection = Connection(
+            socket: socket, remote: peer, role: .acceptor, options: options, delegate: delegate, loop: loop)
+        loop.execute { connection.beginHandshake(register: true) }
+        return connection
+    }
+
+    // MARK: Sending (any thread)
+
+    /// Queues bytes that hold one or more whole frames.
+    ///
+    /// Frames queued before the handshake finishes are sent right after it. A connection with
+    /// nothing queued always takes the frame, however large, so one oversized message cannot
+    /// wedge a peer forever.
+    @discardableResult
+    func send(_ bytes: UnsafeRawBufferPointer) -> SendResult {
+        let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
+            if shared.closed { return (.closed, false) }
+            if shared.unsent > 0, shared.unsent + bytes.count > options.maximumPendingBytes { return (.full, false) }
+            shared.pending.append(contentsOf: bytes)
+            shared.unsent += bytes.count
+            guard shared.open, !shared.flushScheduled else { return (.queued, false) }
+            shared.flushScheduled = true
+            return (.queued, true)
+        }
+        if schedule { loop.execute { self.flush() } }
+        return result
+    }
+
+    /// Queues bytes that hold one or more whole frames.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> SendResult {
+        bytes.withUnsafeBytes { send($0) }
+    }
+
+    /// Bytes queued and not yet written.
+    var unsentByteCount: Int { shared.withLock { $0.unsent } }
+
+    /// True until the connection has closed.
+    var isClosed: Bool { shared.withLock { $0.closed } }
+
+    /// True once the handshake succeeded and until the connection closes.
+    var isOpen: Bool { shared.withLock { $0.open } }
+
+    /// Suspends until queued bytes drop to half the limit, the connection closes, or `deadline` passes.
+    ///
+    /// - Returns: `true` when there is room again; `false` on close or deadline.
+    func waitForSpace(until deadline: ContinuousClock.Instant) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let waiter = shared.withLock { shared -> UInt64? in
+                if shared.closed || shared.unsent <= options.maximumPendingBytes / 2 { return nil }
+                shared.nextWaiter += 1
+                shared.waiters[shared.nextWaiter] = continuation
+                return shared.nextWaiter
+            }
+            guard let waiter else {
+                continuation.resume(returning: !isClosed)
+                return
+            }
+            loop.schedule(at: deadline) { [self] in
+                shared.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume(returning: false)
+            }
+        }
+    }
+
+    // MARK: Closing and flow control (any thread)
+
+    /// Returns once the connection has closed (at once if it already has).
+    func waitUntilClosed() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = shared.withLock { shared -> Bool in
+                if shared.closed { return true }
+                shared.closeWaiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    /// Closes at once; queued bytes are dropped and reported to the delegate as unsent.
+    func close(error: ConnectionError? = nil) {
+        loop.execute { self.finishClose(error) }
+    }
+
+    /// Writes what is queued, then closes; closes anyway with ``ConnectionError/flushTimedOut`` at `deadline`.
+    func closeAfterFlushing(deadline: ContinuousClock.Instant) {
+        loop.execute { [self] in
+            guard local.phase != .closed else { return }
+            let idle = shared.withLock { $0.unsent == 0 }
+            if idle && local.outgoingOffset == local.outgoing.count {
+                finishClose(nil)
+                return
+            }
+            closeWhenFlushed = true
+            loop.schedule(at: deadline) { [self] in finishClose(.flushTimedOut) }
+            if local.phase == .open { flush() }
+        }
+    }
+
+    // Loop-thread only, like `local`.
+    private nonisolated(unsafe) var closeWhenFlushed = false
+
+    /// Stops or resumes reading, which pushes back on the peer through TCP when a consumer lags.
+    func setReadingPaused(_ paused: Bool) {
+        loop.execute { [self] in
+            guard local.phase != .closed, local.readPaused != paused else { return }
+            local.readPaused = paused
+            updateInterest()
+            if !paused, local.phase == .open { readAvailable() }
+        }
+    }
+
+    // MARK: Loop thread
+
+    func handle(events: UInt32) {
+        switch local.phase {
+        case .connecting:
+            do {
+                try socket.connectionResult()
+                beginHandshake(register: false)
+            } catch {
+                finishClose(.socket(error))
+            }
+        case .handshaking, .open:
+            if events & Interest.write.rawValue != 0 { flush() }
+            if events & ~Interest.write.rawValue != 0, local.phase != .closed { readAvailable() }
+        case .idle, .closed:
+            break
+        }
+    }
+
+    private func beginConnecting() {
+        let token = loop.register(socket, interest: .write, handler: self)
+        shared.withLock { $0.token = token }
+        local.phase = .connecting
+        do {
+            if try socket.connect(to: remote) {
+                beginHandshake(register: false)
+                return
+            }
+        } catch {
+            finishClose(.socket(error))
+            return
+        }
+        let seconds = Int(options.connectTimeout.components.seconds)
+        local.timer = loop.schedule(after: options.connectTimeout) { [self] in
+            if local.phase == .connecting { finishClose(.connectTimedOut(seconds: seconds)) }
+        }
+    }
+
+    private func beginHandshake(register: Bool) {
+        if register {
+            let token = loop.register(socket, interest: .read, handler: self)
+            shared.withLock { $0.token = token }
+        }
+        if let timer = local.timer { loop.cancelTimer(timer) }
+        local.phase = .handshaking
+        updateInterest()
+        let seconds = Int(options.handshakeTimeout.components.seconds)
+        local.timer = loop.schedule(after: options.handshakeTimeout) { [self] in
+            if local.phase == .handshaking { finishClose(.handshake(.timedOut(seconds: seconds))) }
+        }
+        perform(local.handshake.start())
+    }
+
+    private func perform(_ actions: [Handshake.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let bytes):
+                local.outgoing.append(contentsOf: bytes)
+                flush()
+            case .established:
+                if let timer = local.timer { loop.cancelTimer(timer) }
+                local.timer = nil
+                local.phase = .open
+                let delegate = shared.withLock { shared -> (any ConnectionDelegate)? in
+                    shared.open = true
+                    if !shared.pending.isEmpty { shared.flushScheduled = true }
+                    return shared.delegate
+                }
+                delegate?.connectionDidOpen(self)
+                flush()
+            case .fail(let error):
+                finishClose(.handshake(error))
+                return
+            }
+        }
+    }
+
+    private func readAvailable() {
+        do {
+            if local.phase == .handshaking {
+                var scratch = [UInt8](repeating: 0, count: max(1, local.handshake.bytesWanted))
+                let count = try scratch.withUnsafeMutableBytes { raw in try socket.read(into: raw) }
+                guard let count else { return }
+                perform(local.handshake.receive(scratch[..<count]))
+                return
+            }
+            // Bounded rounds per wake-up, so one busy peer cannot starve the others.
+            for _ in 0..<8 where local.phase == .open && !local.readPaused {
+                let space = 64 * 1024
+                let count = try local.decoder.readInto(minimumSpace: space) { raw in
+                    try socket.read(into: raw)
+                }
+                guard let count else { return }
+                guard let delegate = shared.withLock({ $0.delegate }) else { return }
+                try delegate.connection(self, didReceive: &local.decoder)
+                if count < space { return }
+            }
+        } catch let error as SocketError {
+            finishClose(local.phase == .handshaking && isDisconnect(error) ? .handshake(.closedDuringHandshake) : .socket(error))
+        } catch let error as FrameError {
+            finishClose(.frame(error))
+        } catch let error as ConnectionError {
+            finishClose(error)
+        } catch {
+            finishClose(.protocolViolation("\(error)"))
+        }
+    }
+
+    private func isDisconnect(_ error: SocketError) -> Bool {
+        if case .disconnected = error { return true }
+        return false
+    }
+
+    /// Writes handshake bytes, then queued frames, until done or the kernel's buffer is full.
+    private func flush() {
+        var rounds = 0
+        do {
+            while local.phase != .closed {
+                if local.outgoingOffset == local.outgoing.count {
+                    local.outgoing.removeAll(keepingCapacity: true)
+                    local.outgoingOffset = 0
+                    local.outgoingIsPayload = false
+                    guard local.phase == .open else { break }
+                    rounds += 1
+                    if rounds > 8 {
+                        loop.execute { self.flush() }  // let other connections have the thread
+                        return
+                    }
+                    let more = shared.withLock { shared -> Bool in
+                        if shared.pending.isEmpty {
+                            shared.flushScheduled = false
+                            return false
+                        }
+                        swap(&shared.pending, &local.outgoing)
+                        return true
+                    }
+                    if !more {
+                        if local.writeArmed {
+                            local.writeArmed = false
+                            updateInterest()
+                        }
+                        if closeWhenFlushed { finishClose(nil) }
+                        return
+                    }
+                    local.outgoingIsPayload = true
+                }
+                let offset = local.outgoingOffset
+                let written = try local.outgoing.withUnsafeBytes { raw in
+                    try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+                }
+                if written == 0 {
+                    if !local.writeArmed {
+                        local.writeArmed = true
+                        updateInterest()
+                    }
+                    return
+                }
+                local.outgoingOffset += written
+                if local.outgoingIsPayload { releaseSpace(written) }
+            }
+        } catch {
+            finishClose((error as? SocketError).map(ConnectionError.socket) ?? .protocolViolation("\(error)"))
+        }
+    }
+
+    private func releaseSpace(_ written: Int) {
+        let limit = options.maximumPendingBytes
+        let ready = shared.withLock { shared -> [CheckedContinuation<Bool, Never>] in
+            shared.unsent -= written
+            guard !shared.waiters.isEmpty, shared.unsent <= limit / 2 else { return [] }
+            let ready = Array(shared.waiters.values)
+            shared.waiters.removeAll()
+            return ready
+        }
+        for waiter in ready { waiter.resume(returning: true) }
+    }
+
+    private func updateInterest() {
+        guard local.phase != .closed, local.phase != .connecting else { return }
+        var interest: Interest = []
+        if !local.readPaused { interest.insert(.read) }
+        if local.writeArmed { interest.insert(.write) }
+        let token = shared.withLock { $0.token }
+        loop.update(socket, token: token, interest: interest)
+    }
+
+    private func finishClose(_ error: ConnectionError?) {
+        guard local.phase != .closed else { return }
+        let wasHandshaking = local.phase == .handshaking
+        local.phase = .closed
+        if let timer = local.timer { loop.cancelTimer(timer) }
+        if wasHandshaking, !local.outgoing.isEmpty {
+            // Best effort: let a rejected peer read the verdict before the close.
+            let offset = local.outgoingOffset
+            _ = try? local.outgoing.withUnsafeBytes { raw in
+                try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+            }
+        }
+        let (delegate, waiters, pending, token, closeWaiters) = shared.withLock {
+            shared -> (
+                (any ConnectionDelegate)?, [CheckedContinuation<Bool, Never>], [UInt8], UInt64,
+                [CheckedContinuation<Void, Never>]
+            ) in
+            shared.closed = true
+            shared.open = false
+            let result = (
+                shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters
+            )
+            shared.delegate = nil
+            shared.waiters.removeAll()
+            shared.closeWaiters.removeAll()
+            shared.pending = []
+            shared.unsent = 0
+            return result
+        }
+        if token != 0 { loop.deregister(socket, token: token) }
+        socket.close()
+        var unsent = Connection.countFrames(in: pending, after: 0)
+        if local.outgoingIsPayload {
+            let partial = Connection.countFrames(in: local.outgoing, after: local.outgoingOffset)
+            unsent.frames += partial.frames
+            unsent.bytes += partial.bytes
+        }
+        local.outgoing = []
+        local.decoder = FrameDecoder(maximumFrameLength: 0)
+        for waiter in waiters { waiter.resume(returning: false) }
+        delegate?.connectionDidClose(self, error: error, unsent: unsent)
+        for waiter in closeWaiters { waiter.resume() }
+    }
+
+    /// Counts the frames in `bytes` (whole frames, back to back) that end after `offset`.
+    static func countFrames(in bytes: [UInt8], after offset: Int) -> Unsent {
+        var unsent = Unsent()
+        var index = 0
+        while index + 4 <= bytes.count {
+            let length = Int(bytes[index]) << 24 | Int(bytes[index + 1]) << 16 | Int(bytes[index + 2]) << 8
+                | Int(bytes[index + 3])
+            let end = index + 4 + length
+            if end > offset {
+                unsent.frames += 1
+                unsent.bytes += end - max(index, offset)
+            }
+            index = end
+        }
+        return unsent
+    }
+}

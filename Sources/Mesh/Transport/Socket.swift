@@ -1,0 +1,219 @@
+import CMeshSystem
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A non-blocking socket file descriptor.
+///
+/// This file is the only place in `Mesh` that makes socket system calls. Every call retries on
+/// `EINTR`, reports "would block" as a value rather than an error, and maps the errno values that
+/// mean the peer went away to ``SocketError/disconnected(_:)``.
+struct Socket: Sendable, Hashable {
+    let fd: Int32
+
+    /// Creates a non-blocking, close-on-exec stream socket for the address family of `address`.
+    ///
+    /// - Throws: ``SocketError`` when the kernel refuses (out of descriptors, say).
+    static func stream(for address: SocketAddress) throws(SocketError) -> Socket {
+        let family: Int32
+        switch address {
+        case .ipv4: family = AF_INET
+        case .ipv6: family = AF_INET6
+        case .unix: family = AF_UNIX
+        }
+        let fd = cmesh_socket(family, Int32(SOCK_STREAM.rawValue))
+        guard fd >= 0 else { throw .failed("socket", errno) }
+        return Socket(fd: fd)
+    }
+
+    /// Creates a connected pair of non-blocking Unix stream sockets (for tests).
+    static func pair() throws(SocketError) -> (Socket, Socket) {
+        var fds: [Int32] = [0, 0]
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw .failed("socketpair", errno) }
+        return (Socket(fd: fds[0]), Socket(fd: fds[1]))
+    }
+
+    // MARK: Options
+
+    /// Turns off Nagle's algorithm so small frames leave at once (TCP only; a no-op elsewhere).
+    func setNoDelay() {
+        var on: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Lets a restarted server bind its port again while old connections sit in TIME_WAIT.
+    func setReuseAddress() {
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Sets the kernel's send and receive buffer sizes (a hint the kernel may round).
+    func setBufferSizes(_ bytes: Int32) {
+        var size = bytes
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Turns on TCP keepalive probes so a silently vanished peer is eventually noticed.
+    func setKeepAlive() {
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    // MARK: Server side
+
+    /// Binds to `address` and starts listening.
+    ///
+    /// - Throws: ``SocketError/failed(_:_:)`` naming `bind` or `listen` and the errno.
+    func bindAndListen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SocketError) {
+        if case .unix(let path) = address { unlink(path) } else { setReuseAddress() }
+        let result = address.withSockAddr { bind(fd, $0, $1) }
+        guard result == 0 else { throw .failed("bind \(address)", errno) }
+        guard listen(fd, backlog) == 0 else { throw .failed("listen", errno) }
+    }
+
+    /// Accepts one pending connection, or returns `nil` when none is waiting.
+    func accept() throws(SocketError) -> (Socket, SocketAddress)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        while true {
+            let client = withUnsafeMutablePointer(to: &storage) { cmesh_accept(fd, $0, &length) }
+            if client >= 0 {
+                return (Socket(fd: client), SocketAddress(storage: storage) ?? .unix(path: ""))
+            }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN, EWOULDBLOCK: return nil
+            default: throw .failed("accept", errno)
+            }
+        }
+    }
+
+    // MARK: Client side
+
+    /// Starts connecting to `address`; returns `true` when it connected at once, `false` when the
+    /// connection is in progress (wait for writability, then call ``connectionResult()``).
+    func connect(to address: SocketAddress) throws(SocketError) -> Bool {
+        while true {
+            let result = address.withSockAddr { Glibc.connect(fd, $0, $1) }
+            if result == 0 { return true }
+            switch errno {
+            case EINTR: continue
+            case EINPROGRESS, EAGAIN: return false
+            default: throw SocketError(operation: "connect to \(address)", errno: errno)
+            }
+        }
+    }
+
+    /// The outcome of a non-blocking connect once the socket turned writable.
+    func connectionResult() throws(SocketError) {
+        var code: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else {
+            throw .failed("getsockopt", errno)
+        }
+        if code != 0 { throw SocketError(operation: "connect", errno: code) }
+    }
+
+    // MARK: Data
+
+    /// Reads into `buffer`; returns the byte count, or `nil` when nothing is available now.
+    ///
+    /// - Throws: ``SocketError/disconnected(_:)`` when the peer closed or reset the connection.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int? {
+        while true {
+            let count = recv(fd, buffer.baseAddress, buffer.count, 0)
+            if count > 0 { return count }
+            if count == 0 { throw .disconnected("peer closed the connection") }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return nil
+            default: throw SocketError(operation: "recv", errno: errno)
+            }
+        }
+    }
+
+    /// Writes as much of `bytes` as the kernel takes now; returns the count (0 when it would block).
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
+        while true {
+            let count = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if count >= 0 { return count }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return 0
+            default: throw SocketError(operation: "send", errno: errno)
+            }
+        }
+    }
+
+    // MARK: Addresses
+
+    /// The address this socket is bound to (the real port after binding port 0).
+    func localAddress() -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return result == 0 ? SocketAddress(storage: storage) : nil
+    }
+
+    /// The address of the connected peer.
+    func peerAddress() -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        return result == 0 ? SocketAddress(storage: storage) : nil
+    }
+
+    /// Closes the descriptor. Call once.
+    func close() {
+        _ = Glibc.close(fd)
+    }
+
+    /// Shuts down the sending side so the peer reads end-of-stream after what was sent.
+    func shutdownWrite() {
+        _ = shutdown(fd, Int32(SHUT_WR))
+    }
+}
+
+/// Why a socket operation failed.
+enum SocketError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The peer went away: it closed, reset, or the connection is otherwise gone.
+    case disconnected(String)
+    /// A system call failed; carries the operation and `errno`.
+    case failed(String, Int32)
+
+    /// Classifies an errno from a data or connect call.
+    init(operation: String, errno code: Int32) {
+        switch code {
+        case EPIPE, ECONNRESET, ENOTCONN, ECONNABORTED:
+            self = .disconnected("\(operation): \(String(cString: strerror(code)))")
+        default:
+            self = .failed(operation, code)
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .disconnected(let reason): return "disconnected (\(reason))"
+        case .failed(let operation, let code): return "\(operation) failed: \(String(cString: strerror(code))) (errno \(code))"
+        }
+    }
+
+    /// The errno, when the failure carries one.
+    var errno: Int32? {
+        if case .failed(_, let code) = self { return code }
+        return nil
+    }
+}
+
+/// Reads the kernel's view of this process's open file descriptors (for leak checks and `mesh status`).
+func openFileDescriptorCount() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+}

@@ -1,0 +1,1 @@
+print("mesh-bench: coming soon")
