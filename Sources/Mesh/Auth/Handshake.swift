@@ -109,7 +109,7 @@ struct Handshake: Sendable {
         case .awaitingProof:
             guard let key else { return fail(.peerRequiresKey) }
             let expected = proof(label: Handshake.connectorLabel, key: key)
-            guard constantTimeEqual(message, expected) else {
+            guard constantTimeEquals(message, expected) else {
                 actions.append(.send([1] + [UInt8](repeating: 0, count: Handshake.proofLength)))
                 return actions + fail(.peerProofInvalid)
             }
@@ -120,7 +120,7 @@ struct Handshake: Sendable {
             guard let key else { return fail(.peerRequiresKey) }
             guard message[0] == 0 else { return fail(.rejectedByPeer) }
             let expected = proof(label: Handshake.acceptorLabel, key: key)
-            guard constantTimeEqual(message[1...], expected) else { return fail(.peerProofInvalid) }
+            guard constantTimeEquals(message[1...], expected) else { return fail(.peerProofInvalid) }
             stage = .established
             actions.append(.established)
         case .idle, .established, .failed:
@@ -157,15 +157,6 @@ struct Handshake: Sendable {
         var generator = SystemRandomNumberGenerator()
         return (0..<nonceLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
-}
-
-/// Compares two byte sequences without stopping at the first difference.
-func constantTimeEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool
-where A.Element == UInt8, B.Element == UInt8 {
-    guard a.count == b.count else { return false }
-    var difference: UInt8 = 0
-    for (x, y) in zip(a, b) { difference |= x ^ y }
-    return difference == 0
 }
 
 /// Why a handshake failed. Each case reads as a sentence about the peer.
