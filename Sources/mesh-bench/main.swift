@@ -2,32 +2,140 @@ import Foundation
 
 /// mesh-bench: measures swift-mesh against the baselines named in its issues.
 let usage = """
-    usage: swift run -c release mesh-bench [crypto] [--json]
+    usage: swift run -c release mesh-bench [WORKLOAD...] [options]
 
+    workloads (default: w1 w2 w3 w4 w5 w6; `all` adds crypto)
+      w1       1 sender → 1 receiver, 64-byte Data and a small Codable struct: msgs/s, lost
+      w2       ping-pong of 64-byte messages: round-trip p50/p90/p99 in µs
+      w3       1 MiB Data messages: MB/s, lost
+      w4       1 sender → 8 receivers with distinct names: total deliveries/s
+      w5       1 sender → 4 workers sharing one name: messages per worker
+      w6       100, 500 and 1000 nodes join one coordinator: seconds until all see all,
+               the coordinator's CPU time and bytes written
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run
-      --json   print the figures as JSON instead of a table
+
+    W1–W5 run each node in its own process (this executable, re-run with hidden `_role`
+    arguments) next to a raw-socket baseline measured in the same run; W6 runs the nodes in one
+    process and the coordinator in another.
+
+    options
+      --runs R        runs per workload (default 3); the table shows the median and min–max
+      --messages N    W1's message count; every other count scales by N / 1,000,000
+      --scale F       multiply every count by F (message sizes stay)
+      --quick         tiny sizes, for smoke tests
+      --json          print the report as one JSON object instead of a table
     """
 
+/// The parsed command line.
+struct BenchOptions {
+    var workloads: [String] = []
+    var runs = 3
+    var scale = 1.0
+    var messages: Int?
+    var quick = false
+    var json = false
+
+    init(_ arguments: [String]) throws {
+        var rest = arguments[...]
+        func value(_ option: String) throws -> String {
+            guard let next = rest.popFirst() else { throw BenchFailure.usage("\(option) needs a value") }
+            return next
+        }
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "--runs":
+                guard let parsed = Int(try value(argument)), parsed > 0 else { throw BenchFailure.usage("--runs needs a positive number") }
+                runs = parsed
+            case "--scale":
+                guard let parsed = Double(try value(argument)), parsed > 0 else { throw BenchFailure.usage("--scale needs a positive number") }
+                scale = parsed
+            case "--messages":
+                guard let parsed = Int(try value(argument)), parsed > 0 else { throw BenchFailure.usage("--messages needs a positive number") }
+                messages = parsed
+            case "--quick": quick = true
+            case "--json": json = true
+            case "all": workloads += Workloads.names + ["crypto"]
+            case _ where Workloads.names.contains(argument) || argument == "crypto": workloads.append(argument)
+            default: throw BenchFailure.usage("unknown workload or option \"\(argument)\"")
+            }
+        }
+        if workloads.isEmpty { workloads = Workloads.names }
+    }
+
+    var sizes: BenchSizes {
+        let base = quick ? BenchSizes.quick : BenchSizes()
+        var factor = scale
+        if let messages { factor *= Double(messages) / Double(base.w1Messages) }
+        var sizes = factor == 1 ? base : base.scaled(by: factor)
+        if let messages { sizes.w1Messages = messages }
+        return sizes
+    }
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
+
+// A child process: run its role and exit. See BenchProcess.swift for the parent's side.
+if arguments.first == "_role" {
+    do {
+        let role = try RoleArguments(Array(arguments.dropFirst()))
+        armWatchdog(seconds: try role.double("deadline", default: 600), role: role.role)
+        if role.role.hasPrefix("raw-") {
+            try RawBaseline.run(role)
+        } else {
+            try await MeshRoles.run(role)
+        }
+        exit(0)
+    } catch {
+        warn("mesh-bench \(arguments.dropFirst().first ?? "?"): \(error)")
+        exit(1)
+    }
+}
+
 if arguments.contains("--help") || arguments.contains("-h") {
     print(usage)
     exit(0)
 }
-let workloads = arguments.filter { !$0.hasPrefix("--") }
-let wantsJSON = arguments.contains("--json")
-for workload in workloads.isEmpty ? ["crypto"] : workloads {
-    switch workload {
-    case "crypto":
-        let report = try await CryptoBenchmark.run()
-        if wantsJSON {
-            let data = try JSONSerialization.data(withJSONObject: report.json, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
-        } else {
-            print(report.table())
-        }
-    default:
-        FileHandle.standardError.write(Data("mesh-bench: unknown workload \"\(workload)\"\n\(usage)\n".utf8))
-        exit(2)
+let options: BenchOptions
+do {
+    options = try BenchOptions(arguments)
+} catch {
+    warn("mesh-bench: \(error)\n\(usage)")
+    exit(2)
+}
+
+let sizes = options.sizes
+let workloads = Workloads(sizes: sizes, runs: options.runs, patience: options.quick ? 2 : 1)
+var rows: [BenchRow] = []
+var cryptoReport: CryptoBenchmark.Report?
+for workload in options.workloads {
+    if workload == "crypto" {
+        Progress.show("crypto")
+        cryptoReport = try await CryptoBenchmark.run()
+    } else {
+        rows += await workloads.rows(for: workload)
     }
 }
+Progress.finish()
+
+#if DEBUG
+let buildConfiguration = "debug"
+#else
+let buildConfiguration = "release"
+#endif
+let report = BenchReport(
+    rows: rows,
+    settings: [
+        "runs": "\(options.runs)", "build": buildConfiguration,
+        "cores": "\(ProcessInfo.processInfo.activeProcessorCount)", "quick": "\(options.quick)",
+    ])
+if options.json {
+    var object = report.json
+    if let cryptoReport { object["crypto"] = cryptoReport.json }
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+} else {
+    if !rows.isEmpty { print(report.table()) }
+    if let cryptoReport { print((rows.isEmpty ? "" : "\n") + cryptoReport.table()) }
+}
+exit(rows.contains { $0.failure != nil } ? 1 : 0)

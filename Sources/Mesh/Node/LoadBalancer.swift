@@ -39,25 +39,44 @@ struct LoadBalancer: Sendable {
         var chosen: [NodeRecord] = []
         chosen.reserveCapacity(groups.count)
         for members in groups where !members.isEmpty {
-            switch strategy {
-            case .broadcast:
+            if strategy == .broadcast {
                 chosen.append(contentsOf: members)
-            case .random:
-                let available = members.filter(isAvailable)
-                chosen.append((available.isEmpty ? members : available).randomElement(using: &random)!)
-            case .roundRobin:
-                let key = Key(topic: topic, group: members[0].name)
-                let start = turns[key, default: 0] % members.count
-                var pick = start
-                for offset in 0..<members.count where isAvailable(members[(start + offset) % members.count]) {
-                    pick = (start + offset) % members.count
-                    break
-                }
-                turns[key] = pick + 1
-                chosen.append(members[pick])
+                continue
             }
+            let key = Key(topic: topic, group: members[0].name)
+            var turn = turns[key, default: 0]
+            let index = LoadBalancer.pick(
+                strategy, among: members.count, turn: &turn, isAvailable: { isAvailable(members[$0]) }, using: &random)
+            turns[key] = turn
+            chosen.append(members[index])
         }
         return chosen
+    }
+
+    /// Picks one member of a group of `count` for ``LoadBalancing/roundRobin`` or ``LoadBalancing/random``.
+    ///
+    /// - Parameters:
+    ///   - turn: the group's round-robin position for this topic, advanced past the pick.
+    ///   - isAvailable: whether the member at an index can be sent to now.
+    /// - Returns: the member's index; the next in turn when none is available.
+    static func pick<R: RandomNumberGenerator>(
+        _ strategy: LoadBalancing, among count: Int, turn: inout Int, isAvailable: (Int) -> Bool,
+        using random: inout R
+    ) -> Int {
+        switch strategy {
+        case .random:
+            let available = (0..<count).filter(isAvailable)
+            return (available.isEmpty ? Array(0..<count) : available).randomElement(using: &random)!
+        case .roundRobin, .broadcast:
+            let start = turn % count
+            var pick = start
+            for offset in 0..<count where isAvailable((start + offset) % count) {
+                pick = (start + offset) % count
+                break
+            }
+            turn = pick + 1
+            return pick
+        }
     }
 
     /// Groups the listeners of a topic by node name, in a stable order.

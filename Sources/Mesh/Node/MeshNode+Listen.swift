@@ -90,15 +90,13 @@ extension MeshNode {
 
     /// Drops cached routes, lets go of nodes that left, and wakes waiters whose condition now holds.
     func topologyChanged() {
-        routes.removeAll(keepingCapacity: true)
-        for (peerID, connection) in peers where topology.nodes[peerID] == nil {
+        for connection in router.setTopology(topology) {
             connection.closeAfterFlushing(deadline: .now + .seconds(1))
-            peers[peerID] = nil
         }
-        failedPeers = failedPeers.filter { topology.nodes[$0.key] != nil }
         let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }
         for (waiterID, waiter) in ready {
             topologyWaiters[waiterID] = nil
+            waiter.timer?.cancel()
             waiter.continuation.resume()
         }
     }
@@ -117,6 +115,19 @@ extension MeshNode {
                     logger.debug("message on \"\(message.topic)\" from \(message.sender) arrived after its listener stopped; skipped")
                     continue
                 }
+                if entries.count == 1 {
+                    // The common case: one listener, no decode cache needed.
+                    let entry = entries[0]
+                    let value: any Sendable
+                    do {
+                        value = try entry.decode(message)
+                    } catch {
+                        decodeFailed(message, error, logger: logger, counter: counter)
+                        continue
+                    }
+                    await entry.deliver(message, value)
+                    continue
+                }
                 var decoded: [ObjectIdentifier: any Sendable] = [:]
                 var failed: Set<ObjectIdentifier> = []
                 for entry in entries {
@@ -130,10 +141,7 @@ extension MeshNode {
                             decoded[entry.type] = value
                         } catch {
                             failed.insert(entry.type)
-                            counter.update { $0.decodeFailures += 1 }
-                            logger.warning(
-                                "could not decode a message on \"\(message.topic)\" from \(message.sender) (\(message.payload.count) bytes): \(error); skipped"
-                            )
+                            decodeFailed(message, error, logger: logger, counter: counter)
                             continue
                         }
                     }
@@ -141,6 +149,15 @@ extension MeshNode {
                 }
             }
         }
+    }
+
+    private static func decodeFailed(
+        _ message: InboundMessage, _ error: any Error, logger: MeshLogger, counter: StatisticsCounter
+    ) {
+        counter.update { $0.decodeFailures += 1 }
+        logger.warning(
+            "could not decode a message on \"\(message.topic)\" from \(message.sender) (\(message.payload.count) bytes): \(error); skipped"
+        )
     }
 }
 

@@ -13,15 +13,7 @@ extension MeshNode {
     ///   - value: any `Encodable` value.
     /// - Throws: ``MeshError/closed``, ``MeshError/invalidName(_:reason:)``,
     ///   ``MeshError/encodingFailed(topic:reason:)`` or ``MeshError/frameTooLarge(size:limit:)``.
-    public func send<T: Encodable & Sendable>(_ topic: String, _ value: T) async throws {
-        try checkOpen()
-        let receivers = receivers(of: topic)
-        guard !receivers.isEmpty else {
-            if routes[topic] == nil { try validateName(topic, kind: "topic") }
-            sendStatistics.messagesUnrouted += 1
-            logger.trace("no listener for \"\(topic)\"; message not sent")
-            return
-        }
+    public nonisolated(nonsending) func send<T: Encodable & Sendable>(_ topic: String, _ value: T) async throws {
         let encoding: PayloadEncoding
         let payload: Data
         do {
@@ -29,24 +21,98 @@ extension MeshNode {
         } catch {
             throw MeshError.encodingFailed(topic: topic, reason: "\(error)")
         }
+        try await send(topic, encoding: encoding, payload: payload)
+    }
+
+    /// Sends raw bytes on `topic`; listeners of `Data` or `[UInt8]` get them unchanged.
+    public nonisolated(nonsending) func send(_ topic: String, _ data: Data) async throws {
+        let stalled = try queue(topic, encoding: .raw, payload: data)
+        if !stalled.isEmpty { await deliverSlowly(topic: topic, encoding: .raw, payload: data, to: stalled) }
+    }
+
+    /// Sends raw bytes on `topic`; listeners of `Data` or `[UInt8]` get them unchanged.
+    public nonisolated(nonsending) func send(_ topic: String, _ bytes: [UInt8]) async throws {
+        try await send(topic, encoding: .raw, payload: Data(bytes))
+    }
+
+    /// The one send path: route, then queue the frame for each receiver.
+    ///
+    /// It runs on the caller's executor and takes only the router's and each connection's locks,
+    /// so a burst of sends costs no actor hop or task switch per message.
+    private nonisolated(nonsending) func send(_ topic: String, encoding: PayloadEncoding, payload: Data) async throws {
+        let stalled = try queue(topic, encoding: encoding, payload: payload)
+        if !stalled.isEmpty { await deliverSlowly(topic: topic, encoding: encoding, payload: payload, to: stalled) }
+    }
+
+    private nonisolated(nonsending) func deliverSlowly(
+        topic: String, encoding: PayloadEncoding, payload: Data, to stalled: [(Connection, NodeRecord)]
+    ) async {
+        for (connection, node) in stalled {
+            await deliverSlowly(topic: topic, encoding: encoding, payload: payload, to: node, after: connection)
+        }
+    }
+
+    /// Queues the message for every receiver without suspending; returns the receivers whose
+    /// connection was full or closed.
+    private nonisolated func queue(_ topic: String, encoding: PayloadEncoding, payload: Data) throws
+        -> [(Connection, NodeRecord)]
+    {
         guard payload.count <= configuration.maximumMessageSize else {
+            if router.isClosed { throw MeshError.closed }
             throw MeshError.frameTooLarge(size: payload.count, limit: configuration.maximumMessageSize)
         }
-        let frame = payload.withUnsafeBytes { MessageFrame.encode(topic: topic, encoding: encoding, payload: $0) }
-        for node in receivers {
-            if node.id == id {
-                let message = InboundMessage(
-                    topic: topic, encoding: encoding, payload: payload, sender: MeshPeer(id: id, name: name))
-                receivedCounter.update {
-                    $0.messagesReceived += 1
-                    $0.bytesReceived += frame.count
+        var topicText = topic
+        return try topicText.withUTF8 { topicUTF8 in
+            let frameBytes = MessageFrame.frameLength(topicBytes: topicUTF8.count, payloadBytes: payload.count)
+            var stalled: [(Connection, NodeRecord)] = []
+            try payload.withUnsafeBytes { payloadBytes in
+                _ = try router.route(topic, frameBytes: frameBytes) { connection, node in
+                    guard let connection else {
+                        deliverLocally(topic: topic, encoding: encoding, payload: payload, frameBytes: frameBytes)
+                        return
+                    }
+                    let result = connection.sendMessage(
+                        topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payloadBytes)
+                    if result != .queued { stalled.append((connection, copy node)) }
                 }
-                inbox.push([message], bytes: frame.count, from: nil)
-                sendStatistics.messagesSent += 1
-                sendStatistics.bytesSent += frame.count
-            } else {
-                await deliver(frame, to: node, topic: topic)
             }
+            return stalled
+        }
+    }
+
+    private nonisolated func deliverLocally(topic: String, encoding: PayloadEncoding, payload: Data, frameBytes: Int) {
+        let message = InboundMessage(topic: topic, encoding: encoding, payload: payload, sender: MeshPeer(id: id, name: name))
+        receivedCounter.update {
+            $0.messagesReceived += 1
+            $0.bytesReceived += frameBytes
+        }
+        inbox.push([message], bytes: frameBytes, from: nil)
+    }
+
+    /// The rare path: the connection had closed or its queue was full.
+    private nonisolated(nonsending) func deliverSlowly(
+        topic: String, encoding: PayloadEncoding, payload: Data, to node: NodeRecord, after failed: Connection
+    ) async {
+        let frame = payload.withUnsafeBytes { MessageFrame.encode(topic: topic, encoding: encoding, payload: $0) }
+        var connection: Connection? = failed
+        var result = failed.send(frame)
+        if result == .closed {
+            // The connection died since it was last used: dial again, once.
+            connection = router.reconnect(to: node, replacing: failed)
+            result = connection?.send(frame) ?? .closed
+        }
+        if result == .full, case .wait(let patience) = configuration.whenPeerQueueFull, let waiting = connection {
+            if await waiting.waitForSpace(until: .now + patience) { result = waiting.send(frame) }
+        }
+        switch result {
+        case .queued:
+            break
+        case .full:
+            router.dropped(
+                1, bytes: frame.count, for: node, topic: topic,
+                reason: "its queue stayed full (\(configuration.maximumQueuedBytesPerPeer) bytes)")
+        case .closed:
+            router.dropped(1, bytes: frame.count, for: node, topic: topic, reason: "no connection could be opened")
         }
     }
 
@@ -77,11 +143,11 @@ extension MeshNode {
         nextWaiterID += 1
         let waiterID = nextWaiterID
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            topologyWaiters[waiterID] = TopologyWaiter(isSatisfied: condition, continuation: continuation)
-            Task { [weak self] in
+            let timer = Task {
                 try? await Task.sleep(for: timeout)
-                await self?.expireWaiter(waiterID, what: what, timeout: timeout)
+                if !Task.isCancelled { self.expireWaiter(waiterID, what: what, timeout: timeout) }
             }
+            topologyWaiters[waiterID] = TopologyWaiter(isSatisfied: condition, continuation: continuation, timer: timer)
         }
     }
 
@@ -92,83 +158,14 @@ extension MeshNode {
             throwing: MeshError.timedOut(waitingFor: what, seconds: Double(seconds) + Double(attoseconds) / 1e18))
     }
 
-    // MARK: Routing
-
-    /// The nodes that get the next message on `topic`, after load balancing.
-    private func receivers(of topic: String) -> [NodeRecord] {
-        let groups: [[NodeRecord]]
-        if let cached = routes[topic] {
-            groups = cached
-        } else {
-            groups = LoadBalancer.groups(topology.listeners(of: topic))
-            routes[topic] = groups
-        }
-        if groups.isEmpty { return [] }
-        let now = ContinuousClock.now
-        let failed = failedPeers
-        return balancer.receivers(
-            topic: topic, groups: groups,
-            isAvailable: { node in failed[node.id].map { now - $0 > .seconds(1) } ?? true }, using: &random)
-    }
-
-    /// Queues `frame` for `node`, applying the full-queue policy.
-    private func deliver(_ frame: [UInt8], to node: NodeRecord, topic: String) async {
-        var connection = connection(to: node)
-        var result = connection?.send(frame) ?? .closed
-        if result == .closed, connection != nil {
-            // The connection died since it was last used: dial again, once.
-            peers[node.id] = nil
-            connection = self.connection(to: node)
-            result = connection?.send(frame) ?? .closed
-        }
-        if result == .full, case .wait(let patience) = configuration.whenPeerQueueFull, let waiting = connection {
-            if await waiting.waitForSpace(until: .now + patience) { result = waiting.send(frame) }
-        }
-        switch result {
-        case .queued:
-            sendStatistics.messagesSent += 1
-            sendStatistics.bytesSent += frame.count
-        case .full:
-            dropped(1, bytes: frame.count, for: node, topic: topic, reason: "its queue stayed full (\(configuration.maximumQueuedBytesPerPeer) bytes)")
-        case .closed:
-            dropped(1, bytes: frame.count, for: node, topic: topic, reason: "no connection could be opened")
-        }
-    }
-
-    /// The open connection to `node`, dialling one when there is none.
-    private func connection(to node: NodeRecord) -> Connection? {
-        if let existing = peers[node.id] { return existing }
-        do {
-            let connection = try Connection.connect(
-                to: node.address, options: connectionOptions,
-                delegate: PeerLink(nodeID: node.id, events: controlEvents))
-            connection.send(PeerHello(id: id, name: name).encodedFrame())
-            peers[node.id] = connection
-            if failedPeers[node.id] != nil { sendStatistics.reconnects += 1 }
-            return connection
-        } catch {
-            logger.error("cannot open a connection to \(node.name) (\(node.id)) at \(node.address): \(error)")
-            return nil
-        }
-    }
-
-    /// Counts and logs messages that will not arrive.
-    func dropped(_ count: Int, bytes: Int, for node: NodeRecord?, topic: String?, reason: String) {
-        sendStatistics.messagesDropped += count
-        let who = node.map { "\($0.name) (\($0.id)) at \($0.address)" } ?? "a peer"
-        let what = topic.map { " on \"\($0)\"" } ?? ""
-        logger.warning("dropped \(count) message(s) (\(bytes) bytes)\(what) for \(who): \(reason)")
-    }
-
     func peerClosed(id peerID: String, connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
-        if peers[peerID] === connection { peers[peerID] = nil }
-        let node = topology.nodes[peerID]
-        if let error {
-            failedPeers[peerID] = .now
-            if node != nil { logger.warning("connection to \(node!.name) (\(peerID)) at \(connection.remote) failed: \(error)") }
+        let node = router.peerClosed(id: peerID, connection: connection, failed: error != nil)
+        if let error, let node {
+            logger.warning("connection to \(node.name) (\(peerID)) at \(connection.remote) failed: \(error)")
         }
         if unsent.frames > 0 {
-            dropped(unsent.frames, bytes: unsent.bytes, for: node, topic: nil, reason: error?.description ?? "connection closed")
+            router.dropped(
+                unsent.frames, bytes: unsent.bytes, for: node, topic: nil, reason: error?.description ?? "connection closed")
         }
     }
 }

@@ -108,15 +108,10 @@ public actor MeshNode {
     let listeners = ListenerTable()
     let inbox: Inbox
     let receivedCounter = StatisticsCounter()
-    let controlEvents = EventQueue<ControlEvent>()
+    let controlEvents: EventQueue<ControlEvent>
     let inboundConnections = ConnectionSet()
-    var sendStatistics = MeshStatistics()
+    let router: Router
     var topology = Topology()
-    var routes: [String: [[NodeRecord]]] = [:]
-    var balancer: LoadBalancer
-    var random = SystemRandomNumberGenerator()
-    var peers: [String: Connection] = [:]
-    var failedPeers: [String: ContinuousClock.Instant] = [:]
     var listenedTopics: Set<String> = []
     var isClosed = false
     var topologyWaiters: [UInt64: TopologyWaiter] = [:]
@@ -132,6 +127,7 @@ public actor MeshNode {
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
         let continuation: CheckedContinuation<Void, any Error>
+        var timer: Task<Void, Never>?
     }
 
     init(name: String, configuration: Configuration) {
@@ -141,7 +137,11 @@ public actor MeshNode {
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
         self.codec = configuration.codec
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
-        self.balancer = LoadBalancer(strategy: configuration.loadBalancing)
+        let events = EventQueue<ControlEvent>()
+        self.controlEvents = events
+        self.router = Router(
+            nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
+            options: MeshNode.connectionOptions(configuration), events: events, logger: logger)
     }
 
     /// The topology as this node last heard it.
@@ -150,12 +150,13 @@ public actor MeshNode {
     /// Traffic counters since the node started.
     public var statistics: MeshStatistics {
         var total = receivedCounter.current
-        total.messagesSent = sendStatistics.messagesSent
-        total.bytesSent = sendStatistics.bytesSent
-        total.messagesDropped += sendStatistics.messagesDropped
-        total.messagesUnrouted = sendStatistics.messagesUnrouted
-        total.reconnects = sendStatistics.reconnects
-        total.coordinatorReconnects = sendStatistics.coordinatorReconnects
+        let sent = router.statistics
+        total.messagesSent = sent.messagesSent
+        total.bytesSent = sent.bytesSent
+        total.messagesDropped += sent.messagesDropped
+        total.messagesUnrouted = sent.messagesUnrouted
+        total.reconnects = sent.reconnects
+        total.coordinatorReconnects = sent.coordinatorReconnects
         return total
     }
 
@@ -196,9 +197,9 @@ public actor MeshNode {
                 registration = continuation
                 connectToCoordinator()
                 let timeout = configuration.connectTimeout
-                Task { [weak self] in
+                Task {
                     try? await Task.sleep(for: timeout)
-                    await self?.registrationTimedOut(after: timeout)
+                    self.registrationTimedOut(after: timeout)
                 }
             }
         } catch {
@@ -218,24 +219,28 @@ public actor MeshNode {
             })
         let events = controlEvents
         tasks.append(
-            Task { [weak self] in
+            // Strong references here and below: close() cancels these tasks. (A weak reference
+            // would give the node a side table and slow every retain on the send path.)
+            Task {
                 while !Task.isCancelled {
                     let batch = await events.next()
-                    guard let self, !batch.isEmpty else { return }
-                    await self.handle(batch)
+                    guard !batch.isEmpty else { return }
+                    self.handle(batch)
                 }
             })
         let interval = configuration.heartbeatInterval
         tasks.append(
-            Task { [weak self] in
+            Task {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)
-                    await self?.beat()
+                    self.beat()
                 }
             })
     }
 
-    var connectionOptions: Connection.Options {
+    var connectionOptions: Connection.Options { MeshNode.connectionOptions(configuration) }
+
+    static func connectionOptions(_ configuration: Configuration) -> Connection.Options {
         Connection.Options(
             key: configuration.authkey.map { SymmetricKey(data: Array($0.utf8)) },
             maximumFrameLength: configuration.maximumMessageSize + 64 * 1024,
@@ -301,7 +306,7 @@ public actor MeshNode {
             reconnectAttempt = 0
             replaceTopology(Topology(snapshot))
             if let lostAt = coordinatorLostAt {
-                sendStatistics.coordinatorReconnects += 1
+                router.count { $0.coordinatorReconnects += 1 }
                 logger.info(
                     "coordinator at \(configuration.coordinator) is back after \(formatted(lostAt.duration(to: .now))); registered again with \(listenedTopics.count) topic(s)"
                 )
@@ -365,9 +370,9 @@ public actor MeshNode {
         }
         reconnectAttempt += 1
         let delay = Duration.milliseconds(min(1000, 50 << min(reconnectAttempt, 5)))
-        Task { [weak self] in
+        Task {
             try? await Task.sleep(for: delay)
-            await self?.retryCoordinator()
+            self.retryCoordinator()
         }
     }
 
@@ -429,11 +434,10 @@ public actor MeshNode {
             break
         }
         coordinatorState = .disconnected
-        for connection in peers.values {
+        for connection in router.close() {
             connection.closeAfterFlushing(deadline: deadline)
             closing.append(connection)
         }
-        peers.removeAll()
         server?.close()
         server = nil
         for connection in inboundConnections.removeAll() {
@@ -446,7 +450,10 @@ public actor MeshNode {
         controlEvents.finish()
         for task in tasks { task.cancel() }
         tasks.removeAll()
-        for waiter in topologyWaiters.values { waiter.continuation.resume(throwing: MeshError.closed) }
+        for waiter in topologyWaiters.values {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(throwing: MeshError.closed)
+        }
         topologyWaiters.removeAll()
     }
 

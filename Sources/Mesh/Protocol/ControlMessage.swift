@@ -106,19 +106,30 @@ public enum PayloadEncoding: UInt8, Sendable {
 enum MessageFrame {
     /// Builds the whole frame (header included) around `payload`.
     static func encode(topic: String, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer) -> [UInt8] {
-        var topicBytes = topic
-        return topicBytes.withUTF8 { topicUTF8 in
-            let bodyLength = 2 + topicUTF8.count + 1 + payload.count
+        var topic = topic
+        return topic.withUTF8 { topicUTF8 in
             var frame: [UInt8] = []
-            frame.reserveCapacity(Frame.headerLength + bodyLength)
-            Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: bodyLength, to: &frame)
-            frame.append(UInt8(truncatingIfNeeded: topicUTF8.count >> 8))
-            frame.append(UInt8(truncatingIfNeeded: topicUTF8.count))
-            frame.append(contentsOf: topicUTF8)
-            frame.append(encoding.rawValue)
-            frame.append(contentsOf: payload)
+            frame.reserveCapacity(frameLength(topicBytes: topicUTF8.count, payloadBytes: payload.count))
+            append(topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payload, to: &frame)
             return frame
         }
+    }
+
+    /// The size of a message frame on the wire, header included.
+    static func frameLength(topicBytes: Int, payloadBytes: Int) -> Int {
+        Frame.headerLength + 2 + topicBytes + 1 + payloadBytes
+    }
+
+    /// Appends a whole message frame to `bytes`.
+    static func append(
+        topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer, to bytes: inout [UInt8]
+    ) {
+        Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: 2 + topic.count + 1 + payload.count, to: &bytes)
+        bytes.append(UInt8(truncatingIfNeeded: topic.count >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: topic.count))
+        bytes.append(contentsOf: topic)
+        bytes.append(encoding.rawValue)
+        bytes.append(contentsOf: payload)
     }
 
     /// Splits a message body into topic, encoding and the payload's position in `body`.

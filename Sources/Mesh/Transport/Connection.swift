@@ -167,11 +167,25 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// wedge a peer forever.
     @discardableResult
     func send(_ bytes: UnsafeRawBufferPointer) -> SendResult {
+        enqueue(byteCount: bytes.count) { $0.append(contentsOf: bytes) }
+    }
+
+    /// Queues one message frame, written straight into the send buffer (no intermediate copy).
+    func sendMessage(topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer)
+        -> SendResult
+    {
+        enqueue(byteCount: MessageFrame.frameLength(topicBytes: topic.count, payloadBytes: payload.count)) {
+            MessageFrame.append(topic: topic, encoding: encoding, payload: payload, to: &$0)
+        }
+    }
+
+    /// Appends `byteCount` bytes of whole frames with `write`, under the lock, unless full or closed.
+    private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
         let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
             if shared.closed { return (.closed, false) }
-            if shared.unsent > 0, shared.unsent + bytes.count > options.maximumPendingBytes { return (.full, false) }
-            shared.pending.append(contentsOf: bytes)
-            shared.unsent += bytes.count
+            if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return (.full, false) }
+            write(&shared.pending)
+            shared.unsent += byteCount
             guard shared.open, !shared.flushScheduled else { return (.queued, false) }
             shared.flushScheduled = true
             return (.queued, true)

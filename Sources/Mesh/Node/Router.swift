@@ -1,0 +1,224 @@
+import Foundation
+import Synchronization
+
+/// The node's data plane: the routes, the load balancer's turns and the peer connections,
+/// behind one lock so that `send` never has to hop onto the node's actor.
+///
+/// The actor owns the topology and hands the router a copy on every change; the router turns a
+/// topic into receivers and receivers into open connections, dialling on first use.
+final class Router: Sendable {
+    /// One group of same-named listeners of a topic, with its round-robin turn.
+    private struct Group {
+        var members: [Member]
+        var turn = 0
+    }
+
+    /// One listener, with its connection once dialled.
+    private struct Member {
+        let node: NodeRecord
+        let isSelf: Bool
+        var connection: Connection?
+    }
+
+    private struct State {
+        var topology = Topology()
+        var routes: [String: [Group]] = [:]
+        var strategy: LoadBalancing
+        var random = SystemRandomNumberGenerator()
+        var peers: [String: Connection] = [:]
+        var failed: [String: ContinuousClock.Instant] = [:]
+        var statistics = MeshStatistics()
+        var closed = false
+    }
+
+    private let state: Mutex<State>
+    private let nodeID: String
+    private let hello: [UInt8]
+    private let options: Connection.Options
+    private let events: EventQueue<MeshNode.ControlEvent>
+    private let logger: MeshLogger
+
+    init(
+        nodeID: String, nodeName: String, loadBalancing: LoadBalancing, options: Connection.Options,
+        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger
+    ) {
+        self.state = Mutex(State(strategy: loadBalancing))
+        self.nodeID = nodeID
+        self.hello = PeerHello(id: nodeID, name: nodeName).encodedFrame()
+        self.options = options
+        self.events = events
+        self.logger = logger
+    }
+
+    /// Chooses the receivers of the next message on `topic` and calls `deliver` for each, under the
+    /// router's lock: with `nil` for this node itself, or with the peer's connection.
+    ///
+    /// Routes are cached per topic with their connections, so the common case is one dictionary
+    /// lookup and one counter step. Counts the message as sent to each receiver;
+    /// ``dropped(_:bytes:for:topic:reason:)`` takes back what fails.
+    /// - Returns: `false` when nobody listens to `topic` (counted as unrouted).
+    /// - Throws: ``MeshError/closed`` after ``close()``; ``MeshError/invalidName(_:reason:)`` for a bad topic.
+    func route(
+        _ topic: String, frameBytes: Int, _ deliver: (Connection?, borrowing NodeRecord) -> Void
+    ) throws(MeshError) -> Bool {
+        try state.withLock { state throws(MeshError) -> Bool in
+            if state.closed { throw .closed }
+            let routeIndex: Dictionary<String, [Group]>.Index
+            if let index = state.routes.index(forKey: topic) {
+                routeIndex = index
+            } else {
+                try validateName(topic, kind: "topic")
+                state.routes[topic] = makeRoute(topic, in: &state)
+                routeIndex = state.routes.index(forKey: topic)!
+            }
+            let strategy = state.strategy
+            var delivered = 0
+            // Step the route in place (one hash per message; its arrays are not copied).
+            withRoute(at: routeIndex, in: &state) { groups, state in
+                for groupIndex in groups.indices {
+                    if strategy == .broadcast {
+                        for memberIndex in groups[groupIndex].members.indices {
+                            delivered += send(to: &groups[groupIndex].members[memberIndex], in: &state, deliver)
+                        }
+                        continue
+                    }
+                    let count = groups[groupIndex].members.count
+                    var index = 0
+                    if count > 1 {
+                        let failed = state.failed
+                        let now = failed.isEmpty ? nil : ContinuousClock.now
+                        let members = groups[groupIndex].members
+                        index = LoadBalancer.pick(
+                            strategy, among: count, turn: &groups[groupIndex].turn,
+                            isAvailable: { index in
+                                guard let now, let since = failed[members[index].node.id] else { return true }
+                                return now - since > .seconds(1)
+                            }, using: &state.random)
+                    }
+                    delivered += send(to: &groups[groupIndex].members[index], in: &state, deliver)
+                }
+            }
+            if delivered == 0 {
+                state.statistics.messagesUnrouted += 1
+                return false
+            }
+            state.statistics.messagesSent += delivered
+            state.statistics.bytesSent += delivered * frameBytes
+            return true
+        }
+    }
+
+    private func withRoute(
+        at index: Dictionary<String, [Group]>.Index, in state: inout State,
+        _ body: (inout [Group], inout State) -> Void
+    ) {
+        var groups: [Group] = []
+        swap(&groups, &state.routes.values[index])
+        body(&groups, &state)
+        swap(&groups, &state.routes.values[index])
+    }
+
+    private func send(
+        to member: inout Member, in state: inout State, _ deliver: (Connection?, borrowing NodeRecord) -> Void
+    ) -> Int {
+        if member.isSelf {
+            deliver(nil, member.node)
+            return 1
+        }
+        if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
+        guard let connection = member.connection else { return 0 }
+        deliver(connection, member.node)
+        return 1
+    }
+
+    private func makeRoute(_ topic: String, in state: inout State) -> [Group] {
+        LoadBalancer.groups(state.topology.listeners(of: topic)).map { nodes in
+            Group(
+                members: nodes.map { node in
+                    Member(node: node, isSelf: node.id == nodeID, connection: state.peers[node.id])
+                })
+        }
+    }
+
+    /// The connection to `node`, dialled again after a failure.
+    func reconnect(to node: NodeRecord, replacing old: Connection) -> Connection? {
+        state.withLock { state in
+            if let current = state.peers[node.id], current !== old { return current }
+            state.peers[node.id] = nil
+            state.routes.removeAll(keepingCapacity: true)
+            return connection(to: node, in: &state)
+        }
+    }
+
+    private func connection(to node: NodeRecord, in state: inout State) -> Connection? {
+        if let existing = state.peers[node.id] { return existing }
+        do {
+            let connection = try Connection.connect(
+                to: node.address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
+            connection.send(hello)
+            state.peers[node.id] = connection
+            if state.failed[node.id] != nil { state.statistics.reconnects += 1 }
+            return connection
+        } catch {
+            logger.error("cannot open a connection to \(node.name) (\(node.id)) at \(node.address): \(error)")
+            return nil
+        }
+    }
+
+    /// Counts and logs messages that will not arrive.
+    func dropped(_ count: Int, bytes: Int, for node: NodeRecord?, topic: String?, reason: String) {
+        state.withLock {
+            $0.statistics.messagesDropped += count
+            $0.statistics.messagesSent -= topic == nil ? 0 : count
+            $0.statistics.bytesSent -= topic == nil ? 0 : bytes
+        }
+        let who = node.map { "\($0.name) (\($0.id)) at \($0.address)" } ?? "a peer"
+        let what = topic.map { " on \"\($0)\"" } ?? ""
+        logger.warning("dropped \(count) message(s) (\(bytes) bytes)\(what) for \(who): \(reason)")
+    }
+
+    /// Takes a new topology: forgets cached routes and returns connections to nodes that left.
+    func setTopology(_ topology: Topology) -> [Connection] {
+        state.withLock { state in
+            state.topology = topology
+            state.routes.removeAll(keepingCapacity: true)
+            var gone: [Connection] = []
+            for (peerID, connection) in state.peers where topology.nodes[peerID] == nil {
+                gone.append(connection)
+                state.peers[peerID] = nil
+            }
+            state.failed = state.failed.filter { topology.nodes[$0.key] != nil }
+            return gone
+        }
+    }
+
+    /// Notes that a peer connection closed; returns whether it was the current one.
+    func peerClosed(id peerID: String, connection: Connection, failed: Bool) -> NodeRecord? {
+        state.withLock { state in
+            if state.peers[peerID] === connection {
+                state.peers[peerID] = nil
+                state.routes.removeAll(keepingCapacity: true)
+            }
+            if failed { state.failed[peerID] = .now }
+            return state.topology.nodes[peerID]
+        }
+    }
+
+    /// Stops routing; returns the open peer connections for the caller to close.
+    func close() -> [Connection] {
+        state.withLock { state in
+            state.closed = true
+            defer { state.peers.removeAll() }
+            return Array(state.peers.values)
+        }
+    }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Send-side counters.
+    var statistics: MeshStatistics { state.withLock { $0.statistics } }
+
+    func count(_ update: (inout MeshStatistics) -> Void) {
+        state.withLock { update(&$0.statistics) }
+    }
+}

@@ -1,0 +1,94 @@
+import Synchronization
+
+/// A small, fast, seedable generator (SplitMix64), so randomized tests replay exactly.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Thrown by ``withDeadline(_:_:)`` when the work did not finish in time.
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    var seconds: Double
+    var description: String { "did not finish within the test deadline of \(seconds) s" }
+}
+
+/// Runs `body`, failing with ``DeadlineExceeded`` if it has not finished after `seconds`.
+///
+/// The body runs in its own task, which is cancelled on timeout but not awaited: a body stuck in
+/// a wait that ignores cancellation makes the test fail instead of hanging it.
+/// - Returns: what `body` returned.
+/// - Throws: what `body` threw, or ``DeadlineExceeded``.
+func withDeadline<T: Sendable>(
+    _ seconds: Double, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let race = DeadlineRace<T>()
+    return try await withCheckedThrowingContinuation { continuation in
+        race.arm(continuation)
+        let work = Task {
+            do {
+                race.settle(.success(try await body()))
+            } catch {
+                race.settle(.failure(error))
+            }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            if !Task.isCancelled, race.settle(.failure(DeadlineExceeded(seconds: seconds))) {
+                work.cancel()
+            }
+        }
+        race.onSettle { timer.cancel() }
+    }
+}
+
+/// Resumes one continuation exactly once, with whichever outcome arrives first.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var settled = false
+        var cleanup: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    func arm(_ continuation: CheckedContinuation<T, any Error>) {
+        state.withLock { $0.continuation = continuation }
+    }
+
+    /// Runs `cleanup` once settled (now, if that already happened).
+    func onSettle(_ cleanup: @escaping @Sendable () -> Void) {
+        let runNow = state.withLock { state -> Bool in
+            if state.settled { return true }
+            state.cleanup = cleanup
+            return false
+        }
+        if runNow { cleanup() }
+    }
+
+    /// - Returns: `true` when this call was the one that settled the race.
+    @discardableResult
+    func settle(_ result: Result<T, any Error>) -> Bool {
+        let taken = state.withLock { state -> (CheckedContinuation<T, any Error>, (@Sendable () -> Void)?)? in
+            guard !state.settled, let continuation = state.continuation else { return nil }
+            state.settled = true
+            state.continuation = nil
+            defer { state.cleanup = nil }
+            return (continuation, state.cleanup)
+        }
+        guard let (continuation, cleanup) = taken else { return false }
+        continuation.resume(with: result)
+        cleanup?()
+        return true
+    }
+}
