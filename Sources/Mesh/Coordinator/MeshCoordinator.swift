@@ -57,6 +57,17 @@ public actor MeshCoordinator {
         var inspector = false
         var lastHeard: ContinuousClock.Instant
         var leaving = false
+        var stats = MeshStatistics()
+        /// Registered in this batch; gets the batch's snapshot in its welcome.
+        var awaitingWelcome = false
+    }
+
+    /// A `mesh node kill` waiting for its nodes to leave.
+    private struct KillRequest {
+        let requester: Connection
+        var waitingFor: Set<String>
+        var stopped: [String]
+        let deadline: ContinuousClock.Instant
     }
 
     /// Forwards connection callbacks from the loop thread into the coordinator's queue.
@@ -85,7 +96,10 @@ public actor MeshCoordinator {
     private var book = TopologyBook()
     private var sessions: [UInt64: Session] = [:]
     private var listener: Listener?
-    private let startedAt = Date()
+    private let startedAt = ContinuousClock.now
+    private var kills: [KillRequest] = []
+    /// How long a `kill` waits for its nodes to leave before answering.
+    private let killTimeout = Duration.seconds(5)
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -131,7 +145,7 @@ public actor MeshCoordinator {
     public func run() async throws {
         try await start()
         let events = self.events
-        let tickInterval = min(configuration.heartbeatTimeout / 4, .milliseconds(500))
+        let tickInterval = min(configuration.heartbeatTimeout / 8, .milliseconds(250))
         let ticker = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: tickInterval)
@@ -177,57 +191,120 @@ public actor MeshCoordinator {
     private func handle(_ message: ControlMessage, from connection: Connection) {
         guard let session = sessions[connection.id] else { return }
         if let node = session.node {
+            handle(message, from: node, on: connection)
+        } else if session.inspector {
+            handleTool(message, on: connection)
+        } else {
             switch message.type {
-            case .listen, .unlisten:
-                guard let topic = message.topic else { return reject(connection, "\(message.type) without a topic") }
-                do {
-                    if message.type == .listen {
-                        try book.listen(node.id, to: topic)
-                    } else {
-                        book.unlisten(node.id, from: topic)
-                    }
-                    logger.debug("\(node.name) (\(node.id)) \(message.type)s \"\(topic)\"")
-                } catch {
-                    logger.warning("\(node.name) (\(node.id)) at \(connection.remote): \(error)")
-                }
-            case .sync:
+            case .register:
+                register(message.node, on: connection)
+            case .inspect:
+                sessions[connection.id]?.inspector = true
                 connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
-            case .heartbeat:
-                break
-            case .bye:
-                sessions[connection.id]?.leaving = true
-                remove(node, from: connection, reason: "left")
-                connection.closeAfterFlushing(deadline: .now + .seconds(1))
             default:
-                reject(connection, "unexpected \(message.type) from a registered node")
+                reject(connection, "expected register or inspect first, got \(message.type)")
             }
-            return
         }
-        if session.inspector {
-            if message.type == .inspect || message.type == .sync {
-                connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
-            }
-            return
-        }
+    }
+
+    /// A registered node's request.
+    private func handle(_ message: ControlMessage, from node: NodeRecord, on connection: Connection) {
         switch message.type {
-        case .register:
-            guard var node = message.node else { return reject(connection, "register without a node record") }
-            if node.host.isEmpty { node.host = connection.remote.host }
-            node.joined = Date().timeIntervalSince1970
+        case .listen, .unlisten:
+            guard let topic = message.topic else { return reject(connection, "\(message.type) without a topic") }
             do {
-                let stored = try book.join(node)
-                sessions[connection.id]?.node = stored
-                connection.send(
-                    ControlMessage(.welcome, node: stored, topology: book.topology.snapshot).encodedFrame())
-                logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
+                if message.type == .listen {
+                    try book.listen(node.id, to: topic)
+                } else {
+                    book.unlisten(node.id, from: topic)
+                }
+                logger.debug("\(node.name) (\(node.id)) \(message.type)s \"\(topic)\"")
             } catch {
-                reject(connection, error.description)
+                reject(connection, "\(message.type) \"\(topic.prefix(80))\": \(error)")
             }
-        case .inspect:
-            sessions[connection.id]?.inspector = true
+        case .sync:
             connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
+        case .heartbeat:
+            if let stats = message.stats { sessions[connection.id]?.stats = stats }
+            connection.send(Self.heartbeatFrame)
+        case .bye:
+            sessions[connection.id]?.leaving = true
+            remove(node, from: connection, reason: "left")
+            connection.closeAfterFlushing(deadline: .now + .seconds(1))
         default:
-            reject(connection, "expected register or inspect first, got \(message.type)")
+            reject(connection, "unexpected \(message.type) from a registered node")
+        }
+    }
+
+    /// A request from the `mesh` tool (an inspecting connection).
+    private func handleTool(_ message: ControlMessage, on connection: Connection) {
+        switch message.type {
+        case .inspect, .sync:
+            connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
+        case .heartbeat:
+            connection.send(Self.heartbeatFrame)
+        case .status:
+            connection.send(ControlMessage(.status, status: status).encodedFrame())
+        case .kill:
+            kill(message.target ?? "", requestedBy: connection)
+        default:
+            reject(connection, "unexpected \(message.type) from an inspecting client")
+        }
+    }
+
+    private static let heartbeatFrame = ControlMessage(.heartbeat).encodedFrame()
+
+    private func register(_ record: NodeRecord?, on connection: Connection) {
+        guard var node = record else { return reject(connection, "register without a node record") }
+        if node.host.isEmpty { node.host = connection.remote.host }
+        node.joined = Date().timeIntervalSince1970
+        do {
+            let stored = try book.join(node)
+            sessions[connection.id]?.node = stored
+            sessions[connection.id]?.awaitingWelcome = true
+            logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
+        } catch {
+            reject(connection, error.description)
+        }
+    }
+
+    /// The coordinator's view for `mesh status`.
+    private var status: CoordinatorStatus {
+        let now = ContinuousClock.now
+        let nodes = sessions.values.compactMap { session -> NodeStatus? in
+            guard let node = session.node else { return nil }
+            return NodeStatus(node: node, stats: session.stats, lastHeard: seconds(session.lastHeard.duration(to: now)))
+        }
+        return CoordinatorStatus(
+            uptime: seconds(startedAt.duration(to: now)), version: book.topology.version,
+            nodes: nodes.sorted { $0.node.id < $1.node.id })
+    }
+
+    /// Asks the nodes matching `target` (a name, an id, or "*") to stop; answers when they left.
+    private func kill(_ target: String, requestedBy requester: Connection) {
+        let matching = sessions.values.compactMap(\.node).filter { target == "*" || $0.name == target || $0.id == target }
+        guard !matching.isEmpty else {
+            requester.send(ControlMessage(.killed, reason: "no node is named or has the id \"\(target)\"", stopped: [], remaining: []).encodedFrame())
+            return
+        }
+        let frame = ControlMessage(.shutdown, reason: "requested by mesh node kill from \(requester.remote)").encodedFrame()
+        for session in sessions.values where matching.contains(where: { $0.id == session.node?.id }) {
+            session.connection.send(frame)
+        }
+        logger.info("asked \(matching.count) node(s) to stop (\(target == "*" ? "all" : target)) for \(requester.remote)")
+        kills.append(
+            KillRequest(requester: requester, waitingFor: Set(matching.map(\.id)), stopped: [], deadline: .now + killTimeout))
+    }
+
+    /// Answers kill requests whose nodes have all left or whose time is up.
+    private func settleKills(now: ContinuousClock.Instant = .now) {
+        kills.removeAll { request in
+            guard request.waitingFor.isEmpty || now >= request.deadline else { return false }
+            request.requester.send(
+                ControlMessage(
+                    .killed, stopped: request.stopped.sorted(), remaining: request.waitingFor.sorted()
+                ).encodedFrame())
+            return true
         }
     }
 
@@ -247,34 +324,58 @@ public actor MeshCoordinator {
         if let node = session.node, !session.leaving {
             let reason = error.map { "connection lost: \($0)" } ?? "disconnected"
             remove(node, from: connection, reason: reason)
+        } else if !session.inspector, session.node == nil, !session.leaving, let error {
+            logger.warning("closed connection from \(connection.remote) before it registered: \(error)")
         }
     }
 
     private func remove(_ node: NodeRecord, from connection: Connection, reason: String) {
         guard book.leave(node.id) != nil else { return }
         sessions[connection.id]?.node = nil
+        for index in kills.indices where kills[index].waitingFor.remove(node.id) != nil {
+            kills[index].stopped.append(node.id)
+        }
         logger.info("node left: \(node.name) (\(node.id)) at \(node.host):\(node.port): \(reason)")
     }
 
     private func evictSilentNodes() {
-        let cutoff = ContinuousClock.now - configuration.heartbeatTimeout
+        let now = ContinuousClock.now
+        let cutoff = now - configuration.heartbeatTimeout
+        let limit = String(format: "%.1f", seconds(configuration.heartbeatTimeout))
         for (_, session) in sessions where session.lastHeard < cutoff {
-            let seconds = Double(configuration.heartbeatTimeout.components.seconds)
             if let node = session.node {
-                remove(node, from: session.connection, reason: "no heartbeat for \(seconds) s")
+                remove(node, from: session.connection, reason: "no heartbeat for \(limit) s")
+            } else {
+                logger.warning("closed connection from \(session.connection.remote): silent for \(limit) s")
             }
             session.connection.close(error: .protocolViolation("no heartbeat"))
             sessions[session.connection.id] = nil
         }
+        settleKills(now: now)
     }
 
-    /// Sends the changes gathered in this batch to every registered node, encoded once.
+    /// Sends what this batch of events changed: one snapshot for every node that registered in
+    /// it, and one delta for everyone else, each encoded once.
     private func publish() {
-        guard let delta = book.takeDelta() else { return }
+        let delta = book.takeDelta()
+        let welcomed = sessions.values.filter(\.awaitingWelcome)
+        let welcomedIDs = Set(welcomed.map(\.connection.id))
+        if !welcomed.isEmpty {
+            let snapshot = book.topology.snapshot
+            for session in welcomed {
+                sessions[session.connection.id]?.awaitingWelcome = false
+                session.connection.send(ControlMessage(.welcome, node: session.node, topology: snapshot).encodedFrame())
+            }
+        }
+        settleKills()
+        guard let delta else { return }
         let frame = ControlMessage(.delta, delta: delta).encodedFrame()
-        for session in sessions.values where session.node != nil || session.inspector {
+        for session in sessions.values where (session.node != nil && !session.awaitingWelcome) || session.inspector {
+            if welcomedIDs.contains(session.connection.id) { continue }
             if session.connection.send(frame) == .full {
-                logger.warning("\(session.node?.name ?? "inspector") at \(session.connection.remote) is not reading topology updates; disconnecting it")
+                logger.warning(
+                    "\(session.node?.name ?? "inspector") at \(session.connection.remote) is not reading topology updates; disconnecting it"
+                )
                 session.connection.close(error: .protocolViolation("control backlog full"))
             }
         }
@@ -311,4 +412,10 @@ public enum MeshDefaults {
     public static var authkeyFromEnvironment: String? {
         ProcessInfo.processInfo.environment["MESH_AUTHKEY"].flatMap { $0.isEmpty ? nil : $0 }
     }
+}
+
+/// A duration in seconds, as a `Double`.
+func seconds(_ duration: Duration) -> Double {
+    let (whole, attoseconds) = duration.components
+    return Double(whole) + Double(attoseconds) / 1e18
 }

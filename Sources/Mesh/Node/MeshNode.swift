@@ -42,6 +42,8 @@ public actor MeshNode {
         public var heartbeatInterval: Duration
         /// Where log lines go; defaults to standard error, labelled with the node's name.
         public var logger: MeshLogger?
+        /// What to do when `mesh node kill` asks this node to stop.
+        public var onShutdownRequest: ShutdownRequestAction
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -57,7 +59,8 @@ public actor MeshNode {
             streamBufferSize: Int = 4096,
             connectTimeout: Duration = .seconds(5),
             heartbeatInterval: Duration = .seconds(1),
-            logger: MeshLogger? = nil
+            logger: MeshLogger? = nil,
+            onShutdownRequest: ShutdownRequestAction = .terminateProcess
         ) {
             self.coordinator = coordinator
             self.authkey = authkey
@@ -73,7 +76,17 @@ public actor MeshNode {
             self.connectTimeout = connectTimeout
             self.heartbeatInterval = heartbeatInterval
             self.logger = logger
+            self.onShutdownRequest = onShutdownRequest
         }
+    }
+
+    /// What a node does when the coordinator relays a `mesh node kill`.
+    public enum ShutdownRequestAction: Sendable, Equatable {
+        /// Close the node (flushing what is queued), then raise SIGTERM in this process, so a
+        /// program that handles SIGTERM shuts down its own way and one that does not ends.
+        case terminateProcess
+        /// Only close the node; the process goes on (the node's calls then throw ``MeshError/closed``).
+        case closeNode
     }
 
     /// What `send` does when a receiver has ``Configuration/maximumQueuedBytesPerPeer`` queued.
@@ -122,6 +135,7 @@ public actor MeshNode {
     private var tasks: [Task<Void, Never>] = []
     private var registration: CheckedContinuation<Void, any Error>?
     private var coordinatorLostAt: ContinuousClock.Instant?
+    private var lastHeardFromCoordinator = ContinuousClock.now
     private var reconnectAttempt = 0
 
     struct TopologyWaiter {
@@ -297,6 +311,13 @@ public actor MeshNode {
     }
 
     private func handle(_ message: ControlMessage, from connection: Connection) {
+        switch coordinatorState {
+        case .connecting(let current), .registered(let current):
+            guard current === connection else { return }  // from a connection already given up
+        case .disconnected:
+            return
+        }
+        lastHeardFromCoordinator = .now
         switch message.type {
         case .welcome:
             guard case .connecting(let current) = coordinatorState, current === connection,
@@ -339,6 +360,15 @@ public actor MeshNode {
         case .topology:
             guard let snapshot = message.topology else { return }
             replaceTopology(Topology(snapshot))
+        case .heartbeat:
+            break
+        case .shutdown:
+            logger.info("stopping: \(message.reason ?? "the coordinator asked")")
+            let action = configuration.onShutdownRequest
+            Task {
+                await self.close()
+                if action == .terminateProcess { raise(SIGTERM) }
+            }
         default:
             logger.warning("unexpected \(message.type) message from the coordinator; ignored")
         }
@@ -356,7 +386,7 @@ public actor MeshNode {
         coordinatorState = .disconnected
         if let registration {
             self.registration = nil
-            registration.resume(throwing: startupError(error))
+            registration.resume(throwing: MeshError(connectingTo: configuration.coordinator, failure: error))
             return
         }
         guard !isClosed else { return }
@@ -381,25 +411,16 @@ public actor MeshNode {
         connectToCoordinator()
     }
 
-    private func startupError(_ error: ConnectionError?) -> MeshError {
-        let address = configuration.coordinator
-        switch error {
-        case .handshake(let failure) where failure.isAuthenticationFailure:
-            return .authenticationFailed(peer: "coordinator at \(address)", reason: failure.description)
-        case .handshake(let failure):
-            return .protocolMismatch(peer: "coordinator at \(address)", reason: failure.description)
-        case .socket(.failed(_, let code)) where code == ECONNREFUSED:
-            return .coordinatorUnreachable(address: address, reason: "connection refused")
-        case .some(let error):
-            return .coordinatorUnreachable(address: address, reason: error.description)
-        case nil:
-            return .coordinatorUnreachable(address: address, reason: "connection closed")
-        }
-    }
-
+    /// Tells the coordinator this node is alive (with its counters), and gives the coordinator
+    /// up when it has been silent for three heartbeats: a half-open connection never closes by itself.
     private func beat() {
         guard case .registered(let connection) = coordinatorState else { return }
-        connection.send(ControlMessage(.heartbeat).encodedFrame())
+        let silence = lastHeardFromCoordinator.duration(to: .now)
+        if silence > configuration.heartbeatInterval * 3 {
+            connection.close(error: .protocolViolation("no heartbeat from the coordinator for \(formatted(silence))"))
+            return
+        }
+        connection.send(ControlMessage(.heartbeat, stats: statistics).encodedFrame())
     }
 
     /// Tells the coordinator about a listen or unlisten, when connected (a reconnect re-sends all).

@@ -28,6 +28,14 @@ struct ControlMessage: Codable, Sendable, Equatable {
         case bye
         /// tool → coordinator, first: asks for `topology` without joining.
         case inspect
+        /// tool → coordinator: asks for `status`; coordinator → tool: the answer in `status`.
+        case status
+        /// tool → coordinator: asks the nodes named or with the id in `target` ("*" for all) to stop.
+        case kill
+        /// coordinator → tool: which nodes stopped (`stopped`) and which did not (`remaining`).
+        case killed
+        /// coordinator → node: stop cleanly now (`reason` says who asked).
+        case shutdown
     }
 
     var type: Kind
@@ -36,10 +44,20 @@ struct ControlMessage: Codable, Sendable, Equatable {
     var topology: TopologySnapshot?
     var delta: TopologyDelta?
     var reason: String?
+    /// With `heartbeat`: the node's counters.
+    var stats: MeshStatistics?
+    /// With `kill`: a node name, a node id, or "*".
+    var target: String?
+    /// With `status` from the coordinator.
+    var status: CoordinatorStatus?
+    /// With `killed`: ids of the nodes that stopped, and of those that did not in time.
+    var stopped: [String]?
+    var remaining: [String]?
 
     init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
-        delta: TopologyDelta? = nil, reason: String? = nil
+        delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
+        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil
     ) {
         self.type = type
         self.node = node
@@ -47,12 +65,23 @@ struct ControlMessage: Codable, Sendable, Equatable {
         self.topology = topology
         self.delta = delta
         self.reason = reason
+        self.stats = stats
+        self.target = target
+        self.status = status
+        self.stopped = stopped
+        self.remaining = remaining
     }
 
     /// The whole frame: header plus JSON body.
+    ///
+    /// Every field is a plain string, number or array, so encoding cannot fail short of a
+    /// non-finite number; that is a programming error and stops the process with its reason.
     func encodedFrame() -> [UInt8] {
-        let body = (try? ControlMessage.encoder.encode(self)).map(Array.init) ?? []
-        return Frame(kind: FrameKind.control.rawValue, body: body).encoded
+        do {
+            return Frame(kind: FrameKind.control.rawValue, body: Array(try ControlMessage.encoder.encode(self))).encoded
+        } catch {
+            preconditionFailure("control message \(type) did not encode: \(error)")
+        }
     }
 
     /// Reads a control frame's body.
@@ -74,14 +103,48 @@ struct ControlMessage: Codable, Sendable, Equatable {
     private static let decoder = JSONDecoder()
 }
 
+/// The coordinator's view of the mesh, for `mesh status`.
+public struct CoordinatorStatus: Codable, Sendable, Equatable {
+    /// Seconds since the coordinator started.
+    public var uptime: Double
+    /// The topology's version.
+    public var version: UInt64
+    /// Every node, with the counters from its last heartbeat.
+    public var nodes: [NodeStatus]
+
+    public init(uptime: Double, version: UInt64, nodes: [NodeStatus]) {
+        self.uptime = uptime
+        self.version = version
+        self.nodes = nodes
+    }
+}
+
+/// One node in ``CoordinatorStatus``.
+public struct NodeStatus: Codable, Sendable, Equatable {
+    public var node: NodeRecord
+    /// The counters from the node's last heartbeat (all zero before the first).
+    public var stats: MeshStatistics
+    /// Seconds since the coordinator last heard from the node.
+    public var lastHeard: Double
+
+    public init(node: NodeRecord, stats: MeshStatistics, lastHeard: Double) {
+        self.node = node
+        self.stats = stats
+        self.lastHeard = lastHeard
+    }
+}
+
 /// The first frame on a node-to-node connection: who is sending.
 struct PeerHello: Codable, Sendable, Equatable {
     var id: String
     var name: String
 
     func encodedFrame() -> [UInt8] {
-        let body = (try? JSONEncoder().encode(self)).map(Array.init) ?? []
-        return Frame(kind: FrameKind.peerHello.rawValue, body: body).encoded
+        do {
+            return Frame(kind: FrameKind.peerHello.rawValue, body: Array(try JSONEncoder().encode(self))).encoded
+        } catch {
+            preconditionFailure("peer hello did not encode: \(error)")
+        }
     }
 
     static func decode(_ body: UnsafeRawBufferPointer) throws(FrameError) -> PeerHello {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything the public `Mesh` API throws. Each case says what happened, where, and what to do.
 public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No coordinator answered at `address`.
@@ -43,6 +45,25 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
             return "timed out after \(seconds) s waiting for \(what)"
         case .closed:
             return "the node is closed"
+        }
+    }
+}
+
+extension MeshError {
+    /// Explains why a connection to the coordinator at `address` ended before it was usable.
+    init(connectingTo address: String, failure: ConnectionError?) {
+        let peer = "coordinator at \(address)"
+        switch failure {
+        case .handshake(let error) where error.isAuthenticationFailure:
+            self = .authenticationFailed(peer: peer, reason: error.description)
+        case .handshake(let error):
+            self = .protocolMismatch(peer: peer, reason: error.description)
+        case .socket(.failed(_, let code)) where code == ECONNREFUSED:
+            self = .coordinatorUnreachable(address: address, reason: "connection refused")
+        case .some(let error):
+            self = .coordinatorUnreachable(address: address, reason: error.description)
+        case nil:
+            self = .coordinatorUnreachable(address: address, reason: "connection closed")
         }
     }
 }
