@@ -6,7 +6,12 @@ struct InboundMessage: Sendable {
     var topic: String
     var encoding: PayloadEncoding
     var payload: Data
+}
+
+/// Messages read together from one sender.
+struct InboundBatch: Sendable {
     var sender: MeshPeer
+    var messages: [InboundMessage]
 }
 
 /// Who sent a message: the sending node's id and name.
@@ -30,10 +35,10 @@ public struct MeshPeer: Sendable, Hashable, CustomStringConvertible {
 /// dropped here.
 final class Inbox: Sendable {
     private struct State {
-        var queue: [InboundMessage] = []
+        var queue: [InboundBatch] = []
         var queuedBytes = 0
         var inProgressBytes = 0
-        var waiter: CheckedContinuation<[InboundMessage], Never>?
+        var waiter: CheckedContinuation<[InboundBatch], Never>?
         var paused: [Connection] = []
         var closed = false
     }
@@ -46,10 +51,10 @@ final class Inbox: Sendable {
     }
 
     /// Adds a batch; pauses `connection` when the backlog is over the limit.
-    func push(_ batch: [InboundMessage], bytes: Int, from connection: Connection?) {
-        let (wake, pause) = state.withLock { state -> ((CheckedContinuation<[InboundMessage], Never>, [InboundMessage])?, Bool) in
+    func push(_ batch: InboundBatch, bytes: Int, from connection: Connection?) {
+        let (wake, pause) = state.withLock { state -> ((CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Bool) in
             guard !state.closed else { return (nil, false) }
-            state.queue.append(contentsOf: batch)
+            state.queue.append(batch)
             state.queuedBytes += bytes
             var pause = false
             if let connection, state.queuedBytes + state.inProgressBytes > highWater {
@@ -67,8 +72,8 @@ final class Inbox: Sendable {
     /// Waits for messages and returns all that have gathered; `[]` once closed.
     ///
     /// Calling it again tells the inbox the previous batch is done.
-    func next() async -> [InboundMessage] {
-        let (ready, resume) = state.withLock { state -> ([InboundMessage]?, [Connection]) in
+    func next() async -> [InboundBatch] {
+        let (ready, resume) = state.withLock { state -> ([InboundBatch]?, [Connection]) in
             state.inProgressBytes = 0
             let resume = releasePaused(&state)
             if !state.queue.isEmpty { return (take(&state), resume) }
@@ -77,7 +82,7 @@ final class Inbox: Sendable {
         for connection in resume { connection.setReadingPaused(false) }
         if let ready { return ready }
         return await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> [InboundMessage]? in
+            let ready = state.withLock { state -> [InboundBatch]? in
                 if !state.queue.isEmpty { return take(&state) }
                 if state.closed { return [] }
                 state.waiter = continuation
@@ -89,7 +94,7 @@ final class Inbox: Sendable {
 
     /// Wakes the delivery task with `[]` and ignores later pushes.
     func close() {
-        let (waiter, paused) = state.withLock { state -> (CheckedContinuation<[InboundMessage], Never>?, [Connection]) in
+        let (waiter, paused) = state.withLock { state -> (CheckedContinuation<[InboundBatch], Never>?, [Connection]) in
             state.closed = true
             defer {
                 state.waiter = nil
@@ -101,7 +106,7 @@ final class Inbox: Sendable {
         waiter?.resume(returning: [])
     }
 
-    private func take(_ state: inout State) -> [InboundMessage] {
+    private func take(_ state: inout State) -> [InboundBatch] {
         let items = state.queue
         state.queue.removeAll(keepingCapacity: true)
         state.inProgressBytes = state.queuedBytes

@@ -54,12 +54,21 @@ final class PeerLink: ConnectionDelegate {
 
 /// Reads the messages a peer sends to this node and passes them to the inbox in batches.
 final class InboundLink: ConnectionDelegate {
+    /// What this side knows about one inbound connection.
+    private struct Peer {
+        var sender: MeshPeer
+        /// The last topic seen, as bytes and as a string: senders repeat topics, and reusing the
+        /// string saves a validation and an allocation per message.
+        var topicBytes: [UInt8] = []
+        var topic = ""
+    }
+
     let inbox: Inbox
     let counter: StatisticsCounter
     let logger: MeshLogger
     let connections: ConnectionSet
-    // Loop-thread only, keyed by connection: who is on the other end of each inbound connection.
-    private nonisolated(unsafe) var peers: [UInt64: MeshPeer] = [:]
+    // Loop-thread only, keyed by connection id.
+    private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
 
     init(inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet) {
         self.inbox = inbox
@@ -71,46 +80,66 @@ final class InboundLink: ConnectionDelegate {
     func connectionDidOpen(_ connection: Connection) {}
 
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
-        var batch: [InboundMessage] = []
+        var messages: [InboundMessage] = []
         var bytes = 0
+        var peer = peers.removeValue(forKey: connection.id)
         defer {
-            if !batch.isEmpty {
-                let count = batch.count
-                counter.update {
-                    $0.messagesReceived += count
-                    $0.bytesReceived += bytes
+            if let peer {
+                peers[connection.id] = peer
+                if !messages.isEmpty {
+                    let count = messages.count
+                    counter.update {
+                        $0.messagesReceived += count
+                        $0.bytesReceived += bytes
+                    }
+                    inbox.push(InboundBatch(sender: peer.sender, messages: messages), bytes: bytes, from: connection)
                 }
-                inbox.push(batch, bytes: bytes, from: connection)
             }
         }
         while let header = try decoder.next() {
             switch FrameKind(rawValue: header.kind) {
             case .message:
-                guard let sender = peers[connection.id] else {
-                    throw ConnectionError.protocolViolation("message before peer hello")
-                }
-                let message = try decoder.withBody(header) { body throws(FrameError) -> InboundMessage in
-                    let (topic, encoding, payload) = try MessageFrame.parse(body)
-                    return InboundMessage(
-                        topic: topic, encoding: encoding, payload: Data(UnsafeRawBufferPointer(rebasing: body[payload])),
-                        sender: sender)
-                }
-                batch.append(message)
+                guard peer != nil else { throw ConnectionError.protocolViolation("message before peer hello") }
+                let message = try decoder.withBody(header) { body in try Self.parse(body, peer: &peer!) }
+                messages.append(message)
                 bytes += header.body.count + Frame.headerLength
-            case .peerHello where peers[connection.id] == nil:
-                let hello = try decoder.withBody(header) { body throws(FrameError) in try PeerHello.decode(body) }
-                peers[connection.id] = MeshPeer(id: hello.id, name: hello.name)
+            case .peerHello where peer == nil:
+                let hello = try decoder.withBody(header) { try PeerHello.decode($0) }
+                peer = Peer(sender: MeshPeer(id: hello.id, name: hello.name))
             default:
                 throw FrameError.unexpectedKind(header.kind)
             }
         }
     }
 
+    private static func parse(_ body: UnsafeRawBufferPointer, peer: inout Peer) throws -> InboundMessage {
+        guard body.count >= 3 else { throw FrameError.malformed("message body of \(body.count) bytes is too short") }
+        let topicLength = Int(body[0]) << 8 | Int(body[1])
+        let topicBytes = UnsafeRawBufferPointer(rebasing: body[2..<min(body.count, 2 + topicLength)])
+        let topic: String
+        if topicLength > 0, topicBytes.count == topicLength, topicBytes.elementsEqual(peer.topicBytes) {
+            topic = peer.topic
+        } else {
+            let (parsed, _, _) = try MessageFrame.parse(body)
+            peer.topicBytes = Array(topicBytes)
+            peer.topic = parsed
+            topic = parsed
+        }
+        let encodingIndex = 2 + topicLength
+        guard encodingIndex < body.count, let encoding = PayloadEncoding(rawValue: body[encodingIndex]) else {
+            _ = try MessageFrame.parse(body)  // throws the precise reason
+            throw FrameError.malformed("message")
+        }
+        return InboundMessage(
+            topic: topic, encoding: encoding,
+            payload: Data(UnsafeRawBufferPointer(rebasing: body[(encodingIndex + 1)...])))
+    }
+
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         let peer = peers.removeValue(forKey: connection.id)
         connections.remove(connection)
         guard let error else { return }
-        let who = peer.map { "\($0) at \(connection.remote)" } ?? "\(connection.remote)"
+        let who = peer.map { "\($0.sender) at \(connection.remote)" } ?? "\(connection.remote)"
         switch error {
         case .socket(.disconnected):
             logger.debug("connection from \(who) closed")

@@ -16,12 +16,16 @@ public struct MeshMessage<Value: Sendable>: Sendable {
 /// The delivery task takes one snapshot of the table per batch (a copy-on-write dictionary, so
 /// the snapshot is free) and decodes each message at most once per listener type.
 final class ListenerTable: Sendable {
-    /// One listener: an id (to remove it) and the closure that decodes and delivers.
+    /// One listener: an id (to remove it) and the closures that decode and deliver.
     struct Entry: Sendable {
         let id: UInt64
         let type: ObjectIdentifier
+        /// Decodes and delivers one message (the common case: the topic's only listener).
+        let handle: @Sendable (InboundMessage, MeshPeer) async throws -> Void
+        /// Decodes only, so several listeners of one type share one decode.
         let decode: @Sendable (InboundMessage) throws -> any Sendable
-        let deliver: @Sendable (InboundMessage, any Sendable) async -> Void
+        /// Delivers a value from ``decode``.
+        let deliver: @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
         let finish: @Sendable () -> Void
     }
 

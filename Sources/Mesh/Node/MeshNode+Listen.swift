@@ -14,8 +14,8 @@ extension MeshNode {
     public func listen<T: Decodable & Sendable>(
         _ topic: String, as type: T.Type = T.self, _ handler: @escaping @Sendable (String, T) async -> Void
     ) async throws {
-        try await addListener(topic, type: type, finish: {}) { message in
-            await handler(message.topic, message.value)
+        try await addListener(topic, type: type, finish: {}) { topic, value, _ in
+            await handler(topic, value)
         }
     }
 
@@ -23,7 +23,9 @@ extension MeshNode {
     public func listen<T: Decodable & Sendable>(
         _ topic: String, as type: T.Type = T.self, handler: @escaping @Sendable (MeshMessage<T>) async -> Void
     ) async throws {
-        try await addListener(topic, type: type, finish: {}, deliver: handler)
+        try await addListener(topic, type: type, finish: {}) { topic, value, sender in
+            await handler(MeshMessage(topic: topic, value: value, sender: sender))
+        }
     }
 
     /// The messages on `topic` as an asynchronous sequence.
@@ -36,8 +38,8 @@ extension MeshNode {
         -> MeshMessages<T>
     {
         let channel = MessageChannel<MeshMessage<T>>(capacity: configuration.streamBufferSize)
-        try await addListener(topic, type: type, finish: { channel.finish() }) { message in
-            await channel.send(message)
+        try await addListener(topic, type: type, finish: { channel.finish() }) { topic, value, sender in
+            await channel.send(MeshMessage(topic: topic, value: value, sender: sender))
         }
         return MeshMessages(channel: channel)
     }
@@ -57,7 +59,7 @@ extension MeshNode {
 
     private func addListener<T: Decodable & Sendable>(
         _ topic: String, type: T.Type, finish: @escaping @Sendable () -> Void,
-        deliver: @escaping @Sendable (MeshMessage<T>) async -> Void
+        deliver: @escaping @Sendable (String, T, MeshPeer) async -> Void
     ) async throws {
         try checkOpen()
         try validateName(topic, kind: "topic")
@@ -66,10 +68,11 @@ extension MeshNode {
         listeners.add(
             ListenerTable.Entry(
                 id: nextWaiterID, type: ObjectIdentifier(T.self),
-                decode: { message in try decodePayload(T.self, from: message.payload, codec: codec) },
-                deliver: { message, value in
-                    await deliver(MeshMessage(topic: message.topic, value: value as! T, sender: message.sender))
+                handle: { message, sender in
+                    await deliver(message.topic, try decodePayload(T.self, from: message.payload, codec: codec), sender)
                 },
+                decode: { message in try decodePayload(T.self, from: message.payload, codec: codec) },
+                deliver: { message, sender, value in await deliver(message.topic, value as! T, sender) },
                 finish: finish),
             topic: topic)
         guard listenedTopics.insert(topic).inserted else { return }
@@ -106,57 +109,69 @@ extension MeshNode {
     /// The node's delivery task: takes batches from the inbox and hands each message to the
     /// topic's listeners, decoding once per listener type.
     static func deliver(inbox: Inbox, listeners: ListenerTable, logger: MeshLogger, counter: StatisticsCounter) async {
+        var lastTopic = ""
+        var lastEntries: [ListenerTable.Entry]?
         while true {
-            let batch = await inbox.next()
-            if batch.isEmpty { return }
+            let batches = await inbox.next()
+            if batches.isEmpty { return }
             let table = listeners.snapshot
-            for message in batch {
-                guard let entries = table[message.topic] else {
-                    logger.debug("message on \"\(message.topic)\" from \(message.sender) arrived after its listener stopped; skipped")
-                    continue
-                }
-                if entries.count == 1 {
-                    // The common case: one listener, no decode cache needed.
-                    let entry = entries[0]
-                    let value: any Sendable
-                    do {
-                        value = try entry.decode(message)
-                    } catch {
-                        decodeFailed(message, error, logger: logger, counter: counter)
-                        continue
+            lastEntries = nil
+            for batch in batches {
+                let sender = batch.sender
+                for message in batch.messages {
+                    if lastEntries == nil || message.topic != lastTopic {
+                        lastTopic = message.topic
+                        lastEntries = table[message.topic] ?? []
                     }
-                    await entry.deliver(message, value)
-                    continue
-                }
-                var decoded: [ObjectIdentifier: any Sendable] = [:]
-                var failed: Set<ObjectIdentifier> = []
-                for entry in entries {
-                    if failed.contains(entry.type) { continue }
-                    let value: any Sendable
-                    if let cached = decoded[entry.type] {
-                        value = cached
-                    } else {
+                    let entries = lastEntries!
+                    if entries.isEmpty {
+                        logger.debug("message on \"\(message.topic)\" from \(sender) arrived after its listener stopped; skipped")
+                    } else if entries.count == 1 {
                         do {
-                            value = try entry.decode(message)
-                            decoded[entry.type] = value
+                            try await entries[0].handle(message, sender)
                         } catch {
-                            failed.insert(entry.type)
-                            decodeFailed(message, error, logger: logger, counter: counter)
-                            continue
+                            decodeFailed(message, from: sender, error, logger: logger, counter: counter)
                         }
+                    } else {
+                        await deliver(message, from: sender, to: entries, logger: logger, counter: counter)
                     }
-                    await entry.deliver(message, value)
                 }
             }
         }
     }
 
+    /// Several listeners on one topic: decode once per listener type, then deliver to each.
+    private static func deliver(
+        _ message: InboundMessage, from sender: MeshPeer, to entries: [ListenerTable.Entry], logger: MeshLogger,
+        counter: StatisticsCounter
+    ) async {
+        var decoded: [ObjectIdentifier: any Sendable] = [:]
+        var failed: Set<ObjectIdentifier> = []
+        for entry in entries where !failed.contains(entry.type) {
+            let value: any Sendable
+            if let cached = decoded[entry.type] {
+                value = cached
+            } else {
+                do {
+                    value = try entry.decode(message)
+                    decoded[entry.type] = value
+                } catch {
+                    failed.insert(entry.type)
+                    decodeFailed(message, from: sender, error, logger: logger, counter: counter)
+                    continue
+                }
+            }
+            await entry.deliver(message, sender, value)
+        }
+    }
+
     private static func decodeFailed(
-        _ message: InboundMessage, _ error: any Error, logger: MeshLogger, counter: StatisticsCounter
+        _ message: InboundMessage, from sender: MeshPeer, _ error: any Error, logger: MeshLogger,
+        counter: StatisticsCounter
     ) {
         counter.update { $0.decodeFailures += 1 }
         logger.warning(
-            "could not decode a message on \"\(message.topic)\" from \(message.sender) (\(message.payload.count) bytes): \(error); skipped"
+            "could not decode a message on \"\(message.topic)\" from \(sender) (\(message.payload.count) bytes): \(error); skipped"
         )
     }
 }
@@ -178,6 +193,12 @@ public struct MeshMessages<Value: Sendable>: AsyncSequence, Sendable {
         let lifetime: Lifetime
 
         public mutating func next() async throws -> MeshMessage<Value>? {
+            try Task.checkCancellation()
+            return await channel.next()
+        }
+
+        /// Waits on the caller's executor, so a loop on the main actor wakes once per message, not twice.
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> MeshMessage<Value>? {
             try Task.checkCancellation()
             return await channel.next()
         }

@@ -81,12 +81,12 @@ extension MeshNode {
     }
 
     private nonisolated func deliverLocally(topic: String, encoding: PayloadEncoding, payload: Data, frameBytes: Int) {
-        let message = InboundMessage(topic: topic, encoding: encoding, payload: payload, sender: MeshPeer(id: id, name: name))
+        let message = InboundMessage(topic: topic, encoding: encoding, payload: payload)
         receivedCounter.update {
             $0.messagesReceived += 1
             $0.bytesReceived += frameBytes
         }
-        inbox.push([message], bytes: frameBytes, from: nil)
+        inbox.push(InboundBatch(sender: MeshPeer(id: id, name: name), messages: [message]), bytes: frameBytes, from: nil)
     }
 
     /// The rare path: the connection had closed or its queue was full.

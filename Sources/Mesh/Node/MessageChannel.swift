@@ -68,7 +68,7 @@ final class MessageChannel<Element: Sendable>: Sendable {
     }
 
     /// The next element, or `nil` once finished and drained.
-    func next() async -> Element? {
+    nonisolated(nonsending) func next() async -> Element? {
         if let (element, producers) = takeOne() {
             for producer in producers { producer.resume() }
             return element

@@ -203,6 +203,7 @@ enum MessageFrame {
     ) {
         guard body.count >= 3 else { throw .malformed("message body of \(body.count) bytes is too short") }
         let topicLength = Int(body[0]) << 8 | Int(body[1])
+        guard topicLength <= 255 else { throw .malformed("message topic of \(topicLength) bytes exceeds 255") }
         guard topicLength > 0, body.count >= 2 + topicLength + 1 else {
             throw .malformed("message topic length \(topicLength) does not fit a body of \(body.count) bytes")
         }

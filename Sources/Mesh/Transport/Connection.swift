@@ -180,6 +180,11 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// Appends `byteCount` bytes of whole frames with `write`, under the lock, unless full or closed.
+    ///
+    /// The loop thread does the writing: by the time it runs, a burst has usually gathered, and
+    /// one `send` carries all of it. (Writing from the caller's thread when the connection was
+    /// idle halved nothing measurable in ping-pong and cost 1→8 fan-out 5×, because every small
+    /// write hands the core to the woken receiver.)
     private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
         let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
             if shared.closed { return (.closed, false) }
