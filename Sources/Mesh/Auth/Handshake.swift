@@ -177,6 +177,8 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
     case closedDuringHandshake
     /// The handshake did not finish within its deadline.
     case timedOut(seconds: Int)
+    /// Closed to make room: more connections than the limit were mid-handshake, and this one had waited longest.
+    case evicted(limit: Int)
 
     /// True for failures caused by the key, as opposed to the protocol.
     var isAuthenticationFailure: Bool {
@@ -206,6 +208,8 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
             return "peer closed the connection during the handshake (wrong key, or a different protocol?)"
         case .timedOut(let seconds):
             return "no handshake from peer within \(seconds) s"
+        case .evicted(let limit):
+            return "closed mid-handshake to make room: over \(limit) connections were waiting to authenticate"
         }
     }
 }

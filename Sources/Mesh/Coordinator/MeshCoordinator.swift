@@ -122,11 +122,12 @@ public actor MeshCoordinator {
         let options = connectionOptions
         let link = Link(events: events)
         let events = self.events
+        let admission = HandshakeAdmission()
         do {
             listener = try Listener(
                 binding: bindAddress, onError: { events.push(.acceptFailed($0)) },
                 onAccept: { socket, peer in
-                    _ = Connection.accept(socket, from: peer, options: options, delegate: link)
+                    _ = Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission)
                 })
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)

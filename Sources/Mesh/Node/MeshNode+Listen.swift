@@ -93,7 +93,12 @@ extension MeshNode {
 
     /// Drops cached routes, lets go of nodes that left, and wakes waiters whose condition now holds.
     func topologyChanged() {
-        for connection in router.setTopology(topology) {
+        var routing = topology
+        if !provisional.isEmpty {
+            provisional = provisional.filter { topology.nodes[$0.key] == nil }
+            for (nodeID, node) in provisional { routing.nodes[nodeID] = node }
+        }
+        for connection in router.setTopology(routing) {
             connection.closeAfterFlushing(deadline: .now + .seconds(1))
         }
         let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }

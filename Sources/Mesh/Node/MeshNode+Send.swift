@@ -101,8 +101,21 @@ extension MeshNode {
             connection = router.reconnect(to: node, replacing: failed)
             result = connection?.send(frame) ?? .closed
         }
-        if result == .full, case .wait(let patience) = configuration.whenPeerQueueFull, let waiting = connection {
-            if await waiting.waitForSpace(until: .now + patience) { result = waiting.send(frame) }
+        if result == .full, let full = connection {
+            switch configuration.whenPeerQueueFull {
+            case .wait(let patience):
+                if await full.waitForSpace(until: .now + patience) { result = full.send(frame) }
+            case .dropOldest:
+                let (outcome, dropped) = full.sendDroppingOldest(frame)
+                result = outcome
+                if dropped.frames > 0 {
+                    router.dropped(
+                        dropped.frames, bytes: dropped.bytes, for: node, topic: nil, stillCounted: true,
+                        reason: "oldest queued messages dropped to make room (queue limit \(configuration.maximumQueuedBytesPerPeer) bytes)")
+                }
+            case .dropNewest:
+                break
+            }
         }
         switch result {
         case .queued:
@@ -165,7 +178,8 @@ extension MeshNode {
         }
         if unsent.frames > 0 {
             router.dropped(
-                unsent.frames, bytes: unsent.bytes, for: node, topic: nil, reason: error?.description ?? "connection closed")
+                unsent.frames, bytes: unsent.bytes, for: node, topic: nil, stillCounted: true,
+                reason: error?.description ?? "connection closed")
         }
     }
 }

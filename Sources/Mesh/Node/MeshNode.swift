@@ -82,7 +82,7 @@ public actor MeshNode {
 
     /// What a node does when the coordinator relays a `mesh node kill`.
     public enum ShutdownRequestAction: Sendable, Equatable {
-        /// Close the node (flushing what is queued), then raise SIGTERM in this process, so a
+        /// Close the node (flushing what is queued), then send SIGTERM to this process, so a
         /// program that handles SIGTERM shuts down its own way and one that does not ends.
         case terminateProcess
         /// Only close the node; the process goes on (the node's calls then throw ``MeshError/closed``).
@@ -90,11 +90,20 @@ public actor MeshNode {
     }
 
     /// What `send` does when a receiver has ``Configuration/maximumQueuedBytesPerPeer`` queued.
+    ///
+    /// Whatever the policy, every dropped message is counted in
+    /// ``MeshStatistics/messagesDropped`` and logged with the receiver and topic (at most one
+    /// line per receiver per second, with the counts in between).
     public enum FullQueuePolicy: Sendable, Equatable {
-        /// Wait up to the duration for room; then drop the message, count it and log it.
+        /// Wait up to the duration for room (the calling task suspends; other tasks go on);
+        /// then drop this message. The default, with 5 s: a consumer that is slow for a moment
+        /// loses nothing, one that has stopped costs each send at most the deadline.
         case wait(Duration)
-        /// Drop the message at once, count it and log it.
+        /// Drop this message at once: sends never wait (for telemetry where late is useless).
         case dropNewest
+        /// Make room by dropping the oldest queued messages for that receiver: sends never wait
+        /// and the receiver gets the freshest data (for state that supersedes itself, like poses).
+        case dropOldest
     }
 
     enum ControlEvent: Sendable {
@@ -123,7 +132,7 @@ public actor MeshNode {
     let receivedCounter = StatisticsCounter()
     let controlEvents: EventQueue<ControlEvent>
     let inboundConnections = ConnectionSet()
-    let router: Router
+    nonisolated let router: Router
     var topology = Topology()
     var listenedTopics: Set<String> = []
     var isClosed = false
@@ -135,6 +144,10 @@ public actor MeshNode {
     private var tasks: [Task<Void, Never>] = []
     private var registration: CheckedContinuation<Void, any Error>?
     private var coordinatorLostAt: ContinuousClock.Instant?
+    /// Nodes known before the coordinator was lost that the new one has not heard from yet;
+    /// still routed to until they re-register or ``reregistrationGrace`` passes.
+    var provisional: [String: NodeRecord] = [:]
+    static let reregistrationGrace = Duration.seconds(5)
     private var lastHeardFromCoordinator = ContinuousClock.now
     private var reconnectAttempt = 0
 
@@ -195,12 +208,14 @@ public actor MeshNode {
         let link = InboundLink(inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
         let connections = inboundConnections
         let logger = self.logger
+        let admission = HandshakeAdmission()
         do {
             server = try Listener(
                 binding: bindAddress,
                 onError: { logger.error("accepting a peer connection failed: \($0)") },
                 onAccept: { socket, peer in
-                    connections.insert(Connection.accept(socket, from: peer, options: options, delegate: link))
+                    connections.insert(
+                        Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission))
                 })
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
@@ -325,6 +340,19 @@ public actor MeshNode {
             else { return }
             coordinatorState = .registered(connection)
             reconnectAttempt = 0
+            if coordinatorLostAt != nil {
+                // A fresh coordinator knows only the nodes that re-registered so far. Keep routing
+                // to the others for a grace period: they are most likely alive and re-registering.
+                let fresh = Topology(snapshot)
+                provisional = topology.nodes.filter { $0.key != id && fresh.nodes[$0.key] == nil }
+                if !provisional.isEmpty {
+                    let grace = MeshNode.reregistrationGrace
+                    Task {
+                        try? await Task.sleep(for: grace)
+                        self.expireProvisional()
+                    }
+                }
+            }
             replaceTopology(Topology(snapshot))
             if let lostAt = coordinatorLostAt {
                 router.count { $0.coordinatorReconnects += 1 }
@@ -367,7 +395,9 @@ public actor MeshNode {
             let action = configuration.onShutdownRequest
             Task {
                 await self.close()
-                if action == .terminateProcess { raise(SIGTERM) }
+                // kill, not raise: raise targets this thread only, where a Dispatch signal source
+                // (which ignores the signal's default action) never sees it.
+                if action == .terminateProcess { kill(getpid(), SIGTERM) }
             }
         default:
             logger.warning("unexpected \(message.type) message from the coordinator; ignored")
@@ -406,6 +436,18 @@ public actor MeshNode {
         }
     }
 
+    private func expireProvisional() {
+        guard !provisional.isEmpty else { return }
+        let gone = provisional.filter { topology.nodes[$0.key] == nil }
+        provisional = [:]
+        if !gone.isEmpty {
+            logger.info(
+                "\(gone.count) node(s) did not re-register with the new coordinator within \(formatted(MeshNode.reregistrationGrace)); no longer routing to them: \(gone.values.map(\.name).sorted().joined(separator: ", "))"
+            )
+        }
+        topologyChanged()
+    }
+
     private func retryCoordinator() {
         guard !isClosed, case .disconnected = coordinatorState else { return }
         connectToCoordinator()
@@ -414,6 +456,7 @@ public actor MeshNode {
     /// Tells the coordinator this node is alive (with its counters), and gives the coordinator
     /// up when it has been silent for three heartbeats: a half-open connection never closes by itself.
     private func beat() {
+        router.reportHeldDrops()
         guard case .registered(let connection) = coordinatorState else { return }
         let silence = lastHeardFromCoordinator.duration(to: .now)
         if silence > configuration.heartbeatInterval * 3 {

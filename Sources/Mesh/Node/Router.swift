@@ -28,6 +28,7 @@ final class Router: Sendable {
         var peers: [String: Connection] = [:]
         var failed: [String: ContinuousClock.Instant] = [:]
         var statistics = MeshStatistics()
+        var drops = DropReport()
         var closed = false
     }
 
@@ -165,16 +166,32 @@ final class Router: Sendable {
         }
     }
 
-    /// Counts and logs messages that will not arrive.
-    func dropped(_ count: Int, bytes: Int, for node: NodeRecord?, topic: String?, reason: String) {
-        state.withLock {
-            $0.statistics.messagesDropped += count
-            $0.statistics.messagesSent -= topic == nil ? 0 : count
-            $0.statistics.bytesSent -= topic == nil ? 0 : bytes
-        }
+    /// Counts messages that will not arrive and reports them, at most once a second per receiver.
+    ///
+    /// - Parameters:
+    ///   - stillCounted: the messages were counted as sent (queued, then lost); they stay counted.
+    ///   - reason: why, for the log line.
+    func dropped(
+        _ count: Int, bytes: Int, for node: NodeRecord?, topic: String?, stillCounted: Bool = false, reason: String
+    ) {
         let who = node.map { "\($0.name) (\($0.id)) at \($0.address)" } ?? "a peer"
         let what = topic.map { " on \"\($0)\"" } ?? ""
-        logger.warning("dropped \(count) message(s) (\(bytes) bytes)\(what) for \(who): \(reason)")
+        let now = ContinuousClock.now
+        let line = state.withLock { state -> String? in
+            state.statistics.messagesDropped += count
+            if !stillCounted {
+                state.statistics.messagesSent -= count
+                state.statistics.bytesSent -= bytes
+            }
+            return state.drops.add(count, bytes: bytes, key: who + what, reason: reason, now: now)
+        }
+        if let line { logger.warning(line) }
+    }
+
+    /// Logs drops held back by the once-a-second limit (the node calls this with each heartbeat).
+    func reportHeldDrops() {
+        let lines = state.withLock { $0.drops.flush(now: .now) }
+        for line in lines { logger.warning(line) }
     }
 
     /// Takes a new topology: forgets cached routes and returns connections to nodes that left.
@@ -215,10 +232,56 @@ final class Router: Sendable {
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// Bytes queued for one peer and not yet written (for tests and `mesh status`).
+    func queuedBytes(for peerID: String) -> Int {
+        (state.withLock { $0.peers[peerID] })?.unsentByteCount ?? 0
+    }
+
     /// Send-side counters.
     var statistics: MeshStatistics { state.withLock { $0.statistics } }
 
     func count(_ update: (inout MeshStatistics) -> Void) {
         state.withLock { update(&$0.statistics) }
+    }
+}
+
+/// Drop counts per receiver and topic, so a flood of drops makes one log line a second, not one each.
+struct DropReport: Sendable {
+    private struct Held {
+        var count = 0
+        var bytes = 0
+        var reason = ""
+        var lastLogged: ContinuousClock.Instant
+    }
+
+    private var held: [String: Held] = [:]
+
+    /// Records a drop; returns a line to log now, or `nil` when one went out for `key` within the second.
+    mutating func add(_ count: Int, bytes: Int, key: String, reason: String, now: ContinuousClock.Instant) -> String? {
+        var entry = held[key] ?? Held(lastLogged: now - .seconds(2))
+        entry.count += count
+        entry.bytes += bytes
+        entry.reason = reason
+        defer { held[key] = entry }
+        guard now - entry.lastLogged >= .seconds(1) else { return nil }
+        let line = "dropped \(entry.count) message(s) (\(entry.bytes) bytes) for \(key): \(reason)"
+        entry.count = 0
+        entry.bytes = 0
+        entry.lastLogged = now
+        return line
+    }
+
+    /// Lines for drops held back for over a second; forgets quiet receivers.
+    mutating func flush(now: ContinuousClock.Instant) -> [String] {
+        var lines: [String] = []
+        for (key, entry) in held {
+            if entry.count > 0, now - entry.lastLogged >= .seconds(1) {
+                lines.append("dropped \(entry.count) message(s) (\(entry.bytes) bytes) for \(key): \(entry.reason)")
+                held[key] = Held(lastLogged: now)
+            } else if entry.count == 0, now - entry.lastLogged > .seconds(10) {
+                held[key] = nil
+            }
+        }
+        return lines
     }
 }

@@ -111,18 +111,15 @@ struct FrameDecoder: Sendable {
     /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad header.
     mutating func next() throws(FrameError) -> Header? {
         let available = writeIndex - readIndex
-        guard available >= Frame.headerLength else { return nil }
+        guard available >= 4 else { return nil }
         let length = storage.withUnsafeBytes { raw -> Int in
             Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
                 | Int(raw[readIndex + 3])
         }
         guard length > 0 else { throw .empty }
         guard length <= maximumFrameLength else { throw .tooLarge(size: length, limit: maximumFrameLength) }
-        guard available >= 4 + length else {
-            // Room for the rest now, so the next read can complete the frame in one go.
-            makeSpace(4 + length - available)
-            return nil
-        }
+        // Storage grows with the bytes that actually arrive, never ahead of them on a peer's say-so.
+        guard available >= 4 + length else { return nil }
         let kind = storage[readIndex + 4]
         let bodyStart = readIndex + Frame.headerLength
         readIndex += 4 + length
@@ -143,32 +140,42 @@ struct FrameDecoder: Sendable {
     }
 
     /// Ensures `minimum` free bytes after `writeIndex`, moving unread bytes to the front first.
+    ///
     private mutating func makeSpace(_ minimum: Int) {
         if readIndex == writeIndex {
             readIndex = 0
             writeIndex = 0
         }
         if storage.count - writeIndex >= minimum { return }
-        if readIndex > 0 {
-            let unread = writeIndex - readIndex
+        let unread = writeIndex - readIndex
+        if readIndex > 0, storage.count - unread >= minimum {
             storage.withUnsafeMutableBytes { raw in
                 raw.baseAddress!.copyMemory(from: raw.baseAddress! + readIndex, byteCount: unread)
             }
             readIndex = 0
             writeIndex = unread
-            if storage.count - writeIndex >= minimum { return }
+            return
         }
-        let needed = writeIndex + minimum
         var newCount = max(storage.count * 2, 4096)
-        while newCount < needed { newCount *= 2 }
-        storage.append(contentsOf: repeatElement(0, count: newCount - storage.count))
+        while newCount < unread + minimum { newCount *= 2 }
+        var grown = [UInt8](repeating: 0, count: newCount)  // a memset, not a per-byte loop
+        let start = readIndex
+        grown.withUnsafeMutableBytes { target in
+            storage.withUnsafeBytes { source in
+                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + unread)]))
+            }
+        }
+        storage = grown
+        readIndex = 0
+        writeIndex = unread
     }
 
     /// Gives back memory held for one large frame once the stream has moved past it.
     mutating func shrinkIfIdle(keeping capacity: Int) {
         guard readIndex == writeIndex, storage.count > capacity * 2 else { return }
-        storage = [UInt8](repeating: 0, count: capacity)
+        storage = []
         readIndex = 0
         writeIndex = 0
+        makeSpace(capacity)
     }
 }

@@ -72,8 +72,18 @@ public struct MeshLogger: Sendable {
         guard level <= self.level else { return }
         let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
         let name = level.description.padding(toLength: 7, withPad: " ", startingAt: 0)
-        sink("\(stamp) \(name) [\(label)] \(message())")
+        var text = message()
+        if text.utf8.count > MeshLogger.maximumMessageBytes {
+            // Peers control some of what is logged (names, topics): keep one line readable.
+            let total = text.utf8.count
+            text = String(decoding: text.utf8.prefix(MeshLogger.maximumMessageBytes), as: UTF8.self)
+                + "… (\(total - MeshLogger.maximumMessageBytes) more bytes)"
+        }
+        sink("\(stamp) \(name) [\(label)] \(text)")
     }
+
+    /// The longest message written whole; longer ones are cut with a note of how much was left out.
+    public static let maximumMessageBytes = 2048
 
     private static let standardErrorLock = Mutex(())
 

@@ -78,6 +78,12 @@ final class Connection: EventHandler, CustomStringConvertible {
         var timer: UInt64?
         var writeArmed = false
         var readPaused = false
+        /// Holds a place in the listener's handshake admission until the handshake ends.
+        var admission: HandshakeAdmission?
+        /// Bytes read since the handshake, and the count when the stall timer was last armed.
+        var bytesRead = 0
+        var stallBaseline = 0
+        var stallTimer: UInt64?
 
         init(handshake: Handshake, maximumFrameLength: Int) {
             self.handshake = handshake
@@ -147,13 +153,20 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// Takes over a socket returned by `accept` and runs the accepting side of the handshake.
+    ///
+    /// - Parameter admission: when given, the connection holds a place in it for the length of
+    ///   its handshake; when the places are full, the longest-waiting connection is closed.
     static func accept(
         _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
-        loop: EventLoop = .shared
+        admission: HandshakeAdmission? = nil, loop: EventLoop = .shared
     ) -> Connection {
         socket.setNoDelay()
         let connection = Connection(
             socket: socket, remote: peer, role: .acceptor, options: options, delegate: delegate, loop: loop)
+        connection.local.admission = admission
+        if let evicted = admission?.enter(connection) {
+            evicted.close(error: .handshake(.evicted(limit: admission?.limit ?? 0)))
+        }
         loop.execute { connection.beginHandshake(register: true) }
         return connection
     }
@@ -197,6 +210,49 @@ final class Connection: EventHandler, CustomStringConvertible {
         }
         if schedule { loop.execute { self.flush() } }
         return result
+    }
+
+    /// Queues one whole frame, first dropping the oldest queued frames when there is no room.
+    ///
+    /// Only frames not yet handed to the kernel can be dropped; a frame partly written stays.
+    /// - Returns: what happened to `frame`, and the frames and bytes dropped to make room.
+    func sendDroppingOldest(_ frame: [UInt8]) -> (SendResult, dropped: Unsent) {
+        let (result, dropped, schedule) = shared.withLock { shared -> (SendResult, Unsent, Bool) in
+            if shared.closed { return (.closed, Unsent(), false) }
+            var dropped = Unsent()
+            let limit = options.maximumPendingBytes
+            // Only message frames go: a peer hello still waiting at the front must stay first.
+            var start = 0
+            var cut = 0
+            while shared.unsent - dropped.bytes > 0, shared.unsent - dropped.bytes + frame.count > limit,
+                cut + Frame.headerLength <= shared.pending.count
+            {
+                let (length, kind) = shared.pending.withUnsafeBytes { raw in
+                    (Int(raw[cut]) << 24 | Int(raw[cut + 1]) << 16 | Int(raw[cut + 2]) << 8 | Int(raw[cut + 3]), raw[cut + 4])
+                }
+                if kind != FrameKind.message.rawValue {
+                    guard cut == start else { break }
+                    start += 4 + length
+                    cut = start
+                    continue
+                }
+                cut += 4 + length
+                dropped.frames += 1
+                dropped.bytes += 4 + length
+            }
+            if cut > start {
+                shared.pending.removeSubrange(start..<cut)
+                shared.unsent -= cut - start
+            }
+            if shared.unsent > 0, shared.unsent + frame.count > limit { return (.full, dropped, false) }
+            shared.pending.append(contentsOf: frame)
+            shared.unsent += frame.count
+            guard shared.open, !shared.flushScheduled else { return (.queued, dropped, false) }
+            shared.flushScheduled = true
+            return (.queued, dropped, true)
+        }
+        if schedule { loop.execute { self.flush() } }
+        return (result, dropped)
     }
 
     /// Queues bytes that hold one or more whole frames.
@@ -342,6 +398,8 @@ final class Connection: EventHandler, CustomStringConvertible {
                 local.outgoing.append(contentsOf: bytes)
                 flush()
             case .established:
+                local.admission?.leave(self)
+                local.admission = nil
                 if let timer = local.timer { loop.cancelTimer(timer) }
                 local.timer = nil
                 local.phase = .open
@@ -375,8 +433,10 @@ final class Connection: EventHandler, CustomStringConvertible {
                     try socket.read(into: raw)
                 }
                 guard let count else { return }
+                local.bytesRead += count
                 guard let delegate = shared.withLock({ $0.delegate }) else { return }
                 try delegate.connection(self, didReceive: &local.decoder)
+                if local.decoder.bufferedByteCount > 0, local.stallTimer == nil { armStallTimer() }
                 if count < space { return }
             }
         } catch let error as SocketError {
@@ -389,6 +449,27 @@ final class Connection: EventHandler, CustomStringConvertible {
             finishClose(.protocolViolation("\(error)"))
         }
     }
+
+    /// A frame that has started must keep coming: fewer than ``stallMinimumBytes`` in
+    /// ``stallWindow`` while one is incomplete closes the connection (a slowloris holds nothing).
+    private func armStallTimer() {
+        local.stallBaseline = local.bytesRead
+        local.stallTimer = loop.schedule(after: Connection.stallWindow) { [self] in
+            local.stallTimer = nil
+            guard local.phase == .open, local.decoder.bufferedByteCount > 0 else { return }
+            if local.bytesRead - local.stallBaseline < Connection.stallMinimumBytes {
+                let seconds = Int(Connection.stallWindow.components.seconds)
+                finishClose(
+                    .protocolViolation(
+                        "stalled mid-frame: fewer than \(Connection.stallMinimumBytes) bytes in \(seconds) s"))
+            } else {
+                armStallTimer()
+            }
+        }
+    }
+
+    static let stallWindow = Duration.seconds(5)
+    static let stallMinimumBytes = 1024
 
     private func isDisconnect(_ error: SocketError) -> Bool {
         if case .disconnected = error { return true }
@@ -472,6 +553,9 @@ final class Connection: EventHandler, CustomStringConvertible {
         guard local.phase != .closed else { return }
         let wasHandshaking = local.phase == .handshaking
         local.phase = .closed
+        local.admission?.leave(self)
+        local.admission = nil
+        if let stallTimer = local.stallTimer { loop.cancelTimer(stallTimer) }
         if let timer = local.timer { loop.cancelTimer(timer) }
         if wasHandshaking, !local.outgoing.isEmpty {
             // Best effort: let a rejected peer read the verdict before the close.

@@ -70,3 +70,34 @@ final class Listener: EventHandler {
         }
     }
 }
+
+/// Caps how many accepted connections may be in their handshake at once, so a flood of
+/// connections that never authenticate cannot use up the process's descriptors or memory.
+///
+/// When every place is taken, the connection that has waited longest is closed to make room:
+/// a real peer finishes its handshake in milliseconds, so it is the idle ones that go, and an
+/// attacker cannot lock real peers out by keeping the places full.
+final class HandshakeAdmission: Sendable {
+    /// The most connections allowed mid-handshake.
+    let limit: Int
+    private let waiting = Mutex<[Connection]>([])
+
+    init(limit: Int = 256) {
+        self.limit = limit
+    }
+
+    /// Takes a place for `connection`; returns the connection evicted to make room, if any.
+    func enter(_ connection: Connection) -> Connection? {
+        waiting.withLock { waiting in
+            waiting.append(connection)
+            return waiting.count > limit ? waiting.removeFirst() : nil
+        }
+    }
+
+    /// Gives the place back (the handshake ended, either way).
+    func leave(_ connection: Connection) {
+        waiting.withLock { waiting in
+            if let index = waiting.firstIndex(where: { $0 === connection }) { waiting.remove(at: index) }
+        }
+    }
+}
