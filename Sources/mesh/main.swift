@@ -1,26 +1,57 @@
 import Foundation
 import Mesh
 
-/// mesh: see and poke a running mesh.
-let usage = """
-    usage: mesh <command> [options]
+/// mesh: see and poke a running mesh. `mesh --help` lists the commands; docs/CLI.md describes
+/// each with its output formats.
 
-    Commands arrive in a later release; this build answers:
-      --version   print the version
-      --help      print this help
-
-    Common options (for the commands to come):
-      --coordinator HOST:PORT   default $MESH_COORDINATOR, else 127.0.0.1:6374
-      --authkey KEY | --authkey-file PATH   default $MESH_AUTHKEY
-    """
-
-let arguments = Array(CommandLine.arguments.dropFirst())
-switch arguments.first {
-case "--version":
-    print("mesh \(MeshDefaults.version)")
-case "--help", "-h", nil:
-    print(usage)
-default:
-    FileHandle.standardError.write(Data("mesh: unknown command \"\(arguments[0])\"; see mesh --help\n".utf8))
-    exit(2)
+/// Prints `mesh: MESSAGE` as one line on standard error and exits with `code`.
+func fail(_ message: String, code: Int32) -> Never {
+    let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    FileHandle.standardError.write(Data("mesh: \(line)\n".utf8))
+    exit(code)
 }
+
+/// Runs the command the arguments name.
+func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+    switch arguments.command {
+    case .nodeList: try await NodeCommands.list(arguments, context)
+    case .nodeKill: try await NodeCommands.kill(arguments, context)
+    case .topicList: try await TopicCommands.list(arguments, context)
+    case .topicEcho: try await TopicCommands.echo(arguments, context)
+    case .topicSend: try await TopicCommands.send(arguments, context)
+    case .topicHz: try await TopicRateCommands.run(arguments, context, bandwidth: false)
+    case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
+    case .status: try await StatusCommand.run(arguments, context)
+    case .speedtest: try await SpeedtestCommand.run(arguments, context)
+    }
+}
+
+MeshProcess.lineBufferedOutput()
+
+let invocation: Invocation
+do {
+    invocation = try ArgumentParser.parse(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    fail(error.description, code: error.exitCode)
+}
+
+switch invocation {
+case .help(let text):
+    print(text)
+case .version:
+    print("mesh \(MeshDefaults.version)")
+case .run(let arguments):
+    do {
+        try await run(arguments, try MeshContext(arguments))
+    } catch let error as CommandLineError {
+        fail(error.description, code: error.exitCode)
+    } catch let error as MeshError {
+        switch error {
+        case .invalidAddress, .invalidName: fail(error.description, code: 2)
+        default: fail(error.description, code: 1)
+        }
+    } catch {
+        fail("\(error)", code: 1)
+    }
+}
+exit(0)

@@ -1,0 +1,117 @@
+import Foundation
+import Mesh
+
+/// `mesh topic list`, `mesh topic echo` and `mesh topic send`.
+enum TopicCommands {
+    /// One topic in `mesh topic list --json`.
+    struct TopicEntry: Encodable {
+        struct Group: Encodable {
+            var name: String
+            var members: Int
+        }
+
+        var topic: String
+        var listeners: Int
+        var groups: [Group]
+    }
+
+    static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+        let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
+        let entries = topology.topics.sorted { $0.key < $1.key }.map { topic, listeners in
+            let members = Dictionary(grouping: listeners, by: \.name)
+            return TopicEntry(
+                topic: topic, listeners: listeners.count,
+                groups: members.keys.sorted().map { TopicEntry.Group(name: $0, members: members[$0]?.count ?? 0) })
+        }
+        if arguments.has("--json") {
+            print(Format.json(entries))
+            return
+        }
+        let rows = entries.map { entry in
+            [
+                entry.topic, String(entry.listeners),
+                entry.groups.map { "\($0.name) (\($0.members))" }.joined(separator: ", "),
+            ]
+        }
+        print(Format.table(["TOPIC", "LISTENERS", "GROUPS"], rows))
+    }
+
+    static func echo(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+        let topic = arguments.positionals[0]
+        let limit = try arguments.integer("--count", in: 1...Int.max)
+        // A name of its own, so two echoes each see every message instead of sharing them as a pool.
+        let node = try await context.node(named: "mesh-echo-\(ProcessInfo.processInfo.processIdentifier)")
+        do {
+            let messages = try await node.messages(topic, as: Data.self)
+            _ = try await runUntilSignal(onSignal: { await node.close() }) {
+                var seen = 0
+                for try await message in messages {
+                    print(echoLine(message))
+                    seen += 1
+                    if let limit, seen >= limit { break }
+                }
+            }
+        } catch {
+            await node.close()
+            throw error
+        }
+        await node.close()
+    }
+
+    /// `{"topic":…,"sender":…,"senderId":…,"data":…}` for a JSON payload, else `…,"bytes":N,"base64":…}`.
+    static func echoLine(_ message: MeshMessage<Data>) -> String {
+        let head =
+            "{\"topic\":\(Format.compactJSON(message.topic)),\"sender\":\(Format.compactJSON(message.sender.name)),\"senderId\":\(Format.compactJSON(message.sender.id))"
+        if let value = try? JSONValue(parsing: message.value) {
+            return head + ",\"data\":\(Format.compactJSON(value))}"
+        }
+        return head + ",\"bytes\":\(message.value.count),\"base64\":\"\(message.value.base64EncodedString())\"}"
+    }
+
+    static func send(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+        let topic = arguments.positionals[0]
+        let value: JSONValue
+        do {
+            value = try JSONValue(parsing: Data(arguments.positionals[1].utf8))
+        } catch {
+            throw CommandLineError.usage("invalid JSON \"\(arguments.positionals[1].prefix(40))\": \(JSONValue.describe(error))")
+        }
+        let rate = try arguments.positiveNumber("--rate")
+        // With a rate and no count: until Ctrl-C.
+        let count = try arguments.integer("--count", in: 1...Int.max) ?? (rate == nil ? 1 : nil)
+        let patience = try arguments.positiveNumber("--timeout") ?? 5
+        let node = try await context.node(named: "mesh-send")
+        do {
+            if !arguments.has("--no-wait") {
+                do {
+                    try await node.waitForListener(topic, timeout: .milliseconds(Int(patience * 1000)))
+                } catch MeshError.timedOut {
+                    throw CommandLineError.failed("no listener on \(topic) within \(Format.seconds(patience)) s")
+                }
+            }
+            let sent =
+                try await runUntilSignal {
+                    let start = ContinuousClock.now
+                    var sent = 0
+                    while count.map({ sent < $0 }) ?? true {
+                        if let rate, sent > 0 {
+                            let due = start + .milliseconds(Int((Double(sent) / rate * 1000).rounded()))
+                            try? await Task.sleep(until: due, clock: .continuous)
+                            if Task.isCancelled { break }
+                        }
+                        try await node.send(topic, value)
+                        sent += 1
+                    }
+                    return sent
+                } ?? 0
+            let unrouted = await node.statistics.messagesUnrouted
+            var report = "sent \(sent) message(s) on \(topic)"
+            if unrouted > 0 { report += "; \(unrouted) found no listener and were dropped" }
+            print(report)
+        } catch {
+            await node.close()
+            throw error
+        }
+        await node.close()
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// Turns numbers and rows into the text the commands print. docs/CLI.md shows each format.
+enum Format {
+    /// Columns separated by two spaces, each as wide as its widest cell; the last column is not
+    /// padded, and the columns in `rightAligned` are padded on the left.
+    static func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+        columns([header] + rows, rightAligned: rightAligned)
+    }
+
+    /// Rows aligned in columns as ``table(_:_:rightAligned:)`` does, without a header.
+    static func columns(_ all: [[String]], rightAligned: Set<Int> = []) -> String {
+        var widths = Array(repeating: 0, count: all.map(\.count).max() ?? 0)
+        for row in all {
+            for (column, cell) in row.enumerated() where column < widths.count {
+                widths[column] = max(widths[column], cell.count)
+            }
+        }
+        return all.map { row in
+            row.enumerated().map { column, cell in
+                let padding = String(repeating: " ", count: widths[column] - cell.count)
+                if rightAligned.contains(column) { return padding + cell }
+                return column == row.count - 1 ? cell : cell + padding
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    /// `42s`, `3m07s`, `2h05m`, `4d03h`.
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(max(0, seconds).rounded(.down))
+        if total < 60 { return "\(total)s" }
+        if total < 3600 { return String(format: "%dm%02ds", total / 60, total % 60) }
+        if total < 86400 { return String(format: "%dh%02dm", total / 3600, total % 3600 / 60) }
+        return String(format: "%dd%02dh", total / 86400, total % 86400 / 3600)
+    }
+
+    /// `512 B`, `1.5 KiB`, `12.0 MiB`, `3.2 GiB` (powers of two).
+    static func bytes(_ count: Double) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = max(0, count)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(Int(value)) B" : String(format: "%.1f", value) + " " + units[unit]
+    }
+
+    /// `5`, or `2.5` when there is a fraction.
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(format: "%.1f", value)
+    }
+
+    /// A number with a fixed count of decimals.
+    static func fixed(_ value: Double, decimals: Int) -> String {
+        String(format: "%.\(decimals)f", value)
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    private static let compactEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// Pretty-printed JSON with sorted keys, for `--json` output.
+    static func json<T: Encodable>(_ value: T) -> String {
+        encode(value, with: encoder)
+    }
+
+    /// JSON on one line with sorted keys, for line-per-event output.
+    static func compactJSON<T: Encodable>(_ value: T) -> String {
+        encode(value, with: compactEncoder)
+    }
+
+    private static func encode<T: Encodable>(_ value: T, with encoder: JSONEncoder) -> String {
+        do {
+            return String(decoding: try encoder.encode(value), as: UTF8.self)
+        } catch {
+            // The values here are plain strings, integers and finite numbers.
+            preconditionFailure("could not encode \(T.self) as JSON: \(error)")
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Mesh
+
+/// Where the mesh is and how to talk to it, read from the common options and the environment.
+struct MeshContext: Sendable {
+    /// The coordinator's `HOST:PORT`.
+    var coordinator: String
+    var authkey: String?
+    var logger: MeshLogger
+    /// How long any one wait on the network may take.
+    var timeout: Duration = .seconds(5)
+
+    /// - Throws: ``CommandLineError/usage(_:)`` for an unreadable key file or an unknown log level.
+    init(_ arguments: ParsedArguments) throws(CommandLineError) {
+        coordinator = arguments.values["--coordinator"] ?? MeshDefaults.coordinatorFromEnvironment
+        if let key = arguments.values["--authkey"] {
+            guard !key.isEmpty else { throw .usage("--authkey: the key must not be empty") }
+            authkey = key
+        } else if let path = arguments.values["--authkey-file"] {
+            do {
+                authkey = try MeshProcess.readAuthkey(fromFile: path)
+            } catch MeshError.invalidName(_, let reason) {
+                throw .usage("--authkey-file \(path): \(reason)")
+            } catch {
+                throw .usage("--authkey-file \(path): \(error)")
+            }
+        } else {
+            authkey = MeshDefaults.authkeyFromEnvironment
+        }
+        // The tool's own output is the point; the library's info lines would only clutter it.
+        var level = MeshLogger.Level.warning
+        if let text = arguments.values["--log-level"] ?? ProcessInfo.processInfo.environment["MESH_LOG_LEVEL"] {
+            guard let parsed = MeshLogger.Level(name: text) else {
+                throw .usage("--log-level: unknown level \"\(text)\" (error, warning, info, debug or trace)")
+            }
+            level = parsed
+        }
+        logger = MeshLogger(label: "mesh", level: level)
+    }
+
+    /// Connects to the coordinator as an inspecting client (not a node).
+    ///
+    /// - Throws: ``MeshError`` within ``timeout``: unreachable, authentication failed, ...
+    func inspector() async throws -> MeshInspector {
+        try await MeshInspector.connect(to: coordinator, authkey: authkey, timeout: timeout)
+    }
+
+    /// Runs `body` with an inspector and closes it afterwards, whatever happens.
+    func withInspector<T: Sendable>(_ body: (MeshInspector) async throws -> T) async throws -> T {
+        let inspector = try await inspector()
+        do {
+            let result = try await body(inspector)
+            await inspector.close()
+            return result
+        } catch {
+            await inspector.close()
+            throw error
+        }
+    }
+
+    /// Joins the mesh as a node named `name`.
+    ///
+    /// A `mesh node kill` closes the node and sends this process SIGTERM, which the command's
+    /// signal watcher turns into a clean stop.
+    /// - Throws: ``MeshError`` within ``timeout``.
+    func node(named name: String, listenHost: String = "0.0.0.0") async throws -> MeshNode {
+        let configuration = MeshNode.Configuration(
+            coordinator: coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
+            logger: logger.labeled(name))
+        return try await buildMeshNode(name: name, configuration: configuration)
+    }
+}
+
+/// Runs `body` until it returns or the process gets SIGINT/SIGTERM.
+///
+/// On a signal, `body`'s task is cancelled and `onSignal` runs (closing a node there ends any
+/// message sequence `body` is reading). `body` ending by `CancellationError` counts as a normal stop.
+/// - Returns: `body`'s result, or `nil` when a signal stopped it.
+func runUntilSignal<T: Sendable>(
+    onSignal: @escaping @Sendable () async -> Void = {},
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T? {
+    let work = Task { try await body() }
+    let watcher = Task {
+        _ = await MeshProcess.waitForTerminationSignal()
+        work.cancel()
+        await onSignal()
+    }
+    defer { watcher.cancel() }
+    do {
+        return try await work.value
+    } catch is CancellationError {
+        return nil
+    } catch MeshError.closed where work.isCancelled {
+        return nil
+    }
+}
