@@ -1,0 +1,756 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import Mesh
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Generates one malformed connection's worth of bytes, reproducibly from a seed and an index.
+struct HostileInput {
+    /// What is listening on the other end; decides which frames count as "valid" to mutate.
+    enum Target: Sendable {
+        case coordinator
+        case node
+
+        /// The receiver's frame limit (kind plus body): 1 MiB at the coordinator,
+        /// 8 MiB + 64 KiB on a node's peer port.
+        var frameLimit: Int {
+            switch self {
+            case .coordinator: return 1 << 20
+            case .node: return (8 << 20) + 64 * 1024
+            }
+        }
+    }
+
+    static let categoryNames = [
+        "random bytes", "MESH + garbage", "truncated hello", "hello with bad version or flags",
+        "hello + random bytes", "hello + huge declared length", "hello + partial frame (<= 64 KiB declared)",
+        "hello + nonsense JSON", "hello + unknown kind", "hello + 60 KB topic", "hello + zero-length frame",
+        "mutated valid stream",
+    ]
+
+    let category: Int
+    let bytes: [UInt8]
+    /// True when a correct receiver must close the connection because of these bytes alone
+    /// (the hello is wrong, or the first frame is impossible); false when it may wait for more.
+    let mustBeClosed: Bool
+
+    init(seed: UInt64, index: Int, target: Target) {
+        var rng = SplitMix64(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
+        category = Int.random(in: 0..<Self.categoryNames.count, using: &rng)
+        var bytes = Self.make(category, target: target, using: &rng)
+        Self.defuseLargeDeclaredLengths(&bytes, limit: target.frameLimit)
+        self.bytes = bytes
+        mustBeClosed = Self.mustBeClosed(bytes, category: category, limit: target.frameLimit)
+    }
+
+    /// Raises any declared frame length between 64 KiB and the limit above the limit.
+    ///
+    /// Such a header makes today's receiver reserve and zero the whole declared length at once
+    /// (see `stalledLargeFrames`); in a debug build that is about 2 s of event-loop time per
+    /// 8 MiB, so a few hundred of them would stall the fuzz run for many minutes.
+    static func defuseLargeDeclaredLengths(_ bytes: inout [UInt8], limit: Int) {
+        var offset = Handshake.helloLength
+        while offset + 4 <= bytes.count {
+            let length = Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8
+                | Int(bytes[offset + 3])
+            if length == 0 || length > limit { return }
+            if length > 65_536 {
+                bytes[offset] = 0xFF
+                return
+            }
+            offset += 4 + length
+        }
+    }
+
+    /// Whether the hello or the first frame alone obliges the receiver to close.
+    static func mustBeClosed(_ bytes: [UInt8], category: Int, limit: Int) -> Bool {
+        let magic = Array("MESH".utf8)
+        for index in 0..<min(4, bytes.count) where bytes[index] != magic[index] { return true }
+        if bytes.count > 4, bytes[4] != 1 { return true }
+        if bytes.count < Handshake.helloLength { return false }
+        if bytes[5] & 1 == 1 { return true }
+        // A whole header: the decoder judges the length once all 5 header bytes are in (a
+        // zero length followed by nothing more is only "need more bytes" to it).
+        guard bytes.count >= Handshake.helloLength + Frame.headerLength else { return false }
+        let offset = Handshake.helloLength
+        let length = Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8
+            | Int(bytes[offset + 3])
+        if length == 0 || length > limit { return true }
+        // Whole first frames of a kind or content no receiver accepts.
+        return [7, 8].contains(category)
+    }
+
+    private static func make(_ category: Int, target: Target, using rng: inout SplitMix64) -> [UInt8] {
+        let hello = openMeshHello(using: &rng)
+        switch category {
+        case 0:
+            return randomBytes(Int.random(in: 1...256, using: &rng), using: &rng)
+        case 1:
+            return Array("MESH".utf8) + randomBytes(Int.random(in: 1...64, using: &rng), using: &rng)
+        case 2:
+            return Array(hello.prefix(Int.random(in: 1...37, using: &rng)))
+        case 3:
+            var bad = hello
+            if Bool.random(using: &rng) {
+                bad[4] = UInt8.random(in: 2...255, using: &rng)
+            } else {
+                bad[5] = 1  // claims a key the open mesh does not have
+            }
+            return bad + randomBytes(Int.random(in: 0...32, using: &rng), using: &rng)
+        case 4:
+            return hello + randomBytes(Int.random(in: 1...512, using: &rng), using: &rng)
+        case 5:
+            let length = UInt32.random(in: UInt32(target.frameLimit + 1)...UInt32.max, using: &rng)
+            return hello + header(length: length, kind: UInt8.random(in: 1...3, using: &rng))
+                + randomBytes(Int.random(in: 0...64, using: &rng), using: &rng)
+        case 6:
+            // Lengths near the limit are left to `stalledLargeFrames`: each costs the receiver
+            // seconds of zero-filling in a debug build, which would swamp the fuzz run.
+            let length = UInt32.random(in: 2...65_536, using: &rng)
+            return hello + header(length: length, kind: target == .coordinator ? 1 : 3)
+                + randomBytes(Int.random(in: 0...min(256, Int(length) - 1), using: &rng), using: &rng)
+        case 7:
+            return hello + frame(kind: 1, body: nonsenseJSON(using: &rng))
+        case 8:
+            let kind = [0] + Array(4...255)
+            return hello + frame(kind: UInt8(kind.randomElement(using: &rng)!), body: randomBytes(Int.random(in: 0...64, using: &rng), using: &rng))
+        case 9:
+            let topic = Self.longTopic
+            switch target {
+            case .coordinator:
+                let register = controlJSON(type: "register", name: "fuzz", topics: [])
+                let listen = Array(#"{"type":"listen","topic":"\#(topic)"}"#.utf8)
+                return hello + frame(kind: 1, body: register) + frame(kind: 1, body: listen)
+            case .node:
+                return hello + frame(kind: 2, body: Array(#"{"id":"f","name":"fuzz"}"#.utf8))
+                    + messageFrame(topic: topic, payload: randomBytes(16, using: &rng))
+            }
+        case 10:
+            return hello + [0, 0, 0, 0] + randomBytes(Int.random(in: 0...16, using: &rng), using: &rng)
+        default:
+            var stream = validStream(target: target, using: &rng)
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let position = Int.random(in: 0..<stream.count, using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: stream[position] ^= UInt8.random(in: 1...255, using: &rng)
+                case 1: stream.removeSubrange(position...)
+                case 2: stream.insert(UInt8.random(in: 0...255, using: &rng), at: position)
+                default: stream.remove(at: position)
+                }
+                if stream.isEmpty { stream = [0] }
+            }
+            return stream
+        }
+    }
+
+    private static let longTopic = String(repeating: "t", count: 60_000)
+
+    private static func validStream(target: Target, using rng: inout SplitMix64) -> [UInt8] {
+        let hello = openMeshHello(using: &rng)
+        switch target {
+        case .coordinator:
+            let name = "fuzz\(UInt16.random(in: 0...UInt16.max, using: &rng))"
+            return hello + frame(kind: 1, body: controlJSON(type: "register", name: name, topics: ["fuzz"]))
+                + frame(kind: 1, body: Array(#"{"topic":"fuzz-b","type":"listen"}"#.utf8))
+                + frame(kind: 1, body: Array(#"{"type":"heartbeat"}"#.utf8))
+        case .node:
+            return hello + frame(kind: 2, body: Array(#"{"id":"0123456789abcdef","name":"fuzz"}"#.utf8))
+                + messageFrame(topic: "fuzz", payload: randomBytes(Int.random(in: 0...64, using: &rng), using: &rng))
+                + messageFrame(topic: "fuzz", payload: Array(#"{"a":1}"#.utf8))
+        }
+    }
+
+    private static func nonsenseJSON(using rng: inout SplitMix64) -> [UInt8] {
+        let depth = Int.random(in: 1_000...50_000, using: &rng)
+        let choices: [[UInt8]] = [
+            Array("{".utf8), Array("}".utf8), Array("[]".utf8), Array("null".utf8), Array("\"\"".utf8),
+            Array(#"{"type":"banana"}"#.utf8),
+            Array(#"{"type":"register"}"#.utf8),
+            Array(#"{"type":"register","node":{}}"#.utf8),
+            Array(#"{"type":"register","node":{"id":"","name":"","host":"","port":0}}"#.utf8),
+            Array(#"{"type":"register","node":{"id":"a","name":"b","host":"","port":99999999999999999999}}"#.utf8),
+            Array(#"{"type":"register","node":{"id":"a","name":"b\u0000c","host":"","port":1}}"#.utf8),
+            Array(#"{"type":"listen","topic":"x"}"#.utf8),
+            Array(#"{"type":"welcome"}"#.utf8),
+            Array(#"{"type":"heartbeat","type":"bye"}"#.utf8),
+            Array(#"{"type":"inspect"}"#.utf8) + Array(#"{"type":"sync"}"#.utf8),
+            Array(#"{"type":"\#u{FF}"}"#.utf8),
+            [0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x3A, 0x31, 0x7D],  // {"<invalid UTF-8>":1}
+            Array(repeating: UInt8(ascii: "["), count: depth) + Array(repeating: UInt8(ascii: "]"), count: depth),
+            Array(String(repeating: #"{"a":"#, count: depth).utf8),
+            randomBytes(Int.random(in: 1...128, using: &rng), using: &rng),
+        ]
+        return choices.randomElement(using: &rng)!
+    }
+
+    static func controlJSON(type: String, name: String, topics: [String]) -> [UInt8] {
+        let id = String(format: "%016llx", UInt64.random(in: 0...UInt64.max))
+        let list = topics.map { "\"\($0)\"" }.joined(separator: ",")
+        return Array(
+            #"{"node":{"host":"","id":"\#(id)","name":"\#(name)","port":1,"topics":[\#(list)]},"type":"\#(type)"}"#.utf8)
+    }
+
+    static func header(length: UInt32, kind: UInt8) -> [UInt8] {
+        [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), kind]
+    }
+
+    static func frame(kind: UInt8, body: [UInt8]) -> [UInt8] {
+        header(length: UInt32(body.count + 1), kind: kind) + body
+    }
+
+    static func messageFrame(topic: String, payload: [UInt8]) -> [UInt8] {
+        let topicBytes = Array(topic.utf8)
+        let body = [UInt8(topicBytes.count >> 8), UInt8(topicBytes.count & 0xFF)] + topicBytes + [0] + payload
+        return frame(kind: 3, body: body)
+    }
+
+    private static func randomBytes(_ count: Int, using rng: inout SplitMix64) -> [UInt8] {
+        (0..<count).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    }
+}
+
+/// Counts log lines by the reason they name, without keeping them (a fuzz run logs 100,000).
+final class LogTally: Sendable {
+    static let reasons = [
+        "not a mesh peer", "version", "key", "exceeds the limit", "zero length", "malformed", "unexpected frame kind",
+        "protocol violation", "no handshake", "closed the connection during", "disconnected", "node joined", "node left",
+    ]
+    private let counts = Mutex<(counts: [String: Int], examples: [String: String])>(([:], [:]))
+
+    func logger(_ label: String) -> MeshLogger {
+        let echo = ProcessInfo.processInfo.environment["MESH_TEST_LOG"] != nil
+        return MeshLogger(label: label, level: .info) { [self] line in
+            if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            let reason = LogTally.reasons.first { line.contains($0) } ?? "other"
+            counts.withLock {
+                $0.counts[reason, default: 0] += 1
+                if $0.examples[reason] == nil { $0.examples[reason] = String(line.prefix(300)) }
+            }
+        }
+    }
+
+    var snapshot: [String: Int] { counts.withLock { $0.counts } }
+    /// The first line seen for each reason.
+    var examples: [String: String] { counts.withLock { $0.examples } }
+    func reset() { counts.withLock { $0 = ([:], [:]) } }
+}
+
+/// What a batch of fuzzing threads did.
+struct FuzzReport: Sendable {
+    var inputs = 0
+    var connectFailures = 0
+    var firstConnectError: Int32 = 0
+    var byCategory = [Int](repeating: 0, count: HostileInput.categoryNames.count)
+    /// Inputs held open until the server ruled on them, in all and per category.
+    var judged = 0
+    var judgedByCategory = [Int](repeating: 0, count: HostileInput.categoryNames.count)
+    /// Judged connections the server closed before the client gave up on them, per category.
+    var closedByServer = [Int](repeating: 0, count: HostileInput.categoryNames.count)
+    /// Judged inputs a correct receiver must close, and those that stayed open for 3 s.
+    var mustClose = 0
+    var notClosed: [Int] = []
+
+    mutating func add(_ other: FuzzReport) {
+        inputs += other.inputs
+        connectFailures += other.connectFailures
+        judged += other.judged
+        if firstConnectError == 0 { firstConnectError = other.firstConnectError }
+        for index in byCategory.indices {
+            byCategory[index] += other.byCategory[index]
+            judgedByCategory[index] += other.judgedByCategory[index]
+            closedByServer[index] += other.closedByServer[index]
+        }
+        mustClose += other.mustClose
+        notClosed += other.notClosed
+    }
+}
+
+/// Throws inputs `range` at the two ports (even indices at the coordinator, odd at the node).
+///
+/// Every input is one connection: connect, write the input, close with a reset (SO_LINGER
+/// {1, 0}, so no TIME_WAIT piles up). Most are reset at once: that is cheap, and the server
+/// usually sees the reset before it gets to the bytes, so it exercises accept, handshake and
+/// close racing each other. One input in `judgedEvery` is *judged* instead: the client keeps it
+/// open (non-blocking, in a `poll` set of up to 32 per thread) until the server closes it, or
+/// gives up (after 3 s for inputs a correct server must close, 20 ms for the rest, which may
+/// legitimately wait for more bytes). Those make the server read and rule on the bytes.
+/// (Judging every input is what the servers cannot afford in a debug build: each connection
+/// that passes the handshake costs about 9 ms of the event loop; see the suite's notes.)
+func fuzz(
+    seed: UInt64, range: Range<Int>, coordinatorPort: UInt16, nodePort: UInt16, threads: Int = 4,
+    judgedEvery: Int = 20
+) async -> FuzzReport {
+    await withTaskGroup(of: FuzzReport.self) { group in
+        for thread in 0..<threads {
+            group.addTask {
+                await onThread("fuzz-\(thread)") {
+                    fuzzThread(
+                        seed: seed, indices: stride(from: range.lowerBound + thread, to: range.upperBound, by: threads),
+                        coordinatorPort: coordinatorPort, nodePort: nodePort, judgedEvery: judgedEvery)
+                }
+            }
+        }
+        var total = FuzzReport()
+        for await report in group { total.add(report) }
+        return total
+    }
+}
+
+private func fuzzThread(
+    seed: UInt64, indices: StrideTo<Int>, coordinatorPort: UInt16, nodePort: UInt16, judgedEvery: Int
+) -> FuzzReport {
+    struct InFlight {
+        let fd: Int32
+        let index: Int
+        let category: Int
+        let mustBeClosed: Bool
+        let deadline: ContinuousClock.Instant
+    }
+    var report = FuzzReport()
+    var pending = indices.makeIterator()
+    var next = pending.next()
+    var flying: [InFlight] = []
+    var scratch = [UInt8](repeating: 0, count: 4096)
+    while next != nil || !flying.isEmpty {
+        while flying.count < 32, let index = next {
+            next = pending.next()
+            let target: HostileInput.Target = index % 2 == 0 ? .coordinator : .node
+            let input = HostileInput(seed: seed, index: index, target: target)
+            let judged = (index / 2) % judgedEvery == 0
+            report.inputs += 1
+            report.byCategory[input.category] += 1
+            if judged {
+                report.judged += 1
+                report.judgedByCategory[input.category] += 1
+                if input.mustBeClosed { report.mustClose += 1 }
+            }
+            let (fd, code) = RawClient.connect(port: target == .coordinator ? coordinatorPort : nodePort)
+            guard let fd else {
+                report.connectFailures += 1
+                if report.firstConnectError == 0 { report.firstConnectError = code }
+                continue
+            }
+            RawClient.send(fd, input.bytes)
+            guard judged else {
+                RawClient.reset(fd)
+                continue
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            let patience: Duration = input.mustBeClosed ? .seconds(3) : .milliseconds(20)
+            flying.append(InFlight(fd: fd, index: index, category: input.category, mustBeClosed: input.mustBeClosed, deadline: .now + patience))
+        }
+        var entries = flying.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        _ = poll(&entries, nfds_t(entries.count), 2)
+        let now = ContinuousClock.now
+        var still: [InFlight] = []
+        for (entry, connection) in zip(entries, flying) {
+            var closed = false
+            if entry.revents != 0 {
+                while true {
+                    let count = scratch.withUnsafeMutableBytes { recv(entry.fd, $0.baseAddress, $0.count, 0) }
+                    if count > 0 { continue }
+                    if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
+                    if count < 0 && errno == EINTR { continue }
+                    closed = true  // end of stream or reset: the server closed it
+                    break
+                }
+            }
+            if closed {
+                report.closedByServer[connection.category] += 1
+                RawClient.reset(connection.fd)
+            } else if now >= connection.deadline {
+                if connection.mustBeClosed { report.notClosed.append(connection.index) }
+                RawClient.reset(connection.fd)
+            } else {
+                still.append(connection)
+            }
+        }
+        flying = still
+    }
+    return report
+}
+
+extension ResilienceTests {
+    /// Garbage on the wire closes that one connection; the coordinator and nodes serve on.
+    @Suite("Hostile input", .serialized)
+    struct HostileInputTests {
+        /// A coordinator and a node, in this process, logging into a tally.
+        struct Target {
+            let coordinator: MeshCoordinator
+            let task: Task<Void, any Error>
+            let address: String
+            let port: UInt16
+            let node: MeshNode
+            let nodePort: UInt16
+            let checks: Collector<String>
+
+            static func start(tally: LogTally) async throws -> Target {
+                let coordinator = MeshCoordinator(
+                    configuration: .init(host: "127.0.0.1", port: 0, logger: tally.logger("coordinator")))
+                let bound = try await coordinator.start()
+                let task = Task { try await coordinator.run() }
+                let node = try await buildMeshNode(
+                    name: "target",
+                    configuration: MeshNode.Configuration(
+                        coordinator: bound.description, authkey: nil, listenHost: "127.0.0.1",
+                        logger: tally.logger("target")))
+                let checks = Collector<String>()
+                try await node.listen("check") { (_: String, text: String) in checks.append(text) }
+                let nodePort = await node.listenAddress!.port
+                return Target(
+                    coordinator: coordinator, task: task, address: bound.description, port: bound.port, node: node,
+                    nodePort: nodePort, checks: checks)
+            }
+
+            /// Two fresh nodes exchange a message through the coordinator, and a sender reaches the target node.
+            func expectServing(_ label: String) async throws {
+                let a = try await buildMeshNode(
+                    name: "after-a", configuration: .init(coordinator: address, authkey: nil, listenHost: "127.0.0.1", logger: .silent))
+                let b = try await buildMeshNode(
+                    name: "after-b", configuration: .init(coordinator: address, authkey: nil, listenHost: "127.0.0.1", logger: .silent))
+                let got = Collector<String>()
+                try await b.listen("ping") { (_: String, text: String) in got.append(text) }
+                try await a.waitForListener("ping", timeout: .seconds(5))
+                try await a.send("ping", label)
+                #expect(try await got.wait(for: 1, seconds: 5) == [label])
+                let before = checks.values.count
+                try await a.waitForListener("check", timeout: .seconds(5))
+                try await a.send("check", label)
+                let checked = try await checks.wait(for: before + 1, seconds: 5)
+                #expect(checked.last == label)
+                await a.close()
+                await b.close()
+            }
+
+            func stop() async {
+                await node.close()
+                task.cancel()
+                _ = await task.result
+            }
+        }
+
+        @Test("100,000 malformed connections at a coordinator and a node's peer port: each is closed, both serve on, memory and fds return")
+        func fuzzCoordinatorAndNode() async throws {
+            let environment = ProcessInfo.processInfo.environment
+            let seed = environment["MESH_FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64.max)
+            let count = environment["MESH_FUZZ_COUNT"].flatMap { Int($0) } ?? 100_000
+            let judgedEvery = environment["MESH_FUZZ_JUDGED_EVERY"].flatMap { Int($0) }.map { max(1, $0) } ?? 20
+            print("fuzz: seed \(seed) (set MESH_FUZZ_SEED=\(seed) to replay), \(count) inputs, 1 in \(judgedEvery) judged")
+            let tally = LogTally()
+            let target = try await Target.start(tally: tally)
+            try await target.expectServing("before")
+
+            // Warm up: the first few thousand connections grow pools and caches for good.
+            let warmUp = 2_000
+            _ = await fuzz(seed: seed, range: 0..<warmUp, coordinatorPort: target.port, nodePort: target.nodePort, judgedEvery: judgedEvery)
+            try await eventually("warm-up connections to close", seconds: 10) {
+                establishedSocketCount(localPort: target.port) <= 3 && establishedSocketCount(localPort: target.nodePort) <= 1
+            }
+            let baselineFDs = openFileDescriptorCount()
+            let baselineRSS = residentMemoryBytes()
+            tally.reset()
+
+            let started = ContinuousClock.now
+            let report = try await withDeadline(300) {
+                await fuzz(
+                    seed: seed, range: warmUp..<(warmUp + count), coordinatorPort: target.port, nodePort: target.nodePort,
+                    judgedEvery: judgedEvery)
+            }
+            let elapsed = started.duration(to: .now)
+            let peakRSS = residentMemoryBytes()
+            print("fuzz: \(report.inputs) inputs (\(report.judged) judged) in \(secondsText(elapsed)) (\(Int(Double(report.inputs) / elapsed.inSeconds))/s)")
+            for (index, name) in HostileInput.categoryNames.enumerated() {
+                print("fuzz:   \(name): \(report.byCategory[index]) inputs; judged \(report.judgedByCategory[index]), closed by the server \(report.closedByServer[index])")
+            }
+            print("fuzz: server-side log lines by reason: \(tally.snapshot.sorted { $0.key < $1.key })")
+            for (_, line) in tally.examples.sorted(by: { $0.key < $1.key }) { print("fuzz:   e.g. \(line.prefix(200))") }
+            #expect(report.inputs == count)
+            #expect(report.connectFailures == 0, "\(report.connectFailures) connects failed (first errno \(report.firstConnectError)); seed \(seed)")
+            #expect(report.mustClose > report.judged / 3, "the generator produced too few certainly-invalid inputs")
+            #expect(report.notClosed.isEmpty, "\(report.notClosed.count) of \(report.mustClose) certainly-invalid judged inputs were not closed within 3 s; seed \(seed), first indices \(report.notClosed.sorted().prefix(10))")
+            // The servers read and judged the bytes (rather than seeing only resets).
+            let judged = tally.snapshot.filter { !["disconnected", "node joined", "node left"].contains($0.key) }.values.reduce(0, +)
+            #expect(judged >= report.mustClose / 2, "only \(judged) rejections were logged for \(report.mustClose) certainly-invalid inputs")
+
+            // Each connection was closed: nothing of the fuzz is still held open by either server.
+            let drained = try await timeUntil("every fuzz connection to be closed by the servers", seconds: 10) {
+                establishedSocketCount(localPort: target.port) <= 3 && establishedSocketCount(localPort: target.nodePort) <= 1
+            }
+            try await eventually("the fuzzers' registrations to be gone", seconds: 10) {
+                await target.coordinator.topology.nodes.count == 1
+            }
+            try await target.expectServing("after")
+            let fdSettle = try await timeUntil("the fd count to return to its baseline of \(baselineFDs)", seconds: 10) {
+                openFileDescriptorCount() <= baselineFDs + 10
+            }
+            let finalRSS = residentMemoryBytes()
+            print("fuzz: sockets drained \(secondsText(drained)) after the last input; fds \(baselineFDs) -> \(openFileDescriptorCount()) (settled in \(secondsText(fdSettle)))")
+            print("fuzz: RSS baseline \(mebibytes(baselineRSS)), right after \(mebibytes(peakRSS)), final \(mebibytes(finalRSS)) (bound: baseline + 64 MiB)")
+            #expect(finalRSS - baselineRSS < 64 << 20, "RSS grew by \(mebibytes(finalRSS - baselineRSS)); seed \(seed)")
+            await target.stop()
+        }
+
+        @Test("slowloris: a hello sent one byte every 200 ms is cut off by the 5 s handshake deadline; others register meanwhile")
+        func slowloris() async throws {
+            let tally = LogTally()
+            let target = try await Target.start(tally: tally)
+            let port = target.port
+            let nodePort = target.nodePort
+            let slow = Task {
+                async let coordinatorSide = onThread("slowloris-coordinator") { slowlorisClient(port: port) }
+                async let nodeSide = onThread("slowloris-node") { slowlorisClient(port: nodePort) }
+                return await (coordinatorSide, nodeSide)
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let meanwhile = ContinuousClock.now
+            try await target.expectServing("during slowloris")
+            let servedIn = meanwhile.duration(to: .now)
+            let (coordinatorSide, nodeSide) = try await withDeadline(15) { await slow.value }
+            print("slowloris: coordinator closed after \(coordinatorSide.map(secondsText) ?? "never"), node after \(nodeSide.map(secondsText) ?? "never"); a normal exchange took \(secondsText(servedIn)) meanwhile")
+            for (side, closedAfter) in [("coordinator", coordinatorSide), ("node", nodeSide)] {
+                #expect(closedAfter != nil, "the \(side) never closed the slow connection")
+                if let closedAfter {
+                    #expect(closedAfter > .milliseconds(4500) && closedAfter < .milliseconds(6500), "\(side): \(secondsText(closedAfter))")
+                }
+            }
+            #expect(servedIn < .seconds(3))
+            try await eventually("both servers to log the handshake timeout", seconds: 2) {
+                tally.snapshot["no handshake", default: 0] >= 2
+            }
+            await target.stop()
+        }
+
+        @Test("slowloris after the hello: a frame trickled one byte per second is cut off within 10 s, at both servers")
+        func slowlorisAfterHandshake() async throws {
+            let tally = LogTally()
+            let target = try await Target.start(tally: tally)
+            let port = target.port
+            let nodePort = target.nodePort
+            let trickles = Task {
+                async let coordinatorSide = onThread("trickle-coordinator") {
+                    var rng = SplitMix64(seed: 5)
+                    let frame = HostileInput.frame(kind: 1, body: HostileInput.controlJSON(type: "register", name: "slow", topics: []))
+                    return trickleClient(port: port, opening: openMeshHello(using: &rng), trickled: frame, limit: .seconds(12))
+                }
+                async let nodeSide = onThread("trickle-node") {
+                    var rng = SplitMix64(seed: 6)
+                    let opening = openMeshHello(using: &rng) + HostileInput.frame(kind: 2, body: Array(#"{"id":"s","name":"slow"}"#.utf8))
+                    let frame = HostileInput.messageFrame(topic: "check", payload: Array(#""trickled""#.utf8))
+                    return trickleClient(port: nodePort, opening: opening, trickled: frame, limit: .seconds(12))
+                }
+                return await (coordinatorSide, nodeSide)
+            }
+            let (coordinatorClosed, nodeClosed) = try await withDeadline(20) { await trickles.value }
+            print("slowloris after the hello: coordinator closed after \(coordinatorClosed.map(secondsText) ?? "never (12 s)"), node after \(nodeClosed.map(secondsText) ?? "never (12 s)")")
+            #expect(coordinatorClosed.map { $0 < .seconds(10) } ?? false, "the coordinator kept a connection trickling 1 byte/s")
+            #expect(nodeClosed.map { $0 < .seconds(10) } ?? false, "the node kept a data connection trickling 1 byte/s open for 12 s")
+            try await target.expectServing("after trickling")
+            await target.stop()
+        }
+
+        @Test("500 connections that never send a byte, at each server, are all closed within ~6 s while a normal node registers and messages")
+        func silentConnections() async throws {
+            let tally = LogTally()
+            let target = try await Target.start(tally: tally)
+            let baselineFDs = openFileDescriptorCount()
+            let port = target.port
+            let nodePort = target.nodePort
+            let progress = ConnectProgress()
+            let idle = Task {
+                await onThread("silent-clients") { silentClients(count: 500, ports: [port, nodePort], progress: progress) }
+            }
+            try await eventually("the 1,000 silent connects to be made", seconds: 5) { progress.attempts == 1000 }
+            print("silent: all connected; the servers hold \(establishedSocketCount(localPort: port)) and \(establishedSocketCount(localPort: nodePort)) of them open")
+            let meanwhile = ContinuousClock.now
+            try await target.expectServing("among silent connections")
+            let servedIn = meanwhile.duration(to: .now)
+            let result = try await withDeadline(15) { await idle.value }
+            print("silent: \(result.opened) opened, \(result.closedByServer) closed by the servers, the last after \(secondsText(result.lastClose)); a normal exchange took \(secondsText(servedIn)) meanwhile")
+            #expect(result.opened == 1000)
+            #expect(result.closedByServer == result.opened)
+            #expect(result.lastClose < .milliseconds(6500))
+            #expect(servedIn < .seconds(3))
+            try await eventually("descriptors to return", seconds: 5) { openFileDescriptorCount() <= baselineFDs + 10 }
+            await target.stop()
+        }
+
+        @Test("a frame declaring 2 GiB is refused at once, at both servers, without the process's memory growing")
+        func twoGigabyteFrame() async throws {
+            let tally = LogTally()
+            let target = try await Target.start(tally: tally)
+            let before = residentMemoryBytes()
+            let port = target.port
+            let nodePort = target.nodePort
+            let closed = await onThread("huge-frame") { () -> [Bool] in
+                var rng = SplitMix64(seed: 7)
+                var results: [Bool] = []
+                for _ in 0..<20 {
+                    for (index, server) in [port, nodePort].enumerated() {
+                        guard let fd = RawClient.connect(port: server).fd else {
+                            results.append(false)
+                            continue
+                        }
+                        var bytes = openMeshHello(using: &rng)
+                        if index == 1 { bytes += HostileInput.frame(kind: 2, body: Array(#"{"id":"x","name":"huge"}"#.utf8)) }
+                        bytes += HostileInput.header(length: 0x8000_0000, kind: index == 0 ? 1 : 3) + [UInt8](repeating: 7, count: 1024)
+                        RawClient.send(fd, bytes)
+                        results.append(RawClient.readUntilClosed(fd, timeoutMilliseconds: 2000))
+                        RawClient.reset(fd)
+                    }
+                }
+                return results
+            }
+            let after = residentMemoryBytes()
+            print("2 GiB frames: \(closed.filter { $0 }.count) of \(closed.count) refused; RSS \(mebibytes(before)) -> \(mebibytes(after))")
+            #expect(closed.allSatisfy { $0 }, "a connection declaring a 2 GiB frame was not closed within 2 s")
+            #expect(after - before < 16 << 20)
+            try await eventually("40 \"exceeds the limit\" log lines", seconds: 2) {
+                tally.snapshot["exceeds the limit", default: 0] >= 40
+            }
+            try await target.expectServing("after 2 GiB frames")
+            await target.stop()
+        }
+
+        @Test("8 peers that declare a frame just under the node's limit and then stall cost it neither 8 × 8 MiB nor its event loop")
+        func stalledLargeFrames() async throws {
+            let tally = LogTally()
+            let target = try await Target.start(tally: tally)
+            let nodePort = target.nodePort
+            let stalledCount = 8
+            let before = residentMemoryBytes()
+            let fds = await onThread("stalled-frames") { () -> [Int32] in
+                var rng = SplitMix64(seed: 11)
+                var fds: [Int32] = []
+                for _ in 0..<stalledCount {
+                    guard let fd = RawClient.connect(port: nodePort).fd else { continue }
+                    let length = UInt32(HostileInput.Target.node.frameLimit - 1)
+                    RawClient.send(
+                        fd,
+                        openMeshHello(using: &rng)
+                            + HostileInput.frame(kind: 2, body: Array(#"{"id":"x","name":"stall"}"#.utf8))
+                            + HostileInput.header(length: length, kind: 3) + [0, 1, 0x74, 0])
+                    fds.append(fd)
+                }
+                return fds
+            }
+            // The node acts on the headers on its event loop; watch memory for a while.
+            var peak = before
+            let watch = ContinuousClock.now
+            while watch.duration(to: .now) < .seconds(3) {
+                peak = max(peak, residentMemoryBytes())
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            // Meanwhile everyone else must still be served.
+            let meanwhile = ContinuousClock.now
+            var stalledServing: (any Error)?
+            do {
+                try await target.expectServing("while frames are stalled")
+            } catch {
+                stalledServing = error
+            }
+            let servedIn = meanwhile.duration(to: .now)
+            peak = max(peak, residentMemoryBytes())
+            for fd in fds { RawClient.reset(fd) }
+            print("stalled frames: \(fds.count) connections, each declaring \(HostileInput.Target.node.frameLimit - 1) bytes and sending 4: RSS \(mebibytes(before)) -> peak \(mebibytes(peak)); a normal exchange meanwhile took \(secondsText(servedIn))\(stalledServing.map { " and failed: \($0)" } ?? "")")
+            #expect(fds.count == stalledCount)
+            #expect(peak - before < 32 << 20, "\(stalledCount) stalled requests of 49 bytes each grew RSS by \(mebibytes(peak - before))")
+            #expect(stalledServing == nil, "the node and coordinator stopped serving others while frames were stalled")
+            // The event loop is shared by the whole test process: wait until it answers again.
+            let address = target.address
+            let recovered = try await timeUntil("the shared event loop to answer again", seconds: 120) {
+                guard let probe = try? await buildMeshNode(
+                    name: "probe", configuration: .init(coordinator: address, authkey: nil, listenHost: "127.0.0.1", logger: .silent))
+                else { return false }
+                await probe.close()
+                return true
+            }
+            print("stalled frames: the event loop answered again \(secondsText(recovered)) after the stalled peers reset")
+            try await target.expectServing("after stalled frames")
+            await target.stop()
+        }
+    }
+}
+
+/// Sends a hello one byte every 200 ms; returns how long after connecting the server closed.
+private func slowlorisClient(port: UInt16) -> Duration? {
+    guard let fd = RawClient.connect(port: port).fd else { return nil }
+    defer { RawClient.reset(fd) }
+    var rng = SplitMix64(seed: 42)
+    let hello = openMeshHello(using: &rng)
+    let start = ContinuousClock.now
+    for byte in hello {
+        if RawClient.send(fd, [byte]) != 1 { return start.duration(to: .now) }
+        if RawClient.readUntilClosed(fd, timeoutMilliseconds: 200) { return start.duration(to: .now) }
+    }
+    return nil
+}
+
+/// Sends `opening` at once, then `trickled` one byte per second; returns when the server closed.
+private func trickleClient(port: UInt16, opening: [UInt8], trickled: [UInt8], limit: Duration) -> Duration? {
+    guard let fd = RawClient.connect(port: port).fd else { return nil }
+    defer { RawClient.reset(fd) }
+    let start = ContinuousClock.now
+    RawClient.send(fd, opening)
+    for byte in trickled {
+        if start.duration(to: .now) > limit { return nil }
+        if RawClient.readUntilClosed(fd, timeoutMilliseconds: 1000) { return start.duration(to: .now) }
+        if RawClient.send(fd, [byte]) != 1 { return start.duration(to: .now) }
+    }
+    return nil
+}
+
+/// What ``silentClients(count:ports:)`` saw.
+private struct SilentResult: Sendable {
+    var opened = 0
+    var closedByServer = 0
+    var lastClose = Duration.zero
+}
+
+/// Counts connect attempts made on another thread.
+final class ConnectProgress: Sendable {
+    private let count = Mutex(0)
+    var attempts: Int { count.withLock { $0 } }
+    func attempted() { count.withLock { $0 += 1 } }
+}
+
+/// Opens `count` connections to each port, sends nothing, and waits (up to 10 s) for the servers to close them.
+private func silentClients(count: Int, ports: [UInt16], progress: ConnectProgress) -> SilentResult {
+    var result = SilentResult()
+    var open: [(fd: Int32, since: ContinuousClock.Instant)] = []
+    for port in ports {
+        for _ in 0..<count {
+            if let fd = RawClient.connect(port: port).fd { open.append((fd, .now)) }
+            progress.attempted()
+        }
+    }
+    result.opened = open.count
+    let deadline = ContinuousClock.now + .seconds(10)
+    var buffer = [UInt8](repeating: 0, count: 256)
+    while !open.isEmpty, ContinuousClock.now < deadline {
+        var entries = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        let ready = poll(&entries, nfds_t(entries.count), 100)
+        guard ready > 0 else { continue }
+        var still: [(fd: Int32, since: ContinuousClock.Instant)] = []
+        for (index, entry) in entries.enumerated() {
+            guard entry.revents != 0 else {
+                still.append(open[index])
+                continue
+            }
+            let count = buffer.withUnsafeMutableBytes { recv(entry.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count > 0 || (count < 0 && (errno == EAGAIN || errno == EINTR)) {
+                still.append(open[index])  // the server's hello; keep waiting for the close
+                continue
+            }
+            result.closedByServer += 1
+            result.lastClose = max(result.lastClose, open[index].since.duration(to: .now))
+            RawClient.reset(entry.fd)
+        }
+        open = still
+    }
+    for entry in open { RawClient.reset(entry.fd) }
+    return result
+}

@@ -1,0 +1,334 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import Mesh
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The parent of every resilience suite (coordinator loss, node failure, hostile input, leaks,
+/// network namespaces).
+///
+/// `.serialized` is recursive, so those suites run one at a time: they kill processes, time
+/// recoveries and measure the whole process's descriptors and memory, and would disturb one
+/// another if they overlapped. Run them alone with `--filter ResilienceTests`.
+@Suite("Resilience", .serialized)
+struct ResilienceTests {}
+
+// MARK: Ports, descriptors, memory
+
+/// A TCP port on 127.0.0.1 that was free a moment ago: bound with port 0, read back, closed.
+func freeLoopbackPort() throws -> UInt16 {
+    let socket = try Socket.stream(for: .ipv4(host: "127.0.0.1", port: 0))
+    defer { socket.close() }
+    try socket.bindAndListen(.ipv4(host: "127.0.0.1", port: 0))
+    guard let port = socket.localAddress()?.port, port != 0 else {
+        throw SocketError.failed("getsockname", EINVAL)
+    }
+    return port
+}
+
+/// Reads a /proc file to its end (they report a size of 0, so read until `read` returns 0).
+func readProcFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        if count <= 0 { break }
+        bytes += chunk[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// This process's resident set size in bytes, from `VmRSS` in /proc/self/status.
+func residentMemoryBytes() -> Int {
+    guard let status = readProcFile("/proc/self/status"),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+    else { return -1 }
+    let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? -1
+    return kilobytes * 1024
+}
+
+/// Bytes as MiB with one decimal, for printed measurements.
+func mebibytes(_ bytes: Int) -> String {
+    String(format: "%.1f MiB", Double(bytes) / 1_048_576)
+}
+
+/// Seconds with milliseconds, for printed measurements.
+func secondsText(_ duration: Duration) -> String {
+    formatted(duration)
+}
+
+extension Duration {
+    /// The duration as a `Double` number of seconds.
+    var inSeconds: Double {
+        let (whole, fraction) = components
+        return Double(whole) + Double(fraction) / 1e18
+    }
+}
+
+/// Polls `condition` until it holds, like ``eventually(_:seconds:_:)``, and returns how long that took.
+@discardableResult
+func timeUntil(
+    _ what: String, seconds: Double, _ condition: @escaping @Sendable () async -> Bool
+) async throws -> Duration {
+    let start = ContinuousClock.now
+    try await eventually(what, seconds: seconds, condition)
+    return start.duration(to: .now)
+}
+
+// MARK: Logs
+
+/// Keeps every log line given to its loggers, so a test can count what was said.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    /// A logger at `level` that records into this capture (and echoes to stderr with MESH_TEST_LOG).
+    func logger(_ label: String, level: MeshLogger.Level = .info) -> MeshLogger {
+        let echo = ProcessInfo.processInfo.environment["MESH_TEST_LOG"] != nil
+        return MeshLogger(label: label, level: level) { [self] line in
+            lines.withLock { $0.append(line) }
+            if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
+    }
+
+    var all: [String] { lines.withLock { $0 } }
+
+    /// Lines at `level` from the logger labelled `label`.
+    func lines(level: MeshLogger.Level, label: String) -> [String] {
+        let levelText = level.description.padding(toLength: 7, withPad: " ", startingAt: 0)
+        return all.filter { $0.contains(" \(levelText) [\(label)] ") }
+    }
+
+    func clear() { lines.withLock { $0.removeAll() } }
+}
+
+// MARK: Processes outside this package
+
+/// A program given by absolute path (such as `/usr/sbin/ip`), its output collected, awaited
+/// without blocking a thread. ``ChildProcess`` does the same for this package's executables.
+final class ExternalProcess: Sendable {
+    private struct State {
+        var output = ""
+        var exitCode: Int32?
+        var exitWaiters: [CheckedContinuation<Int32, Never>] = []
+    }
+
+    let commandLine: String
+    private let process: Process
+    private let state = Mutex(State())
+
+    init(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        commandLine = ([path] + arguments).joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        self.process = process
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            self?.state.withLock { $0.output += String(decoding: data, as: UTF8.self) }
+        }
+        process.terminationHandler = { [weak self] process in
+            guard let self else { return }
+            let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
+                state.exitCode = process.terminationStatus
+                defer { state.exitWaiters = [] }
+                return state.exitWaiters
+            }
+            for waiter in waiters { waiter.resume(returning: process.terminationStatus) }
+        }
+        try process.run()
+    }
+
+    var output: String { state.withLock { $0.output } }
+    var pid: Int32 { process.processIdentifier }
+
+    /// Waits until the output contains `needle`; returns how long that took.
+    @discardableResult
+    func waitForOutput(_ needle: String, seconds: Double = 20) async throws -> Duration {
+        do {
+            return try await timeUntil("\"\(needle)\" from \(commandLine)", seconds: seconds) {
+                self.output.contains(needle)
+            }
+        } catch {
+            Issue.record("output so far of \(commandLine):\n\(output)")
+            throw error
+        }
+    }
+
+    /// Waits for the exit status; throws ``DeadlineExceeded`` (after killing it) past `seconds`.
+    func waitForExit(seconds: Double) async throws -> Int32 {
+        do {
+            return try await withDeadline(seconds) {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+                    let code = self.state.withLock { state -> Int32? in
+                        if let code = state.exitCode { return code }
+                        state.exitWaiters.append(continuation)
+                        return nil
+                    }
+                    if let code { continuation.resume(returning: code) }
+                }
+            }
+        } catch {
+            terminate()
+            throw error
+        }
+    }
+
+    func terminate() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Runs a command to completion within `seconds`; returns its status and output.
+    static func run(_ path: String, _ arguments: [String], seconds: Double = 10) async throws -> (
+        status: Int32, output: String
+    ) {
+        let process = try ExternalProcess(path, arguments)
+        let status = try await process.waitForExit(seconds: seconds)
+        // The pipe may deliver its last bytes just after the exit notification.
+        try? await Task.sleep(for: .milliseconds(5))
+        return (status, process.output)
+    }
+}
+
+/// Kills every process it holds when the test ends (call ``terminateAll()`` in a `defer`).
+final class ProcessBag: Sendable {
+    private let children = Mutex<[ChildProcess]>([])
+
+    @discardableResult
+    func start(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws
+        -> ChildProcess
+    {
+        let child = try ChildProcess(executable, arguments, environment: environment)
+        children.withLock { $0.append(child) }
+        return child
+    }
+
+    func terminateAll() {
+        for child in children.withLock({ $0 }) { child.terminate() }
+    }
+}
+
+/// The lines of `output` that mention `needle`.
+func occurrences(of needle: String, in output: String) -> Int {
+    output.components(separatedBy: needle).count - 1
+}
+
+// MARK: Raw TCP clients (blocking; only ever used on plain threads)
+
+/// Blocking client sockets for hostile-input tests. Every function here blocks, so they run on
+/// dedicated `Thread`s, never on Swift's cooperative pool.
+enum RawClient {
+    /// Connects a blocking TCP socket to 127.0.0.1:`port`; `nil` on failure (with errno).
+    static func connect(port: UInt16, timeoutSeconds: Int = 5) -> (fd: Int32?, errno: Int32) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return (nil, errno) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        if result != 0 {
+            let code = errno
+            Glibc.close(fd)
+            return (nil, code)
+        }
+        return (fd, 0)
+    }
+
+    /// Writes as much of `bytes` as the peer takes; returns the count written before an error.
+    @discardableResult
+    static func send(_ fd: Int32, _ bytes: [UInt8]) -> Int {
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { raw in
+                Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if count > 0 {
+                offset += count
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        return offset
+    }
+
+    /// Reads until the peer closes or resets; `true` when it did, `false` on timeout.
+    static func readUntilClosed(_ fd: Int32, timeoutMilliseconds: Int32) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMilliseconds))
+        while true {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { return false }
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&entry, 1, Int32(max(1, left.inSeconds * 1000)))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { return false }
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 { return true }
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                return true  // ECONNRESET and friends: closed by the peer
+            }
+        }
+    }
+
+    /// Closes with SO_LINGER {1, 0}: the kernel sends a reset and keeps no TIME_WAIT entry.
+    static func reset(_ fd: Int32) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        Glibc.close(fd)
+    }
+}
+
+/// A mesh hello with no key: "MESH", version 1, flags 0, a 32-byte nonce.
+func openMeshHello<G: RandomNumberGenerator>(using generator: inout G) -> [UInt8] {
+    Array("MESH".utf8) + [1, 0] + (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+}
+
+/// Runs `body` on a new plain thread (not the cooperative pool) and returns its result.
+func onThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.name = name
+        thread.start()
+    }
+}
+
+/// Counts sockets in /proc/net/tcp (this network namespace) whose local port is `port`, leaving
+/// out the listening socket and TIME_WAIT entries: what one server still holds open.
+func establishedSocketCount(localPort port: UInt16) -> Int {
+    guard let table = readProcFile("/proc/net/tcp") else { return -1 }
+    let portHex = String(format: ":%04X", port)
+    return table.split(separator: "\n").dropFirst().filter { line in
+        let fields = line.split(separator: " ")
+        guard fields.count > 3 else { return false }
+        let state = fields[3]
+        return fields[1].hasSuffix(portHex) && state != "0A" && state != "06"
+    }.count
+}
