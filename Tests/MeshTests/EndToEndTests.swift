@@ -93,9 +93,7 @@ struct EndToEndTests {
             workers.append(worker)
         }
         let sender = try await mesh.node("dispatcher")
-        try await sender.waitForTopology(timeout: .seconds(5), describing: "three workers on jobs") {
-            $0.listeners(of: "jobs").count == 3
-        }
+        try await sender.waitForListener("jobs", count: 3, timeout: .seconds(5))
         for n in 0..<30 { try await sender.send("jobs", n) }
         let receivers = try await got.wait(for: 30)
         let counts = Dictionary(grouping: receivers, by: { $0 }).mapValues(\.count)

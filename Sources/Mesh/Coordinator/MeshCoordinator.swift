@@ -58,6 +58,8 @@ public actor MeshCoordinator {
         var lastHeard: ContinuousClock.Instant
         var leaving = false
         var stats = MeshStatistics()
+        /// When a delta or welcome last went to this session (a heartbeat answer is then not needed).
+        var lastSent: ContinuousClock.Instant?
         /// Registered in this batch; gets the batch's snapshot in its welcome.
         var awaitingWelcome = false
     }
@@ -125,7 +127,7 @@ public actor MeshCoordinator {
         let admission = HandshakeAdmission()
         do {
             listener = try Listener(
-                binding: bindAddress, onError: { events.push(.acceptFailed($0)) },
+                binding: bindAddress, admission: admission, onError: { events.push(.acceptFailed($0)) },
                 onAccept: { socket, peer in
                     _ = Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission)
                 })
@@ -227,7 +229,7 @@ public actor MeshCoordinator {
             connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
         case .heartbeat:
             if let stats = message.stats { sessions[connection.id]?.stats = stats }
-            connection.send(Self.heartbeatFrame)
+            answerHeartbeat(on: connection)
         case .bye:
             sessions[connection.id]?.leaving = true
             remove(node, from: connection, reason: "left")
@@ -243,7 +245,7 @@ public actor MeshCoordinator {
         case .inspect, .sync:
             connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
         case .heartbeat:
-            connection.send(Self.heartbeatFrame)
+            answerHeartbeat(on: connection)
         case .status:
             connection.send(ControlMessage(.status, status: status).encodedFrame())
         case .kill:
@@ -254,6 +256,16 @@ public actor MeshCoordinator {
     }
 
     private static let heartbeatFrame = ControlMessage(.heartbeat).encodedFrame()
+
+    /// Shows a node the coordinator is alive; skipped when something else went to it lately.
+    private func answerHeartbeat(on connection: Connection) {
+        let now = ContinuousClock.now
+        guard let lastSent = sessions[connection.id]?.lastSent, now - lastSent < .milliseconds(500) else {
+            connection.send(Self.heartbeatFrame)
+            sessions[connection.id]?.lastSent = now
+            return
+        }
+    }
 
     private func register(_ record: NodeRecord?, on connection: Connection) {
         guard var node = record else { return reject(connection, "register without a node record") }
@@ -371,8 +383,10 @@ public actor MeshCoordinator {
         settleKills()
         guard let delta else { return }
         let frame = ControlMessage(.delta, delta: delta).encodedFrame()
+        let now = ContinuousClock.now
         for session in sessions.values where (session.node != nil && !session.awaitingWelcome) || session.inspector {
             if welcomedIDs.contains(session.connection.id) { continue }
+            sessions[session.connection.id]?.lastSent = now
             if session.connection.send(frame) == .full {
                 logger.warning(
                     "\(session.node?.name ?? "inspector") at \(session.connection.remote) is not reading topology updates; disconnecting it"

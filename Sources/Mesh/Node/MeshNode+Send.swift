@@ -129,12 +129,16 @@ extension MeshNode {
         }
     }
 
-    /// Waits until some node listens to `topic` (this one included).
+    /// Waits until at least `count` nodes listen to `topic` (this one included).
     ///
+    /// - Parameters:
+    ///   - count: how many listening nodes to wait for; more than one is useful before sending
+    ///     to a worker pool, so the first messages do not all go to its first member.
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``.
-    public func waitForListener(_ topic: String, timeout: Duration = .seconds(10)) async throws {
-        try await waitForTopology(timeout: timeout, describing: "a listener on \"\(topic)\"") { topology in
-            topology.nodes.values.contains { $0.topics.contains(topic) }
+    public func waitForListener(_ topic: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
+        let what = count == 1 ? "a listener on \"\(topic)\"" : "\(count) listeners on \"\(topic)\""
+        try await waitForTopology(timeout: timeout, describing: what) { topology in
+            topology.nodes.values.count { $0.topics.contains(topic) } >= count
         }
     }
 

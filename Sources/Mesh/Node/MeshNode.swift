@@ -149,6 +149,7 @@ public actor MeshNode {
     var provisional: [String: NodeRecord] = [:]
     static let reregistrationGrace = Duration.seconds(5)
     private var lastHeardFromCoordinator = ContinuousClock.now
+    private var lastReportedStatistics: MeshStatistics?
     private var reconnectAttempt = 0
 
     struct TopologyWaiter {
@@ -211,7 +212,7 @@ public actor MeshNode {
         let admission = HandshakeAdmission()
         do {
             server = try Listener(
-                binding: bindAddress,
+                binding: bindAddress, admission: admission,
                 onError: { logger.error("accepting a peer connection failed: \($0)") },
                 onAccept: { socket, peer in
                     connections.insert(
@@ -463,7 +464,11 @@ public actor MeshNode {
             connection.close(error: .protocolViolation("no heartbeat from the coordinator for \(formatted(silence))"))
             return
         }
-        connection.send(ControlMessage(.heartbeat, stats: statistics).encodedFrame())
+        // Counters ride along only when they changed: an idle node's beat stays a few bytes.
+        let current = statistics
+        let changed = current != lastReportedStatistics
+        lastReportedStatistics = current
+        connection.send(ControlMessage(.heartbeat, stats: changed ? current : nil).encodedFrame())
     }
 
     /// Tells the coordinator about a listen or unlisten, when connected (a reconnect re-sends all).

@@ -155,7 +155,7 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// Takes over a socket returned by `accept` and runs the accepting side of the handshake.
     ///
     /// - Parameter admission: when given, the connection holds a place in it for the length of
-    ///   its handshake; when the places are full, the longest-waiting connection is closed.
+    ///   its handshake (the listener asked it for room before accepting).
     static func accept(
         _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
         admission: HandshakeAdmission? = nil, loop: EventLoop = .shared
@@ -164,9 +164,7 @@ final class Connection: EventHandler, CustomStringConvertible {
         let connection = Connection(
             socket: socket, remote: peer, role: .acceptor, options: options, delegate: delegate, loop: loop)
         connection.local.admission = admission
-        if let evicted = admission?.enter(connection) {
-            evicted.close(error: .handshake(.evicted(limit: admission?.limit ?? 0)))
-        }
+        admission?.enter(connection)
         loop.execute { connection.beginHandshake(register: true) }
         return connection
     }
