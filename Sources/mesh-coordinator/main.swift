@@ -38,7 +38,9 @@ while let argument = arguments.popFirst() {
         let text = value(for: argument, from: &arguments)
         guard let parsed = UInt16(text) else { fail("--port: \"\(text)\" is not a port number (0-65535)") }
         port = parsed
-    case "--authkey": authkey = value(for: argument, from: &arguments)
+    case "--authkey":
+        authkey = value(for: argument, from: &arguments)
+        if authkey?.isEmpty == true { fail("--authkey: the key must not be empty") }
     case "--authkey-file":
         do { authkey = try MeshProcess.readAuthkey(fromFile: value(for: argument, from: &arguments)) } catch { fail("\(error)") }
     case "--log-level":

@@ -104,6 +104,30 @@ struct EndToEndTests {
         await mesh.stop()
     }
 
+    @Test("a topology change elsewhere does not reset a pool's round-robin turn")
+    func turnSurvivesTopologyChange() async throws {
+        let mesh = try await RunningCoordinator.start()
+        let got = Collector<String>()
+        var workers: [MeshNode] = []
+        for _ in 0..<3 {
+            let worker = try await mesh.node("worker")
+            let workerID = worker.id
+            try await worker.listen("jobs") { (_: String, _: Int) in got.append(workerID) }
+            workers.append(worker)
+        }
+        let sender = try await mesh.node("dispatcher")
+        try await sender.waitForListener("jobs", count: 3, timeout: .seconds(5))
+        for n in 0..<2 { try await sender.send("jobs", n) }
+        _ = try await got.wait(for: 2)
+        let bystander = try await mesh.node("bystander")  // a join: every node's routes are rebuilt
+        try await sender.waitForNodes(named: "bystander", timeout: .seconds(5))
+        try await sender.send("jobs", 2)
+        let receivers = try await got.wait(for: 3)
+        #expect(Set(receivers).count == 3, "the third job must go to the third worker, not back to the first")
+        for node in [sender, bystander] + workers { await node.close() }
+        await mesh.stop()
+    }
+
     @Test("two groups listening to one topic each get every message")
     func twoGroups() async throws {
         let mesh = try await RunningCoordinator.start()

@@ -1,5 +1,6 @@
 import Foundation
 import MeshCrypto
+import Synchronization
 
 /// The mesh's directory: which nodes exist, where they are, what they listen to.
 ///
@@ -73,9 +74,22 @@ public actor MeshCoordinator {
     }
 
     /// Forwards connection callbacks from the loop thread into the coordinator's queue.
+    ///
+    /// Past ``backlogLimit`` unprocessed events it stops reading the connection that pushed,
+    /// so a client flooding requests cannot grow the queue without bound.
     private final class Link: ConnectionDelegate {
         let events: EventQueue<Event>
+        private let paused = Mutex<[Connection]>([])
+        static let backlogLimit = 10_000
         init(events: EventQueue<Event>) { self.events = events }
+
+        /// Resumes the connections paused for backlog (the coordinator calls it after each batch).
+        func resumePaused() {
+            paused.withLock { paused in
+                for connection in paused { connection.setReadingPaused(false) }
+                paused.removeAll()
+            }
+        }
 
         func connectionDidOpen(_ connection: Connection) { events.push(.opened(connection)) }
 
@@ -84,6 +98,12 @@ public actor MeshCoordinator {
                 guard header.kind == FrameKind.control.rawValue else { throw FrameError.unexpectedKind(header.kind) }
                 let message = try decoder.withBody(header) { body throws(FrameError) in try ControlMessage.decode(body) }
                 events.push(.control(connection, message))
+            }
+            if events.count > Link.backlogLimit {
+                paused.withLock { paused in
+                    paused.append(connection)
+                    connection.setReadingPaused(true)  // under the lock, so no resume overtakes it
+                }
             }
         }
 
@@ -95,6 +115,7 @@ public actor MeshCoordinator {
     public let configuration: Configuration
     private let logger: MeshLogger
     private let events = EventQueue<Event>()
+    private let link: Link
     private var book = TopologyBook()
     private var sessions: [UInt64: Session] = [:]
     private var listener: Listener?
@@ -106,6 +127,7 @@ public actor MeshCoordinator {
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
         self.logger = configuration.logger
+        self.link = Link(events: events)
     }
 
     /// The current topology (for tests and the `mesh` tool).
@@ -122,7 +144,7 @@ public actor MeshCoordinator {
         if let listener { return listener.address }
         let bindAddress = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
         let options = connectionOptions
-        let link = Link(events: events)
+        let link = self.link
         let events = self.events
         let admission = HandshakeAdmission()
         do {
@@ -160,13 +182,14 @@ public actor MeshCoordinator {
             let batch = await events.next()
             for event in batch { handle(event) }
             publish()
+            link.resumePaused()
         }
         shutdown()
     }
 
     private var connectionOptions: Connection.Options {
         Connection.Options(
-            key: configuration.authkey.map { SymmetricKey(data: Array($0.utf8)) },
+            key: configuration.authkey.flatMap { $0.isEmpty ? nil : SymmetricKey(data: Array($0.utf8)) },
             maximumFrameLength: configuration.maximumFrameLength,
             maximumPendingBytes: 64 << 20)
     }
@@ -330,8 +353,12 @@ public actor MeshCoordinator {
 
     private func closed(_ connection: Connection, error: ConnectionError?) {
         guard let session = sessions.removeValue(forKey: connection.id) else {
-            // Never got past the handshake.
-            if let error { logger.warning("rejected connection from \(connection.remote): \(error)") }
+            // Never got past the handshake, or already evicted (and logged) for silence.
+            if case .handshake(let failure) = error {
+                logger.warning("rejected connection from \(connection.remote): \(failure)")
+            } else if let error {
+                logger.debug("closed connection from \(connection.remote): \(error)")
+            }
             return
         }
         if let node = session.node, !session.leaving {

@@ -19,6 +19,9 @@ struct TopologyBook: Sendable {
         }
     }
 
+    /// Every node's topics go to every node: this keeps one node from bloating them all.
+    static let maximumTopicsPerNode = 10_000
+
     private(set) var topology = Topology()
     private var publishedVersion: UInt64 = 0
     private var unpublished: [TopologyChange] = []
@@ -35,6 +38,9 @@ struct TopologyBook: Sendable {
         }
         var stored = node
         stored.topics = Array(Set(node.topics)).sorted()
+        guard stored.topics.count <= TopologyBook.maximumTopicsPerNode else {
+            throw .invalidTopic("a node may listen to at most \(TopologyBook.maximumTopicsPerNode) topics")
+        }
         for topic in stored.topics {
             do {
                 try validateName(topic, kind: "topic")
@@ -63,6 +69,9 @@ struct TopologyBook: Sendable {
             throw .invalidTopic(error.description)
         }
         guard let node = topology.nodes[id], !node.topics.contains(topic) else { return false }
+        guard node.topics.count < TopologyBook.maximumTopicsPerNode else {
+            throw .invalidTopic("a node may listen to at most \(TopologyBook.maximumTopicsPerNode) topics")
+        }
         record(.listen(id, topic))
         return true
     }

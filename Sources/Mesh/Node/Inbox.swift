@@ -52,20 +52,19 @@ final class Inbox: Sendable {
 
     /// Adds a batch; pauses `connection` when the backlog is over the limit.
     func push(_ batch: InboundBatch, bytes: Int, from connection: Connection?) {
-        let (wake, pause) = state.withLock { state -> ((CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Bool) in
+        let (wake, _) = state.withLock { state -> ((CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Bool) in
             guard !state.closed else { return (nil, false) }
             state.queue.append(batch)
             state.queuedBytes += bytes
-            var pause = false
             if let connection, state.queuedBytes + state.inProgressBytes > highWater {
                 state.paused.append(connection)
-                pause = true
+                // Queued to the loop under this lock, so a resume from next() cannot overtake it.
+                connection.setReadingPaused(true)
             }
-            guard let waiter = state.waiter else { return (nil, pause) }
+            guard let waiter = state.waiter else { return (nil, false) }
             state.waiter = nil
-            return ((waiter, take(&state)), pause)
+            return ((waiter, take(&state)), false)
         }
-        if pause { connection?.setReadingPaused(true) }
         if let (waiter, items) = wake { waiter.resume(returning: items) }
     }
 
@@ -73,13 +72,12 @@ final class Inbox: Sendable {
     ///
     /// Calling it again tells the inbox the previous batch is done.
     func next() async -> [InboundBatch] {
-        let (ready, resume) = state.withLock { state -> ([InboundBatch]?, [Connection]) in
+        let ready = state.withLock { state -> [InboundBatch]? in
             state.inProgressBytes = 0
-            let resume = releasePaused(&state)
-            if !state.queue.isEmpty { return (take(&state), resume) }
-            return (state.closed ? [] : nil, resume)
+            for connection in releasePaused(&state) { connection.setReadingPaused(false) }
+            if !state.queue.isEmpty { return take(&state) }
+            return state.closed ? [] : nil
         }
-        for connection in resume { connection.setReadingPaused(false) }
         if let ready { return ready }
         return await withCheckedContinuation { continuation in
             let ready = state.withLock { state -> [InboundBatch]? in
@@ -94,17 +92,20 @@ final class Inbox: Sendable {
 
     /// Wakes the delivery task with `[]` and ignores later pushes.
     func close() {
-        let (waiter, paused) = state.withLock { state -> (CheckedContinuation<[InboundBatch], Never>?, [Connection]) in
+        let waiter = state.withLock { state -> CheckedContinuation<[InboundBatch], Never>? in
             state.closed = true
+            for connection in state.paused { connection.setReadingPaused(false) }
             defer {
                 state.waiter = nil
                 state.paused = []
             }
-            return (state.waiter, state.paused)
+            return state.waiter
         }
-        for connection in paused { connection.setReadingPaused(false) }
         waiter?.resume(returning: [])
     }
+
+    /// True when the backlog is over the limit (a node's own messages to itself then drop).
+    var isFull: Bool { state.withLock { $0.queuedBytes + $0.inProgressBytes > highWater } }
 
     private func take(_ state: inout State) -> [InboundBatch] {
         let items = state.queue

@@ -37,6 +37,17 @@ final class ListenerTable: Sendable {
         table.withLock { $0[topic, default: []].append(entry) }
     }
 
+    /// Removes one listener and ends its stream.
+    func remove(id: UInt64, topic: String) {
+        let removed = table.withLock { table -> Entry? in
+            guard let index = table[topic]?.firstIndex(where: { $0.id == id }) else { return nil }
+            let entry = table[topic]!.remove(at: index)
+            if table[topic]!.isEmpty { table[topic] = nil }
+            return entry
+        }
+        removed?.finish()
+    }
+
     /// Removes every listener of `topic` and ends their streams.
     func removeAll(topic: String) {
         let removed = table.withLock { $0.removeValue(forKey: topic) } ?? []

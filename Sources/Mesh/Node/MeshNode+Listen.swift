@@ -65,9 +65,10 @@ extension MeshNode {
         try validateName(topic, kind: "topic")
         let codec = self.codec
         nextWaiterID += 1
+        let entryID = nextWaiterID
         listeners.add(
             ListenerTable.Entry(
-                id: nextWaiterID, type: ObjectIdentifier(T.self),
+                id: entryID, type: ObjectIdentifier(T.self),
                 handle: { message, sender in
                     await deliver(message.topic, try decodePayload(T.self, from: message.payload, codec: codec), sender)
                 },
@@ -79,8 +80,16 @@ extension MeshNode {
         announce(.listen, topic: topic)
         guard isConnectedToCoordinator else { return }
         let me = id
-        try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the listen") {
-            $0.nodes[me]?.topics.contains(topic) ?? false
+        do {
+            try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the listen") {
+                $0.nodes[me]?.topics.contains(topic) ?? false
+            }
+        } catch {
+            // Leave nothing behind that the caller cannot reach: a stream nobody reads would
+            // stall this node's delivery, and a retried listen would run its handler twice.
+            listeners.remove(id: entryID, topic: topic)
+            if listeners.snapshot[topic] == nil, listenedTopics.remove(topic) != nil { announce(.unlisten, topic: topic) }
+            throw error
         }
     }
 

@@ -81,6 +81,12 @@ extension MeshNode {
     }
 
     private nonisolated func deliverLocally(topic: String, encoding: PayloadEncoding, payload: Data, frameBytes: Int) {
+        guard !inbox.isFull else {
+            router.dropped(
+                1, bytes: frameBytes, for: nil, topic: topic, stillCounted: true,
+                reason: "this node's own listeners are \(configuration.maximumInboxBytes) bytes behind")
+            return
+        }
         let message = InboundMessage(topic: topic, encoding: encoding, payload: payload)
         receivedCounter.update {
             $0.messagesReceived += 1

@@ -150,6 +150,7 @@ public actor MeshNode {
     static let reregistrationGrace = Duration.seconds(5)
     private var lastHeardFromCoordinator = ContinuousClock.now
     private var lastReportedStatistics: MeshStatistics?
+    private var connectingSince: ContinuousClock.Instant?
     private var reconnectAttempt = 0
 
     struct TopologyWaiter {
@@ -272,10 +273,11 @@ public actor MeshNode {
 
     static func connectionOptions(_ configuration: Configuration) -> Connection.Options {
         Connection.Options(
-            key: configuration.authkey.map { SymmetricKey(data: Array($0.utf8)) },
+            key: configuration.authkey.flatMap { $0.isEmpty ? nil : SymmetricKey(data: Array($0.utf8)) },
             maximumFrameLength: configuration.maximumMessageSize + 64 * 1024,
             maximumPendingBytes: configuration.maximumQueuedBytesPerPeer,
-            connectTimeout: configuration.connectTimeout)
+            connectTimeout: configuration.connectTimeout,
+            flushChunk: configuration.whenPeerQueueFull == .dropOldest ? 256 * 1024 : nil)
     }
 
     private var record: NodeRecord {
@@ -296,6 +298,7 @@ public actor MeshNode {
                 to: address, options: options, delegate: CoordinatorLink(events: controlEvents))
             connection.send(ControlMessage(.register, node: record).encodedFrame())
             coordinatorState = .connecting(connection)
+            connectingSince = .now
         } catch {
             coordinatorFailed(nil, error: .socket(error))
         }
@@ -458,6 +461,13 @@ public actor MeshNode {
     /// up when it has been silent for three heartbeats: a half-open connection never closes by itself.
     private func beat() {
         router.reportHeldDrops()
+        if case .connecting(let connection) = coordinatorState,
+            let since = connectingSince, since.duration(to: .now) > configuration.connectTimeout
+        {
+            // Registered neither way (a partition right after the handshake, say): start over.
+            connection.close(error: .protocolViolation("no welcome from the coordinator within \(formatted(configuration.connectTimeout))"))
+            return
+        }
         guard case .registered(let connection) = coordinatorState else { return }
         let silence = lastHeardFromCoordinator.duration(to: .now)
         if silence > configuration.heartbeatInterval * 3 {
@@ -565,9 +575,15 @@ public func forever() async throws {
 /// A thread-safe set of connections (a node's inbound ones, closed with the node).
 final class ConnectionSet: Sendable {
     private let connections = Mutex<[UInt64: Connection]>([:])
+    private let closed = Mutex(false)
 
+    /// Adds a connection; after ``removeAll()`` it closes it instead (one accepted while closing).
     func insert(_ connection: Connection) {
-        connections.withLock { $0[connection.id] = connection }
+        let refused = closed.withLock { closed -> Bool in
+            if !closed { connections.withLock { $0[connection.id] = connection } }
+            return closed
+        }
+        if refused { connection.close() }
     }
 
     func remove(_ connection: Connection) {
@@ -575,7 +591,8 @@ final class ConnectionSet: Sendable {
     }
 
     func removeAll() -> [Connection] {
-        connections.withLock { connections in
+        closed.withLock { $0 = true }
+        return connections.withLock { connections in
             defer { connections.removeAll() }
             return Array(connections.values)
         }

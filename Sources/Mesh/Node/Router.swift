@@ -23,6 +23,8 @@ final class Router: Sendable {
     private struct State {
         var topology = Topology()
         var routes: [String: [Group]] = [:]
+        /// Round-robin turns of routes dropped from the cache, so a rebuilt route goes on in turn.
+        var turns: [String: Int] = [:]
         var strategy: LoadBalancing
         var random = SystemRandomNumberGenerator()
         var peers: [String: Connection] = [:]
@@ -137,22 +139,36 @@ final class Router: Sendable {
             Group(
                 members: nodes.map { node in
                     Member(node: node, isSelf: node.id == nodeID, connection: state.peers[node.id])
-                })
+                },
+                turn: state.turns[Router.turnKey(topic, nodes[0].name)] ?? 0)
         }
     }
+
+    /// Empties the route cache, keeping each group's round-robin turn for the rebuilt route.
+    private func dropRoutes(in state: inout State) {
+        for (topic, groups) in state.routes {
+            for group in groups where !group.members.isEmpty {
+                state.turns[Router.turnKey(topic, group.members[0].node.name)] = group.turn
+            }
+        }
+        state.routes.removeAll(keepingCapacity: true)
+    }
+
+    private static func turnKey(_ topic: String, _ group: String) -> String { topic + "\u{0}" + group }
 
     /// The connection to `node`, dialled again after a failure.
     func reconnect(to node: NodeRecord, replacing old: Connection) -> Connection? {
         state.withLock { state in
             if let current = state.peers[node.id], current !== old { return current }
             state.peers[node.id] = nil
-            state.routes.removeAll(keepingCapacity: true)
+            dropRoutes(in: &state)
             return connection(to: node, in: &state)
         }
     }
 
     private func connection(to node: NodeRecord, in state: inout State) -> Connection? {
         if let existing = state.peers[node.id] { return existing }
+        if state.closed { return nil }
         do {
             let connection = try Connection.connect(
                 to: node.address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
@@ -198,7 +214,7 @@ final class Router: Sendable {
     func setTopology(_ topology: Topology) -> [Connection] {
         state.withLock { state in
             state.topology = topology
-            state.routes.removeAll(keepingCapacity: true)
+            dropRoutes(in: &state)
             var gone: [Connection] = []
             for (peerID, connection) in state.peers where topology.nodes[peerID] == nil {
                 gone.append(connection)
@@ -214,7 +230,7 @@ final class Router: Sendable {
         state.withLock { state in
             if state.peers[peerID] === connection {
                 state.peers[peerID] = nil
-                state.routes.removeAll(keepingCapacity: true)
+                dropRoutes(in: &state)
             }
             if failed { state.failed[peerID] = .now }
             return state.topology.nodes[peerID]

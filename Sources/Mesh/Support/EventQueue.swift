@@ -48,6 +48,9 @@ final class EventQueue<Element: Sendable>: Sendable {
         }
     }
 
+    /// Elements pushed and not yet taken.
+    var count: Int { state.withLock { $0.items.count } }
+
     /// Ends the queue: the waiting task gets `[]`, later pushes are ignored.
     func finish() {
         state.withLock { $0.finished = true }

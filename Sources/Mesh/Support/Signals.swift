@@ -37,7 +37,8 @@ public enum MeshProcess {
     public static func readAuthkey(fromFile path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path), var text = String(data: data, encoding: .utf8)
         else { throw MeshError.invalidName(path, reason: "cannot read the authkey file") }
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        // By scalars: Swift reads "\r\n" as one character, which hasSuffix("\n") would miss.
+        while let last = text.unicodeScalars.last, last == "\n" || last == "\r" { text.unicodeScalars.removeLast() }
         guard !text.isEmpty else { throw MeshError.invalidName(path, reason: "the authkey file is empty") }
         return text
     }

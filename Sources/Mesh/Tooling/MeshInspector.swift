@@ -55,7 +55,7 @@ public actor MeshInspector {
         let address = try await SocketAddress.resolve(coordinator, defaultPort: MeshDefaults.coordinatorPort)
         let events = EventQueue<Event>()
         let options = Connection.Options(
-            key: authkey.map { SymmetricKey(data: Array($0.utf8)) }, maximumFrameLength: 64 << 20,
+            key: authkey.flatMap { $0.isEmpty ? nil : SymmetricKey(data: Array($0.utf8)) }, maximumFrameLength: 64 << 20,
             maximumPendingBytes: 1 << 20, handshakeTimeout: timeout, connectTimeout: timeout)
         let connection = try Connection.connect(to: address, options: options, delegate: Link(events: events))
         connection.send(ControlMessage(.inspect).encodedFrame())

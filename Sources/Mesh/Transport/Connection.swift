@@ -1,3 +1,4 @@
+import CMeshSystem
 import MeshCrypto
 import Synchronization
 
@@ -48,6 +49,10 @@ final class Connection: EventHandler, CustomStringConvertible {
         var maximumPendingBytes: Int
         var handshakeTimeout: Duration = .seconds(5)
         var connectTimeout: Duration = .seconds(5)
+        /// When set, the loop thread takes at most about this many queued bytes at a time, so
+        /// frames not yet taken can still be dropped by ``Connection/sendDroppingOldest(_:)``.
+        /// `nil` takes everything queued in one step (cheapest).
+        var flushChunk: Int? = nil
     }
 
     /// What ``send(_:)`` did with the frame.
@@ -349,6 +354,11 @@ final class Connection: EventHandler, CustomStringConvertible {
             }
         case .handshaking, .open:
             if events & Interest.write.rawValue != 0 { flush() }
+            if local.readPaused, events & (cmesh_epollerr | cmesh_epollhup) != 0 {
+                // epoll reports these whatever the interest: waiting would spin this thread.
+                finishClose(.socket(.disconnected("peer hung up while reading was paused")))
+                return
+            }
             if events & ~Interest.write.rawValue != 0, local.phase != .closed { readAvailable() }
         case .idle, .closed:
             break
@@ -434,7 +444,11 @@ final class Connection: EventHandler, CustomStringConvertible {
                 local.bytesRead += count
                 guard let delegate = shared.withLock({ $0.delegate }) else { return }
                 try delegate.connection(self, didReceive: &local.decoder)
-                if local.decoder.bufferedByteCount > 0, local.stallTimer == nil { armStallTimer() }
+                if local.decoder.bufferedByteCount > 0 {
+                    if local.stallTimer == nil { armStallTimer() }
+                } else {
+                    local.decoder.shrinkIfIdle(keeping: 1 << 20)  // after an outsized message
+                }
                 if count < space { return }
             }
         } catch let error as SocketError {
@@ -455,6 +469,11 @@ final class Connection: EventHandler, CustomStringConvertible {
         local.stallTimer = loop.schedule(after: Connection.stallWindow) { [self] in
             local.stallTimer = nil
             guard local.phase == .open, local.decoder.bufferedByteCount > 0 else { return }
+            // Paused by this side's own backpressure: the peer is not to blame.
+            if local.readPaused {
+                armStallTimer()
+                return
+            }
             if local.bytesRead - local.stallBaseline < Connection.stallMinimumBytes {
                 let seconds = Int(Connection.stallWindow.components.seconds)
                 finishClose(
@@ -494,7 +513,13 @@ final class Connection: EventHandler, CustomStringConvertible {
                             shared.flushScheduled = false
                             return false
                         }
-                        swap(&shared.pending, &local.outgoing)
+                        if let chunk = options.flushChunk, shared.pending.count > chunk {
+                            let cut = Connection.frameBoundary(in: shared.pending, atMost: chunk)
+                            local.outgoing.append(contentsOf: shared.pending[..<cut])
+                            shared.pending.removeFirst(cut)
+                        } else {
+                            swap(&shared.pending, &local.outgoing)
+                        }
                         return true
                     }
                     if !more {
@@ -592,6 +617,19 @@ final class Connection: EventHandler, CustomStringConvertible {
         for waiter in waiters { waiter.resume(returning: false) }
         delegate?.connectionDidClose(self, error: error, unsent: unsent)
         for waiter in closeWaiters { waiter.resume() }
+    }
+
+    /// The end of the last whole frame within the first `limit` bytes (at least one frame).
+    static func frameBoundary(in bytes: [UInt8], atMost limit: Int) -> Int {
+        var index = 0
+        while index + 4 <= bytes.count {
+            let length = Int(bytes[index]) << 24 | Int(bytes[index + 1]) << 16 | Int(bytes[index + 2]) << 8
+                | Int(bytes[index + 3])
+            let end = index + 4 + length
+            if end > limit, index > 0 { break }
+            index = end
+        }
+        return min(index, bytes.count)
     }
 
     /// Counts the frames in `bytes` (whole frames, back to back) that end after `offset`.

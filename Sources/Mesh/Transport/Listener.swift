@@ -42,6 +42,7 @@ final class Listener: EventHandler {
     }
 
     func handle(events: UInt32) {
+        guard token.withLock({ $0 }) != nil else { return }  // closed; the fd may be reused
         // A bounded batch per wake-up keeps a connection flood from starving established peers.
         for _ in 0..<64 {
             // The resume goes through the loop, so it always lands after this pause.

@@ -50,19 +50,6 @@ struct Socket: Sendable, Hashable {
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
     }
 
-    /// Sets the kernel's send and receive buffer sizes (a hint the kernel may round).
-    func setBufferSizes(_ bytes: Int32) {
-        var size = bytes
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-    }
-
-    /// Turns on TCP keepalive probes so a silently vanished peer is eventually noticed.
-    func setKeepAlive() {
-        var on: Int32 = 1
-        _ = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, socklen_t(MemoryLayout<Int32>.size))
-    }
-
     // MARK: Server side
 
     /// Binds to `address` and starts listening.
@@ -157,16 +144,6 @@ struct Socket: Sendable, Hashable {
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let result = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return result == 0 ? SocketAddress(storage: storage) : nil
-    }
-
-    /// The address of the connected peer.
-    func peerAddress() -> SocketAddress? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
         }
         return result == 0 ? SocketAddress(storage: storage) : nil
     }
