@@ -260,6 +260,33 @@ struct EndToEndTests {
         await mesh.stop()
     }
 
+    @Test("peers on the same host talk over a Unix socket, or TCP when configured so")
+    func sameHostTransport() async throws {
+        let mesh = try await RunningCoordinator.start()
+        for transport in [MeshNode.SameHostTransport.unixSocket, .tcp] {
+            let receiver = try await mesh.node("receiver") { $0.sameHostTransport = transport }
+            let sender = try await mesh.node("sender") { $0.sameHostTransport = transport }
+            let got = Collector<String>()
+            try await receiver.listen("local") { (_: String, text: String) in got.append(text) }
+            try await sender.waitForListener("local", timeout: .seconds(5))
+            try await sender.send("local", "hi")
+            #expect(try await got.wait(for: 1) == ["hi"])
+            let dialled = sender.router.dialledAddress(for: receiver.id)
+            let path = MeshNode.unixSocketPath(for: receiver.id)
+            switch transport {
+            case .unixSocket:
+                #expect(dialled == .unix(path: path))
+                #expect(FileManager.default.fileExists(atPath: path))
+            case .tcp:
+                #expect(dialled.map(\.port) == (await receiver.listenAddress)?.port)
+            }
+            await sender.close()
+            await receiver.close()
+            #expect(!FileManager.default.fileExists(atPath: path), "close() removes the socket file")
+        }
+        await mesh.stop()
+    }
+
     @Test("a node may listen to what it sends")
     func selfDelivery() async throws {
         let mesh = try await RunningCoordinator.start()

@@ -450,6 +450,16 @@ public enum MeshDefaults {
             ?? coordinatorAddress
     }
 
+    /// This host and network namespace: the machine id (or host name) and the namespace's inode.
+    /// Two nodes with the same value can reach each other's Unix sockets.
+    public static let machineIdentity: String = {
+        let machineID = (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let host = machineID.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
+        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")) ?? ""
+        return namespace.isEmpty ? host : "\(host)/\(namespace)"
+    }()
+
     /// `$MESH_AUTHKEY`, when set and not empty.
     public static var authkeyFromEnvironment: String? {
         ProcessInfo.processInfo.environment["MESH_AUTHKEY"].flatMap { $0.isEmpty ? nil : $0 }

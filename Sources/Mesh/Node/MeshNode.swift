@@ -44,6 +44,9 @@ public actor MeshNode {
         public var logger: MeshLogger?
         /// What to do when `mesh node kill` asks this node to stop.
         public var onShutdownRequest: ShutdownRequestAction
+        /// How to reach peers on the same host. Defaults to `$MESH_SAME_HOST_TRANSPORT`
+        /// (`unix` or `tcp`), else Unix sockets.
+        public var sameHostTransport: SameHostTransport
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -60,7 +63,8 @@ public actor MeshNode {
             connectTimeout: Duration = .seconds(5),
             heartbeatInterval: Duration = .seconds(1),
             logger: MeshLogger? = nil,
-            onShutdownRequest: ShutdownRequestAction = .terminateProcess
+            onShutdownRequest: ShutdownRequestAction = .terminateProcess,
+            sameHostTransport: SameHostTransport = SameHostTransport.fromEnvironment
         ) {
             self.coordinator = coordinator
             self.authkey = authkey
@@ -77,6 +81,22 @@ public actor MeshNode {
             self.heartbeatInterval = heartbeatInterval
             self.logger = logger
             self.onShutdownRequest = onShutdownRequest
+            self.sameHostTransport = sameHostTransport
+        }
+    }
+
+    /// How a node reaches peers that run on the same host.
+    public enum SameHostTransport: String, Sendable, Equatable {
+        /// Each node also accepts peers on a Unix socket in the temporary directory, and peers on
+        /// the same host (and network namespace) dial that: faster than loopback TCP.
+        case unixSocket = "unix"
+        /// Everything goes over TCP.
+        case tcp
+
+        /// `$MESH_SAME_HOST_TRANSPORT` (`unix` or `tcp`), else ``unixSocket``.
+        public static var fromEnvironment: SameHostTransport {
+            ProcessInfo.processInfo.environment["MESH_SAME_HOST_TRANSPORT"].flatMap(SameHostTransport.init(rawValue:))
+                ?? .unixSocket
         }
     }
 
@@ -141,6 +161,7 @@ public actor MeshNode {
     private var coordinatorState = CoordinatorState.disconnected
     private var coordinatorAddress: SocketAddress?
     private var server: Listener?
+    private var unixServer: Listener?
     private var tasks: [Task<Void, Never>] = []
     private var registration: CheckedContinuation<Void, any Error>?
     private var coordinatorLostAt: ContinuousClock.Instant?
@@ -170,7 +191,8 @@ public actor MeshNode {
         self.controlEvents = events
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
-            options: MeshNode.connectionOptions(configuration), events: events, logger: logger)
+            options: MeshNode.connectionOptions(configuration), events: events, logger: logger,
+            preferUnix: configuration.sameHostTransport == .unixSocket)
     }
 
     /// The topology as this node last heard it.
@@ -221,6 +243,21 @@ public actor MeshNode {
                 })
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
+        }
+        if configuration.sameHostTransport == .unixSocket {
+            let path = MeshNode.unixSocketPath(for: id)
+            do {
+                unixServer = try Listener(
+                    binding: .unix(path: path), admission: admission,
+                    onError: { logger.error("accepting a local peer connection failed: \($0)") },
+                    onAccept: { socket, peer in
+                        connections.insert(
+                            Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission))
+                    })
+            } catch {
+                // Not fatal: same-host peers then use TCP like everyone else.
+                logger.warning("no Unix socket for same-host peers at \(path) (\(error)); they will use TCP")
+            }
         }
         startTasks()
         do {
@@ -283,7 +320,16 @@ public actor MeshNode {
     private var record: NodeRecord {
         NodeRecord(
             id: id, name: name, host: configuration.advertisedHost ?? "", port: server?.address.port ?? 0,
-            topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier)
+            topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
+            unixPath: unixServer.map { _ in MeshNode.unixSocketPath(for: id) }, machine: MeshDefaults.machineIdentity)
+    }
+
+    /// `$TMPDIR/swift-mesh-ID.sock` (or /tmp), within the 107 bytes a socket path may hold.
+    static func unixSocketPath(for id: String) -> String {
+        var directory = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        if directory.utf8.count > 60 { directory = "/tmp" }
+        while directory.count > 1, directory.hasSuffix("/") { directory.removeLast() }
+        return "\(directory)/swift-mesh-\(id).sock"
     }
 
     // MARK: The coordinator
@@ -519,6 +565,11 @@ public actor MeshNode {
         }
         server?.close()
         server = nil
+        if let unix = unixServer {
+            unix.close()
+            unixServer = nil
+            unlink(MeshNode.unixSocketPath(for: id))
+        }
         for connection in inboundConnections.removeAll() {
             connection.close()
             closing.append(connection)

@@ -40,11 +40,13 @@ final class Router: Sendable {
     private let options: Connection.Options
     private let events: EventQueue<MeshNode.ControlEvent>
     private let logger: MeshLogger
+    private let preferUnix: Bool
 
     init(
         nodeID: String, nodeName: String, loadBalancing: LoadBalancing, options: Connection.Options,
-        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger
+        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger, preferUnix: Bool
     ) {
+        self.preferUnix = preferUnix
         self.state = Mutex(State(strategy: loadBalancing))
         self.nodeID = nodeID
         self.hello = PeerHello(id: nodeID, name: nodeName).encodedFrame()
@@ -170,8 +172,9 @@ final class Router: Sendable {
         if let existing = state.peers[node.id] { return existing }
         if state.closed { return nil }
         do {
+            let address = node.address(from: MeshDefaults.machineIdentity, preferUnix: preferUnix)
             let connection = try Connection.connect(
-                to: node.address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
+                to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
             connection.send(hello)
             state.peers[node.id] = connection
             if state.failed[node.id] != nil { state.statistics.reconnects += 1 }
@@ -247,6 +250,11 @@ final class Router: Sendable {
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// The address this node dialled for a peer, once it has (for tests).
+    func dialledAddress(for peerID: String) -> SocketAddress? {
+        state.withLock { $0.peers[peerID] }?.remote
+    }
 
     /// Bytes queued for one peer and not yet written (for tests and `mesh status`).
     func queuedBytes(for peerID: String) -> Int {

@@ -14,10 +14,15 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     public var pid: Int32?
     /// When the node joined, in seconds since 1970 (the coordinator's clock).
     public var joined: Double?
+    /// A Unix socket path the node also accepts peers on, for peers on the same host.
+    public var unixPath: String?
+    /// Names the host and network namespace the node runs in: a peer with the same value can
+    /// reach ``unixPath``.
+    public var machine: String?
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
-        joined: Double? = nil
+        joined: Double? = nil, unixPath: String? = nil, machine: String? = nil
     ) {
         self.id = id
         self.name = name
@@ -26,11 +31,20 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         self.topics = topics
         self.pid = pid
         self.joined = joined
+        self.unixPath = unixPath
+        self.machine = machine
     }
 
-    /// Where peers dial this node.
+    /// Where peers on other hosts dial this node.
     public var address: SocketAddress {
         SocketAddress.parse(host, defaultPort: port) ?? .ipv4(host: host, port: port)
+    }
+
+    /// Where a peer dials this node: its Unix socket when both run on the same host (and in the
+    /// same network namespace) and `preferUnix` is set, its TCP address otherwise.
+    func address(from machine: String, preferUnix: Bool) -> SocketAddress {
+        if preferUnix, let unixPath, self.machine == machine { return .unix(path: unixPath) }
+        return address
     }
 }
 

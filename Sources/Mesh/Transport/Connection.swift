@@ -150,7 +150,7 @@ final class Connection: EventHandler, CustomStringConvertible {
         to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared
     ) throws(SocketError) -> Connection {
         let socket = try Socket.stream(for: address)
-        socket.setNoDelay()
+        socket.tuneForStreaming(address)
         let connection = Connection(
             socket: socket, remote: address, role: .connector, options: options, delegate: delegate, loop: loop)
         loop.execute { connection.beginConnecting() }
@@ -165,7 +165,7 @@ final class Connection: EventHandler, CustomStringConvertible {
         _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
         admission: HandshakeAdmission? = nil, loop: EventLoop = .shared
     ) -> Connection {
-        socket.setNoDelay()
+        socket.tuneForStreaming(peer)
         let connection = Connection(
             socket: socket, remote: peer, role: .acceptor, options: options, delegate: delegate, loop: loop)
         connection.local.admission = admission
