@@ -14,18 +14,29 @@ extension MeshNode {
     public func listen<T: Decodable & Sendable>(
         _ topic: String, as type: T.Type = T.self, _ handler: @escaping @Sendable (String, T) async -> Void
     ) async throws {
-        try await addListener(topic, type: type, finish: {}) { topic, value, _ in
-            await handler(topic, value)
-        }
+        let codec = self.codec
+        try await addListener(
+            topic, type: type, finish: {},
+            handle: { message, _ in
+                await handler(message.topic, try decodePayload(T.self, from: message.payload, codec: codec))
+            },
+            deliver: { message, _, value in await handler(message.topic, value as! T) })
     }
 
     /// Calls `handler` with each message on `topic`, with its sender.
     public func listen<T: Decodable & Sendable>(
         _ topic: String, as type: T.Type = T.self, handler: @escaping @Sendable (MeshMessage<T>) async -> Void
     ) async throws {
-        try await addListener(topic, type: type, finish: {}) { topic, value, sender in
-            await handler(MeshMessage(topic: topic, value: value, sender: sender))
-        }
+        let codec = self.codec
+        try await addListener(
+            topic, type: type, finish: {},
+            handle: { message, sender in
+                let value = try decodePayload(T.self, from: message.payload, codec: codec)
+                await handler(MeshMessage(topic: message.topic, value: value, sender: sender))
+            },
+            deliver: { message, sender, value in
+                await handler(MeshMessage(topic: message.topic, value: value as! T, sender: sender))
+            })
     }
 
     /// The messages on `topic` as an asynchronous sequence.
@@ -38,9 +49,16 @@ extension MeshNode {
         -> MeshMessages<T>
     {
         let channel = MessageChannel<MeshMessage<T>>(capacity: configuration.streamBufferSize)
-        try await addListener(topic, type: type, finish: { channel.finish() }) { topic, value, sender in
-            await channel.send(MeshMessage(topic: topic, value: value, sender: sender))
-        }
+        let codec = self.codec
+        try await addListener(
+            topic, type: type, finish: { channel.finish() },
+            handle: { message, sender in
+                let value = try decodePayload(T.self, from: message.payload, codec: codec)
+                await channel.send(MeshMessage(topic: message.topic, value: value, sender: sender))
+            },
+            deliver: { message, sender, value in
+                await channel.send(MeshMessage(topic: message.topic, value: value as! T, sender: sender))
+            })
         return MeshMessages(channel: channel)
     }
 
@@ -57,9 +75,16 @@ extension MeshNode {
         }
     }
 
+    /// Registers a listener and tells the coordinator.
+    ///
+    /// - Parameters:
+    ///   - handle: decodes and delivers one message (built by the caller, so the delivery task
+    ///     makes one call into user code per message, not a chain of wrappers).
+    ///   - deliver: delivers a value already decoded for another listener of the same type.
     private func addListener<T: Decodable & Sendable>(
         _ topic: String, type: T.Type, finish: @escaping @Sendable () -> Void,
-        deliver: @escaping @Sendable (String, T, MeshPeer) async -> Void
+        handle: @escaping @Sendable (InboundMessage, MeshPeer) async throws -> Void,
+        deliver: @escaping @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
     ) async throws {
         try checkOpen()
         try validateName(topic, kind: "topic")
@@ -68,13 +93,9 @@ extension MeshNode {
         let entryID = nextWaiterID
         listeners.add(
             ListenerTable.Entry(
-                id: entryID, type: ObjectIdentifier(T.self),
-                handle: { message, sender in
-                    await deliver(message.topic, try decodePayload(T.self, from: message.payload, codec: codec), sender)
-                },
+                id: entryID, type: ObjectIdentifier(T.self), handle: handle,
                 decode: { message in try decodePayload(T.self, from: message.payload, codec: codec) },
-                deliver: { message, sender, value in await deliver(message.topic, value as! T, sender) },
-                finish: finish),
+                deliver: deliver, finish: finish),
             topic: topic)
         guard listenedTopics.insert(topic).inserted else { return }
         announce(.listen, topic: topic)

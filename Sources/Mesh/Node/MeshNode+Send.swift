@@ -66,14 +66,14 @@ extension MeshNode {
             let frameBytes = MessageFrame.frameLength(topicBytes: topicUTF8.count, payloadBytes: payload.count)
             var stalled: [(Connection, NodeRecord)] = []
             try payload.withUnsafeBytes { payloadBytes in
-                _ = try router.route(topic, frameBytes: frameBytes) { connection, node in
+                _ = try router.route(topic, frameBytes: frameBytes) { connection, member in
                     guard let connection else {
                         deliverLocally(topic: topic, encoding: encoding, payload: payload, frameBytes: frameBytes)
                         return
                     }
                     let result = connection.sendMessage(
                         topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payloadBytes)
-                    if result != .queued { stalled.append((connection, copy node)) }
+                    if result != .queued { stalled.append((connection, member.node)) }
                 }
             }
             return stalled

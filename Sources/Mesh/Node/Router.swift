@@ -9,16 +9,10 @@ import Synchronization
 final class Router: Sendable {
     /// One group of same-named listeners of a topic, with its round-robin turn.
     private struct Group {
-        var members: [Member]
+        var members: [RouteMember]
         var turn = 0
     }
 
-    /// One listener, with its connection once dialled.
-    private struct Member {
-        let node: NodeRecord
-        let isSelf: Bool
-        var connection: Connection?
-    }
 
     private struct State {
         var topology = Topology()
@@ -64,7 +58,7 @@ final class Router: Sendable {
     /// - Returns: `false` when nobody listens to `topic` (counted as unrouted).
     /// - Throws: ``MeshError/closed`` after ``close()``; ``MeshError/invalidName(_:reason:)`` for a bad topic.
     func route(
-        _ topic: String, frameBytes: Int, _ deliver: (Connection?, borrowing NodeRecord) -> Void
+        _ topic: String, frameBytes: Int, _ deliver: (Connection?, RouteMember) -> Void
     ) throws(MeshError) -> Bool {
         try state.withLock { state throws(MeshError) -> Bool in
             if state.closed { throw .closed }
@@ -83,7 +77,7 @@ final class Router: Sendable {
                 for groupIndex in groups.indices {
                     if strategy == .broadcast {
                         for memberIndex in groups[groupIndex].members.indices {
-                            delivered += send(to: &groups[groupIndex].members[memberIndex], in: &state, deliver)
+                            delivered += send(to: groups[groupIndex].members[memberIndex], in: &state, deliver)
                         }
                         continue
                     }
@@ -100,7 +94,7 @@ final class Router: Sendable {
                                 return now - since > .seconds(1)
                             }, using: &state.random)
                     }
-                    delivered += send(to: &groups[groupIndex].members[index], in: &state, deliver)
+                    delivered += send(to: groups[groupIndex].members[index], in: &state, deliver)
                 }
             }
             if delivered == 0 {
@@ -124,15 +118,15 @@ final class Router: Sendable {
     }
 
     private func send(
-        to member: inout Member, in state: inout State, _ deliver: (Connection?, borrowing NodeRecord) -> Void
+        to member: RouteMember, in state: inout State, _ deliver: (Connection?, RouteMember) -> Void
     ) -> Int {
         if member.isSelf {
-            deliver(nil, member.node)
+            deliver(nil, member)
             return 1
         }
         if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
         guard let connection = member.connection else { return 0 }
-        deliver(connection, member.node)
+        deliver(connection, member)
         return 1
     }
 
@@ -140,7 +134,7 @@ final class Router: Sendable {
         LoadBalancer.groups(state.topology.listeners(of: topic)).map { nodes in
             Group(
                 members: nodes.map { node in
-                    Member(node: node, isSelf: node.id == nodeID, connection: state.peers[node.id])
+                    RouteMember(node: node, isSelf: node.id == nodeID, connection: state.peers[node.id])
                 },
                 turn: state.turns[Router.turnKey(topic, nodes[0].name)] ?? 0)
         }
@@ -307,5 +301,21 @@ struct DropReport: Sendable {
             }
         }
         return lines
+    }
+}
+
+/// One listener in a cached route, with its connection once dialled.
+///
+/// A class so that the send path passes one reference per receiver instead of copying the
+/// record's strings. Its `connection` is read and written only under the router's lock.
+final class RouteMember: @unchecked Sendable {
+    let node: NodeRecord
+    let isSelf: Bool
+    var connection: Connection?
+
+    init(node: NodeRecord, isSelf: Bool, connection: Connection?) {
+        self.node = node
+        self.isSelf = isSelf
+        self.connection = connection
     }
 }
