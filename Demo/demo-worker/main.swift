@@ -7,6 +7,7 @@ import Mesh
 //   demo-worker                              a worker: prints each job it gets
 //   demo-worker --dispatch N [--workers W]   sends N jobs once W workers listen (default 1)
 MeshProcess.lineBufferedOutput()
+MeshProcess.catchTerminationSignals()  // a SIGTERM during start-up still shuts down cleanly
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.first == "--dispatch" {
     let count = arguments.dropFirst().first.flatMap(Int.init) ?? 12

@@ -17,6 +17,8 @@ let usage = """
     Without a key option, MESH_AUTHKEY is used when set.
     """
 
+MeshProcess.catchTerminationSignals()
+
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("mesh-coordinator: \(message)\n".utf8))
     exit(2)

@@ -4,6 +4,10 @@ import Mesh
 /// mesh: see and poke a running mesh. `mesh --help` lists the commands; docs/CLI.md describes
 /// each with its output formats.
 
+// A Ctrl-C or a `mesh node kill` that arrives while a command is still starting is kept for it,
+// not allowed to end the process uncleanly.
+MeshProcess.catchTerminationSignals()
+
 /// Prints `mesh: MESSAGE` as one line on standard error and exits with `code`.
 func fail(_ message: String, code: Int32) -> Never {
     let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")

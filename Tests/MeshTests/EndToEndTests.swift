@@ -272,17 +272,16 @@ struct EndToEndTests {
             try await sender.send("local", "hi")
             #expect(try await got.wait(for: 1) == ["hi"])
             let dialled = sender.router.dialledAddress(for: receiver.id)
-            let path = MeshNode.unixSocketPath(for: receiver.id)
             switch transport {
             case .unixSocket:
-                #expect(dialled == .unix(path: path))
-                #expect(FileManager.default.fileExists(atPath: path))
+                #expect(dialled == NodeRecord.unixAddress(for: receiver.id))
+                #expect(await receiver.currentTopology.nodes[receiver.id]?.local == MeshDefaults.localScope)
             case .tcp:
                 #expect(dialled.map(\.port) == (await receiver.listenAddress)?.port)
+                #expect(await receiver.currentTopology.nodes[receiver.id]?.local == nil)
             }
             await sender.close()
             await receiver.close()
-            #expect(!FileManager.default.fileExists(atPath: path), "close() removes the socket file")
         }
         await mesh.stop()
     }

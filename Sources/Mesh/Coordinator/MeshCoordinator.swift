@@ -50,6 +50,7 @@ public actor MeshCoordinator {
         case closed(Connection, ConnectionError?)
         case acceptFailed(SocketError)
         case tick
+        case publish
     }
 
     private struct Session {
@@ -121,6 +122,10 @@ public actor MeshCoordinator {
     private var listener: Listener?
     private let startedAt = ContinuousClock.now
     private var kills: [KillRequest] = []
+    private var lastPublish = ContinuousClock.now - .seconds(1)
+    private var publishPending = false
+    /// The shortest time between two topology broadcasts.
+    private let publishInterval = Duration.milliseconds(10)
     /// How long a `kill` waits for its nodes to leave before answering.
     private let killTimeout = Duration.seconds(5)
 
@@ -181,7 +186,7 @@ public actor MeshCoordinator {
         while !Task.isCancelled {
             let batch = await events.next()
             for event in batch { handle(event) }
-            publish()
+            publishSoon()
             link.resumePaused()
         }
         shutdown()
@@ -211,6 +216,9 @@ public actor MeshCoordinator {
             logger.error("accepting a connection failed: \(error)")
         case .tick:
             evictSilentNodes()
+        case .publish:
+            publishPending = false
+            publish()
         }
     }
 
@@ -394,9 +402,25 @@ public actor MeshCoordinator {
         settleKills(now: now)
     }
 
+    /// Publishes now, or, when the last publish was under ``publishInterval`` ago, once that
+    /// much time has passed: a storm of joins then costs one delta per interval to every node,
+    /// not one per join (1,000 nodes joining at once would otherwise mean a million deltas).
+    private func publishSoon() {
+        guard !publishPending else { return }
+        let wait = publishInterval - lastPublish.duration(to: .now)
+        guard wait > .zero else { return publish() }
+        publishPending = true
+        let events = self.events
+        Task {
+            try? await Task.sleep(for: wait)
+            events.push(.publish)
+        }
+    }
+
     /// Sends what this batch of events changed: one snapshot for every node that registered in
     /// it, and one delta for everyone else, each encoded once.
     private func publish() {
+        lastPublish = .now
         let delta = book.takeDelta()
         let welcomed = sessions.values.filter(\.awaitingWelcome)
         let welcomedIDs = Set(welcomed.map(\.connection.id))
@@ -450,14 +474,15 @@ public enum MeshDefaults {
             ?? coordinatorAddress
     }
 
-    /// This host and network namespace: the machine id (or host name) and the namespace's inode.
-    /// Two nodes with the same value can reach each other's Unix sockets.
-    public static let machineIdentity: String = {
+    /// A short name for this host and network namespace: 12 hex digits of the SHA-256 of the
+    /// machine id (or host name) and the namespace's inode. Nodes with the same value can reach
+    /// each other's abstract Unix sockets.
+    public static let localScope: String = {
         let machineID = (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let host = machineID.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
         let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")) ?? ""
-        return namespace.isEmpty ? host : "\(host)/\(namespace)"
+        return SHA256.hash(data: Array("\(host)/\(namespace)".utf8)).description.prefix(12).description
     }()
 
     /// `$MESH_AUTHKEY`, when set and not empty.

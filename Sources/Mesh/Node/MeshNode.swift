@@ -45,7 +45,7 @@ public actor MeshNode {
         /// What to do when `mesh node kill` asks this node to stop.
         public var onShutdownRequest: ShutdownRequestAction
         /// How to reach peers on the same host. Defaults to `$MESH_SAME_HOST_TRANSPORT`
-        /// (`unix` or `tcp`), else Unix sockets.
+        /// (`unix` or `tcp`), else TCP (see the README's performance section for why).
         public var sameHostTransport: SameHostTransport
 
         public init(
@@ -87,16 +87,16 @@ public actor MeshNode {
 
     /// How a node reaches peers that run on the same host.
     public enum SameHostTransport: String, Sendable, Equatable {
-        /// Each node also accepts peers on a Unix socket in the temporary directory, and peers on
-        /// the same host (and network namespace) dial that: faster than loopback TCP.
+        /// Each node also accepts peers on an abstract Unix socket, and peers in the same host and
+        /// network namespace dial that: faster than loopback TCP.
         case unixSocket = "unix"
         /// Everything goes over TCP.
         case tcp
 
-        /// `$MESH_SAME_HOST_TRANSPORT` (`unix` or `tcp`), else ``unixSocket``.
+        /// `$MESH_SAME_HOST_TRANSPORT` (`unix` or `tcp`), else ``tcp``.
         public static var fromEnvironment: SameHostTransport {
             ProcessInfo.processInfo.environment["MESH_SAME_HOST_TRANSPORT"].flatMap(SameHostTransport.init(rawValue:))
-                ?? .unixSocket
+                ?? .tcp
         }
     }
 
@@ -156,6 +156,9 @@ public actor MeshNode {
     var topology = Topology()
     var listenedTopics: Set<String> = []
     var isClosed = false
+    /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
+    /// ``MeshError/closed`` after that is the expected end, not a failure.
+    public private(set) var wasAskedToStop = false
     var topologyWaiters: [UInt64: TopologyWaiter] = [:]
     var nextWaiterID: UInt64 = 0
     private var coordinatorState = CoordinatorState.disconnected
@@ -245,10 +248,10 @@ public actor MeshNode {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
         }
         if configuration.sameHostTransport == .unixSocket {
-            let path = MeshNode.unixSocketPath(for: id)
+            let path = NodeRecord.unixAddress(for: id)
             do {
                 unixServer = try Listener(
-                    binding: .unix(path: path), admission: admission,
+                    binding: path, admission: admission,
                     onError: { logger.error("accepting a local peer connection failed: \($0)") },
                     onAccept: { socket, peer in
                         connections.insert(
@@ -321,15 +324,7 @@ public actor MeshNode {
         NodeRecord(
             id: id, name: name, host: configuration.advertisedHost ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
-            unixPath: unixServer.map { _ in MeshNode.unixSocketPath(for: id) }, machine: MeshDefaults.machineIdentity)
-    }
-
-    /// `$TMPDIR/swift-mesh-ID.sock` (or /tmp), within the 107 bytes a socket path may hold.
-    static func unixSocketPath(for id: String) -> String {
-        var directory = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
-        if directory.utf8.count > 60 { directory = "/tmp" }
-        while directory.count > 1, directory.hasSuffix("/") { directory.removeLast() }
-        return "\(directory)/swift-mesh-\(id).sock"
+            local: unixServer.map { _ in MeshDefaults.localScope })
     }
 
     // MARK: The coordinator
@@ -442,6 +437,7 @@ public actor MeshNode {
             break
         case .shutdown:
             logger.info("stopping: \(message.reason ?? "the coordinator asked")")
+            wasAskedToStop = true
             let action = configuration.onShutdownRequest
             Task {
                 await self.close()
@@ -565,11 +561,8 @@ public actor MeshNode {
         }
         server?.close()
         server = nil
-        if let unix = unixServer {
-            unix.close()
-            unixServer = nil
-            unlink(MeshNode.unixSocketPath(for: id))
-        }
+        unixServer?.close()
+        unixServer = nil
         for connection in inboundConnections.removeAll() {
             connection.close()
             closing.append(connection)

@@ -166,7 +166,7 @@ final class Router: Sendable {
         if let existing = state.peers[node.id] { return existing }
         if state.closed { return nil }
         do {
-            let address = node.address(from: MeshDefaults.machineIdentity, preferUnix: preferUnix)
+            let address = node.address(from: MeshDefaults.localScope, preferUnix: preferUnix)
             let connection = try Connection.connect(
                 to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
             connection.send(hello)

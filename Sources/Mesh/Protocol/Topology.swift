@@ -14,15 +14,13 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     public var pid: Int32?
     /// When the node joined, in seconds since 1970 (the coordinator's clock).
     public var joined: Double?
-    /// A Unix socket path the node also accepts peers on, for peers on the same host.
-    public var unixPath: String?
-    /// Names the host and network namespace the node runs in: a peer with the same value can
-    /// reach ``unixPath``.
-    public var machine: String?
+    /// Set when the node also accepts peers on the abstract Unix socket `@swift-mesh-ID`: a short
+    /// name for its host and network namespace. A peer with the same value can dial that socket.
+    public var local: String?
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
-        joined: Double? = nil, unixPath: String? = nil, machine: String? = nil
+        joined: Double? = nil, local: String? = nil
     ) {
         self.id = id
         self.name = name
@@ -31,8 +29,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         self.topics = topics
         self.pid = pid
         self.joined = joined
-        self.unixPath = unixPath
-        self.machine = machine
+        self.local = local
     }
 
     /// Where peers on other hosts dial this node.
@@ -40,12 +37,16 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         SocketAddress.parse(host, defaultPort: port) ?? .ipv4(host: host, port: port)
     }
 
-    /// Where a peer dials this node: its Unix socket when both run on the same host (and in the
-    /// same network namespace) and `preferUnix` is set, its TCP address otherwise.
-    func address(from machine: String, preferUnix: Bool) -> SocketAddress {
-        if preferUnix, let unixPath, self.machine == machine { return .unix(path: unixPath) }
+    /// Where a peer dials this node: its Unix socket when both run in the same host and network
+    /// namespace (`scope`) and `preferUnix` is set, its TCP address otherwise.
+    func address(from scope: String, preferUnix: Bool) -> SocketAddress {
+        if preferUnix, local == scope { return NodeRecord.unixAddress(for: id) }
         return address
     }
+
+    /// The abstract Unix socket a node with this id accepts local peers on. Abstract sockets
+    /// belong to a network namespace, not to the file system: nothing to clean up after a crash.
+    static func unixAddress(for id: String) -> SocketAddress { .unix(path: "@swift-mesh-\(id)") }
 }
 
 /// The mesh as one node (or the coordinator) sees it at one version.

@@ -1,6 +1,7 @@
 import CMeshSystem
 @preconcurrency import Dispatch
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -8,22 +9,20 @@ import Glibc
 
 /// Process-level helpers for programs built on the mesh.
 public enum MeshProcess {
-    /// Suspends until the process receives SIGINT or SIGTERM; returns the signal number.
+    /// Starts catching SIGINT and SIGTERM now, so one that arrives before the program waits for
+    /// it is kept rather than ending the process. Call it first thing in `main`; calling it again
+    /// does nothing.
+    public static func catchTerminationSignals() {
+        _ = SignalCatcher.shared
+    }
+
+    /// Suspends until the process receives SIGINT or SIGTERM (or returns at once if one already
+    /// arrived since ``catchTerminationSignals()``); returns the signal number.
     ///
     /// The signals are caught through Dispatch sources (their default action, ending the
     /// process, is turned off), so the caller can shut down cleanly and exit 0.
     public static func waitForTerminationSignal() async -> Int32 {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            let queue = DispatchQueue(label: "mesh.signals")
-            let once = SignalOnce(continuation)
-            for signalNumber in [SIGINT, SIGTERM] {
-                signal(signalNumber, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-                source.setEventHandler { once.fire(signalNumber) }
-                source.resume()
-                once.keep(source)
-            }
-        }
+        await SignalCatcher.shared.next()
     }
 
     /// Makes `print` output appear line by line even when piped to a file or another program.
@@ -44,21 +43,48 @@ public enum MeshProcess {
     }
 }
 
-/// Resumes a continuation on the first signal and keeps the signal sources alive.
-private final class SignalOnce: @unchecked Sendable {
-    // Touched only on the serial "mesh.signals" queue (fire) and once before any signal can be
-    // delivered to it (keep), so the unchecked conformance holds.
-    private var continuation: CheckedContinuation<Int32, Never>?
-    private var sources: [any DispatchSourceSignal] = []
+/// Catches SIGINT and SIGTERM for the life of the process and hands the first to its waiters.
+private final class SignalCatcher: Sendable {
+    static let shared = SignalCatcher()
 
-    init(_ continuation: CheckedContinuation<Int32, Never>) {
-        self.continuation = continuation
+    /// The first signal caught, and the tasks waiting for one.
+    private final class Caught: Sendable {
+        let state = Mutex<(signal: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
+
+        func fire(_ signalNumber: Int32) {
+            let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
+                if state.signal == nil { state.signal = signalNumber }
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume(returning: signalNumber) }
+        }
     }
 
-    func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+    private let caught = Caught()
+    // Held so the sources live as long as the process; never touched after init.
+    private let sources: [any DispatchSourceSignal]
 
-    func fire(_ signalNumber: Int32) {
-        continuation?.resume(returning: signalNumber)
-        continuation = nil
+    private init() {
+        let queue = DispatchQueue(label: "mesh.signals")
+        let caught = self.caught
+        sources = [SIGINT, SIGTERM].map { signalNumber in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            source.setEventHandler { caught.fire(signalNumber) }
+            source.resume()
+            return source
+        }
+    }
+
+    func next() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let signal = caught.state.withLock { state -> Int32? in
+                if let signal = state.signal { return signal }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let signal { continuation.resume(returning: signal) }
+        }
     }
 }

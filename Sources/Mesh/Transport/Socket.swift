@@ -73,7 +73,11 @@ struct Socket: Sendable, Hashable {
     ///
     /// - Throws: ``SocketError/failed(_:_:)`` naming `bind` or `listen` and the errno.
     func bindAndListen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SocketError) {
-        if case .unix(let path) = address { unlink(path) } else { setReuseAddress() }
+        if case .unix(let path) = address {
+            if !path.hasPrefix("@") { unlink(path) }
+        } else {
+            setReuseAddress()
+        }
         let result = address.withSockAddr { bind(fd, $0, $1) }
         guard result == 0 else { throw .failed("bind \(address)", errno) }
         guard listen(fd, backlog) == 0 else { throw .failed("listen", errno) }

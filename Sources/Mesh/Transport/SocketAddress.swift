@@ -180,7 +180,9 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         case .unix(let path):
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
-            let bytes = Array(path.utf8.prefix(MemoryLayout.size(ofValue: address.sun_path) - 1))
+            // "@name" is Linux's abstract namespace: a leading NUL, no file.
+            let name = path.hasPrefix("@") ? [0] + Array(path.utf8.dropFirst()) : Array(path.utf8)
+            let bytes = Array(name.prefix(MemoryLayout.size(ofValue: address.sun_path) - 1))
             withUnsafeMutableBytes(of: &address.sun_path) { raw in
                 raw.copyBytes(from: bytes)
                 raw[bytes.count] = 0

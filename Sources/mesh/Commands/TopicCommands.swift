@@ -52,6 +52,7 @@ enum TopicCommands {
                 }
             }
         } catch {
+            if case MeshError.closed = error, await node.wasAskedToStop { return }  // killed while starting: a clean stop
             await node.close()
             throw error
         }

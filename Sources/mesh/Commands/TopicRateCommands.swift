@@ -37,6 +37,7 @@ enum TopicRateCommands {
                 }
             }
         } catch {
+            if case MeshError.closed = error, await node.wasAskedToStop { return }  // killed while starting: a clean stop
             await node.close()
             throw error
         }
