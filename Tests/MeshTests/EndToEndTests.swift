@@ -286,6 +286,16 @@ struct EndToEndTests {
         await mesh.stop()
     }
 
+    @Test("an advertised host name is resolved before registering; peers get a numeric address")
+    func advertisedHostName() async throws {
+        let mesh = try await RunningCoordinator.start()
+        let node = try await mesh.node("named") { $0.advertisedHost = "localhost" }
+        let stored = await mesh.coordinator.topology.nodes[node.id]
+        #expect(stored?.host.hasPrefix("127.") == true, "stored host: \(stored?.host ?? "none")")
+        await node.close()
+        await mesh.stop()
+    }
+
     @Test("a node may listen to what it sends")
     func selfDelivery() async throws {
         let mesh = try await RunningCoordinator.start()

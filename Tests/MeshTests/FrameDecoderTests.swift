@@ -268,6 +268,16 @@ import Testing
         #expect(throws: FrameError.malformed("message topic is not UTF-8")) { try parse([0, 1, 0xFF, 0]) }
     }
 
+    @Test func messageParseRejectsControlCharactersAndOverlongTopics() {
+        #expect(throws: FrameError.malformed("message topic contains control characters")) {
+            try parse([0, 3, 0x61, 0x0A, 0x62, 0])
+        }
+        let long = [UInt8](repeating: 0x61, count: 256)
+        #expect(throws: FrameError.malformed("message topic of 256 bytes exceeds 255")) {
+            try parse([1, 0] + long + [0])
+        }
+    }
+
     @Test func messageParseRejectsUnknownEncoding() {
         #expect(throws: FrameError.malformed("unknown payload encoding 2")) { try parse([0, 1, 0x61, 2, 9, 9]) }
         #expect(throws: FrameError.malformed("unknown payload encoding 255")) { try parse([0, 1, 0x61, 255]) }

@@ -301,6 +301,11 @@ public actor MeshCoordinator {
     private func register(_ record: NodeRecord?, on connection: Connection) {
         guard var node = record else { return reject(connection, "register without a node record") }
         if node.host.isEmpty { node.host = connection.remote.host }
+        guard SocketAddress.parse(node.host, defaultPort: node.port).map({ $0.port == node.port }) == true,
+            !node.host.hasPrefix("unix:")
+        else {
+            return reject(connection, "host \"\(node.host.prefix(80))\" is not a numeric IP address (resolve names before registering)")
+        }
         node.joined = Date().timeIntervalSince1970
         do {
             let stored = try book.join(node)

@@ -165,6 +165,7 @@ public actor MeshNode {
     private var coordinatorAddress: SocketAddress?
     private var server: Listener?
     private var unixServer: Listener?
+    private var advertisedAddress: String?
     private var tasks: [Task<Void, Never>] = []
     private var registration: CheckedContinuation<Void, any Error>?
     private var coordinatorLostAt: ContinuousClock.Instant?
@@ -230,6 +231,12 @@ public actor MeshNode {
         let coordinatorText = configuration.coordinator
         let address = try await SocketAddress.resolve(coordinatorText, defaultPort: MeshDefaults.coordinatorPort)
         coordinatorAddress = address
+        if let advertised = configuration.advertisedHost, SocketAddress.parse(advertised, defaultPort: 0) == nil {
+            // Peers dial numeric addresses only: resolve a name once, here, where failing is clear.
+            advertisedAddress = try await SocketAddress.resolve(advertised, defaultPort: 0).host
+        } else {
+            advertisedAddress = configuration.advertisedHost
+        }
         let bindAddress = try await SocketAddress.resolve(configuration.listenHost, defaultPort: 0)
         let options = connectionOptions
         let link = InboundLink(inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
@@ -322,7 +329,7 @@ public actor MeshNode {
 
     private var record: NodeRecord {
         NodeRecord(
-            id: id, name: name, host: configuration.advertisedHost ?? "", port: server?.address.port ?? 0,
+            id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
             local: unixServer.map { _ in MeshDefaults.localScope })
     }

@@ -209,6 +209,9 @@ enum MessageFrame {
         }
         guard let topic = String(validating: UnsafeRawBufferPointer(rebasing: body[2..<(2 + topicLength)]), as: UTF8.self)
         else { throw .malformed("message topic is not UTF-8") }
+        if topic.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw .malformed("message topic contains control characters")
+        }
         guard let encoding = PayloadEncoding(rawValue: body[2 + topicLength]) else {
             throw .malformed("unknown payload encoding \(body[2 + topicLength])")
         }
