@@ -189,6 +189,14 @@ struct EndToEndTests {
         let receiver = try await mesh.node("receiver")
         try await receiver.listen("later") { (_: String, _: Int) in }
         try await withDeadline(5) { try await waiting.value }
+
+        // Cancelling a wait ends it at once, not at its deadline.
+        let cancelled = Task { try await sender.waitForListener("never", timeout: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        let cancelStart = ContinuousClock.now
+        await #expect(throws: CancellationError.self) { try await withDeadline(5) { try await cancelled.value } }
+        #expect(ContinuousClock.now - cancelStart < .seconds(2))
         await receiver.close()
         await sender.close()
         await mesh.stop()

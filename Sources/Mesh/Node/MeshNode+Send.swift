@@ -165,13 +165,24 @@ extension MeshNode {
         if condition(topology) { return }
         nextWaiterID += 1
         let waiterID = nextWaiterID
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let timer = Task {
-                try? await Task.sleep(for: timeout)
-                if !Task.isCancelled { self.expireWaiter(waiterID, what: what, timeout: timeout) }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let timer = Task {
+                    try? await Task.sleep(for: timeout)
+                    if !Task.isCancelled { self.expireWaiter(waiterID, what: what, timeout: timeout) }
+                }
+                topologyWaiters[waiterID] = TopologyWaiter(isSatisfied: condition, continuation: continuation, timer: timer)
             }
-            topologyWaiters[waiterID] = TopologyWaiter(isSatisfied: condition, continuation: continuation, timer: timer)
+        } onCancel: {
+            // Runs after the waiter is stored: the hop needs the actor, which the body holds until then.
+            Task { await self.cancelWaiter(waiterID) }
         }
+    }
+
+    private func cancelWaiter(_ waiterID: UInt64) {
+        guard let waiter = topologyWaiters.removeValue(forKey: waiterID) else { return }
+        waiter.timer?.cancel()
+        waiter.continuation.resume(throwing: CancellationError())
     }
 
     private func expireWaiter(_ waiterID: UInt64, what: String, timeout: Duration) {

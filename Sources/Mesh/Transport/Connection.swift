@@ -276,21 +276,30 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// Suspends until queued bytes drop to half the limit, the connection closes, or `deadline` passes.
     ///
     /// - Returns: `true` when there is room again; `false` on close or deadline.
+    /// A cancelled task stops waiting at once (with `false`).
     func waitForSpace(until deadline: ContinuousClock.Instant) async -> Bool {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let waiter = shared.withLock { shared -> UInt64? in
-                if shared.closed || shared.unsent <= options.maximumPendingBytes / 2 { return nil }
-                shared.nextWaiter += 1
-                shared.waiters[shared.nextWaiter] = continuation
-                return shared.nextWaiter
+        let waiter = shared.withLock { shared -> UInt64 in
+            shared.nextWaiter += 1
+            return shared.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let immediate = shared.withLock { shared -> Bool? in
+                    if shared.closed || Task.isCancelled { return false }
+                    if shared.unsent <= options.maximumPendingBytes / 2 { return true }
+                    shared.waiters[waiter] = continuation
+                    return nil
+                }
+                if let immediate {
+                    continuation.resume(returning: immediate)
+                    return
+                }
+                loop.schedule(at: deadline) { [self] in
+                    shared.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume(returning: false)
+                }
             }
-            guard let waiter else {
-                continuation.resume(returning: !isClosed)
-                return
-            }
-            loop.schedule(at: deadline) { [self] in
-                shared.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume(returning: false)
-            }
+        } onCancel: {
+            shared.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume(returning: false)
         }
     }
 
