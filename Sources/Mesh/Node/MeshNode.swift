@@ -152,6 +152,9 @@ public actor MeshNode {
     let receivedCounter = StatisticsCounter()
     let controlEvents: EventQueue<ControlEvent>
     let inboundConnections = ConnectionSet()
+    private let admission = HandshakeAdmission()
+    private lazy var inboundLink = InboundLink(
+        inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
     nonisolated let router: Router
     var topology = Topology()
     var listenedTopics: Set<String> = []
@@ -160,6 +163,8 @@ public actor MeshNode {
     /// ``MeshError/closed`` after that is the expected end, not a failure.
     public private(set) var wasAskedToStop = false
     var topologyWaiters: [UInt64: TopologyWaiter] = [:]
+    /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
+    var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
     private var coordinatorState = CoordinatorState.disconnected
     private var coordinatorAddress: SocketAddress?
@@ -238,32 +243,15 @@ public actor MeshNode {
             advertisedAddress = configuration.advertisedHost
         }
         let bindAddress = try await SocketAddress.resolve(configuration.listenHost, defaultPort: 0)
-        let options = connectionOptions
-        let link = InboundLink(inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
-        let connections = inboundConnections
-        let logger = self.logger
-        let admission = HandshakeAdmission()
         do {
-            server = try Listener(
-                binding: bindAddress, admission: admission,
-                onError: { logger.error("accepting a peer connection failed: \($0)") },
-                onAccept: { socket, peer in
-                    connections.insert(
-                        Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission))
-                })
+            server = try acceptPeers(on: bindAddress)
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
         }
         if configuration.sameHostTransport == .unixSocket {
             let path = NodeRecord.unixAddress(for: id)
             do {
-                unixServer = try Listener(
-                    binding: path, admission: admission,
-                    onError: { logger.error("accepting a local peer connection failed: \($0)") },
-                    onAccept: { socket, peer in
-                        connections.insert(
-                            Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission))
-                    })
+                unixServer = try acceptPeers(on: path)
             } catch {
                 // Not fatal: same-host peers then use TCP like everyone else.
                 logger.warning("no Unix socket for same-host peers at \(path) (\(error)); they will use TCP")
@@ -284,6 +272,23 @@ public actor MeshNode {
             await shutdown(flush: .zero)
             throw error
         }
+    }
+
+    /// A listener whose accepted connections deliver into this node's inbox. The TCP and Unix
+    /// listeners share one admission limit and one inbound link.
+    private func acceptPeers(on address: SocketAddress) throws(SocketError) -> Listener {
+        let options = connectionOptions
+        let link = inboundLink
+        let connections = inboundConnections
+        let admission = self.admission
+        let logger = self.logger
+        return try Listener(
+            binding: address, admission: admission,
+            onError: { logger.error("accepting a peer connection on \(address) failed: \($0)") },
+            onAccept: { socket, peer in
+                connections.insert(
+                    Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission))
+            })
     }
 
     private func startTasks() {
