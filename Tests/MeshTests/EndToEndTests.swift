@@ -185,18 +185,19 @@ struct EndToEndTests {
         }
         #expect(ContinuousClock.now - start < .seconds(2))
         let waiting = Task { try await sender.waitForListener("later", timeout: .seconds(10)) }
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the wait to be registered") { await sender.pendingWaitCount == 1 }
         let receiver = try await mesh.node("receiver")
         try await receiver.listen("later") { (_: String, _: Int) in }
         try await withDeadline(5) { try await waiting.value }
 
         // Cancelling a wait ends it at once, not at its deadline.
         let cancelled = Task { try await sender.waitForListener("never", timeout: .seconds(60)) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await eventually("the wait to be registered") { await sender.pendingWaitCount == 1 }
         cancelled.cancel()
         let cancelStart = ContinuousClock.now
         await #expect(throws: CancellationError.self) { try await withDeadline(5) { try await cancelled.value } }
         #expect(ContinuousClock.now - cancelStart < .seconds(2))
+        #expect(await sender.pendingWaitCount == 0, "a cancelled wait leaves nothing behind")
         await receiver.close()
         await sender.close()
         await mesh.stop()

@@ -500,12 +500,15 @@ extension ResilienceTests {
             let target = try await Target.start(tally: tally)
             let port = target.port
             let nodePort = target.nodePort
+            let before = (establishedSocketCount(localPort: port), establishedSocketCount(localPort: nodePort))
             let slow = Task {
                 async let coordinatorSide = onThread("slowloris-coordinator") { slowlorisClient(port: port) }
                 async let nodeSide = onThread("slowloris-node") { slowlorisClient(port: nodePort) }
                 return await (coordinatorSide, nodeSide)
             }
-            try await Task.sleep(for: .milliseconds(500))
+            try await eventually("both slowloris clients to be connected", seconds: 5) {
+                establishedSocketCount(localPort: port) > before.0 && establishedSocketCount(localPort: nodePort) > before.1
+            }
             let meanwhile = ContinuousClock.now
             try await target.expectServing("during slowloris")
             let servedIn = meanwhile.duration(to: .now)

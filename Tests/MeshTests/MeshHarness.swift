@@ -106,10 +106,15 @@ let executablesDirectory: URL = {
 }()
 
 /// A child process whose output is collected line by line, awaited without blocking a thread.
+///
+/// It runs this package's executables by name, or any program by absolute path (`/usr/sbin/ip`).
+/// ``waitForExit(seconds:)`` returns once the process has exited *and* its output has reached
+/// end of file, so `output` is complete by then.
 final class ChildProcess: Sendable {
     private struct State {
         var output = ""
         var exitCode: Int32?
+        var outputEnded = false
         var lineWaiters: [(needle: String, continuation: CheckedContinuation<Void, Never>)] = []
         var exitWaiters: [CheckedContinuation<Int32, Never>] = []
     }
@@ -119,10 +124,16 @@ final class ChildProcess: Sendable {
     private let state = Mutex(State())
 
     /// Starts `executable` (a product of this package) with `arguments` and extra environment.
-    init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
-        name = executable
+    convenience init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+        try self.init(
+            path: executablesDirectory.appendingPathComponent(executable).path, arguments, environment: environment)
+    }
+
+    /// Starts the program at `path`.
+    init(path: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+        name = ([URL(fileURLWithPath: path).lastPathComponent] + arguments).joined(separator: " ")
         let process = Process()
-        process.executableURL = executablesDirectory.appendingPathComponent(executable)
+        process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
@@ -131,38 +142,63 @@ final class ChildProcess: Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         self.process = process
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
-            }
-            self?.received(data)
-        }
         process.terminationHandler = { [weak self] process in
             self?.exited(process.terminationStatus)
         }
         try process.run()
+        // Blocking reads to end of file on a thread of their own, never on the cooperative pool
+        // (a readability handler may not report the end of file on Linux).
+        let reader = pipe.fileHandleForReading
+        let thread = Thread { [self] in
+            while true {
+                let data = reader.availableData
+                received(data)
+                if data.isEmpty { return }
+            }
+        }
+        thread.name = "child-output"
+        thread.start()
     }
 
+    /// Runs a program to completion within `seconds`; returns its status and whole output.
+    static func run(path: String, _ arguments: [String], seconds: Double = 10) async throws -> (
+        status: Int32, output: String
+    ) {
+        let child = try ChildProcess(path: path, arguments)
+        let status = try await child.waitForExit(seconds: seconds)
+        return (status, child.output)
+    }
+
+    /// Takes bytes from the pipe; empty `data` is its end of file.
     private func received(_ data: Data) {
-        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (ready, finished) = state.withLock { state -> ([CheckedContinuation<Void, Never>], (Int32, [CheckedContinuation<Int32, Never>])?) in
+            if data.isEmpty {
+                state.outputEnded = true
+                return ([], takeExitWaiters(&state))
+            }
             state.output += String(decoding: data, as: UTF8.self)
             let output = state.output
             let ready = state.lineWaiters.filter { output.contains($0.needle) }.map(\.continuation)
             state.lineWaiters.removeAll { output.contains($0.needle) }
-            return ready
+            return (ready, nil)
         }
         for continuation in ready { continuation.resume() }
+        if let (code, waiters) = finished { for waiter in waiters { waiter.resume(returning: code) } }
     }
 
     private func exited(_ code: Int32) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
+        let finished = state.withLock { state -> (Int32, [CheckedContinuation<Int32, Never>])? in
             state.exitCode = code
-            defer { state.exitWaiters = [] }
-            return state.exitWaiters
+            return takeExitWaiters(&state)
         }
-        for waiter in waiters { waiter.resume(returning: code) }
+        if let (code, waiters) = finished { for waiter in waiters { waiter.resume(returning: code) } }
+    }
+
+    /// The exit waiters to wake, once the process has exited and its output has ended.
+    private func takeExitWaiters(_ state: inout State) -> (Int32, [CheckedContinuation<Int32, Never>])? {
+        guard let code = state.exitCode, state.outputEnded else { return nil }
+        defer { state.exitWaiters = [] }
+        return (code, state.exitWaiters)
     }
 
     var output: String { state.withLock { $0.output } }
@@ -189,17 +225,23 @@ final class ChildProcess: Sendable {
         return output
     }
 
-    /// Waits for the process to exit; returns its status.
+    /// Waits for the process to exit and its output to end; returns its status. Past `seconds`
+    /// it kills the process and throws ``DeadlineExceeded``.
     func waitForExit(seconds: Double = 20) async throws -> Int32 {
-        try await withDeadline(seconds) {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-                let code = self.state.withLock { state -> Int32? in
-                    if let code = state.exitCode { return code }
-                    state.exitWaiters.append(continuation)
-                    return nil
+        do {
+            return try await withDeadline(seconds) {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+                    let code = self.state.withLock { state -> Int32? in
+                        if let code = state.exitCode, state.outputEnded { return code }
+                        state.exitWaiters.append(continuation)
+                        return nil
+                    }
+                    if let code { continuation.resume(returning: code) }
                 }
-                if let code { continuation.resume(returning: code) }
             }
+        } catch {
+            terminate()
+            throw error
         }
     }
 

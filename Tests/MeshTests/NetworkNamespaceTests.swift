@@ -14,7 +14,7 @@ final class NamespaceLab: Sendable {
     let bridge: String
     /// Host namespaces by role, with their address.
     let hosts: [(role: String, namespace: String, address: String)]
-    private let processes = Mutex<[ExternalProcess]>([])
+    private let processes = Mutex<[ChildProcess]>([])
 
     init(roles: [String]) {
         let pid = ProcessInfo.processInfo.processIdentifier
@@ -32,7 +32,7 @@ final class NamespaceLab: Sendable {
     /// Runs `ip ARGS`; throws with its output when it fails.
     @discardableResult
     func ip(_ arguments: [String]) async throws -> String {
-        let (status, output) = try await ExternalProcess.run(Self.ip, arguments, seconds: 10)
+        let (status, output) = try await ChildProcess.run(path: Self.ip, arguments, seconds: 10)
         guard status == 0 else {
             throw NamespaceError(description: "ip \(arguments.joined(separator: " ")) failed (\(status)): \(output)")
         }
@@ -72,11 +72,11 @@ final class NamespaceLab: Sendable {
 
     /// Starts this package's `executable` inside the namespace of `role`.
     func start(_ executable: String, _ arguments: [String] = [], in role: String, environment: [String: String] = [:])
-        throws -> ExternalProcess
+        throws -> ChildProcess
     {
         let path = executablesDirectory.appendingPathComponent(executable).path
-        let process = try ExternalProcess(
-            Self.ip, ["netns", "exec", namespace(role), path] + arguments, environment: environment)
+        let process = try ChildProcess(
+            path: Self.ip, ["netns", "exec", namespace(role), path] + arguments, environment: environment)
         processes.withLock { $0.append(process) }
         return process
     }
@@ -90,7 +90,7 @@ final class NamespaceLab: Sendable {
     func tearDown() async {
         killProcesses()
         for namespace in [bridge] + hosts.map(\.namespace) {
-            _ = try? await ExternalProcess.run(Self.ip, ["netns", "del", namespace], seconds: 10)
+            _ = try? await ChildProcess.run(path: Self.ip, ["netns", "del", namespace], seconds: 10)
         }
     }
 
