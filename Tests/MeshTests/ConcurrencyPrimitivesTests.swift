@@ -74,7 +74,7 @@ import Testing
     @Test func eventQueueFinishWakesAWaitingNext() async throws {
         let queue = EventQueue<Int>()
         let waiting = Task { await queue.next() }
-        try await Task.sleep(for: .milliseconds(50))
+        try await eventually("next() to wait") { queue.hasWaiter }
         queue.finish()
         #expect(try await withDeadline(5) { await waiting.value } == [])
         queue.push(1)
@@ -92,7 +92,7 @@ import Testing
     @Test func eventQueueCancelledNextReturnsEmpty() async throws {
         let queue = EventQueue<Int>()
         let waiting = Task { await queue.next() }
-        try await Task.sleep(for: .milliseconds(50))
+        try await eventually("next() to wait") { queue.hasWaiter }
         waiting.cancel()
         #expect(try await withDeadline(5) { await waiting.value } == [])
     }
@@ -141,7 +141,7 @@ import Testing
     @Test func channelSendWakesAWaitingConsumer() async throws {
         let channel = MessageChannel<String>(capacity: 1)
         let consumer = Task { await channel.next() }
-        try await Task.sleep(for: .milliseconds(50))
+        try await eventually("the consumer to wait") { channel.hasWaitingConsumer }
         #expect(try await withDeadline(5) { await channel.send("hi") })
         #expect(try await withDeadline(5) { await consumer.value } == "hi")
     }
@@ -164,7 +164,7 @@ import Testing
         let channel = MessageChannel<Int>(capacity: 1)
         #expect(try await withDeadline(5) { await channel.send(0) })
         let producers = (1...3).map { value in Task { await channel.send(value) } }
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("three producers to wait") { channel.waitingProducerCount == 3 }
         channel.finish()
         for producer in producers {
             #expect(try await withDeadline(5) { await producer.value } == false)
@@ -176,7 +176,7 @@ import Testing
     @Test func channelFinishWakesAWaitingConsumerWithNil() async throws {
         let channel = MessageChannel<Int>(capacity: 1)
         let consumer = Task { await channel.next() }
-        try await Task.sleep(for: .milliseconds(50))
+        try await eventually("the consumer to wait") { channel.hasWaitingConsumer }
         channel.finish()
         #expect(try await withDeadline(5) { await consumer.value } == nil)
     }

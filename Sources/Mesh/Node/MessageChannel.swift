@@ -100,6 +100,12 @@ final class MessageChannel<Element: Sendable>: Sendable {
         }
     }
 
+    /// True while the consumer is suspended in ``next()`` (for tests).
+    var hasWaitingConsumer: Bool { state.withLock { $0.consumer != nil } }
+
+    /// Producers suspended in ``send(_:)`` because the channel is full (for tests).
+    var waitingProducerCount: Int { state.withLock { $0.producers.count } }
+
     /// Ends the channel: the consumer drains what is buffered, then gets `nil`; waiting producers return.
     func finish() {
         let (consumer, producers) = state.withLock { state -> (CheckedContinuation<Element?, Never>?, [CheckedContinuation<Void, Never>]) in

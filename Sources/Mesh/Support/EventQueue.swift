@@ -48,6 +48,9 @@ final class EventQueue<Element: Sendable>: Sendable {
         }
     }
 
+    /// True while a task is suspended in ``next()`` (for tests).
+    var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
+
     /// Elements pushed and not yet taken.
     var count: Int { state.withLock { $0.items.count } }
 
