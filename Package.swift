@@ -23,8 +23,12 @@ let package = Package(
         // The few Linux calls Swift's Glibc module does not import (epoll, eventfd, accept4).
         .target(name: "CMeshSystem"),
         // Our SHA-256 compression on the x86 SHA extensions, chosen at run time when the CPU has them.
-        .target(name: "CMeshSHA"),
-        .target(name: "MeshCrypto", dependencies: ["CMeshSHA"], swiftSettings: swiftSettings),
+        .target(name: "CMeshSHA", cSettings: [.unsafeFlags(["-O2"])]),
+        // Optimized in every build: the key stretching (PBKDF2) every process does at start costs
+        // ~1 s unoptimized and ~30 ms optimized, and the test suite starts many processes.
+        .target(
+            name: "MeshCrypto", dependencies: ["CMeshSHA"],
+            swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
         .target(name: "Mesh", dependencies: ["MeshCrypto", "CMeshSystem"], swiftSettings: swiftSettings),
         .executableTarget(name: "mesh-coordinator", dependencies: ["Mesh"], swiftSettings: swiftSettings),
         .executableTarget(name: "mesh", dependencies: ["Mesh"], swiftSettings: swiftSettings),

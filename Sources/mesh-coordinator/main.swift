@@ -3,13 +3,22 @@ import Mesh
 
 /// mesh-coordinator: holds the mesh's topology and tells every node about each change.
 let usage = """
-    usage: mesh-coordinator [--host H] [--port P] [--authkey KEY | --authkey-file PATH] [--log-level L]
+    usage: mesh-coordinator [--host H] [--port P] [--authkey KEY | --authkey-file PATH]
+                            [--admin-key-file PATH] [--insecure] [--allow-foreign-hosts] [--log-level L]
 
-      --host H            address to listen on (default 0.0.0.0, every IPv4 interface)
+      --host H            address to listen on (default 127.0.0.1 without a key, 0.0.0.0 with one)
       --port P            TCP port (default 6374; 0 picks a free one)
       --authkey KEY       require this shared key on every connection (visible in `ps`:
                           prefer --authkey-file or MESH_AUTHKEY)
-      --authkey-file PATH read the key from a file
+      --authkey-file PATH read the key from a file (make one with `mesh keygen`)
+      --admin-key-file PATH
+                          the key `mesh status` and `mesh node kill` must prove (default: the
+                          mesh key); nodes holding only the mesh key then cannot use them
+      --insecure          allow listening beyond loopback with no key (an open mesh, on
+                          purpose); also MESH_INSECURE=1
+      --allow-foreign-hosts
+                          let nodes advertise an address other than the one they connect
+                          from (NAT, several interfaces)
       --log-level L       error, warning, info (default), debug or trace; also MESH_LOG_LEVEL
       --version           print the version
       --help              print this help
@@ -24,7 +33,10 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
-var host = "0.0.0.0"
+var host: String? = nil
+var adminKey: String? = nil
+var insecure = ProcessInfo.processInfo.environment["MESH_INSECURE"] == "1"
+var allowForeignHosts = false
 var port = MeshDefaults.coordinatorPort
 var authkey: String? = nil
 var level: MeshLogger.Level? = nil
@@ -45,6 +57,10 @@ while let argument = arguments.popFirst() {
         if authkey?.isEmpty == true { fail("--authkey: the key must not be empty") }
     case "--authkey-file":
         do { authkey = try MeshProcess.readAuthkey(fromFile: value(for: argument, from: &arguments)) } catch { fail("\(error)") }
+    case "--admin-key-file":
+        do { adminKey = try MeshProcess.readAuthkey(fromFile: value(for: argument, from: &arguments)) } catch { fail("\(error)") }
+    case "--insecure": insecure = true
+    case "--allow-foreign-hosts": allowForeignHosts = true
     case "--log-level":
         let text = value(for: argument, from: &arguments)
         guard let parsed = MeshLogger.Level(name: text) else { fail("--log-level: unknown level \"\(text)\"") }
@@ -62,7 +78,9 @@ while let argument = arguments.popFirst() {
 if authkey == nil { authkey = MeshDefaults.authkeyFromEnvironment }
 
 let coordinator = MeshCoordinator(
-    configuration: .init(host: host, port: port, authkey: authkey, logger: MeshLogger(label: "coordinator", level: level)))
+    configuration: .init(
+        host: host, port: port, authkey: authkey, logger: MeshLogger(label: "coordinator", level: level),
+        adminKey: adminKey, insecure: insecure, allowForeignHosts: allowForeignHosts))
 let address: SocketAddress
 do {
     address = try await coordinator.start()

@@ -68,7 +68,7 @@ enum Command: String, CaseIterable, Sendable {
 
 /// Options every command takes.
 enum CommonOptions {
-    static let values: Set<String> = ["--coordinator", "--authkey", "--authkey-file", "--log-level"]
+    static let values: Set<String> = ["--coordinator", "--authkey", "--authkey-file", "--admin-key-file", "--log-level"]
 }
 
 /// The command line after the command words are taken off.

@@ -5,6 +5,8 @@ enum Help {
           --coordinator HOST:PORT  the coordinator (default $MESH_COORDINATOR, else 127.0.0.1:6374)
           --authkey KEY            the mesh's shared key (default $MESH_AUTHKEY; visible in `ps`)
           --authkey-file PATH      read the key from a file
+          --admin-key-file PATH    the coordinator's admin key, for `status` and `node kill`
+                                   (default: the mesh key)
           --log-level L            error, warning (default), info, debug or trace; also MESH_LOG_LEVEL
           --help, -h               print help for the command
         """

@@ -235,20 +235,20 @@ struct CLITests {
 
     @Test("a wrong key fails within a few seconds, saying authentication failed; the right one works")
     func wrongKey() async throws {
-        let (coordinator, address) = try await startCoordinatorProcess(environment: ["MESH_AUTHKEY": "a"])
+        let (coordinator, address) = try await startCoordinatorProcess(environment: ["MESH_AUTHKEY": "key a, long enough"])
         defer { coordinator.terminate() }
-        let wrong = try await mesh(["node", "list", "--coordinator", address, "--authkey", "b"])
+        let wrong = try await mesh(["node", "list", "--coordinator", address, "--authkey", "key b, long enough"])
         expectFailure(wrong, code: 1, mentioning: "authentication failed")
         #expect(wrong.seconds < 5, "took \(wrong.seconds) s")
         let none = try await mesh(["node", "list", "--coordinator", address])
         expectFailure(none, code: 1, mentioning: "authentication failed")
 
-        let right = try await mesh(["node", "list", "--coordinator", address, "--authkey", "a"])
+        let right = try await mesh(["node", "list", "--coordinator", address, "--authkey", "key a, long enough"])
         #expect(right.code == 0, "\(right)")
-        let fromEnvironment = try await mesh(["node", "list", "--coordinator", address], environment: ["MESH_AUTHKEY": "a"])
+        let fromEnvironment = try await mesh(["node", "list", "--coordinator", address], environment: ["MESH_AUTHKEY": "key a, long enough"])
         #expect(fromEnvironment.code == 0, "\(fromEnvironment)")
         let keyFile = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-cli-key-\(UUID())")
-        try Data("a\n".utf8).write(to: keyFile)
+        try Data("key a, long enough\n".utf8).write(to: keyFile)
         defer { try? FileManager.default.removeItem(at: keyFile) }
         let fromFile = try await mesh(["node", "list", "--coordinator", address, "--authkey-file", keyFile.path])
         #expect(fromFile.code == 0, "\(fromFile)")

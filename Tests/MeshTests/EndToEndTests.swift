@@ -341,9 +341,9 @@ struct EndToEndTests {
 struct AuthenticationTests {
     @Test("with the right key, nodes register and exchange messages")
     func rightKey() async throws {
-        let mesh = try await RunningCoordinator.start(authkey: "correct horse")
-        let receiver = try await mesh.node("receiver", authkey: "correct horse")
-        let sender = try await mesh.node("sender", authkey: "correct horse")
+        let mesh = try await RunningCoordinator.start(authkey: "correct horse battery staple")
+        let receiver = try await mesh.node("receiver", authkey: "correct horse battery staple")
+        let sender = try await mesh.node("sender", authkey: "correct horse battery staple")
         let got = Collector<String>()
         try await receiver.listen("secret") { (_: String, text: String) in got.append(text) }
         try await sender.waitForListener("secret", timeout: .seconds(5))
@@ -356,8 +356,8 @@ struct AuthenticationTests {
 
     @Test("a wrong key, a missing key, or a key the coordinator does not use, each fail fast")
     func wrongKeys() async throws {
-        let mesh = try await RunningCoordinator.start(authkey: "correct horse")
-        for key in ["battery staple", nil] {
+        let mesh = try await RunningCoordinator.start(authkey: "correct horse battery staple")
+        for key in ["battery staple correct horse", nil] {
             let start = ContinuousClock.now
             do {
                 _ = try await mesh.node("intruder", authkey: key)
@@ -375,9 +375,9 @@ struct AuthenticationTests {
         await mesh.stop()
 
         let open = try await RunningCoordinator.start()
-        await #expect(throws: MeshError.self) { _ = try await open.node("keyed", authkey: "k") }
+        await #expect(throws: MeshError.self) { _ = try await open.node("keyed", authkey: "a key the open coordinator lacks") }
         do {
-            _ = try await open.node("keyed", authkey: "k")
+            _ = try await open.node("keyed", authkey: "a key the open coordinator lacks")
         } catch let error as MeshError {
             guard case .authenticationFailed = error else {
                 Issue.record("expected authenticationFailed, got \(error)")

@@ -3,6 +3,24 @@ import Testing
 
 @testable import Mesh
 
+extension Handshake {
+    /// A connector for node control, or an acceptor serving every purpose with one key.
+    init(role: Role, key: SymmetricKey?, nonce: [UInt8]? = nil) {
+        switch role {
+        case .connector:
+            self.init(connectingFor: .control, key: key, nonce: nonce)
+        case .acceptor:
+            let access: Access = key.map { .key($0) } ?? .open
+            self.init(accepting: Dictionary(uniqueKeysWithValues: Purpose.allCases.map { ($0, access) }), nonce: nonce)
+        }
+    }
+}
+
+/// A version 2 hello: magic, version, key flag, purpose, nonce, id.
+private func hello(keyed: Bool, purpose: UInt8 = 1, nonce: [UInt8], id: [UInt8] = Handshake.noID) -> [UInt8] {
+    Array("MESH".utf8) + [2, keyed ? 1 : 0, purpose] + nonce + id
+}
+
 /// The handshake state machine, two instances talking to each other in memory.
 @Suite struct HandshakeTests {
     private static let key = SymmetricKey(data: Array("correct horse battery staple".utf8))
@@ -95,11 +113,14 @@ import Testing
         #expect(outcome.acceptor.sent.map(\.count) == [Handshake.helloLength])
     }
 
-    @Test func helloCarriesMagicVersionKeyFlagAndNonce() {
-        var open = Handshake(role: .connector, key: nil, nonce: Self.connectorNonce)
+    @Test func helloCarriesMagicVersionKeyFlagPurposeNonceAndID() {
+        let id: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        var open = Handshake(connectingFor: .data, key: nil, localID: id, nonce: Self.connectorNonce)
+        #expect(open.start() == [.send(hello(keyed: false, purpose: 4, nonce: Self.connectorNonce, id: id))])
+        // The acceptor answers the connector's hello, echoing the purpose it serves.
         var keyed = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
-        #expect(open.start() == [.send(Array("MESH".utf8) + [1, 0] + Self.connectorNonce)])
-        #expect(keyed.start() == [.send(Array("MESH".utf8) + [1, 1] + Self.acceptorNonce)])
+        #expect(keyed.start().isEmpty)
+        #expect(keyed.receive(hello(keyed: true, nonce: Self.connectorNonce)) == [.send(hello(keyed: true, nonce: Self.acceptorNonce))])
     }
 
     @Test func sameKeyEstablishes() {
@@ -163,7 +184,7 @@ import Testing
         var connector = Handshake(role: .connector, key: Self.key, nonce: Self.connectorNonce)
         _ = connector.start()
         // The attacker answers with a hello that echoes the connector's own nonce.
-        let actions = connector.receive(Array("MESH".utf8) + [1, 1] + Self.connectorNonce)
+        let actions = connector.receive(hello(keyed: true, nonce: Self.connectorNonce))
         guard case .send(let proof) = try #require(actions.first) else {
             Issue.record("expected the connector's proof, got \(actions)")
             return
@@ -181,7 +202,7 @@ import Testing
         let acceptorProof = Array(try #require(outcome.acceptor.sent.last).dropFirst())
         var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
         _ = acceptor.start()
-        #expect(acceptor.receive(Array("MESH".utf8) + [1, 1] + Self.connectorNonce).isEmpty)
+        #expect(acceptor.receive(hello(keyed: true, nonce: Self.connectorNonce)).count == 1)
         #expect(Self.failure(of: acceptor.receive(acceptorProof)) == .peerProofInvalid)
     }
 
@@ -194,7 +215,7 @@ import Testing
         var acceptor = Handshake(
             role: .acceptor, key: Self.key, nonce: [UInt8](repeating: 0xA3, count: Handshake.nonceLength))
         _ = acceptor.start()
-        #expect(acceptor.receive(hello).isEmpty)
+        #expect(Self.failure(of: acceptor.receive(hello)) == nil)
         #expect(acceptor.bytesWanted == Handshake.proofLength)
         let actions = acceptor.receive(proof)
         #expect(Self.failure(of: actions) == .peerProofInvalid)
@@ -228,22 +249,22 @@ import Testing
         #expect(connector.receive(Array("T".utf8)) == [.fail(.notAMeshPeer(firstBytes: Array("MET".utf8)))])
     }
 
-    @Test func versionTwoIsAVersionMismatch() {
+    @Test func versionOneIsAVersionMismatch() {
         var acceptor = Handshake(role: .acceptor, key: nil)
         _ = acceptor.start()
-        let actions = acceptor.receive(Array("MESH".utf8) + [2])
-        #expect(actions == [.fail(.versionMismatch(peer: 2, local: 1))])
+        let actions = acceptor.receive(Array("MESH".utf8) + [1])
+        #expect(actions == [.fail(.versionMismatch(peer: 1, local: 2))])
         #expect(!acceptor.isEstablished)
     }
 
     @Test func truncatedHelloLeavesTheHandshakeWaiting() {
         var acceptor = Handshake(role: .acceptor, key: nil)
         _ = acceptor.start()
-        let hello = Array("MESH".utf8) + [1, 0] + Self.connectorNonce
-        #expect(acceptor.receive(hello.prefix(20)).isEmpty)
+        let bytes = hello(keyed: false, nonce: Self.connectorNonce)
+        #expect(acceptor.receive(bytes.prefix(20)).isEmpty)
         #expect(!acceptor.isEstablished)
         #expect(acceptor.bytesWanted == Handshake.helloLength - 20)
-        #expect(acceptor.receive(hello.dropFirst(20)) == [.established])
+        #expect(acceptor.receive(bytes.dropFirst(20)).last == .established)
         #expect(acceptor.bytesWanted == 0)
     }
 
@@ -258,7 +279,7 @@ import Testing
     }
 
     @Test func bytesWantedStaysWithinEachStage() {
-        #expect(Handshake.helloLength == 38)
+        #expect(Handshake.helloLength == 47)
         #expect(Handshake.proofLength == 32)
         #expect(Handshake.verdictLength == 33)
         let recorded = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
@@ -280,17 +301,96 @@ import Testing
         var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
         let connectorWants = wants(&connector, fed: Array(recorded.acceptor.sent.joined()))
         let acceptorWants = wants(&acceptor, fed: Array(recorded.connector.sent.joined()))
-        #expect(connectorWants == Array((1...38).reversed()) + Array((1...33).reversed()))
-        #expect(acceptorWants == Array((1...38).reversed()) + Array((1...32).reversed()))
+        #expect(connectorWants == Array((1...47).reversed()) + Array((1...33).reversed()))
+        #expect(acceptorWants == Array((1...47).reversed()) + Array((1...32).reversed()))
     }
 
     @Test func establishedHandshakeIgnoresFurtherBytes() {
         var connector = Handshake(role: .connector, key: nil, nonce: Self.connectorNonce)
         _ = connector.start()
-        #expect(connector.receive(Array("MESH".utf8) + [1, 0] + Self.acceptorNonce) == [.established])
+        #expect(connector.receive(hello(keyed: false, nonce: Self.acceptorNonce)) == [.established])
         #expect(connector.bytesWanted == 0)
         #expect(connector.receive([0, 0, 0, 1, 1]).isEmpty)
         #expect(connector.isEstablished)
+    }
+
+    // MARK: version 2: purposes, ids, session keys
+
+    /// Runs a connector and an acceptor built by the caller.
+    private static func exchange(_ connector: Handshake, _ acceptor: Handshake) -> (
+        Handshake, Handshake, (connector: Outcome, acceptor: Outcome)
+    ) {
+        var connector = connector
+        var acceptor = acceptor
+        let outcome = run(&connector, &acceptor)
+        return (connector, acceptor, outcome)
+    }
+
+    @Test func aPurposeThePortDoesNotServeIsRefusedOnBothSides() {
+        // A node's coordinator handshake offered to a peer port (which serves only data).
+        let (_, _, outcome) = Self.exchange(
+            Handshake(connectingFor: .control, key: Self.key),
+            Handshake(accepting: [.data: .key(Self.key)]))
+        #expect(outcome.acceptor.failure == .purposeNotServed(Handshake.Purpose.control.rawValue))
+        #expect(outcome.connector.failure == .purposeRefused(Handshake.Purpose.control.rawValue))
+        #expect(outcome.connector.sent.count == 1, "no proof is sent to a port that refused the purpose")
+    }
+
+    @Test func eachPurposeUsesItsOwnKey() {
+        let served: [Handshake.Purpose: Handshake.Access] = [.inspect: .key(Self.key), .admin: .key(Self.otherKey)]
+        let admin = Self.exchange(Handshake(connectingFor: .admin, key: Self.otherKey), Handshake(accepting: served))
+        #expect(admin.2.connector.established && admin.2.acceptor.established)
+        #expect(admin.1.purpose == .admin)
+        // The mesh key does not open an admin connection.
+        let meshKeyAsAdmin = Self.exchange(Handshake(connectingFor: .admin, key: Self.key), Handshake(accepting: served))
+        #expect(meshKeyAsAdmin.2.acceptor.failure == .peerProofInvalid)
+        #expect(meshKeyAsAdmin.2.connector.failure == .rejectedByPeer)
+    }
+
+    @Test func aPurposeChangedOnTheWayBreaksTheProof() throws {
+        // A relay rewrites the purpose byte of a control hello to "admin".
+        var connector = Handshake(connectingFor: .inspect, key: Self.key, nonce: Self.connectorNonce)
+        var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
+        guard case .send(var connectorHello) = try #require(connector.start().first) else { return }
+        connectorHello[6] = Handshake.Purpose.admin.rawValue
+        guard case .send(var acceptorHello) = try #require(acceptor.receive(connectorHello).first) else { return }
+        acceptorHello[6] = Handshake.Purpose.inspect.rawValue  // and back, so the connector goes on
+        guard case .send(let proof) = try #require(connector.receive(acceptorHello).first) else { return }
+        #expect(Self.failure(of: acceptor.receive(proof)) == .peerProofInvalid)
+    }
+
+    @Test func aConnectorExpectingAnotherNodeGivesUpBeforeProving() {
+        let expected: [UInt8] = [1, 1, 1, 1, 1, 1, 1, 1]
+        let found: [UInt8] = [2, 2, 2, 2, 2, 2, 2, 2]
+        let (connector, _, outcome) = Self.exchange(
+            Handshake(connectingFor: .data, key: Self.key, expectedPeerID: expected),
+            Handshake(accepting: [.data: .key(Self.key)], localID: found))
+        #expect(outcome.connector.failure == .wrongPeer(expected: expected, found: found))
+        #expect(outcome.connector.sent.count == 1)
+        #expect(connector.peerID == found)
+        // The right node passes.
+        let right = Self.exchange(
+            Handshake(connectingFor: .data, key: Self.key, expectedPeerID: expected),
+            Handshake(accepting: [.data: .key(Self.key)], localID: expected))
+        #expect(right.2.connector.established && right.2.acceptor.established)
+    }
+
+    @Test func bothSidesDeriveTheSameSessionKeysOnePerDirection() throws {
+        let (connector, acceptor, outcome) = Self.exchange(
+            Handshake(role: .connector, key: Self.key), Handshake(role: .acceptor, key: Self.key))
+        #expect(outcome.connector.established && outcome.acceptor.established)
+        let mine = try #require(connector.sessionKeys)
+        let theirs = try #require(acceptor.sessionKeys)
+        func tag(_ key: HMAC<SHA256>.Key) -> String { HMAC<SHA256>.authenticationCode(for: [1, 2, 3], using: key).description }
+        #expect(tag(mine.sending) == tag(theirs.receiving))
+        #expect(tag(mine.receiving) == tag(theirs.sending))
+        #expect(tag(mine.sending) != tag(mine.receiving))
+        // An open handshake has none.
+        let open = Self.exchange(Handshake(role: .connector, key: nil), Handshake(role: .acceptor, key: nil))
+        #expect(open.0.sessionKeys == nil && open.1.sessionKeys == nil)
+        // A second connection gets other keys.
+        let again = Self.exchange(Handshake(role: .connector, key: Self.key), Handshake(role: .acceptor, key: Self.key))
+        #expect(tag(try #require(again.0.sessionKeys).sending) != tag(mine.sending))
     }
 
     // MARK: errors
@@ -303,7 +403,8 @@ import Testing
         }
         let protocolErrors: [HandshakeError] = [
             .notAMeshPeer(firstBytes: Array("GET / HTTP/1.1\r\n\0".utf8)), .versionMismatch(peer: 2, local: 1),
-            .closedDuringHandshake, .timedOut(seconds: 5),
+            .closedDuringHandshake, .timedOut(seconds: 5), .purposeNotServed(4), .purposeRefused(1),
+            .wrongPeer(expected: [1, 2, 3, 4, 5, 6, 7, 8], found: Handshake.noID),
         ]
         for error in protocolErrors {
             #expect(!error.isAuthenticationFailure)

@@ -15,6 +15,14 @@ struct HostileInput {
         case coordinator
         case node
 
+        /// The purpose byte a hello to this port must carry.
+        var purpose: UInt8 {
+            switch self {
+            case .coordinator: return 1
+            case .node: return 4
+            }
+        }
+
         /// The receiver's frame limit (kind plus body): 1 MiB at the coordinator,
         /// 8 MiB + 64 KiB on a node's peer port.
         var frameLimit: Int {
@@ -44,7 +52,7 @@ struct HostileInput {
         var bytes = Self.make(category, target: target, using: &rng)
         Self.defuseLargeDeclaredLengths(&bytes, limit: target.frameLimit)
         self.bytes = bytes
-        mustBeClosed = Self.mustBeClosed(bytes, category: category, limit: target.frameLimit)
+        mustBeClosed = Self.mustBeClosed(bytes, category: category, target: target)
     }
 
     /// Raises any declared frame length between 64 KiB and the limit above the limit.
@@ -67,12 +75,14 @@ struct HostileInput {
     }
 
     /// Whether the hello or the first frame alone obliges the receiver to close.
-    static func mustBeClosed(_ bytes: [UInt8], category: Int, limit: Int) -> Bool {
+    static func mustBeClosed(_ bytes: [UInt8], category: Int, target: Target) -> Bool {
+        let limit = target.frameLimit
         let magic = Array("MESH".utf8)
         for index in 0..<min(4, bytes.count) where bytes[index] != magic[index] { return true }
-        if bytes.count > 4, bytes[4] != 1 { return true }
+        if bytes.count > 4, bytes[4] != Handshake.version { return true }
         if bytes.count < Handshake.helloLength { return false }
         if bytes[5] & 1 == 1 { return true }
+        if bytes[6] != target.purpose { return true }
         // A whole header: the decoder judges the length once all 5 header bytes are in (a
         // zero length followed by nothing more is only "need more bytes" to it).
         guard bytes.count >= Handshake.helloLength + Frame.headerLength else { return false }
@@ -85,18 +95,18 @@ struct HostileInput {
     }
 
     private static func make(_ category: Int, target: Target, using rng: inout SplitMix64) -> [UInt8] {
-        let hello = openMeshHello(using: &rng)
+        let hello = openMeshHello(purpose: target.purpose, using: &rng)
         switch category {
         case 0:
             return randomBytes(Int.random(in: 1...256, using: &rng), using: &rng)
         case 1:
             return Array("MESH".utf8) + randomBytes(Int.random(in: 1...64, using: &rng), using: &rng)
         case 2:
-            return Array(hello.prefix(Int.random(in: 1...37, using: &rng)))
+            return Array(hello.prefix(Int.random(in: 1...(Handshake.helloLength - 1), using: &rng)))
         case 3:
             var bad = hello
             if Bool.random(using: &rng) {
-                bad[4] = UInt8.random(in: 2...255, using: &rng)
+                bad[4] = ([0, 1] + Array(3...255)).randomElement(using: &rng)!
             } else {
                 bad[5] = 1  // claims a key the open mesh does not have
             }
@@ -150,7 +160,7 @@ struct HostileInput {
     private static let longTopic = String(repeating: "t", count: 60_000)
 
     private static func validStream(target: Target, using rng: inout SplitMix64) -> [UInt8] {
-        let hello = openMeshHello(using: &rng)
+        let hello = openMeshHello(purpose: target.purpose, using: &rng)
         switch target {
         case .coordinator:
             let name = "fuzz\(UInt16.random(in: 0...UInt16.max, using: &rng))"
@@ -494,7 +504,7 @@ extension ResilienceTests {
             await target.stop()
         }
 
-        @Test("slowloris: a hello sent one byte every 200 ms is cut off by the 5 s handshake deadline; others register meanwhile")
+        @Test("slowloris: a hello sent one byte every 200 ms is cut off by the 2 s hello deadline; others register meanwhile")
         func slowloris() async throws {
             let tally = LogTally()
             let target = try await Target.start(tally: tally)
@@ -517,7 +527,7 @@ extension ResilienceTests {
             for (side, closedAfter) in [("coordinator", coordinatorSide), ("node", nodeSide)] {
                 #expect(closedAfter != nil, "the \(side) never closed the slow connection")
                 if let closedAfter {
-                    #expect(closedAfter > .milliseconds(4500) && closedAfter < .milliseconds(6500), "\(side): \(secondsText(closedAfter))")
+                    #expect(closedAfter > .milliseconds(1500) && closedAfter < .milliseconds(3500), "\(side): \(secondsText(closedAfter))")
                 }
             }
             #expect(servedIn < .seconds(3))
@@ -541,8 +551,9 @@ extension ResilienceTests {
                 }
                 async let nodeSide = onThread("trickle-node") {
                     var rng = SplitMix64(seed: 6)
-                    let opening = openMeshHello(using: &rng) + HostileInput.frame(kind: 2, body: Array(#"{"id":"s","name":"slow"}"#.utf8))
-                    let frame = HostileInput.messageFrame(topic: "check", payload: Array(#""trickled""#.utf8))
+                    // The peer hello itself is trickled: a node reads nothing else before it.
+                    let opening = openMeshHello(purpose: 4, using: &rng)
+                    let frame = HostileInput.frame(kind: 2, body: Array(#"{"id":"0000000000000000","name":"slow"}"#.utf8))
                     return trickleClient(port: nodePort, opening: opening, trickled: frame, limit: .seconds(12))
                 }
                 return await (coordinatorSide, nodeSide)
@@ -597,8 +608,7 @@ extension ResilienceTests {
                             results.append(false)
                             continue
                         }
-                        var bytes = openMeshHello(using: &rng)
-                        if index == 1 { bytes += HostileInput.frame(kind: 2, body: Array(#"{"id":"x","name":"huge"}"#.utf8)) }
+                        var bytes = openMeshHello(purpose: index == 0 ? 1 : 4, using: &rng)
                         bytes += HostileInput.header(length: 0x8000_0000, kind: index == 0 ? 1 : 3) + [UInt8](repeating: 7, count: 1024)
                         RawClient.send(fd, bytes)
                         results.append(RawClient.readUntilClosed(fd, timeoutMilliseconds: 2000))
@@ -633,8 +643,7 @@ extension ResilienceTests {
                     let length = UInt32(HostileInput.Target.node.frameLimit - 1)
                     RawClient.send(
                         fd,
-                        openMeshHello(using: &rng)
-                            + HostileInput.frame(kind: 2, body: Array(#"{"id":"x","name":"stall"}"#.utf8))
+                        openMeshHello(purpose: 4, using: &rng)
                             + HostileInput.header(length: length, kind: 3) + [0, 1, 0x74, 0])
                     fds.append(fd)
                 }

@@ -54,10 +54,10 @@ struct ProcessTests {
 
     @Test("a coordinator with a key turns away a node with the wrong one, and says so on both sides")
     func wrongKeyAcrossProcesses() async throws {
-        let (coordinator, address) = try await startCoordinatorProcess(environment: ["MESH_AUTHKEY": "right"])
+        let (coordinator, address) = try await startCoordinatorProcess(environment: ["MESH_AUTHKEY": "the right key, long enough"])
         defer { coordinator.terminate() }
         let sender = try ChildProcess(
-            "demo-sender", environment: ["MESH_COORDINATOR": address, "MESH_AUTHKEY": "wrong"])
+            "demo-sender", environment: ["MESH_COORDINATOR": address, "MESH_AUTHKEY": "the wrong key, long enough"])
         defer { sender.terminate() }
         #expect(try await sender.waitForExit(seconds: 10) != 0)
         #expect(sender.output.contains("authentication failed"), "\(sender.output)")

@@ -209,8 +209,12 @@ enum RawClient {
 }
 
 /// A mesh hello with no key: "MESH", version 1, flags 0, a 32-byte nonce.
-func openMeshHello<G: RandomNumberGenerator>(using generator: inout G) -> [UInt8] {
-    Array("MESH".utf8) + [1, 0] + (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+///
+/// - Parameter purpose: 1 for a node's control connection (the coordinator's port), 4 for peer
+///   data (a node's port).
+func openMeshHello<G: RandomNumberGenerator>(purpose: UInt8 = 1, using generator: inout G) -> [UInt8] {
+    Array("MESH".utf8) + [2, 0, purpose] + (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        + [UInt8](repeating: 0, count: 8)
 }
 
 /// Runs `body` on a new plain thread (not the cooperative pool) and returns its result.

@@ -1,13 +1,20 @@
 import MeshCrypto
 
-/// The opening exchange of every mesh connection, as a pure state machine.
+/// The opening exchange of every mesh connection (protocol version 2), as a pure state machine.
 ///
-/// Both sides send a ``hello`` at once: magic bytes, protocol version, whether they use an authkey,
-/// and a fresh 32-byte nonce. With a key, the connecting side then proves it with
-/// `HMAC(key, "swift-mesh/1 connector" ‖ connectorNonce ‖ acceptorNonce)`; the accepting side checks
+/// The connecting side sends its ``hello`` at once: magic bytes, protocol version, whether it
+/// uses a key, the connection's ``Purpose``, a fresh 32-byte nonce and its node id (zeros for
+/// the `mesh` tool). The accepting side reads it, decides whether it serves that purpose and with
+/// which key, and answers with a hello of its own (the purpose echoed, or 0 for "not served
+/// here"). With a key, the connector then proves it with
+/// `HMAC(key, "swift-mesh/2 connector" ‖ connectorHello ‖ acceptorHello)`; the acceptor checks
 /// that in constant time and answers with a verdict byte and its own proof under the label
-/// `"swift-mesh/1 acceptor"`. The labels stop a proof being reflected back; the nonces stop one
-/// being replayed on another connection; the key never crosses the wire.
+/// `"swift-mesh/2 acceptor"`. Both hellos are in both proofs, so the purpose, the nonces and the
+/// ids cannot be changed on the way; the labels stop a proof being reflected; the nonces stop one
+/// being replayed; the key never crosses the wire.
+///
+/// A keyed handshake ends with two session keys, one per direction, derived with HKDF-SHA256 from
+/// the key and the transcript (see ``SessionKeys``): every frame after it is authenticated.
 ///
 /// Feed received bytes to ``receive(_:)`` (never more than ``bytesWanted``) and perform the
 /// returned actions. No sockets, no clocks: the connection owns those.
@@ -19,6 +26,36 @@ struct Handshake: Sendable {
         case acceptor
     }
 
+    /// What a connection is for. A port serves some purposes and refuses the others, and the
+    /// purpose is inside both proofs, so a handshake made for one cannot be used for another.
+    enum Purpose: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+        /// A node's control connection to the coordinator.
+        case control = 1
+        /// The `mesh` tool reading the topology.
+        case inspect = 2
+        /// The `mesh` tool with the admin credential (`status`, `kill`).
+        case admin = 3
+        /// A node sending messages to a peer node.
+        case data = 4
+
+        var description: String {
+            switch self {
+            case .control: return "node control"
+            case .inspect: return "inspector"
+            case .admin: return "admin"
+            case .data: return "peer data"
+            }
+        }
+    }
+
+    /// Whether and how an accepting side serves one purpose.
+    enum Access: Sendable, Equatable {
+        /// Served with no key.
+        case open
+        /// Served to peers that prove this key.
+        case key(SymmetricKey)
+    }
+
     /// What the connection should do next.
     enum Action: Sendable, Equatable {
         case send([UInt8])
@@ -27,37 +64,85 @@ struct Handshake: Sendable {
     }
 
     static let magic: [UInt8] = Array("MESH".utf8)
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
     static let nonceLength = 32
-    static let helloLength = 4 + 1 + 1 + nonceLength
+    static let idLength = 8
+    /// magic, version, flags, purpose, nonce, id.
+    static let helloLength = 4 + 1 + 1 + 1 + nonceLength + idLength
     static let proofLength = 32
     static let verdictLength = 1 + proofLength
-    private static let connectorLabel = Array("swift-mesh/1 connector".utf8)
-    private static let acceptorLabel = Array("swift-mesh/1 acceptor".utf8)
+    private static let connectorLabel = Array("swift-mesh/2 connector".utf8)
+    private static let acceptorLabel = Array("swift-mesh/2 acceptor".utf8)
 
     private enum Stage: Sendable, Equatable {
         case idle, awaitingHello, awaitingProof, awaitingVerdict, established, failed
     }
 
     let role: Role
-    private let key: SymmetricKey?
+    /// The connector's purpose, or for an acceptor the one the peer asked for (once known).
+    private(set) var purpose: Purpose?
+    /// The connector's key; for an acceptor, the key chosen for the peer's purpose.
+    private var key: SymmetricKey?
+    /// What an acceptor serves.
+    private let served: [Purpose: Access]
+    /// The id the connector expects the acceptor to have (a node dialling a peer).
+    private let expectedPeerID: [UInt8]?
     private let localNonce: [UInt8]
-    private var peerNonce: [UInt8] = []
+    private let localID: [UInt8]
+    private var localHello: [UInt8] = []
+    private var peerHello: [UInt8] = []
     private var stage = Stage.idle
     private var buffer: [UInt8] = []
 
+    /// The peer's id from its hello (zeros when it has none), once its hello arrived.
+    private(set) var peerID: [UInt8] = []
+    /// The per-direction keys, once a keyed handshake is established; `nil` for an open mesh.
+    private(set) var sessionKeys: SessionKeys?
+
+    /// A connecting side.
+    ///
     /// - Parameters:
-    ///   - role: whether this side dialled or accepted.
-    ///   - key: the shared authkey, or `nil` for an open mesh.
+    ///   - purpose: what the connection is for.
+    ///   - key: the stretched authkey, or `nil` for an open mesh.
+    ///   - localID: this node's id (8 bytes), or `nil` for none (zeros on the wire).
+    ///   - expectedPeerID: the id the acceptor must have, when dialling a known node.
     ///   - nonce: 32 bytes; defaults to fresh bytes from the system's secure generator.
-    init(role: Role, key: SymmetricKey?, nonce: [UInt8]? = nil) {
-        self.role = role
+    init(
+        connectingFor purpose: Purpose, key: SymmetricKey?, localID: [UInt8]? = nil, expectedPeerID: [UInt8]? = nil,
+        nonce: [UInt8]? = nil
+    ) {
+        self.role = .connector
+        self.purpose = purpose
         self.key = key
+        self.served = [:]
+        self.expectedPeerID = expectedPeerID
+        self.localID = localID ?? Handshake.noID
         self.localNonce = nonce ?? Handshake.freshNonce()
     }
 
+    /// An accepting side.
+    ///
+    /// - Parameters:
+    ///   - served: the purposes this port serves, each open or with its key; others are refused.
+    ///   - localID: this node's id (8 bytes), or `nil` for none (the coordinator).
+    ///   - nonce: 32 bytes; defaults to fresh bytes from the system's secure generator.
+    init(accepting served: [Purpose: Access], localID: [UInt8]? = nil, nonce: [UInt8]? = nil) {
+        self.role = .acceptor
+        self.purpose = nil
+        self.key = nil
+        self.served = served
+        self.expectedPeerID = nil
+        self.localID = localID ?? Handshake.noID
+        self.localNonce = nonce ?? Handshake.freshNonce()
+    }
+
+    static let noID = [UInt8](repeating: 0, count: idLength)
+
     /// True once the handshake succeeded.
     var isEstablished: Bool { stage == .established }
+
+    /// True once the peer's whole hello arrived.
+    var hasPeerHello: Bool { !peerHello.isEmpty }
 
     /// How many more bytes the current stage needs; the connection reads no more than this.
     var bytesWanted: Int {
@@ -69,10 +154,16 @@ struct Handshake: Sendable {
         }
     }
 
-    /// Begins the exchange: returns this side's hello to send.
+    /// Begins the exchange: the connector's hello to send (an acceptor answers the peer's hello).
     mutating func start() -> [Action] {
         stage = .awaitingHello
-        return [.send(Handshake.magic + [Handshake.version, key == nil ? 0 : 1] + localNonce)]
+        guard role == .connector, let purpose else { return [] }
+        localHello = hello(purpose: purpose.rawValue, keyed: key != nil)
+        return [.send(localHello)]
+    }
+
+    private func hello(purpose: UInt8, keyed: Bool) -> [UInt8] {
+        Handshake.magic + [Handshake.version, keyed ? 1 : 0, purpose] + localNonce + localID
     }
 
     /// Consumes bytes from the peer (at most ``bytesWanted``) and returns what to do.
@@ -80,53 +171,83 @@ struct Handshake: Sendable {
         guard stage != .established, stage != .failed else { return [] }
         if stage == .idle { stage = .awaitingHello }
         buffer.append(contentsOf: bytes)
-        var actions: [Action] = []
         // A hello is checked as its first bytes arrive, so a wrong program fails fast.
         if stage == .awaitingHello, let problem = Handshake.helloProblem(buffer) {
             return fail(problem)
         }
-        guard bytesWanted <= 0 else { return actions }
+        guard bytesWanted <= 0 else { return [] }
         let message = buffer
         buffer.removeAll()
         switch stage {
         case .awaitingHello:
-            peerNonce = Array(message[6..<Handshake.helloLength])
-            let peerUsesKey = message[5] & 1 == 1
-            switch (key, peerUsesKey) {
-            case (nil, true): return fail(.peerRequiresKey)
-            case (.some, false): return fail(.peerHasNoKey)
-            case (nil, false):
-                stage = .established
-                actions.append(.established)
-            case (.some(let key), true):
-                if role == .connector {
-                    actions.append(.send(proof(label: Handshake.connectorLabel, key: key)))
-                    stage = .awaitingVerdict
-                } else {
-                    stage = .awaitingProof
-                }
-            }
+            return role == .connector ? connectorReceivedHello(message) : acceptorReceivedHello(message)
         case .awaitingProof:
             guard let key else { return fail(.peerRequiresKey) }
             let expected = proof(label: Handshake.connectorLabel, key: key)
             guard constantTimeEquals(message, expected) else {
-                actions.append(.send([1] + [UInt8](repeating: 0, count: Handshake.proofLength)))
-                return actions + fail(.peerProofInvalid)
+                return [.send([1] + [UInt8](repeating: 0, count: Handshake.proofLength))] + fail(.peerProofInvalid)
             }
-            actions.append(.send([0] + proof(label: Handshake.acceptorLabel, key: key)))
-            stage = .established
-            actions.append(.established)
+            return [.send([0] + proof(label: Handshake.acceptorLabel, key: key))] + establish()
         case .awaitingVerdict:
             guard let key else { return fail(.peerRequiresKey) }
             guard message[0] == 0 else { return fail(.rejectedByPeer) }
             let expected = proof(label: Handshake.acceptorLabel, key: key)
             guard constantTimeEquals(message[1...], expected) else { return fail(.peerProofInvalid) }
-            stage = .established
-            actions.append(.established)
+            return establish()
         case .idle, .established, .failed:
-            break
+            return []
         }
-        return actions
+    }
+
+    private mutating func acceptorReceivedHello(_ message: [UInt8]) -> [Action] {
+        peerHello = message
+        peerID = Array(message[(Handshake.helloLength - Handshake.idLength)...])
+        let peerUsesKey = message[5] & 1 == 1
+        guard let asked = Purpose(rawValue: message[6]), let access = served[asked] else {
+            // Answer with purpose 0, so the connector can say why, then give up.
+            localHello = hello(purpose: 0, keyed: peerUsesKey)
+            return [.send(localHello)] + fail(.purposeNotServed(message[6]))
+        }
+        purpose = asked
+        if case .key(let chosen) = access { key = chosen }
+        localHello = hello(purpose: asked.rawValue, keyed: key != nil)
+        switch (key, peerUsesKey) {
+        case (nil, true): return [.send(localHello)] + fail(.peerRequiresKey)
+        case (.some, false): return [.send(localHello)] + fail(.peerHasNoKey)
+        case (nil, false): return [.send(localHello)] + establish()
+        case (.some, true):
+            stage = .awaitingProof
+            return [.send(localHello)]
+        }
+    }
+
+    private mutating func connectorReceivedHello(_ message: [UInt8]) -> [Action] {
+        peerHello = message
+        peerID = Array(message[(Handshake.helloLength - Handshake.idLength)...])
+        guard message[6] == purpose?.rawValue else {
+            return fail(message[6] == 0 ? .purposeRefused(purpose?.rawValue ?? 0) : .peerProtocolError("echoed purpose \(message[6])"))
+        }
+        if let expectedPeerID, expectedPeerID != peerID {
+            return fail(.wrongPeer(expected: expectedPeerID, found: peerID))
+        }
+        let peerUsesKey = message[5] & 1 == 1
+        switch (key, peerUsesKey) {
+        case (nil, true): return fail(.peerRequiresKey)
+        case (.some, false): return fail(.peerHasNoKey)
+        case (nil, false): return establish()
+        case (.some(let key), true):
+            stage = .awaitingVerdict
+            return [.send(proof(label: Handshake.connectorLabel, key: key))]
+        }
+    }
+
+    private mutating func establish() -> [Action] {
+        stage = .established
+        if let key {
+            let (connectorHello, acceptorHello) = role == .connector ? (localHello, peerHello) : (peerHello, localHello)
+            sessionKeys = SessionKeys(key: key, connectorHello: connectorHello, acceptorHello: acceptorHello, role: role)
+        }
+        return [.established]
     }
 
     private mutating func fail(_ error: HandshakeError) -> [Action] {
@@ -135,10 +256,10 @@ struct Handshake: Sendable {
         return [.fail(error)]
     }
 
-    /// The MAC this side or the peer must show: over the label, then the connector's nonce, then the acceptor's.
+    /// The MAC this side or the peer must show: over the label, then both hellos, connector's first.
     private func proof(label: [UInt8], key: SymmetricKey) -> [UInt8] {
-        let (connectorNonce, acceptorNonce) = role == .connector ? (localNonce, peerNonce) : (peerNonce, localNonce)
-        return Array(HMAC<SHA256>.authenticationCode(for: label + connectorNonce + acceptorNonce, using: key))
+        let (connectorHello, acceptorHello) = role == .connector ? (localHello, peerHello) : (peerHello, localHello)
+        return Array(HMAC<SHA256>.authenticationCode(for: label + connectorHello + acceptorHello, using: key))
     }
 
     /// Checks what has arrived of a hello so far; `nil` while it still looks right.
@@ -156,6 +277,36 @@ struct Handshake: Sendable {
     static func freshNonce() -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
         return (0..<nonceLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+}
+
+/// The two keys of an authenticated session, one per direction, and the MAC every record carries.
+///
+/// Derived with HKDF-SHA256: the input keying material is the (stretched) mesh key, the salt is
+/// SHA-256 of both hellos (connector's first), and the info is `"swift-mesh/2 connector to acceptor"`
+/// or `"swift-mesh/2 acceptor to connector"`. A relay that forwards the handshake learns neither key.
+struct SessionKeys: Sendable {
+    /// Authenticates what this side sends.
+    let sending: HMAC<SHA256>.Key
+    /// Checks what this side receives.
+    let receiving: HMAC<SHA256>.Key
+
+    static let connectorToAcceptor = Array("swift-mesh/2 connector to acceptor".utf8)
+    static let acceptorToConnector = Array("swift-mesh/2 acceptor to connector".utf8)
+
+    init(key: SymmetricKey, connectorHello: [UInt8], acceptorHello: [UInt8], role: Handshake.Role) {
+        let salt = Array(SHA256.hash(data: connectorHello + acceptorHello))
+        let prk = HKDF<SHA256>.extract(inputKeyMaterial: key, salt: salt)
+        let toAcceptor = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Self.connectorToAcceptor, outputByteCount: 32)
+        let toConnector = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Self.acceptorToConnector, outputByteCount: 32)
+        switch role {
+        case .connector:
+            sending = HMAC<SHA256>.Key(toAcceptor)
+            receiving = HMAC<SHA256>.Key(toConnector)
+        case .acceptor:
+            sending = HMAC<SHA256>.Key(toConnector)
+            receiving = HMAC<SHA256>.Key(toAcceptor)
+        }
     }
 }
 
@@ -177,8 +328,18 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
     case closedDuringHandshake
     /// The handshake did not finish within its deadline.
     case timedOut(seconds: Int)
-    /// Closed to make room: more connections than the limit were mid-handshake, and this one had waited longest.
+    /// The peer's hello did not arrive within its (shorter) deadline.
+    case noHello(seconds: Int)
+    /// Closed to make room: more connections than the limit were mid-handshake.
     case evicted(limit: Int)
+    /// This port does not serve the purpose the peer asked for (raw purpose byte).
+    case purposeNotServed(UInt8)
+    /// The peer does not serve the purpose this side asked for.
+    case purposeRefused(UInt8)
+    /// The peer dialled is not the node expected at that address.
+    case wrongPeer(expected: [UInt8], found: [UInt8])
+    /// The peer's hello broke the protocol.
+    case peerProtocolError(String)
 
     /// True for failures caused by the key, as opposed to the protocol.
     var isAuthenticationFailure: Bool {
@@ -188,11 +349,31 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// A short name for counting refusals by kind.
+    var category: String {
+        switch self {
+        case .notAMeshPeer: return "not-mesh"
+        case .versionMismatch: return "version"
+        case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer: return "auth"
+        case .closedDuringHandshake: return "closed"
+        case .timedOut, .noHello: return "timeout"
+        case .evicted: return "evicted"
+        case .purposeNotServed, .purposeRefused: return "purpose"
+        case .wrongPeer: return "wrong-peer"
+        case .peerProtocolError: return "protocol"
+        }
+    }
+
+    private static func purposeName(_ raw: UInt8) -> String {
+        Handshake.Purpose(rawValue: raw)?.description ?? "unknown purpose \(raw)"
+    }
+
     var description: String {
         switch self {
         case .notAMeshPeer(let bytes):
             let printable = String(decoding: bytes.prefix(16), as: UTF8.self)
-                .map { $0.isASCII && !$0.isNewline && $0 != "\0" ? String($0) : "." }.joined()
+                .map { $0.isASCII && !$0.isNewline && $0 != "\0" && ($0.asciiValue ?? 0) >= 0x20 && $0 != "\u{7f}" ? String($0) : "." }
+                .joined()
             return "peer is not a mesh peer (its first bytes were \"\(printable)\"); is another program on this port?"
         case .versionMismatch(let peer, let local):
             return "protocol mismatch: peer speaks mesh protocol version \(peer), this build speaks version \(local)"
@@ -208,8 +389,30 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
             return "peer closed the connection during the handshake (wrong key, or a different protocol?)"
         case .timedOut(let seconds):
             return "no handshake from peer within \(seconds) s"
+        case .noHello(let seconds):
+            return "no handshake hello from peer within \(seconds) s"
         case .evicted(let limit):
             return "closed mid-handshake to make room: over \(limit) connections were waiting to authenticate"
+        case .purposeNotServed(let raw):
+            return "peer asked for a \(Self.purposeName(raw)) connection, which this port does not serve"
+        case .purposeRefused(let raw):
+            return "peer does not serve \(Self.purposeName(raw)) connections on this port (wrong port?)"
+        case .wrongPeer(let expected, let found):
+            return "peer is node \(lowercaseHexID(found)), not the node \(lowercaseHexID(expected)) expected at this address"
+        case .peerProtocolError(let reason):
+            return "peer broke the handshake protocol: \(reason)"
         }
     }
+}
+
+/// 8 id bytes as 16 lowercase hex digits.
+func lowercaseHexID(_ bytes: [UInt8]) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var text: [UInt8] = []
+    text.reserveCapacity(bytes.count * 2)
+    for byte in bytes {
+        text.append(digits[Int(byte >> 4)])
+        text.append(digits[Int(byte & 0x0f)])
+    }
+    return String(decoding: text, as: UTF8.self)
 }

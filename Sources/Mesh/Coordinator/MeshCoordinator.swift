@@ -17,7 +17,8 @@ import Synchronization
 public actor MeshCoordinator {
     /// How the coordinator listens and whom it lets in.
     public struct Configuration: Sendable {
-        /// The address to bind; `0.0.0.0` is every IPv4 interface.
+        /// The address to bind; `0.0.0.0` is every IPv4 interface. Defaults to `127.0.0.1` without
+        /// a key (and any other address is then refused unless ``insecure``), `0.0.0.0` with one.
         public var host: String
         /// The TCP port; 0 picks a free one (read it back from ``MeshCoordinator/start()``).
         public var port: UInt16
@@ -29,18 +30,41 @@ public actor MeshCoordinator {
         public var heartbeatTimeout: Duration
         /// The largest control frame accepted from a node.
         public var maximumFrameLength: Int
+        /// The key `mesh status` and `mesh node kill` must prove; `nil` means ``authkey``.
+        public var adminKey: String?
+        /// Allows listening on a non-loopback address with no key: an open mesh, on purpose.
+        public var insecure: Bool
+        /// Lets nodes advertise a host other than the address they connect from (NAT, several
+        /// interfaces). Off, a node's host must be the address its connection comes from.
+        public var allowForeignHosts: Bool
+        /// The most connections kept open from one source address.
+        public var maximumSessionsPerAddress: Int
+        /// The most nodes in the mesh.
+        public var maximumNodes: Int
+        /// Requests that cost the coordinator a full copy of the topology or the status
+        /// (`sync`, `inspect`, `status`) allowed per session per second; a session past it is closed.
+        public var maximumExpensiveRequestsPerSecond: Int
 
         public init(
-            host: String = "0.0.0.0", port: UInt16 = MeshDefaults.coordinatorPort, authkey: String? = nil,
+            host: String? = nil, port: UInt16 = MeshDefaults.coordinatorPort, authkey: String? = nil,
             logger: MeshLogger = MeshLogger(label: "coordinator"), heartbeatTimeout: Duration = .seconds(3),
-            maximumFrameLength: Int = 1 << 20
+            maximumFrameLength: Int = 1 << 20, adminKey: String? = nil, insecure: Bool = false,
+            allowForeignHosts: Bool = false, maximumSessionsPerAddress: Int = 4096, maximumNodes: Int = 10_000,
+            maximumExpensiveRequestsPerSecond: Int = 20
         ) {
-            self.host = host
+            let keyed = !(authkey ?? "").isEmpty
+            self.host = host ?? (keyed ? "0.0.0.0" : "127.0.0.1")
             self.port = port
             self.authkey = authkey
             self.logger = logger
             self.heartbeatTimeout = heartbeatTimeout
             self.maximumFrameLength = maximumFrameLength
+            self.adminKey = adminKey
+            self.insecure = insecure
+            self.allowForeignHosts = allowForeignHosts
+            self.maximumSessionsPerAddress = maximumSessionsPerAddress
+            self.maximumNodes = maximumNodes
+            self.maximumExpensiveRequestsPerSecond = maximumExpensiveRequestsPerSecond
         }
     }
 
@@ -55,8 +79,13 @@ public actor MeshCoordinator {
 
     private struct Session {
         let connection: Connection
+        /// What the handshake was for: node control, inspector or admin.
+        let purpose: Handshake.Purpose
         var node: NodeRecord?
         var inspector = false
+        /// Expensive requests (`sync`, `inspect`, `status`) in the current one-second window.
+        var expensiveRequests = 0
+        var windowStart = ContinuousClock.now
         var lastHeard: ContinuousClock.Instant
         var leaving = false
         var stats = MeshStatistics()
@@ -123,6 +152,8 @@ public actor MeshCoordinator {
     private let startedAt = ContinuousClock.now
     private var kills: [KillRequest] = []
     private var lastPublish = ContinuousClock.now - .seconds(1)
+    /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
+    private var snapshotCache: (version: UInt64, json: [UInt8])?
     private var publishPending = false
     /// The shortest time between two topology broadcasts.
     private let publishInterval = Duration.milliseconds(10)
@@ -147,8 +178,20 @@ public actor MeshCoordinator {
     @discardableResult
     public func start() async throws -> SocketAddress {
         if let listener { return listener.address }
+        for key in [configuration.authkey, configuration.adminKey] {
+            if let key, !key.isEmpty { try MeshKey.validate(key) }
+        }
         let bindAddress = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
-        let options = connectionOptions
+        let keyed = !(configuration.authkey ?? "").isEmpty
+        if !bindAddress.isLoopback, !keyed, !configuration.insecure {
+            throw MeshError.invalidAddress(
+                bindAddress.description,
+                reason: "refusing to listen beyond loopback with no authkey: anyone who can reach the port could join,"
+                    + " read and stop the mesh. Set a key (mesh keygen > mesh.key; --authkey-file mesh.key), or pass"
+                    + " --insecure (MESH_INSECURE=1) if an open mesh is meant")
+        }
+        book.maximumNodes = configuration.maximumNodes
+        let options = try connectionOptions()
         let link = self.link
         let events = self.events
         let admission = HandshakeAdmission()
@@ -161,7 +204,7 @@ public actor MeshCoordinator {
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
         }
-        if !bindAddress.isLoopback, configuration.authkey == nil {
+        if !bindAddress.isLoopback, !keyed {
             logger.warning(
                 "listening on \(bindAddress) with no authkey: anyone who can reach this port can join the mesh"
                     + " and read its topology (use --authkey-file or MESH_AUTHKEY)")
@@ -192,9 +235,14 @@ public actor MeshCoordinator {
         shutdown()
     }
 
-    private var connectionOptions: Connection.Options {
-        Connection.Options(
-            key: configuration.authkey.flatMap { $0.isEmpty ? nil : SymmetricKey(data: Array($0.utf8)) },
+    /// Node control and inspectors prove the mesh key; admin connections the admin key.
+    private func connectionOptions() throws -> Connection.Options {
+        let meshKey = try MeshKey.stretched(configuration.authkey)
+        let adminKey = try configuration.adminKey.flatMap { $0.isEmpty ? nil : $0 }.map { try MeshKey.stretched($0) } ?? meshKey
+        let mesh: Handshake.Access = meshKey.map { .key($0) } ?? .open
+        let admin: Handshake.Access = adminKey.map { .key($0) } ?? .open
+        return Connection.Options(
+            handshake: .accept(served: [.control: mesh, .inspect: mesh, .admin: admin], localID: nil),
             maximumFrameLength: configuration.maximumFrameLength,
             maximumPendingBytes: 64 << 20)
     }
@@ -204,8 +252,17 @@ public actor MeshCoordinator {
     private func handle(_ event: Event) {
         switch event {
         case .opened(let connection):
-            sessions[connection.id] = Session(connection: connection, lastHeard: .now)
-            logger.debug("connection from \(connection.remote) authenticated")
+            let host = connection.remote.host
+            let fromThere = sessions.values.reduce(0) { $0 + ($1.connection.remote.host == host ? 1 : 0) }
+            guard fromThere < configuration.maximumSessionsPerAddress else {
+                logger.warning(
+                    "refused a connection from \(connection.remote): \(fromThere) connections from that address already (limit \(configuration.maximumSessionsPerAddress))")
+                connection.send(ControlMessage(.rejected, reason: "too many connections from \(host)").encodedFrame())
+                connection.closeAfterFlushing(deadline: .now + .seconds(1))
+                return
+            }
+            sessions[connection.id] = Session(connection: connection, purpose: connection.purpose ?? .inspect, lastHeard: .now)
+            logger.debug("connection from \(connection.remote) authenticated for \(connection.purpose?.description ?? "?")")
         case .control(let connection, let message):
             guard sessions[connection.id] != nil else { return }
             sessions[connection.id]?.lastHeard = .now
@@ -224,21 +281,76 @@ public actor MeshCoordinator {
 
     private func handle(_ message: ControlMessage, from connection: Connection) {
         guard let session = sessions[connection.id] else { return }
+        // A session that said goodbye is over: nothing it sends after counts (no ghost records).
+        if session.leaving { return }
+        if [.sync, .inspect, .status].contains(message.type), !allowExpensiveRequest(on: connection) { return }
         if let node = session.node {
             handle(message, from: node, on: connection)
         } else if session.inspector {
             handleTool(message, on: connection)
-        } else {
-            switch message.type {
-            case .register:
-                register(message.node, on: connection)
-            case .inspect:
-                sessions[connection.id]?.inspector = true
-                connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
-            default:
-                reject(connection, "expected register or inspect first, got \(message.type)")
+        } else if session.purpose == .control {
+            guard message.type == .register else {
+                return reject(connection, "expected register first, got \(message.type)")
             }
+            register(message.node, secret: message.secret, on: connection)
+        } else {
+            guard message.type == .inspect else {
+                return reject(connection, "expected inspect first, got \(message.type)")
+            }
+            sessions[connection.id]?.inspector = true
+            reply(topologyFrame(), on: connection)
         }
+    }
+
+    /// Counts a request that costs a full copy of the topology or the status; past the limit the
+    /// session is closed (a node asks for one only after a missed delta).
+    private func allowExpensiveRequest(on connection: Connection) -> Bool {
+        guard var session = sessions[connection.id] else { return false }
+        let now = ContinuousClock.now
+        if now - session.windowStart >= .seconds(1) {
+            session.windowStart = now
+            session.expensiveRequests = 0
+        }
+        session.expensiveRequests += 1
+        sessions[connection.id] = session
+        guard session.expensiveRequests <= configuration.maximumExpensiveRequestsPerSecond else {
+            reject(
+                connection,
+                "more than \(configuration.maximumExpensiveRequestsPerSecond) sync/inspect/status requests in one second")
+            return false
+        }
+        return true
+    }
+
+    /// Sends a reply; a client whose queue is full is not reading and is closed.
+    private func reply(_ frame: [UInt8], on connection: Connection) {
+        guard connection.send(frame) == .full else { return }
+        let who = sessions[connection.id]?.node.map { "\($0.name) (\($0.id))" } ?? "a client"
+        logger.warning("\(who) at \(connection.remote) is not reading its replies; disconnecting it")
+        connection.close(error: .protocolViolation("control backlog full"))
+    }
+
+    /// The current topology as a `topology` reply, encoded once per version.
+    private func topologyFrame() -> [UInt8] {
+        Frame(kind: FrameKind.control.rawValue, body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)).encoded
+    }
+
+    /// A `welcome` for `node` with the current topology, the snapshot's JSON shared.
+    private func welcomeFrame(for node: NodeRecord?) -> [UInt8] {
+        let nodeJSON = (try? ControlMessage.encoder.encode(node)).map(Array.init) ?? Array("null".utf8)
+        return Frame(
+            kind: FrameKind.control.rawValue,
+            body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"topology\":".utf8) + snapshotJSON()
+                + Array(",\"type\":\"welcome\"}".utf8)
+        ).encoded
+    }
+
+    private func snapshotJSON() -> [UInt8] {
+        let version = book.topology.version
+        if let cache = snapshotCache, cache.version == version { return cache.json }
+        let json = (try? ControlMessage.encoder.encode(book.topology.snapshot)).map(Array.init) ?? Array("null".utf8)
+        snapshotCache = (version, json)
+        return json
     }
 
     /// A registered node's request.
@@ -257,7 +369,7 @@ public actor MeshCoordinator {
                 reject(connection, "\(message.type) \"\(topic.prefix(80))\": \(error)")
             }
         case .sync:
-            connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
+            reply(topologyFrame(), on: connection)
         case .heartbeat:
             if let stats = message.stats { sessions[connection.id]?.stats = stats }
             answerHeartbeat(on: connection)
@@ -274,13 +386,20 @@ public actor MeshCoordinator {
     private func handleTool(_ message: ControlMessage, on connection: Connection) {
         switch message.type {
         case .inspect, .sync:
-            connection.send(ControlMessage(.topology, topology: book.topology.snapshot).encodedFrame())
+            reply(topologyFrame(), on: connection)
         case .heartbeat:
             answerHeartbeat(on: connection)
-        case .status:
-            connection.send(ControlMessage(.status, status: status).encodedFrame())
-        case .kill:
-            kill(message.target ?? "", requestedBy: connection)
+        case .status, .kill:
+            guard sessions[connection.id]?.purpose == .admin else {
+                return reject(
+                    connection,
+                    "\(message.type) needs the admin credential: connect with the admin key (mesh --admin-key-file)")
+            }
+            if message.type == .status {
+                reply(ControlMessage(.status, status: status).encodedFrame(), on: connection)
+            } else {
+                kill(message.target ?? "", requestedBy: connection)
+            }
         default:
             reject(connection, "unexpected \(message.type) from an inspecting client")
         }
@@ -298,9 +417,25 @@ public actor MeshCoordinator {
         }
     }
 
-    private func register(_ record: NodeRecord?, on connection: Connection) {
+    private func register(_ record: NodeRecord?, secret: String?, on connection: Connection) {
         guard var node = record else { return reject(connection, "register without a node record") }
+        guard NodeID.isValid(node.id) else {
+            return reject(connection, "node id \"\(node.id.prefix(40))\" is not 16 lowercase hex digits")
+        }
+        // The id in the authenticated handshake, and the secret behind the id: no one else's id.
+        guard node.id == connection.peerID else {
+            return reject(connection, "register names node \(node.id) but the handshake was for \(connection.peerID)")
+        }
+        guard let secret, NodeID.matches(id: node.id, secretHex: secret) else {
+            return reject(connection, "register for node \(node.id) without the secret that id is made from")
+        }
         if node.host.isEmpty { node.host = connection.remote.host }
+        if !configuration.allowForeignHosts, !Self.sameHost(node.host, connection.remote) {
+            return reject(
+                connection,
+                "advertised host \(node.host.prefix(80)) is not the address this node connects from (\(connection.remote.host));"
+                    + " start the coordinator with --allow-foreign-hosts for nodes behind NAT")
+        }
         guard SocketAddress.parse(node.host, defaultPort: node.port).map({ $0.port == node.port }) == true,
             !node.host.hasPrefix("unix:")
         else {
@@ -315,6 +450,13 @@ public actor MeshCoordinator {
         } catch {
             reject(connection, error.description)
         }
+    }
+
+    /// True when `host` is where `remote` connects from (any loopback address counts as loopback).
+    static func sameHost(_ host: String, _ remote: SocketAddress) -> Bool {
+        if host == remote.host { return true }
+        guard let advertised = SocketAddress.parse(host, defaultPort: 0) else { return false }
+        return advertised.isLoopback && remote.isLoopback
     }
 
     /// The coordinator's view for `mesh status`.
@@ -333,12 +475,14 @@ public actor MeshCoordinator {
     private func kill(_ target: String, requestedBy requester: Connection) {
         let matching = sessions.values.compactMap(\.node).filter { target == "*" || $0.name == target || $0.id == target }
         guard !matching.isEmpty else {
-            requester.send(ControlMessage(.killed, reason: "no node is named or has the id \"\(target)\"", stopped: [], remaining: []).encodedFrame())
+            reply(
+                ControlMessage(.killed, reason: "no node is named or has the id \"\(target)\"", stopped: [], remaining: [])
+                    .encodedFrame(), on: requester)
             return
         }
         let frame = ControlMessage(.shutdown, reason: "requested by mesh node kill from \(requester.remote)").encodedFrame()
         for session in sessions.values where matching.contains(where: { $0.id == session.node?.id }) {
-            session.connection.send(frame)
+            reply(frame, on: session.connection)
         }
         logger.info("asked \(matching.count) node(s) to stop (\(target == "*" ? "all" : target)) for \(requester.remote)")
         kills.append(
@@ -349,16 +493,16 @@ public actor MeshCoordinator {
     private func settleKills(now: ContinuousClock.Instant = .now) {
         kills.removeAll { request in
             guard request.waitingFor.isEmpty || now >= request.deadline else { return false }
-            request.requester.send(
-                ControlMessage(
-                    .killed, stopped: request.stopped.sorted(), remaining: request.waitingFor.sorted()
-                ).encodedFrame())
+            reply(
+                ControlMessage(.killed, stopped: request.stopped.sorted(), remaining: request.waitingFor.sorted())
+                    .encodedFrame(), on: request.requester)
             return true
         }
     }
 
     private func reject(_ connection: Connection, _ reason: String) {
         logger.warning("rejected connection from \(connection.remote): \(reason)")
+        sessions[connection.id]?.leaving = true  // nothing more from it counts
         connection.send(ControlMessage(.rejected, reason: reason).encodedFrame())
         connection.closeAfterFlushing(deadline: .now + .seconds(1))
         if let node = sessions[connection.id]?.node { remove(node, from: connection, reason: "rejected: \(reason)") }
@@ -429,12 +573,9 @@ public actor MeshCoordinator {
         let delta = book.takeDelta()
         let welcomed = sessions.values.filter(\.awaitingWelcome)
         let welcomedIDs = Set(welcomed.map(\.connection.id))
-        if !welcomed.isEmpty {
-            let snapshot = book.topology.snapshot
-            for session in welcomed {
-                sessions[session.connection.id]?.awaitingWelcome = false
-                session.connection.send(ControlMessage(.welcome, node: session.node, topology: snapshot).encodedFrame())
-            }
+        for session in welcomed {
+            sessions[session.connection.id]?.awaitingWelcome = false
+            reply(welcomeFrame(for: session.node), on: session.connection)
         }
         settleKills()
         guard let delta else { return }

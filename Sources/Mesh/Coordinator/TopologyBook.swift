@@ -9,10 +9,12 @@ struct TopologyBook: Sendable {
         case duplicateID(String)
         case invalidName(String)
         case invalidTopic(String)
+        case full(String)
 
         var description: String {
             switch self {
             case .duplicateID(let id): return "a node with id \(id) is already registered"
+            case .full(let reason): return reason
             case .invalidName(let reason): return reason
             case .invalidTopic(let reason): return reason
             }
@@ -21,6 +23,12 @@ struct TopologyBook: Sendable {
 
     /// Every node's topics go to every node: this keeps one node from bloating them all.
     static let maximumTopicsPerNode = 10_000
+    /// The most nodes the mesh holds.
+    var maximumNodes = 10_000
+    /// The most bytes of topic names, over every node's listens: every node holds them all.
+    var maximumTopicBytes = 32 << 20
+    /// Bytes of topic names over every node's listens now.
+    private(set) var topicBytes = 0
 
     private(set) var topology = Topology()
     private var publishedVersion: UInt64 = 0
@@ -31,6 +39,9 @@ struct TopologyBook: Sendable {
     /// - Throws: ``Rejection`` for a taken id or a bad name or topic.
     mutating func join(_ node: NodeRecord) throws(Rejection) -> NodeRecord {
         guard topology.nodes[node.id] == nil else { throw .duplicateID(node.id) }
+        guard topology.nodes.count < maximumNodes else {
+            throw .full("the mesh is full: it holds the most nodes allowed (\(maximumNodes))")
+        }
         do {
             try validateName(node.name, kind: "node name")
         } catch {
@@ -48,6 +59,9 @@ struct TopologyBook: Sendable {
                 throw .invalidTopic(error.description)
             }
         }
+        let bytes = stored.topics.reduce(0) { $0 + $1.utf8.count }
+        guard topicBytes + bytes <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
+        topicBytes += bytes
         record(.join(stored))
         return stored
     }
@@ -56,6 +70,7 @@ struct TopologyBook: Sendable {
     @discardableResult
     mutating func leave(_ id: String) -> NodeRecord? {
         guard let node = topology.nodes[id] else { return nil }
+        topicBytes -= node.topics.reduce(0) { $0 + $1.utf8.count }
         record(.leave(id))
         return node
     }
@@ -72,6 +87,8 @@ struct TopologyBook: Sendable {
         guard node.topics.count < TopologyBook.maximumTopicsPerNode else {
             throw .invalidTopic("a node may listen to at most \(TopologyBook.maximumTopicsPerNode) topics")
         }
+        guard topicBytes + topic.utf8.count <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
+        topicBytes += topic.utf8.count
         record(.listen(id, topic))
         return true
     }
@@ -80,6 +97,7 @@ struct TopologyBook: Sendable {
     @discardableResult
     mutating func unlisten(_ id: String, from topic: String) -> Bool {
         guard let node = topology.nodes[id], node.topics.contains(topic) else { return false }
+        topicBytes -= topic.utf8.count
         record(.unlisten(id, topic))
         return true
     }
@@ -91,6 +109,10 @@ struct TopologyBook: Sendable {
         publishedVersion = topology.version
         unpublished.removeAll()
         return delta
+    }
+
+    private static func topicBytesFull(_ limit: Int) -> String {
+        "the mesh is full: its topics' names would pass \(limit) bytes in all"
     }
 
     private mutating func record(_ change: TopologyChange) {

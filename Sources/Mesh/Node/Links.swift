@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Forwards the coordinator connection's events to the node's control queue.
 final class CoordinatorLink: ConnectionDelegate {
@@ -52,7 +53,28 @@ final class PeerLink: ConnectionDelegate {
     }
 }
 
+/// The nodes a node may accept messages from: its topology (and the nodes it still routes to
+/// while they re-register), shared with the loop thread that checks each peer's hello.
+final class PeerDirectory: Sendable {
+    private let nodes = Mutex<[String: NodeRecord]>([:])
+    private let onChange = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func update(_ new: [String: NodeRecord]) {
+        nodes.withLock { $0 = new }
+        onChange.withLock { $0 }?()
+    }
+
+    func node(_ id: String) -> NodeRecord? { nodes.withLock { $0[id] } }
+
+    func whenChanged(_ body: @escaping @Sendable () -> Void) { onChange.withLock { $0 = body } }
+}
+
 /// Reads the messages a peer sends to this node and passes them to the inbox in batches.
+///
+/// A peer's hello must name the node its handshake was for, and that node must be in the
+/// topology with the same name and at the address the connection comes from. A hello from a
+/// node not known yet (it joined a moment ago and its record is still on the way) holds the
+/// connection, reading paused, until the topology has it, for up to ``unknownPeerPatience``.
 final class InboundLink: ConnectionDelegate {
     /// What this side knows about one inbound connection.
     private struct Peer {
@@ -67,14 +89,59 @@ final class InboundLink: ConnectionDelegate {
     let counter: StatisticsCounter
     let logger: MeshLogger
     let connections: ConnectionSet
+    let directory: PeerDirectory
+    static let unknownPeerPatience = Duration.seconds(5)
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
+    /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
+    private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:]
 
-    init(inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet) {
+    init(inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet, directory: PeerDirectory) {
         self.inbox = inbox
         self.counter = counter
         self.logger = logger
         self.connections = connections
+        self.directory = directory
+        directory.whenChanged { [weak self] in
+            guard let link = self else { return }
+            EventLoop.shared.execute { link.recheckUnknownPeers() }
+        }
+    }
+
+    /// Whether `hello` may speak on `connection`: `nil` to wait for the topology, else the verdict.
+    private func check(_ hello: PeerHello, on connection: Connection) -> Result<Void, ConnectionError>? {
+        guard hello.id == connection.peerID else {
+            return .failure(.protocolViolation("peer hello names node \(hello.id), the handshake was for \(connection.peerID)"))
+        }
+        guard let node = directory.node(hello.id) else { return nil }
+        guard node.name == hello.name else {
+            return .failure(.protocolViolation("peer hello says node \(hello.id) is named \"\(hello.name)\"; the mesh says \"\(node.name)\""))
+        }
+        let reachable: Bool
+        if connection.remote.isUnix {
+            reachable = node.local == MeshDefaults.localScope
+        } else {
+            reachable = MeshCoordinator.sameHost(node.host, connection.remote)
+        }
+        guard reachable else {
+            return .failure(.protocolViolation("node \(hello.id) is at \(node.host) in the mesh, but this connection comes from \(connection.remote.host)"))
+        }
+        return .success(())
+    }
+
+    /// Loop thread: settles the hellos that were waiting for the topology.
+    private func recheckUnknownPeers() {
+        for (id, waiting) in unknown {
+            guard let verdict = check(waiting.hello, on: waiting.connection) else { continue }
+            unknown[id] = nil
+            switch verdict {
+            case .success:
+                peers[id] = Peer(sender: MeshPeer(id: waiting.hello.id, name: waiting.hello.name))
+                waiting.connection.setReadingPaused(false)
+            case .failure(let error):
+                waiting.connection.close(error: error)
+            }
+        }
     }
 
     func connectionDidOpen(_ connection: Connection) {}
@@ -82,6 +149,10 @@ final class InboundLink: ConnectionDelegate {
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
         var messages: [InboundMessage] = []
         var bytes = 0
+        if unknown[connection.id] != nil {
+            connection.setReadingPaused(true)  // resumed by someone else; still waiting for the topology
+            return
+        }
         var peer = peers.removeValue(forKey: connection.id)
         defer {
             if let peer {
@@ -105,7 +176,24 @@ final class InboundLink: ConnectionDelegate {
                 bytes += header.body.count + Frame.headerLength
             case .peerHello where peer == nil:
                 let hello = try decoder.withBody(header) { try PeerHello.decode($0) }
-                peer = Peer(sender: MeshPeer(id: hello.id, name: hello.name))
+                switch check(hello, on: connection) {
+                case .success:
+                    peer = Peer(sender: MeshPeer(id: hello.id, name: hello.name))
+                case .failure(let error):
+                    throw error
+                case nil:
+                    // Not in the topology yet: hold the rest of the stream until it is, or give up.
+                    unknown[connection.id] = (hello, connection)
+                    connection.setReadingPaused(true)
+                    let patience = InboundLink.unknownPeerPatience
+                    _ = EventLoop.shared.schedule(after: patience) { [self] in
+                        guard unknown.removeValue(forKey: connection.id) != nil else { return }
+                        connection.close(
+                            error: .protocolViolation(
+                                "peer hello from node \(hello.id) (\"\(hello.name)\"), which is not in the mesh (waited \(formatted(patience)))"))
+                    }
+                    return
+                }
             default:
                 throw FrameError.unexpectedKind(header.kind)
             }
@@ -137,6 +225,7 @@ final class InboundLink: ConnectionDelegate {
 
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         let peer = peers.removeValue(forKey: connection.id)
+        unknown[connection.id] = nil
         connections.remove(connection)
         guard let error else { return }
         let who = peer.map { "\($0.sender) at \(connection.remote)" } ?? "\(connection.remote)"

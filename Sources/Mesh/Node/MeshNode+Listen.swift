@@ -128,6 +128,7 @@ extension MeshNode {
             provisional = provisional.filter { topology.nodes[$0.key] == nil }
             for (nodeID, node) in provisional { routing.nodes[nodeID] = node }
         }
+        peerDirectory.update(routing.nodes)
         for connection in router.setTopology(routing) {
             connection.closeAfterFlushing(deadline: .now + .seconds(1))
         }

@@ -21,6 +21,8 @@ public actor MeshNode {
         /// Turns values into payload bytes; every node in a mesh must use the same one.
         public var codec: any MeshCodec
         /// The address the node accepts peer connections on; `0.0.0.0` is every IPv4 interface.
+        /// Empty (the default) means the interface the node reaches the coordinator through:
+        /// loopback when the coordinator is on loopback, so a local mesh is not open to the network.
         public var listenHost: String
         /// The host peers should dial, when the address the coordinator sees is not reachable
         /// by them (behind NAT, say). `nil` lets the coordinator fill it in.
@@ -53,7 +55,7 @@ public actor MeshNode {
             authkey: String? = MeshDefaults.authkeyFromEnvironment,
             loadBalancing: LoadBalancing = .roundRobin,
             codec: any MeshCodec = JSONCodec(),
-            listenHost: String = "0.0.0.0",
+            listenHost: String = "",
             advertisedHost: String? = nil,
             maximumMessageSize: Int = 8 << 20,
             maximumQueuedBytesPerPeer: Int = 32 << 20,
@@ -139,8 +141,12 @@ public actor MeshNode {
         case disconnected
     }
 
-    /// This node's id: 16 random hex digits, unique in the mesh.
+    /// This node's id: 16 hex digits, unique in the mesh (derived from ``idSecret``, see ``NodeID``).
     public nonisolated let id: String
+    /// Shown to the coordinator when registering, to prove the id is this node's.
+    private nonisolated let idSecret: String
+    /// The stretched authkey, `nil` for an open mesh (or a key too short, which `start` reports).
+    nonisolated let key: SymmetricKey?
     /// This node's name; nodes sharing it form a worker pool.
     public nonisolated let name: String
     public nonisolated let configuration: Configuration
@@ -153,8 +159,10 @@ public actor MeshNode {
     let controlEvents: EventQueue<ControlEvent>
     let inboundConnections = ConnectionSet()
     private let admission = HandshakeAdmission()
+    let peerDirectory = PeerDirectory()
     private lazy var inboundLink = InboundLink(
-        inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
+        inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections,
+        directory: peerDirectory)
     nonisolated let router: Router
     var topology = Topology()
     var listenedTopics: Set<String> = []
@@ -190,7 +198,8 @@ public actor MeshNode {
     }
 
     init(name: String, configuration: Configuration) {
-        self.id = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        (self.id, self.idSecret) = NodeID.make()
+        self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
@@ -200,7 +209,8 @@ public actor MeshNode {
         self.controlEvents = events
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
-            options: MeshNode.connectionOptions(configuration), events: events, logger: logger,
+            options: MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data), events: events,
+            logger: logger,
             preferUnix: configuration.sameHostTransport == .unixSocket)
     }
 
@@ -233,6 +243,7 @@ public actor MeshNode {
 
     func start() async throws {
         try validateName(name, kind: "node name")
+        if let authkey = configuration.authkey, !authkey.isEmpty { try MeshKey.validate(authkey) }
         let coordinatorText = configuration.coordinator
         let address = try await SocketAddress.resolve(coordinatorText, defaultPort: MeshDefaults.coordinatorPort)
         coordinatorAddress = address
@@ -242,7 +253,16 @@ public actor MeshNode {
         } else {
             advertisedAddress = configuration.advertisedHost
         }
-        let bindAddress = try await SocketAddress.resolve(configuration.listenHost, defaultPort: 0)
+        let bindAddress: SocketAddress
+        if configuration.listenHost.isEmpty {
+            switch address.isLoopback ? nil : Socket.localAddress(toward: address) {
+            case .ipv6(let host, _): bindAddress = .ipv6(host: host, port: 0)
+            case .ipv4(let host, _): bindAddress = .ipv4(host: host, port: 0)
+            case .unix, nil: bindAddress = .ipv4(host: "127.0.0.1", port: 0)
+            }
+        } else {
+            bindAddress = try await SocketAddress.resolve(configuration.listenHost, defaultPort: 0)
+        }
         do {
             server = try acceptPeers(on: bindAddress)
         } catch {
@@ -321,11 +341,18 @@ public actor MeshNode {
             })
     }
 
-    var connectionOptions: Connection.Options { MeshNode.connectionOptions(configuration) }
+    /// Options for the peer connections this node accepts.
+    var connectionOptions: Connection.Options {
+        var options = MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data)
+        options.handshake = .accept(served: [.data: key.map { .key($0) } ?? .open], localID: NodeID.bytes(id))
+        return options
+    }
 
-    static func connectionOptions(_ configuration: Configuration) -> Connection.Options {
+    static func connectionOptions(
+        _ configuration: Configuration, key: SymmetricKey?, id: String, purpose: Handshake.Purpose
+    ) -> Connection.Options {
         Connection.Options(
-            key: configuration.authkey.flatMap { $0.isEmpty ? nil : SymmetricKey(data: Array($0.utf8)) },
+            handshake: .connect(purpose: purpose, key: key, localID: NodeID.bytes(id), expectedPeerID: nil),
             maximumFrameLength: configuration.maximumMessageSize + 64 * 1024,
             maximumPendingBytes: configuration.maximumQueuedBytesPerPeer,
             connectTimeout: configuration.connectTimeout,
@@ -343,13 +370,13 @@ public actor MeshNode {
 
     private func connectToCoordinator() {
         guard !isClosed, let address = coordinatorAddress else { return }
-        var options = connectionOptions
+        var options = MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .control)
         options.maximumFrameLength = max(options.maximumFrameLength, 64 << 20)
         options.maximumPendingBytes = 64 << 20
         do {
             let connection = try Connection.connect(
                 to: address, options: options, delegate: CoordinatorLink(events: controlEvents))
-            connection.send(ControlMessage(.register, node: record).encodedFrame())
+            connection.send(ControlMessage(.register, node: record, secret: idSecret).encodedFrame())
             coordinatorState = .connecting(connection)
             connectingSince = .now
         } catch {

@@ -167,6 +167,8 @@ final class Router: Sendable {
         if state.closed { return nil }
         do {
             let address = node.address(from: MeshDefaults.localScope, preferUnix: preferUnix)
+            var options = self.options
+            options.handshake = options.handshake.expecting(NodeID.bytes(node.id))
             let connection = try Connection.connect(
                 to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
             connection.send(hello)

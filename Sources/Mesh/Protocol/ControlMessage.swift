@@ -53,11 +53,13 @@ struct ControlMessage: Codable, Sendable, Equatable {
     /// With `killed`: ids of the nodes that stopped, and of those that did not in time.
     var stopped: [String]?
     var remaining: [String]?
+    /// With `register`: the node's id secret, 32 hex digits (see ``NodeID``).
+    var secret: String?
 
     init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
-        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil
+        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil
     ) {
         self.type = type
         self.node = node
@@ -70,6 +72,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
         self.status = status
         self.stopped = stopped
         self.remaining = remaining
+        self.secret = secret
     }
 
     /// The whole frame: header plus JSON body.
@@ -95,7 +98,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
         }
     }
 
-    private static let encoder: JSONEncoder = {
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder

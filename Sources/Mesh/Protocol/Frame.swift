@@ -126,6 +126,32 @@ struct FrameDecoder: Sendable {
         return Header(kind: kind, body: bodyStart..<(readIndex))
     }
 
+    /// Returns the bytes after the next complete length prefix (a whole record, for
+    /// ``RecordOpener``), or `nil` when more bytes are needed.
+    ///
+    /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad length.
+    mutating func nextRecord() throws(FrameError) -> Range<Int>? {
+        let available = writeIndex - readIndex
+        guard available >= 4 else { return nil }
+        let length = storage.withUnsafeBytes { raw -> Int in
+            Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
+                | Int(raw[readIndex + 3])
+        }
+        guard length > 0 else { throw .empty }
+        guard length <= maximumFrameLength else { throw .tooLarge(size: length, limit: maximumFrameLength) }
+        guard available >= 4 + length else { return nil }
+        let start = readIndex + 4
+        readIndex += 4 + length
+        return start..<readIndex
+    }
+
+    /// Calls `body` with the bytes at `range` of the decoder's storage (a range it returned).
+    func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes { raw -> R in
+            try body(UnsafeRawBufferPointer(rebasing: raw[range]))
+        }
+    }
+
     /// Calls `body` with the bytes of a frame returned by ``next()``.
     func withBody<R>(_ header: Header, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try storage.withUnsafeBytes { raw -> R in

@@ -22,6 +22,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     case timedOut(waitingFor: String, seconds: Double)
     /// The node was closed; make a new one.
     case closed
+    /// A key shorter than the minimum was given.
+    case weakKey(length: Int, minimum: Int)
 
     public var description: String {
         switch self {
@@ -45,6 +47,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
             return "timed out after \(seconds) s waiting for \(what)"
         case .closed:
             return "the node is closed"
+        case .weakKey(let length, let minimum):
+            return "the authkey is \(length) byte(s); at least \(minimum) are required (generate one with `mesh keygen`)"
         }
     }
 }

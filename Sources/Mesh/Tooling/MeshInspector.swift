@@ -48,15 +48,26 @@ public actor MeshInspector {
 
     /// Connects, authenticates and reads the topology once, within `timeout`.
     ///
+    /// - Parameters:
+    ///   - coordinator: `HOST:PORT`.
+    ///   - authkey: the mesh key, or `nil` for an open mesh: enough to read the topology.
+    ///   - adminKey: when given, connects with the admin credential instead (needed for
+    ///     ``status(timeout:)`` and ``kill(_:timeout:)``): the coordinator's admin key, which is
+    ///     the mesh key unless the coordinator was given another. Pass the mesh key itself when
+    ///     the coordinator has no separate admin key.
+    ///   - timeout: for connecting and for the first reply.
     /// - Throws: ``MeshError`` saying why: coordinator unreachable, authentication failed, protocol mismatch.
-    public static func connect(to coordinator: String, authkey: String?, timeout: Duration = .seconds(5))
-        async throws -> MeshInspector
-    {
+    public static func connect(
+        to coordinator: String, authkey: String?, adminKey: String? = nil, timeout: Duration = .seconds(5)
+    ) async throws -> MeshInspector {
         let address = try await SocketAddress.resolve(coordinator, defaultPort: MeshDefaults.coordinatorPort)
         let events = EventQueue<Event>()
+        let purpose: Handshake.Purpose = adminKey == nil ? .inspect : .admin
+        let key = try MeshKey.stretched(adminKey ?? authkey)
         let options = Connection.Options(
-            key: authkey.flatMap { $0.isEmpty ? nil : SymmetricKey(data: Array($0.utf8)) }, maximumFrameLength: 64 << 20,
-            maximumPendingBytes: 1 << 20, handshakeTimeout: timeout, connectTimeout: timeout)
+            handshake: .connect(purpose: purpose, key: key, localID: nil, expectedPeerID: nil),
+            maximumFrameLength: 64 << 20, maximumPendingBytes: 1 << 20, handshakeTimeout: timeout,
+            connectTimeout: timeout)
         let connection = try Connection.connect(to: address, options: options, delegate: Link(events: events))
         connection.send(ControlMessage(.inspect).encodedFrame())
         let inspector = MeshInspector(connection: connection, events: events, address: coordinator)

@@ -44,15 +44,43 @@ enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
 final class Connection: EventHandler, CustomStringConvertible {
     /// Limits and credentials for one connection.
     struct Options: Sendable {
-        var key: SymmetricKey?
+        /// Which side of the handshake this is, for what, and with which key.
+        var handshake: HandshakeSetup
         var maximumFrameLength: Int
         var maximumPendingBytes: Int
         var handshakeTimeout: Duration = .seconds(5)
+        /// An accepted peer's hello must be whole within this: an idle socket holds a place in
+        /// the admission for no longer.
+        var helloTimeout: Duration = .seconds(2)
         var connectTimeout: Duration = .seconds(5)
         /// When set, the loop thread takes at most about this many queued bytes at a time, so
         /// frames not yet taken can still be dropped by ``Connection/sendDroppingOldest(_:)``.
         /// `nil` takes everything queued in one step (cheapest).
         var flushChunk: Int? = nil
+    }
+
+    /// How a connection opens: the handshake's parameters (see ``Handshake``).
+    enum HandshakeSetup: Sendable {
+        /// Dial for `purpose`, proving `key` (nil: open mesh); `expectedPeerID` is checked
+        /// against the acceptor's hello when set.
+        case connect(purpose: Handshake.Purpose, key: SymmetricKey?, localID: [UInt8]?, expectedPeerID: [UInt8]?)
+        /// Accept the purposes in `served`.
+        case accept(served: [Handshake.Purpose: Handshake.Access], localID: [UInt8]?)
+
+        /// The same setup expecting `peerID` at the other end (a connector only).
+        func expecting(_ peerID: [UInt8]?) -> HandshakeSetup {
+            guard case .connect(let purpose, let key, let localID, _) = self else { return self }
+            return .connect(purpose: purpose, key: key, localID: localID, expectedPeerID: peerID)
+        }
+
+        func makeHandshake() -> Handshake {
+            switch self {
+            case .connect(let purpose, let key, let localID, let expectedPeerID):
+                return Handshake(connectingFor: purpose, key: key, localID: localID, expectedPeerID: expectedPeerID)
+            case .accept(let served, let localID):
+                return Handshake(accepting: served, localID: localID)
+            }
+        }
     }
 
     /// What ``send(_:)`` did with the frame.
@@ -80,7 +108,17 @@ final class Connection: EventHandler, CustomStringConvertible {
         var outgoing: [UInt8] = []
         var outgoingOffset = 0
         var outgoingIsPayload = false
+        /// With session keys: frames taken from `pending` and not yet sealed into a record, and
+        /// how far into them the sealing has gone.
+        var plain: [UInt8] = []
+        var plainOffset = 0
+        /// The frames inside the record in `outgoing`, for the unsent count and the queue space.
+        var sealedFrames: Range<Int> = 0..<0
+        /// Seals what this side sends and opens what it receives, once a keyed handshake is done.
+        var sealer: RecordSealer?
+        var opener: RecordOpener?
         var timer: UInt64?
+        var helloTimer: UInt64?
         var writeArmed = false
         var readPaused = false
         /// Holds a place in the listener's handshake admission until the handshake ends.
@@ -136,9 +174,15 @@ final class Connection: EventHandler, CustomStringConvertible {
         self.options = options
         self.loop = loop
         self.shared = Mutex(Shared(delegate: delegate))
-        self.local = LoopState(
-            handshake: Handshake(role: role, key: options.key), maximumFrameLength: options.maximumFrameLength)
+        self.local = LoopState(handshake: options.handshake.makeHandshake(), maximumFrameLength: options.maximumFrameLength)
     }
+
+    /// The peer's id from its handshake hello (16 hex digits; zeros for the `mesh` tool), once open.
+    var peerID: String { peerIdentity.withLock { $0 } }
+    /// The purpose the handshake settled, once open.
+    var purpose: Handshake.Purpose? { settledPurpose.withLock { $0 } }
+    private let peerIdentity = Mutex("")
+    private let settledPurpose = Mutex<Handshake.Purpose?>(nil)
 
     var description: String { "\(remote)" }
 
@@ -405,6 +449,15 @@ final class Connection: EventHandler, CustomStringConvertible {
         local.timer = loop.schedule(after: options.handshakeTimeout) { [self] in
             if local.phase == .handshaking { finishClose(.handshake(.timedOut(seconds: seconds))) }
         }
+        if role == .acceptor {
+            let helloSeconds = Int(options.helloTimeout.components.seconds)
+            local.helloTimer = loop.schedule(after: options.helloTimeout) { [self] in
+                local.helloTimer = nil
+                if local.phase == .handshaking, !local.handshake.hasPeerHello {
+                    finishClose(.handshake(.noHello(seconds: helloSeconds)))
+                }
+            }
+        }
         perform(local.handshake.start())
     }
 
@@ -415,6 +468,14 @@ final class Connection: EventHandler, CustomStringConvertible {
                 local.outgoing.append(contentsOf: bytes)
                 flush()
             case .established:
+                peerIdentity.withLock { $0 = lowercaseHexID(local.handshake.peerID) }
+                settledPurpose.withLock { $0 = local.handshake.purpose }
+                if let keys = local.handshake.sessionKeys {
+                    local.sealer = RecordSealer(key: keys.sending)
+                    local.opener = RecordOpener(
+                        key: keys.receiving, maximumRecordLength: RecordSealer.maximumRecordLength(
+                            maximumFrameLength: options.maximumFrameLength))
+                }
                 local.admission?.leave(self)
                 local.admission = nil
                 if let timer = local.timer { loop.cancelTimer(timer) }
@@ -440,20 +501,29 @@ final class Connection: EventHandler, CustomStringConvertible {
                 var scratch = [UInt8](repeating: 0, count: max(1, local.handshake.bytesWanted))
                 let count = try scratch.withUnsafeMutableBytes { raw in try socket.read(into: raw) }
                 guard let count else { return }
+                local.admission?.heard(self)
                 perform(local.handshake.receive(scratch[..<count]))
                 return
+            }
+            // Frames held back while reading was paused go first.
+            if local.decoder.bufferedByteCount > 0, !local.readPaused, let delegate = shared.withLock({ $0.delegate }) {
+                try delegate.connection(self, didReceive: &local.decoder)
             }
             // Bounded rounds per wake-up, so one busy peer cannot starve the others.
             for _ in 0..<8 where local.phase == .open && !local.readPaused {
                 let space = 64 * 1024
-                let count = try local.decoder.readInto(minimumSpace: space) { raw in
-                    try socket.read(into: raw)
+                let count: Int?
+                if local.opener != nil {
+                    count = try local.opener!.decoder.readInto(minimumSpace: space) { raw in try socket.read(into: raw) }
+                    if count != nil { try local.opener!.open(into: &local.decoder) }
+                } else {
+                    count = try local.decoder.readInto(minimumSpace: space) { raw in try socket.read(into: raw) }
                 }
                 guard let count else { return }
                 local.bytesRead += count
                 guard let delegate = shared.withLock({ $0.delegate }) else { return }
                 try delegate.connection(self, didReceive: &local.decoder)
-                if local.decoder.bufferedByteCount > 0 {
+                if local.decoder.bufferedByteCount > 0 || (local.opener?.decoder.bufferedByteCount ?? 0) > 0 {
                     if local.stallTimer == nil { armStallTimer() }
                 } else {
                     local.decoder.shrinkIfIdle(keeping: 1 << 20)  // after an outsized message
@@ -477,7 +547,9 @@ final class Connection: EventHandler, CustomStringConvertible {
         local.stallBaseline = local.bytesRead
         local.stallTimer = loop.schedule(after: Connection.stallWindow) { [self] in
             local.stallTimer = nil
-            guard local.phase == .open, local.decoder.bufferedByteCount > 0 else { return }
+            guard local.phase == .open,
+                local.decoder.bufferedByteCount > 0 || (local.opener?.decoder.bufferedByteCount ?? 0) > 0
+            else { return }
             // Paused by this side's own backpressure: the peer is not to blame.
             if local.readPaused {
                 armStallTimer()
@@ -503,11 +575,19 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// Writes handshake bytes, then queued frames, until done or the kernel's buffer is full.
+    ///
+    /// With session keys, queued frames are sealed into records of at most ``RecordSealer/targetRecordLength``
+    /// bytes of frames (or one larger frame) as they are written; a record's queue space is
+    /// given back once the whole record is with the kernel.
     private func flush() {
         var rounds = 0
         do {
             while local.phase != .closed {
                 if local.outgoingOffset == local.outgoing.count {
+                    if !local.sealedFrames.isEmpty {
+                        releaseSpace(local.sealedFrames.count)
+                        local.sealedFrames = 0..<0
+                    }
                     local.outgoing.removeAll(keepingCapacity: true)
                     local.outgoingOffset = 0
                     local.outgoingIsPayload = false
@@ -517,29 +597,23 @@ final class Connection: EventHandler, CustomStringConvertible {
                         loop.execute { self.flush() }  // let other connections have the thread
                         return
                     }
-                    let more = shared.withLock { shared -> Bool in
-                        if shared.pending.isEmpty {
-                            shared.flushScheduled = false
-                            return false
+                    if local.sealer != nil {
+                        if local.plainOffset == local.plain.count {
+                            local.plain.removeAll(keepingCapacity: true)
+                            local.plainOffset = 0
+                            if !takePending(into: &local.plain) { return finishedFlushing() }
                         }
-                        if let chunk = options.flushChunk, shared.pending.count > chunk {
-                            let cut = Connection.frameBoundary(in: shared.pending, atMost: chunk)
-                            local.outgoing.append(contentsOf: shared.pending[..<cut])
-                            shared.pending.removeFirst(cut)
-                        } else {
-                            swap(&shared.pending, &local.outgoing)
+                        let cut = Connection.frameBoundary(
+                            in: local.plain, from: local.plainOffset, atMost: RecordSealer.targetRecordLength)
+                        local.sealedFrames = local.plainOffset..<cut
+                        local.plain.withUnsafeBytes { raw in
+                            local.sealer!.seal(UnsafeRawBufferPointer(rebasing: raw[local.plainOffset..<cut]), into: &local.outgoing)
                         }
-                        return true
+                        local.plainOffset = cut
+                    } else {
+                        if !takePending(into: &local.outgoing) { return finishedFlushing() }
+                        local.outgoingIsPayload = true
                     }
-                    if !more {
-                        if local.writeArmed {
-                            local.writeArmed = false
-                            updateInterest()
-                        }
-                        if closeWhenFlushed { finishClose(nil) }
-                        return
-                    }
-                    local.outgoingIsPayload = true
                 }
                 let offset = local.outgoingOffset
                 let written = try local.outgoing.withUnsafeBytes { raw in
@@ -558,6 +632,34 @@ final class Connection: EventHandler, CustomStringConvertible {
         } catch {
             finishClose((error as? SocketError).map(ConnectionError.socket) ?? .protocolViolation("\(error)"))
         }
+    }
+
+    /// Moves queued frames into `buffer` (empty on entry): all of them, or with a
+    /// ``Options/flushChunk`` about that many. Returns `false` when nothing was queued.
+    private func takePending(into buffer: inout [UInt8]) -> Bool {
+        shared.withLock { shared -> Bool in
+            if shared.pending.isEmpty {
+                shared.flushScheduled = false
+                return false
+            }
+            if let chunk = options.flushChunk, shared.pending.count > chunk {
+                let cut = Connection.frameBoundary(in: shared.pending, atMost: chunk)
+                buffer.append(contentsOf: shared.pending[..<cut])
+                shared.pending.removeFirst(cut)
+            } else {
+                swap(&shared.pending, &buffer)
+            }
+            return true
+        }
+    }
+
+    /// Everything queued is written: stop watching for writability, and close if asked to.
+    private func finishedFlushing() {
+        if local.writeArmed {
+            local.writeArmed = false
+            updateInterest()
+        }
+        if closeWhenFlushed { finishClose(nil) }
     }
 
     private func releaseSpace(_ written: Int) {
@@ -589,6 +691,7 @@ final class Connection: EventHandler, CustomStringConvertible {
         local.admission = nil
         if let stallTimer = local.stallTimer { loop.cancelTimer(stallTimer) }
         if let timer = local.timer { loop.cancelTimer(timer) }
+        if let helloTimer = local.helloTimer { loop.cancelTimer(helloTimer) }
         if wasHandshaking, !local.outgoing.isEmpty {
             // Best effort: let a rejected peer read the verdict before the close.
             let offset = local.outgoingOffset
@@ -621,6 +724,19 @@ final class Connection: EventHandler, CustomStringConvertible {
             unsent.frames += partial.frames
             unsent.bytes += partial.bytes
         }
+        if !local.sealedFrames.isEmpty {
+            // A record not wholly written is useless to the peer: all its frames count as unsent.
+            let record = Connection.countFrames(in: Array(local.plain[local.sealedFrames]), after: 0)
+            unsent.frames += record.frames
+            unsent.bytes += record.bytes
+        }
+        if local.plainOffset < local.plain.count {
+            let unsealed = Connection.countFrames(in: Array(local.plain[local.plainOffset...]), after: 0)
+            unsent.frames += unsealed.frames
+            unsent.bytes += unsealed.bytes
+        }
+        local.plain = []
+        local.sealedFrames = 0..<0
         local.outgoing = []
         local.decoder = FrameDecoder(maximumFrameLength: 0)
         for waiter in waiters { waiter.resume(returning: false) }
@@ -628,14 +744,14 @@ final class Connection: EventHandler, CustomStringConvertible {
         for waiter in closeWaiters { waiter.resume() }
     }
 
-    /// The end of the last whole frame within the first `limit` bytes (at least one frame).
-    static func frameBoundary(in bytes: [UInt8], atMost limit: Int) -> Int {
-        var index = 0
+    /// The end of the last whole frame within the first `limit` bytes from `start` (at least one frame).
+    static func frameBoundary(in bytes: [UInt8], from start: Int = 0, atMost limit: Int) -> Int {
+        var index = start
         while index + 4 <= bytes.count {
             let length = Int(bytes[index]) << 24 | Int(bytes[index + 1]) << 16 | Int(bytes[index + 2]) << 8
                 | Int(bytes[index + 3])
             let end = index + 4 + length
-            if end > limit, index > 0 { break }
+            if end - start > limit, index > start { break }
             index = end
         }
         return min(index, bytes.count)

@@ -88,49 +88,95 @@ final class Listener: EventHandler {
 }
 
 /// Caps how many accepted connections may be in their handshake at once, so a flood of
-/// connections that never authenticate cannot use up the process's descriptors or memory.
+/// connections that never authenticate cannot use up the process's descriptors or memory, nor
+/// keep real peers out.
 ///
-/// At the cap, a connection that has been mid-handshake for over ``patience`` is closed to make
-/// room (a real peer finishes in milliseconds: it is the idle ones that go, so idle sockets
-/// cannot lock real peers out). When every waiting connection is younger than that, the listener
-/// stops accepting until a place frees, and new connections wait in the kernel's backlog: a burst
-/// of a thousand nodes joining at once is slowed, not turned away.
+/// At the cap, room is made at once by closing the oldest connection that has not sent a byte
+/// (a real peer sends its hello the moment it connects, so the silent ones are the flood); when
+/// every waiting connection has sent something, the oldest one waiting over ``patience`` goes.
+/// Only when all of them are younger than that does accepting pause, and a timer resumes it when
+/// the oldest passes its patience: new connections wait in the kernel's backlog meanwhile, so a
+/// burst of a thousand real joins is slowed, not refused. Evictions are counted
+/// (``evictions``) rather than logged one by one.
 final class HandshakeAdmission: Sendable {
+    private struct Waiting {
+        let connection: Connection
+        let since: ContinuousClock.Instant
+        var heard = false
+    }
+
     private struct State {
-        var waiting: [(connection: Connection, since: ContinuousClock.Instant)] = []
+        var waiting: [Waiting] = []
         var onRoom: (@Sendable () -> Void)?
+        var evictions = 0
+        var recheckScheduled = false
     }
 
     /// The most connections allowed mid-handshake.
     let limit: Int
-    /// How long a handshake may wait before a newcomer may take its place.
+    /// How long a handshake that has started may wait before a newcomer may take its place.
     let patience: Duration
+    /// How long a connection that has sent nothing is left alone at the cap (one loop turn, so
+    /// its hello already in the socket gets read).
+    let silentGrace: Duration
     private let state = Mutex(State())
 
-    init(limit: Int = 1024, patience: Duration = .seconds(1)) {
+    init(limit: Int = 1024, patience: Duration = .seconds(1), silentGrace: Duration = .milliseconds(20)) {
         self.limit = limit
         self.patience = patience
+        self.silentGrace = silentGrace
     }
 
+    /// Connections closed to make room so far.
+    var evictions: Int { state.withLock { $0.evictions } }
+
     /// Whether another connection may be accepted now, closing a stale one to make room if needed;
-    /// when not, `onRoom` is called (once) as soon as a place frees.
+    /// when not, `onRoom` is called (once) as soon as a place frees or the oldest passes its
+    /// patience.
     func makeRoom(onRoom: @escaping @Sendable () -> Void) -> Bool {
-        let (room, evicted) = state.withLock { state -> (Bool, Connection?) in
-            if state.waiting.count < limit { return (true, nil) }
-            if let oldest = state.waiting.first, ContinuousClock.now - oldest.since > patience {
-                state.waiting.removeFirst()
-                return (true, oldest.connection)
+        let now = ContinuousClock.now
+        let (room, evicted, recheckAt) = state.withLock { state -> (Bool, Connection?, ContinuousClock.Instant?) in
+            if state.waiting.count < limit { return (true, nil, nil) }
+            if let index = state.waiting.firstIndex(where: { !$0.heard && now - $0.since >= silentGrace })
+                ?? (state.waiting.first.map { now - $0.since > patience } == true ? 0 : nil)
+            {
+                state.evictions += 1
+                return (true, state.waiting.remove(at: index).connection, nil)
             }
             state.onRoom = onRoom
-            return (false, nil)
+            guard !state.recheckScheduled, let oldest = state.waiting.map(\.since).min() else { return (false, nil, nil) }
+            state.recheckScheduled = true
+            let silent = state.waiting.filter { !$0.heard }.map(\.since).min().map { $0 + silentGrace }
+            return (false, nil, min(oldest + patience, silent ?? oldest + patience))
         }
         evicted?.close(error: .handshake(.evicted(limit: limit)))
+        if let recheckAt {
+            // Nothing may leave before then: look again at that moment rather than waiting for a
+            // handshake to end (idle sockets end only at their deadline).
+            _ = EventLoop.shared.schedule(at: recheckAt + .milliseconds(1)) { [self] in
+                let wake = state.withLock { state -> (@Sendable () -> Void)? in
+                    state.recheckScheduled = false
+                    defer { state.onRoom = nil }
+                    return state.onRoom
+                }
+                wake?()
+            }
+        }
         return room
     }
 
     /// Takes a place for `connection`.
     func enter(_ connection: Connection) {
-        state.withLock { $0.waiting.append((connection, .now)) }
+        state.withLock { $0.waiting.append(Waiting(connection: connection, since: .now)) }
+    }
+
+    /// Notes that `connection` has sent something: it is a peer, not an idle socket.
+    func heard(_ connection: Connection) {
+        state.withLock { state in
+            if let index = state.waiting.firstIndex(where: { $0.connection === connection }) {
+                state.waiting[index].heard = true
+            }
+        }
     }
 
     /// Gives the place back (the handshake ended, either way).

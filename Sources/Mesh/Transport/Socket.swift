@@ -169,6 +169,23 @@ struct Socket: Sendable, Hashable {
         return result == 0 ? SocketAddress(storage: storage) : nil
     }
 
+    /// The local address the kernel would send from to reach `destination` (the interface that
+    /// leads there), found with a UDP socket's `connect`, which sends nothing.
+    static func localAddress(toward destination: SocketAddress) -> SocketAddress? {
+        let family: Int32
+        switch destination {
+        case .ipv4: family = AF_INET
+        case .ipv6: family = AF_INET6
+        case .unix: return nil
+        }
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let probe = Socket(fd: fd)
+        defer { probe.close() }
+        guard destination.withSockAddr({ Glibc.connect(fd, $0, $1) }) == 0 else { return nil }
+        return probe.localAddress()
+    }
+
     /// Closes the descriptor. Call once.
     func close() {
         _ = Glibc.close(fd)

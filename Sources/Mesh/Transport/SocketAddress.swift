@@ -39,6 +39,12 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// True for a Unix socket.
+    var isUnix: Bool {
+        if case .unix = self { return true }
+        return false
+    }
+
     /// `host:port`, `[v6]:port`, or `unix:PATH`, the same form ``parse(_:defaultPort:)`` reads.
     public var description: String {
         switch self {

@@ -60,7 +60,7 @@ enum NodeCommands {
 
     static func kill(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let target = arguments.has("--all") ? "*" : arguments.positionals[0]
-        let (topology, result) = try await context.withInspector { inspector in
+        let (topology, result) = try await context.withInspector(admin: true) { inspector in
             let topology = try await inspector.topology(timeout: context.timeout)
             do {
                 // The coordinator waits up to 5 s for the nodes to leave; allow for that and more.

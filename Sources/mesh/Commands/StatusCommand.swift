@@ -23,7 +23,7 @@ enum StatusCommand {
     }
 
     static func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
-        let status = try await context.withInspector { try await $0.status(timeout: context.timeout) }
+        let status = try await context.withInspector(admin: true) { try await $0.status(timeout: context.timeout) }
         let nodes = status.nodes.sorted { ($0.node.name, $0.node.id) < ($1.node.name, $1.node.id) }
         let report = Report(
             coordinator: context.coordinator, uptime: status.uptime, version: status.version, nodeCount: nodes.count,

@@ -6,6 +6,8 @@ struct MeshContext: Sendable {
     /// The coordinator's `HOST:PORT`.
     var coordinator: String
     var authkey: String?
+    /// The admin credential for `status` and `node kill`: `--admin-key-file`, else the mesh key.
+    var adminKey: String?
     var logger: MeshLogger
     /// How long any one wait on the network may take.
     var timeout: Duration = .seconds(5)
@@ -27,6 +29,15 @@ struct MeshContext: Sendable {
         } else {
             authkey = MeshDefaults.authkeyFromEnvironment
         }
+        if let path = arguments.values["--admin-key-file"] {
+            do {
+                adminKey = try MeshProcess.readAuthkey(fromFile: path)
+            } catch MeshError.invalidName(_, let reason) {
+                throw .usage("--admin-key-file \(path): \(reason)")
+            } catch {
+                throw .usage("--admin-key-file \(path): \(error)")
+            }
+        }
         // The tool's own output is the point; the library's info lines would only clutter it.
         var level = MeshLogger.Level.warning
         if let text = arguments.values["--log-level"] ?? ProcessInfo.processInfo.environment["MESH_LOG_LEVEL"] {
@@ -41,13 +52,15 @@ struct MeshContext: Sendable {
     /// Connects to the coordinator as an inspecting client (not a node).
     ///
     /// - Throws: ``MeshError`` within ``timeout``: unreachable, authentication failed, ...
-    func inspector() async throws -> MeshInspector {
-        try await MeshInspector.connect(to: coordinator, authkey: authkey, timeout: timeout)
+    /// - Parameter admin: connect with the admin credential (for `status` and `node kill`).
+    func inspector(admin: Bool = false) async throws -> MeshInspector {
+        try await MeshInspector.connect(
+            to: coordinator, authkey: authkey, adminKey: admin ? (adminKey ?? authkey ?? "") : nil, timeout: timeout)
     }
 
     /// Runs `body` with an inspector and closes it afterwards, whatever happens.
-    func withInspector<T: Sendable>(_ body: (MeshInspector) async throws -> T) async throws -> T {
-        let inspector = try await inspector()
+    func withInspector<T: Sendable>(admin: Bool = false, _ body: (MeshInspector) async throws -> T) async throws -> T {
+        let inspector = try await inspector(admin: admin)
         do {
             let result = try await body(inspector)
             await inspector.close()
@@ -63,7 +76,7 @@ struct MeshContext: Sendable {
     /// A `mesh node kill` closes the node and sends this process SIGTERM, which the command's
     /// signal watcher turns into a clean stop.
     /// - Throws: ``MeshError`` within ``timeout``.
-    func node(named name: String, listenHost: String = "0.0.0.0") async throws -> MeshNode {
+    func node(named name: String, listenHost: String = "") async throws -> MeshNode {
         let configuration = MeshNode.Configuration(
             coordinator: coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
             logger: logger.labeled(name))
