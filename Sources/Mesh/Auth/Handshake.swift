@@ -87,7 +87,8 @@ struct Handshake: Sendable {
     private let served: [Purpose: Access]
     /// The id the connector expects the acceptor to have (a node dialling a peer).
     private let expectedPeerID: [UInt8]?
-    private let localNonce: [UInt8]
+    /// Drawn when this side's hello is made: an accepted socket that never sends costs none.
+    private var localNonce: [UInt8]
     private let localID: [UInt8]
     private var localHello: [UInt8] = []
     private var peerHello: [UInt8] = []
@@ -133,7 +134,7 @@ struct Handshake: Sendable {
         self.served = served
         self.expectedPeerID = nil
         self.localID = localID ?? Handshake.noID
-        self.localNonce = nonce ?? Handshake.freshNonce()
+        self.localNonce = nonce ?? []
     }
 
     static let noID = [UInt8](repeating: 0, count: idLength)
@@ -162,8 +163,9 @@ struct Handshake: Sendable {
         return [.send(localHello)]
     }
 
-    private func hello(purpose: UInt8, keyed: Bool) -> [UInt8] {
-        Handshake.magic + [Handshake.version, keyed ? 1 : 0, purpose] + localNonce + localID
+    private mutating func hello(purpose: UInt8, keyed: Bool) -> [UInt8] {
+        if localNonce.isEmpty { localNonce = Handshake.freshNonce() }
+        return Handshake.magic + [Handshake.version, keyed ? 1 : 0, purpose] + localNonce + localID
     }
 
     /// Consumes bytes from the peer (at most ``bytesWanted``) and returns what to do.
@@ -274,9 +276,15 @@ struct Handshake: Sendable {
         return nil
     }
 
+    /// 32 bytes from the system's secure generator, in four draws (not one per byte).
     static func freshNonce() -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        return (0..<nonceLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var nonce: [UInt8] = []
+        nonce.reserveCapacity(nonceLength)
+        for _ in 0..<(nonceLength / 8) {
+            withUnsafeBytes(of: generator.next() as UInt64) { nonce.append(contentsOf: $0) }
+        }
+        return nonce
     }
 }
 

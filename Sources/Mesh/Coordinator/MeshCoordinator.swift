@@ -152,6 +152,10 @@ public actor MeshCoordinator {
     private let startedAt = ContinuousClock.now
     private var kills: [KillRequest] = []
     private var lastPublish = ContinuousClock.now - .seconds(1)
+    /// Connections turned away before or during the handshake, by ``HandshakeError/category``.
+    public private(set) var refusedByReason: [String: Int] = [:]
+    /// Keeps a flood of refused connections to a few log lines a second.
+    private var refusals = RateLimitedLog()
     /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
     private var snapshotCache: (version: UInt64, json: [UInt8])?
     private var publishPending = false
@@ -273,6 +277,7 @@ public actor MeshCoordinator {
             logger.error("accepting a connection failed: \(error)")
         case .tick:
             evictSilentNodes()
+            for line in refusals.flush(now: .now) { logger.warning(line) }
         case .publish:
             publishPending = false
             publish()
@@ -512,7 +517,10 @@ public actor MeshCoordinator {
         guard let session = sessions.removeValue(forKey: connection.id) else {
             // Never got past the handshake, or already evicted (and logged) for silence.
             if case .handshake(let failure) = error {
-                logger.warning("rejected connection from \(connection.remote): \(failure)")
+                refusedByReason[failure.category, default: 0] += 1
+                refusals.log(
+                    "refused connections", level: .warning, to: logger,
+                    "rejected connection from \(connection.remote): \(failure)")
             } else if let error {
                 logger.debug("closed connection from \(connection.remote): \(error)")
             }

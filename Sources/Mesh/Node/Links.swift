@@ -95,6 +95,8 @@ final class InboundLink: ConnectionDelegate {
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
     private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:]
+    /// Keeps a flood of refused connections to a few log lines a second.
+    private nonisolated(unsafe) var refusals = RateLimitedLog()
 
     init(inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet, directory: PeerDirectory) {
         self.inbox = inbox
@@ -232,6 +234,8 @@ final class InboundLink: ConnectionDelegate {
         switch error {
         case .socket(.disconnected):
             logger.debug("connection from \(who) closed")
+        case .handshake:
+            refusals.log("refused peer connections", level: .warning, to: logger, "closed the connection from \(who): \(error)")
         default:
             logger.warning("closed the connection from \(who): \(error)")
         }

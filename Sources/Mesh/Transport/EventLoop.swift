@@ -34,6 +34,63 @@ final class EventLoop: Sendable {
 
     typealias Job = @Sendable () -> Void
 
+    /// Timers by deadline: O(log n) to add, O(1) to cancel (marked, dropped when it surfaces),
+    /// so thousands of connections each holding a handshake timer cost little to accept and close.
+    private struct TimerHeap {
+        private var heap: [Timer] = []
+        /// Timers in the heap that have not fired or been cancelled, and the cancelled ones still in it.
+        private var live: Set<UInt64> = []
+        private var cancelled: Set<UInt64> = []
+
+        /// Adds a timer; returns true when it is now the soonest.
+        mutating func push(_ timer: Timer) -> Bool {
+            live.insert(timer.id)
+            heap.append(timer)
+            var child = heap.count - 1
+            while child > 0 {
+                let parent = (child - 1) / 2
+                guard heap[child].deadline < heap[parent].deadline else { break }
+                heap.swapAt(child, parent)
+                child = parent
+            }
+            return child == 0
+        }
+
+        mutating func cancel(_ id: UInt64) {
+            if live.remove(id) != nil { cancelled.insert(id) }
+        }
+
+        /// The soonest timer not cancelled.
+        mutating func first() -> Timer? {
+            while let top = heap.first, cancelled.remove(top.id) != nil { pop() }
+            return heap.first
+        }
+
+        /// Removes the soonest timer (it fires).
+        mutating func removeFirst() {
+            guard let top = heap.first else { return }
+            live.remove(top.id)
+            pop()
+        }
+
+        private mutating func pop() {
+            guard !heap.isEmpty else { return }
+            heap.swapAt(0, heap.count - 1)
+            heap.removeLast()
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                let right = left + 1
+                var smallest = parent
+                if left < heap.count, heap[left].deadline < heap[smallest].deadline { smallest = left }
+                if right < heap.count, heap[right].deadline < heap[smallest].deadline { smallest = right }
+                if smallest == parent { return }
+                heap.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+    }
+
     private struct Timer {
         let id: UInt64
         let deadline: ContinuousClock.Instant
@@ -44,7 +101,8 @@ final class EventLoop: Sendable {
         var handlers: [UInt64: any EventHandler] = [:]
         var nextToken: UInt64 = 1
         var jobs: [Job] = []
-        var timers: [Timer] = []  // sorted by deadline, soonest first
+        /// A binary min-heap by deadline; cancelled ones stay until they surface (see `cancelled`).
+        var timers = TimerHeap()
         var sleeping = false
         var wakePending = false
     }
@@ -109,9 +167,8 @@ final class EventLoop: Sendable {
         let wake = state.withLock { state -> (UInt64, Bool) in
             let id = state.nextToken
             state.nextToken += 1
-            let index = state.timers.firstIndex { $0.deadline > deadline } ?? state.timers.endIndex
-            state.timers.insert(Timer(id: id, deadline: deadline, job: job), at: index)
-            let wake = index == 0 && state.sleeping && !state.wakePending
+            let soonest = state.timers.push(Timer(id: id, deadline: deadline, job: job))
+            let wake = soonest && state.sleeping && !state.wakePending
             if wake { state.wakePending = true }
             return (id, wake)
         }
@@ -127,7 +184,7 @@ final class EventLoop: Sendable {
 
     /// Cancels a timer that has not fired yet (a no-op otherwise).
     func cancelTimer(_ id: UInt64) {
-        state.withLock { $0.timers.removeAll { $0.id == id } }
+        state.withLock { $0.timers.cancel(id) }
     }
 
     private func wakeUp() {
@@ -147,7 +204,7 @@ final class EventLoop: Sendable {
             let timeout = state.withLock { state -> Int32 in
                 if !state.jobs.isEmpty { return 0 }
                 state.sleeping = true
-                guard let first = state.timers.first else { return -1 }
+                guard let first = state.timers.first() else { return -1 }
                 let remaining = ContinuousClock.now.duration(to: first.deadline)
                 if remaining <= .zero { return 0 }
                 let (seconds, attoseconds) = remaining.components
@@ -174,7 +231,7 @@ final class EventLoop: Sendable {
                 let jobs = state.jobs
                 state.jobs.removeAll(keepingCapacity: true)
                 var due: [Job] = []
-                while let first = state.timers.first, first.deadline <= now {
+                while let first = state.timers.first(), first.deadline <= now {
                     due.append(first.job)
                     state.timers.removeFirst()
                 }

@@ -72,7 +72,7 @@ struct Socket: Sendable, Hashable {
     /// Binds to `address` and starts listening.
     ///
     /// - Throws: ``SocketError/failed(_:_:)`` naming `bind` or `listen` and the errno.
-    func bindAndListen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SocketError) {
+    func bindAndListen(_ address: SocketAddress, backlog: Int32 = 4096) throws(SocketError) {
         if case .unix(let path) = address {
             if !path.hasPrefix("@") { unlink(path) }
         } else {
