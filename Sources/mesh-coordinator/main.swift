@@ -44,7 +44,13 @@ while let argument = arguments.popFirst() {
         authkey = value(for: argument, from: &arguments)
         if authkey?.isEmpty == true { fail("--authkey: the key must not be empty") }
     case "--authkey-file":
-        do { authkey = try MeshProcess.readAuthkey(fromFile: value(for: argument, from: &arguments)) } catch { fail("\(error)") }
+        do {
+            authkey = try MeshKeyFile.read(path: value(for: argument, from: &arguments)) { warning in
+                FileHandle.standardError.write(Data("mesh-coordinator: \(MeshText.escaped(warning))\n".utf8))
+            }
+        } catch {
+            fail("\(error)")
+        }
     case "--log-level":
         let text = value(for: argument, from: &arguments)
         guard let parsed = MeshLogger.Level(name: text) else { fail("--log-level: unknown level \"\(text)\"") }

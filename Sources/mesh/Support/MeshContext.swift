@@ -18,11 +18,11 @@ struct MeshContext: Sendable {
             authkey = key
         } else if let path = arguments.values["--authkey-file"] {
             do {
-                authkey = try MeshProcess.readAuthkey(fromFile: path)
-            } catch MeshError.invalidName(_, let reason) {
-                throw .usage("--authkey-file \(path): \(reason)")
+                authkey = try MeshKeyFile.read(path: path) { warning in
+                    FileHandle.standardError.write(Data("mesh: \(MeshText.escaped(warning))\n".utf8))
+                }
             } catch {
-                throw .usage("--authkey-file \(path): \(error)")
+                throw .usage("--authkey-file: \(error)")
             }
         } else {
             authkey = MeshDefaults.authkeyFromEnvironment
