@@ -8,9 +8,10 @@ import Mesh
 // not allowed to end the process uncleanly.
 MeshProcess.catchTerminationSignals()
 
-/// Prints `mesh: MESSAGE` as one line on standard error and exits with `code`.
+/// Prints `mesh: MESSAGE` as one line on standard error and exits with `code`; what is left of
+/// control characters after joining the lines is escaped (reasons may come from the network).
 func fail(_ message: String, code: Int32) -> Never {
-    let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    let line = MeshText.escaped(message.split(whereSeparator: \.isNewline).joined(separator: " "))
     FileHandle.standardError.write(Data("mesh: \(line)\n".utf8))
     exit(code)
 }
