@@ -5,7 +5,7 @@
 /// row, and a bidi override can make a name read as another. ``escaped(_:)`` turns every such
 /// character into a visible `\u{1B}`-style escape; everything else, non-ASCII letters included,
 /// passes unchanged. The logger applies it to every line, and the `mesh` tool to every
-/// peer-controlled string it prints outside JSON (JSON output escapes on its own).
+/// peer-controlled string it prints outside JSON (its JSON output uses JSON's `\uXXXX` instead).
 public enum MeshText {
     /// `text` with each character that could move the cursor, end a line or reorder the
     /// display written as `\u{HEX}` (uppercase hex, no padding).
