@@ -33,6 +33,17 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
+/// Reads a key file, warning on standard error when others can read it.
+func readKeyFile(_ path: String) -> String {
+    do {
+        return try MeshKeyFile.read(path: path) { warning in
+            FileHandle.standardError.write(Data("mesh-coordinator: \(MeshText.escaped(warning))\n".utf8))
+        }
+    } catch {
+        fail("\(error)")
+    }
+}
+
 var host: String? = nil
 var adminKey: String? = nil
 var insecure = ProcessInfo.processInfo.environment["MESH_INSECURE"] == "1"
@@ -56,9 +67,9 @@ while let argument = arguments.popFirst() {
         authkey = value(for: argument, from: &arguments)
         if authkey?.isEmpty == true { fail("--authkey: the key must not be empty") }
     case "--authkey-file":
-        do { authkey = try MeshProcess.readAuthkey(fromFile: value(for: argument, from: &arguments)) } catch { fail("\(error)") }
+        authkey = readKeyFile(value(for: argument, from: &arguments))
     case "--admin-key-file":
-        do { adminKey = try MeshProcess.readAuthkey(fromFile: value(for: argument, from: &arguments)) } catch { fail("\(error)") }
+        adminKey = readKeyFile(value(for: argument, from: &arguments))
     case "--insecure": insecure = true
     case "--allow-foreign-hosts": allowForeignHosts = true
     case "--log-level":

@@ -33,6 +33,7 @@ enum Command: String, CaseIterable, Sendable {
     case topicBw = "topic bw"
     case status = "status"
     case speedtest = "speedtest"
+    case keygen = "keygen"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -42,6 +43,7 @@ enum Command: String, CaseIterable, Sendable {
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
         case .speedtest: return ["--messages", "--size"]
+        case .keygen: return []
         }
     }
 
@@ -52,13 +54,14 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["--json", "--all"]
         case .topicEcho: return []
         case .topicSend: return ["--no-wait"]
+        case .keygen: return ["--base64"]
         }
     }
 
     /// The names of the positional arguments, in order; all are required.
     var positionals: [String] {
         switch self {
-        case .nodeList, .topicList, .status, .speedtest: return []
+        case .nodeList, .topicList, .status, .speedtest, .keygen: return []
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]

@@ -26,6 +26,7 @@ enum Help {
           topic bw TOPIC           print the bandwidth on a topic every second
           status                   the coordinator's uptime and each node's counters
           speedtest                measure throughput between two nodes in this process
+          keygen                   print a new random key (mesh keygen > mesh.key)
 
         Options:
           --version                print the version
@@ -170,6 +171,18 @@ enum Help {
                   --json          print one JSON object instead
 
                 \(common)
+                """
+        case .keygen:
+            return """
+                usage: mesh keygen [--base64]
+
+                Prints a new random key: 32 bytes from the system's random generator, as 64 hex
+                digits (or 44 base64 characters with --base64). The printed text is the key; use
+                it like any other, for example in a key file only its owner can read:
+                  mesh keygen > mesh.key && chmod 600 mesh.key
+                  mesh-coordinator --authkey-file mesh.key
+
+                  --base64  print the key in base64 instead of hex
                 """
         }
     }

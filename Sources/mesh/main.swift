@@ -8,9 +8,10 @@ import Mesh
 // not allowed to end the process uncleanly.
 MeshProcess.catchTerminationSignals()
 
-/// Prints `mesh: MESSAGE` as one line on standard error and exits with `code`.
+/// Prints `mesh: MESSAGE` as one line on standard error and exits with `code`; what is left of
+/// control characters after joining the lines is escaped (reasons may come from the network).
 func fail(_ message: String, code: Int32) -> Never {
-    let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
+    let line = MeshText.escaped(message.split(whereSeparator: \.isNewline).joined(separator: " "))
     FileHandle.standardError.write(Data("mesh: \(line)\n".utf8))
     exit(code)
 }
@@ -27,6 +28,7 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
+    case .keygen: print(MeshKeyFile.newKey(arguments.has("--base64") ? .base64 : .hex))
     }
 }
 

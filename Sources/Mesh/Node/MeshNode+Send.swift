@@ -192,6 +192,10 @@ extension MeshNode {
             throwing: MeshError.timedOut(waitingFor: what, seconds: Double(seconds) + Double(attoseconds) / 1e18))
     }
 
+    /// Why the last message counted in ``MeshStatistics/messagesDropped`` was dropped (a full
+    /// queue, a connection that closed first, ...); `nil` while none was.
+    public nonisolated var lastDropReason: String? { router.lastDropReason }
+
     func peerClosed(id peerID: String, connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         let node = router.peerClosed(id: peerID, connection: connection, failed: error != nil)
         if let error, let node {

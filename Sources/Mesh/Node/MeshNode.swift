@@ -180,6 +180,8 @@ public actor MeshNode {
     private var unixServer: Listener?
     private var advertisedAddress: String?
     private var tasks: [Task<Void, Never>] = []
+    /// The task that handles ``controlEvents``; one of ``tasks``.
+    private var controlTask: Task<Void, Never>?
     private var registration: CheckedContinuation<Void, any Error>?
     private var coordinatorLostAt: ContinuousClock.Instant?
     /// Nodes known before the coordinator was lost that the new one has not heard from yet;
@@ -321,16 +323,17 @@ public actor MeshNode {
                 await MeshNode.deliver(inbox: inbox, listeners: listeners, logger: logger, counter: counter)
             })
         let events = controlEvents
-        tasks.append(
-            // Strong references here and below: close() cancels these tasks. (A weak reference
-            // would give the node a side table and slow every retain on the send path.)
-            Task {
-                while !Task.isCancelled {
-                    let batch = await events.next()
-                    guard !batch.isEmpty else { return }
-                    self.handle(batch)
-                }
-            })
+        // Strong references here and below: close() cancels these tasks. (A weak reference
+        // would give the node a side table and slow every retain on the send path.)
+        let controlTask = Task {
+            while !Task.isCancelled {
+                let batch = await events.next()
+                guard !batch.isEmpty else { return }
+                self.handle(batch)
+            }
+        }
+        self.controlTask = controlTask
+        tasks.append(controlTask)
         let interval = configuration.heartbeatInterval
         tasks.append(
             Task {
@@ -607,9 +610,13 @@ public actor MeshNode {
             closing.append(connection)
         }
         for connection in closing { await connection.waitUntilClosed() }
+        // A peer connection whose flush timed out just now has reported what it could not send.
+        // Ending the queue lets the control task handle what is left in it and stop; waiting for
+        // it counts those drops before close returns, so statistics read after close are complete.
+        controlEvents.finish()
+        await controlTask?.value
         inbox.close()
         listeners.removeAll()
-        controlEvents.finish()
         for task in tasks { task.cancel() }
         tasks.removeAll()
         for waiter in topologyWaiters.values {

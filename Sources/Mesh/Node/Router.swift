@@ -25,6 +25,8 @@ final class Router: Sendable {
         var failed: [String: ContinuousClock.Instant] = [:]
         var statistics = MeshStatistics()
         var drops = DropReport()
+        /// Why the last message was dropped, for a summary after the fact.
+        var lastDropReason: String?
         var closed = false
     }
 
@@ -194,6 +196,7 @@ final class Router: Sendable {
         let now = ContinuousClock.now
         let line = state.withLock { state -> String? in
             state.statistics.messagesDropped += count
+            state.lastDropReason = reason
             if !stillCounted {
                 state.statistics.messagesSent -= count
                 state.statistics.bytesSent -= bytes
@@ -259,6 +262,9 @@ final class Router: Sendable {
 
     /// Send-side counters.
     var statistics: MeshStatistics { state.withLock { $0.statistics } }
+
+    /// Why the last dropped message was dropped; `nil` while none was.
+    var lastDropReason: String? { state.withLock { $0.lastDropReason } }
 
     func count(_ update: (inout MeshStatistics) -> Void) {
         state.withLock { update(&$0.statistics) }

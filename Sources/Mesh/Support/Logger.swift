@@ -3,8 +3,9 @@ import Synchronization
 
 /// A small leveled logger. Libraries take one in their configuration; they never print directly.
 ///
-/// Each line reads `2026-11-21T10:00:00.123Z info  [label] message`. The default writes to
-/// standard error; pass another sink to capture lines (tests do).
+/// Each line reads `2026-11-21T10:00:00.123Z info  [label] message`, with control characters,
+/// line separators and bidi overrides escaped (``MeshText/escaped(_:)``), so a line is always
+/// one line. The default writes to standard error; pass another sink to capture lines (tests do).
 public struct MeshLogger: Sendable {
     /// Severity, most severe first.
     public enum Level: Int, Sendable, Comparable, CaseIterable, CustomStringConvertible {
@@ -79,7 +80,9 @@ public struct MeshLogger: Sendable {
             text = String(decoding: text.utf8.prefix(MeshLogger.maximumMessageBytes), as: UTF8.self)
                 + "… (\(total - MeshLogger.maximumMessageBytes) more bytes)"
         }
-        sink("\(stamp) \(name) [\(label)] \(text)")
+        // Names, ids, topics and reasons in messages may come from peers: a line is printed as
+        // it reads, never as escape codes or extra lines (see MeshText).
+        sink(MeshText.escaped("\(stamp) \(name) [\(label)] \(text)"))
     }
 
     /// The longest message written whole; longer ones are cut with a note of how much was left out.

@@ -30,16 +30,12 @@ public enum MeshProcess {
         cmesh_line_buffer_stdout()
     }
 
-    /// Reads an authkey from a file, trimming one trailing newline.
+    /// Reads an authkey from a file, trimming trailing line ends; ``MeshKeyFile/read(path:warn:)``
+    /// does the same and also warns when others may read the file.
     ///
-    /// - Throws: ``MeshError/invalidName(_:reason:)`` when the file cannot be read or is empty.
+    /// - Throws: ``MeshKeyFile/Error`` when the file cannot be read or is empty.
     public static func readAuthkey(fromFile path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path), var text = String(data: data, encoding: .utf8)
-        else { throw MeshError.invalidName(path, reason: "cannot read the authkey file") }
-        // By scalars: Swift reads "\r\n" as one character, which hasSuffix("\n") would miss.
-        while let last = text.unicodeScalars.last, last == "\n" || last == "\r" { text.unicodeScalars.removeLast() }
-        guard !text.isEmpty else { throw MeshError.invalidName(path, reason: "the authkey file is empty") }
-        return text
+        try MeshKeyFile.read(path: path, warn: { _ in })
     }
 }
 

@@ -82,15 +82,17 @@ enum TopicCommands {
         let count = try arguments.integer("--count", in: 1...Int.max) ?? (rate == nil ? 1 : nil)
         let patience = try arguments.positiveNumber("--timeout") ?? 5
         let node = try await context.node(named: "mesh-send")
+        let waited = !arguments.has("--no-wait")
+        let sent: Int
         do {
-            if !arguments.has("--no-wait") {
+            if waited {
                 do {
                     try await node.waitForListener(topic, timeout: .milliseconds(Int(patience * 1000)))
                 } catch MeshError.timedOut {
                     throw CommandLineError.failed("no listener on \(topic) within \(Format.seconds(patience)) s")
                 }
             }
-            let sent =
+            sent =
                 try await runUntilSignal {
                     let start = ContinuousClock.now
                     var sent = 0
@@ -105,14 +107,45 @@ enum TopicCommands {
                     }
                     return sent
                 } ?? 0
-            let unrouted = await node.statistics.messagesUnrouted
-            var report = "sent \(sent) message(s) on \(topic)"
-            if unrouted > 0 { report += "; \(unrouted) found no listener and were dropped" }
-            print(report)
         } catch {
             await node.close()
             throw error
         }
+        // Closing flushes what is queued; only then is it known whether everything went out.
         await node.close()
+        let statistics = await node.statistics
+        if let failure = sendFailure(
+            topic: topic, sent: sent, dropped: statistics.messagesDropped, unrouted: statistics.messagesUnrouted,
+            waited: waited, reason: node.lastDropReason)
+        {
+            throw CommandLineError.failed(failure)
+        }
+        var report = "sent \(sent) message(s) on \(Format.text(topic))"
+        let unrouted = statistics.messagesUnrouted
+        if unrouted > 0 { report += "; \(unrouted) found no listener and were dropped" }
+        print(report)
+    }
+
+    /// What `mesh topic send` reports when messages it sent did not reach a listener; `nil` when
+    /// all did (as far as this side can tell: queued and written to the listener's connection).
+    ///
+    /// Messages dropped on the way (a queue that stayed full, a connection that closed first)
+    /// always count. Messages that found no listener count only when the command had waited for
+    /// one: the listener left in between. With `--no-wait` they are what the user asked for.
+    static func sendFailure(topic: String, sent: Int, dropped: Int, unrouted: Int, waited: Bool, reason: String?)
+        -> String?
+    {
+        let lost = dropped + (waited ? unrouted : 0)
+        guard lost > 0 else { return nil }
+        let why: String
+        if dropped > 0, let reason {
+            why = reason
+        } else if dropped > 0 {
+            why = "the listener did not take them"
+        } else {
+            why = "the listener left before they were sent"
+        }
+        let what = lost <= sent ? "\(lost) of \(sent) message(s)" : "\(lost) deliveries of \(sent) message(s)"
+        return "\(what) on \(topic) were dropped (\(why))"
     }
 }

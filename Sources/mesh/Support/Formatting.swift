@@ -1,4 +1,5 @@
 import Foundation
+import Mesh
 
 /// Turns numbers and rows into the text the commands print. docs/CLI.md shows each format.
 enum Format {
@@ -9,7 +10,12 @@ enum Format {
     }
 
     /// Rows aligned in columns as ``table(_:_:rightAligned:)`` does, without a header.
-    static func columns(_ all: [[String]], rightAligned: Set<Int> = []) -> String {
+    ///
+    /// Every cell is escaped first (``text(_:)``): names, ids, topics and addresses come from
+    /// the network, and a newline or an escape code in one must not forge a row or reach the
+    /// terminal.
+    static func columns(_ cells: [[String]], rightAligned: Set<Int> = []) -> String {
+        let all = cells.map { $0.map(text) }
         var widths = Array(repeating: 0, count: all.map(\.count).max() ?? 0)
         for row in all {
             for (column, cell) in row.enumerated() where column < widths.count {
@@ -23,6 +29,12 @@ enum Format {
                 return column == row.count - 1 ? cell : cell + padding
             }.joined(separator: "  ")
         }.joined(separator: "\n")
+    }
+
+    /// A string from the network (a name, id, topic, host or reason) as it may be printed:
+    /// control characters, line separators and bidi overrides written as `\u{1B}`-style escapes.
+    static func text(_ string: String) -> String {
+        MeshText.escaped(string)
     }
 
     /// `42s`, `3m07s`, `2h05m`, `4d03h`.
@@ -80,10 +92,30 @@ enum Format {
 
     private static func encode<T: Encodable>(_ value: T, with encoder: JSONEncoder) -> String {
         do {
-            return String(decoding: try encoder.encode(value), as: UTF8.self)
+            return jsonEscapingTheRest(String(decoding: try encoder.encode(value), as: UTF8.self))
         } catch {
             // The values here are plain strings, integers and finite numbers.
             preconditionFailure("could not encode \(T.self) as JSON: \(error)")
         }
+    }
+
+    /// `json` with the characters JSONEncoder leaves raw but a terminal acts on (DEL, the C1
+    /// controls, U+2028/2029, bidi overrides) written as `\uXXXX` escapes.
+    ///
+    /// They can only stand inside strings, where `\uXXXX` means the same character, so the JSON
+    /// reads back identical. Text without them is returned as it is.
+    static func jsonEscapingTheRest(_ json: String) -> String {
+        // DEL, or the lead byte of U+0080...U+00BF or U+2000...U+2FFF: otherwise nothing to do.
+        guard json.utf8.contains(where: { $0 == 0x7F || $0 == 0xC2 || $0 == 0xE2 }) else { return json }
+        var result = ""
+        result.reserveCapacity(json.utf8.count + 16)
+        for scalar in json.unicodeScalars {
+            if scalar.value >= 0x7F, MeshText.needsEscaping(scalar) {
+                result += String(format: "\\u%04x", scalar.value)
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
     }
 }

@@ -20,22 +20,22 @@ struct MeshContext: Sendable {
             authkey = key
         } else if let path = arguments.values["--authkey-file"] {
             do {
-                authkey = try MeshProcess.readAuthkey(fromFile: path)
-            } catch MeshError.invalidName(_, let reason) {
-                throw .usage("--authkey-file \(path): \(reason)")
+                authkey = try MeshKeyFile.read(path: path) { warning in
+                    FileHandle.standardError.write(Data("mesh: \(MeshText.escaped(warning))\n".utf8))
+                }
             } catch {
-                throw .usage("--authkey-file \(path): \(error)")
+                throw .usage("--authkey-file: \(error)")
             }
         } else {
             authkey = MeshDefaults.authkeyFromEnvironment
         }
         if let path = arguments.values["--admin-key-file"] {
             do {
-                adminKey = try MeshProcess.readAuthkey(fromFile: path)
-            } catch MeshError.invalidName(_, let reason) {
-                throw .usage("--admin-key-file \(path): \(reason)")
+                adminKey = try MeshKeyFile.read(path: path) { warning in
+                    FileHandle.standardError.write(Data("mesh: \(MeshText.escaped(warning))\n".utf8))
+                }
             } catch {
-                throw .usage("--admin-key-file \(path): \(error)")
+                throw .usage("--admin-key-file: \(error)")
             }
         }
         // The tool's own output is the point; the library's info lines would only clutter it.
