@@ -21,9 +21,12 @@ enum MeshRoles {
     /// Node settings shared by every benchmark node: loopback only, warnings and errors logged.
     static func configuration(_ arguments: RoleArguments, name: String) throws -> MeshNode.Configuration {
         MeshNode.Configuration(
-            coordinator: try arguments.string("coordinator"), authkey: nil, listenHost: "127.0.0.1",
+            coordinator: try arguments.string("coordinator"), authkey: benchAuthkey, listenHost: "127.0.0.1",
             logger: MeshLogger(label: name, level: .warning))
     }
+
+    /// The key of the keyed workloads (`w1k` ...), handed down by the parent; `nil` otherwise.
+    static var benchAuthkey: String? { ProcessInfo.processInfo.environment["MESH_BENCH_AUTHKEY"] }
 
     /// Keeps the process (and its node's connections) alive until the parent kills it.
     static func linger() async throws -> Never {
@@ -35,7 +38,8 @@ enum MeshRoles {
     /// A coordinator on 127.0.0.1 with a free port; prints `READY host:port`.
     static func coordinator() async throws {
         let coordinator = MeshCoordinator(
-            configuration: .init(host: "127.0.0.1", port: 0, logger: MeshLogger(label: "coordinator", level: .warning)))
+            configuration: .init(
+                host: "127.0.0.1", port: 0, authkey: benchAuthkey, logger: MeshLogger(label: "coordinator", level: .warning)))
         let address = try await coordinator.start()
         emit("READY \(address)")
         try await coordinator.run()

@@ -45,8 +45,23 @@ struct Workloads: Sendable {
     let patience: Double
 
     static let names = ["w1", "w2", "w3", "w4", "w5", "w6"]
+    /// W1-W4 again with an authkey on every node and the coordinator, so every frame travels in
+    /// authenticated records: run next to the keyless ones to see what authentication costs.
+    static let keyedNames = ["w1k", "w2k", "w3k", "w4k"]
+    /// The key the keyed workloads use (any 16+ bytes; it only has to be the same everywhere).
+    static let benchKey = "mesh-bench keyed workloads"
 
     func rows(for workload: String) async -> [BenchRow] {
+        if Self.keyedNames.contains(workload) {
+            setenv("MESH_BENCH_AUTHKEY", Self.benchKey, 1)
+            defer { unsetenv("MESH_BENCH_AUTHKEY") }
+            return await rows(for: String(workload.dropLast())).map { row in
+                var row = row
+                row.workload = workload
+                row.title += " (keyed)"
+                return row
+            }
+        }
         switch workload {
         case "w1": return [await w1(codable: false), await w1(codable: true)]
         case "w2": return await w2()

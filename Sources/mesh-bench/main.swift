@@ -12,6 +12,7 @@ let usage = """
       w5       1 sender → 4 workers sharing one name: messages per worker
       w6       100, 500 and 1000 nodes join one coordinator: seconds until all see all,
                the coordinator's CPU time and bytes written
+      w1k-w4k  W1-W4 with an authkey: every frame in authenticated records (`all` adds them)
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run
 
@@ -55,8 +56,9 @@ struct BenchOptions {
                 messages = parsed
             case "--quick": quick = true
             case "--json": json = true
-            case "all": workloads += Workloads.names + ["crypto"]
-            case _ where Workloads.names.contains(argument) || argument == "crypto": workloads.append(argument)
+            case "all": workloads += Workloads.names + Workloads.keyedNames + ["crypto"]
+            case _ where Workloads.names.contains(argument) || Workloads.keyedNames.contains(argument) || argument == "crypto":
+                workloads.append(argument)
             default: throw BenchFailure.usage("unknown workload or option \"\(argument)\"")
             }
         }
