@@ -99,4 +99,42 @@ struct CLISecurityTests {
         #expect(!dropped.output.contains("sent 1 message"), "no success line: \(dropped)")
         #expect(dropped.seconds < 20, "took \(dropped.seconds) s")
     }
+
+    @Test("status and node kill prove the admin key; the coordinator refuses weak keys and an open non-loopback bind in one line")
+    func adminKeyAndCoordinatorDefaults() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-admin-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let adminFile = directory.appendingPathComponent("admin.key")
+        try Data("the admin key, kept by the operator\n".utf8).write(to: adminFile)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: adminFile.path)
+        let meshKey = "the mesh key, held by every node"
+        let (coordinator, address) = try await startCoordinatorProcess(
+            ["--admin-key-file", adminFile.path], environment: ["MESH_AUTHKEY": meshKey])
+        defer { coordinator.terminate() }
+        let member = ["MESH_AUTHKEY": meshKey]
+        let list = try await cli.mesh(["node", "list", "--coordinator", address], environment: member)
+        #expect(list.code == 0, "\(list)")
+        let status = try await cli.mesh(["status", "--coordinator", address], environment: member)
+        cli.expectFailure(status, code: 1, mentioning: "--admin-key-file")
+        let kill = try await cli.mesh(["node", "kill", "--all", "--coordinator", address], environment: member)
+        #expect(kill.code == 1, "\(kill)")
+        let admin = try await cli.mesh(
+            ["status", "--coordinator", address, "--admin-key-file", adminFile.path], environment: member)
+        #expect(admin.code == 0, "\(admin)")
+
+        for (arguments, environment, needle) in [
+            (["--authkey", "abc"], [String: String](), "mesh keygen"),
+            (["--host", "0.0.0.0"], ["MESH_AUTHKEY": ""], "--insecure"),
+        ] {
+            let refused = try ChildProcess("mesh-coordinator", ["--port", "0"] + arguments, environment: environment)
+            #expect(try await refused.waitForExit(seconds: 10) != 0)
+            let lines = refused.output.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].hasPrefix("mesh-coordinator: ") && lines[0].contains(needle), "\(refused.output)")
+        }
+        let meant = try ChildProcess(
+            "mesh-coordinator", ["--port", "0", "--host", "0.0.0.0", "--insecure"], environment: ["MESH_AUTHKEY": ""])
+        defer { meant.terminate() }
+        _ = try await meant.waitForOutput("mesh-coordinator listening on 0.0.0.0:")
+    }
 }

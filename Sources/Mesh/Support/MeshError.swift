@@ -24,6 +24,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     case closed
     /// A key shorter than the minimum was given.
     case weakKey(length: Int, minimum: Int)
+    /// The coordinator refused a request from the `mesh` tool (an admin request without the admin key, say).
+    case requestRefused(reason: String)
 
     public var description: String {
         switch self {
@@ -47,6 +49,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
             return "timed out after \(seconds) s waiting for \(what)"
         case .closed:
             return "the node is closed"
+        case .requestRefused(let reason):
+            return "the coordinator refused the request: \(reason)"
         case .weakKey(let length, let minimum):
             return "the authkey is \(length) byte(s); at least \(minimum) are required (generate one with `mesh keygen`)"
         }

@@ -159,7 +159,7 @@ public actor MeshInspector {
                 case .opened:
                     break
                 case .message(let message) where message.type == .rejected:
-                    throw MeshError.registrationRejected(reason: message.reason ?? "no reason given")
+                    throw MeshError.requestRefused(reason: message.reason ?? "no reason given")
                 case .message(let message):
                     if message.type != .delta && message.type != .heartbeat { backlog.append(message) }
                 case .closed(let error):

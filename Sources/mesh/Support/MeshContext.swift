@@ -54,8 +54,15 @@ struct MeshContext: Sendable {
     /// - Throws: ``MeshError`` within ``timeout``: unreachable, authentication failed, ...
     /// - Parameter admin: connect with the admin credential (for `status` and `node kill`).
     func inspector(admin: Bool = false) async throws -> MeshInspector {
-        try await MeshInspector.connect(
-            to: coordinator, authkey: authkey, adminKey: admin ? (adminKey ?? authkey ?? "") : nil, timeout: timeout)
+        do {
+            return try await MeshInspector.connect(
+                to: coordinator, authkey: authkey, adminKey: admin ? (adminKey ?? authkey ?? "") : nil, timeout: timeout)
+        } catch MeshError.authenticationFailed(let peer, let reason) where admin && adminKey == nil {
+            throw MeshError.authenticationFailed(
+                peer: peer,
+                reason: "\(reason); this command proves the admin key, which is the mesh key unless the coordinator"
+                    + " has its own (then pass --admin-key-file)")
+        }
     }
 
     /// Runs `body` with an inspector and closes it afterwards, whatever happens.
