@@ -363,7 +363,9 @@ enum LocalCoordinator {
     /// Runs `body` with the address of a fresh coordinator, which is stopped afterwards.
     static func with<T: Sendable>(_ body: (String) async throws -> T) async throws -> T {
         let coordinator = MeshCoordinator(
-            configuration: .init(host: "127.0.0.1", port: 0, logger: MeshLogger(label: "coordinator", level: .error)))
+            configuration: .init(
+                host: "127.0.0.1", port: 0, authkey: MeshRoles.benchAuthkey,
+                logger: MeshLogger(label: "coordinator", level: .error)))
         let address = try await coordinator.start()
         let task = Task { try await coordinator.run() }
         defer { task.cancel() }

@@ -504,7 +504,7 @@ extension ResilienceTests {
             await target.stop()
         }
 
-        @Test("slowloris: a hello sent one byte every 200 ms is cut off by the 2 s hello deadline; others register meanwhile")
+        @Test("slowloris: a hello sent one byte every 200 ms is cut off by the 5 s handshake deadline; others register meanwhile")
         func slowloris() async throws {
             let tally = LogTally()
             let target = try await Target.start(tally: tally)
@@ -527,7 +527,7 @@ extension ResilienceTests {
             for (side, closedAfter) in [("coordinator", coordinatorSide), ("node", nodeSide)] {
                 #expect(closedAfter != nil, "the \(side) never closed the slow connection")
                 if let closedAfter {
-                    #expect(closedAfter > .milliseconds(1500) && closedAfter < .milliseconds(3500), "\(side): \(secondsText(closedAfter))")
+                    #expect(closedAfter > .milliseconds(4500) && closedAfter < .milliseconds(6500), "\(side): \(secondsText(closedAfter))")
                 }
             }
             #expect(servedIn < .seconds(3))

@@ -142,8 +142,6 @@ struct Handshake: Sendable {
     /// True once the handshake succeeded.
     var isEstablished: Bool { stage == .established }
 
-    /// True once the peer's whole hello arrived.
-    var hasPeerHello: Bool { !peerHello.isEmpty }
 
     /// How many more bytes the current stage needs; the connection reads no more than this.
     var bytesWanted: Int {
@@ -336,8 +334,6 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
     case closedDuringHandshake
     /// The handshake did not finish within its deadline.
     case timedOut(seconds: Int)
-    /// The peer's hello did not arrive within its (shorter) deadline.
-    case noHello(seconds: Int)
     /// Closed to make room: more connections than the limit were mid-handshake.
     case evicted(limit: Int)
     /// This port does not serve the purpose the peer asked for (raw purpose byte).
@@ -364,7 +360,7 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
         case .versionMismatch: return "version"
         case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer: return "auth"
         case .closedDuringHandshake: return "closed"
-        case .timedOut, .noHello: return "timeout"
+        case .timedOut: return "timeout"
         case .evicted: return "evicted"
         case .purposeNotServed, .purposeRefused: return "purpose"
         case .wrongPeer: return "wrong-peer"
@@ -397,8 +393,6 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
             return "peer closed the connection during the handshake (wrong key, or a different protocol?)"
         case .timedOut(let seconds):
             return "no handshake from peer within \(seconds) s"
-        case .noHello(let seconds):
-            return "no handshake hello from peer within \(seconds) s"
         case .evicted(let limit):
             return "closed mid-handshake to make room: over \(limit) connections were waiting to authenticate"
         case .purposeNotServed(let raw):

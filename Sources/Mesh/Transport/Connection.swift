@@ -49,9 +49,6 @@ final class Connection: EventHandler, CustomStringConvertible {
         var maximumFrameLength: Int
         var maximumPendingBytes: Int
         var handshakeTimeout: Duration = .seconds(5)
-        /// An accepted peer's hello must be whole within this: an idle socket holds a place in
-        /// the admission for no longer.
-        var helloTimeout: Duration = .seconds(2)
         var connectTimeout: Duration = .seconds(5)
         /// When set, the loop thread takes at most about this many queued bytes at a time, so
         /// frames not yet taken can still be dropped by ``Connection/sendDroppingOldest(_:)``.
@@ -118,7 +115,6 @@ final class Connection: EventHandler, CustomStringConvertible {
         var sealer: RecordSealer?
         var opener: RecordOpener?
         var timer: UInt64?
-        var helloTimer: UInt64?
         var writeArmed = false
         var readPaused = false
         /// Holds a place in the listener's handshake admission until the handshake ends.
@@ -449,15 +445,6 @@ final class Connection: EventHandler, CustomStringConvertible {
         local.timer = loop.schedule(after: options.handshakeTimeout) { [self] in
             if local.phase == .handshaking { finishClose(.handshake(.timedOut(seconds: seconds))) }
         }
-        if role == .acceptor {
-            let helloSeconds = Int(options.helloTimeout.components.seconds)
-            local.helloTimer = loop.schedule(after: options.helloTimeout) { [self] in
-                local.helloTimer = nil
-                if local.phase == .handshaking, !local.handshake.hasPeerHello {
-                    finishClose(.handshake(.noHello(seconds: helloSeconds)))
-                }
-            }
-        }
         perform(local.handshake.start())
     }
 
@@ -691,7 +678,6 @@ final class Connection: EventHandler, CustomStringConvertible {
         local.admission = nil
         if let stallTimer = local.stallTimer { loop.cancelTimer(stallTimer) }
         if let timer = local.timer { loop.cancelTimer(timer) }
-        if let helloTimer = local.helloTimer { loop.cancelTimer(helloTimer) }
         if wasHandshaking, !local.outgoing.isEmpty {
             // Best effort: let a rejected peer read the verdict before the close.
             let offset = local.outgoingOffset
