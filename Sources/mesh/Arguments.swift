@@ -33,6 +33,7 @@ enum Command: String, CaseIterable, Sendable {
     case topicBw = "topic bw"
     case status = "status"
     case speedtest = "speedtest"
+    case launch = "launch"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -42,6 +43,7 @@ enum Command: String, CaseIterable, Sendable {
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
         case .speedtest: return ["--messages", "--size"]
+        case .launch: return []
         }
     }
 
@@ -52,6 +54,7 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["--json", "--all"]
         case .topicEcho: return []
         case .topicSend: return ["--no-wait"]
+        case .launch: return ["--check", "--dry-run"]
         }
     }
 
@@ -62,6 +65,7 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]
+        case .launch: return ["FILE"]
         }
     }
 }

@@ -24,6 +24,7 @@ enum Help {
           topic bw TOPIC           print the bandwidth on a topic every second
           status                   the coordinator's uptime and each node's counters
           speedtest                measure throughput between two nodes in this process
+          launch FILE              start a whole system from a launch file and keep it running
 
         Options:
           --version                print the version
@@ -154,6 +155,8 @@ enum Help {
 
                 \(common)
                 """
+        case .launch:
+            return LaunchCommand.help
         case .speedtest:
             return """
                 usage: mesh speedtest [--messages N] [--size BYTES] [--json] [common options]

@@ -27,6 +27,7 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
+    case .launch: try await LaunchCommand.run(arguments, context)
     }
 }
 
