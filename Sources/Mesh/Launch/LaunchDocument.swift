@@ -80,6 +80,9 @@ struct DocumentParser {
     private let lineStarts: [Int]
     /// The indentation of the line the cursor is at the content of; `nil` at the end of the file.
     private var lineIndent: Int?
+    /// How many collections the cursor is inside: bounded, so hostile nesting cannot exhaust the stack.
+    private var depth = 0
+    static let maximumDepth = 64
 
     /// Reads one document.
     ///
@@ -215,6 +218,8 @@ struct DocumentParser {
     /// A node whose first line has its content at the cursor, indented `indent`. Returns with
     /// the cursor at the next content line.
     private mutating func blockNode(indent: Int) throws(LaunchFileError) -> DocumentNode {
+        try enter()
+        defer { depth -= 1 }
         if isSequenceDash() { return try blockSequence(indent: indent) }
         if try isMappingKeyAhead() { return try blockMapping(indent: indent) }
         let node = try inlineValue(flow: false)
@@ -278,6 +283,7 @@ struct DocumentParser {
                 throw error("unexpected indentation: this line is indented more than \"\(key)\" above it but is not its value")
             }
             if isSequenceDash() { throw error("expected \"key: value\" here, found a list item") }
+            if isMarker("---") || isMarker("...") { break }  // the document reports it
         }
         return DocumentNode(content: .mapping(entries), position: start)
     }
@@ -376,7 +382,16 @@ struct DocumentParser {
 
     /// A scalar or flow collection starting at the cursor, ending on this line (flow collections
     /// may go on over several lines).
+    private mutating func enter() throws(LaunchFileError) {
+        depth += 1
+        if depth > DocumentParser.maximumDepth {
+            throw error("nested more than \(DocumentParser.maximumDepth) levels deep")
+        }
+    }
+
     private mutating func inlineValue(flow: Bool) throws(LaunchFileError) -> DocumentNode {
+        try enter()
+        defer { depth -= 1 }
         let start = position(index)
         switch current {
         case UInt8(ascii: "["): return try flowSequence()

@@ -218,7 +218,7 @@ public actor Launcher {
             failure = LaunchError("\(error)")
         }
         await stopAll()
-        hub.say(failure == nil ? "all stopped" : "all stopped after a failure")
+        if startCounter > 0 { hub.say(failure == nil ? "all stopped" : "all stopped after a failure") }
         await hub.flush()
         if let failure { throw failure }
     }
