@@ -223,6 +223,69 @@ struct LaunchTests {
         await expectAllGone(pids)
     }
 
+    @Test("a second SIGINT kills at once instead of waiting out stop_timeout, and still exits 0")
+    func secondSignalKills() async throws {
+        let launch = try launch(
+            """
+            coordinator: start 127.0.0.1:0
+            nodes:
+              stubborn:
+                shell: true
+                command: trap '' TERM INT; echo stubborn up; while true; do sleep 0.1; done
+                stop_timeout: 60
+            """)
+        defer { launch.terminate() }
+        try await launch.waitForOutput("[stubborn#1] stubborn up")
+        let pids = allPIDs(in: launch.output)
+        launch.signal(SIGINT)
+        try await launch.waitForOutput("[launch] stopping stubborn#1")
+        let second = ContinuousClock.now
+        launch.signal(SIGINT)
+        #expect(try await launch.waitForExit(seconds: 20) == 0, "\(launch.output)")
+        #expect(second.duration(to: .now) < .seconds(10), "waited out the 60 s stop_timeout?")
+        #expect(launch.output.contains("[launch] SIGINT again: killing everything now"), "\(launch.output)")
+        #expect(launch.output.contains("[launch] stopped stubborn#1 (killed by SIGKILL)"), "\(launch.output)")
+        await expectAllGone(pids)
+    }
+
+    @Test("a running coordinator is used (and left running), a missing one is started where the file says, with the key")
+    func coordinatorAndKey() async throws {
+        let (external, address) = try await startCoordinatorProcess(environment: ["MESH_AUTHKEY": "sesame"])
+        defer { external.terminate() }
+        let keyFile = try write("sesame\n", name: "mesh.key")
+        let text = """
+            authkey_file: \(keyFile)
+            until_done: sender
+            nodes:
+              receiver:
+                command: demo-receiver
+              sender:
+                command: demo-sender
+                after: receiver
+                restart: never
+            """
+        let path = try write(text)
+        let using = try ChildProcess(
+            "mesh", ["launch", path], environment: LaunchTests.quiet.merging(["MESH_COORDINATOR": address]) { $1 })
+        defer { using.terminate() }
+        #expect(try await using.waitForExit(seconds: 60) == 0, "\(using.output)")
+        #expect(using.output.contains("[launch] coordinator \(address) is already running; using it"), "\(using.output)")
+        #expect(using.output.contains("[receiver#1] receiver got: topic=some-topic"), "\(using.output)")
+        #expect(!using.output.contains("started coordinator"))
+        #expect(LaunchTests.isRunning(external.pid), "launch stopped a coordinator it did not start")
+
+        // Nothing answers on this port: launch starts a coordinator there, with the file's key.
+        let port = try freeLoopbackPort()
+        let starting = try ChildProcess(
+            "mesh", ["launch", path], environment: LaunchTests.quiet.merging(["MESH_COORDINATOR": "127.0.0.1:\(port)"]) { $1 })
+        defer { starting.terminate() }
+        #expect(try await starting.waitForExit(seconds: 60) == 0, "\(starting.output)")
+        #expect(starting.output.contains("no coordinator answers at 127.0.0.1:\(port)"), "\(starting.output)")
+        #expect(starting.output.contains("[launch] coordinator listening on 127.0.0.1:\(port)"), "\(starting.output)")
+        #expect(starting.output.contains("[receiver#1] receiver got: topic=some-topic"), "\(starting.output)")
+        await expectAllGone(allPIDs(in: starting.output))
+    }
+
     @Test("SIGKILL of mesh launch takes every child with it")
     func sigkillOfLaunch() async throws {
         let launch = try launch(

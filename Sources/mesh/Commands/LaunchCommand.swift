@@ -27,6 +27,7 @@ enum LaunchCommand {
           --check     read and check the file, print the plan, start nothing
           --dry-run   as --check, and also find each program, read the key file and ask whether
                       a coordinator answers, still starting nothing
+          --log-level L  sets MESH_LOG_LEVEL for every process it starts
 
         Exit status: 0 when stopped by Ctrl-C/SIGTERM or when the `until_done` entries (or,
         without it, all entries) succeeded; 1 when something failed; 2 for a bad file or arguments.
@@ -41,7 +42,9 @@ enum LaunchCommand {
                 "mesh launch takes the coordinator and key from the launch file (coordinator:, authkey_file:) or from $MESH_COORDINATOR and $MESH_AUTHKEY, not \(option)")
         }
         let file = arguments.positionals[0]
-        let environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment
+        // The children log at the level asked for (an entry's own env still wins).
+        if let level = arguments.values["--log-level"] { environment["MESH_LOG_LEVEL"] = level }
         let plan: LaunchPlan
         do {
             plan = try LaunchPlan.parse(try read(file), file: file, environment: environment)
