@@ -180,6 +180,31 @@ struct LaunchTests {
         await expectAllGone(allPIDs(in: launch.output))
     }
 
+    @Test("restarts back off 0.5 s, 1 s, ... and give up after max_restarts with a clear line; all down ends the launch")
+    func givesUp() async throws {
+        let launch = try launch(
+            """
+            coordinator: start 127.0.0.1:0
+            nodes:
+              failing:
+                command: [sh, -c, "echo trying; exit 3"]
+                max_restarts: 2
+            """)
+        defer { launch.terminate() }
+        #expect(try await launch.waitForExit(seconds: 30) == 1, "\(launch.output)")
+        let output = launch.output
+        #expect(pids(of: "failing#1", in: output).count == 3, "\(output)")
+        #expect(occurrences(of: "[failing#1] trying", in: output) == 3)
+        let first = line("restarting in 500 ms", in: output) ?? -1
+        let second = line("restarting in 1.0 s", in: output) ?? -1
+        let gaveUp = line("[launch] failing#1 exited (exit 3)", in: output).flatMap { _ in
+            line("giving up after 2 restarts in a row (max_restarts)", in: output)
+        } ?? -1
+        #expect(first >= 0 && first < second && second < gaveUp, "\(output)")
+        #expect(output.contains("mesh: failing#1 failed (exit 3)"), "\(output)")
+        await expectAllGone(allPIDs(in: output))
+    }
+
     // MARK: Stopping
 
     @Test("SIGINT stops everything in reverse start order, SIGKILLs what ignores SIGTERM after stop_timeout, leaves nothing")

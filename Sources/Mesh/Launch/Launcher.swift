@@ -110,7 +110,10 @@ public actor Launcher {
     private var coordinatorSlot: Int?
     private var inspector: MeshInspector?
     private var topologyFetch: Task<Topology?, Never>?
+    /// The tasks starting each entry.
     private var tasks: [Task<Void, Never>] = []
+    /// The pending restart of each slot that is backing off.
+    private var restarts: [Int: Task<Void, Never>] = [:]
     private var startCounter = 0
     private var stopReason: StopReason?
     private var stopWaiter: CheckedContinuation<StopReason, Never>?
@@ -389,11 +392,10 @@ public actor Launcher {
         case .restart(let delay):
             slots[slot].phase = .backingOff
             hub.say("\(label) exited (\(status)) \(ran); restarting in \(Launcher.format(delay))")
-            tasks.append(
-                Task {
-                    try? await Task.sleep(for: delay)
-                    await self.restart(slot)
-                })
+            restarts[slot] = Task {
+                try? await Task.sleep(for: delay)
+                await self.restart(slot)
+            }
         case .stayDown:
             slots[slot].phase = .finished(status)
             let policy = slots[slot].tracker.policy
@@ -408,6 +410,7 @@ public actor Launcher {
     }
 
     private func restart(_ slot: Int) async {
+        restarts[slot] = nil
         guard !stopping, slots[slot].phase == .backingOff else { return }
         await startSlot(slot)
     }
@@ -563,7 +566,7 @@ public actor Launcher {
     /// together), SIGTERM first, SIGKILL after the entry's `stop_timeout`; the coordinator last.
     private func stopAll() async {
         stopping = true
-        for task in tasks { task.cancel() }
+        for task in tasks + restarts.values { task.cancel() }
         let order = entries.indices.filter { entries[$0].startOrder != nil }
             .sorted { entries[$0].startOrder! > entries[$1].startOrder! }
         for index in order {
