@@ -418,6 +418,8 @@ struct LaunchTests {
 
     @Test("--check prints the plan; bad files and missing programs fail in one line with file, line and column")
     func checkAndErrors() async throws {
+        let help = try await ChildProcess.run(path: executablesDirectory.appendingPathComponent("mesh").path, ["launch", "--help"])
+        #expect(help.status == 0 && help.output.hasPrefix("usage: mesh launch FILE"), "\(help.output)")
         let good = try write(
             "nodes:\n  worker:\n    command: demo-worker\n    count: 3\n  dispatcher:\n    command: demo-worker --dispatch 12\n    after: [worker]\n")
         let check = try await ChildProcess.run(

@@ -388,6 +388,12 @@ public actor Launcher {
             return
         }
         let ran = "after \(Launcher.format(ranFor))"
+        if slot == coordinatorSlot && coordinatorAddress == nil {
+            // It never listened (a port in use, a bad address): restarting would not help.
+            slots[slot].phase = .finished(status)
+            hub.say("\(label) exited (\(status)) \(ran) without listening")
+            return
+        }
         switch slots[slot].tracker.exited(status, ranFor: ranFor) {
         case .restart(let delay):
             slots[slot].phase = .backingOff
