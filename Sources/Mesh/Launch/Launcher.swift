@@ -238,6 +238,14 @@ public actor Launcher {
             } catch {
                 throw LaunchError("\(plan.file):\(entry.position): entry \"\(entry.name)\": \(error)")
             }
+            if let directory = entry.workingDirectory {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue
+                else {
+                    throw LaunchError(
+                        "\(plan.file):\(entry.position): entry \"\(entry.name)\": cwd \(directory) is not a directory")
+                }
+            }
             entries.append(
                 RunEntry(
                     name: entry.name, path: path, arguments: entry.arguments, commandText: entry.commandText,
