@@ -155,7 +155,7 @@ struct LaunchTests {
             return workers.count == 3 && workers.contains { $0.pid == replacement } && !workers.contains { $0.pid == victim }
         }
         let total = killed.duration(to: .now)
-        print("worker back in the topology \(secondsText(back)) after the restart line; \(secondsText(total)) after SIGKILL")
+        print("worker back in the topology \(secondsText(back)) after its new copy started; \(secondsText(total)) after SIGKILL")
         #expect(total < .seconds(6), "the issue asks for 2 s; allowing for a loaded machine")
         await inspector.close()
 
