@@ -28,9 +28,10 @@ let usage = """
 
 MeshProcess.catchTerminationSignals()
 
-func fail(_ message: String) -> Never {
+/// One line on standard error, then exit: 2 for bad arguments, 1 when the coordinator cannot run.
+func fail(_ message: String, code: Int32 = 2) -> Never {
     FileHandle.standardError.write(Data("mesh-coordinator: \(message)\n".utf8))
-    exit(2)
+    exit(code)
 }
 
 /// Reads a key file, warning on standard error when others can read it.
@@ -53,7 +54,7 @@ var authkey: String? = nil
 var level: MeshLogger.Level? = nil
 var arguments = CommandLine.arguments.dropFirst()
 func value(for option: String, from arguments: inout ArraySlice<String>) -> String {
-    guard let next = arguments.popFirst() else { fail("\(option) needs a value\n\(usage)") }
+    guard let next = arguments.popFirst() else { fail("\(option) needs a value; see mesh-coordinator --help") }
     return next
 }
 while let argument = arguments.popFirst() {
@@ -83,7 +84,7 @@ while let argument = arguments.popFirst() {
         print(usage)
         exit(0)
     default:
-        fail("unknown option \"\(argument)\"\n\(usage)")
+        fail("unknown option \"\(argument)\"; see mesh-coordinator --help")
     }
 }
 if authkey == nil { authkey = MeshDefaults.authkeyFromEnvironment }
@@ -96,7 +97,7 @@ let address: SocketAddress
 do {
     address = try await coordinator.start()
 } catch {
-    fail("\(error)")
+    fail("\(error)", code: 1)
 }
 // Written unbuffered: scripts and tests wait for this line to learn the port.
 FileHandle.standardOutput.write(Data("mesh-coordinator listening on \(address)\n".utf8))

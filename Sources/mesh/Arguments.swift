@@ -34,6 +34,7 @@ enum Command: String, CaseIterable, Sendable {
     case status = "status"
     case speedtest = "speedtest"
     case keygen = "keygen"
+    case launch = "launch"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -44,6 +45,7 @@ enum Command: String, CaseIterable, Sendable {
         case .topicHz, .topicBw: return ["--count", "--window"]
         case .speedtest: return ["--messages", "--size"]
         case .keygen: return []
+        case .launch: return []
         }
     }
 
@@ -55,6 +57,7 @@ enum Command: String, CaseIterable, Sendable {
         case .topicEcho: return []
         case .topicSend: return ["--no-wait"]
         case .keygen: return ["--base64"]
+        case .launch: return ["--check", "--dry-run"]
         }
     }
 
@@ -65,6 +68,7 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]
+        case .launch: return ["FILE"]
         }
     }
 }

@@ -27,6 +27,7 @@ enum Help {
           status                   the coordinator's uptime and each node's counters
           speedtest                measure throughput between two nodes in this process
           keygen                   print a new random key (mesh keygen > mesh.key)
+          launch FILE              start a whole system from a launch file and keep it running
 
         Options:
           --version                print the version
@@ -157,6 +158,8 @@ enum Help {
 
                 \(common)
                 """
+        case .launch:
+            return LaunchCommand.help
         case .speedtest:
             return """
                 usage: mesh speedtest [--messages N] [--size BYTES] [--json] [common options]

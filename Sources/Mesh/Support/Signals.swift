@@ -25,6 +25,15 @@ public enum MeshProcess {
         await SignalCatcher.shared.next()
     }
 
+    /// Every SIGINT and SIGTERM the process receives from now on, one element each (starting with
+    /// the first one caught, when one already arrived since ``catchTerminationSignals()``).
+    ///
+    /// ``waitForTerminationSignal()`` only ever reports the first signal; a supervisor that treats
+    /// a second Ctrl-C differently (`mesh launch`) counts them here.
+    public static func terminationSignals() -> AsyncStream<Int32> {
+        SignalCatcher.shared.stream()
+    }
+
     /// Makes `print` output appear line by line even when piped to a file or another program.
     public static func lineBufferedOutput() {
         cmesh_line_buffer_stdout()
@@ -46,14 +55,17 @@ private final class SignalCatcher: Sendable {
     /// The first signal caught, and the tasks waiting for one.
     private final class Caught: Sendable {
         let state = Mutex<(signal: Int32?, waiters: [CheckedContinuation<Int32, Never>])>((nil, []))
+        /// The streams of ``MeshProcess/terminationSignals()``, which see every signal.
+        let streams = Mutex<[AsyncStream<Int32>.Continuation]>([])
 
         func fire(_ signalNumber: Int32) {
-            let waiters = state.withLock { state -> [CheckedContinuation<Int32, Never>] in
+            let (waiters, listeners) = state.withLock { state in
                 if state.signal == nil { state.signal = signalNumber }
                 defer { state.waiters = [] }
-                return state.waiters
+                return (state.waiters, streams.withLock { $0 })
             }
             for waiter in waiters { waiter.resume(returning: signalNumber) }
+            for stream in listeners { stream.yield(signalNumber) }
         }
     }
 
@@ -71,6 +83,16 @@ private final class SignalCatcher: Sendable {
             source.resume()
             return source
         }
+    }
+
+    func stream() -> AsyncStream<Int32> {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        // Under the state lock, so a signal firing now is neither lost nor delivered twice.
+        caught.state.withLock { state in
+            if let signal = state.signal { continuation.yield(signal) }
+            caught.streams.withLock { $0.append(continuation) }
+        }
+        return stream
     }
 
     func next() async -> Int32 {
