@@ -33,11 +33,12 @@ enum Command: String, CaseIterable, Sendable {
     case topicBw = "topic bw"
     case status = "status"
     case speedtest = "speedtest"
+    case httpToken = "http-token"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
         switch self {
-        case .nodeList, .nodeKill, .topicList, .status: return []
+        case .nodeList, .nodeKill, .topicList, .status, .httpToken: return []
         case .topicEcho: return ["--count"]
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
@@ -50,7 +51,7 @@ enum Command: String, CaseIterable, Sendable {
         switch self {
         case .nodeList, .topicList, .status, .topicHz, .topicBw, .speedtest: return ["--json"]
         case .nodeKill: return ["--json", "--all"]
-        case .topicEcho: return []
+        case .topicEcho, .httpToken: return []
         case .topicSend: return ["--no-wait"]
         }
     }
@@ -58,7 +59,7 @@ enum Command: String, CaseIterable, Sendable {
     /// The names of the positional arguments, in order; all are required.
     var positionals: [String] {
         switch self {
-        case .nodeList, .topicList, .status, .speedtest: return []
+        case .nodeList, .topicList, .status, .speedtest, .httpToken: return []
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]

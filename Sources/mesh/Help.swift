@@ -24,6 +24,7 @@ enum Help {
           topic bw TOPIC           print the bandwidth on a topic every second
           status                   the coordinator's uptime and each node's counters
           speedtest                measure throughput between two nodes in this process
+          http-token               print the token for the coordinator's web view (--http)
 
         Options:
           --version                print the version
@@ -151,6 +152,19 @@ enum Help {
                 messages and bytes sent and received, drops, and when it was last heard from.
 
                   --json    print one JSON object instead
+
+                \(common)
+                """
+        case .httpToken:
+            return """
+                usage: mesh http-token [--authkey KEY | --authkey-file PATH]
+
+                Prints the bearer token that the coordinator's web view and /metrics
+                (mesh-coordinator --http) ask for when the mesh has an authkey: send it as
+                `Authorization: Bearer TOKEN`, or as the password of HTTP basic credentials
+                (any user name). It is derived from the key (hex of HMAC-SHA256(key,
+                "swift-mesh http token")), so the key itself stays out of browsers and
+                Prometheus configurations. Contacts nobody.
 
                 \(common)
                 """

@@ -27,6 +27,11 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
+    case .httpToken:
+        guard let key = context.authkey else {
+            throw CommandLineError.failed("no authkey given (--authkey, --authkey-file or MESH_AUTHKEY); a mesh without one needs no token")
+        }
+        print(MeshWebServer.token(forAuthkey: key))
     }
 }
 
