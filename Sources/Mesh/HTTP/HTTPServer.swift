@@ -73,17 +73,26 @@ final class HTTPServer: Sendable {
         self.listener = try Listener(
             binding: address, loop: HTTPServer.loop,
             onError: { error in logger.error("http: accepting a connection failed: \(error)") },
-            onAccept: { socket, peer in box.server?.accepted(socket, from: peer, handler: handler) })
+            onAccept: { socket, peer in
+                guard let server = box.server else { return socket.close() }  // not started, or gone
+                server.accepted(socket, from: peer, handler: handler)
+            })
         self.address = listener.address
         box.server = self
     }
 
     /// Holds the server for the accept closure, which is made before `self` exists.
-    private final class ServerBox: @unchecked Sendable {
-        // Safe: written once in `init` before the listener can call `onAccept` (the loop runs
-        // the first accept only after registration, which happens-before through the epoll set),
-        // and only read afterwards.
-        weak var server: HTTPServer?
+    private final class ServerBox: Sendable {
+        private struct Weak {
+            weak var server: HTTPServer?
+        }
+
+        private let value = Mutex(Weak())
+
+        var server: HTTPServer? {
+            get { value.withLock { $0.server } }
+            set { value.withLock { $0.server = newValue } }
+        }
     }
 
     /// What has been served so far.
