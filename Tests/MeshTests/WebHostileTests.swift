@@ -129,6 +129,35 @@ struct WebHostileTests {
         await view.stop()
     }
 
+    @Test func aHandlerThatNeverAnswersCostsOneConnectionForABoundedTime() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.maximumConnections = 1
+        configuration.requestTimeout = .seconds(1)
+        // A handler that never answers, as a coordinator that stopped responding would be.
+        let server = try HTTPServer(
+            binding: .ipv4(host: "127.0.0.1", port: 0), configuration: configuration, logger: testLogger("http"),
+            handler: { _, _ in })
+        defer { server.close() }
+        let port = server.address.port
+        let (first, second) = try await http { () throws -> (HTTPTestClient.Response, (Int, Double)) in
+            let (fd, _) = RawClient.connect(port: port)
+            guard let fd else { throw HTTPTestClient.Failure(description: "connect") }
+            defer { Glibc.close(fd) }
+            let start = ContinuousClock.now
+            RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: h\r\n\r\n".utf8))
+            usleep(200_000)
+            // The one place is busy (not idle, so not evictable): a newcomer hears so at once.
+            let busy = try HTTPTestClient.get(port: port, "/")
+            let stuck = try HTTPTestClient.readResponse(fd)
+            return (busy, (stuck.status, (ContinuousClock.now - start).inSeconds))
+        }
+        #expect(first.status == 503)
+        #expect(second.0 == 503, "the unanswered request ends with 503")
+        #expect(second.1 < 4, "after \(second.1) s with a 1 s timeout")
+        #expect(server.statistics.responses[503] == 2)
+        try await eventually("the connection released", seconds: 5) { server.connectionCount == 0 }
+    }
+
     /// The mesh's join time (register and receive the topology) with every attack above running
     /// at once against the web view of the same coordinator process, against the time measured
     /// with no attack: the coordinator's own work must not be held up.

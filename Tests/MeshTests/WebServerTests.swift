@@ -236,6 +236,18 @@ struct WebServerTests {
         await view.stop()
     }
 
+    @Test func meshPrintsTheToken() async throws {
+        let printed = try await ChildProcess.run(
+            path: executablesDirectory.appendingPathComponent("mesh").path, ["http-token", "--authkey", "secret"])
+        #expect(printed.status == 0)
+        #expect(printed.output == MeshWebServer.token(forAuthkey: "secret") + "\n")
+        let missing = try await ChildProcess.run(
+            path: "/usr/bin/env", ["-u", "MESH_AUTHKEY", executablesDirectory.appendingPathComponent("mesh").path, "http-token"])
+        #expect(missing.status == 1)
+        #expect(missing.output.hasPrefix("mesh: no authkey given"))
+        #expect(missing.output.split(separator: "\n").count == 1)
+    }
+
     @Test func warnsWhenServingBeyondLoopbackWithoutAKey() async throws {
         let capture = LogCapture()
         let mesh = try await RunningCoordinator.start()

@@ -57,6 +57,8 @@ final class HTTPServer: Sendable {
     private let registry: Mutex<Registry>
     private let counters = Mutex(Counters())
     private let logger: MeshLogger
+    /// When a refusal was last logged, and how many went unlogged since: one line a second at most.
+    private let refusalLog = Mutex<(last: ContinuousClock.Instant?, suppressed: Int)>((nil, 0))
 
     /// Binds and starts serving.
     ///
@@ -136,8 +138,11 @@ final class HTTPServer: Sendable {
             evict.close()
         }
         guard admitted else {
+            // Every connection is busy: say so in one write and close, holding nothing.
+            counted(.serviceUnavailable)
             let busy = HTTPResponse.error(.serviceUnavailable, "too many connections; try again shortly")
-            connection.refuse(with: busy)
+            _ = busy.serialized(keepAlive: false).withUnsafeBytes { try? socket.write($0) }
+            socket.close()
             return
         }
         counters.withLock { $0.connections += 1 }
@@ -154,6 +159,22 @@ final class HTTPServer: Sendable {
 
     func log(_ text: @autoclosure () -> String) {
         logger.debug(text())
+    }
+
+    /// Logs a refused request as a warning, at most one line a second (a flood of bad requests
+    /// must not become a flood of log lines); the next line says how many were not logged.
+    func logRefusal(_ text: @autoclosure () -> String) {
+        let now = ContinuousClock.now
+        let suppressed = refusalLog.withLock { state -> Int? in
+            if let last = state.last, now - last < .seconds(1) {
+                state.suppressed += 1
+                return nil
+            }
+            defer { state = (now, 0) }
+            return state.suppressed
+        }
+        guard let suppressed else { return }
+        logger.warning(text() + (suppressed > 0 ? " (and \(suppressed) more refused requests not logged)" : ""))
     }
 }
 
@@ -217,13 +238,6 @@ final class HTTPConnection: EventHandler {
         waitForRequest()
     }
 
-    /// Writes `response` to a connection turned away at the limit, then closes it.
-    func refuse(with response: HTTPResponse) {
-        token = loop.register(socket, interest: [], handler: self)
-        server.counted(response.status)
-        send(response.serialized(keepAlive: false), keepAlive: false)
-    }
-
     func handle(events: UInt32) {
         switch phase {
         case .reading:
@@ -248,6 +262,7 @@ final class HTTPConnection: EventHandler {
         setTimer(server.configuration.requestTimeout) { [self] in
             guard case .reading = phase else { return }
             if decoder.bufferedByteCount > 0 {
+                server.logRefusal("http: \(peer) did not send a whole request head within \(formatted(server.configuration.requestTimeout))")
                 fail(.requestTimeout, "the request head did not arrive within \(formatted(server.configuration.requestTimeout))")
             } else {
                 close()  // an idle keep-alive connection
@@ -280,15 +295,21 @@ final class HTTPConnection: EventHandler {
             guard let next = try decoder.next() else { return }
             request = next
         } catch {
-            server.log("http: refused a request from \(peer): \(error)")
+            server.logRefusal("http: refused a request from \(peer): \(error.status.code) \(error)")
             fail(error.status, error.description)
             return
         }
         waitingSince = nil
-        cancelTimer()
         setInterest([])
         generation += 1
         phase = .handling(head: request.method == "HEAD", keepAlive: request.keepAlive)
+        // A handler that never answers (a coordinator that does not respond) must not hold the
+        // connection forever.
+        let handling = generation
+        setTimer(server.configuration.requestTimeout) { [self] in
+            guard handling == generation, case .handling = phase else { return }
+            fail(.serviceUnavailable, "no answer within \(formatted(server.configuration.requestTimeout))")
+        }
         handler(request, HTTPResponder(connection: self, generation: generation))
     }
 
