@@ -99,6 +99,12 @@ struct WebServerTests {
         #expect(!page.text.contains("@import"))
         let urls = page.text.components(separatedBy: "http").dropFirst().map { $0.prefix(24) }
         #expect(urls.allSatisfy { $0.hasPrefix("://www.w3.org/2000/svg") }, "\(urls)")
+        // A DNS name rebound to 127.0.0.1 does not get in.
+        let rebound = try await http { [port = view.port] in
+            try HTTPTestClient.exchange(
+                port: port, Array("GET /api/view HTTP/1.1\r\nHost: evil.example:\(port)\r\nConnection: close\r\n\r\n".utf8))
+        }
+        #expect(rebound.status == 403)
         let head = try await view.get("/", method: "HEAD")
         #expect(head.status == 200 && head.body.isEmpty && head.headers["content-length"] == String(page.body.count))
 

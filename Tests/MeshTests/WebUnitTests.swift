@@ -140,6 +140,15 @@ struct WebUnitTests {
         #expect(!WebRouter.authorized("Basic !!!notbase64", token: token))
     }
 
+    @Test func aLoopbackServerAnswersToLocalNamesOnly() {
+        for host in ["localhost", "localhost:6375", "127.0.0.1", "127.0.0.1:6375", "[::1]:6375", "[::1]", "10.0.0.2:80", "LOCALHOST"] {
+            #expect(WebRouter.isLocalHost(host), "\(host)")
+        }
+        for host in ["evil.example", "evil.example:6375", "localhost.evil.example", "127.0.0.1.nip.io:6375", "[evil]", ""] {
+            #expect(!WebRouter.isLocalHost(host), "\(host)")
+        }
+    }
+
     // MARK: Metrics
 
     @Test func escapesLabelValuesAndHelp() throws {

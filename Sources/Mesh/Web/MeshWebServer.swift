@@ -89,7 +89,7 @@ public final class MeshWebServer: Sendable {
         if let running = server.withLock({ $0 }) { return running.address }
         let address = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
         let token = configuration.authkey.flatMap { $0.isEmpty ? nil : Array(MeshWebServer.token(forAuthkey: $0).utf8) }
-        let router = WebRouter(token: token, cache: cache)
+        let router = WebRouter(token: token, cache: cache, checksHost: address.isLoopback)
         let http: HTTPServer
         do {
             http = try HTTPServer(binding: address, configuration: configuration.http, logger: configuration.logger) {
@@ -133,12 +133,20 @@ struct WebRouter: Sendable {
 
     let token: [UInt8]?
     let cache: WebCache
+    /// Served on loopback only: then the `Host` must be `localhost` or an IP address, so a web
+    /// page elsewhere cannot read the view through a DNS name rebound to 127.0.0.1.
+    let checksHost: Bool
 
     static let commonHeaders: [(name: String, value: String)] = [
         ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
     ]
 
     func handle(_ request: HTTPRequest, _ responder: HTTPResponder) {
+        if checksHost, let host = request.header("Host"), !WebRouter.isLocalHost(host) {
+            responder.respond(
+                .error(.forbidden, "this server answers to localhost and IP addresses only (Host \"\(host.prefix(80))\")"))
+            return
+        }
         if let token, !WebRouter.authorized(request.header("Authorization"), token: token) {
             responder.respond(
                 .error(
@@ -169,6 +177,17 @@ struct WebRouter: Sendable {
             }
             cache.respond(route, responder)
         }
+    }
+
+    /// Whether a `Host` field names `localhost` or an IP literal (with or without a port).
+    static func isLocalHost(_ host: String) -> Bool {
+        var name = Substring(host.lowercased())
+        if name.hasPrefix("["), let close = name.firstIndex(of: "]") {
+            name = name[name.index(after: name.startIndex)..<close]
+            return SocketAddress.parse(String(name), defaultPort: 0) != nil
+        }
+        if let colon = name.lastIndex(of: ":"), name.filter({ $0 == ":" }).count == 1 { name = name[..<colon] }
+        return name == "localhost" || SocketAddress.parse(String(name), defaultPort: 0) != nil
     }
 
     /// Whether `header` carries the token, as `Bearer TOKEN` or as the password of HTTP basic
