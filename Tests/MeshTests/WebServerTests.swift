@@ -254,6 +254,23 @@ struct WebServerTests {
         #expect(missing.output.split(separator: "\n").count == 1)
     }
 
+    @Test func coordinatorRefusesABadHTTPAddressInOneLine() async throws {
+        let coordinator = executablesDirectory.appendingPathComponent("mesh-coordinator").path
+        for (address, reason) in [("nonsense:99999", "expected HOST:PORT"), ("127.0.0.1:99999", "expected HOST:PORT")] {
+            let run = try await ChildProcess.run(path: coordinator, ["--host", "127.0.0.1", "--port", "0", "--http", address])
+            #expect(run.status == 2)
+            #expect(run.output.split(separator: "\n").count == 1, "\(run.output)")
+            #expect(run.output.hasPrefix("mesh-coordinator: --http: ") && run.output.contains(reason), "\(run.output)")
+        }
+        // A port already taken.
+        let view = try await RunningWebView.start()
+        let taken = try await ChildProcess.run(
+            path: coordinator, ["--host", "127.0.0.1", "--port", "0", "--http", "127.0.0.1:\(view.port)"])
+        #expect(taken.status == 2)
+        #expect(taken.output.contains("Address already in use"), "\(taken.output)")
+        await view.stop()
+    }
+
     @Test func warnsWhenServingBeyondLoopbackWithoutAKey() async throws {
         let capture = LogCapture()
         let mesh = try await RunningCoordinator.start()
