@@ -108,6 +108,10 @@ public final class MeshWebServer: Sendable {
         return http.address
     }
 
+    deinit {
+        close()
+    }
+
     /// The bound address, once started.
     public var address: SocketAddress? { server.withLock { $0?.address } }
 
