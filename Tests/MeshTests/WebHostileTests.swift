@@ -158,6 +158,31 @@ struct WebHostileTests {
         try await eventually("the connection released", seconds: 5) { server.connectionCount == 0 }
     }
 
+    @Test func aClientThatNeverReadsIsCutOff() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.writeTimeout = .seconds(1)
+        let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256 * 1024)
+        let server = try HTTPServer(
+            binding: .ipv4(host: "127.0.0.1", port: 0), configuration: configuration, logger: testLogger("http"),
+            handler: { _, responder in responder.respond(HTTPResponse(contentType: "text/plain", body: body)) })
+        defer { server.close() }
+        let port = server.address.port
+        let client = IdleConnections()
+        // 200 pipelined requests for 256 KiB each, and never a byte read: the kernel's buffers
+        // fill, the server's write stalls, and the write deadline closes the connection.
+        let sent = await onThread("pipeline") { () -> Int in
+            guard let fd = RawClient.connect(port: port).fd else { return 0 }
+            client.adopt(fd)
+            let requests = String(repeating: "GET /big HTTP/1.1\r\nHost: h\r\n\r\n", count: 200)
+            return Glibc.send(fd, requests, requests.utf8.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        }
+        #expect(sent > 0)
+        try await eventually("the server opened the connection", seconds: 5) { server.connectionCount == 1 }
+        let closed = try await timeUntil("the stalled connection closed", seconds: 10) { server.connectionCount == 0 }
+        #expect(closed < .seconds(5), "closed after \(closed) with a 1 s write deadline")
+        client.closeAll()
+    }
+
     /// The mesh's join time (register and receive the topology) with every attack above running
     /// at once against the web view of the same coordinator process, against the time measured
     /// with no attack: the coordinator's own work must not be held up.
@@ -221,6 +246,11 @@ final class IdleConnections: Sendable {
             opened += 1
         }
         return opened
+    }
+
+    /// Holds `fd` until ``closeAll()``.
+    func adopt(_ fd: Int32) {
+        fds.withLock { $0.append(fd) }
     }
 
     var count: Int { fds.withLock { $0.count } }
