@@ -78,22 +78,11 @@ struct WebBrowserTests {
 
         try FileManager.default.createDirectory(at: Self.artifacts, withIntermediateDirectories: true)
         let screenshot = Self.artifacts.appendingPathComponent("web-view.png")
-        let script = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-web-view-\(getpid()).py")
-        try Self.driver.write(to: script, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: script) }
         let configuration: [String: Any] = [
             "chromium": chromium, "url": url, "nodes": ids, "topics": ["some-topic", "jobs"], "pool": "worker",
             "killPid": Int(victim.pid), "killId": victimID, "screenshot": screenshot.path, "settle": 2.5,
         ]
-        let argument = String(decoding: try JSONSerialization.data(withJSONObject: configuration), as: UTF8.self)
-        let driver = try ChildProcess(path: "/usr/bin/python3", [script.path, argument])
-        defer { driver.terminate() }
-        _ = try await driver.waitForExit(seconds: 120)
-        let line = try #require(
-            driver.output.split(separator: "\n").first { $0.hasPrefix("RESULT ") }, "driver output:\n\(driver.output)")
-        let result = try #require(
-            try JSONSerialization.jsonObject(with: Data(line.dropFirst("RESULT ".count).utf8)) as? [String: Any])
-        try #require(result["error"] == nil, "\(result["error"] ?? "")\n\(driver.output)")
+        let result = try await Self.drive(configuration)
 
         let drawn = try #require(result["drawn"] as? [String: Any])
         #expect(Set(drawn["nodes"] as? [String] ?? []) == Set(ids), "every node drawn once: \(drawn)")
@@ -113,6 +102,46 @@ struct WebBrowserTests {
         #expect(png.starts(with: [0x89, 0x50, 0x4e, 0x47]) && png.count > 10_000, "a PNG screenshot at \(screenshot.path)")
         sending.cancel()
         await sender.close()
+    }
+
+    @Test func aKeyedMeshsPageOpensWithTheToken() async throws {
+        guard let chromium = Self.chromium() else {
+            Issue.record("chromium is not installed (.ci/run installs it: apt-get install chromium)")
+            return
+        }
+        let key = "browser-secret"
+        let view = try await RunningWebView.start(authkey: key)
+        let node = try await view.mesh.node("keyed", authkey: key)
+        try await node.listen("secret-topic") { (_: String, _: Data) in }
+        let screenshot = Self.artifacts.appendingPathComponent("web-view-keyed.png")
+        try FileManager.default.createDirectory(at: Self.artifacts, withIntermediateDirectories: true)
+        let result = try await Self.drive([
+            "chromium": chromium, "url": "http://127.0.0.1:\(view.port)/", "nodes": [node.id], "topics": ["secret-topic"],
+            "screenshot": screenshot.path, "settle": 0.5,
+            "authorization": "Bearer \(MeshWebServer.token(forAuthkey: key))",
+        ])
+        let drawn = try #require(result["drawn"] as? [String: Any])
+        #expect(drawn["nodes"] as? [String] == [node.id])
+        #expect(drawn["live"] as? String == "live")
+        await node.close()
+        await view.stop()
+    }
+
+    /// Runs the driver script with `configuration`; returns its RESULT object.
+    static func drive(_ configuration: [String: Any]) async throws -> [String: Any] {
+        let script = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-web-view-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).py")
+        try driver.write(to: script, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: script) }
+        let argument = String(decoding: try JSONSerialization.data(withJSONObject: configuration), as: UTF8.self)
+        let driver = try ChildProcess(path: "/usr/bin/python3", [script.path, argument])
+        defer { driver.terminate() }
+        _ = try await driver.waitForExit(seconds: 120)
+        let line = try #require(
+            driver.output.split(separator: "\n").first { $0.hasPrefix("RESULT ") }, "driver output:\n\(driver.output)")
+        let result = try #require(
+            try JSONSerialization.jsonObject(with: Data(line.dropFirst("RESULT ".count).utf8)) as? [String: Any])
+        try #require(result["error"] == nil, "\(result["error"] ?? "")\n\(driver.output)")
+        return result
     }
 
     /// Drives Chromium over `--remote-debugging-pipe` (the DevTools protocol as NUL-separated
@@ -179,6 +208,9 @@ struct WebBrowserTests {
                 call("Page.enable", session=session)
                 call("Emulation.setDeviceMetricsOverride",
                      {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, session)
+                if cfg.get("authorization"):
+                    call("Network.enable", session=session)
+                    call("Network.setExtraHTTPHeaders", {"headers": {"Authorization": cfg["authorization"]}}, session)
                 call("Page.navigate", {"url": cfg["url"]}, session)
 
                 def probe():
@@ -206,6 +238,9 @@ struct WebBrowserTests {
                 shot = call("Page.captureScreenshot", {"format": "png"}, session)
                 with open(cfg["screenshot"], "wb") as f:
                     f.write(base64.b64decode(shot["data"]))
+                if "killPid" not in cfg:
+                    print("RESULT " + json.dumps({"drawn": drawn, "drawnAfter": round(drawn_after, 2)}), flush=True)
+                    return
 
                 os.kill(cfg["killPid"], signal.SIGKILL)
                 killed = time.time()
