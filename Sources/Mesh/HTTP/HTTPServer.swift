@@ -12,6 +12,7 @@ import Synchronization
 /// - a request head must arrive whole within ``Configuration/requestTimeout`` of the server
 ///   starting to wait for it (a slowloris client gets 408); a connection idle that long closes;
 /// - a response the client does not read within ``Configuration/writeTimeout`` closes the connection;
+/// - a request the handler has not answered within ``Configuration/requestTimeout`` gets 503;
 /// - at most ``Configuration/maximumConnections`` connections are open: past that, the one that
 ///   has waited longest for its next request is closed to make room (idle sockets cannot lock
 ///   real clients out), and when every connection is busy the newcomer gets 503.
