@@ -29,26 +29,26 @@ struct WebHostileTests {
         let view = try await RunningWebView.start()
         let port = view.port
         let cases: [(String, [UInt8], Int)] = [
-            ("20 KB header", Array("GET / HTTP/1.1\r\nHost: h\r\nX-Big: \(String(repeating: "a", count: 20_000))\r\n\r\n".utf8), 431),
-            ("100 headers", Array(("GET / HTTP/1.1\r\nHost: h\r\n" + (0..<100).map { "X-\($0): v\r\n" }.joined() + "\r\n").utf8), 431),
-            ("9 KB path", Array("GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: h\r\n\r\n".utf8), 414),
+            ("20 KB header", Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: \(String(repeating: "a", count: 20_000))\r\n\r\n".utf8), 431),
+            ("100 headers", Array(("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (0..<100).map { "X-\($0): v\r\n" }.joined() + "\r\n").utf8), 431),
+            ("9 KB path", Array("GET /\(String(repeating: "a", count: 9000)) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), 414),
             ("1 MB without a line end", [UInt8](repeating: UInt8(ascii: "A"), count: 1 << 20), 414),
             // Well-formed requests for something not served: the client asks to close.
-            ("BREW", Array("BREW /pot HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".utf8), 405),
-            ("DELETE", Array("DELETE /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".utf8), 405),
-            ("POST", Array("POST /api/view HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8), 405),
+            ("BREW", Array("BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8), 405),
+            ("DELETE", Array("DELETE /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8), 405),
+            ("POST", Array("POST /api/view HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8), 405),
             ("garbage", Array("GARBAGE\r\n\r\n".utf8), 400),
             ("TLS hello", [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x0a, 0x0d, 0x0a, 0x0d, 0x0a], 400),
             ("NUL bytes", [UInt8](repeating: 0, count: 64) + Array("\r\n\r\n".utf8), 400),
-            ("../", Array("GET /../../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n".utf8), 400),
-            ("%2e%2e", Array("GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n".utf8), 400),
-            ("..%2f", Array("GET /..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: h\r\n\r\n".utf8), 400),
-            ("backslashes", Array("GET /..\\..\\windows HTTP/1.1\r\nHost: h\r\n\r\n".utf8), 400),
-            ("absolute ..", Array("GET http://h/a/../../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n".utf8), 400),
-            ("no such file", Array("GET /etc/passwd HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".utf8), 404),
-            ("HTTP/2.0", Array("GET / HTTP/2.0\r\nHost: h\r\n\r\n".utf8), 505),
-            ("a body", Array("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n".utf8), 413),
-            ("chunked", Array("GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".utf8), 413),
+            ("../", Array("GET /../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), 400),
+            ("%2e%2e", Array("GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), 400),
+            ("..%2f", Array("GET /..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), 400),
+            ("backslashes", Array("GET /..\\..\\windows HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), 400),
+            ("absolute ..", Array("GET http://h/a/../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8), 400),
+            ("no such file", Array("GET /etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8), 404),
+            ("HTTP/2.0", Array("GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n".utf8), 505),
+            ("a body", Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n".utf8), 413),
+            ("chunked", Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n".utf8), 413),
             ("no Host", Array("GET / HTTP/1.1\r\n\r\n".utf8), 400),
         ]
         try await http {
@@ -71,7 +71,7 @@ struct WebHostileTests {
             guard let fd else { throw HTTPTestClient.Failure(description: "connect") }
             defer { Glibc.close(fd) }
             let start = ContinuousClock.now
-            RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ".utf8))
+            RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8))
             while ContinuousClock.now - start < .seconds(8) {
                 var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 if poll(&entry, 1, 200) > 0 { break }
@@ -99,9 +99,9 @@ struct WebHostileTests {
             let (fd, _) = RawClient.connect(port: port)
             guard let fd else { throw HTTPTestClient.Failure(description: "connect") }
             defer { Glibc.close(fd) }
-            RawClient.send(fd, Array("GET /api/status HTTP/1.1\r\nHost: h\r\n\r\n".utf8))
+            RawClient.send(fd, Array("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
             let first = try HTTPTestClient.readResponse(fd)
-            RawClient.send(fd, Array("GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n".utf8))
+            RawClient.send(fd, Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
             let second = try HTTPTestClient.readResponse(fd)
             return (first.status, second.status, RawClient.readUntilClosed(fd, timeoutMilliseconds: 5000))
         }
@@ -144,7 +144,7 @@ struct WebHostileTests {
             guard let fd else { throw HTTPTestClient.Failure(description: "connect") }
             defer { Glibc.close(fd) }
             let start = ContinuousClock.now
-            RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: h\r\n\r\n".utf8))
+            RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
             usleep(200_000)
             // The one place is busy (not idle, so not evictable): a newcomer hears so at once.
             let busy = try HTTPTestClient.get(port: port, "/")
@@ -173,7 +173,7 @@ struct WebHostileTests {
         let sent = await onThread("pipeline") { () -> Int in
             guard let fd = RawClient.connect(port: port).fd else { return 0 }
             client.adopt(fd)
-            let requests = String(repeating: "GET /big HTTP/1.1\r\nHost: h\r\n\r\n", count: 200)
+            let requests = String(repeating: "GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", count: 200)
             return Glibc.send(fd, requests, requests.utf8.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
         }
         #expect(sent > 0)
@@ -283,7 +283,7 @@ final class Attack: Sendable {
             var fds: [Int32] = []
             for _ in 0..<50 {
                 if let fd = RawClient.connect(port: port).fd {
-                    RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ".utf8))
+                    RawClient.send(fd, Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8))
                     fds.append(fd)
                 }
             }
@@ -304,9 +304,9 @@ final class Attack: Sendable {
         }
         spawn("junk") { [self] in
             let junk: [[UInt8]] = [
-                Array("GET / HTTP/1.1\r\nHost: h\r\nX-Big: \(String(repeating: "a", count: 20_000))\r\n\r\n".utf8),
-                Array("GET /../../etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n".utf8),
-                Array("BREW / HTTP/1.1\r\nHost: h\r\n\r\n".utf8),
+                Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: \(String(repeating: "a", count: 20_000))\r\n\r\n".utf8),
+                Array("GET /../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8),
+                Array("BREW / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8),
                 Array("GARBAGE\r\n\r\n".utf8),
             ]
             var index = 0
