@@ -26,7 +26,7 @@ public struct CoordinatorEvent: Codable, Sendable, Equatable {
     public var peer: String
     /// Why, in words (for left, evicted and refused); at most 200 characters.
     public var reason: String?
-    /// For refused: the ``CoordinatorJournal/RefusalReason`` label.
+    /// For refused: the ``RefusalReason`` label.
     public var category: String?
 }
 
@@ -65,21 +65,21 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
 
 /// The coordinator's memory of recent events and its refusal counters, as a value with a bounded
 /// size: the last ``capacity`` events in a ring, and one counter per ``RefusalReason``.
-public struct CoordinatorJournal: Sendable, Equatable {
+struct CoordinatorJournal: Sendable, Equatable {
     /// How many events are kept.
-    public let capacity: Int
+    let capacity: Int
     private var ring: [CoordinatorEvent] = []
     private var next = 0
     private(set) var sequence: UInt64 = 0
     /// Connections refused since the coordinator started, by reason.
-    public private(set) var refused: [RefusalReason: Int] = [:]
+    private(set) var refused: [RefusalReason: Int] = [:]
 
-    public init(capacity: Int = 200) {
+    init(capacity: Int = 200) {
         self.capacity = max(1, capacity)
     }
 
     /// The kept events, oldest first.
-    public var events: [CoordinatorEvent] {
+    var events: [CoordinatorEvent] {
         ring.count < capacity ? ring : Array(ring[next...] + ring[..<next])
     }
 
