@@ -5,6 +5,7 @@ import Mesh
 let usage = """
     usage: mesh-coordinator [--host H] [--port P] [--authkey KEY | --authkey-file PATH]
                             [--admin-key-file PATH] [--insecure] [--allow-foreign-hosts] [--log-level L]
+                            [--http HOST:PORT]
 
       --host H            address to listen on (default 127.0.0.1 without a key, 0.0.0.0 with one)
       --port P            TCP port (default 6374; 0 picks a free one)
@@ -20,6 +21,9 @@ let usage = """
                           let nodes advertise an address other than the one they connect
                           from (NAT, several interfaces)
       --log-level L       error, warning, info (default), debug or trace; also MESH_LOG_LEVEL
+      --http HOST:PORT    also serve the web view and Prometheus /metrics there (off by default;
+                          127.0.0.1:6375 is typical; with a key, requests need the token that
+                          `mesh http-token` prints; see docs/HTTP.md)
       --version           print the version
       --help              print this help
 
@@ -52,6 +56,7 @@ var allowForeignHosts = false
 var port = MeshDefaults.coordinatorPort
 var authkey: String? = nil
 var level: MeshLogger.Level? = nil
+var http: String? = nil
 var arguments = CommandLine.arguments.dropFirst()
 func value(for option: String, from arguments: inout ArraySlice<String>) -> String {
     guard let next = arguments.popFirst() else { fail("\(option) needs a value; see mesh-coordinator --help") }
@@ -77,6 +82,8 @@ while let argument = arguments.popFirst() {
         let text = value(for: argument, from: &arguments)
         guard let parsed = MeshLogger.Level(name: text) else { fail("--log-level: unknown level \"\(text)\"") }
         level = parsed
+    case "--http":
+        http = value(for: argument, from: &arguments)
     case "--version":
         print("mesh-coordinator \(MeshDefaults.version)")
         exit(0)
@@ -89,15 +96,36 @@ while let argument = arguments.popFirst() {
 }
 if authkey == nil { authkey = MeshDefaults.authkeyFromEnvironment }
 
+let logger = MeshLogger(label: "coordinator", level: level)
 let coordinator = MeshCoordinator(
     configuration: .init(
-        host: host, port: port, authkey: authkey, logger: MeshLogger(label: "coordinator", level: level),
-        adminKey: adminKey, insecure: insecure, allowForeignHosts: allowForeignHosts))
+        host: host, port: port, authkey: authkey, logger: logger, adminKey: adminKey, insecure: insecure,
+        allowForeignHosts: allowForeignHosts))
 let address: SocketAddress
 do {
     address = try await coordinator.start()
 } catch {
     fail("\(error)", code: 1)
+}
+var web: MeshWebServer? = nil
+if let http {
+    // HOST:PORT, [V6]:PORT, or a bare host (port 6375).
+    let server = MeshWebServer(
+        coordinator: coordinator,
+        // The page shows what `mesh status` shows, so its token comes from the admin key.
+        configuration: .init(host: http, port: MeshWebServer.defaultPort, authkey: adminKey ?? authkey, logger: logger))
+    do {
+        let bound = try await server.start()
+        if !bound.isLoopback, (adminKey ?? authkey ?? "").isEmpty, !insecure {
+            fail(
+                "--http: refusing to serve the web view beyond loopback with no authkey: anyone who can reach"
+                    + " \(bound) could read the mesh's status. Set a key, or pass --insecure if that is meant", code: 1)
+        }
+        web = server
+        FileHandle.standardOutput.write(Data("mesh-coordinator web view on http://\(bound)/\n".utf8))
+    } catch {
+        fail("--http: \(error)")
+    }
 }
 // Written unbuffered: scripts and tests wait for this line to learn the port.
 FileHandle.standardOutput.write(Data("mesh-coordinator listening on \(address)\n".utf8))
@@ -105,4 +133,5 @@ let server = Task { try await coordinator.run() }
 _ = await MeshProcess.waitForTerminationSignal()
 server.cancel()
 _ = await server.result
+web?.close()
 exit(0)

@@ -35,11 +35,12 @@ enum Command: String, CaseIterable, Sendable {
     case speedtest = "speedtest"
     case keygen = "keygen"
     case launch = "launch"
+    case httpToken = "http-token"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
         switch self {
-        case .nodeList, .nodeKill, .topicList, .status: return []
+        case .nodeList, .nodeKill, .topicList, .status, .httpToken: return []
         case .topicEcho: return ["--count"]
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
@@ -54,7 +55,7 @@ enum Command: String, CaseIterable, Sendable {
         switch self {
         case .nodeList, .topicList, .status, .topicHz, .topicBw, .speedtest: return ["--json"]
         case .nodeKill: return ["--json", "--all"]
-        case .topicEcho: return []
+        case .topicEcho, .httpToken: return []
         case .topicSend: return ["--no-wait"]
         case .keygen: return ["--base64"]
         case .launch: return ["--check", "--dry-run"]
@@ -64,7 +65,7 @@ enum Command: String, CaseIterable, Sendable {
     /// The names of the positional arguments, in order; all are required.
     var positionals: [String] {
         switch self {
-        case .nodeList, .topicList, .status, .speedtest, .keygen: return []
+        case .nodeList, .topicList, .status, .speedtest, .keygen, .httpToken: return []
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]

@@ -28,6 +28,7 @@ enum Help {
           speedtest                measure throughput between two nodes in this process
           keygen                   print a new random key (mesh keygen > mesh.key)
           launch FILE              start a whole system from a launch file and keep it running
+          http-token               print the token for the coordinator's web view (--http)
 
         Options:
           --version                print the version
@@ -160,6 +161,19 @@ enum Help {
                 """
         case .launch:
             return LaunchCommand.help
+        case .httpToken:
+            return """
+                usage: mesh http-token [--authkey KEY | --authkey-file PATH]
+
+                Prints the bearer token that the coordinator's web view and /metrics
+                (mesh-coordinator --http) ask for when the mesh has an authkey: send it as
+                `Authorization: Bearer TOKEN`, or as the password of HTTP basic credentials
+                (any user name). It is derived from the key (hex of HMAC-SHA256(key,
+                "swift-mesh http token")), so the key itself stays out of browsers and
+                Prometheus configurations. Contacts nobody.
+
+                \(common)
+                """
         case .speedtest:
             return """
                 usage: mesh speedtest [--messages N] [--size BYTES] [--json] [common options]

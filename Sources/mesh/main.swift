@@ -30,6 +30,11 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
     case .keygen: print(MeshKeyFile.newKey(arguments.has("--base64") ? .base64 : .hex))
     case .launch: try await LaunchCommand.run(arguments, context)
+    case .httpToken:
+        guard let key = context.adminKey ?? context.authkey else {
+            throw CommandLineError.failed("no authkey given (--authkey, --authkey-file or MESH_AUTHKEY); a mesh without one needs no token")
+        }
+        print(try MeshWebServer.token(forAuthkey: key))
     }
 }
 

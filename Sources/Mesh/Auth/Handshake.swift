@@ -353,21 +353,6 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// A short name for counting refusals by kind.
-    var category: String {
-        switch self {
-        case .notAMeshPeer: return "not-mesh"
-        case .versionMismatch: return "version"
-        case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer: return "auth"
-        case .closedDuringHandshake: return "closed"
-        case .timedOut: return "timeout"
-        case .evicted: return "evicted"
-        case .purposeNotServed, .purposeRefused: return "purpose"
-        case .wrongPeer: return "wrong-peer"
-        case .peerProtocolError: return "protocol"
-        }
-    }
-
     private static func purposeName(_ raw: UInt8) -> String {
         Handshake.Purpose(rawValue: raw)?.description ?? "unknown purpose \(raw)"
     }

@@ -152,8 +152,6 @@ public actor MeshCoordinator {
     private let startedAt = ContinuousClock.now
     private var kills: [KillRequest] = []
     private var lastPublish = ContinuousClock.now - .seconds(1)
-    /// Connections turned away before or during the handshake, by ``HandshakeError/category``.
-    public private(set) var refusedByReason: [String: Int] = [:]
     /// Keeps a flood of refused connections to a few log lines a second.
     private var refusals = RateLimitedLog()
     /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
@@ -163,6 +161,8 @@ public actor MeshCoordinator {
     private let publishInterval = Duration.milliseconds(10)
     /// How long a `kill` waits for its nodes to leave before answering.
     private let killTimeout = Duration.seconds(5)
+    /// Recent joins, departures and refusals, and refusal counters, for the web view and metrics.
+    private var journal = CoordinatorJournal()
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -175,6 +175,13 @@ public actor MeshCoordinator {
 
     /// The address bound by ``start()``, once started.
     public var boundAddress: SocketAddress? { listener?.address }
+
+    /// Everything the web view and `/metrics` show, taken at one instant.
+    public func snapshot() -> CoordinatorSnapshot {
+        CoordinatorSnapshot(
+            address: listener?.address.description ?? "\(configuration.host):\(configuration.port)", status: status,
+            topology: book.topology, events: journal.events, refused: journal.refused)
+    }
 
     /// Binds and starts accepting; returns the address with the real port.
     ///
@@ -452,6 +459,7 @@ public actor MeshCoordinator {
             sessions[connection.id]?.node = stored
             sessions[connection.id]?.awaitingWelcome = true
             logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
+            journal.joined(stored, peer: connection.remote)
         } catch {
             reject(connection, error.description)
         }
@@ -508,6 +516,7 @@ public actor MeshCoordinator {
     private func reject(_ connection: Connection, _ reason: String) {
         logger.warning("rejected connection from \(connection.remote): \(reason)")
         sessions[connection.id]?.leaving = true  // nothing more from it counts
+        journal.refused(peer: connection.remote, .rejected, reason: reason)
         connection.send(ControlMessage(.rejected, reason: reason).encodedFrame())
         connection.closeAfterFlushing(deadline: .now + .seconds(1))
         if let node = sessions[connection.id]?.node { remove(node, from: connection, reason: "rejected: \(reason)") }
@@ -517,10 +526,10 @@ public actor MeshCoordinator {
         guard let session = sessions.removeValue(forKey: connection.id) else {
             // Never got past the handshake, or already evicted (and logged) for silence.
             if case .handshake(let failure) = error {
-                refusedByReason[failure.category, default: 0] += 1
                 refusals.log(
                     "refused connections", level: .warning, to: logger,
                     "rejected connection from \(connection.remote): \(failure)")
+                journal.refused(peer: connection.remote, RefusalReason(failure), reason: failure.description)
             } else if let error {
                 logger.debug("closed connection from \(connection.remote): \(error)")
             }
@@ -534,8 +543,9 @@ public actor MeshCoordinator {
         }
     }
 
-    private func remove(_ node: NodeRecord, from connection: Connection, reason: String) {
+    private func remove(_ node: NodeRecord, from connection: Connection, reason: String, evicted: Bool = false) {
         guard book.leave(node.id) != nil else { return }
+        journal.left(node, peer: connection.remote, reason: reason, evicted: evicted)
         sessions[connection.id]?.node = nil
         for index in kills.indices where kills[index].waitingFor.remove(node.id) != nil {
             kills[index].stopped.append(node.id)
@@ -549,9 +559,12 @@ public actor MeshCoordinator {
         let limit = String(format: "%.1f", seconds(configuration.heartbeatTimeout))
         for (_, session) in sessions where session.lastHeard < cutoff {
             if let node = session.node {
-                remove(node, from: session.connection, reason: "no heartbeat for \(limit) s")
+                remove(node, from: session.connection, reason: "no heartbeat for \(limit) s", evicted: true)
             } else {
                 logger.warning("closed connection from \(session.connection.remote): silent for \(limit) s")
+                if !session.inspector {
+                    journal.refused(peer: session.connection.remote, .silent, reason: "silent for \(limit) s before registering")
+                }
             }
             session.connection.close(error: .protocolViolation("no heartbeat"))
             sessions[session.connection.id] = nil

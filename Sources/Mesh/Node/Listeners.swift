@@ -87,8 +87,28 @@ public struct MeshStatistics: Sendable, Codable, Equatable {
     public var reconnects = 0
     /// Times the coordinator was lost and found again.
     public var coordinatorReconnects = 0
+    /// Messages and bytes handed to this node's listeners, by topic (`nil` before the first). At
+    /// most ``TopicStatistics/maximumTopics`` topics are counted; the totals above count all.
+    public var topics: [String: TopicStatistics]?
 
     public init() {}
+}
+
+/// A node's counters for one topic it listens to.
+public struct TopicStatistics: Sendable, Codable, Equatable {
+    /// Messages on this topic taken from the inbox for this node's listeners.
+    public var messagesReceived = 0
+    /// Their payload bytes.
+    public var bytesReceived = 0
+
+    public init(messagesReceived: Int = 0, bytesReceived: Int = 0) {
+        self.messagesReceived = messagesReceived
+        self.bytesReceived = bytesReceived
+    }
+
+    /// Past this many topics a node counts no new ones (they still count in the totals), so a
+    /// node's heartbeat stays small.
+    public static let maximumTopics = 1024
 }
 
 /// Lock-protected counters shared by the actor, the loop thread and the delivery task.
@@ -100,4 +120,24 @@ final class StatisticsCounter: Sendable {
     }
 
     var current: MeshStatistics { value.withLock { $0 } }
+}
+
+extension TopicStatistics {
+    mutating func add(_ other: TopicStatistics) {
+        messagesReceived += other.messagesReceived
+        bytesReceived += other.bytesReceived
+    }
+}
+
+extension MeshStatistics {
+    /// Adds per-topic counts, starting no new topic past ``TopicStatistics/maximumTopics``.
+    mutating func addTopics(_ counts: [String: TopicStatistics]) {
+        guard !counts.isEmpty else { return }
+        var table = topics ?? [:]
+        topics = nil  // keeps `table` uniquely referenced: no copy
+        for (topic, count) in counts where table[topic] != nil || table.count < TopicStatistics.maximumTopics {
+            table[topic, default: TopicStatistics()].add(count)
+        }
+        topics = table
+    }
 }

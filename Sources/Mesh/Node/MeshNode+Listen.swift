@@ -147,6 +147,9 @@ extension MeshNode {
     static func deliver(inbox: Inbox, listeners: ListenerTable, logger: MeshLogger, counter: StatisticsCounter) async {
         var lastTopic = ""
         var lastEntries: [ListenerTable.Entry]?
+        // Per-topic counts, gathered per run of one topic and added to the counter once per wake-up.
+        var perTopic: [String: TopicStatistics] = [:]
+        var run = TopicStatistics()
         while true {
             let batches = await inbox.next()
             if batches.isEmpty { return }
@@ -156,9 +159,13 @@ extension MeshNode {
                 let sender = batch.sender
                 for message in batch.messages {
                     if lastEntries == nil || message.topic != lastTopic {
+                        if run.messagesReceived > 0 { perTopic[lastTopic, default: TopicStatistics()].add(run) }
+                        run = TopicStatistics()
                         lastTopic = message.topic
                         lastEntries = table[message.topic] ?? []
                     }
+                    run.messagesReceived += 1
+                    run.bytesReceived += message.payload.count
                     let entries = lastEntries!
                     if entries.isEmpty {
                         logger.debug("message on \"\(message.topic)\" from \(sender) arrived after its listener stopped; skipped")
@@ -173,6 +180,10 @@ extension MeshNode {
                     }
                 }
             }
+            if run.messagesReceived > 0 { perTopic[lastTopic, default: TopicStatistics()].add(run) }
+            run = TopicStatistics()
+            counter.update { $0.addTopics(perTopic) }
+            perTopic.removeAll(keepingCapacity: true)
         }
     }
 
