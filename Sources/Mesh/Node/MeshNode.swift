@@ -47,6 +47,9 @@ public actor MeshNode {
         /// How to reach peers on the same host. Defaults to `$MESH_SAME_HOST_TRANSPORT`
         /// (`unix` or `tcp`), else TCP (see the README's performance section for why).
         public var sameHostTransport: SameHostTransport
+        /// How many service handlers this node runs at once; requests past it wait their turn
+        /// (in arrival order), they are not refused.
+        public var maximumConcurrentRequests = 64
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -154,7 +157,11 @@ public actor MeshNode {
     let inboundConnections = ConnectionSet()
     private let admission = HandshakeAdmission()
     private lazy var inboundLink = InboundLink(
-        inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections)
+        inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections, services: services)
+    /// The calls this node waits on, and the handlers of the services it provides.
+    let calls: PendingCalls
+    let services: ServiceDispatcher
+    var servedServices: Set<String> = []
     nonisolated let router: Router
     var topology = Topology()
     var listenedTopics: Set<String> = []
@@ -198,10 +205,15 @@ public actor MeshNode {
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
         let events = EventQueue<ControlEvent>()
         self.controlEvents = events
+        let calls = PendingCalls(logger: logger)
+        self.calls = calls
+        self.services = ServiceDispatcher(
+            limit: configuration.maximumConcurrentRequests, highWater: configuration.maximumInboxBytes,
+            maximumMessageSize: configuration.maximumMessageSize, logger: logger)
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
             options: MeshNode.connectionOptions(configuration), events: events, logger: logger,
-            preferUnix: configuration.sameHostTransport == .unixSocket)
+            preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls)
     }
 
     /// The topology as this node last heard it.
@@ -336,7 +348,7 @@ public actor MeshNode {
         NodeRecord(
             id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
-            local: unixServer.map { _ in MeshDefaults.localScope })
+            local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted())
     }
 
     // MARK: The coordinator
@@ -535,11 +547,12 @@ public actor MeshNode {
         connection.send(ControlMessage(.heartbeat, stats: changed ? current : nil).encodedFrame())
     }
 
-    /// Tells the coordinator about a listen or unlisten, when connected (a reconnect re-sends all).
-    func announce(_ type: ControlMessage.Kind, topic: String) {
+    /// Tells the coordinator about a listen, unlisten, serve or unserve, when connected (a
+    /// reconnect re-sends all).
+    func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil) {
         switch coordinatorState {
         case .registered(let connection), .connecting(let connection):
-            connection.send(ControlMessage(type, topic: topic).encodedFrame())
+            connection.send(ControlMessage(type, topic: topic, service: service).encodedFrame())
         case .disconnected:
             break
         }
@@ -567,6 +580,8 @@ public actor MeshNode {
             break
         }
         coordinatorState = .disconnected
+        services.close()
+        calls.close()
         for connection in router.close() {
             connection.closeAfterFlushing(deadline: deadline)
             closing.append(connection)

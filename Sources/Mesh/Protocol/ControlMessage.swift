@@ -36,6 +36,10 @@ struct ControlMessage: Codable, Sendable, Equatable {
         case killed
         /// coordinator → node: stop cleanly now (`reason` says who asked).
         case shutdown
+        /// node → coordinator: `service` (start providing it).
+        case serve
+        /// node → coordinator: `service` (stop providing it).
+        case unserve
     }
 
     var type: Kind
@@ -53,11 +57,14 @@ struct ControlMessage: Codable, Sendable, Equatable {
     /// With `killed`: ids of the nodes that stopped, and of those that did not in time.
     var stopped: [String]?
     var remaining: [String]?
+    /// With `serve` and `unserve`: the service's name.
+    var service: String?
 
     init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
-        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil
+        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil,
+        service: String? = nil
     ) {
         self.type = type
         self.node = node
@@ -70,6 +77,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
         self.status = status
         self.stopped = stopped
         self.remaining = remaining
+        self.service = service
     }
 
     /// The whole frame: header plus JSON body.

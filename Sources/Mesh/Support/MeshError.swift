@@ -22,6 +22,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     case timedOut(waitingFor: String, seconds: Double)
     /// The node was closed; make a new one.
     case closed
+    /// A service call failed; the ``ServiceError`` says which side and why.
+    case service(ServiceError)
 
     public var description: String {
         switch self {
@@ -45,6 +47,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
             return "timed out after \(seconds) s waiting for \(what)"
         case .closed:
             return "the node is closed"
+        case .service(let error):
+            return error.description
         }
     }
 }

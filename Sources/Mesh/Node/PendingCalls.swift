@@ -1,0 +1,267 @@
+import Foundation
+import Synchronization
+
+/// The calls this node is waiting on, by call id: the caller's side of request and reply.
+///
+/// A slot exists for as long as a `call` runs; while its request is out, the slot holds the
+/// continuation to resume. Whatever ends a call first (the reply or failure frame, read on the
+/// event loop's thread; the connection closing; the deadline; the calling task's cancellation;
+/// the node closing) takes the continuation, so each call is resumed exactly once, and an answer
+/// that comes later finds nothing and is counted as late, never handed to another call. Call ids
+/// are never reused for the life of the node.
+///
+/// Deadlines cost no timer per call: one loop timer is armed for the earliest deadline, and it
+/// sweeps out what has expired and re-arms for the next.
+final class PendingCalls: Sendable {
+    /// Who is being waited on, and by whom.
+    struct Waiting {
+        let continuation: CheckedContinuation<Data, any Error>
+        /// The connection the request went out on; `nil` when this node serves the call itself.
+        let connectionID: UInt64?
+        let service: String
+        let provider: MeshPeer
+        let deadline: ContinuousClock.Instant
+        let timeout: Duration
+    }
+
+    private struct Slot {
+        var waiting: Waiting?
+        var cancelled = false
+    }
+
+    private struct State {
+        var slots: [UInt64: Slot] = [:]
+        var nextID: UInt64 = 1
+        var armed: (deadline: ContinuousClock.Instant, token: UInt64)?
+        var nextToken: UInt64 = 1
+        var closed = false
+        var statistics = ServiceStatistics()
+    }
+
+    private let state = Mutex(State())
+    private let loop: EventLoop
+    private let logger: MeshLogger
+
+    init(logger: MeshLogger, loop: EventLoop = .shared) {
+        self.logger = logger
+        self.loop = loop
+    }
+
+    // MARK: The calling task
+
+    /// Opens a slot for a new call; returns its id.
+    ///
+    /// - Throws: ``MeshError/closed`` once the node is closed.
+    func begin() throws(MeshError) -> UInt64 {
+        try state.withLock { state throws(MeshError) -> UInt64 in
+            if state.closed { throw .closed }
+            let id = state.nextID
+            state.nextID += 1
+            state.slots[id] = Slot()
+            state.statistics.callsStarted += 1
+            return id
+        }
+    }
+
+    /// Closes the slot once the call has returned or thrown.
+    func end(_ id: UInt64) {
+        _ = state.withLock { $0.slots.removeValue(forKey: id) }
+    }
+
+    /// Starts waiting for call `id`'s answer; the caller then sends the request.
+    ///
+    /// - Returns: `false` when the call was cancelled or the node closed first; `waiting`'s
+    ///   continuation has then been resumed with the error.
+    func wait(_ id: UInt64, _ waiting: Waiting) -> Bool {
+        let (refusal, arm) = state.withLock { state -> ((any Error)?, ContinuousClock.Instant?) in
+            if state.closed { return (MeshError.closed, nil) }
+            guard var slot = state.slots[id] else { return (MeshError.closed, nil) }
+            if slot.cancelled {
+                state.statistics.callsCancelled += 1
+                return (CancellationError(), nil)
+            }
+            slot.waiting = waiting
+            state.slots[id] = slot
+            if let armed = state.armed, armed.deadline <= waiting.deadline { return (nil, nil) }
+            return (nil, waiting.deadline)
+        }
+        if let refusal {
+            waiting.continuation.resume(throwing: refusal)
+            return false
+        }
+        if let arm { armTimer(at: arm) }
+        return true
+    }
+
+    /// Takes back the continuation of a call whose request could not be sent (to retry).
+    func withdraw(_ id: UInt64) -> Waiting? {
+        state.withLock { state -> Waiting? in
+            guard let waiting = state.slots[id]?.waiting else { return nil }
+            state.slots[id]?.waiting = nil
+            return waiting
+        }
+    }
+
+    /// Ends a call because its task was cancelled (the task's cancellation handler calls this).
+    func cancel(_ id: UInt64) {
+        let waiting = state.withLock { state -> Waiting? in
+            guard var slot = state.slots[id] else { return nil }
+            slot.cancelled = true
+            let waiting = slot.waiting
+            slot.waiting = nil
+            state.slots[id] = slot
+            if waiting != nil { state.statistics.callsCancelled += 1 }
+            return waiting
+        }
+        waiting?.continuation.resume(throwing: CancellationError())
+    }
+
+    // MARK: Answers (event loop thread, or a local handler)
+
+    /// Resumes call `id` with the reply payload or the failure; counts an answer nobody waits for.
+    func answer(_ id: UInt64, _ answer: ServiceFrame.Answer, from peer: String) {
+        let waiting = state.withLock { state -> Waiting? in
+            guard let waiting = state.slots[id]?.waiting else {
+                state.statistics.lateAnswers += 1
+                return nil
+            }
+            state.slots[id]?.waiting = nil
+            switch answer {
+            case .reply: state.statistics.callsAnswered += 1
+            case .failure: state.statistics.callsFailed += 1
+            }
+            return waiting
+        }
+        guard let waiting else {
+            logger.debug("an answer to call \(id) from \(peer) came after the call ended; dropped")
+            return
+        }
+        switch answer {
+        case .reply(_, let payload):
+            waiting.continuation.resume(returning: payload)
+        case .failure(let code, let description):
+            waiting.continuation.resume(
+                throwing: MeshError.service(
+                    ServiceError(code: code, description: description, service: waiting.service, provider: waiting.provider)))
+        }
+    }
+
+    /// Fails every call waiting on `connectionID`: the provider cannot answer any more.
+    func connectionClosed(_ connectionID: UInt64, reason: String) {
+        let failed = state.withLock { state -> [Waiting] in
+            var failed: [Waiting] = []
+            for (id, slot) in state.slots {
+                guard let waiting = slot.waiting, waiting.connectionID == connectionID else { continue }
+                state.slots[id]?.waiting = nil
+                failed.append(waiting)
+            }
+            state.statistics.callsFailed += failed.count
+            return failed
+        }
+        for waiting in failed {
+            waiting.continuation.resume(
+                throwing: MeshError.service(
+                    .providerLost(service: waiting.service, provider: waiting.provider, reason: reason)))
+        }
+    }
+
+    /// Ends every call with ``MeshError/closed`` and refuses new ones.
+    func close() {
+        let failed = state.withLock { state -> [Waiting] in
+            state.closed = true
+            var failed: [Waiting] = []
+            for (id, slot) in state.slots {
+                if let waiting = slot.waiting {
+                    failed.append(waiting)
+                    state.slots[id]?.waiting = nil
+                }
+            }
+            return failed
+        }
+        for waiting in failed { waiting.continuation.resume(throwing: MeshError.closed) }
+    }
+
+    // MARK: Deadlines
+
+    private func armTimer(at deadline: ContinuousClock.Instant) {
+        let token = state.withLock { state -> UInt64? in
+            if let armed = state.armed, armed.deadline <= deadline { return nil }  // another thread armed sooner
+            state.nextToken += 1
+            state.armed = (deadline, state.nextToken)
+            return state.nextToken
+        }
+        if let token { loop.schedule(at: deadline) { [self] in sweep(token) } }
+    }
+
+    /// Expires the calls past their deadline and arms the timer for the next one.
+    private func sweep(_ token: UInt64) {
+        let now = ContinuousClock.now
+        let (expired, next) = state.withLock { state -> ([Waiting], ContinuousClock.Instant?) in
+            guard state.armed?.token == token else { return ([], nil) }  // superseded by an earlier deadline
+            state.armed = nil
+            var expired: [Waiting] = []
+            var next: ContinuousClock.Instant?
+            for (id, slot) in state.slots {
+                guard let waiting = slot.waiting else { continue }
+                if waiting.deadline <= now {
+                    expired.append(waiting)
+                    state.slots[id]?.waiting = nil
+                } else if next.map({ waiting.deadline < $0 }) ?? true {
+                    next = waiting.deadline
+                }
+            }
+            state.statistics.callsTimedOut += expired.count
+            return (expired, next)
+        }
+        for waiting in expired {
+            waiting.continuation.resume(
+                throwing: MeshError.timedOut(
+                    waitingFor: "a reply from service \"\(waiting.service)\" at \(waiting.provider)",
+                    seconds: seconds(waiting.timeout)))
+        }
+        if let next { armTimer(at: next) }
+    }
+
+    // MARK: Reading
+
+    /// Calls in progress (a slot open), for tests and ``MeshNode/serviceStatistics``.
+    var count: Int { state.withLock { $0.slots.count } }
+
+    var statistics: ServiceStatistics {
+        state.withLock { state in
+            var statistics = state.statistics
+            statistics.callsInProgress = state.slots.count
+            return statistics
+        }
+    }
+}
+
+/// Counters of a node's service calls, made and served. Read them with ``MeshNode/serviceStatistics``.
+public struct ServiceStatistics: Sendable, Equatable {
+    /// Calls this node made.
+    public var callsStarted = 0
+    /// Calls answered with a reply.
+    public var callsAnswered = 0
+    /// Calls that ended with a failure from the provider, or with its connection lost.
+    public var callsFailed = 0
+    /// Calls that reached their timeout.
+    public var callsTimedOut = 0
+    /// Calls whose task was cancelled while waiting.
+    public var callsCancelled = 0
+    /// Calls still waiting (0 once every call has returned or thrown).
+    public var callsInProgress = 0
+    /// Replies or failures that arrived after their call had ended (timed out, cancelled): dropped.
+    public var lateAnswers = 0
+    /// Requests this node's handlers answered (replies and failures sent).
+    public var requestsServed = 0
+    /// Requests whose handler threw, or that failed to decode or encode.
+    public var requestsFailed = 0
+    /// Requests waiting for a free handler slot.
+    public var requestsWaiting = 0
+    /// Handlers running now.
+    public var handlersRunning = 0
+    /// Answers that could not be written back (the caller's connection closed or stayed full).
+    public var answersDropped = 0
+
+    public init() {}
+}
