@@ -42,3 +42,8 @@ sleep 0.5
 
 echo "== the coordinator saw"
 cat "$log"
+
+echo "== services: a provider of \"add\" and \"uppercase\", and a client calling them"
+swift build --product demo-service >/dev/null
+"$bin/demo-service" & pids+=($!)
+"$bin/demo-service" --call

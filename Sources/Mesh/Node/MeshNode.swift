@@ -159,8 +159,8 @@ public actor MeshNode {
     private lazy var inboundLink = InboundLink(
         inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections, services: services)
     /// The calls this node waits on, and the handlers of the services it provides.
-    let calls: PendingCalls
-    let services: ServiceDispatcher
+    nonisolated let calls: PendingCalls
+    nonisolated let services: ServiceDispatcher
     var servedServices: Set<String> = []
     nonisolated let router: Router
     var topology = Topology()
