@@ -33,6 +33,8 @@ enum Command: String, CaseIterable, Sendable {
     case topicBw = "topic bw"
     case status = "status"
     case speedtest = "speedtest"
+    case serviceList = "service list"
+    case serviceCall = "service call"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -42,6 +44,8 @@ enum Command: String, CaseIterable, Sendable {
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
         case .speedtest: return ["--messages", "--size"]
+        case .serviceList: return []
+        case .serviceCall: return ["--timeout"]
         }
     }
 
@@ -52,6 +56,8 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["--json", "--all"]
         case .topicEcho: return []
         case .topicSend: return ["--no-wait"]
+        case .serviceList: return ["--json"]
+        case .serviceCall: return []
         }
     }
 
@@ -62,6 +68,8 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]
+        case .serviceList: return []
+        case .serviceCall: return ["NAME", "JSON"]
         }
     }
 }
@@ -126,8 +134,8 @@ enum ArgumentParser {
         }
         let command: Command
         switch group {
-        case "node", "topic":
-            let help = group == "node" ? Help.node : Help.topic
+        case "node", "topic", "service":
+            let help = group == "node" ? Help.node : group == "topic" ? Help.topic : Help.service
             guard words.count > 1 else {
                 if wantsHelp { return .help(help) }
                 throw .usage("mesh \(group) needs a subcommand; see mesh \(group) --help")
@@ -155,7 +163,7 @@ enum ArgumentParser {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" ? 2 : 1 } ?? 1
+            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" || $0 == "service" ? 2 : 1 } ?? 1
             if argument == "--" {
                 rest.append(contentsOf: arguments[index...])
                 break

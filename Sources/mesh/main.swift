@@ -27,6 +27,8 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
+    case .serviceList: try await ServiceCommands.list(arguments, context)
+    case .serviceCall: try await ServiceCommands.call(arguments, context)
     }
 }
 
