@@ -289,6 +289,43 @@ struct ServiceTests {
         await mesh.stop()
     }
 
+    @Test("a flood of requests at a busy provider is held back by TCP, not queued without bound; all are answered")
+    func requestFloodIsBounded() async throws {
+        let mesh = try await RunningCoordinator.start()
+        let provider = try await mesh.node("busy") {
+            $0.maximumConcurrentRequests = 1
+            $0.maximumInboxBytes = 64 << 10
+        }
+        let caller = try await mesh.node("caller")
+        let gate = Gate()
+        try await provider.serve("slow-echo") { (data: Data) async throws -> Data in
+            await gate.wait()
+            return Data(data.prefix(8))
+        }
+        try await caller.waitForService("slow-echo", timeout: .seconds(5))
+        let count = 2_000
+        let payload = Data(repeating: 0xAB, count: 1024)
+        let results = Task {
+            try await withThrowingTaskGroup(of: Data.self) { group in
+                for _ in 0..<count { group.addTask { try await caller.call("slow-echo", payload, timeout: .seconds(60)) } }
+                return try await group.reduce(into: 0) { total, reply in total += reply == payload.prefix(8) ? 1 : 0 }
+            }
+        }
+        // The provider reads until its queue passes 64 KiB, then stops; what one read brought
+        // in (at most 8 × 64 KiB) may still be queued on top.
+        try await eventually("the provider to stop reading", seconds: 10) { provider.serviceStatistics.requestsWaiting >= 64 }
+        try await Task.sleep(for: .milliseconds(300))
+        let waiting = provider.serviceStatistics.requestsWaiting
+        #expect(waiting < 700, "\(waiting) requests queued at the provider")
+        gate.open()
+        #expect(try await withDeadline(60) { try await results.value } == count)
+        #expect(provider.serviceStatistics.requestsWaiting == 0)
+        #expect(caller.serviceStatistics.callsInProgress == 0)
+        await caller.close()
+        await provider.close()
+        await mesh.stop()
+    }
+
     @Test("a handler may call another service, and a node may call a service it provides itself")
     func nestedAndSelfCalls() async throws {
         let mesh = try await RunningCoordinator.start()

@@ -38,7 +38,10 @@ final class ServiceDispatcher: Sendable {
         var queue: [InboundRequest] = []
         var head = 0
         var queuedBytes = 0
+        /// Workers started and not yet ended.
         var running = 0
+        /// Workers inside a handler (the others are about to take the next request).
+        var busy = 0
         var paused: [Connection] = []
         var closed = false
         var served = 0
@@ -80,40 +83,46 @@ final class ServiceDispatcher: Sendable {
 
     // MARK: Requests
 
-    /// Starts a handler for `request` now, or queues it when ``limit`` are running.
+    /// Queues `request` and makes sure a worker will take it.
     ///
+    /// A new worker starts only when every worker is inside a handler (and fewer than ``limit``
+    /// run): a burst of quick requests is then served by the one or two workers already going,
+    /// with no task started per request, while slow handlers still run ``limit`` at a time.
     /// - Parameter connection: the connection it came on, paused when the queue is over its limit.
     func submit(_ request: InboundRequest, from connection: Connection?) {
         let start = state.withLock { state -> Bool in
             if state.closed { return false }
-            if state.running < limit {
-                state.running += 1
-                return true
-            }
             state.queue.append(request)
             state.queuedBytes += request.bytes
             if let connection, state.queuedBytes > highWater, !state.paused.contains(where: { $0 === connection }) {
                 state.paused.append(connection)
                 connection.setReadingPaused(true)  // under the lock, so no resume overtakes it
             }
-            return false
+            return Self.needsWorker(&state, limit: limit)
         }
-        if start { Task { await self.work(from: request) } }
+        if start { Task { await self.work() } }
     }
 
-    /// One worker: serves `first`, then whatever is queued, then ends.
-    private func work(from first: InboundRequest) async {
-        var next: InboundRequest? = first
-        while let request = next {
-            await serve(request)
-            next = state.withLock { state -> InboundRequest? in
+    /// Whether to start one more worker (counted as running when it returns `true`): some request
+    /// waits, every running worker is busy in a handler, and the limit allows one more.
+    private static func needsWorker(_ state: inout State, limit: Int) -> Bool {
+        guard state.head < state.queue.count, state.running == state.busy, state.running < limit else { return false }
+        state.running += 1
+        return true
+    }
+
+    /// One worker: takes queued requests one at a time until none is left, then ends.
+    private func work() async {
+        while true {
+            let (next, spawn) = state.withLock { state -> (InboundRequest?, Bool) in
                 guard state.head < state.queue.count, !state.closed else {
                     state.running -= 1
-                    return nil
+                    return (nil, false)
                 }
                 let request = state.queue[state.head]
                 state.head += 1
                 state.queuedBytes -= request.bytes
+                state.busy += 1
                 if state.head == state.queue.count || state.head > 1024 {
                     state.queue.removeFirst(state.head)
                     state.head = 0
@@ -122,8 +131,12 @@ final class ServiceDispatcher: Sendable {
                     for connection in state.paused { connection.setReadingPaused(false) }
                     state.paused = []
                 }
-                return request
+                return (request, Self.needsWorker(&state, limit: limit))
             }
+            guard let next else { return }
+            if spawn { Task { await self.work() } }
+            await serve(next)
+            state.withLock { $0.busy -= 1 }
         }
     }
 
@@ -199,7 +212,7 @@ final class ServiceDispatcher: Sendable {
             statistics.requestsFailed = state.failed
             statistics.answersDropped = state.dropped
             statistics.requestsWaiting = state.queue.count - state.head
-            statistics.handlersRunning = state.running
+            statistics.handlersRunning = state.busy
         }
     }
 }
