@@ -142,11 +142,11 @@ extension MeshNode {
             throw MeshError.service(.noProvider(service: service))
         }
         let calls = self.calls
-        let id = try calls.begin()
-        defer { calls.end(id) }
+        let id = calls.makeID()
         let deadline = ContinuousClock.now + timeout
         return try await withTaskCancellationHandler {
             var redialled = false
+            var retry = false
             var frame: [UInt8]?
             while true {
                 switch target {
@@ -165,6 +165,7 @@ extension MeshNode {
                             continuation: continuation, connectionID: nil, service: service, provider: provider,
                             deadline: deadline, timeout: timeout)
                         guard calls.wait(id, waiting) else { return }
+                        if Task.isCancelled { return calls.cancel(id) }
                         services.submit(
                             InboundRequest(request: request, caller: caller, replyPath: .local(calls), bytes: payload.count),
                             from: nil)
@@ -182,7 +183,8 @@ extension MeshNode {
                             let waiting = PendingCalls.Waiting(
                                 continuation: continuation, connectionID: connection.id, service: service,
                                 provider: provider, deadline: deadline, timeout: timeout)
-                            guard calls.wait(id, waiting) else { return }
+                            guard calls.wait(id, waiting, retry: retry) else { return }
+                            if Task.isCancelled { return calls.cancel(id) }
                             let result = connection.send(bytes)
                             if result != .queued, let waiting = calls.withdraw(id) {
                                 waiting.continuation.resume(throwing: RequestNotQueued(result: result))
@@ -191,6 +193,7 @@ extension MeshNode {
                         return (reply, provider)
                     } catch let notQueued as RequestNotQueued {
                         result = notQueued.result
+                        retry = true
                     }
                     if result == .closed {
                         // The connection died since it was last used: dial again, once.

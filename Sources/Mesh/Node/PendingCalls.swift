@@ -3,15 +3,15 @@ import Synchronization
 
 /// The calls this node is waiting on, by call id: the caller's side of request and reply.
 ///
-/// A slot exists for as long as a `call` runs; while its request is out, the slot holds the
-/// continuation to resume. Whatever ends a call first (the reply or failure frame, read on the
-/// event loop's thread; the connection closing; the deadline; the calling task's cancellation;
-/// the node closing) takes the continuation, so each call is resumed exactly once, and an answer
-/// that comes later finds nothing and is counted as late, never handed to another call. Call ids
-/// are never reused for the life of the node.
+/// An entry exists while a call's request is out, holding the continuation to resume. Whatever
+/// ends a call first (the reply or failure frame, read on the event loop's thread; the connection
+/// closing; the deadline; the calling task's cancellation; the node closing) takes the entry, so
+/// each call is resumed exactly once, and an answer that comes later finds nothing and is counted
+/// as late, never handed to another call. Call ids are never reused for the life of the node.
 ///
 /// Deadlines cost no timer per call: one loop timer is armed for the earliest deadline, and it
-/// sweeps out what has expired and re-arms for the next.
+/// sweeps out what has expired and re-arms for the next. A call takes this lock twice (waiting,
+/// answered), the answer once on the loop thread.
 final class PendingCalls: Sendable {
     /// Who is being waited on, and by whom.
     struct Waiting {
@@ -24,14 +24,8 @@ final class PendingCalls: Sendable {
         let timeout: Duration
     }
 
-    private struct Slot {
-        var waiting: Waiting?
-        var cancelled = false
-    }
-
     private struct State {
-        var slots: [UInt64: Slot] = [:]
-        var nextID: UInt64 = 1
+        var waiting: [UInt64: Waiting] = [:]
         var armed: (deadline: ContinuousClock.Instant, token: UInt64)?
         var nextToken: UInt64 = 1
         var closed = false
@@ -39,6 +33,7 @@ final class PendingCalls: Sendable {
     }
 
     private let state = Mutex(State())
+    private let nextID = Atomic<UInt64>(1)
     private let loop: EventLoop
     private let logger: MeshLogger
 
@@ -49,44 +44,27 @@ final class PendingCalls: Sendable {
 
     // MARK: The calling task
 
-    /// Opens a slot for a new call; returns its id.
-    ///
-    /// - Throws: ``MeshError/closed`` once the node is closed.
-    func begin() throws(MeshError) -> UInt64 {
-        try state.withLock { state throws(MeshError) -> UInt64 in
-            if state.closed { throw .closed }
-            let id = state.nextID
-            state.nextID += 1
-            state.slots[id] = Slot()
-            state.statistics.callsStarted += 1
-            return id
-        }
+    /// A fresh call id.
+    func makeID() -> UInt64 {
+        nextID.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
-    /// Closes the slot once the call has returned or thrown.
-    func end(_ id: UInt64) {
-        _ = state.withLock { $0.slots.removeValue(forKey: id) }
-    }
-
-    /// Starts waiting for call `id`'s answer; the caller then sends the request.
+    /// Starts waiting for call `id`'s answer; the caller then sends the request, and checks for
+    /// cancellation (a cancellation handler that ran before this found nothing to cancel).
     ///
-    /// - Returns: `false` when the call was cancelled or the node closed first; `waiting`'s
-    ///   continuation has then been resumed with the error.
-    func wait(_ id: UInt64, _ waiting: Waiting) -> Bool {
-        let (refusal, arm) = state.withLock { state -> ((any Error)?, ContinuousClock.Instant?) in
-            if state.closed { return (MeshError.closed, nil) }
-            guard var slot = state.slots[id] else { return (MeshError.closed, nil) }
-            if slot.cancelled {
-                state.statistics.callsCancelled += 1
-                return (CancellationError(), nil)
-            }
-            slot.waiting = waiting
-            state.slots[id] = slot
-            if let armed = state.armed, armed.deadline <= waiting.deadline { return (nil, nil) }
-            return (nil, waiting.deadline)
+    /// - Parameter retry: `true` when the same call waits again after its request could not be sent.
+    /// - Returns: `false` when the node is closed; `waiting`'s continuation has then been resumed
+    ///   with ``MeshError/closed``.
+    func wait(_ id: UInt64, _ waiting: Waiting, retry: Bool = false) -> Bool {
+        let (open, arm) = state.withLock { state -> (Bool, ContinuousClock.Instant?) in
+            if state.closed { return (false, nil) }
+            state.waiting[id] = waiting
+            if !retry { state.statistics.callsStarted += 1 }
+            if let armed = state.armed, armed.deadline <= waiting.deadline { return (true, nil) }
+            return (true, waiting.deadline)
         }
-        if let refusal {
-            waiting.continuation.resume(throwing: refusal)
+        guard open else {
+            waiting.continuation.resume(throwing: MeshError.closed)
             return false
         }
         if let arm { armTimer(at: arm) }
@@ -95,21 +73,13 @@ final class PendingCalls: Sendable {
 
     /// Takes back the continuation of a call whose request could not be sent (to retry).
     func withdraw(_ id: UInt64) -> Waiting? {
-        state.withLock { state -> Waiting? in
-            guard let waiting = state.slots[id]?.waiting else { return nil }
-            state.slots[id]?.waiting = nil
-            return waiting
-        }
+        state.withLock { $0.waiting.removeValue(forKey: id) }
     }
 
-    /// Ends a call because its task was cancelled (the task's cancellation handler calls this).
+    /// Ends a call because its task was cancelled.
     func cancel(_ id: UInt64) {
         let waiting = state.withLock { state -> Waiting? in
-            guard var slot = state.slots[id] else { return nil }
-            slot.cancelled = true
-            let waiting = slot.waiting
-            slot.waiting = nil
-            state.slots[id] = slot
+            let waiting = state.waiting.removeValue(forKey: id)
             if waiting != nil { state.statistics.callsCancelled += 1 }
             return waiting
         }
@@ -121,11 +91,10 @@ final class PendingCalls: Sendable {
     /// Resumes call `id` with the reply payload or the failure; counts an answer nobody waits for.
     func answer(_ id: UInt64, _ answer: ServiceFrame.Answer, from peer: String) {
         let waiting = state.withLock { state -> Waiting? in
-            guard let waiting = state.slots[id]?.waiting else {
+            guard let waiting = state.waiting.removeValue(forKey: id) else {
                 state.statistics.lateAnswers += 1
                 return nil
             }
-            state.slots[id]?.waiting = nil
             switch answer {
             case .reply: state.statistics.callsAnswered += 1
             case .failure: state.statistics.callsFailed += 1
@@ -149,14 +118,10 @@ final class PendingCalls: Sendable {
     /// Fails every call waiting on `connectionID`: the provider cannot answer any more.
     func connectionClosed(_ connectionID: UInt64, reason: String) {
         let failed = state.withLock { state -> [Waiting] in
-            var failed: [Waiting] = []
-            for (id, slot) in state.slots {
-                guard let waiting = slot.waiting, waiting.connectionID == connectionID else { continue }
-                state.slots[id]?.waiting = nil
-                failed.append(waiting)
-            }
+            let failed = state.waiting.filter { $0.value.connectionID == connectionID }
+            for id in failed.keys { state.waiting[id] = nil }
             state.statistics.callsFailed += failed.count
-            return failed
+            return Array(failed.values)
         }
         for waiting in failed {
             waiting.continuation.resume(
@@ -169,14 +134,8 @@ final class PendingCalls: Sendable {
     func close() {
         let failed = state.withLock { state -> [Waiting] in
             state.closed = true
-            var failed: [Waiting] = []
-            for (id, slot) in state.slots {
-                if let waiting = slot.waiting {
-                    failed.append(waiting)
-                    state.slots[id]?.waiting = nil
-                }
-            }
-            return failed
+            defer { state.waiting = [:] }
+            return Array(state.waiting.values)
         }
         for waiting in failed { waiting.continuation.resume(throwing: MeshError.closed) }
     }
@@ -201,11 +160,10 @@ final class PendingCalls: Sendable {
             state.armed = nil
             var expired: [Waiting] = []
             var next: ContinuousClock.Instant?
-            for (id, slot) in state.slots {
-                guard let waiting = slot.waiting else { continue }
+            for (id, waiting) in state.waiting {
                 if waiting.deadline <= now {
                     expired.append(waiting)
-                    state.slots[id]?.waiting = nil
+                    state.waiting[id] = nil
                 } else if next.map({ waiting.deadline < $0 }) ?? true {
                     next = waiting.deadline
                 }
@@ -224,13 +182,13 @@ final class PendingCalls: Sendable {
 
     // MARK: Reading
 
-    /// Calls in progress (a slot open), for tests and ``MeshNode/serviceStatistics``.
-    var count: Int { state.withLock { $0.slots.count } }
+    /// Calls waiting for an answer, for tests and ``MeshNode/serviceStatistics``.
+    var count: Int { state.withLock { $0.waiting.count } }
 
     var statistics: ServiceStatistics {
         state.withLock { state in
             var statistics = state.statistics
-            statistics.callsInProgress = state.slots.count
+            statistics.callsInProgress = state.waiting.count
             return statistics
         }
     }
@@ -248,7 +206,7 @@ public struct ServiceStatistics: Sendable, Equatable {
     public var callsTimedOut = 0
     /// Calls whose task was cancelled while waiting.
     public var callsCancelled = 0
-    /// Calls still waiting (0 once every call has returned or thrown).
+    /// Calls waiting for an answer (0 once every call has returned or thrown).
     public var callsInProgress = 0
     /// Replies or failures that arrived after their call had ended (timed out, cancelled): dropped.
     public var lateAnswers = 0

@@ -101,10 +101,18 @@ enum ServiceFrame {
         guard length > 0, body.count >= 10 + length + 1 else {
             throw .malformed("request service length \(length) does not fit a body of \(body.count) bytes")
         }
-        guard let service = String(validating: UnsafeRawBufferPointer(rebasing: body[10..<(10 + length)]), as: UTF8.self)
-        else { throw .malformed("request service name is not UTF-8") }
-        if service.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
-            throw .malformed("request service name contains control characters")
+        let nameBytes = UnsafeRawBufferPointer(rebasing: body[10..<(10 + length)])
+        let service: String
+        if nameBytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            service = String(decoding: nameBytes, as: UTF8.self)  // printable ASCII: valid, no control characters
+        } else {
+            guard let text = String(validating: nameBytes, as: UTF8.self) else {
+                throw .malformed("request service name is not UTF-8")
+            }
+            if text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw .malformed("request service name contains control characters")
+            }
+            service = text
         }
         guard let encoding = PayloadEncoding(rawValue: body[10 + length]) else {
             throw .malformed("unknown payload encoding \(body[10 + length])")
