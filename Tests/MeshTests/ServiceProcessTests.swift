@@ -50,6 +50,44 @@ extension ResilienceTests {
             await mesh.stop()
         }
 
+        @Test("calls go on while the coordinator is down, and a fresh coordinator learns the providers again")
+        func servicesSurviveCoordinatorRestart() async throws {
+            let port = try freeLoopbackPort()
+            let address = "127.0.0.1:\(port)"
+            let processes = ProcessBag()
+            defer { processes.terminateAll() }
+            let first = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
+            try await first.waitForOutput("mesh-coordinator listening on \(address)")
+            func configuration(_ name: String) -> MeshNode.Configuration {
+                MeshNode.Configuration(coordinator: address, authkey: nil, listenHost: "127.0.0.1", logger: testLogger(name))
+            }
+            let provider = try await buildMeshNode(name: "provider", configuration: configuration("provider"))
+            try await provider.serve("double") { (value: Int) async throws -> Int in value * 2 }
+            let caller = try await buildMeshNode(name: "caller", configuration: configuration("caller"))
+            try await caller.waitForService("double", timeout: .seconds(5))
+            #expect(try await caller.call("double", 1, as: Int.self, timeout: .seconds(5)) == 2)
+
+            first.signal(SIGKILL)
+            try await eventually("the caller to notice the coordinator is gone", seconds: 10) {
+                await !caller.isConnectedToCoordinator
+            }
+            #expect(try await caller.call("double", 2, as: Int.self, timeout: .seconds(5)) == 4, "a call while the coordinator is down")
+
+            let second = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
+            try await second.waitForOutput("mesh-coordinator listening on \(address)")
+            let inspector = try await withDeadline(10) {
+                try await eventuallyConnected(to: address)
+            }
+            try await eventually("the fresh coordinator to list the provider's service", seconds: 10) {
+                let topology = try? await inspector.topology()
+                return topology?.providers(of: "double").map(\.id) == [provider.id]
+            }
+            await inspector.close()
+            #expect(try await caller.call("double", 3, as: Int.self, timeout: .seconds(5)) == 6)
+            await caller.close()
+            await provider.close()
+        }
+
         @Test("a caller with the wrong key is refused at the provider's port, as for topics; the handler never runs")
         func wrongKeyRefused() async throws {
             let mesh = try await RunningCoordinator.start(authkey: "right key")
@@ -162,5 +200,15 @@ final class ProbeLink: ConnectionDelegate {
 
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         closed.append(error)
+    }
+}
+
+/// An inspector connected to `address`, retrying until the coordinator there answers.
+func eventuallyConnected(to address: String) async throws -> MeshInspector {
+    while true {
+        if let inspector = try? await MeshInspector.connect(to: address, authkey: nil, timeout: .seconds(2)) {
+            return inspector
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
 }
