@@ -160,7 +160,7 @@ extension MeshNode {
                     let services = self.services
                     let caller = MeshPeer(id: self.id, name: name)
                     let request = ServiceFrame.Request(id: id, service: service, encoding: encoding, payload: payload)
-                    let reply = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+                    let reply = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Data, any Error>) in
                         let waiting = PendingCalls.Waiting(
                             continuation: continuation, connectionID: nil, service: service, provider: provider,
                             deadline: deadline, timeout: timeout)
@@ -179,7 +179,7 @@ extension MeshNode {
                     frame = bytes
                     let result: Connection.SendResult
                     do {
-                        let reply = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
+                        let reply = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Data, any Error>) in
                             let waiting = PendingCalls.Waiting(
                                 continuation: continuation, connectionID: connection.id, service: service,
                                 provider: provider, deadline: deadline, timeout: timeout)

@@ -15,7 +15,9 @@ import Synchronization
 final class PendingCalls: Sendable {
     /// Who is being waited on, and by whom.
     struct Waiting {
-        let continuation: CheckedContinuation<Data, any Error>
+        /// Unchecked (no allocation per call): every path that resumes it first takes the
+        /// entry out of ``State/waiting`` under the lock, so it is resumed exactly once.
+        let continuation: UnsafeContinuation<Data, any Error>
         /// The connection the request went out on; `nil` when this node serves the call itself.
         let connectionID: UInt64?
         let service: String
