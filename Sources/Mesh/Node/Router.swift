@@ -197,6 +197,10 @@ final class Router: Sendable {
             swap(&groups, &state.serviceRoutes[service]!)
             defer { swap(&groups, &state.serviceRoutes[service]!) }
             guard !groups.isEmpty else { return nil }
+            if groups.count == 1, groups[0].members.count == 1 {
+                // One provider: nothing to choose (the common case, and the hot path of W8).
+                return target(groups[0].members[0], in: &state)
+            }
             let strategy: LoadBalancing = state.strategy == .random ? .random : .roundRobin
             let failed = state.failed
             let now = failed.isEmpty ? nil : ContinuousClock.now
@@ -213,12 +217,15 @@ final class Router: Sendable {
             let memberIndex = LoadBalancer.pick(
                 strategy, among: members.count, turn: &groups[groupIndex].turn,
                 isAvailable: { isAvailable(members[$0]) }, using: &state.random)
-            let member = members[memberIndex]
-            if member.isSelf { return .local(member.node) }
-            if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
-            guard let connection = member.connection else { return .unreachable(member.node) }
-            return .remote(connection, member.node)
+            return target(members[memberIndex], in: &state)
         }
+    }
+
+    private func target(_ member: RouteMember, in state: inout State) -> CallTarget {
+        if member.isSelf { return .local(member.node) }
+        if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
+        guard let connection = member.connection else { return .unreachable(member.node) }
+        return .remote(connection, member.node)
     }
 
     private static func turnKey(_ topic: String, _ group: String) -> String { topic + "\u{0}" + group }
