@@ -411,7 +411,7 @@ struct ServiceTests {
             return
         }
         #expect(service == "hang" && who.id == provider.id)
-        #expect(took < .seconds(1), "\(took)")
+        #expect(took < .seconds(2), "\(took) (this includes close() itself)")
         #expect(caller.serviceStatistics.callsInProgress == 0)
         gate.open()
         await caller.close()
