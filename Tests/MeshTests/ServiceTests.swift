@@ -97,6 +97,13 @@ struct ServiceTests {
         #expect(statistics.callsAnswered == 5 && statistics.callsInProgress == 0)
         #expect(provider.serviceStatistics.requestsServed == 5)
 
+
+        try await provider.serve("whoami", as: Int.self) { (call: ServiceCall<Int>) async throws -> String in
+            "\(call.service) \(call.request) from \(call.caller.name) \(call.caller.id)"
+        }
+        try await caller.waitForService("whoami", timeout: .seconds(5))
+        #expect(try await caller.call("whoami", 7, as: String.self, timeout: .seconds(5)) == "whoami 7 from caller \(caller.id)")
+
         try await provider.stopServing("add")
         #expect(await provider.currentTopology.providers(of: "add").isEmpty)
         try await eventually("the caller to see the service gone", seconds: 5) {

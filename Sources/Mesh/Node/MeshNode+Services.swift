@@ -19,10 +19,28 @@ extension MeshNode {
     public func serve<Request: Decodable & Sendable, Response: Encodable & Sendable>(
         _ service: String, _ handler: @escaping @Sendable (Request) async throws -> Response
     ) async throws {
+        try await addService(service, Request.self) { request, _ in try await handler(request) }
+    }
+
+    /// Provides `service`, like ``serve(_:_:)``, with the caller's identity for each request.
+    public func serve<Request: Decodable & Sendable, Response: Encodable & Sendable>(
+        _ service: String, as type: Request.Type = Request.self,
+        handler: @escaping @Sendable (ServiceCall<Request>) async throws -> Response
+    ) async throws {
+        try await addService(service, Request.self) { request, caller in
+            try await handler(ServiceCall(service: service, request: request, caller: caller))
+        }
+    }
+
+    /// Registers a handler and tells the coordinator.
+    private func addService<Request: Decodable & Sendable, Response: Encodable & Sendable>(
+        _ service: String, _ type: Request.Type,
+        _ handler: @escaping @Sendable (Request, MeshPeer) async throws -> Response
+    ) async throws {
         try checkOpen()
         try validateName(service, kind: "service")
         let codec = self.codec
-        let added = services.add(service) { request, _ in
+        let added = services.add(service) { request, caller in
             let value: Request
             do {
                 value = try decodePayload(Request.self, from: request.payload, codec: codec)
@@ -31,7 +49,7 @@ extension MeshNode {
             }
             let response: Response
             do {
-                response = try await handler(value)
+                response = try await handler(value, caller)
             } catch {
                 return .failure(.handlerFailed, String(describing: error))
             }
@@ -217,6 +235,16 @@ extension MeshNode {
             calls.cancel(id)
         }
     }
+}
+
+/// One request to a service, as a handler registered with ``MeshNode/serve(_:as:handler:)`` sees it.
+public struct ServiceCall<Request: Sendable>: Sendable {
+    /// The service called.
+    public var service: String
+    /// The decoded request.
+    public var request: Request
+    /// The node that called.
+    public var caller: MeshPeer
 }
 
 /// A request that found its connection closed or full, before anything was sent.
