@@ -110,4 +110,26 @@ import Testing
         let unknown = ServiceError(code: 200, description: "?", service: "s", provider: MeshPeer(id: "i", name: "n"))
         #expect(unknown == .remoteFailure(service: "s", provider: MeshPeer(id: "i", name: "n"), code: 200, reason: "?"))
     }
+
+    @Test func anAnswerCountsOnlyOnTheConnectionItsRequestWentOutOn() async throws {
+        let calls = PendingCalls(logger: .silent)
+        let id = calls.makeID()
+        let provider = MeshPeer(id: "p", name: "provider")
+        let call = Task {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Data, any Error>) in
+                _ = calls.wait(
+                    id,
+                    PendingCalls.Waiting(
+                        continuation: continuation, connectionID: 1, service: "s", provider: provider,
+                        deadline: .now + .seconds(30), timeout: .seconds(30)))
+            }
+        }
+        try await eventually("the call to wait", seconds: 5) { calls.count == 1 }
+        calls.answer(id, .reply(.raw, Data([9])), on: 2, from: "impostor")
+        calls.answer(id + 1, .reply(.raw, Data([8])), on: 1, from: "provider")
+        #expect(calls.count == 1 && calls.statistics.lateAnswers == 2)
+        calls.answer(id, .reply(.raw, Data([7])), on: 1, from: "provider")
+        #expect(try await call.value == Data([7]))
+        #expect(calls.count == 0 && calls.statistics.callsAnswered == 1)
+    }
 }

@@ -50,7 +50,7 @@ final class PeerLink: ConnectionDelegate {
                 throw FrameError.unexpectedKind(header.kind)
             }
             let (id, answer) = try decoder.withBody(header) { try ServiceFrame.parseAnswer(kind: kind, $0) }
-            calls.answer(id, answer, from: nodeID)
+            calls.answer(id, answer, on: connection.id, from: nodeID)
         }
     }
 

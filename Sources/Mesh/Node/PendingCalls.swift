@@ -91,12 +91,17 @@ final class PendingCalls: Sendable {
     // MARK: Answers (event loop thread, or a local handler)
 
     /// Resumes call `id` with the reply payload or the failure; counts an answer nobody waits for.
-    func answer(_ id: UInt64, _ answer: ServiceFrame.Answer, from peer: String) {
+    ///
+    /// - Parameter connectionID: the connection the answer came on (`nil` from this node's own
+    ///   handler). An answer counts only on the connection its request went out on, so a peer
+    ///   cannot answer a call it was never sent.
+    func answer(_ id: UInt64, _ answer: ServiceFrame.Answer, on connectionID: UInt64?, from peer: String) {
         let waiting = state.withLock { state -> Waiting? in
-            guard let waiting = state.waiting.removeValue(forKey: id) else {
+            guard let waiting = state.waiting[id], waiting.connectionID == connectionID else {
                 state.statistics.lateAnswers += 1
                 return nil
             }
+            state.waiting[id] = nil
             switch answer {
             case .reply: state.statistics.callsAnswered += 1
             case .failure: state.statistics.callsFailed += 1
@@ -104,7 +109,7 @@ final class PendingCalls: Sendable {
             return waiting
         }
         guard let waiting else {
-            logger.debug("an answer to call \(id) from \(peer) came after the call ended; dropped")
+            logger.debug("an answer to call \(id) from \(peer) matches no call waiting on that connection (it ended); dropped")
             return
         }
         switch answer {
@@ -210,7 +215,8 @@ public struct ServiceStatistics: Sendable, Equatable {
     public var callsCancelled = 0
     /// Calls waiting for an answer (0 once every call has returned or thrown).
     public var callsInProgress = 0
-    /// Replies or failures that arrived after their call had ended (timed out, cancelled): dropped.
+    /// Replies or failures that matched no waiting call (it had timed out or been cancelled, or
+    /// the answer came on another connection than the request): dropped.
     public var lateAnswers = 0
     /// Requests this node's handlers answered (replies and failures sent).
     public var requestsServed = 0

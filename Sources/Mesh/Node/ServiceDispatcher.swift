@@ -165,9 +165,9 @@ final class ServiceDispatcher: Sendable {
         case .local(let calls):
             switch outcome {
             case .reply(let encoding, let payload):
-                calls.answer(request.id, .reply(encoding, payload), from: "this node")
+                calls.answer(request.id, .reply(encoding, payload), on: nil, from: "this node")
             case .failure(let code, let reason):
-                calls.answer(request.id, .failure(code: code.rawValue, description: reason), from: "this node")
+                calls.answer(request.id, .failure(code: code.rawValue, description: reason), on: nil, from: "this node")
             }
         case .connection(let connection):
             let frame: [UInt8]
@@ -187,9 +187,12 @@ final class ServiceDispatcher: Sendable {
         }
         guard result != .queued else { return }
         state.withLock { $0.dropped += 1 }
-        let why = result == .closed ? "its connection closed" : "its connection stayed full for 5 s"
-        logger.warning(
-            "could not answer call \(inbound.request.id) to \"\(inbound.request.service)\" from \(inbound.caller): \(why)")
+        let what = "could not answer call \(inbound.request.id) to \"\(inbound.request.service)\" from \(inbound.caller)"
+        if result == .closed {
+            logger.debug("\(what): its connection closed")  // the caller left or gave up; it knows
+        } else {
+            logger.warning("\(what): its connection stayed full for 5 s")
+        }
     }
 
     /// Stops taking requests and forgets the queued ones (their callers' connections are closing).
