@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "demo-receiver", targets: ["demo-receiver"]),
         .executable(name: "demo-sender", targets: ["demo-sender"]),
         .executable(name: "demo-worker", targets: ["demo-worker"]),
+        .executable(name: "demo-service", targets: ["demo-service"]),
     ],
     targets: [
         // The few Linux calls Swift's Glibc module does not import (epoll, eventfd, accept4).
@@ -42,6 +43,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "demo-worker", dependencies: ["Mesh"], path: "Demo/demo-worker",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "demo-service", dependencies: ["Mesh"], path: "Demo/demo-service",
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MeshCryptoTests", dependencies: ["MeshCrypto"], exclude: ["Vectors"],

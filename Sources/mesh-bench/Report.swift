@@ -13,6 +13,8 @@ struct BenchRow: Sendable {
         case below(Double)
         /// Ours at least this fraction of the baseline.
         case ratioAtLeast(Double)
+        /// Ours at most this multiple of the baseline (W7 against W2's round trip).
+        case ratioAtMost(Double)
         /// Both of the above.
         case atLeastAndRatio(Double, Double)
         /// Every worker got the same number of messages, give or take one.
@@ -58,6 +60,7 @@ struct BenchRow: Sendable {
         case .atMost(let maximum): return ours.median <= maximum
         case .below(let limit): return ours.median < limit
         case .ratioAtLeast(let fraction): return (ratio ?? 0) >= fraction
+        case .ratioAtMost(let multiple): return (ratio ?? .infinity) <= multiple
         case .atLeastAndRatio(let minimum, let fraction): return ours.median >= minimum && (ratio ?? 0) >= fraction
         case .even: return even == true
         }
@@ -70,6 +73,7 @@ struct BenchRow: Sendable {
         case .atMost(let maximum): return "≤ \(Format.number(maximum))"
         case .below(let limit): return "< \(Format.number(limit))"
         case .ratioAtLeast(let fraction): return "≥ \(Format.number(fraction))× base"
+        case .ratioAtMost(let multiple): return "≤ \(Format.number(multiple))× base"
         case .atLeastAndRatio(let minimum, let fraction):
             return "≥ \(Format.number(minimum)), ≥ \(Format.number(fraction))× base"
         case .even: return "even ±1"
@@ -181,6 +185,8 @@ struct BenchReport: Sendable {
         ("MB/s (W3)", "payload bytes (10^6) delivered / time from the receiver's first to its last delivery"),
         ("deliveries/s (W4, W5)", "sum of every receiver's deliveries / time from the sender's first send to the last delivery at any receiver (one CLOCK_MONOTONIC across processes)"),
         ("µs (W2)", "round trip of one 64-byte message and its reply, nearest-rank percentile of the measured round trips"),
+        ("µs (W7)", "one service call with a 64-byte request and reply, awaited before the next, nearest-rank percentile; its baseline is the mesh's own W2 ping-pong measured in the same run (W2's mesh figure, not raw sockets)"),
+        ("calls/s (W8)", "calls answered / time from the first call to the last reply, with 64 calls in flight at all times (64 tasks calling in a loop), 64-byte requests and replies"),
         ("s (W6)", "from starting N nodes at once (one process) until every node has all N in its topology; coordinator CPU (user+system, /proc/PID/stat) over that span; bytes sent = the kernel's tcp_info bytes_sent summed over the coordinator's open sockets (`ss -ti`; a fresh coordinator, so it is everything sent so far), else /proc/PID/io wchar"),
         ("lost", "expected − delivered, after the end marker plus a grace period, or the receiver's deadline"),
         ("baseline", "the same frames over plain blocking TCP between two processes (sender writes ~64 KiB chunks; W2: blocking ping-pong with TCP_NODELAY)"),

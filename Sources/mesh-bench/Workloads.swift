@@ -14,12 +14,16 @@ struct BenchSizes: Sendable {
     var w5Messages = 10_000
     var w5Workers = 4
     var w6Nodes = [100, 500, 1000]
+    var w7Warmup = 1_000
+    var w7Calls = 10_000
+    var w8Calls = 200_000
+    var w8InFlight = 64
     var payloadBytes = 64
 
     /// Small enough for a smoke test on a debug build.
     static let quick = BenchSizes(
         w1Messages: 5_000, w1CodableMessages: 2_000, w2Warmup: 50, w2RoundTrips: 300, w3Messages: 20,
-        w4Messages: 1_000, w5Messages: 400, w6Nodes: [10, 30])
+        w4Messages: 1_000, w5Messages: 400, w6Nodes: [10, 30], w7Warmup: 50, w7Calls: 300, w8Calls: 2_000)
 
     /// Every count multiplied by `factor` (message sizes stay), with a sensible minimum.
     func scaled(by factor: Double) -> BenchSizes {
@@ -33,6 +37,9 @@ struct BenchSizes: Sendable {
         sizes.w4Messages = scale(w4Messages, minimum: 100)
         sizes.w5Messages = scale(w5Messages, minimum: w5Workers * 10)
         sizes.w6Nodes = w6Nodes.map { scale($0, minimum: 2) }
+        sizes.w7Warmup = scale(w7Warmup, minimum: 10)
+        sizes.w7Calls = scale(w7Calls, minimum: 100)
+        sizes.w8Calls = scale(w8Calls, minimum: 1_000)
         return sizes
     }
 }
@@ -44,7 +51,7 @@ struct Workloads: Sendable {
     /// Multiplies every deadline (debug builds are several times slower).
     let patience: Double
 
-    static let names = ["w1", "w2", "w3", "w4", "w5", "w6"]
+    static let names = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"]
     /// W1-W4 again with an authkey on every node and the coordinator, so every frame travels in
     /// authenticated records: run next to the keyless ones to see what authentication costs.
     static let keyedNames = ["w1k", "w2k", "w3k", "w4k"]
@@ -69,6 +76,8 @@ struct Workloads: Sendable {
         case "w4": return [await w4()]
         case "w5": return [await w5()]
         case "w6": return await w6()
+        case "w7": return await w7()
+        case "w8": return [await w8()]
         default: return []
         }
     }
@@ -310,6 +319,71 @@ struct Workloads: Sendable {
         }
         for index in rows.indices { rows[index].failure = combined.failure }
         return rows
+    }
+
+    // MARK: W7, W8: service calls
+
+    /// W7: sequential calls, next to the mesh's own W2 ping-pong measured in the same run (the
+    /// floor is a call's p50 at most 1.2× a message round trip's).
+    func w7() async -> [BenchRow] {
+        let calls = sizes.w7Calls
+        let titles = ["p50", "p99"]
+        let floors: [BenchRow.Floor] = [.ratioAtMost(1.2), .none]
+        var rows = zip(titles, floors).map { title, floor in
+            BenchRow(
+                workload: "w7", title: "W7 sequential calls \(sizes.payloadBytes) B \(title), \(calls) calls (base: W2)",
+                unit: "µs", floor: floor)
+        }
+        let limit = deadline(sizes.w7Warmup + calls, 2e-3)
+        let callArguments = ["--warmup", "\(sizes.w7Warmup)", "--count", "\(calls)", "--size", "\(sizes.payloadBytes)"]
+        let pingArguments = ["--warmup", "\(sizes.w7Warmup)", "--count", "\(calls)", "--size", "\(sizes.payloadBytes)"]
+        var combined = rows[0]
+        await repeatRuns(&combined, "mesh calls and W2 ping-pong") { _ in
+            let (called, pinged) = try await LocalCoordinator.with { coordinator in
+                let children = ChildGroup(deadline: 2 * limit + 10)
+                defer { children.killAll() }
+                let provider = try children.start("service-provider", ["--coordinator", coordinator])
+                _ = try await provider.line(startingWith: "READY", within: 30 * patience)
+                let caller = try children.start("service-sequential", ["--coordinator", coordinator] + callArguments)
+                let called = try await caller.result(within: limit)
+                let ponger = try children.start("ponger", ["--coordinator", coordinator])
+                _ = try await ponger.line(startingWith: "READY", within: 30 * patience)
+                let pinger = try children.start("pinger", ["--coordinator", coordinator] + pingArguments)
+                return (called, try await pinger.result(within: limit))
+            }
+            rows[0].ours.append(called.p50 ?? 0)
+            rows[0].baseline.append(pinged.p50 ?? 0)
+            rows[1].ours.append(called.p99 ?? 0)
+            rows[1].baseline.append(pinged.p99 ?? 0)
+        }
+        for index in rows.indices { rows[index].failure = combined.failure }
+        return rows
+    }
+
+    /// W8: pipelined calls, 64 in flight.
+    func w8() async -> BenchRow {
+        let calls = sizes.w8Calls
+        var row = BenchRow(
+            workload: "w8", title: "W8 pipelined calls \(sizes.payloadBytes) B, \(sizes.w8InFlight) in flight, \(calls) calls",
+            unit: "calls/s", floor: .atLeast(200_000))
+        row.lost = 0
+        let limit = deadline(calls, 100e-6)
+        await repeatRuns(&row, "mesh") { row in
+            let result = try await LocalCoordinator.with { coordinator in
+                let children = ChildGroup(deadline: limit + 10)
+                defer { children.killAll() }
+                let provider = try children.start("service-provider", ["--coordinator", coordinator])
+                _ = try await provider.line(startingWith: "READY", within: 30 * patience)
+                let caller = try children.start(
+                    "service-pipelined",
+                    ["--coordinator", coordinator, "--count", "\(calls)", "--inflight", "\(sizes.w8InFlight)", "--size", "\(sizes.payloadBytes)"])
+                return try await caller.result(within: limit)
+            }
+            let answered = result.received ?? 0
+            row.ours.append(Double(answered) / (Double(result.elapsedNanos ?? 1) / 1e9))
+            row.lost = max(row.lost ?? 0, calls - answered)
+        }
+        return row
     }
 
     // MARK: W6: joining

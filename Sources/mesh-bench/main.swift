@@ -4,7 +4,7 @@ import Foundation
 let usage = """
     usage: swift run -c release mesh-bench [WORKLOAD...] [options]
 
-    workloads (default: w1 w2 w3 w4 w5 w6; `all` adds crypto)
+    workloads (default: w1 w2 w3 w4 w5 w6 w7 w8; `all` adds crypto)
       w1       1 sender → 1 receiver, 64-byte Data and a small Codable struct: msgs/s, lost
       w2       ping-pong of 64-byte messages: round-trip p50/p90/p99 in µs
       w3       1 MiB Data messages: MB/s, lost
@@ -12,6 +12,9 @@ let usage = """
       w5       1 sender → 4 workers sharing one name: messages per worker
       w6       100, 500 and 1000 nodes join one coordinator: seconds until all see all,
                the coordinator's CPU time and bytes written
+      w7       sequential service calls of 64 bytes: p50/p99 in µs, next to W2's round trip
+               measured in the same run
+      w8       pipelined service calls of 64 bytes, 64 in flight: calls/s
       w1k-w4k  W1-W4 with an authkey: every frame in authenticated records (`all` adds them)
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run

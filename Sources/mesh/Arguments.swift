@@ -36,6 +36,8 @@ enum Command: String, CaseIterable, Sendable {
     case keygen = "keygen"
     case launch = "launch"
     case httpToken = "http-token"
+    case serviceList = "service list"
+    case serviceCall = "service call"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -47,6 +49,8 @@ enum Command: String, CaseIterable, Sendable {
         case .speedtest: return ["--messages", "--size"]
         case .keygen: return []
         case .launch: return []
+        case .serviceList: return []
+        case .serviceCall: return ["--timeout"]
         }
     }
 
@@ -59,6 +63,8 @@ enum Command: String, CaseIterable, Sendable {
         case .topicSend: return ["--no-wait"]
         case .keygen: return ["--base64"]
         case .launch: return ["--check", "--dry-run"]
+        case .serviceList: return ["--json"]
+        case .serviceCall: return []
         }
     }
 
@@ -70,6 +76,8 @@ enum Command: String, CaseIterable, Sendable {
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]
         case .launch: return ["FILE"]
+        case .serviceList: return []
+        case .serviceCall: return ["NAME", "JSON"]
         }
     }
 }
@@ -134,8 +142,8 @@ enum ArgumentParser {
         }
         let command: Command
         switch group {
-        case "node", "topic":
-            let help = group == "node" ? Help.node : Help.topic
+        case "node", "topic", "service":
+            let help = group == "node" ? Help.node : group == "topic" ? Help.topic : Help.service
             guard words.count > 1 else {
                 if wantsHelp { return .help(help) }
                 throw .usage("mesh \(group) needs a subcommand; see mesh \(group) --help")
@@ -163,7 +171,7 @@ enum ArgumentParser {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" ? 2 : 1 } ?? 1
+            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" || $0 == "service" ? 2 : 1 } ?? 1
             if argument == "--" {
                 rest.append(contentsOf: arguments[index...])
                 break

@@ -29,6 +29,8 @@ enum Help {
           keygen                   print a new random key (mesh keygen > mesh.key)
           launch FILE              start a whole system from a launch file and keep it running
           http-token               print the token for the coordinator's web view (--http)
+          service list             list the services with their providers and groups
+          service call NAME JSON   call a service with a JSON request and print the reply
 
         Options:
           --version                print the version
@@ -59,6 +61,16 @@ enum Help {
           topic send TOPIC JSON [--rate HZ] [--count N] [--no-wait] [--timeout S]
           topic hz TOPIC [--window S] [--count N] [--json]
           topic bw TOPIC [--window S] [--count N] [--json]
+
+        \(common)
+        """
+
+    static let service = """
+        usage: mesh service <list|call> [options]
+
+        Commands:
+          service list [--json]                  services, provider counts and groups
+          service call NAME JSON [--timeout S]   call a service, print its reply as JSON
 
         \(common)
         """
@@ -171,6 +183,31 @@ enum Help {
                 (any user name). It is derived from the key (hex of HMAC-SHA256(key,
                 "swift-mesh http token")), so the key itself stays out of browsers and
                 Prometheus configurations. Contacts nobody.
+
+                \(common)
+                """
+        case .serviceList:
+            return """
+                usage: mesh service list [--json] [common options]
+
+                Lists every service some node provides: SERVICE, PROVIDERS (nodes) and GROUPS (node
+                names, with the number of members; each call goes to one provider).
+
+                  --json    print a JSON array of objects instead of a table
+
+                \(common)
+                """
+        case .serviceCall:
+            return """
+                usage: mesh service call NAME JSON [--timeout S] [common options]
+
+                Joins the mesh as a node named mesh-call, calls the service NAME with the JSON value
+                (any JSON) as its request, the way a Swift node sends an Encodable value, and prints
+                the reply as one line of JSON ({"bytes":N,"base64":"…"} when it is not JSON).
+                Exits 1 when no node provides NAME, the call times out, or the provider reports
+                an error.
+
+                  --timeout S  how long to wait for the reply (default 5)
 
                 \(common)
                 """

@@ -35,6 +35,8 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
             throw CommandLineError.failed("no authkey given (--authkey, --authkey-file or MESH_AUTHKEY); a mesh without one needs no token")
         }
         print(try MeshWebServer.token(forAuthkey: key))
+    case .serviceList: try await ServiceCommands.list(arguments, context)
+    case .serviceCall: try await ServiceCommands.call(arguments, context)
     }
 }
 

@@ -8,7 +8,7 @@ import Testing
 struct BenchmarkSmokeTests {
     @Test("mesh-bench --quick runs every workload with no loss and an even worker share")
     func quickRun() async throws {
-        let bench = try ChildProcess("mesh-bench", ["--quick", "--runs", "1", "--json", "w1", "w2", "w3", "w4", "w5", "w6"])
+        let bench = try ChildProcess("mesh-bench", ["--quick", "--runs", "1", "--json", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"])
         defer { bench.terminate() }
         // The JSON report is printed last, as one line; wait for its end before the exit, since the
         // exit can be seen before the last output is read.
@@ -21,7 +21,7 @@ struct BenchmarkSmokeTests {
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         let rows = try #require(object["rows"] as? [[String: Any]])
 
-        for workload in ["w1", "w2", "w3", "w4", "w5", "w6"] {
+        for workload in ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"] {
             #expect(rows.contains { $0["workload"] as? String == workload }, "no row for \(workload)")
         }
         for row in rows {

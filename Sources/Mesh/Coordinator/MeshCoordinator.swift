@@ -380,6 +380,18 @@ public actor MeshCoordinator {
             } catch {
                 reject(connection, "\(message.type) \"\(topic.prefix(80))\": \(error)")
             }
+        case .serve, .unserve:
+            guard let service = message.service else { return reject(connection, "\(message.type) without a service") }
+            do {
+                if message.type == .serve {
+                    try book.serve(node.id, service)
+                } else {
+                    book.unserve(node.id, service)
+                }
+                logger.debug("\(node.name) (\(node.id)) \(message.type)s \"\(service)\"")
+            } catch {
+                reject(connection, "\(message.type) \"\(service.prefix(80))\": \(error)")
+            }
         case .sync:
             reply(topologyFrame(), on: connection)
         case .heartbeat:

@@ -59,6 +59,17 @@ struct TopologyBook: Sendable {
                 throw .invalidTopic(error.description)
             }
         }
+        stored.services = Array(Set(node.services)).sorted()
+        guard stored.services.count <= TopologyBook.maximumTopicsPerNode else {
+            throw .invalidTopic("a node may provide at most \(TopologyBook.maximumTopicsPerNode) services")
+        }
+        for service in stored.services {
+            do {
+                try validateName(service, kind: "service")
+            } catch {
+                throw .invalidTopic(error.description)
+            }
+        }
         let bytes = stored.topics.reduce(0) { $0 + $1.utf8.count }
         guard topicBytes + bytes <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
         topicBytes += bytes
@@ -99,6 +110,30 @@ struct TopologyBook: Sendable {
         guard let node = topology.nodes[id], node.topics.contains(topic) else { return false }
         topicBytes -= topic.utf8.count
         record(.unlisten(id, topic))
+        return true
+    }
+
+    /// Adds `service` to what a node provides; `false` when the node is unknown or already provides it.
+    @discardableResult
+    mutating func serve(_ id: String, _ service: String) throws(Rejection) -> Bool {
+        do {
+            try validateName(service, kind: "service")
+        } catch {
+            throw .invalidTopic(error.description)
+        }
+        guard let node = topology.nodes[id], !node.services.contains(service) else { return false }
+        guard node.services.count < TopologyBook.maximumTopicsPerNode else {
+            throw .invalidTopic("a node may provide at most \(TopologyBook.maximumTopicsPerNode) services")
+        }
+        record(.serve(id, service))
+        return true
+    }
+
+    /// Removes `service` from what a node provides; `false` when there was nothing to remove.
+    @discardableResult
+    mutating func unserve(_ id: String, _ service: String) -> Bool {
+        guard let node = topology.nodes[id], node.services.contains(service) else { return false }
+        record(.unserve(id, service))
         return true
     }
 

@@ -26,16 +26,19 @@ final class CoordinatorLink: ConnectionDelegate {
     }
 }
 
-/// Watches a connection this node dialled to send to a peer. Peers never send on it.
+/// Watches a connection this node dialled to send to a peer. The peer sends only the answers
+/// to this node's service calls on it: replies and failures, handed to the waiting calls.
 final class PeerLink: ConnectionDelegate {
     let nodeID: String
     let events: EventQueue<MeshNode.ControlEvent>
+    let calls: PendingCalls
     // Loop-thread only: set in connectionDidOpen, read in connectionDidClose, both on the loop.
     private nonisolated(unsafe) var opened = false
 
-    init(nodeID: String, events: EventQueue<MeshNode.ControlEvent>) {
+    init(nodeID: String, events: EventQueue<MeshNode.ControlEvent>, calls: PendingCalls) {
         self.nodeID = nodeID
         self.events = events
+        self.calls = calls
     }
 
     func connectionDidOpen(_ connection: Connection) {
@@ -43,12 +46,20 @@ final class PeerLink: ConnectionDelegate {
     }
 
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
-        if let header = try decoder.next() { throw FrameError.unexpectedKind(header.kind) }
+        while let header = try decoder.next() {
+            guard let kind = FrameKind(rawValue: header.kind), kind == .reply || kind == .failure else {
+                throw FrameError.unexpectedKind(header.kind)
+            }
+            let (id, answer) = try decoder.withBody(header) { try ServiceFrame.parseAnswer(kind: kind, $0) }
+            calls.answer(id, answer, on: connection.id, from: nodeID)
+        }
     }
 
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         var unsent = unsent
         if !opened, unsent.frames > 0 { unsent.frames -= 1 }  // the peer hello is not a message
+        // Calls waiting on this connection fail now, not at their timeout.
+        calls.connectionClosed(connection.id, reason: error?.description ?? "connection closed")
         events.push(.peerClosed(nodeID, connection, error, unsent))
     }
 }
@@ -91,6 +102,7 @@ final class InboundLink: ConnectionDelegate {
     let connections: ConnectionSet
     let directory: PeerDirectory
     static let unknownPeerPatience = Duration.seconds(5)
+    let services: ServiceDispatcher
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
@@ -98,11 +110,15 @@ final class InboundLink: ConnectionDelegate {
     /// Keeps a flood of refused connections to a few log lines a second.
     private nonisolated(unsafe) var refusals = RateLimitedLog()
 
-    init(inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet, directory: PeerDirectory) {
+    init(
+        inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet,
+        directory: PeerDirectory, services: ServiceDispatcher
+    ) {
         self.inbox = inbox
         self.counter = counter
         self.logger = logger
         self.connections = connections
+        self.services = services
         self.directory = directory
         directory.whenChanged { [weak self] in
             guard let link = self else { return }
@@ -176,6 +192,14 @@ final class InboundLink: ConnectionDelegate {
                 let message = try decoder.withBody(header) { body in try Self.parse(body, peer: &peer!) }
                 messages.append(message)
                 bytes += header.body.count + Frame.headerLength
+            case .request:
+                guard let caller = peer?.sender else { throw ConnectionError.protocolViolation("request before peer hello") }
+                let request = try decoder.withBody(header) { body throws(FrameError) in try ServiceFrame.parseRequest(body) }
+                services.submit(
+                    InboundRequest(
+                        request: request, caller: caller, replyPath: .connection(connection),
+                        bytes: header.body.count + Frame.headerLength),
+                    from: connection)
             case .peerHello where peer == nil:
                 let hello = try decoder.withBody(header) { try PeerHello.decode($0) }
                 switch check(hello, on: connection) {

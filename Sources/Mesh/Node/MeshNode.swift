@@ -49,6 +49,9 @@ public actor MeshNode {
         /// How to reach peers on the same host. Defaults to `$MESH_SAME_HOST_TRANSPORT`
         /// (`unix` or `tcp`), else TCP (see the README's performance section for why).
         public var sameHostTransport: SameHostTransport
+        /// How many service handlers this node runs at once; requests past it wait their turn
+        /// (in arrival order), they are not refused.
+        public var maximumConcurrentRequests = 64
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -162,7 +165,11 @@ public actor MeshNode {
     let peerDirectory = PeerDirectory()
     private lazy var inboundLink = InboundLink(
         inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections,
-        directory: peerDirectory)
+        directory: peerDirectory, services: services)
+    /// The calls this node waits on, and the handlers of the services it provides.
+    nonisolated let calls: PendingCalls
+    nonisolated let services: ServiceDispatcher
+    var servedServices: Set<String> = []
     nonisolated let router: Router
     var topology = Topology()
     var listenedTopics: Set<String> = []
@@ -209,11 +216,15 @@ public actor MeshNode {
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
         let events = EventQueue<ControlEvent>()
         self.controlEvents = events
+        let calls = PendingCalls(logger: logger)
+        self.calls = calls
+        self.services = ServiceDispatcher(
+            limit: configuration.maximumConcurrentRequests, highWater: configuration.maximumInboxBytes,
+            maximumMessageSize: configuration.maximumMessageSize, logger: logger)
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
             options: MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data), events: events,
-            logger: logger,
-            preferUnix: configuration.sameHostTransport == .unixSocket)
+            logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls)
     }
 
     /// The topology as this node last heard it.
@@ -366,7 +377,7 @@ public actor MeshNode {
         NodeRecord(
             id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
-            local: unixServer.map { _ in MeshDefaults.localScope })
+            local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted())
     }
 
     // MARK: The coordinator
@@ -565,11 +576,12 @@ public actor MeshNode {
         connection.send(ControlMessage(.heartbeat, stats: changed ? current : nil).encodedFrame())
     }
 
-    /// Tells the coordinator about a listen or unlisten, when connected (a reconnect re-sends all).
-    func announce(_ type: ControlMessage.Kind, topic: String) {
+    /// Tells the coordinator about a listen, unlisten, serve or unserve, when connected (a
+    /// reconnect re-sends all).
+    func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil) {
         switch coordinatorState {
         case .registered(let connection), .connecting(let connection):
-            connection.send(ControlMessage(type, topic: topic).encodedFrame())
+            connection.send(ControlMessage(type, topic: topic, service: service).encodedFrame())
         case .disconnected:
             break
         }
@@ -597,6 +609,8 @@ public actor MeshNode {
             break
         }
         coordinatorState = .disconnected
+        services.close()
+        calls.close()
         for connection in router.close() {
             connection.closeAfterFlushing(deadline: deadline)
             closing.append(connection)

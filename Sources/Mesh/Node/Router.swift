@@ -19,6 +19,10 @@ final class Router: Sendable {
         var routes: [String: [Group]] = [:]
         /// Round-robin turns of routes dropped from the cache, so a rebuilt route goes on in turn.
         var turns: [String: Int] = [:]
+        /// The providers of each service, grouped by name, like ``routes``.
+        var serviceRoutes: [String: [Group]] = [:]
+        /// Each service's turn among its groups (a call goes to one provider in one group).
+        var serviceTurns: [String: Int] = [:]
         var strategy: LoadBalancing
         var random = SystemRandomNumberGenerator()
         var peers: [String: Connection] = [:]
@@ -37,12 +41,14 @@ final class Router: Sendable {
     private let events: EventQueue<MeshNode.ControlEvent>
     private let logger: MeshLogger
     private let preferUnix: Bool
+    private let calls: PendingCalls
 
     init(
         nodeID: String, nodeName: String, loadBalancing: LoadBalancing, options: Connection.Options,
-        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger, preferUnix: Bool
+        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger, preferUnix: Bool, calls: PendingCalls
     ) {
         self.preferUnix = preferUnix
+        self.calls = calls
         self.state = Mutex(State(strategy: loadBalancing))
         self.nodeID = nodeID
         self.hello = PeerHello(id: nodeID, name: nodeName).encodedFrame()
@@ -150,6 +156,78 @@ final class Router: Sendable {
             }
         }
         state.routes.removeAll(keepingCapacity: true)
+        for (service, groups) in state.serviceRoutes {
+            for group in groups where !group.members.isEmpty {
+                state.turns[Router.serviceTurnKey(service, group.members[0].node.name)] = group.turn
+            }
+        }
+        state.serviceRoutes.removeAll(keepingCapacity: true)
+    }
+
+    private static func serviceTurnKey(_ service: String, _ group: String) -> String { "\u{1}" + service + "\u{0}" + group }
+
+    /// Where one call goes.
+    enum CallTarget {
+        /// This node provides the service itself.
+        case local(NodeRecord)
+        case remote(Connection, NodeRecord)
+        /// The chosen provider could not be dialled (no socket could be made).
+        case unreachable(NodeRecord)
+    }
+
+    /// Chooses the provider of the next call to `service`: one provider, whatever the number of
+    /// groups. The groups take turns, and so do the members within each group (``LoadBalancing/random``
+    /// picks at random instead; ``LoadBalancing/broadcast`` means turns here). A member whose
+    /// connection failed in the last second, and a group with only such members, is skipped.
+    ///
+    /// - Returns: `nil` when nobody provides `service`.
+    /// - Throws: ``MeshError/closed`` after ``close()``; ``MeshError/invalidName(_:reason:)``.
+    func provider(of service: String) throws(MeshError) -> CallTarget? {
+        try state.withLock { state throws(MeshError) -> CallTarget? in
+            if state.closed { throw .closed }
+            if state.serviceRoutes[service] == nil {
+                try validateName(service, kind: "service")
+                state.serviceRoutes[service] = LoadBalancer.groups(state.topology.providers(of: service)).map { nodes in
+                    Group(
+                        members: nodes.map { node in
+                            RouteMember(node: node, isSelf: node.id == nodeID, connection: state.peers[node.id])
+                        },
+                        turn: state.turns[Router.serviceTurnKey(service, nodes[0].name)] ?? 0)
+                }
+            }
+            var groups: [Group] = []
+            swap(&groups, &state.serviceRoutes[service]!)
+            defer { swap(&groups, &state.serviceRoutes[service]!) }
+            guard !groups.isEmpty else { return nil }
+            if groups.count == 1, groups[0].members.count == 1 {
+                // One provider: nothing to choose (the common case, and the hot path of W8).
+                return target(groups[0].members[0], in: &state)
+            }
+            let strategy: LoadBalancing = state.strategy == .random ? .random : .roundRobin
+            let failed = state.failed
+            let now = failed.isEmpty ? nil : ContinuousClock.now
+            let isAvailable = { (member: RouteMember) -> Bool in
+                guard let now, let since = failed[member.node.id] else { return true }
+                return now - since > .seconds(1)
+            }
+            var groupTurn = state.serviceTurns[service] ?? 0
+            let groupIndex = LoadBalancer.pick(
+                strategy, among: groups.count, turn: &groupTurn,
+                isAvailable: { groups[$0].members.contains(where: isAvailable) }, using: &state.random)
+            state.serviceTurns[service] = groupTurn
+            let members = groups[groupIndex].members
+            let memberIndex = LoadBalancer.pick(
+                strategy, among: members.count, turn: &groups[groupIndex].turn,
+                isAvailable: { isAvailable(members[$0]) }, using: &state.random)
+            return target(members[memberIndex], in: &state)
+        }
+    }
+
+    private func target(_ member: RouteMember, in state: inout State) -> CallTarget {
+        if member.isSelf { return .local(member.node) }
+        if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
+        guard let connection = member.connection else { return .unreachable(member.node) }
+        return .remote(connection, member.node)
     }
 
     private static func turnKey(_ topic: String, _ group: String) -> String { topic + "\u{0}" + group }
@@ -172,7 +250,7 @@ final class Router: Sendable {
             var options = self.options
             options.handshake = options.handshake.expecting(NodeID.bytes(node.id))
             let connection = try Connection.connect(
-                to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events))
+                to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events, calls: calls))
             connection.send(hello)
             state.peers[node.id] = connection
             if state.failed[node.id] != nil { state.statistics.reconnects += 1 }

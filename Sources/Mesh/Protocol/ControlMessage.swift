@@ -36,6 +36,10 @@ struct ControlMessage: Codable, Sendable, Equatable {
         case killed
         /// coordinator → node: stop cleanly now (`reason` says who asked).
         case shutdown
+        /// node → coordinator: `service` (start providing it).
+        case serve
+        /// node → coordinator: `service` (stop providing it).
+        case unserve
     }
 
     var type: Kind
@@ -55,11 +59,14 @@ struct ControlMessage: Codable, Sendable, Equatable {
     var remaining: [String]?
     /// With `register`: the node's id secret, 32 hex digits (see ``NodeID``).
     var secret: String?
+    /// With `serve` and `unserve`: the service's name.
+    var service: String?
 
     init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
-        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil
+        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil,
+        service: String? = nil
     ) {
         self.type = type
         self.node = node
@@ -73,6 +80,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
         self.stopped = stopped
         self.remaining = remaining
         self.secret = secret
+        self.service = service
     }
 
     /// The whole frame: header plus JSON body.

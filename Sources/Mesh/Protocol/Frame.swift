@@ -6,6 +6,12 @@ enum FrameKind: UInt8, Sendable {
     case peerHello = 0x02
     /// A published message: topic, payload encoding and payload bytes.
     case message = 0x03
+    /// A service call, dialling node → provider: call id, service, payload encoding and payload.
+    case request = 0x04
+    /// A service's answer, provider → caller on the caller's connection: call id, encoding, payload.
+    case reply = 0x05
+    /// A call that failed at the provider: call id, a reason code and a UTF-8 description.
+    case failure = 0x06
 }
 
 /// A whole frame, copied out of the stream (tests and the control plane use this form).

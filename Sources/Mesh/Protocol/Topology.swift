@@ -10,6 +10,8 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     public var port: UInt16
     /// Topics this node listens to, sorted.
     public var topics: [String]
+    /// Services this node provides, sorted (absent on the wire when empty).
+    public var services: [String]
     /// The node's process id, for `mesh node list`.
     public var pid: Int32?
     /// When the node joined, in seconds since 1970 (the coordinator's clock).
@@ -20,16 +22,49 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
-        joined: Double? = nil, local: String? = nil
+        joined: Double? = nil, local: String? = nil, services: [String] = []
     ) {
         self.id = id
         self.name = name
         self.host = host
         self.port = port
         self.topics = topics
+        self.services = services
         self.pid = pid
         self.joined = joined
         self.local = local
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, name, host, port, topics, services, pid, joined, local
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        name = try container.decode(String.self, forKey: .name)
+        host = try container.decode(String.self, forKey: .host)
+        port = try container.decode(UInt16.self, forKey: .port)
+        topics = try container.decode([String].self, forKey: .topics)
+        services = try container.decodeIfPresent([String].self, forKey: .services) ?? []
+        pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
+        joined = try container.decodeIfPresent(Double.self, forKey: .joined)
+        local = try container.decodeIfPresent(String.self, forKey: .local)
+    }
+
+    /// Writes `services` only when there are some, so records of nodes without services (most
+    /// of them) stay as they were: every record goes to every node.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(name, forKey: .name)
+        try container.encode(host, forKey: .host)
+        try container.encode(port, forKey: .port)
+        try container.encode(topics, forKey: .topics)
+        if !services.isEmpty { try container.encode(services, forKey: .services) }
+        try container.encodeIfPresent(pid, forKey: .pid)
+        try container.encodeIfPresent(joined, forKey: .joined)
+        try container.encodeIfPresent(local, forKey: .local)
     }
 
     /// Where peers on other hosts dial this node.
@@ -73,6 +108,20 @@ public struct Topology: Sendable, Equatable {
         nodes.values.filter { $0.name == name }.sorted { $0.id < $1.id }
     }
 
+    /// The nodes providing `service`, ordered by id.
+    public func providers(of service: String) -> [NodeRecord] {
+        nodes.values.filter { $0.services.contains(service) }.sorted { $0.id < $1.id }
+    }
+
+    /// Every service someone provides, with its providers ordered by id.
+    public var services: [String: [NodeRecord]] {
+        var result: [String: [NodeRecord]] = [:]
+        for node in nodes.values.sorted(by: { $0.id < $1.id }) {
+            for service in node.services { result[service, default: []].append(node) }
+        }
+        return result
+    }
+
     /// Every topic someone listens to, with its listeners ordered by id.
     public var topics: [String: [NodeRecord]] {
         var result: [String: [NodeRecord]] = [:]
@@ -112,6 +161,21 @@ public struct Topology: Sendable, Equatable {
             node.topics.remove(at: index)
             nodes[id] = node
             return true
+        case .serve:
+            guard let id = change.id, let service = change.service, var node = nodes[id],
+                !node.services.contains(service)
+            else { return false }
+            node.services.append(service)
+            node.services.sort()
+            nodes[id] = node
+            return true
+        case .unserve:
+            guard let id = change.id, let service = change.service, var node = nodes[id],
+                let index = node.services.firstIndex(of: service)
+            else { return false }
+            node.services.remove(at: index)
+            nodes[id] = node
+            return true
         }
     }
 
@@ -144,16 +208,18 @@ struct TopologySnapshot: Codable, Sendable, Equatable {
 /// One change to the topology.
 struct TopologyChange: Codable, Sendable, Equatable {
     enum Operation: String, Codable, Sendable {
-        case join, leave, listen, unlisten
+        case join, leave, listen, unlisten, serve, unserve
     }
 
     var op: Operation
     /// The whole record, for `join`.
     var node: NodeRecord?
-    /// The node's id, for `leave`, `listen` and `unlisten`.
+    /// The node's id, for `leave`, `listen`, `unlisten`, `serve` and `unserve`.
     var id: String?
     /// The topic, for `listen` and `unlisten`.
     var topic: String?
+    /// The service, for `serve` and `unserve`.
+    var service: String?
 
     static func join(_ node: NodeRecord) -> TopologyChange { TopologyChange(op: .join, node: node) }
     static func leave(_ id: String) -> TopologyChange { TopologyChange(op: .leave, id: id) }
@@ -162,6 +228,12 @@ struct TopologyChange: Codable, Sendable, Equatable {
     }
     static func unlisten(_ id: String, _ topic: String) -> TopologyChange {
         TopologyChange(op: .unlisten, id: id, topic: topic)
+    }
+    static func serve(_ id: String, _ service: String) -> TopologyChange {
+        TopologyChange(op: .serve, id: id, service: service)
+    }
+    static func unserve(_ id: String, _ service: String) -> TopologyChange {
+        TopologyChange(op: .unserve, id: id, service: service)
     }
 }
 

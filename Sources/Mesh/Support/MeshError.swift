@@ -26,6 +26,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     case weakKey(length: Int, minimum: Int)
     /// The coordinator refused a request from the `mesh` tool (an admin request without the admin key, say).
     case requestRefused(reason: String)
+    /// A service call failed; the ``ServiceError`` says which side and why.
+    case service(ServiceError)
 
     public var description: String {
         switch self {
@@ -53,6 +55,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the coordinator refused the request: \(reason)"
         case .weakKey(let length, let minimum):
             return "the authkey is \(length) byte(s); at least \(minimum) are required (generate one with `mesh keygen`)"
+        case .service(let error):
+            return error.description
         }
     }
 }

@@ -12,6 +12,8 @@ enum NodeCommands {
         var address: String
         var pid: Int32?
         var topics: [String]
+        /// The services it provides.
+        var services: [String]
         /// Seconds since 1970, the coordinator's clock.
         var joined: Double?
         /// Seconds since it joined.
@@ -25,6 +27,7 @@ enum NodeCommands {
             address = node.address.description
             pid = node.pid
             topics = node.topics
+            services = node.services
             joined = node.joined
             uptime = node.joined.map { max(0, now - $0) }
         }

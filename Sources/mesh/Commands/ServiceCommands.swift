@@ -1,0 +1,65 @@
+import Foundation
+import Mesh
+
+/// `mesh service list` and `mesh service call`.
+enum ServiceCommands {
+    /// One service in `mesh service list --json`.
+    struct ServiceEntry: Encodable {
+        struct Group: Encodable {
+            var name: String
+            var members: Int
+        }
+
+        var service: String
+        var providers: Int
+        var groups: [Group]
+    }
+
+    static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+        let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
+        let entries = topology.services.sorted { $0.key < $1.key }.map { service, providers in
+            let members = Dictionary(grouping: providers, by: \.name)
+            return ServiceEntry(
+                service: service, providers: providers.count,
+                groups: members.keys.sorted().map { ServiceEntry.Group(name: $0, members: members[$0]?.count ?? 0) })
+        }
+        if arguments.has("--json") {
+            print(Format.json(entries))
+            return
+        }
+        let rows = entries.map { entry in
+            [
+                entry.service, String(entry.providers),
+                entry.groups.map { "\($0.name) (\($0.members))" }.joined(separator: ", "),
+            ]
+        }
+        print(Format.table(["SERVICE", "PROVIDERS", "GROUPS"], rows))
+    }
+
+    static func call(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+        let service = arguments.positionals[0]
+        let request: JSONValue
+        do {
+            request = try JSONValue(parsing: Data(arguments.positionals[1].utf8))
+        } catch {
+            throw CommandLineError.usage("invalid JSON \"\(arguments.positionals[1].prefix(40))\": \(JSONValue.describe(error))")
+        }
+        let patience = try arguments.positiveNumber("--timeout") ?? 5
+        let node = try await context.node(named: "mesh-call")
+        do {
+            let reply = try await runUntilSignal(onSignal: { await node.close() }) {
+                try await node.call(service, request, as: Data.self, timeout: .milliseconds(Int(patience * 1000)))
+            }
+            await node.close()
+            guard let reply else { return }  // interrupted
+            if let value = try? JSONValue(parsing: reply) {
+                print(Format.compactJSON(value))
+            } else {
+                print("{\"bytes\":\(reply.count),\"base64\":\"\(reply.base64EncodedString())\"}")
+            }
+        } catch {
+            await node.close()
+            throw error
+        }
+    }
+}
