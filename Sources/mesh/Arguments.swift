@@ -33,6 +33,9 @@ enum Command: String, CaseIterable, Sendable {
     case topicBw = "topic bw"
     case status = "status"
     case speedtest = "speedtest"
+    case bagRecord = "bag record"
+    case bagInfo = "bag info"
+    case bagPlay = "bag play"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -42,6 +45,9 @@ enum Command: String, CaseIterable, Sendable {
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
         case .speedtest: return ["--messages", "--size"]
+        case .bagRecord: return ["-o", "--output", "--duration", "--max-size"]
+        case .bagInfo: return []
+        case .bagPlay: return ["--rate", "--topics", "--start", "--timeout"]
         }
     }
 
@@ -52,6 +58,9 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["--json", "--all"]
         case .topicEcho: return []
         case .topicSend: return ["--no-wait"]
+        case .bagRecord: return ["--all"]
+        case .bagInfo: return ["--json"]
+        case .bagPlay: return ["--loop", "--wait-for-listeners", "--no-wait"]
         }
     }
 
@@ -62,6 +71,8 @@ enum Command: String, CaseIterable, Sendable {
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]
+        case .bagRecord: return []  // topics, any number: see ParsedArguments.parseOptions
+        case .bagInfo, .bagPlay: return ["FILE"]
         }
     }
 }
@@ -126,8 +137,8 @@ enum ArgumentParser {
         }
         let command: Command
         switch group {
-        case "node", "topic":
-            let help = group == "node" ? Help.node : Help.topic
+        case "node", "topic", "bag":
+            let help = group == "node" ? Help.node : group == "topic" ? Help.topic : Help.bag
             guard words.count > 1 else {
                 if wantsHelp { return .help(help) }
                 throw .usage("mesh \(group) needs a subcommand; see mesh \(group) --help")
@@ -155,7 +166,7 @@ enum ArgumentParser {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" ? 2 : 1 } ?? 1
+            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" || $0 == "bag" ? 2 : 1 } ?? 1
             if argument == "--" {
                 rest.append(contentsOf: arguments[index...])
                 break
@@ -232,7 +243,7 @@ enum ArgumentParser {
         if parsed.positionals.count < names.count {
             throw .usage("mesh \(command.rawValue) needs \(names[parsed.positionals.count]); \(seeHelp)")
         }
-        if parsed.positionals.count > names.count {
+        if parsed.positionals.count > names.count, command != .bagRecord {
             let extra = parsed.positionals[names.count]
             if command == .nodeKill && parsed.has("--all") {
                 throw .usage("give either a NAME|ID or --all, not both")

@@ -24,6 +24,7 @@ enum Help {
           topic bw TOPIC           print the bandwidth on a topic every second
           status                   the coordinator's uptime and each node's counters
           speedtest                measure throughput between two nodes in this process
+          bag record|info|play     record messages to an MCAP file, describe one, replay one
 
         Options:
           --version                print the version
@@ -60,6 +61,8 @@ enum Help {
 
     static func text(for command: Command) -> String {
         switch command {
+        case .bagRecord, .bagInfo, .bagPlay:
+            return bagText(for: command)
         case .nodeList:
             return """
                 usage: mesh node list [--json] [common options]

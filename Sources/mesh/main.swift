@@ -27,6 +27,9 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
+    case .bagRecord: try await BagCommands.record(arguments, context)
+    case .bagInfo: try BagCommands.info(arguments)
+    case .bagPlay: try await BagCommands.play(arguments, context)
     }
 }
 
