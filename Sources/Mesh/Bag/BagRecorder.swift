@@ -283,6 +283,13 @@ public final class BagRecorder: Sendable {
         return (failure, late)
     }
 
+    /// Closes and removes the file, for a recording that never started (joining the mesh failed).
+    public func discard() async {
+        state.withLock { $0.stopped = true }
+        _ = await file.close()
+        unlink(path)
+    }
+
     /// Now, in nanoseconds since 1970.
     static func wallClockNanoseconds() -> UInt64 {
         var now = timespec()

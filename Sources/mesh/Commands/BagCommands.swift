@@ -27,7 +27,13 @@ enum BagCommands {
         } catch {
             throw CommandLineError.failed(error.description)
         }
-        let node = try await context.node(named: "mesh-bag-\(ProcessInfo.processInfo.processIdentifier)")
+        let node: MeshNode
+        do {
+            node = try await context.node(named: "mesh-bag-\(ProcessInfo.processInfo.processIdentifier)")
+        } catch {
+            await recorder.discard()
+            throw error
+        }
         let what = all ? "all topics" : topics.count == 1 ? topics[0] : "\(topics.count) topics"
         let progressLine = ProgressLine()
         let report: BagRecorder.Report?
