@@ -14,6 +14,7 @@ enum MeshRoles {
         case "pinger": try await pinger(arguments)
         case "ponger": try await ponger(arguments)
         case "swarm": try await swarm(arguments)
+        case "bag-recorder": try await BagBench.recorder(arguments)
         default: throw BenchFailure.usage("unknown role \"\(arguments.role)\"")
         }
     }

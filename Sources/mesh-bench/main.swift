@@ -4,7 +4,7 @@ import Foundation
 let usage = """
     usage: swift run -c release mesh-bench [WORKLOAD...] [options]
 
-    workloads (default: w1 w2 w3 w4 w5 w6; `all` adds crypto)
+    workloads (default: w1 w2 w3 w4 w5 w6; `all` adds bag and crypto)
       w1       1 sender → 1 receiver, 64-byte Data and a small Codable struct: msgs/s, lost
       w2       ping-pong of 64-byte messages: round-trip p50/p90/p99 in µs
       w3       1 MiB Data messages: MB/s, lost
@@ -12,6 +12,8 @@ let usage = """
       w5       1 sender → 4 workers sharing one name: messages per worker
       w6       100, 500 and 1000 nodes join one coordinator: seconds until all see all,
                the coordinator's CPU time and bytes written
+      bag      `mesh bag record` taking 1,000,000 64-byte and 1,000 1 MiB messages into an
+               MCAP file: msgs/s and MB/s (against the mesh's W3 in the same run), lost
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run
 
@@ -55,8 +57,9 @@ struct BenchOptions {
                 messages = parsed
             case "--quick": quick = true
             case "--json": json = true
-            case "all": workloads += Workloads.names + ["crypto"]
-            case _ where Workloads.names.contains(argument) || argument == "crypto": workloads.append(argument)
+            case "all": workloads += Workloads.names + ["bag", "crypto"]
+            case _ where Workloads.names.contains(argument) || argument == "crypto" || argument == "bag":
+                workloads.append(argument)
             default: throw BenchFailure.usage("unknown workload or option \"\(argument)\"")
             }
         }

@@ -66,6 +66,19 @@ struct MCAPTests {
         }
         crc.update(Array(bytes[start...]))
         #expect(crc.value == CRC32.checksum(bytes))
+        // Combining two checksums equals hashing the bytes together, at every split.
+        for split in [0, 1, 7, 8, 9, 100, 999, 1000] {
+            let a = CRC32.checksum(Array(bytes[..<split]))
+            let b = CRC32.checksum(Array(bytes[split...]))
+            #expect(CRC32.combine(a, b, length: bytes.count - split) == CRC32.checksum(bytes), "split at \(split)")
+            var extended = CRC32()
+            extended.update(Array(bytes[..<split]))
+            extended.append(checksum: b, length: bytes.count - split)
+            #expect(extended.value == CRC32.checksum(bytes))
+        }
+        // A long run of zeros (the shift operator's powers wrap with period 32).
+        let zeros = [UInt8](repeating: 0, count: 3 << 20)
+        #expect(CRC32.combine(CRC32.checksum([1, 2, 3]), CRC32.checksum(zeros), length: zeros.count) == CRC32.checksum([1, 2, 3] + zeros))
     }
 
     @Test("what the writer writes, the reader reads back: messages, channels, summary")

@@ -55,6 +55,57 @@ public struct CRC32: Sendable {
         bytes.withUnsafeBytes { update($0) }
     }
 
+    /// The checksum of `a` followed by `b`, from the checksum of each and `b`'s length, without
+    /// the bytes: the writer hashes each chunk once and extends the data section's CRC with it.
+    ///
+    /// Appending `n` bytes multiplies the message polynomial by x^(8n); so the combined register
+    /// is `a`'s times x^(8n) mod P, plus `b`'s (the pre- and post-conditioning cancel out).
+    public static func combine(_ a: UInt32, _ b: UInt32, length: Int) -> UInt32 {
+        guard length > 0 else { return a }
+        return multiplyModP(powerOfX(eightTimes: UInt64(length)), a) ^ b
+    }
+
+    /// Extends `self` as if `length` bytes with checksum `crc` had been passed to ``update(_:)``.
+    public mutating func append(checksum crc: UInt32, length: Int) {
+        register = CRC32.combine(value, crc, length: length) ^ 0xFFFF_FFFF
+    }
+
+    /// a·b mod P, in the reflected bit order the register uses (bit 31 is x^0).
+    private static func multiplyModP(_ a: UInt32, _ b: UInt32) -> UInt32 {
+        var mask: UInt32 = 1 << 31
+        var product: UInt32 = 0
+        var b = b
+        while mask != 0 {
+            if a & mask != 0 { product ^= b }
+            if a & (mask &- 1) == 0 { break }  // no higher powers of x left in a
+            mask >>= 1
+            b = b & 1 != 0 ? (b >> 1) ^ 0xEDB8_8320 : b >> 1
+        }
+        return product
+    }
+
+    /// x^(8n) mod P, by squaring: powers[k] is x^(2^k) mod P.
+    private static func powerOfX(eightTimes n: UInt64) -> UInt32 {
+        var result: UInt32 = 1 << 31  // x^0
+        var n = n
+        var k = 3  // x^(8n) = x^(2^3 · n)
+        while n != 0 {
+            if n & 1 != 0 { result = multiplyModP(powers[k % 32], result) }
+            n >>= 1
+            k += 1
+        }
+        return result
+    }
+
+    /// x^(2^k) mod P for k in 0..<32. The order of x modulo P divides 2^32 − 1, so x^(2^32) = x
+    /// and the powers repeat with period 32: `powers[k % 32]` serves every k.
+    private static let powers: [UInt32] = {
+        var powers = [UInt32](repeating: 0, count: 32)
+        powers[0] = 1 << 30  // x^1
+        for k in 1..<32 { powers[k] = multiplyModP(powers[k - 1], powers[k - 1]) }
+        return powers
+    }()
+
     /// Eight 256-entry tables: table 0 is the classic byte-at-a-time table, table k advances a
     /// byte k more positions through the register.
     private static let tables: [UInt32] = {

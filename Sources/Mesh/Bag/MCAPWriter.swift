@@ -150,11 +150,13 @@ public struct MCAPWriter: Sendable {
         output.u64(chunkStartTime)
         output.u64(chunkEndTime)
         output.u64(recordsLength)
-        output.u32(CRC32.checksum(chunk.bytes))
+        let recordsCRC = CRC32.checksum(chunk.bytes)
+        output.u32(recordsCRC)
         output.string("")
         output.u64(recordsLength)
         output.bytes.withUnsafeBytes { dataSectionCRC.update(UnsafeRawBufferPointer(rebasing: $0[start...])) }
-        dataSectionCRC.update(chunk.bytes)
+        // The records are hashed once: their CRC extends the data section's.
+        dataSectionCRC.append(checksum: recordsCRC, length: chunk.count)
         // The records move into the output as they are: one copy less for large messages.
         segments.append(output.bytes)
         segments.append(chunk.bytes)
