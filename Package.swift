@@ -24,8 +24,10 @@ let package = Package(
         .target(name: "CMeshSystem"),
         // Our SHA-256 compression on the x86 SHA extensions, chosen at run time when the CPU has them.
         .target(name: "CMeshSHA"),
+        // CRC-32 on the x86 carry-less multiply, chosen at run time, for the MCAP files of `mesh bag`.
+        .target(name: "CMeshCRC"),
         .target(name: "MeshCrypto", dependencies: ["CMeshSHA"], swiftSettings: swiftSettings),
-        .target(name: "Mesh", dependencies: ["MeshCrypto", "CMeshSystem"], swiftSettings: swiftSettings),
+        .target(name: "Mesh", dependencies: ["MeshCrypto", "CMeshSystem", "CMeshCRC"], swiftSettings: swiftSettings),
         .executableTarget(name: "mesh-coordinator", dependencies: ["Mesh"], swiftSettings: swiftSettings),
         .executableTarget(name: "mesh", dependencies: ["Mesh"], swiftSettings: swiftSettings),
         .executableTarget(

@@ -66,6 +66,14 @@ struct MCAPTests {
         }
         crc.update(Array(bytes[start...]))
         #expect(crc.value == CRC32.checksum(bytes))
+        // The accelerated path (when this CPU has it) equals the table at every length and alignment.
+        for length in 0...300 {
+            for offset in 0..<4 {
+                let slice = Array(bytes[offset..<(offset + length)])
+                #expect(CRC32.checksum(slice) == CRC32.portableChecksum(slice), "length \(length) at \(offset)")
+            }
+        }
+        #expect(CRC32.checksum(bytes) == CRC32.portableChecksum(bytes))
         // Combining two checksums equals hashing the bytes together, at every split.
         for split in [0, 1, 7, 8, 9, 100, 999, 1000] {
             let a = CRC32.checksum(Array(bytes[..<split]))

@@ -55,6 +55,16 @@ public final class BagRecorder: Sendable {
         public var topics = 0
         /// Seconds since recording started.
         public var seconds = 0.0
+
+        public init() {}
+
+        init(messages: Int, payloadBytes: Int, fileBytes: UInt64, topics: Int, seconds: Double) {
+            self.messages = messages
+            self.payloadBytes = payloadBytes
+            self.fileBytes = fileBytes
+            self.topics = topics
+            self.seconds = seconds
+        }
     }
 
     /// Why a recording ended.

@@ -1,8 +1,15 @@
+import Foundation
+
+#if canImport(CMeshCRC)
+internal import CMeshCRC
+#endif
+
 /// CRC-32 as MCAP (and zlib, PNG, Ethernet) define it: polynomial 0xEDB88320 (reflected), initial
 /// value and final XOR 0xFFFFFFFF.
 ///
-/// Table-driven, eight bytes a step ("slicing by 8"), so checking a recording costs about as much
-/// as reading it.
+/// On x86 CPUs with the carry-less multiply, runs of 64 bytes and more go through our C folding
+/// code (`Sources/CMeshCRC`, several GB/s); everything else is table-driven, eight bytes a step
+/// ("slicing by 8").
 public struct CRC32: Sendable {
     /// The running register, before the final XOR.
     private var register: UInt32 = 0xFFFF_FFFF
@@ -26,6 +33,19 @@ public struct CRC32: Sendable {
 
     /// Adds `bytes` to the checksum.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
+        var done = 0
+        #if canImport(CMeshCRC)
+        if bytes.count >= 64, CRC32.acceleratorAvailable {
+            done = bytes.count & ~15
+            register = cmesh_crc32_clmul(register, base, done)
+        }
+        #endif
+        updatePortable(UnsafeRawBufferPointer(rebasing: bytes[done...]))
+    }
+
+    /// Adds `bytes` with the table-driven code only.
+    mutating func updatePortable(_ bytes: UnsafeRawBufferPointer) {
         guard var pointer = bytes.baseAddress else { return }
         var remaining = bytes.count
         var crc = register
@@ -53,6 +73,23 @@ public struct CRC32: Sendable {
     /// Adds `bytes` to the checksum.
     public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// Whether this CPU has what the C folding code needs, asked once; `MESH_CRC32_PORTABLE=1`
+    /// turns it off (the tests run both paths).
+    static let acceleratorAvailable: Bool = {
+        #if canImport(CMeshCRC)
+        ProcessInfo.processInfo.environment["MESH_CRC32_PORTABLE"] == nil && cmesh_crc32_clmul_available() != 0
+        #else
+        false
+        #endif
+    }()
+
+    /// The checksum of `bytes` without the C folding code (for tests comparing both paths).
+    static func portableChecksum(_ bytes: [UInt8]) -> UInt32 {
+        var crc = CRC32()
+        bytes.withUnsafeBytes { crc.updatePortable($0) }
+        return crc.value
     }
 
     /// The checksum of `a` followed by `b`, from the checksum of each and `b`'s length, without

@@ -120,7 +120,7 @@ public struct MCAPWriter: Sendable {
         chunk.u32(sequences[channel])
         chunk.u64(logTime)
         chunk.u64(publishTime)
-        chunk.bytes.append(contentsOf: data)
+        chunk.raw(data)
         chunkStartTime = min(chunkStartTime, logTime)
         chunkEndTime = max(chunkEndTime, logTime)
         if statistics.messageCount == 0 {

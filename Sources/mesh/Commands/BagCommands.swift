@@ -36,11 +36,16 @@ enum BagCommands {
         }
         let what = all ? "all topics" : topics.count == 1 ? topics[0] : "\(topics.count) topics"
         let progressLine = ProgressLine()
+        let previous = Mutex(BagRecorder.Progress())
         let report: BagRecorder.Report?
         do {
             report = try await runUntilSignal {
                 try await recorder.run(node: node) { progress in
-                    progressLine.show("recording \(what) to \(path): \(progressText(progress))")
+                    let before = previous.withLock { last in
+                        defer { last = progress }
+                        return last
+                    }
+                    progressLine.show("recording \(what) to \(path): \(progressText(progress, since: before))")
                 }
             }
         } catch let error as MeshBagError {
@@ -68,9 +73,10 @@ enum BagCommands {
         print(line)
     }
 
-    /// `1,234 msgs, 56.7 KiB, 1,234 msgs/s` style figures for the progress line.
-    static func progressText(_ progress: BagRecorder.Progress) -> String {
-        let rate = progress.seconds > 0 ? Double(progress.messages) / progress.seconds : 0
+    /// `1234 msgs, 56.7 KiB, 1000 msgs/s, file 80.1 KiB`: totals, and the rate since `before`.
+    static func progressText(_ progress: BagRecorder.Progress, since before: BagRecorder.Progress) -> String {
+        let span = progress.seconds - before.seconds
+        let rate = span > 0 ? Double(progress.messages - before.messages) / span : 0
         return "\(progress.messages) msgs, \(Format.bytes(Double(progress.payloadBytes))), \(Format.fixed(rate, decimals: 0)) msgs/s, file \(Format.bytes(Double(progress.fileBytes)))"
     }
 
