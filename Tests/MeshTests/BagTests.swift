@@ -419,6 +419,38 @@ struct BagTests {
         cli.expectFailure(usage, code: 2, mentioning: "needs a TOPIC or --all")
     }
 
+    @Test(
+        "a full disk: exit 1 with a clear error, and what was written before stays readable",
+        .enabled(if: geteuid() == 0, "mounting a small tmpfs needs root"))
+    func diskFull() async throws {
+        let coordinator = try await RunningCoordinator.start()
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A 512 KiB file system of its own, so the disk fills without touching anyone else's.
+        try #require(mount("tmpfs", directory, "tmpfs", 0, "size=512k") == 0, "mount: \(String(cString: strerror(errno)))")
+        defer { umount2(directory, Int32(MNT_DETACH)) }
+        let path = directory + "/full.mcap"
+        let recorder = try startRecorder(["-o", path, "fill"], coordinator)
+        defer { recorder.terminate() }
+        let sender = try await coordinator.node("filler")
+        try await waitForRecorder(on: ["fill"], via: sender)
+        // 10 kB every 25 ms: a flush (every 0.5 s) writes about 200 kB, so the second or third fills the disk.
+        for index in 0..<100 {
+            try await sender.send("fill", Data(repeating: UInt8(index), count: 10_000))
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        #expect(try await recorder.waitForExit(seconds: 20) == 1, "\(recorder.output)")
+        let failure = recorder.output.split(separator: "\n").filter { $0.hasPrefix("mesh: ") }
+        #expect(failure.count == 1 && failure[0].contains("writing \(path) failed: No space left on device"), "\(recorder.output)")
+        let info = try await cli.mesh(["bag", "info", path, "--json"])
+        #expect(info.code == 0, "\(info)")
+        let object = try #require(try info.json() as? [String: Any])
+        let count = object["messages"] as? Int ?? 0
+        #expect(object["endedCleanly"] as? Bool == false && count > 0 && count < 52, "\(count) messages readable")
+        await sender.close()
+        await coordinator.stop()
+    }
+
     @Test("--duration and --max-size stop the recording and leave a complete file")
     func limits() async throws {
         let coordinator = try await RunningCoordinator.start()
