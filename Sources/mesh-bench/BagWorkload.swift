@@ -8,7 +8,8 @@ import Mesh
 /// mesh's own W3 (1 MiB messages to a plain receiver) measured in the same run (floor 0.5×). The
 /// rate is the file's: messages (or payload bytes) over the span of their receive times, read
 /// back from the finished file, so a message counts only once it is in the file. Lost is what
-/// was sent and is not in the file.
+/// was sent and is not in the file. The 1 MiB row also notes the file system's own ceiling in the
+/// same run: plain 4 MiB `write` calls of the same number of bytes into the same directory.
 extension Workloads {
     func bag() async -> [BenchRow] {
         let count = sizes.w1Messages
@@ -35,6 +36,9 @@ extension Workloads {
             let result = try await recordRun(count: bigCount, size: bigSize, deadline: bigLimit)
             row.ours.append(result.megabytesPerSecond)
             row.lost = max(row.lost ?? 0, bigCount - result.recorded)
+        }
+        await repeatRuns(&big, "plain file writes") { row in
+            row.addDetail("plain write MB/s", try await plainWriteMegabytesPerSecond(bytes: bigCount * bigSize))
         }
         await repeatRuns(&big, "mesh W3") { row in
             let fanOut = try await meshFanOut(
@@ -81,6 +85,40 @@ extension Workloads {
                 megabytesPerSecond: Double(result.bytes ?? 0) / seconds / 1e6, fileBytes: Int(result.elapsedNanos ?? 0))
         }
     }
+}
+
+/// Writes `bytes` zero bytes in 4 MiB `write` calls to a new file in the temporary directory (on
+/// a thread of its own), then removes it; returns MB/s.
+private func plainWriteMegabytesPerSecond(bytes: Int) async throws -> Double {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("mesh-bench-plain-\(ProcessInfo.processInfo.processIdentifier).bin").path
+    let result: Result<Double, BenchFailure> = await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                continuation.resume(returning: .failure(.run("cannot create \(path)")))
+                return
+            }
+            defer {
+                close(fd)
+                unlink(path)
+            }
+            let block = [UInt8](repeating: 0, count: 4 << 20)
+            let start = monotonicNanos()
+            var left = bytes
+            while left > 0 {
+                let written = block.withUnsafeBytes { write(fd, $0.baseAddress, min(left, $0.count)) }
+                guard written > 0 else {
+                    continuation.resume(returning: .failure(.run("write to \(path) failed")))
+                    return
+                }
+                left -= written
+            }
+            let seconds = Double(monotonicNanos() - start) / 1e9
+            continuation.resume(returning: .success(Double(bytes) / seconds / 1e6))
+        }
+    }
+    return try result.get()
 }
 
 /// The recorder's side of the `bag` workload, run as a child process.
