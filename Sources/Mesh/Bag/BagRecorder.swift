@@ -140,7 +140,9 @@ public final class BagRecorder: Sendable {
             for topic in options.topics { try await record(topic, node: node) }
             if options.allTopics { watcher = Task { await self.followTopology(node) } }
         } catch {
-            _ = await finish()
+            // Nothing was recorded yet: leave no file behind for a recording that never started.
+            watcher?.cancel()
+            await discard()
             throw error
         }
         var reason = StopReason.cancelled
