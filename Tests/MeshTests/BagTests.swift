@@ -474,6 +474,11 @@ struct BagTests {
         let (messages, reader) = try BagTests.readMessages(path)
         #expect(reader.endedCleanly)
         #expect(messages.count >= 19 && messages.count <= 21, "\(messages.count)")
+
+        // A topic the mesh refuses: exit 2, and no file left behind.
+        let refused = try await cli.mesh(["bag", "record", "-o", directory + "/refused.mcap", ""], environment: environment(coordinator))
+        cli.expectFailure(refused, code: 2, mentioning: "topic must not be empty")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/refused.mcap"))
         await sender.close()
         await coordinator.stop()
     }
