@@ -411,6 +411,31 @@ struct BagTests {
         cli.expectFailure(try await cli.mesh(["bag", "info", directory]), code: 1, mentioning: "is a directory")
     }
 
+    @Test("--help on every bag command; bad arguments exit 2 with one line, before touching anything")
+    func arguments() async throws {
+        for words in [["bag"], ["bag", "record"], ["bag", "info"], ["bag", "play"]] {
+            let run = try await cli.mesh(words + ["--help"])
+            #expect(run.code == 0 && run.output.hasPrefix("usage: mesh " + words.joined(separator: " ")), "\(run)")
+        }
+        let cases: [([String], String)] = [
+            (["bag"], "mesh bag needs a subcommand"),
+            (["bag", "rewind"], "unknown command \"mesh bag rewind\""),
+            (["bag", "record", "t"], "needs -o FILE.mcap"),
+            (["bag", "record", "-o"], "-o needs a value"),
+            (["bag", "record", "-o", "/tmp/never.mcap", "t", "--max-size", "12Q"], "--max-size: \"12Q\" is not a positive number of bytes"),
+            (["bag", "record", "-o", "/tmp/never.mcap", "t", "--duration", "-1"], "--duration"),
+            (["bag", "info"], "needs FILE"),
+            (["bag", "info", "a.mcap", "b.mcap"], "unexpected argument \"b.mcap\""),
+            (["bag", "play", "a.mcap", "--rate", "0"], "--rate: \"0\" is not a positive number"),
+            (["bag", "play", "a.mcap", "--start", "soon"], "--start: \"soon\" is not a number of seconds"),
+            (["bag", "play", "a.mcap", "--no-wait", "--wait-for-listeners"], "either --wait-for-listeners or --no-wait"),
+        ]
+        for (arguments, needle) in cases {
+            cli.expectFailure(try await cli.mesh(arguments), code: 2, mentioning: needle)
+        }
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never.mcap"))
+    }
+
     @Test("an unwritable path fails at once with a clear error, before joining any mesh")
     func unwritablePath() async throws {
         let run = try await cli.mesh(["bag", "record", "-o", "/nonexistent-dir/x.mcap", "--all", "--coordinator", "127.0.0.1:1"])
@@ -513,6 +538,15 @@ struct BagTests {
         #expect(play.output.hasPrefix("sent 20 message(s) on 2 topic(s)"), "\(play)")
         #expect(try await values.wait(for: 10) == (0..<10).map { FixtureValue(n: $0, text: "message \($0)") })
         #expect(try await bytes.wait(for: 10).map(\.payload) == (0..<10).map { Data(repeating: UInt8($0), count: 8) })
+
+        // --loop starts over until Ctrl-C, then says what it sent (25 JSON values are 49 messages in).
+        let looping = try ChildProcess("mesh", ["bag", "play", path, "--loop", "--rate", "4"], environment: environment(coordinator))
+        defer { looping.terminate() }
+        _ = try await values.wait(for: 10 + 25, seconds: 20)
+        looping.signal(SIGINT)
+        #expect(try await looping.waitForExit(seconds: 20) == 0, "\(looping.output)")
+        let loopSent = looping.output.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        #expect(looping.output.hasPrefix("sent ") && loopSent >= 49, "\(looping.output)")
         await sink.close()
         await coordinator.stop()
     }
