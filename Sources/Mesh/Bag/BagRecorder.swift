@@ -127,12 +127,13 @@ public final class BagRecorder: Sendable {
     /// Records until a stop condition holds or the task is cancelled, then finishes the file
     /// (summary, footer) and closes it.
     ///
-    /// - Returns: what was recorded and why it stopped.
-    /// - Throws: ``MeshBagError/writeFailed(path:reason:messages:)`` when the disk refused a write
-    ///   (the file keeps what was written before); ``MeshError`` when listening failed.
     /// - Parameters:
     ///   - node: the node to record with; it should have a name of its own.
     ///   - progress: called about once a second while recording.
+    /// - Returns: what was recorded and why it stopped.
+    /// - Throws: ``MeshBagError/writeFailed(path:reason:messages:)`` when the disk refused a write
+    ///   (the file keeps what was written before); ``MeshError`` when listening failed (the file
+    ///   is then removed).
     public func run(node: MeshNode, progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
         let started = ContinuousClock.now
         var watcher: Task<Void, Never>?
