@@ -504,6 +504,14 @@ struct BagTests {
         #expect(reader.endedCleanly)
         #expect(messages.count >= 19 && messages.count <= 21, "\(messages.count)")
 
+        // Recording again to the same name makes a new file: a reader of the old one (mapped, as
+        // info and play read) still reads it whole (a truncated mapping would fault, SIGBUS).
+        var old = try MCAPReader(data: try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped))
+        let again = try await cli.mesh(["bag", "record", "-o", path, "--all", "--duration", "0.3"], environment: environment(coordinator))
+        #expect(again.code == 0, "\(again)")
+        #expect(try old.readToEnd() == messages.count && old.endedCleanly)
+        #expect(try BagTests.readMessages(path).0.isEmpty)
+
         // A topic the mesh refuses: exit 2, and no file left behind.
         let refused = try await cli.mesh(["bag", "record", "-o", directory + "/refused.mcap", ""], environment: environment(coordinator))
         cli.expectFailure(refused, code: 2, mentioning: "topic must not be empty")

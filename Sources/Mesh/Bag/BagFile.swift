@@ -25,12 +25,17 @@ final class BagFile: Sendable {
     private let state = Mutex(State())
     private let queue = DispatchQueue(label: "mesh-bag-file")
 
-    /// Creates (or truncates) the file at `path`.
+    /// Creates the file at `path`, replacing one that is there.
     ///
+    /// An existing file is removed first rather than truncated in place: a reader that has the
+    /// old file mapped (`mesh bag play` of the previous recording) keeps reading it intact instead
+    /// of faulting on pages that vanished. Where it cannot be removed, it is truncated.
     /// - Throws: ``MeshBagError/cannotCreate(path:reason:)``.
     init(creating path: String, backlogLimit: Int = 64 << 20) throws(MeshBagError) {
         self.path = path
         self.backlogLimit = backlogLimit
+        var status = stat()
+        if lstat(path, &status) == 0, status.st_mode & S_IFMT == S_IFREG { unlink(path) }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .cannotCreate(path: path, reason: String(cString: strerror(errno))) }
         descriptor = fd
