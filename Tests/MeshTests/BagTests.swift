@@ -204,6 +204,7 @@ struct BagTests {
             #expect(theirs["sequence"] as? Int == Int(ours.sequence))
             #expect(theirs["encoding"] as? String == channel.messageEncoding)
             #expect((theirs["metadata"] as? [String: String]) == channel.metadata)
+            #expect(theirs["schema"] as? String == (channel.messageEncoding == "json" ? "json" : nil))
         }
         let statistics = try #require(python["statistics"] as? [String: Any])
         #expect(statistics["message_count"] as? Int == total)

@@ -8,7 +8,8 @@ import Synchronization
 /// clock, in nanoseconds since 1970, as MCAP's `log_time` and `publish_time`), its topic, and the
 /// payload bytes exactly as sent. Messages go to one channel per topic, sender and payload
 /// encoding: the channel's topic is the mesh topic, its message encoding `json` for values the
-/// sender's codec encoded and `application/octet-stream` for raw `Data`, and its metadata holds
+/// sender's codec encoded (with a shared JSON Schema `{}`) and `application/octet-stream` for raw
+/// `Data` (no schema), and its metadata holds
 /// `sender` (the node's name), `sender_id` (its id) and `mesh_encoding` (`codec` or `raw`).
 ///
 /// Messages gather in a chunk in memory; the chunk is written out once it holds
@@ -96,6 +97,8 @@ public final class BagRecorder: Sendable {
         var channels: [ChannelKey: UInt16] = [:]
         var lastKey: ChannelKey?
         var lastChannel: UInt16 = 0
+        /// The one Schema record every `json` channel names, once the first one is added.
+        var jsonSchema: UInt16?
         var messages = 0
         var payloadBytes = 0
         var topics: Set<String> = []
@@ -235,9 +238,16 @@ public final class BagRecorder: Sendable {
                 channel = known
             } else {
                 let isJSON = message.encoding == .codec
+                var schema: UInt16 = 0
+                if isJSON {
+                    // JSON Schema `{}` admits any JSON value: viewers that look for a schema find one.
+                    schema = state.jsonSchema ?? state.writer.addSchema(name: "json", encoding: "jsonschema", data: Array("{}".utf8))
+                    state.jsonSchema = schema
+                }
                 guard
                     let added = state.writer.addChannel(
                         topic: message.topic, messageEncoding: isJSON ? "json" : "application/octet-stream",
+                        schemaID: schema,
                         metadata: [
                             "sender": message.sender.name, "sender_id": message.sender.id,
                             "mesh_encoding": isJSON ? "codec" : "raw",
