@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 /// A file written in order on a queue of its own, so the blocking `write` calls never run on
-/// the cooperative thread pool.
+/// the cooperative thread pool. The only place the bag code makes file system calls.
 ///
 /// Callers hand over bytes with ``enqueue(_:)`` (never blocks) and wait with ``waitForRoom()``
 /// while more than ``backlogLimit`` bytes are still unwritten. The first write error (disk full,
@@ -16,6 +16,8 @@ final class BagFile: Sendable {
         var written: UInt64 = 0
         var failure: String?
         var draining = false
+        /// Set by ``close()``: later bytes are dropped, never written to a descriptor that may be reused.
+        var closed = false
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -53,6 +55,7 @@ final class BagFile: Sendable {
     /// Queues `segments` to be written after everything queued before.
     func enqueue(_ segments: [[UInt8]]) {
         let start = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
             for segment in segments where !segment.isEmpty {
                 state.queued.append(segment)
                 state.backlog += segment.count
@@ -83,9 +86,16 @@ final class BagFile: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             // The queue is serial: this runs after every drain already queued.
             queue.async {
-                self.drain()
-                _ = fsync(self.descriptor)
-                Glibc.close(self.descriptor)
+                // Closed first, so nothing can be queued behind the last drain.
+                let wasClosed = self.state.withLock { state -> Bool in
+                    defer { state.closed = true }
+                    return state.closed
+                }
+                if !wasClosed {
+                    self.drain()
+                    _ = fsync(self.descriptor)
+                    Glibc.close(self.descriptor)
+                }
                 continuation.resume()
             }
         }
