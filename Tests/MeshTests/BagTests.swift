@@ -560,6 +560,19 @@ struct BagTests {
         #expect(try await looping.waitForExit(seconds: 20) == 0, "\(looping.output)")
         let loopSent = looping.output.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
         #expect(looping.output.hasPrefix("sent ") && loopSent >= 49, "\(looping.output)")
+
+        // A file truncated while play reads it (another program rewrote it): one line and exit 1,
+        // not a crash. It spans many pages, so the vanished ones fault (SIGBUS).
+        let victim = directory + "/victim.mcap"
+        let (made, madeOutput) = try await python(BagTests.fixtureScript, [victim, "2000"])
+        try #require(made == 0, "\(madeOutput)")
+        let before = values.values.count
+        let doomed = try ChildProcess("mesh", ["bag", "play", victim, "--rate", "4"], environment: environment(coordinator))
+        defer { doomed.terminate() }
+        _ = try await values.wait(for: before + 5, seconds: 20)
+        #expect(truncate(victim, 100) == 0)
+        #expect(try await doomed.waitForExit(seconds: 20) == 1, "\(doomed.output)")
+        #expect(doomed.output == "mesh: \(victim) shrank while it was being read (another program truncated or rewrote it)\n", "\(doomed.output)")
         await sink.close()
         await coordinator.stop()
     }

@@ -217,6 +217,7 @@ enum BagCommands {
         }
         let data: Data
         do {
+            MappedFileGuard.install(path: path)
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
             throw CommandLineError.failed("\(path): cannot read: \(error.localizedDescription)")
@@ -303,7 +304,11 @@ enum BagCommands {
             let sent = try await runUntilSignal { () async throws -> [String: Int] in
                 var sent: [String: Int] = [:]
                 repeat {
-                    try await playOnce(data: data, topics: playing, from: firstPlayed, rate: rate, node: node, sent: &sent)
+                    do {
+                        try await playOnce(data: data, topics: playing, from: firstPlayed, rate: rate, node: node, sent: &sent)
+                    } catch let error as MCAP.ReadError {
+                        throw CommandLineError.failed("\(path): \(error.description)")  // changed since it was checked
+                    }
                 } while loop && !Task.isCancelled
                 return sent
             }
@@ -392,5 +397,26 @@ final class ProgressLine: Sendable {
     /// Ends the in-place line, if one is showing.
     func end() {
         if shown.withLock({ $0 }) { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+/// Turns the one way a mapped file can end the process, another program truncating it while it is
+/// read (the kernel then raises SIGBUS on the vanished pages), into a one-line failure.
+enum MappedFileGuard {
+    // Written once by install(), before the handler that reads it is installed, and never again
+    // (one file per command): the handler only ever reads a complete value.
+    nonisolated(unsafe) private static var message: UnsafeMutablePointer<CChar>?
+    nonisolated(unsafe) private static var length = 0
+
+    static func install(path: String) {
+        guard message == nil else { return }
+        let text = "mesh: \(path) shrank while it was being read (another program truncated or rewrote it)\n"
+        length = text.utf8.count
+        message = strdup(text)
+        // Only async-signal-safe calls in the handler: write(2) and _exit(2).
+        signal(SIGBUS) { _ in
+            if let message = MappedFileGuard.message { _ = write(STDERR_FILENO, message, MappedFileGuard.length) }
+            _exit(1)
+        }
     }
 }
