@@ -17,6 +17,7 @@ enum MeshRoles {
         case "service-provider": try await ServiceRoles.provider(arguments)
         case "service-sequential": try await ServiceRoles.sequential(arguments)
         case "service-pipelined": try await ServiceRoles.pipelined(arguments)
+        case "bag-recorder": try await BagBench.recorder(arguments)
         default: throw BenchFailure.usage("unknown role \"\(arguments.role)\"")
         }
     }

@@ -78,17 +78,18 @@ struct Workloads: Sendable {
         case "w6": return await w6()
         case "w7": return await w7()
         case "w8": return [await w8()]
+        case "bag": return await bag()
         default: return []
         }
     }
 
     /// A deadline of 30 s plus `perItem` seconds for each of `items`, times ``patience``.
-    private func deadline(_ items: Int, _ perItem: Double) -> Double {
+    func deadline(_ items: Int, _ perItem: Double) -> Double {
         (30 + Double(items) * perItem) * patience
     }
 
     /// Runs `measure` ``runs`` times, stopping at the first failure, which it records on `row`.
-    private func repeatRuns(_ row: inout BenchRow, _ label: String, _ measure: (inout BenchRow) async throws -> Void) async {
+    func repeatRuns(_ row: inout BenchRow, _ label: String, _ measure: (inout BenchRow) async throws -> Void) async {
         for run in 1...runs {
             Progress.show("\(row.title): run \(run)/\(runs), \(label)")
             do {
@@ -103,7 +104,7 @@ struct Workloads: Sendable {
     // MARK: W1, W3, W4, W5: one sender, several receivers
 
     /// What one fan-out run delivered.
-    private struct FanOut {
+    struct FanOut {
         var sender: ChildResult
         var receivers: [ChildResult]
 
@@ -138,7 +139,7 @@ struct Workloads: Sendable {
     /// - Parameters:
     ///   - receivers: each receiver's node name; equal names form a worker pool.
     ///   - expectedEach: what each receiver waits for, or 0 to wait for its end marker.
-    private func meshFanOut(
+    func meshFanOut(
         receivers: [String], count: Int, size: Int, codable: Bool, expectedEach: Int, deadline: Double
     ) async throws -> FanOut {
         try await LocalCoordinator.with { coordinator in

@@ -38,6 +38,9 @@ enum Command: String, CaseIterable, Sendable {
     case httpToken = "http-token"
     case serviceList = "service list"
     case serviceCall = "service call"
+    case bagRecord = "bag record"
+    case bagInfo = "bag info"
+    case bagPlay = "bag play"
 
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
@@ -51,6 +54,9 @@ enum Command: String, CaseIterable, Sendable {
         case .launch: return []
         case .serviceList: return []
         case .serviceCall: return ["--timeout"]
+        case .bagRecord: return ["-o", "--output", "--duration", "--max-size"]
+        case .bagInfo: return []
+        case .bagPlay: return ["--rate", "--topics", "--start", "--timeout"]
         }
     }
 
@@ -65,6 +71,9 @@ enum Command: String, CaseIterable, Sendable {
         case .launch: return ["--check", "--dry-run"]
         case .serviceList: return ["--json"]
         case .serviceCall: return []
+        case .bagRecord: return ["--all"]
+        case .bagInfo: return ["--json"]
+        case .bagPlay: return ["--loop", "--wait-for-listeners", "--no-wait"]
         }
     }
 
@@ -78,6 +87,8 @@ enum Command: String, CaseIterable, Sendable {
         case .launch: return ["FILE"]
         case .serviceList: return []
         case .serviceCall: return ["NAME", "JSON"]
+        case .bagRecord: return []  // topics, any number: see ParsedArguments.parseOptions
+        case .bagInfo, .bagPlay: return ["FILE"]
         }
     }
 }
@@ -142,8 +153,8 @@ enum ArgumentParser {
         }
         let command: Command
         switch group {
-        case "node", "topic", "service":
-            let help = group == "node" ? Help.node : group == "topic" ? Help.topic : Help.service
+        case "node", "topic", "service", "bag":
+            let help = group == "node" ? Help.node : group == "topic" ? Help.topic : group == "service" ? Help.service : Help.bag
             guard words.count > 1 else {
                 if wantsHelp { return .help(help) }
                 throw .usage("mesh \(group) needs a subcommand; see mesh \(group) --help")
@@ -171,7 +182,7 @@ enum ArgumentParser {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            let wordsNeeded = words.first.map { $0 == "node" || $0 == "topic" || $0 == "service" ? 2 : 1 } ?? 1
+            let wordsNeeded = words.first.map { ["node", "topic", "service", "bag"].contains($0) ? 2 : 1 } ?? 1
             if argument == "--" {
                 rest.append(contentsOf: arguments[index...])
                 break
@@ -248,7 +259,7 @@ enum ArgumentParser {
         if parsed.positionals.count < names.count {
             throw .usage("mesh \(command.rawValue) needs \(names[parsed.positionals.count]); \(seeHelp)")
         }
-        if parsed.positionals.count > names.count {
+        if parsed.positionals.count > names.count, command != .bagRecord {
             let extra = parsed.positionals[names.count]
             if command == .nodeKill && parsed.has("--all") {
                 throw .usage("give either a NAME|ID or --all, not both")

@@ -31,6 +31,7 @@ enum Help {
           http-token               print the token for the coordinator's web view (--http)
           service list             list the services with their providers and groups
           service call NAME JSON   call a service with a JSON request and print the reply
+          bag record|info|play     record messages to an MCAP file, describe one, replay one
 
         Options:
           --version                print the version
@@ -77,6 +78,8 @@ enum Help {
 
     static func text(for command: Command) -> String {
         switch command {
+        case .bagRecord, .bagInfo, .bagPlay:
+            return bagText(for: command)
         case .nodeList:
             return """
                 usage: mesh node list [--json] [common options]

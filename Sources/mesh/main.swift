@@ -37,6 +37,9 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         print(try MeshWebServer.token(forAuthkey: key))
     case .serviceList: try await ServiceCommands.list(arguments, context)
     case .serviceCall: try await ServiceCommands.call(arguments, context)
+    case .bagRecord: try await BagCommands.record(arguments, context)
+    case .bagInfo: try BagCommands.info(arguments)
+    case .bagPlay: try await BagCommands.play(arguments, context)
     }
 }
 

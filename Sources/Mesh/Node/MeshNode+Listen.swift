@@ -86,17 +86,22 @@ extension MeshNode {
         handle: @escaping @Sendable (InboundMessage, MeshPeer) async throws -> Void,
         deliver: @escaping @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
     ) async throws {
-        try checkOpen()
-        try validateName(topic, kind: "topic")
         let codec = self.codec
-        nextWaiterID += 1
-        let entryID = nextWaiterID
-        listeners.add(
+        try await addListener(topic) { entryID in
             ListenerTable.Entry(
                 id: entryID, type: ObjectIdentifier(T.self), handle: handle,
                 decode: { message in try decodePayload(T.self, from: message.payload, codec: codec) },
-                deliver: deliver, finish: finish),
-            topic: topic)
+                deliver: deliver, finish: finish)
+        }
+    }
+
+    /// Registers the listener `makeEntry` builds (given its id) and tells the coordinator.
+    func addListener(_ topic: String, makeEntry: (UInt64) -> ListenerTable.Entry) async throws {
+        try checkOpen()
+        try validateName(topic, kind: "topic")
+        nextWaiterID += 1
+        let entryID = nextWaiterID
+        listeners.add(makeEntry(entryID), topic: topic)
         guard listenedTopics.insert(topic).inserted else { return }
         announce(.listen, topic: topic)
         guard isConnectedToCoordinator else { return }

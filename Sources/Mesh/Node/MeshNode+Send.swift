@@ -39,7 +39,7 @@ extension MeshNode {
     ///
     /// It runs on the caller's executor and takes only the router's and each connection's locks,
     /// so a burst of sends costs no actor hop or task switch per message.
-    private nonisolated(nonsending) func send(_ topic: String, encoding: PayloadEncoding, payload: Data) async throws {
+    nonisolated(nonsending) func send(_ topic: String, encoding: PayloadEncoding, payload: Data) async throws {
         let stalled = try queue(topic, encoding: encoding, payload: payload)
         if !stalled.isEmpty { await deliverSlowly(topic: topic, encoding: encoding, payload: payload, to: stalled) }
     }
