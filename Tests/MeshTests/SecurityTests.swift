@@ -422,8 +422,10 @@ struct SecurityTests {
         }
         let before = residentMemoryBytes()
         var rogues: [RogueClient] = []
+        var flooders: [String] = []
         for _ in 0..<4 {
             let (id, register) = RogueClient.validRegister(name: "flooder")
+            flooders.append(id)
             let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
             rogue.send(register)
             _ = try await rogue.messages.wait(for: 1)
@@ -432,7 +434,13 @@ struct SecurityTests {
             for _ in 0..<2_000 { rogue.send(ControlMessage(.sync)) }
             rogues.append(rogue)
         }
-        for rogue in rogues { try await rogue.waitForClose() }
+        // The coordinator drops each flooder (a rogue that reads nothing may not notice the close).
+        let dropped = flooders
+        try await eventually("the coordinator to drop all four flooders", seconds: 10) {
+            let nodes = await mesh.coordinator.topology.nodes
+            return dropped.allSatisfy { nodes[$0] == nil }
+        }
+        for rogue in rogues { rogue.connection.close() }
         let start = ContinuousClock.now
         let late = try await mesh.node("latecomer", authkey: Self.key)
         let joinTime = start.duration(to: .now)

@@ -116,6 +116,20 @@ struct FrameDecoder: Sendable {
     ///
     /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad header.
     mutating func next() throws(FrameError) -> Header? {
+        guard let unit = try nextLengthPrefixed() else { return nil }
+        return Header(kind: storage[unit.lowerBound], body: (unit.lowerBound + 1)..<unit.upperBound)
+    }
+
+    /// Returns the bytes after the next complete length prefix (a whole record, for
+    /// ``RecordOpener``), or `nil` when more bytes are needed.
+    ///
+    /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad length.
+    mutating func nextRecord() throws(FrameError) -> Range<Int>? {
+        try nextLengthPrefixed()
+    }
+
+    /// Consumes the next 4-byte big-endian length and the bytes it counts, once all have arrived.
+    private mutating func nextLengthPrefixed() throws(FrameError) -> Range<Int>? {
         let available = writeIndex - readIndex
         guard available >= 4 else { return nil }
         let length = storage.withUnsafeBytes { raw -> Int in
@@ -125,26 +139,6 @@ struct FrameDecoder: Sendable {
         guard length > 0 else { throw .empty }
         guard length <= maximumFrameLength else { throw .tooLarge(size: length, limit: maximumFrameLength) }
         // Storage grows with the bytes that actually arrive, never ahead of them on a peer's say-so.
-        guard available >= 4 + length else { return nil }
-        let kind = storage[readIndex + 4]
-        let bodyStart = readIndex + Frame.headerLength
-        readIndex += 4 + length
-        return Header(kind: kind, body: bodyStart..<(readIndex))
-    }
-
-    /// Returns the bytes after the next complete length prefix (a whole record, for
-    /// ``RecordOpener``), or `nil` when more bytes are needed.
-    ///
-    /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad length.
-    mutating func nextRecord() throws(FrameError) -> Range<Int>? {
-        let available = writeIndex - readIndex
-        guard available >= 4 else { return nil }
-        let length = storage.withUnsafeBytes { raw -> Int in
-            Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
-                | Int(raw[readIndex + 3])
-        }
-        guard length > 0 else { throw .empty }
-        guard length <= maximumFrameLength else { throw .tooLarge(size: length, limit: maximumFrameLength) }
         guard available >= 4 + length else { return nil }
         let start = readIndex + 4
         readIndex += 4 + length
@@ -160,9 +154,7 @@ struct FrameDecoder: Sendable {
 
     /// Calls `body` with the bytes of a frame returned by ``next()``.
     func withBody<R>(_ header: Header, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try storage.withUnsafeBytes { raw -> R in
-            try body(UnsafeRawBufferPointer(rebasing: raw[header.body]))
-        }
+        try withBytes(header.body, body)
     }
 
     /// Returns the next complete frame as a copy, or `nil` when more bytes are needed.
