@@ -79,7 +79,7 @@ struct WebServerTests {
         let topology = try await view.json("/api/topology")
         #expect((topology["nodes"] as? [[String: Any]])?.count == 5)
         #expect(((topology["nodes"] as? [[String: Any]])?.first?.keys).map(Set.init) == [
-            "name", "id", "host", "port", "address", "pid", "topics", "joined", "uptime",
+            "name", "id", "host", "port", "address", "pid", "topics", "services", "joined", "uptime",
         ])
         #expect((topology["topics"] as? [[String: Any]])?.count == 2)
         let status = try await view.json("/api/status")

@@ -306,8 +306,8 @@ final class WebCache: Sendable {
     {
         switch route {
         case .view: return WebDocuments.encode(view)
-        case .topology: return WebDocuments.encode(WebDocuments.topology(view, snapshot))
-        case .status: return WebDocuments.encode(WebDocuments.status(view))
+        case .topology: return WebDocuments.encode(WebDocuments.topology(snapshot))
+        case .status: return WebDocuments.encode(WebDocuments.status(snapshot))
         case .events: return WebDocuments.encode(WebDocuments.events(view))
         case .metrics: return Array(MetricsExposition.render(view, http: http).utf8)
         }

@@ -177,44 +177,9 @@ enum WebDocuments {
     /// `/api/topology`: the version, every node (as `mesh node list --json`) and every topic (as
     /// `mesh topic list --json`).
     struct TopologyDocument: Encodable {
-        struct Node: Encodable {
-            var name: String
-            var id: String
-            var host: String
-            var port: UInt16
-            var address: String
-            var pid: Int32?
-            var topics: [String]
-            var joined: Double?
-            var uptime: Double?
-        }
-
-        struct Topic: Encodable {
-            var topic: String
-            var listeners: Int
-            var groups: [WebView.Group]
-        }
-
         var version: UInt64
-        var nodes: [Node]
-        var topics: [Topic]
-    }
-
-    /// `/api/status`: as `mesh status --json`.
-    struct StatusDocument: Encodable {
-        struct Node: Encodable {
-            var name: String
-            var id: String
-            var address: String
-            var lastHeard: Double
-            var stats: MeshStatistics
-        }
-
-        var coordinator: String
-        var uptime: Double
-        var version: UInt64
-        var nodeCount: Int
-        var nodes: [Node]
+        var nodes: [MeshReport.Node]
+        var topics: [MeshReport.Topic]
     }
 
     /// `/api/events`: the recent events and the refusal counters.
@@ -223,25 +188,19 @@ enum WebDocuments {
         var refused: [String: Int]
     }
 
-    static func topology(_ view: WebView, _ snapshot: CoordinatorSnapshot) -> TopologyDocument {
-        TopologyDocument(
+    static func topology(_ snapshot: CoordinatorSnapshot) -> TopologyDocument {
+        let now = Date().timeIntervalSince1970
+        return TopologyDocument(
             version: snapshot.topology.version,
-            nodes: view.nodes.compactMap { node in
-                guard let record = snapshot.topology.nodes[node.id] else { return nil }
-                return TopologyDocument.Node(
-                    name: record.name, id: record.id, host: record.host, port: record.port, address: node.address,
-                    pid: record.pid, topics: record.topics, joined: record.joined, uptime: node.uptime)
+            nodes: snapshot.topology.nodes.values.sorted { ($0.name, $0.id) < ($1.name, $1.id) }.map {
+                MeshReport.Node($0, now: now)
             },
-            topics: view.topics.map { TopologyDocument.Topic(topic: $0.topic, listeners: $0.listeners, groups: $0.groups) })
+            topics: MeshReport.Topic.all(in: snapshot.topology))
     }
 
-    static func status(_ view: WebView) -> StatusDocument {
-        StatusDocument(
-            coordinator: view.coordinator.address, uptime: view.coordinator.uptime, version: view.coordinator.version,
-            nodeCount: view.nodes.count,
-            nodes: view.nodes.map {
-                StatusDocument.Node(name: $0.name, id: $0.id, address: $0.address, lastHeard: $0.lastHeard, stats: $0.stats)
-            })
+    /// `/api/status`: as `mesh status --json`.
+    static func status(_ snapshot: CoordinatorSnapshot) -> MeshReport.Status {
+        MeshReport.Status(coordinator: snapshot.address, status: snapshot.status)
     }
 
     static func events(_ view: WebView) -> EventsDocument {

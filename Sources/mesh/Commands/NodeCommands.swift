@@ -3,40 +3,10 @@ import Mesh
 
 /// `mesh node list` and `mesh node kill`.
 enum NodeCommands {
-    /// One node in `mesh node list --json`.
-    struct NodeEntry: Encodable {
-        var name: String
-        var id: String
-        var host: String
-        var port: UInt16
-        var address: String
-        var pid: Int32?
-        var topics: [String]
-        /// The services it provides.
-        var services: [String]
-        /// Seconds since 1970, the coordinator's clock.
-        var joined: Double?
-        /// Seconds since it joined.
-        var uptime: Double?
-
-        init(_ node: NodeRecord, now: Double) {
-            name = node.name
-            id = node.id
-            host = node.host
-            port = node.port
-            address = node.address.description
-            pid = node.pid
-            topics = node.topics
-            services = node.services
-            joined = node.joined
-            uptime = node.joined.map { max(0, now - $0) }
-        }
-    }
-
     static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
         let now = Date().timeIntervalSince1970
-        let entries = sorted(Array(topology.nodes.values)).map { NodeEntry($0, now: now) }
+        let entries = sorted(Array(topology.nodes.values)).map { MeshReport.Node($0, now: now) }
         if arguments.has("--json") {
             print(Format.json(entries))
             return

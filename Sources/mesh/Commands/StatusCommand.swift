@@ -3,35 +3,9 @@ import Mesh
 
 /// `mesh status`: the coordinator's view, with each node's counters from its last heartbeat.
 enum StatusCommand {
-    /// The `--json` form.
-    struct Report: Encodable {
-        struct Node: Encodable {
-            var name: String
-            var id: String
-            var address: String
-            /// Seconds since the coordinator last heard from the node.
-            var lastHeard: Double
-            var stats: MeshStatistics
-        }
-
-        var coordinator: String
-        /// Seconds since the coordinator started.
-        var uptime: Double
-        var version: UInt64
-        var nodeCount: Int
-        var nodes: [Node]
-    }
-
     static func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let status = try await context.withInspector(admin: true) { try await $0.status(timeout: context.timeout) }
-        let nodes = status.nodes.sorted { ($0.node.name, $0.node.id) < ($1.node.name, $1.node.id) }
-        let report = Report(
-            coordinator: context.coordinator, uptime: status.uptime, version: status.version, nodeCount: nodes.count,
-            nodes: nodes.map {
-                Report.Node(
-                    name: $0.node.name, id: $0.node.id, address: $0.node.address.description, lastHeard: $0.lastHeard,
-                    stats: $0.stats)
-            })
+        let report = MeshReport.Status(coordinator: context.coordinator, status: status)
         if arguments.has("--json") {
             print(Format.json(report))
             return

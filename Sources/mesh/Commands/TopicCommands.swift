@@ -3,26 +3,9 @@ import Mesh
 
 /// `mesh topic list`, `mesh topic echo` and `mesh topic send`.
 enum TopicCommands {
-    /// One topic in `mesh topic list --json`.
-    struct TopicEntry: Encodable {
-        struct Group: Encodable {
-            var name: String
-            var members: Int
-        }
-
-        var topic: String
-        var listeners: Int
-        var groups: [Group]
-    }
-
     static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
-        let entries = topology.topics.sorted { $0.key < $1.key }.map { topic, listeners in
-            let members = Dictionary(grouping: listeners, by: \.name)
-            return TopicEntry(
-                topic: topic, listeners: listeners.count,
-                groups: members.keys.sorted().map { TopicEntry.Group(name: $0, members: members[$0]?.count ?? 0) })
-        }
+        let entries = MeshReport.Topic.all(in: topology)
         if arguments.has("--json") {
             print(Format.json(entries))
             return

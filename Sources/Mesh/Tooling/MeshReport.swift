@@ -1,0 +1,105 @@
+import Foundation
+
+/// The shapes in which the mesh describes itself to people and programs: `mesh node list
+/// --json`, `mesh topic list --json`, `mesh status --json`, and the web view's `/api/topology`
+/// and `/api/status` are these, so a script reads the same fields from either.
+public enum MeshReport {
+    /// One node, as `mesh node list --json` prints it.
+    public struct Node: Encodable, Sendable, Equatable {
+        public var name: String
+        public var id: String
+        public var host: String
+        public var port: UInt16
+        /// `host:port`, where peers dial it.
+        public var address: String
+        public var pid: Int32?
+        public var topics: [String]
+        /// The services it provides.
+        public var services: [String]
+        /// Seconds since 1970, the coordinator's clock.
+        public var joined: Double?
+        /// Seconds since it joined.
+        public var uptime: Double?
+
+        /// - Parameter now: seconds since 1970, for ``uptime``.
+        public init(_ node: NodeRecord, now: Double) {
+            name = node.name
+            id = node.id
+            host = node.host
+            port = node.port
+            address = node.address.description
+            pid = node.pid
+            topics = node.topics
+            services = node.services
+            joined = node.joined
+            uptime = node.joined.map { max(0, now - $0) }
+        }
+    }
+
+    /// Nodes sharing a name, and how many of them there are.
+    public struct Group: Encodable, Sendable, Equatable {
+        public var name: String
+        public var members: Int
+
+        public init(name: String, members: Int) {
+            self.name = name
+            self.members = members
+        }
+
+        /// The groups of `nodes`, by name.
+        public static func of(_ nodes: [NodeRecord]) -> [Group] {
+            let members = Dictionary(grouping: nodes, by: \.name)
+            return members.keys.sorted().map { Group(name: $0, members: members[$0]?.count ?? 0) }
+        }
+    }
+
+    /// One topic, as `mesh topic list --json` prints it.
+    public struct Topic: Encodable, Sendable, Equatable {
+        public var topic: String
+        public var listeners: Int
+        public var groups: [Group]
+
+        public init(topic: String, listeners: [NodeRecord]) {
+            self.topic = topic
+            self.listeners = listeners.count
+            self.groups = Group.of(listeners)
+        }
+
+        /// Every topic of `topology`, sorted by name.
+        public static func all(in topology: Topology) -> [Topic] {
+            topology.topics.sorted { $0.key < $1.key }.map { Topic(topic: $0.key, listeners: $0.value) }
+        }
+    }
+
+    /// The coordinator's status, as `mesh status --json` prints it.
+    public struct Status: Encodable, Sendable {
+        public struct Node: Encodable, Sendable {
+            public var name: String
+            public var id: String
+            public var address: String
+            /// Seconds since the coordinator last heard from the node.
+            public var lastHeard: Double
+            public var stats: MeshStatistics
+        }
+
+        /// The coordinator's address, as the asker knows it.
+        public var coordinator: String
+        /// Seconds since the coordinator started.
+        public var uptime: Double
+        public var version: UInt64
+        public var nodeCount: Int
+        /// Sorted by name, then id.
+        public var nodes: [Node]
+
+        public init(coordinator: String, status: CoordinatorStatus) {
+            let sorted = status.nodes.sorted { ($0.node.name, $0.node.id) < ($1.node.name, $1.node.id) }
+            self.coordinator = coordinator
+            uptime = status.uptime
+            version = status.version
+            nodeCount = sorted.count
+            nodes = sorted.map {
+                Node(name: $0.node.name, id: $0.node.id, address: $0.node.address.description, lastHeard: $0.lastHeard, stats: $0.stats)
+            }
+        }
+    }
+}
