@@ -71,6 +71,29 @@ public enum MeshReport {
         }
     }
 
+    /// One service, as `mesh service list --json` prints it.
+    public struct Service: Encodable, Sendable, Equatable {
+        public var service: String
+        public var providers: Int
+        public var groups: [Group]
+
+        public init(service: String, providers: [NodeRecord]) {
+            self.service = service
+            self.providers = providers.count
+            self.groups = Group.of(providers)
+        }
+
+        /// Every service of `topology`, sorted by name.
+        public static func all(in topology: Topology) -> [Service] {
+            topology.services.sorted { $0.key < $1.key }.map { Service(service: $0.key, providers: $0.value) }
+        }
+    }
+
+    /// The groups as the tables show them: `worker (3), planner (1)`.
+    public static func groupsText(_ groups: [Group]) -> String {
+        groups.map { "\($0.name) (\($0.members))" }.joined(separator: ", ")
+    }
+
     /// The coordinator's status, as `mesh status --json` prints it.
     public struct Status: Encodable, Sendable {
         public struct Node: Encodable, Sendable {

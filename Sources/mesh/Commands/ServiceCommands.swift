@@ -3,36 +3,14 @@ import Mesh
 
 /// `mesh service list` and `mesh service call`.
 enum ServiceCommands {
-    /// One service in `mesh service list --json`.
-    struct ServiceEntry: Encodable {
-        struct Group: Encodable {
-            var name: String
-            var members: Int
-        }
-
-        var service: String
-        var providers: Int
-        var groups: [Group]
-    }
-
     static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
-        let entries = topology.services.sorted { $0.key < $1.key }.map { service, providers in
-            let members = Dictionary(grouping: providers, by: \.name)
-            return ServiceEntry(
-                service: service, providers: providers.count,
-                groups: members.keys.sorted().map { ServiceEntry.Group(name: $0, members: members[$0]?.count ?? 0) })
-        }
+        let entries = MeshReport.Service.all(in: topology)
         if arguments.has("--json") {
             print(Format.json(entries))
             return
         }
-        let rows = entries.map { entry in
-            [
-                entry.service, String(entry.providers),
-                entry.groups.map { "\($0.name) (\($0.members))" }.joined(separator: ", "),
-            ]
-        }
+        let rows = entries.map { [$0.service, String($0.providers), MeshReport.groupsText($0.groups)] }
         print(Format.table(["SERVICE", "PROVIDERS", "GROUPS"], rows))
     }
 

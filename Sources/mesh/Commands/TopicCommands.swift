@@ -10,12 +10,7 @@ enum TopicCommands {
             print(Format.json(entries))
             return
         }
-        let rows = entries.map { entry in
-            [
-                entry.topic, String(entry.listeners),
-                entry.groups.map { "\($0.name) (\($0.members))" }.joined(separator: ", "),
-            ]
-        }
+        let rows = entries.map { [$0.topic, String($0.listeners), MeshReport.groupsText($0.groups)] }
         print(Format.table(["TOPIC", "LISTENERS", "GROUPS"], rows))
     }
 
