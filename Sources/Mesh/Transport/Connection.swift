@@ -710,7 +710,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             unsent.frames += partial.frames
             unsent.bytes += partial.bytes
         }
-        if !local.sealedFrames.isEmpty {
+        if !local.sealedFrames.isEmpty, local.outgoingOffset < local.outgoing.count {
             // A record not wholly written is useless to the peer: all its frames count as unsent.
             let record = Connection.countFrames(in: Array(local.plain[local.sealedFrames]), after: 0)
             unsent.frames += record.frames
