@@ -1,0 +1,811 @@
+"""A mesh node: registers with the coordinator, keeps the topology, sends and receives messages."""
+import asyncio
+import collections
+import inspect
+import json
+import logging
+import os
+import random
+import time
+
+from . import protocol as p
+from .connection import Connection, ConnectionClosed
+
+log = logging.getLogger("swiftmesh")
+
+HEARTBEAT_INTERVAL = 1.0
+CONNECT_TIMEOUT = 5.0
+REREGISTRATION_GRACE = 5.0
+UNKNOWN_PEER_PATIENCE = 5.0
+FAILED_AVOIDANCE = 1.0
+MAXIMUM_MESSAGE_SIZE = 8 << 20
+MAXIMUM_QUEUED_BYTES_PER_PEER = 32 << 20
+MAXIMUM_INBOX_BYTES = 64 << 20
+STAT_KEYS = ("messagesSent", "bytesSent", "messagesReceived", "bytesReceived", "messagesDropped",
+             "decodeFailures", "messagesUnrouted", "reconnects", "coordinatorReconnects")
+CONTROL_TYPES = {"register", "welcome", "rejected", "listen", "unlisten", "delta", "sync", "topology",
+                 "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve"}
+
+
+class AuthenticationFailed(p.MeshError):
+    pass
+
+
+class CoordinatorUnreachable(p.MeshError):
+    pass
+
+
+class RegistrationRejected(p.MeshError):
+    pass
+
+
+class InvalidName(p.MeshError):
+    pass
+
+
+class FrameTooLarge(p.MeshError):
+    pass
+
+
+class NodeClosed(p.MeshError):
+    pass
+
+
+class Policy:
+    """What `send` does when a receiver's queue is full (the Swift node's `whenPeerQueueFull`)."""
+
+    def __init__(self, kind, timeout=5.0):
+        self.kind, self.timeout = kind, timeout
+
+    @classmethod
+    def wait(cls, timeout=5.0):
+        return cls("wait", timeout)
+
+
+Policy.DROP_NEWEST = Policy("dropNewest")
+Policy.DROP_OLDEST = Policy("dropOldest")
+
+
+class Peer:
+    __slots__ = ("id", "name", "connection")
+
+    def __init__(self, id_, name, connection):
+        self.id, self.name, self.connection = id_, name, connection
+
+
+class MeshNode:
+    """A node of a swift-mesh mesh (docs/PROTOCOL.md, version 2). Make one with `build_mesh_node`."""
+
+    def __init__(self, name, coordinator=None, authkey=None, load_balancing="round_robin",
+                 when_peer_queue_full=None, maximum_message_size=MAXIMUM_MESSAGE_SIZE,
+                 maximum_queued_bytes_per_peer=MAXIMUM_QUEUED_BYTES_PER_PEER, maximum_inbox_bytes=MAXIMUM_INBOX_BYTES,
+                 logger=None):
+        problem = p.name_problem(name, "node name")
+        if problem:
+            raise InvalidName(problem)
+        if load_balancing not in ("round_robin", "random", "broadcast"):
+            raise ValueError(f"unknown load balancing {load_balancing!r}")
+        self.name = name
+        self.coordinator = coordinator or os.environ.get("MESH_COORDINATOR") or p.DEFAULT_COORDINATOR
+        self._authkey_text = authkey if authkey is not None else (os.environ.get("MESH_AUTHKEY") or None)
+        self.load_balancing = load_balancing
+        self.policy = when_peer_queue_full or Policy.wait()
+        self.maximum_message_size = maximum_message_size
+        self.maximum_queued_bytes_per_peer = maximum_queued_bytes_per_peer
+        self.maximum_inbox_bytes = maximum_inbox_bytes
+        self.log = logger or log
+        self.id, self._secret = p.make_node_id()
+        self._key = None
+        self.stats = dict.fromkeys(STAT_KEYS, 0)
+        self._last_reported = None
+        self.topology = {}
+        self.version = 0
+        self._provisional = {}
+        self._handlers = {}
+        self._listened = set()
+        self._routes = {}
+        self._turns = {}
+        self._failed = {}
+        self._peers = {}
+        self._inbound = {}
+        self._unknown = {}
+        self._server = None
+        self.host = None
+        self.port = 0
+        self._control = None
+        self._registered = False
+        self._connecting_since = None
+        self._last_heard = 0.0
+        self._reconnect_attempt = 0
+        self._coordinator_lost_at = None
+        self._registration = None
+        self._inbox = collections.deque()
+        self._inbox_bytes = 0
+        self._inbox_wakeup = None
+        self._paused_inbound = set()
+        self._changed = None
+        self._closed = False
+        self._closed_event = None
+        self._tasks = []
+        self._random = random.Random()
+        self.loop = None
+
+    # MARK: starting
+
+    async def start(self):
+        self.loop = asyncio.get_event_loop()
+        self._changed = asyncio.Event()
+        self._closed_event = asyncio.Event()
+        self._inbox_wakeup = asyncio.Event()
+        self._key = await _to_thread(p.stretch_key, self._authkey_text)
+        self._registration = self.loop.create_future()
+        await self._connect_coordinator()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._registration), CONNECT_TIMEOUT * 2)
+        except asyncio.TimeoutError:
+            await self._abort()
+            raise CoordinatorUnreachable(f"coordinator at {self.coordinator}: no registration within "
+                                         f"{CONNECT_TIMEOUT} s") from None
+        except BaseException:
+            await self._abort()
+            raise
+        self._tasks.append(self.loop.create_task(self._heartbeats()))
+        self._tasks.append(self.loop.create_task(self._dispatch()))
+        return self
+
+    async def _abort(self):
+        self._closed = True
+        if self._control:
+            self._control.close()
+        if self._server:
+            self._server.close()
+
+    async def _connect_coordinator(self):
+        if self._closed:
+            return
+        host, port = p.parse_address(self.coordinator)
+        handshake = p.Handshake(True, p.PURPOSE_CONTROL, self._key, bytes.fromhex(self.id))
+        connection = Connection(handshake, max(self.maximum_message_size + 65536, 64 << 20),
+                                self._control_frames, self._control_closed)
+        self._control = connection
+        self._registered = False
+        self._connecting_since = time.monotonic()
+        try:
+            await asyncio.wait_for(self.loop.create_connection(lambda: connection, host, port), CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as error:
+            text = str(error) or "connect timed out"
+            connection._finish(f"cannot connect: {text}")
+            return
+        if self._server is None:
+            # Peers reach this node on the interface that reaches the coordinator.
+            local = connection.transport.get_extra_info("sockname")[0]
+            try:
+                self._server = await self.loop.create_server(self._accept_peer, local, 0)
+            except OSError as error:
+                connection.close(f"cannot listen for peers on {local}: {error}")
+                return
+            self.host, self.port = self._server.sockets[0].getsockname()[:2]
+        connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret}))
+
+    def _record(self):
+        return {"id": self.id, "name": self.name, "host": "", "port": self.port,
+                "topics": sorted(self._listened), "pid": os.getpid()}
+
+    # MARK: the coordinator
+
+    def _control_frames(self, connection, frames):
+        if connection is not self._control:
+            return
+        for kind, body in frames:
+            if kind != p.KIND_CONTROL:
+                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
+            try:
+                message = json.loads(body)
+            except ValueError as error:
+                raise p.ProtocolError(f"malformed frame: control message: {error}") from None
+            if not isinstance(message, dict) or message.get("type") not in CONTROL_TYPES:
+                raise p.ProtocolError("malformed frame: control message: unknown or missing type")
+            self._last_heard = time.monotonic()
+            self._control_message(connection, message)
+            if connection is not self._control or connection.closed:
+                return
+
+    def _control_message(self, connection, message):
+        kind = message["type"]
+        if kind == "welcome":
+            if self._registered:
+                return
+            snapshot = message.get("topology")
+            if not isinstance(snapshot, dict):
+                raise p.ProtocolError("malformed frame: control message: welcome without topology")
+            self._registered = True
+            self._reconnect_attempt = 0
+            fresh = self._snapshot_nodes(snapshot)
+            if self._coordinator_lost_at is not None:
+                self._provisional = {k: v for k, v in self.topology.items() if k != self.id and k not in fresh}
+                if self._provisional:
+                    self.loop.call_later(REREGISTRATION_GRACE, self._expire_provisional)
+                self.stats["coordinatorReconnects"] += 1
+                self.log.info("coordinator at %s is back after %.1f s; registered again with %d topic(s)",
+                              self.coordinator, time.monotonic() - self._coordinator_lost_at, len(self._listened))
+                self._coordinator_lost_at = None
+            self._replace_topology(fresh, snapshot.get("version", 0))
+            if self._registration is not None and not self._registration.done():
+                self._registration.set_result(True)
+        elif kind == "topology":
+            snapshot = message.get("topology")
+            if isinstance(snapshot, dict):
+                self._replace_topology(self._snapshot_nodes(snapshot), snapshot.get("version", 0))
+        elif kind == "delta":
+            if not self._registered:
+                return
+            self._apply_delta(message.get("delta"), connection)
+        elif kind == "rejected":
+            reason = str(message.get("reason", ""))
+            if self._registration is not None and not self._registration.done():
+                self._registration.set_exception(RegistrationRejected(f"the coordinator rejected {self.name}: {reason}"))
+            else:
+                self.log.error("the coordinator rejected %s: %s", self.name, _escaped(reason))
+            connection.close(f"rejected: {reason}")
+        elif kind == "shutdown":
+            self.log.info("stopping: %s", _escaped(str(message.get("reason", ""))))
+            self.loop.create_task(self.close())
+        elif kind == "heartbeat":
+            pass
+        else:
+            self.log.warning("unexpected %s from the coordinator; ignored", kind)
+
+    @staticmethod
+    def _snapshot_nodes(snapshot):
+        nodes = snapshot.get("nodes")
+        if not isinstance(nodes, list):
+            raise p.ProtocolError("malformed frame: control message: snapshot without nodes")
+        out = {}
+        for record in nodes:
+            MeshNode._check_record(record)
+            out[record["id"]] = record
+        return out
+
+    @staticmethod
+    def _check_record(record):
+        if not (isinstance(record, dict) and isinstance(record.get("id"), str) and isinstance(record.get("name"), str)
+                and isinstance(record.get("host"), str) and isinstance(record.get("port"), int)
+                and isinstance(record.get("topics"), list)):
+            raise p.ProtocolError("malformed frame: control message: bad node record")
+
+    def _apply_delta(self, delta, connection):
+        if not isinstance(delta, dict) or not isinstance(delta.get("changes"), list):
+            raise p.ProtocolError("malformed frame: control message: bad delta")
+        start, end = delta.get("from"), delta.get("to")
+        if end <= self.version:
+            return
+        if start != self.version:
+            connection.send(p.control_frame({"type": "sync"}))
+            return
+        nodes = self.topology
+        for change in delta["changes"]:
+            op = change.get("op")
+            if op == "join":
+                self._check_record(change.get("node"))
+                nodes[change["node"]["id"]] = change["node"]
+                self._provisional.pop(change["node"]["id"], None)
+            elif op == "leave":
+                nodes.pop(change.get("id"), None)
+            elif op in ("listen", "unlisten", "serve", "unserve"):
+                record = nodes.get(change.get("id"))
+                field = "topics" if op in ("listen", "unlisten") else "services"
+                value = change.get("topic" if field == "topics" else "service")
+                if record is None or not isinstance(value, str):
+                    continue
+                values = set(record.get(field) or [])
+                values.add(value) if op in ("listen", "serve") else values.discard(value)
+                record = dict(record)
+                record[field] = sorted(values)
+                nodes[record["id"]] = record
+            else:
+                raise p.ProtocolError(f"malformed frame: control message: unknown change {op!r}")
+        self.version = end
+        self._topology_changed()
+
+    def _replace_topology(self, nodes, version):
+        self.topology = nodes
+        self.version = version
+        self._topology_changed()
+
+    def _expire_provisional(self):
+        gone = [r["name"] for k, r in self._provisional.items() if k not in self.topology]
+        self._provisional = {}
+        if gone:
+            self.log.info("%d node(s) did not re-register with the new coordinator within %.3f s; no longer "
+                          "routing to them: %s", len(gone), REREGISTRATION_GRACE, ", ".join(sorted(gone)))
+        self._topology_changed()
+
+    def _topology_changed(self):
+        self._routes.clear()
+        known = self._known_nodes()
+        for node_id in list(self._peers):
+            if node_id not in known:
+                peer = self._peers.pop(node_id)
+                self.loop.create_task(peer.connection.close_after_flushing(1.0))
+        for key in list(self._unknown):
+            self._recheck_unknown(key)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _known_nodes(self):
+        if not self._provisional:
+            return self.topology
+        merged = dict(self._provisional)
+        merged.update(self.topology)
+        return merged
+
+    def _control_closed(self, connection, reason):
+        if connection is not self._control:
+            return
+        was_registered = self._registered
+        self._registered = False
+        self._control = None
+        if self._registration is not None and not self._registration.done():
+            text = reason or "closed"
+            if "handshake: " in text and any(word in text for word in ("authkey", "wrong key")):
+                error = AuthenticationFailed(f"coordinator at {self.coordinator}: {text}")
+            elif text.startswith("rejected: "):
+                return
+            else:
+                error = CoordinatorUnreachable(f"coordinator at {self.coordinator}: {text}")
+            self._registration.set_exception(error)
+            return
+        if self._closed:
+            return
+        if was_registered:
+            self._coordinator_lost_at = time.monotonic()
+            self.log.warning("lost the coordinator at %s (%s); keeping the last topology (%d node(s)) and retrying",
+                             self.coordinator, reason or "closed", len(self.topology))
+        else:
+            self.log.debug("coordinator still unreachable: %s", reason or "closed")
+        self._reconnect_attempt += 1
+        delay = min(1000, 50 << min(self._reconnect_attempt, 5)) / 1000
+        self.loop.call_later(delay, self._retry_coordinator)
+
+    def _retry_coordinator(self):
+        if not self._closed and self._control is None:
+            self.loop.create_task(self._connect_coordinator())
+
+    async def _heartbeats(self):
+        while not self._closed:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            connection = self._control
+            if connection is None or connection.closed:
+                continue
+            now = time.monotonic()
+            if not self._registered:
+                if now - self._connecting_since > CONNECT_TIMEOUT:
+                    connection.close(f"protocol violation: no welcome from the coordinator within {CONNECT_TIMEOUT} s")
+                continue
+            silence = now - self._last_heard
+            if silence > 3 * HEARTBEAT_INTERVAL:
+                connection.close(f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s")
+                continue
+            message = {"type": "heartbeat"}
+            if self.stats != self._last_reported:
+                message["stats"] = dict(self.stats)
+                self._last_reported = dict(self.stats)
+            connection.send(p.control_frame(message))
+
+    def _announce(self, kind, topic):
+        if self._control is not None and not self._control.closed:
+            self._control.send(p.control_frame({"type": kind, "topic": topic}))
+
+    async def _wait_for(self, predicate, timeout):
+        deadline = None if timeout is None else self.loop.time() + timeout
+        while not predicate():
+            if self._closed:
+                raise NodeClosed("the node is closed")
+            remaining = None if deadline is None else deadline - self.loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return predicate()
+        return True
+
+    # MARK: the public API
+
+    async def listen(self, topic, callback, raw=False):
+        """Calls `callback(topic, data)` (sync or async) for each message on `topic`.
+
+        `data` is the decoded JSON value, or `bytes` when the sender sent raw bytes or `raw` is set.
+        Returns once the coordinator has published the listen (or at once while it is away).
+        """
+        self._check_open()
+        problem = p.name_problem(topic, "topic")
+        if problem:
+            raise InvalidName(problem)
+        self._handlers[topic] = (callback, raw)
+        if topic not in self._listened:
+            self._listened.add(topic)
+            self._announce("listen", topic)
+        if self._registered:
+            await self._wait_for(lambda: topic in self.topology.get(self.id, {}).get("topics", ()), 5.0)
+
+    async def stop_listening(self, topic):
+        self._check_open()
+        self._handlers.pop(topic, None)
+        if topic in self._listened:
+            self._listened.discard(topic)
+            self._announce("unlisten", topic)
+        if self._registered:
+            await self._wait_for(lambda: topic not in self.topology.get(self.id, {}).get("topics", ()), 5.0)
+
+    def listeners(self, topic):
+        return [r for r in self._known_nodes().values() if topic in r.get("topics", ())]
+
+    async def wait_for_listener(self, topic, timeout=None, count=1):
+        """Waits until at least `count` nodes listen to `topic`; raises TimeoutError after `timeout`."""
+        self._check_open()
+        if not await self._wait_for(lambda: len(self.listeners(topic)) >= count, timeout):
+            raise asyncio.TimeoutError(f"no listener on {topic} within {timeout} s")
+
+    async def send(self, topic, data):
+        """Sends `data` (bytes-like: raw; anything else: JSON) to the listeners of `topic`.
+
+        Returns the number of receivers it was handed to (0: nobody listens; counted as unrouted).
+        """
+        if self._closed:
+            raise NodeClosed("the node is closed")
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            encoding, payload = p.ENCODING_RAW, bytes(data)
+        else:
+            encoding = p.ENCODING_CODEC
+            payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(payload) > self.maximum_message_size:
+            raise FrameTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {self.maximum_message_size} bytes")
+        route = self._routes.get(topic)
+        if route is None:
+            problem = p.name_problem(topic, "topic")
+            if problem:
+                raise InvalidName(problem)
+            route = self._routes[topic] = self._make_route(topic)
+        if not route:
+            self.stats["messagesUnrouted"] += 1
+            return 0
+        frame = p.message_frame(topic.encode("utf-8"), encoding, payload)
+        delivered = 0
+        waits = None
+        for group_key, members in route:
+            if len(members) == 1 or self.load_balancing == "broadcast":
+                chosen = members
+            else:
+                chosen = (self._pick(group_key, members),)
+            for record in chosen:
+                node_id = record["id"]
+                if node_id == self.id:
+                    self._deliver_local(topic, encoding, payload, len(frame))
+                    delivered += 1
+                    continue
+                peer = self._peers.get(node_id)
+                if peer is None or peer.connection.closed:
+                    peer = self._dial(record, reconnect=peer is not None)
+                    if peer is None:
+                        continue
+                connection = peer.connection
+                if connection.queued_bytes + len(frame) > self.maximum_queued_bytes_per_peer and connection.queued_bytes:
+                    if self.policy.kind == "wait":
+                        if waits is None:
+                            waits = []
+                        waits.append((record, connection))
+                        continue
+                    if self.policy.kind == "dropNewest":
+                        self._dropped(1, record, topic, "the peer's queue is full")
+                        continue
+                    dropped = connection.drop_queued(0 if connection.is_open else 0)
+                    self._dropped(dropped, record, topic, "dropped the oldest to make room")
+                connection.send(frame)
+                delivered += 1
+        if waits:
+            for record, connection in waits:
+                if await connection.wait_for_room(self.maximum_queued_bytes_per_peer // 2, self.policy.timeout):
+                    connection.send(frame)
+                    delivered += 1
+                else:
+                    self._dropped(1, record, topic, f"the peer's queue stayed full for {self.policy.timeout} s")
+        self.stats["messagesSent"] += delivered
+        self.stats["bytesSent"] += delivered * len(frame)
+        return delivered
+
+    def _dropped(self, count, record, topic, reason):
+        if count <= 0:
+            return
+        self.stats["messagesDropped"] += count
+        self.log.warning("dropped %d message(s) on %s for %s (%s): %s", count, _escaped(topic),
+                         _escaped(record["name"]), record["id"], reason)
+
+    def _make_route(self, topic):
+        groups = {}
+        for record in self._known_nodes().values():
+            if topic in record.get("topics", ()):
+                groups.setdefault(record["name"], []).append(record)
+        return [((topic, name), sorted(groups[name], key=lambda r: r["id"])) for name in sorted(groups)]
+
+    def _available(self, record, now):
+        since = self._failed.get(record["id"])
+        return since is None or now - since > FAILED_AVOIDANCE
+
+    def _pick(self, key, members):
+        count = len(members)
+        now = time.monotonic()
+        if self.load_balancing == "random":
+            available = [m for m in members if self._available(m, now)] if self._failed else members
+            return self._random.choice(available or members)
+        start = self._turns.get(key, 0) % count
+        pick = start
+        if self._failed:
+            for offset in range(count):
+                if self._available(members[(start + offset) % count], now):
+                    pick = (start + offset) % count
+                    break
+        self._turns[key] = pick + 1
+        return members[pick]
+
+    def _dial(self, record, reconnect=False):
+        node_id = record["id"]
+        handshake = p.Handshake(True, p.PURPOSE_DATA, self._key, bytes.fromhex(self.id),
+                                expected_peer_id=bytes.fromhex(node_id))
+        connection = Connection(handshake, self.maximum_message_size + 65536, self._peer_link_frames,
+                                self._peer_link_closed, label=node_id)
+        hello = json.dumps({"id": self.id, "name": self.name}, separators=(",", ":"), ensure_ascii=False)
+        connection.send(p.frame(p.KIND_PEER_HELLO, hello.encode("utf-8")))
+        peer = Peer(node_id, record["name"], connection)
+        self._peers[node_id] = peer
+        if node_id in self._failed:
+            self.stats["reconnects"] += 1
+        self._routes.clear()
+
+        async def connect():
+            try:
+                await asyncio.wait_for(
+                    self.loop.create_connection(lambda: connection, record["host"], record["port"]), CONNECT_TIMEOUT)
+            except (OSError, asyncio.TimeoutError) as error:
+                connection._finish(f"cannot connect: {error or 'connect timed out'}")
+        self.loop.create_task(connect())
+        return peer
+
+    def _peer_link_frames(self, connection, frames):
+        raise p.ProtocolError(f"unexpected frame kind 0x{frames[0][0]:x}")
+
+    def _peer_link_closed(self, connection, reason):
+        node_id = connection.label
+        peer = self._peers.get(node_id)
+        if peer is not None and peer.connection is connection:
+            del self._peers[node_id]
+            self._routes.clear()
+        if reason is not None:
+            self._failed[node_id] = time.monotonic()
+            record = self._known_nodes().get(node_id)
+            if not self._closed:
+                self.log.warning("connection to %s (%s) failed: %s",
+                                 _escaped(record["name"]) if record else "?", node_id, reason)
+        unsent = connection.drop_queued(0)
+        if unsent and reason is not None:
+            unsent -= 0 if connection.is_open else 1  # the peer hello is not a message
+            self.stats["messagesDropped"] += max(unsent, 0)
+
+    # MARK: receiving
+
+    def _accept_peer(self):
+        handshake = p.Handshake(False, served={p.PURPOSE_DATA: self._key}, local_id=bytes.fromhex(self.id))
+        connection = Connection(handshake, self.maximum_message_size + 65536, self._inbound_frames,
+                                self._inbound_closed)
+        return connection
+
+    def _check_hello(self, hello, connection):
+        """None: wait for the topology; else an error text or ''."""
+        if hello["id"] != connection.peer_id:
+            return f"protocol violation: peer hello names node {hello['id']}, the handshake was for {connection.peer_id}"
+        record = self._known_nodes().get(hello["id"])
+        if record is None:
+            return None
+        if record["name"] != hello["name"]:
+            return (f"protocol violation: peer hello says node {hello['id']} is named \"{hello['name']}\"; "
+                    f"the mesh says \"{record['name']}\"")
+        if not p.same_host(record["host"], connection.remote):
+            return (f"protocol violation: node {hello['id']} is at {record['host']} in the mesh, but this connection "
+                    f"comes from {connection.remote}")
+        return ""
+
+    def _inbound_frames(self, connection, frames):
+        key = id(connection)
+        waiting = self._unknown.get(key)
+        if waiting is not None:
+            waiting[1].extend(frames)
+            connection.set_reading_paused(True)
+            return
+        peer = self._inbound.get(key)
+        for index, (kind, body) in enumerate(frames):
+            if kind == p.KIND_MESSAGE:
+                if peer is None:
+                    raise p.ProtocolError("protocol violation: message before peer hello")
+                topic, encoding, payload = p.parse_message(body)
+                self.stats["messagesReceived"] += 1
+                self.stats["bytesReceived"] += len(body) + 5
+                if topic not in self._handlers:
+                    self.log.debug("skipped a message on %s from %s: not listening", _escaped(topic), peer[1])
+                    continue
+                self._inbox.append((topic, encoding, payload, peer[1], peer[0]))
+                self._inbox_bytes += len(payload)
+            elif kind == p.KIND_PEER_HELLO and peer is None:
+                try:
+                    hello = json.loads(body)
+                    if not (isinstance(hello, dict) and isinstance(hello.get("id"), str)
+                            and isinstance(hello.get("name"), str)):
+                        raise ValueError("id and name must be strings")
+                except ValueError as error:
+                    raise p.ProtocolError(f"malformed frame: peer hello: {error}") from None
+                verdict = self._check_hello(hello, connection)
+                if verdict is None:
+                    connection.set_reading_paused(True)
+                    self._unknown[key] = (hello, list(frames[index + 1:]), connection)
+                    self.loop.call_later(UNKNOWN_PEER_PATIENCE, self._unknown_expired, key)
+                    break
+                if verdict:
+                    raise p.ProtocolError(verdict)
+                peer = (hello["id"], hello["name"])
+                self._inbound[key] = peer
+            else:
+                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
+        self._wake_inbox(connection)
+
+    def _recheck_unknown(self, key):
+        hello, frames, connection = self._unknown[key]
+        verdict = self._check_hello(hello, connection)
+        if verdict is None:
+            return
+        del self._unknown[key]
+        if verdict:
+            connection.close(verdict)
+            return
+        self._inbound[key] = (hello["id"], hello["name"])
+        connection.set_reading_paused(False)
+        if frames:
+            try:
+                self._inbound_frames(connection, frames)
+            except p.ProtocolError as error:
+                connection.close(str(error))
+
+    def _unknown_expired(self, key):
+        waiting = self._unknown.pop(key, None)
+        if waiting is not None:
+            hello, _, connection = waiting
+            connection.close(f"protocol violation: peer hello from node {hello['id']} (\"{hello['name']}\"), which is "
+                             f"not in the mesh (waited {UNKNOWN_PEER_PATIENCE:.3f} s)")
+
+    def _inbound_closed(self, connection, reason):
+        key = id(connection)
+        peer = self._inbound.pop(key, None)
+        self._unknown.pop(key, None)
+        self._paused_inbound.discard(connection)
+        if reason is None or self._closed:
+            return
+        who = f"{peer[1]} ({peer[0]}) at {connection.remote}" if peer else str(connection.remote)
+        if reason.startswith("disconnected"):
+            self.log.debug("connection from %s closed", who)
+        else:
+            self.log.warning("closed the connection from %s: %s", who, _escaped(reason))
+
+    def _deliver_local(self, topic, encoding, payload, frame_length):
+        self.stats["messagesReceived"] += 1
+        self.stats["bytesReceived"] += frame_length
+        if topic in self._handlers:
+            self._inbox.append((topic, encoding, payload, self.name, self.id))
+            self._inbox_bytes += len(payload)
+            self._inbox_wakeup.set()
+
+    def _wake_inbox(self, connection):
+        self._inbox_wakeup.set()
+        if self._inbox_bytes > self.maximum_inbox_bytes and connection is not None:
+            connection.set_reading_paused(True)
+            self._paused_inbound.add(connection)
+
+    async def _dispatch(self):
+        inbox = self._inbox
+        while not self._closed:
+            if not inbox:
+                self._inbox_wakeup.clear()
+                await self._inbox_wakeup.wait()
+                continue
+            count = 0
+            while inbox and count < 4096:
+                count += 1
+                topic, encoding, payload, sender, sender_id = inbox.popleft()
+                self._inbox_bytes -= len(payload)
+                handler = self._handlers.get(topic)
+                if handler is None:
+                    continue
+                callback, raw = handler
+                if raw or encoding == p.ENCODING_RAW:
+                    data = payload
+                else:
+                    try:
+                        data = json.loads(payload)
+                    except ValueError as error:
+                        self.stats["decodeFailures"] += 1
+                        self.log.warning("message on %s from %s (%s) did not decode as JSON: %s",
+                                         _escaped(topic), _escaped(sender), sender_id, error)
+                        continue
+                try:
+                    result = callback(topic, data)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as error:  # a listener's failure is logged, never fatal
+                    self.log.error("listener for %s failed on a message from %s (%s): %r",
+                                   _escaped(topic), _escaped(sender), sender_id, error)
+            if self._paused_inbound and self._inbox_bytes <= self.maximum_inbox_bytes // 2:
+                for connection in list(self._paused_inbound):
+                    if id(connection) not in self._unknown:
+                        connection.set_reading_paused(False)
+                self._paused_inbound.clear()
+            await asyncio.sleep(0)
+
+    # MARK: closing
+
+    def _check_open(self):
+        if self._closed:
+            raise NodeClosed("the node is closed")
+
+    @property
+    def is_closed(self):
+        return self._closed
+
+    async def forever(self):
+        """Waits until the node is closed (by `close()` or a `mesh node kill`)."""
+        await self._closed_event.wait()
+
+    async def close(self):
+        """Says goodbye, flushes queued messages (up to 2 s), and closes every connection."""
+        if self._closed:
+            return
+        while self._inbox and self._handlers:
+            await asyncio.sleep(0.001)  # let the dispatcher finish what has arrived
+        self._closed = True
+        control = self._control
+        flushes = [peer.connection.close_after_flushing(2.0) for peer in self._peers.values()]
+        if control is not None and not control.closed:
+            if self._registered:
+                control.send(p.control_frame({"type": "bye"}))
+            flushes.append(control.close_after_flushing(1.0))
+        if flushes:
+            await asyncio.gather(*flushes, return_exceptions=True)
+        for key, peer in list(self._inbound.items()):
+            pass
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        self._inbox_wakeup.set()
+        self._changed.set()
+        self._closed_event.set()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+
+def _escaped(text):
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+async def _to_thread(function, *args):
+    return await asyncio.get_event_loop().run_in_executor(None, function, *args)
+
+
+async def build_mesh_node(name, coordinator=None, authkey=None, **options):
+    """Makes a node, registers it with the coordinator, and returns it once welcomed.
+
+    `coordinator` defaults to $MESH_COORDINATOR (else 127.0.0.1:6374) and `authkey` to $MESH_AUTHKEY.
+    Raises AuthenticationFailed, CoordinatorUnreachable or RegistrationRejected.
+    """
+    node = MeshNode(name, coordinator, authkey, **options)
+    return await node.start()
