@@ -101,6 +101,7 @@ class MeshNode:
         self.topology = {}
         self.version = 0
         self._provisional = {}
+        self._recently_left = {}
         self._handlers = {}
         self._listened = set()
         self._routes = {}
@@ -290,7 +291,7 @@ class MeshNode:
                 nodes[change["node"]["id"]] = change["node"]
                 self._provisional.pop(change["node"]["id"], None)
             elif op == "leave":
-                nodes.pop(change.get("id"), None)
+                self._remember_leaving(nodes.pop(change.get("id"), None))
             elif op in ("listen", "unlisten", "serve", "unserve"):
                 record = nodes.get(change.get("id"))
                 field = "topics" if op in ("listen", "unlisten") else "services"
@@ -307,7 +308,19 @@ class MeshNode:
         self.version = end
         self._topology_changed()
 
+    def _remember_leaving(self, record):
+        """Keeps a departed node's record for a moment: a sender that joins, sends and leaves within
+        one publish is never in this node's topology, yet its messages are already on the way."""
+        if record is not None:
+            now = time.monotonic()
+            self._recently_left[record["id"]] = (record, now)
+            for key in [k for k, (_, since) in self._recently_left.items() if now - since > UNKNOWN_PEER_PATIENCE]:
+                del self._recently_left[key]
+
     def _replace_topology(self, nodes, version):
+        for node_id, record in self.topology.items():
+            if node_id not in nodes:
+                self._remember_leaving(record)
         self.topology = nodes
         self.version = version
         self._topology_changed()
@@ -605,7 +618,10 @@ class MeshNode:
             return f"protocol violation: peer hello names node {hello['id']}, the handshake was for {connection.peer_id}"
         record = self._known_nodes().get(hello["id"])
         if record is None:
-            return None
+            left = self._recently_left.get(hello["id"])
+            if left is None or time.monotonic() - left[1] > UNKNOWN_PEER_PATIENCE:
+                return None
+            record = left[0]
         if record["name"] != hello["name"]:
             return (f"protocol violation: peer hello says node {hello['id']} is named \"{hello['name']}\"; "
                     f"the mesh says \"{record['name']}\"")

@@ -30,6 +30,8 @@ def run(main):
 
 
 def stop_on_signals(node):
+    # A parent may have blocked these (a Swift test runner does); a demo must still stop on them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     loop = asyncio.get_event_loop()
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, lambda: loop.create_task(node.close()))
