@@ -51,6 +51,7 @@ class Connection(asyncio.Protocol):
         self.opened = self.loop.create_future()
         self.peer_id = ""
         self.purpose = None
+        self.raw_frames = False
 
     # MARK: asyncio callbacks
 
@@ -67,6 +68,7 @@ class Connection(asyncio.Protocol):
         self._timers.append(self.loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout))
         if not self.handshake.connector:
             self._timers.append(self.loop.call_later(HELLO_TIMEOUT, self._hello_timeout))
+        transport.set_write_buffer_limits(high=4 << 20)
         hello = self.handshake.start()
         if hello:
             transport.write(hello)
@@ -162,6 +164,10 @@ class Connection(asyncio.Protocol):
             self._opener.open(data, self._frames)
         else:
             self._frames += data
+        if self.raw_frames:
+            self.on_frames(self, self._frames)
+            self._check_stall(len(data))
+            return
         frames = p.split_frames(self._frames, self.maximum_frame_length)
         self._check_stall(len(data))
         if frames:

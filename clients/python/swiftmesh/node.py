@@ -101,6 +101,7 @@ class MeshNode:
         self.topology = {}
         self.version = 0
         self._provisional = {}
+        self._prefixes = {}
         self._recently_left = {}
         self._handlers = {}
         self._listened = set()
@@ -122,7 +123,7 @@ class MeshNode:
         self._registration = None
         self._inbox = collections.deque()
         self._inbox_bytes = 0
-        self._inbox_wakeup = None
+        self._dispatcher = None
         self._paused_inbound = set()
         self._changed = None
         self._closed = False
@@ -137,7 +138,6 @@ class MeshNode:
         self.loop = asyncio.get_event_loop()
         self._changed = asyncio.Event()
         self._closed_event = asyncio.Event()
-        self._inbox_wakeup = asyncio.Event()
         self._key = await _to_thread(p.stretch_key, self._authkey_text)
         self._registration = self.loop.create_future()
         await self._connect_coordinator()
@@ -151,7 +151,6 @@ class MeshNode:
             await self._abort()
             raise
         self._tasks.append(self.loop.create_task(self._heartbeats()))
-        self._tasks.append(self.loop.create_task(self._dispatch()))
         return self
 
     async def _abort(self):
@@ -483,7 +482,15 @@ class MeshNode:
         if not route:
             self.stats["messagesUnrouted"] += 1
             return 0
-        frame = p.message_frame(topic.encode("utf-8"), encoding, payload)
+        prefix = self._prefixes.get((topic, encoding))
+        if prefix is None:
+            topic_bytes = topic.encode("utf-8")
+            prefix = self._prefixes[(topic, encoding)] = (
+                bytes((p.KIND_MESSAGE,)) + len(topic_bytes).to_bytes(2, "big") + topic_bytes + bytes((encoding,)))
+            if len(self._prefixes) > 10_000:
+                self._prefixes.clear()
+        frame = (len(prefix) + len(payload)).to_bytes(4, "big") + prefix + payload
+        limit = self.maximum_queued_bytes_per_peer
         delivered = 0
         waits = None
         for group_key, members in route:
@@ -503,7 +510,8 @@ class MeshNode:
                     if peer is None:
                         continue
                 connection = peer.connection
-                if connection.queued_bytes + len(frame) > self.maximum_queued_bytes_per_peer and connection.queued_bytes:
+                if ((connection._write_paused or len(connection._out) + len(frame) > limit)
+                        and connection.queued_bytes + len(frame) > limit and connection.queued_bytes):
                     if self.policy.kind == "wait":
                         if waits is None:
                             waits = []
@@ -610,6 +618,7 @@ class MeshNode:
         handshake = p.Handshake(False, served={p.PURPOSE_DATA: self._key}, local_id=bytes.fromhex(self.id))
         connection = Connection(handshake, self.maximum_message_size + 65536, self._inbound_frames,
                                 self._inbound_closed)
+        connection.raw_frames = True
         return connection
 
     def _check_hello(self, hello, connection):
@@ -630,50 +639,88 @@ class MeshNode:
                     f"comes from {connection.remote}")
         return ""
 
-    def _inbound_frames(self, connection, frames):
+    def _inbound_frames(self, connection, buffer):
+        """Reads the whole frames in `buffer` (the connection's own) and removes them."""
         key = id(connection)
-        waiting = self._unknown.get(key)
-        if waiting is not None:
-            waiting[1].extend(frames)
+        if key in self._unknown:
             connection.set_reading_paused(True)
             return
         peer = self._inbound.get(key)
-        for index, (kind, body) in enumerate(frames):
-            if kind == p.KIND_MESSAGE:
-                if peer is None:
-                    raise p.ProtocolError("protocol violation: message before peer hello")
-                topic, encoding, payload = p.parse_message(body)
-                self.stats["messagesReceived"] += 1
-                self.stats["bytesReceived"] += len(body) + 5
-                if topic not in self._handlers:
-                    self.log.debug("skipped a message on %s from %s: not listening", _escaped(topic), peer[1])
-                    continue
-                self._inbox.append((topic, encoding, payload, peer[1], peer[0]))
-                self._inbox_bytes += len(payload)
-            elif kind == p.KIND_PEER_HELLO and peer is None:
-                try:
-                    hello = json.loads(body)
-                    if not (isinstance(hello, dict) and isinstance(hello.get("id"), str)
-                            and isinstance(hello.get("name"), str)):
-                        raise ValueError("id and name must be strings")
-                except ValueError as error:
-                    raise p.ProtocolError(f"malformed frame: peer hello: {error}") from None
-                verdict = self._check_hello(hello, connection)
-                if verdict is None:
-                    connection.set_reading_paused(True)
-                    self._unknown[key] = (hello, list(frames[index + 1:]), connection)
-                    self.loop.call_later(UNKNOWN_PEER_PATIENCE, self._unknown_expired, key)
+        limit = connection.maximum_frame_length
+        handlers = self._handlers
+        stats = self.stats
+        index = 0
+        size = len(buffer)
+        received = 0
+        received_bytes = 0
+        try:
+            while size - index >= 4:
+                length = int.from_bytes(buffer[index:index + 4], "big")
+                if length == 0:
+                    raise p.ProtocolError("frame with zero length")
+                if length > limit:
+                    raise p.ProtocolError(f"frame of {length} bytes exceeds the limit of {limit} bytes")
+                end = index + 4 + length
+                if end > size:
                     break
-                if verdict:
-                    raise p.ProtocolError(verdict)
-                peer = (hello["id"], hello["name"])
-                self._inbound[key] = peer
-            else:
-                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
-        self._wake_inbox(connection)
+                kind = buffer[index + 4]
+                if kind == p.KIND_MESSAGE and peer is not None:
+                    topic_length = (buffer[index + 5] << 8) | buffer[index + 6] if length >= 3 else 0
+                    topic_end = index + 7 + topic_length
+                    if length < 4 or topic_length == 0 or topic_length > 255 or topic_end >= end:
+                        p.parse_message(bytes(buffer[index + 5:end]))  # raises the precise reason
+                    topic_bytes = buffer[index + 7:topic_end]
+                    if topic_bytes == peer[2]:
+                        topic = peer[3]
+                    else:
+                        topic, _, _ = p.parse_message(bytes(buffer[index + 5:topic_end + 1]))
+                        peer = (peer[0], peer[1], bytes(topic_bytes), topic)
+                        self._inbound[key] = peer
+                    encoding = buffer[topic_end]
+                    if encoding > 1:
+                        raise p.ProtocolError(f"malformed frame: unknown payload encoding {encoding}")
+                    received += 1
+                    received_bytes += length + 4
+                    index = end
+                    handler = handlers.get(topic)
+                    if handler is None:
+                        self.log.debug("skipped a message on %s from %s: not listening", _escaped(topic), peer[1])
+                        continue
+                    self._deliver(handler, topic, encoding, bytes(buffer[topic_end + 1:end]), peer[1], peer[0],
+                                  connection)
+                elif kind == p.KIND_MESSAGE:
+                    raise p.ProtocolError("protocol violation: message before peer hello")
+                elif kind == p.KIND_PEER_HELLO and peer is None:
+                    body = bytes(buffer[index + 5:end])
+                    index = end
+                    try:
+                        hello = json.loads(body)
+                        if not (isinstance(hello, dict) and isinstance(hello.get("id"), str)
+                                and isinstance(hello.get("name"), str)):
+                            raise ValueError("id and name must be strings")
+                    except ValueError as error:
+                        raise p.ProtocolError(f"malformed frame: peer hello: {error}") from None
+                    verdict = self._check_hello(hello, connection)
+                    if verdict is None:
+                        # Not in the topology yet: hold the rest until it is, or give up.
+                        connection.set_reading_paused(True)
+                        self._unknown[key] = (hello, connection)
+                        self.loop.call_later(UNKNOWN_PEER_PATIENCE, self._unknown_expired, key)
+                        break
+                    if verdict:
+                        raise p.ProtocolError(verdict)
+                    peer = (hello["id"], hello["name"], b"", "")
+                    self._inbound[key] = peer
+                else:
+                    raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
+        finally:
+            if index:
+                del buffer[:index]
+            stats["messagesReceived"] += received
+            stats["bytesReceived"] += received_bytes
 
     def _recheck_unknown(self, key):
-        hello, frames, connection = self._unknown[key]
+        hello, connection = self._unknown[key]
         verdict = self._check_hello(hello, connection)
         if verdict is None:
             return
@@ -681,18 +728,17 @@ class MeshNode:
         if verdict:
             connection.close(verdict)
             return
-        self._inbound[key] = (hello["id"], hello["name"])
+        self._inbound[key] = (hello["id"], hello["name"], b"", "")
         connection.set_reading_paused(False)
-        if frames:
-            try:
-                self._inbound_frames(connection, frames)
-            except p.ProtocolError as error:
-                connection.close(str(error))
+        try:
+            self._inbound_frames(connection, connection._frames)
+        except p.ProtocolError as error:
+            connection.close(str(error))
 
     def _unknown_expired(self, key):
         waiting = self._unknown.pop(key, None)
         if waiting is not None:
-            hello, _, connection = waiting
+            hello, connection = waiting
             connection.close(f"protocol violation: peer hello from node {hello['id']} (\"{hello['name']}\"), which is "
                              f"not in the mesh (waited {UNKNOWN_PEER_PATIENCE:.3f} s)")
 
@@ -712,56 +758,80 @@ class MeshNode:
     def _deliver_local(self, topic, encoding, payload, frame_length):
         self.stats["messagesReceived"] += 1
         self.stats["bytesReceived"] += frame_length
-        if topic in self._handlers:
-            self._inbox.append((topic, encoding, payload, self.name, self.id))
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            self._deliver(handler, topic, encoding, payload, self.name, self.id, None)
+
+    def _deliver(self, handler, topic, encoding, payload, sender, sender_id, connection):
+        """Runs the listener now when nothing is queued before it (listeners run one at a time,
+        in arrival order); otherwise queues the message for the dispatcher."""
+        if self._inbox or self._dispatcher is not None:
+            self._inbox.append((topic, encoding, payload, sender, sender_id))
             self._inbox_bytes += len(payload)
-            self._inbox_wakeup.set()
+            if self._inbox_bytes > self.maximum_inbox_bytes and connection is not None:
+                connection.set_reading_paused(True)
+                self._paused_inbound.add(connection)
+            if self._dispatcher is None:
+                self._dispatcher = self.loop.create_task(self._dispatch(None))
+            return
+        result = self._call(handler, topic, encoding, payload, sender, sender_id)
+        if result is not None:
+            self._dispatcher = self.loop.create_task(self._dispatch(result))
 
-    def _wake_inbox(self, connection):
-        self._inbox_wakeup.set()
-        if self._inbox_bytes > self.maximum_inbox_bytes and connection is not None:
-            connection.set_reading_paused(True)
-            self._paused_inbound.add(connection)
+    def _call(self, handler, topic, encoding, payload, sender, sender_id):
+        """Calls one listener; returns an awaitable to finish when it is async."""
+        callback, raw = handler
+        if raw or encoding == p.ENCODING_RAW:
+            data = payload
+        else:
+            try:
+                data = json.loads(payload)
+            except ValueError as error:
+                self.stats["decodeFailures"] += 1
+                self.log.warning("message on %s from %s (%s) did not decode as JSON: %s",
+                                 _escaped(topic), _escaped(sender), sender_id, error)
+                return None
+        try:
+            result = callback(topic, data)
+        except Exception as error:  # a listener's failure is logged, never fatal
+            self._listener_failed(topic, sender, sender_id, error)
+            return None
+        if result is not None and inspect.isawaitable(result):
+            return self._guard(result, topic, sender, sender_id)
+        return None
 
-    async def _dispatch(self):
+    async def _guard(self, awaitable, topic, sender, sender_id):
+        try:
+            await awaitable
+        except Exception as error:  # a listener's failure is logged, never fatal
+            self._listener_failed(topic, sender, sender_id, error)
+
+    def _listener_failed(self, topic, sender, sender_id, error):
+        self.log.error("listener for %s failed on a message from %s (%s): %r",
+                       _escaped(topic), _escaped(sender), sender_id, error)
+
+    async def _dispatch(self, first):
         inbox = self._inbox
-        while not self._closed:
-            if not inbox:
-                self._inbox_wakeup.clear()
-                await self._inbox_wakeup.wait()
-                continue
-            count = 0
-            while inbox and count < 4096:
-                count += 1
+        try:
+            if first is not None:
+                await first
+            while inbox and not self._closed:
                 topic, encoding, payload, sender, sender_id = inbox.popleft()
                 self._inbox_bytes -= len(payload)
                 handler = self._handlers.get(topic)
-                if handler is None:
-                    continue
-                callback, raw = handler
-                if raw or encoding == p.ENCODING_RAW:
-                    data = payload
-                else:
-                    try:
-                        data = json.loads(payload)
-                    except ValueError as error:
-                        self.stats["decodeFailures"] += 1
-                        self.log.warning("message on %s from %s (%s) did not decode as JSON: %s",
-                                         _escaped(topic), _escaped(sender), sender_id, error)
-                        continue
-                try:
-                    result = callback(topic, data)
-                    if inspect.isawaitable(result):
+                if handler is not None:
+                    result = self._call(handler, topic, encoding, payload, sender, sender_id)
+                    if result is not None:
                         await result
-                except Exception as error:  # a listener's failure is logged, never fatal
-                    self.log.error("listener for %s failed on a message from %s (%s): %r",
-                                   _escaped(topic), _escaped(sender), sender_id, error)
-            if self._paused_inbound and self._inbox_bytes <= self.maximum_inbox_bytes // 2:
-                for connection in list(self._paused_inbound):
-                    if id(connection) not in self._unknown:
-                        connection.set_reading_paused(False)
-                self._paused_inbound.clear()
-            await asyncio.sleep(0)
+                if self._paused_inbound and self._inbox_bytes <= self.maximum_inbox_bytes // 2:
+                    for connection in list(self._paused_inbound):
+                        if id(connection) not in self._unknown:
+                            connection.set_reading_paused(False)
+                    self._paused_inbound.clear()
+        finally:
+            self._dispatcher = None
+            if inbox and not self._closed:
+                self._dispatcher = self.loop.create_task(self._dispatch(None))
 
     # MARK: closing
 
@@ -781,8 +851,8 @@ class MeshNode:
         """Says goodbye, flushes queued messages (up to 2 s), and closes every connection."""
         if self._closed:
             return
-        while self._inbox and self._handlers:
-            await asyncio.sleep(0.001)  # let the dispatcher finish what has arrived
+        while (self._inbox or self._dispatcher is not None) and self._handlers:
+            await asyncio.sleep(0.001)  # let the listeners finish what has arrived
         self._closed = True
         control = self._control
         flushes = [peer.connection.close_after_flushing(2.0) for peer in self._peers.values()]
@@ -798,7 +868,6 @@ class MeshNode:
             self._server.close()
         for task in self._tasks:
             task.cancel()
-        self._inbox_wakeup.set()
         self._changed.set()
         self._closed_event.set()
 
