@@ -1,0 +1,113 @@
+"""The node API against the real Swift coordinator and `mesh` tool: routing, listens, kill, status."""
+import asyncio
+import collections
+import json
+import os
+
+from support import Child, MeshTestCase, bin_path, eventually, line, run
+
+import swiftmesh
+
+
+class NodeTests(MeshTestCase):
+    async def group(self, name, count, topic):
+        got = collections.defaultdict(list)
+        nodes = [await self.node(name) for _ in range(count)]
+        for node in nodes:
+            await node.listen(topic, lambda t, data, node=node: got[node.id].append(data))
+        return nodes, got
+
+    async def test_round_robin_starts_at_the_lowest_id_and_takes_turns(self):
+        nodes, got = await self.group("pool", 3, "rr")
+        sender = await self.node("rr-sender")
+        await sender.wait_for_listener("rr", count=3, timeout=10)
+        ids = sorted(node.id for node in nodes)
+        for n in range(6):
+            await sender.send("rr", n)
+        self.assertTrue(await eventually(lambda: sum(map(len, got.values())) == 6, 10))
+        self.assertEqual([got[i] for i in ids], [[0, 3], [1, 4], [2, 5]])
+
+    async def test_broadcast_and_random(self):
+        nodes, got = await self.group("all", 3, "bc")
+        broadcaster = await self.node("bc-sender", load_balancing="broadcast")
+        await broadcaster.wait_for_listener("bc", count=3, timeout=10)
+        self.assertEqual(await broadcaster.send("bc", "x"), 3)
+        self.assertTrue(await eventually(lambda: all(got[n.id] == ["x"] for n in nodes), 10), dict(got))
+        randomizer = await self.node("rnd-sender", load_balancing="random")
+        await randomizer.wait_for_listener("bc", count=3, timeout=10)
+        for _ in range(60):
+            self.assertEqual(await randomizer.send("bc", "r"), 1)
+        self.assertTrue(await eventually(lambda: sum(len(v) for v in got.values()) == 63, 10))
+        self.assertTrue(all(v.count("r") > 0 for v in got.values()), dict(got))
+
+    async def test_self_delivery_counts_as_sent_and_received(self):
+        node = await self.node("self")
+        got = []
+        await node.listen("me", lambda t, data: got.append(data))
+        self.assertEqual(await node.send("me", {"a": [1, 2]}), 1)
+        self.assertTrue(await eventually(lambda: got == [{"a": [1, 2]}], 5))
+        self.assertEqual((node.stats["messagesSent"], node.stats["messagesReceived"]), (1, 1))
+
+    async def test_stop_listening_and_wait_for_listener_timeout(self):
+        node = await self.node("fickle")
+        await node.listen("maybe", lambda t, d: None)
+        code, output = await run(self, self.mesh, "topic", "list", "--json")
+        self.assertIn("maybe", output)
+        await node.stop_listening("maybe")
+        code, output = await run(self, self.mesh, "topic", "list", "--json")
+        self.assertEqual(code, 0, output)
+        self.assertNotIn("maybe", output)
+        with self.assertRaises(asyncio.TimeoutError):
+            await node.wait_for_listener("maybe", timeout=0.3)
+        self.assertEqual(await node.send("maybe", 1), 0)
+        self.assertEqual(node.stats["messagesUnrouted"], 1)
+        with self.assertRaises(swiftmesh.InvalidName):
+            await node.send("bad\ttopic", 1)
+        with self.assertRaises(swiftmesh.FrameTooLarge):
+            await node.send("maybe", b"x" * (8 << 20 + 1))
+
+    async def test_mesh_node_kill_ends_forever_and_status_shows_counters(self):
+        node = await self.node("victim")
+        await node.listen("v", lambda t, d: None)
+        await node.send("v", 1)
+        await asyncio.sleep(1.5)  # a heartbeat carries the counters
+        code, output = await run(self, self.mesh, "status", "--json")
+        self.assertEqual(code, 0, output)
+        status = json.loads(output)
+        mine = [n for n in status["nodes"] if n["id"] == node.id]
+        self.assertEqual(mine[0]["stats"]["messagesSent"], 1, output)
+        code, output = await run(self, self.mesh, "node", "kill", "victim")
+        self.assertEqual(code, 0, output)
+        self.assertIn(node.id, output)
+        await asyncio.wait_for(node.forever(), 5)
+        self.assertTrue(node.is_closed)
+
+    async def test_a_bad_registration_is_reported(self):
+        with self.assertRaises(swiftmesh.InvalidName):
+            swiftmesh.MeshNode("bad\x07name")
+        with self.assertRaises(swiftmesh.CoordinatorUnreachable):
+            await swiftmesh.build_mesh_node(name="lost", coordinator="127.0.0.1:1", authkey=self.key)
+
+
+class OpenMeshTests(MeshTestCase):
+    """No key anywhere: plain frames, no records."""
+
+    key = ""
+
+    async def test_open_mesh_both_directions(self):
+        receiver = self.start("demo-receiver")
+        await line(receiver, "receiver listening")
+        node = await self.node("open-sender")
+        await node.wait_for_listener("some-topic", timeout=10)
+        await node.send("some-topic", {"hello": "open"})
+        await line(receiver, '"hello": "open"')
+        got = []
+        await node.listen("back", lambda t, d: got.append(d))
+        code, output = await run(self, self.mesh, "topic", "send", "back", '"x"')
+        self.assertEqual(code, 0, output)
+        self.assertTrue(await eventually(lambda: got == ["x"], 5))
+
+    async def test_key_on_one_side_only(self):
+        with self.assertRaises(swiftmesh.AuthenticationFailed) as failure:
+            await swiftmesh.build_mesh_node(name="keyed", coordinator=self.address, authkey="a-key-the-mesh-has-not")
+        self.assertIn("does not use one", str(failure.exception))
