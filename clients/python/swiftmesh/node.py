@@ -51,6 +51,19 @@ class NodeClosed(p.MeshError):
     pass
 
 
+class ServiceError(p.MeshError):
+    """A call failed. `code` is the provider's failure code (None for a failure on this side):
+    1 the handler raised, 2 the request did not decode, 3 not served, 4 the response was unusable."""
+
+    def __init__(self, text, code=None, provider=None):
+        super().__init__(text)
+        self.code, self.provider = code, provider
+
+
+MAXIMUM_CONCURRENT_REQUESTS = 64
+MAXIMUM_FAILURE_TEXT = 4096
+
+
 class Policy:
     """What `send` does when a receiver's queue is full (the Swift node's `whenPeerQueueFull`)."""
 
@@ -104,6 +117,10 @@ class MeshNode:
         self._prefixes = {}
         self._recently_left = {}
         self._handlers = {}
+        self._served = {}
+        self._calls = {}
+        self._call_id = 0
+        self._requests = None
         self._listened = set()
         self._routes = {}
         self._turns = {}
@@ -139,6 +156,7 @@ class MeshNode:
         self._changed = asyncio.Event()
         self._closed_event = asyncio.Event()
         self._key = await _to_thread(p.stretch_key, self._authkey_text)
+        self._requests = asyncio.Semaphore(MAXIMUM_CONCURRENT_REQUESTS)
         self._registration = self.loop.create_future()
         await self._connect_coordinator()
         try:
@@ -188,8 +206,11 @@ class MeshNode:
         connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret}))
 
     def _record(self):
-        return {"id": self.id, "name": self.name, "host": "", "port": self.port,
-                "topics": sorted(self._listened), "pid": os.getpid()}
+        record = {"id": self.id, "name": self.name, "host": "", "port": self.port,
+                  "topics": sorted(self._listened), "pid": os.getpid()}
+        if self._served:
+            record["services"] = sorted(self._served)
+        return record
 
     # MARK: the coordinator
 
@@ -593,7 +614,21 @@ class MeshNode:
         return peer
 
     def _peer_link_frames(self, connection, frames):
-        raise p.ProtocolError(f"unexpected frame kind 0x{frames[0][0]:x}")
+        """Answers to this node's calls are the only frames a receiver may send back."""
+        for kind, body in frames:
+            if kind not in (p.KIND_REPLY, p.KIND_FAILURE) or len(body) < 9:
+                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}" if kind not in (p.KIND_REPLY, p.KIND_FAILURE)
+                                      else f"malformed frame: answer of {len(body)} bytes is too short")
+            call_id = int.from_bytes(body[0:8], "big")
+            waiting = self._calls.pop((id(connection), call_id), None)
+            if waiting is None or waiting.done():
+                self.log.debug("dropped a late answer to call %d from %s", call_id, connection.label)
+                continue
+            if kind == p.KIND_REPLY:
+                waiting.set_result((body[8], body[9:]))
+            else:
+                text = body[9:].decode("utf-8", "replace")
+                waiting.set_exception(ServiceError(text, code=body[8], provider=connection.label))
 
     def _peer_link_closed(self, connection, reason):
         node_id = connection.label
@@ -607,6 +642,11 @@ class MeshNode:
             if not self._closed:
                 self.log.warning("connection to %s (%s) failed: %s",
                                  _escaped(record["name"]) if record else "?", node_id, reason)
+        for key in [k for k in self._calls if k[0] == id(connection)]:
+            waiting = self._calls.pop(key)
+            if not waiting.done():
+                waiting.set_exception(ServiceError(f"lost the provider {node_id}: {reason or 'connection closed'}",
+                                                   provider=node_id))
         unsent = connection.drop_queued(0)
         if unsent and reason is not None:
             unsent -= 0 if connection.is_open else 1  # the peer hello is not a message
@@ -688,7 +728,11 @@ class MeshNode:
                         continue
                     self._deliver(handler, topic, encoding, bytes(buffer[topic_end + 1:end]), peer[1], peer[0],
                                   connection)
-                elif kind == p.KIND_MESSAGE:
+                elif kind == p.KIND_REQUEST and peer is not None:
+                    body = bytes(buffer[index + 5:end])
+                    index = end
+                    self._request(connection, peer, body)
+                elif kind in (p.KIND_MESSAGE, p.KIND_REQUEST):
                     raise p.ProtocolError("protocol violation: message before peer hello")
                 elif kind == p.KIND_PEER_HELLO and peer is None:
                     body = bytes(buffer[index + 5:end])
@@ -833,6 +877,147 @@ class MeshNode:
             if inbox and not self._closed:
                 self._dispatcher = self.loop.create_task(self._dispatch(None))
 
+    # MARK: services
+
+    async def serve(self, service, handler, raw=False):
+        """Provides `service`: `handler(request)` (sync or async) returns the response.
+
+        Needs a coordinator with services (issue #9); raises ServiceError when the coordinator
+        does not list the service within 5 s.
+        """
+        self._check_open()
+        problem = p.name_problem(service, "service")
+        if problem:
+            raise InvalidName(problem)
+        self._served[service] = (handler, raw)
+        if self._control is not None and not self._control.closed:
+            self._control.send(p.control_frame({"type": "serve", "service": service}))
+        if self._registered and not await self._wait_for(
+                lambda: service in (self.topology.get(self.id, {}).get("services") or ()), 5.0):
+            self._served.pop(service, None)
+            raise ServiceError(f"the coordinator did not list the service \"{service}\" within 5 s "
+                               "(does it support services?)")
+
+    async def unserve(self, service):
+        self._check_open()
+        if self._served.pop(service, None) is not None and self._control is not None and not self._control.closed:
+            self._control.send(p.control_frame({"type": "unserve", "service": service}))
+
+    def providers(self, service):
+        return [r for r in self._known_nodes().values() if service in (r.get("services") or ())]
+
+    async def call(self, service, request, timeout=None, raw=False):
+        """Calls `service` on one provider and returns its response (decoded JSON, or bytes)."""
+        self._check_open()
+        problem = p.name_problem(service, "service")
+        if problem:
+            raise InvalidName(problem)
+        providers = self.providers(service)
+        if not providers:
+            raise ServiceError(f"no node provides the service \"{service}\"")
+        encoding, payload = _encode(request)
+        if len(payload) > self.maximum_message_size:
+            raise FrameTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {self.maximum_message_size} bytes")
+        groups = {}
+        for record in providers:
+            groups.setdefault(record["name"], []).append(record)
+        names = sorted(groups)
+        if self.load_balancing == "random":
+            members = sorted(groups[self._random.choice(names)], key=lambda r: r["id"])
+            record = self._pick(("service", service, "random"), members)
+        else:
+            group_key = ("service-group", service)
+            turn = self._turns.get(group_key, 0)
+            name = names[turn % len(names)]
+            self._turns[group_key] = (turn % len(names)) + 1
+            members = sorted(groups[name], key=lambda r: r["id"])
+            record = members[0] if len(members) == 1 else self._pick(("service", service, name), members)
+        provider = f"{record['name']} ({record['id']})"
+        if record["id"] == self.id:
+            code, answer = await self._answer(service, encoding, payload)
+            if code:
+                raise ServiceError(f"{service} on {provider} failed: {answer.decode('utf-8', 'replace')}", code, provider)
+            response_encoding, body = answer
+        else:
+            peer = self._peers.get(record["id"])
+            if peer is None or peer.connection.closed:
+                peer = self._dial(record)
+            self._call_id += 1
+            call_id = self._call_id
+            waiting = self.loop.create_future()
+            key = (id(peer.connection), call_id)
+            self._calls[key] = waiting
+            service_bytes = service.encode("utf-8")
+            body = (call_id.to_bytes(8, "big") + len(service_bytes).to_bytes(2, "big") + service_bytes
+                    + bytes((encoding,)) + payload)
+            peer.connection.send(p.frame(p.KIND_REQUEST, body))
+            try:
+                response_encoding, body = await asyncio.wait_for(waiting, timeout)
+            except asyncio.TimeoutError:
+                raise asyncio.TimeoutError(f"no answer from {service} on {provider} within {timeout} s") from None
+            except ServiceError as error:
+                raise ServiceError(f"{service} on {provider} failed: {error}", error.code, provider) from None
+            finally:
+                self._calls.pop(key, None)
+        if raw or response_encoding == p.ENCODING_RAW:
+            return bytes(body)
+        try:
+            return json.loads(body)
+        except ValueError as error:
+            raise ServiceError(f"the response of {service} on {provider} is not JSON: {error}", None, provider) from None
+
+    def _request(self, connection, peer, body):
+        if len(body) < 12:
+            raise p.ProtocolError(f"malformed frame: request of {len(body)} bytes is too short")
+        call_id = int.from_bytes(body[0:8], "big")
+        length = int.from_bytes(body[8:10], "big")
+        if length == 0 or length > 255 or 10 + length >= len(body):
+            raise p.ProtocolError(f"malformed frame: request service length {length}")
+        service, encoding, payload = p.parse_message(body[8:])
+        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload))
+
+    async def _serve_request(self, connection, call_id, service, encoding, payload):
+        async with self._requests:
+            code, answer = await self._answer(service, encoding, payload)
+        if code:
+            text = answer[:MAXIMUM_FAILURE_TEXT].decode("utf-8", "ignore").encode("utf-8")
+            frame = p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((code,)) + text)
+        else:
+            frame = p.frame(p.KIND_REPLY, call_id.to_bytes(8, "big") + bytes((answer[0],)) + answer[1])
+        if connection.closed:
+            self.log.debug("dropped the answer to call %d: its connection closed", call_id)
+            return
+        if connection.queued_bytes > self.maximum_queued_bytes_per_peer:
+            await connection.wait_for_room(self.maximum_queued_bytes_per_peer // 2, 5.0)
+        connection.send(frame)
+
+    async def _answer(self, service, encoding, payload):
+        """(0, (encoding, payload)) or (code, description bytes)."""
+        handler = self._served.get(service)
+        if handler is None:
+            return 3, f"this node does not provide the service \"{service}\"".encode()
+        function, raw = handler
+        if raw or encoding == p.ENCODING_RAW:
+            request = payload
+        else:
+            try:
+                request = json.loads(payload)
+            except ValueError as error:
+                return 2, str(error).encode()
+        try:
+            response = function(request)
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as error:  # the handler's failure goes back to the caller
+            return 1, (str(error) or type(error).__name__).encode()
+        try:
+            response_encoding, body = _encode(response)
+        except (TypeError, ValueError) as error:
+            return 4, f"the response cannot be encoded: {error}".encode()
+        if len(body) > self.maximum_message_size:
+            return 4, f"the response of {len(body)} bytes exceeds {self.maximum_message_size} bytes".encode()
+        return 0, (response_encoding, body)
+
     # MARK: closing
 
     def _check_open(self):
@@ -876,6 +1061,12 @@ class MeshNode:
 
     async def __aexit__(self, *exc):
         await self.close()
+
+
+def _encode(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return p.ENCODING_RAW, bytes(value)
+    return p.ENCODING_CODEC, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _escaped(text):

@@ -38,6 +38,9 @@ PURPOSE_NAMES = {1: "node control", 2: "inspector", 3: "admin", 4: "peer data"}
 KIND_CONTROL = 1
 KIND_PEER_HELLO = 2
 KIND_MESSAGE = 3
+KIND_REQUEST = 4
+KIND_REPLY = 5
+KIND_FAILURE = 6
 
 ENCODING_RAW = 0
 ENCODING_CODEC = 1

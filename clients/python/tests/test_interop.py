@@ -163,6 +163,14 @@ class InteropTests(MeshTestCase):
         self.assertIn('sender sent: topic=some-topic; data=["hello": "world!"]', py_sender.lines)
         await line(swift_receiver, r'receiver got: topic=some-topic; data=\["hello": "world!"\]')
 
+    async def test_serve_on_a_coordinator_without_services_fails_clearly(self):
+        node = await self.node("provider")
+        with self.assertRaises(swiftmesh.ServiceError) as failure:
+            await node.serve("add", lambda request: request)
+        self.assertIn("does it support services", str(failure.exception))
+        self.assertTrue(await eventually(lambda: node._registered, 5))  # it came back, without the service
+        self.assertNotIn("services", node.topology[node.id])
+
     async def test_services_both_ways(self):
         self.skipTest("services (#9) are not on this branch: branch `services` still speaks protocol "
                       "version 1, so there is no Swift binary to call or serve against")
