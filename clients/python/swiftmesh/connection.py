@@ -52,6 +52,7 @@ class Connection(asyncio.Protocol):
         self.peer_id = ""
         self.purpose = None
         self.raw_frames = False
+        self.hello_length = 0
 
     # MARK: asyncio callbacks
 

@@ -541,7 +541,8 @@ class MeshNode:
                     if self.policy.kind == "dropNewest":
                         self._dropped(1, record, topic, "the peer's queue is full")
                         continue
-                    dropped = connection.drop_queued(0 if connection.is_open else 0)
+                    # Only message frames go: a peer hello still queued stays first.
+                    dropped = connection.drop_queued(0 if connection.is_open else connection.hello_length)
                     self._dropped(dropped, record, topic, "dropped the oldest to make room")
                 connection.send(frame)
                 delivered += 1
@@ -597,7 +598,9 @@ class MeshNode:
         connection = Connection(handshake, self.maximum_message_size + 65536, self._peer_link_frames,
                                 self._peer_link_closed, label=node_id)
         hello = json.dumps({"id": self.id, "name": self.name}, separators=(",", ":"), ensure_ascii=False)
-        connection.send(p.frame(p.KIND_PEER_HELLO, hello.encode("utf-8")))
+        hello_frame = p.frame(p.KIND_PEER_HELLO, hello.encode("utf-8"))
+        connection.hello_length = len(hello_frame)
+        connection.send(hello_frame)
         peer = Peer(node_id, record["name"], connection)
         self._peers[node_id] = peer
         if node_id in self._failed:

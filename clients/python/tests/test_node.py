@@ -111,3 +111,46 @@ class OpenMeshTests(MeshTestCase):
         with self.assertRaises(swiftmesh.AuthenticationFailed) as failure:
             await swiftmesh.build_mesh_node(name="keyed", coordinator=self.address, authkey="a-key-the-mesh-has-not")
         self.assertIn("does not use one", str(failure.exception))
+
+
+class QueuePolicyTests(MeshTestCase):
+    """A receiver that never completes the handshake: messages queue, and the policy decides."""
+
+    async def stalled_receiver(self, sender):
+        # A node record pointing at a socket that accepts and then never reads nor answers.
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        self.addCleanup(server.close)
+        port = server.sockets[0].getsockname()[1]
+        record = {"id": "00000000000000aa", "name": "stalled", "host": "127.0.0.1", "port": port, "topics": ["q"]}
+        sender.topology[record["id"]] = record
+        sender._topology_changed()
+
+    async def test_drop_newest_and_drop_oldest_bound_the_queue(self):
+        for policy in (swiftmesh.Policy.DROP_NEWEST, swiftmesh.Policy.DROP_OLDEST):
+            sender = await self.node(f"q-{policy.kind}", when_peer_queue_full=policy,
+                                     maximum_queued_bytes_per_peer=64 * 1024)
+            await self.stalled_receiver(sender)
+            for _ in range(200):
+                await sender.send("q", b"x" * 1024)
+            peer = sender._peers["00000000000000aa"].connection
+            self.assertLessEqual(peer.queued_bytes, 64 * 1024 + 2048)
+            self.assertGreater(sender.stats["messagesDropped"], 100)
+            self.assertTrue(peer._out.startswith(p_frame_hello(sender)), "the peer hello stays first")
+
+    async def test_wait_policy_gives_up_after_its_timeout(self):
+        sender = await self.node("q-wait", when_peer_queue_full=swiftmesh.Policy.wait(0.3),
+                                 maximum_queued_bytes_per_peer=4 * 1024)
+        await self.stalled_receiver(sender)
+        for _ in range(3):
+            await sender.send("q", b"x" * 1024)
+        self.assertEqual(sender.stats["messagesDropped"], 0)
+        started = asyncio.get_event_loop().time()
+        await sender.send("q", b"x" * 1024)
+        self.assertGreaterEqual(asyncio.get_event_loop().time() - started, 0.25)
+        self.assertEqual(sender.stats["messagesDropped"], 1)
+
+
+def p_frame_hello(node):
+    from swiftmesh import protocol as p
+    body = json.dumps({"id": node.id, "name": node.name}, separators=(",", ":"), ensure_ascii=False).encode()
+    return p.frame(p.KIND_PEER_HELLO, body)
