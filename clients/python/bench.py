@@ -3,7 +3,8 @@
 
     python3 clients/python/bench.py [--bin DIR] [--runs 3] [--messages 200000]
 
-DIR holds the Swift binaries (default: `swift build -c release --show-bin-path`); the Swift side
+The keyed row runs the same Python -> Python test through mesh-coordinator with a key (records
+and their HMACs on the wire). DIR holds the Swift binaries (default: `swift build -c release --show-bin-path`); the Swift side
 of each row is `mesh-bench`'s own receiver and ponger roles. Prints median and min-max per row.
 """
 import argparse
@@ -26,8 +27,11 @@ def emit(line):
     print(line, flush=True)
 
 
+KEY = os.environ.get("BENCH_AUTHKEY", "")
+
+
 async def py_receiver(coordinator, count):
-    node = await swiftmesh.build_mesh_node(name="rx", coordinator=coordinator, authkey="")
+    node = await swiftmesh.build_mesh_node(name="rx", coordinator=coordinator, authkey=KEY)
     state = {"n": 0, "first": 0, "last": 0}
     done = asyncio.get_event_loop().create_future()
 
@@ -60,7 +64,7 @@ async def py_ponger(coordinator):
 
 
 async def sender(coordinator, count, size):
-    node = await swiftmesh.build_mesh_node(name="sender", coordinator=coordinator, authkey="")
+    node = await swiftmesh.build_mesh_node(name="sender", coordinator=coordinator, authkey=KEY)
     await node.wait_for_listener(DATA, timeout=10)
     payload = b"\xa5" * size
     send = node.send
@@ -113,8 +117,13 @@ class Child:
 
 
 def throughput(bin_dir, receiver, messages, size):
-    coordinator = Child([os.path.join(bin_dir, "mesh-bench"), "_role", "coordinator"])
-    address = coordinator.expect("READY ")
+    if KEY:
+        coordinator = Child([os.path.join(bin_dir, "mesh-coordinator"), "--host", "127.0.0.1", "--port", "0",
+                             "--authkey", KEY])
+        address = coordinator.expect("mesh-coordinator listening on ")
+    else:
+        coordinator = Child([os.path.join(bin_dir, "mesh-bench"), "_role", "coordinator"])
+        address = coordinator.expect("READY ")
     try:
         if receiver == "swift":
             rx = Child([os.path.join(bin_dir, "mesh-bench"), "_role", "receiver", "--name", "rx", "--count",
@@ -176,6 +185,11 @@ def main():
         results = [throughput(bin_dir, receiver, args.messages, args.size) for _ in range(args.runs)]
         lost = sum(r[1] for r in results)
         row(f"Python -> {receiver.capitalize()} msgs/s", [r[0] for r in results], f"msgs/s, lost {lost}")
+    global KEY
+    KEY = os.environ["BENCH_AUTHKEY"] = "bench-key-0123456789abcdef"
+    results = [throughput(bin_dir, "python", args.messages, args.size) for _ in range(args.runs)]
+    row("Python -> Python msgs/s, keyed", [r[0] for r in results], f"msgs/s, lost {sum(r[1] for r in results)}")
+    KEY = os.environ["BENCH_AUTHKEY"] = ""
     for ponger in ("swift", "python"):
         row(f"Python <-> {ponger.capitalize()} ping-pong p50",
             [latency(bin_dir, ponger, 500, args.pings, args.size) for _ in range(args.runs)], "us")

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import struct
 import time
 
 from . import protocol as p
@@ -696,9 +697,10 @@ class MeshNode:
         size = len(buffer)
         received = 0
         received_bytes = 0
+        unpack = _unpack_length
         try:
             while size - index >= 4:
-                length = int.from_bytes(buffer[index:index + 4], "big")
+                length = unpack(buffer, index)[0]
                 if length == 0:
                     raise p.ProtocolError("frame with zero length")
                 if length > limit:
@@ -729,8 +731,19 @@ class MeshNode:
                     if handler is None:
                         self.log.debug("skipped a message on %s from %s: not listening", _escaped(topic), peer[1])
                         continue
-                    self._deliver(handler, topic, encoding, bytes(buffer[topic_end + 1:end]), peer[1], peer[0],
-                                  connection)
+                    payload = bytes(buffer[topic_end + 1:end])
+                    if self._inbox or self._dispatcher is not None or not (handler[1] or encoding == 0):
+                        self._deliver(handler, topic, encoding, payload, peer[1], peer[0], connection)
+                        continue
+                    # The common case inline: a raw listener with nothing queued before it.
+                    try:
+                        result = handler[0](topic, payload)
+                    except Exception as error:  # a listener's failure is logged, never fatal
+                        self._listener_failed(topic, peer[1], peer[0], error)
+                        continue
+                    if result is not None and inspect.isawaitable(result):
+                        self._dispatcher = self.loop.create_task(
+                            self._dispatch(self._guard(result, topic, peer[1], peer[0])))
                 elif kind == p.KIND_REQUEST and peer is not None:
                     body = bytes(buffer[index + 5:end])
                     index = end
@@ -1064,6 +1077,9 @@ class MeshNode:
 
     async def __aexit__(self, *exc):
         await self.close()
+
+
+_unpack_length = struct.Struct(">I").unpack_from
 
 
 def _encode(value):
