@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import socket
 import struct
 import time
 
@@ -93,7 +94,7 @@ class MeshNode:
     def __init__(self, name, coordinator=None, authkey=None, load_balancing="round_robin",
                  when_peer_queue_full=None, maximum_message_size=MAXIMUM_MESSAGE_SIZE,
                  maximum_queued_bytes_per_peer=MAXIMUM_QUEUED_BYTES_PER_PEER, maximum_inbox_bytes=MAXIMUM_INBOX_BYTES,
-                 logger=None):
+                 same_host_transport=None, logger=None):
         problem = p.name_problem(name, "node name")
         if problem:
             raise InvalidName(problem)
@@ -108,6 +109,12 @@ class MeshNode:
         self.maximum_queued_bytes_per_peer = maximum_queued_bytes_per_peer
         self.maximum_inbox_bytes = maximum_inbox_bytes
         self.log = logger or log
+        transport = same_host_transport or os.environ.get("MESH_SAME_HOST_TRANSPORT") or "tcp"
+        if transport not in ("tcp", "unix"):
+            raise ValueError(f"same_host_transport must be tcp or unix, not {transport!r}")
+        self.same_host_unix = transport == "unix"
+        self._scope = p.local_scope() if self.same_host_unix else None
+        self._unix_server = None
         self.id, self._secret = p.make_node_id()
         self._key = None
         self.stats = dict.fromkeys(STAT_KEYS, 0)
@@ -204,11 +211,27 @@ class MeshNode:
                 connection.close(f"cannot listen for peers on {local}: {error}")
                 return
             self.host, self.port = self._server.sockets[0].getsockname()[:2]
+            if self.same_host_unix:
+                self._unix_server = await self._listen_unix()
         connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret}))
+
+    async def _listen_unix(self):
+        """Also accepts peers on this node's abstract Unix socket (MESH_SAME_HOST_TRANSPORT=unix)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(p.unix_address(self.id))
+        except OSError as error:
+            sock.close()
+            self.log.warning("cannot listen on the Unix socket for %s: %s; TCP only", self.id, error)
+            self._scope = None
+            return None
+        return await self.loop.create_unix_server(self._accept_peer, sock=sock)
 
     def _record(self):
         record = {"id": self.id, "name": self.name, "host": "", "port": self.port,
                   "topics": sorted(self._listened), "pid": os.getpid()}
+        if self._scope is not None and self._unix_server is not None:
+            record["local"] = self._scope
         if self._served:
             record["services"] = sorted(self._served)
         return record
@@ -610,6 +633,16 @@ class MeshNode:
 
         async def connect():
             try:
+                if self._scope is not None and record.get("local") == self._scope:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    try:
+                        await asyncio.wait_for(self.loop.sock_connect(sock, p.unix_address(node_id)), CONNECT_TIMEOUT)
+                    except BaseException:
+                        sock.close()
+                        raise
+                    await self.loop.create_unix_connection(lambda: connection, sock=sock)
+                    return
                 await asyncio.wait_for(
                     self.loop.create_connection(lambda: connection, record["host"], record["port"]), CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError) as error:
@@ -678,7 +711,11 @@ class MeshNode:
         if record["name"] != hello["name"]:
             return (f"protocol violation: peer hello says node {hello['id']} is named \"{hello['name']}\"; "
                     f"the mesh says \"{record['name']}\"")
-        if not p.same_host(record["host"], connection.remote):
+        if connection.remote == "unix":
+            if self._scope is None or record.get("local") != self._scope:
+                return (f"protocol violation: node {hello['id']} is at {record['host']} in the mesh, but this "
+                        "connection comes from a Unix socket")
+        elif not p.same_host(record["host"], connection.remote):
             return (f"protocol violation: node {hello['id']} is at {record['host']} in the mesh, but this connection "
                     f"comes from {connection.remote}")
         return ""
@@ -1067,6 +1104,8 @@ class MeshNode:
             pass
         if self._server is not None:
             self._server.close()
+        if self._unix_server is not None:
+            self._unix_server.close()
         for task in self._tasks:
             task.cancel()
         self._changed.set()

@@ -434,6 +434,29 @@ def parse_address(text, default_port=DEFAULT_PORT):
     return text, default_port
 
 
+def local_scope():
+    """This host and network namespace, as the Swift code names them (PROTOCOL.md section 5.2)."""
+    try:
+        with open("/etc/machine-id", encoding="utf-8") as file:
+            machine = file.read().strip()
+    except OSError:
+        machine = ""
+    if not machine:
+        import socket as _socket
+        machine = _socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/net")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{machine}/{namespace}".encode("utf-8")).hexdigest()[:12]
+
+
+def unix_address(node_id):
+    """The abstract Unix socket address of a node: NUL, swift-mesh-ID, NUL padding to 108 bytes."""
+    name = b"\0swift-mesh-" + node_id.encode("ascii")
+    return name + b"\0" * (108 - len(name))
+
+
 def is_loopback(host):
     return host == "::1" or host.startswith("127.") or host == "localhost" or host.startswith("::ffff:127.")
 

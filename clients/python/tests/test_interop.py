@@ -174,3 +174,24 @@ class InteropTests(MeshTestCase):
     async def test_services_both_ways(self):
         self.skipTest("services (#9) are not on this branch: branch `services` still speaks protocol "
                       "version 1, so there is no Swift binary to call or serve against")
+
+
+class UnixSocketTests(MeshTestCase):
+    """MESH_SAME_HOST_TRANSPORT=unix: the padded abstract name and the `local` scope, both ways."""
+
+    async def test_unix_sockets_both_ways(self):
+        receiver = self.start("demo-receiver", MESH_SAME_HOST_TRANSPORT="unix")
+        await line(receiver, "receiver listening")
+        node = await self.node("unix-py", same_host_transport="unix")
+        await node.wait_for_listener("some-topic", timeout=10)
+        swift = [r for r in node.topology.values() if r["name"] == "receiver"][0]
+        self.assertEqual(swift.get("local"), swiftmesh.protocol.local_scope())
+        self.assertEqual(node.topology[node.id].get("local"), swift["local"])
+        await node.send("some-topic", {"via": "unix"})
+        await line(receiver, '"via": "unix"')
+        self.assertEqual(node._peers[swift["id"]].connection.remote, "unix")
+        got = []
+        await node.listen("back", lambda t, d: got.append(d))
+        sender = self.start("mesh", "topic", "send", "back", '"over unix"', MESH_SAME_HOST_TRANSPORT="unix")
+        self.assertEqual(await run(self, sender.wait, 20), 0, sender.lines)
+        self.assertTrue(await eventually(lambda: got == ["over unix"], 5), got)
