@@ -154,3 +154,26 @@ def p_frame_hello(node):
     from swiftmesh import protocol as p
     body = json.dumps({"id": node.id, "name": node.name}, separators=(",", ":"), ensure_ascii=False).encode()
     return p.frame(p.KIND_PEER_HELLO, body)
+
+
+class InboxBoundTests(MeshTestCase):
+    async def test_a_slow_listener_pauses_reading_and_loses_nothing(self):
+        receiver = await self.node("slow", maximum_inbox_bytes=64 * 1024)
+        gate = asyncio.Event()
+        got = []
+
+        async def slow(topic, data):
+            await gate.wait()
+            got.append(data)
+        await receiver.listen("s", slow, raw=True)
+        sender = await self.node("fast")
+        await sender.wait_for_listener("s", timeout=10)
+        for n in range(2000):
+            await sender.send("s", n.to_bytes(4, "big") + b"x" * 1020)
+        self.assertTrue(await eventually(lambda: receiver._paused_inbound, 10))
+        await asyncio.sleep(0.3)
+        # Bounded: the limit plus what one read can bring (records of at most 64 KiB, socket reads).
+        self.assertLess(receiver._inbox_bytes, 64 * 1024 + 512 * 1024)
+        gate.set()
+        self.assertTrue(await eventually(lambda: len(got) == 2000, 20), len(got))
+        self.assertEqual([int.from_bytes(d[:4], "big") for d in got], list(range(2000)))
