@@ -617,3 +617,23 @@ struct AdmissionFloodTests {
         await mesh.stop()
     }
 }
+
+@Suite("Peer directory")
+struct PeerDirectoryTests {
+    @Test("a node that joined and left within one delta, or left since, is still known for a while")
+    func departedNodesAreRemembered() {
+        let directory = PeerDirectory()
+        let a = NodeRecord(id: "aaaaaaaaaaaaaaaa", name: "a", host: "127.0.0.1", port: 1)
+        let b = NodeRecord(id: "bbbbbbbbbbbbbbbb", name: "b", host: "127.0.0.1", port: 2)
+        directory.update([a.id: a])
+        #expect(directory.node(b.id) == nil)
+        // A delta where b joins and leaves: the topology after it never holds b.
+        directory.remember([b])
+        directory.update([a.id: a])
+        #expect(directory.node(b.id) == b)
+        // a leaves: still known, as departed.
+        directory.update([:])
+        #expect(directory.node(a.id) == a)
+        #expect(directory.node("cccccccccccccccc") == nil)
+    }
+}

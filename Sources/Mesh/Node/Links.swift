@@ -66,16 +66,49 @@ final class PeerLink: ConnectionDelegate {
 
 /// The nodes a node may accept messages from: its topology (and the nodes it still routes to
 /// while they re-register), shared with the loop thread that checks each peer's hello.
+///
+/// Nodes that left, or that joined and left within one delta, stay known for ``memory``: a
+/// sender that joins, sends and leaves at once (`mesh topic send`) has its messages read even
+/// when the receiver never saw it in its topology.
 final class PeerDirectory: Sendable {
-    private let nodes = Mutex<[String: NodeRecord]>([:])
+    private struct State {
+        var nodes: [String: NodeRecord] = [:]
+        var departed: [String: (record: NodeRecord, at: ContinuousClock.Instant)] = [:]
+    }
+
+    static let memory = Duration.seconds(5)
+    private let state = Mutex(State())
     private let onChange = Mutex<(@Sendable () -> Void)?>(nil)
 
     func update(_ new: [String: NodeRecord]) {
-        nodes.withLock { $0 = new }
+        let now = ContinuousClock.now
+        state.withLock { state in
+            for (id, record) in state.nodes where new[id] == nil { state.departed[id] = (record, now) }
+            for id in new.keys { state.departed[id] = nil }
+            state.departed = state.departed.filter { now - $0.value.at < PeerDirectory.memory }
+            state.nodes = new
+        }
         onChange.withLock { $0 }?()
     }
 
-    func node(_ id: String) -> NodeRecord? { nodes.withLock { $0[id] } }
+    /// Remembers nodes a delta let join, whether or not they are still there after it.
+    func remember(_ joined: [NodeRecord]) {
+        guard !joined.isEmpty else { return }
+        let now = ContinuousClock.now
+        state.withLock { state in
+            for record in joined where state.nodes[record.id] == nil { state.departed[record.id] = (record, now) }
+        }
+    }
+
+    func node(_ id: String) -> NodeRecord? {
+        state.withLock { state in
+            if let node = state.nodes[id] { return node }
+            guard let departed = state.departed[id], ContinuousClock.now - departed.at < PeerDirectory.memory else {
+                return nil
+            }
+            return departed.record
+        }
+    }
 
     func whenChanged(_ body: @escaping @Sendable () -> Void) { onChange.withLock { $0 = body } }
 }

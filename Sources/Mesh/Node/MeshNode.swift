@@ -477,7 +477,9 @@ public actor MeshNode {
                 let delta = message.delta
             else { return }
             switch topology.apply(delta) {
-            case .applied: topologyChanged()
+            case .applied:
+                peerDirectory.remember(delta.changes.compactMap { $0.op == .join ? $0.node : nil })
+                topologyChanged()
             case .alreadyKnown: break
             case .gap:
                 logger.debug("missed a topology version (have \(topology.version), got \(delta.from)→\(delta.to)); asking for a full copy")

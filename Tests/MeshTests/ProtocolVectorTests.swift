@@ -1,0 +1,90 @@
+import MeshCrypto
+import Testing
+
+@testable import Mesh
+
+/// The worked example of docs/PROTOCOL.md §3.7, byte for byte, from the Swift code itself.
+///
+/// The same values come out of `scripts/protocol_vectors.py` (Python's hashlib and hmac), so
+/// the document, an independent implementation and this code cannot drift apart unnoticed.
+@Suite struct ProtocolVectorTests {
+    private static func bytes(_ hex: String) -> [UInt8] {
+        let digits = Array(hex.utf8.filter { $0 != 0x20 && $0 != 0x0a })
+        return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
+    }
+
+    static let stretchedKey = bytes("dcfd1a561379aeb42a2851655f822fa9924bea80a3683f263545703a7ee6f396")
+    static let nodeSecret = Array(UInt8(0xf0)...UInt8(0xff))
+    static let nodeID = "1b99f5ab762afc6f"
+    static let connectorNonce = Array(UInt8(0x00)...UInt8(0x1f))
+    static let acceptorNonce = Array(UInt8(0xa0)...UInt8(0xbf))
+    static let connectorHello = bytes(
+        "4d455348020101 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 1b99f5ab762afc6f")
+    static let acceptorHello = bytes(
+        "4d455348020101 a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf 0000000000000000")
+    static let connectorProof = bytes("3c5159b6fbf6f7f0ded80240f17bd7d18d443efaff302ebd654a81ec82daec61")
+    static let verdict = bytes("00 630570 19f8bc946c971499c51405bda5871a652fbdfd1ae10fde5a83602e1026")
+    static let heartbeatFrame = bytes("00000015 01 7b2274797065223a22686561727462656174227d")
+    static let firstRecord = bytes(
+        "00000039 00000015017b2274797065223a22686561727462656174227d"
+            + "cc6c59418c6136f4ebf110cc02ffd23eaea1405991a2923f104c6b81521c4f49")
+    static let secondTag = bytes("e73ba87470557365ae7fd439ae5520eee5131f288409d9cb65973a478bef5572")
+
+    @Test func keyIsStretchedWithPBKDF2() throws {
+        let key = try #require(try MeshKey.stretched("correct horse battery staple"))
+        #expect(key == SymmetricKey(data: Self.stretchedKey))
+    }
+
+    @Test func nodeIDComesFromItsSecret() {
+        #expect(NodeID.id(forSecret: Self.nodeSecret) == Self.nodeID)
+        #expect(NodeID.matches(id: Self.nodeID, secretHex: "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"))
+        #expect(!NodeID.matches(id: Self.nodeID, secretHex: "f0f1f2f3f4f5f6f7f8f9fafbfcfdfefe"))
+    }
+
+    /// Drives both sides with the document's nonces and checks every byte each one sends.
+    @Test func keyedHandshakeAndFirstRecord() throws {
+        let key = SymmetricKey(data: Self.stretchedKey)
+        var connector = Handshake(
+            connectingFor: .control, key: key, localID: NodeID.bytes(Self.nodeID), nonce: Self.connectorNonce)
+        var acceptor = Handshake(
+            accepting: [.control: .key(key), .inspect: .key(key), .admin: .open], localID: nil, nonce: Self.acceptorNonce)
+
+        #expect(connector.start() == [.send(Self.connectorHello)])
+        #expect(acceptor.start() == [])
+        #expect(acceptor.receive(Self.connectorHello) == [.send(Self.acceptorHello)])
+        #expect(connector.receive(Self.acceptorHello) == [.send(Self.connectorProof)])
+        #expect(acceptor.receive(Self.connectorProof) == [.send(Self.verdict), .established])
+        #expect(connector.receive(Self.verdict) == [.established])
+
+        let connectorKeys = try #require(connector.sessionKeys)
+        let acceptorKeys = try #require(acceptor.sessionKeys)
+        var sealer = RecordSealer(key: connectorKeys.sending)
+        var record: [UInt8] = []
+        Self.heartbeatFrame.withUnsafeBytes { sealer.seal($0, into: &record) }
+        #expect(record == Self.firstRecord)
+        var second: [UInt8] = []
+        Self.heartbeatFrame.withUnsafeBytes { sealer.seal($0, into: &second) }
+        #expect(Array(second.suffix(32)) == Self.secondTag)
+
+        // The acceptor opens both records with its receiving key, in order.
+        var opener = RecordOpener(key: acceptorKeys.receiving, maximumRecordLength: 1 << 20)
+        var frames = FrameDecoder(maximumFrameLength: 1 << 20)
+        opener.decoder.append(record + second)
+        try opener.open(into: &frames)
+        #expect(try frames.decode() == Frame(kind: 1, body: Array(#"{"type":"heartbeat"}"#.utf8)))
+        #expect(try frames.decode() == Frame(kind: 1, body: Array(#"{"type":"heartbeat"}"#.utf8)))
+
+        // Replaying record 0 as the third record fails its tag.
+        opener.decoder.append(record)
+        #expect(throws: ConnectionError.self) { try opener.open(into: &frames) }
+    }
+
+    /// An acceptor that does not serve the purpose answers with purpose 0, then fails.
+    @Test func unservedPurposeIsAnsweredWithZero() {
+        var acceptor = Handshake(accepting: [.data: .open], localID: nil, nonce: Self.acceptorNonce)
+        _ = acceptor.start()
+        let openHello = Array("MESH".utf8) + [2, 0, 1] + Self.connectorNonce + Handshake.noID
+        let answer = acceptor.receive(openHello)
+        #expect(answer == [.send(Array("MESH".utf8) + [2, 0, 0] + Self.acceptorNonce + Handshake.noID), .fail(.purposeNotServed(1))])
+    }
+}

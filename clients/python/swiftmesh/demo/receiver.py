@@ -1,0 +1,28 @@
+"""Listens on "some-topic" and prints every message, exactly as Demo/demo-receiver does."""
+import logging
+
+import swiftmesh
+from swiftmesh.demo import run, stop_on_signals, swift_description
+
+log = logging.getLogger("swiftmesh")
+
+
+async def main():
+    node = await swiftmesh.build_mesh_node(name="receiver")
+    stop_on_signals(node)
+
+    def received(topic, data):
+        if not (isinstance(data, dict) and all(isinstance(v, str) for v in data.values())):
+            node.stats["decodeFailures"] += 1
+            log.warning("message on %s is not a [String: String]: %r", topic, data)
+            return
+        print(f"receiver got: topic={topic}; data={swift_description(data)}", flush=True)
+
+    await node.listen("some-topic", received)
+    print("receiver listening on some-topic", flush=True)
+    await node.forever()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(levelname)s [receiver] %(message)s", level=logging.WARNING)
+    run(main)
