@@ -163,17 +163,27 @@ class InteropTests(MeshTestCase):
         self.assertIn('sender sent: topic=some-topic; data=["hello": "world!"]', py_sender.lines)
         await line(swift_receiver, r'receiver got: topic=some-topic; data=\["hello": "world!"\]')
 
-    async def test_serve_on_a_coordinator_without_services_fails_clearly(self):
-        node = await self.node("provider")
-        with self.assertRaises(swiftmesh.ServiceError) as failure:
-            await node.serve("add", lambda request: request)
-        self.assertIn("does it support services", str(failure.exception))
-        self.assertTrue(await eventually(lambda: node._registered, 5))  # it came back, without the service
-        self.assertNotIn("services", node.topology[node.id])
-
     async def test_services_both_ways(self):
-        self.skipTest("services (#9) are not on this branch: branch `services` still speaks protocol "
-                      "version 1, so there is no Swift binary to call or serve against")
+        # Python calls a Swift provider (Demo/demo-service: add, uppercase).
+        provider = self.start("demo-service")
+        await line(provider, "ready")
+        node = await self.node("py-caller")
+        self.assertTrue(await eventually(lambda: node.providers("add"), 10), "the provider never appeared")
+        self.assertEqual(await node.call("add", {"a": 2, "b": 3}, timeout=10), {"sum": 5})
+        self.assertEqual(await node.call("uppercase", "hello mesh", timeout=10), "HELLO MESH")
+        # A Swift caller (`mesh service call`) calls a Python provider.
+        py_provider = await self.node("py-provider")
+        await py_provider.serve("double", lambda request: {"twice": request["n"] * 2})
+        code, output = await run(self, self.mesh, "service", "call", "double", '{"n": 21}')
+        self.assertEqual(code, 0, output)
+        self.assertEqual(json.loads(output.strip().splitlines()[-1]), {"twice": 42})
+        # A handler that raises: the Swift caller gets an error naming the service, exit 1.
+        def broken(request):
+            raise ValueError("no such thing")
+        await py_provider.serve("broken", broken)
+        code, output = await run(self, self.mesh, "service", "call", "broken", "1")
+        self.assertEqual(code, 1, output)
+        self.assertIn("broken", output)
 
 
 class UnixSocketTests(MeshTestCase):

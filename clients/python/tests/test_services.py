@@ -1,7 +1,7 @@
 """Services (serve and call) between Python nodes, through a stub coordinator that knows them.
 
-The Swift side of services lives on branch `services`, which still speaks protocol version 1;
-`test_interop.InteropTests.test_services_both_ways` is skipped by name until the two meet.
+Services between Python and Swift nodes are tested against the real binaries in
+`test_interop.InteropTests.test_services_both_ways`.
 """
 import asyncio
 import unittest
