@@ -21,6 +21,9 @@ let usage = """
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run
 
+    peer ROLE ...  the client roles of ../shared/peers/peers.py (sub, pub, pong, ping), for
+             `python3 ../shared/peers/peers.py --client "mesh-bench peer"` with a coordinator running
+
     W1–W5 run each node in its own process (this executable, re-run with hidden `_role`
     arguments) next to a raw-socket baseline measured in the same run; W6 runs the nodes in one
     process and the coordinator in another.
@@ -96,6 +99,17 @@ if arguments.first == "_role" {
         exit(0)
     } catch {
         warn("mesh-bench \(arguments.dropFirst().first ?? "?"): \(error)")
+        exit(1)
+    }
+}
+
+// The client roles of ../shared/peers/peers.py, for a side-by-side run with ZeroMQ, SwiftNIO and raw TCP.
+if arguments.first == "peer" {
+    do {
+        try await PeerRoles.run(Array(arguments.dropFirst()))
+        exit(0)
+    } catch {
+        warn("mesh-bench peer: \(error)")
         exit(1)
     }
 }
