@@ -1,0 +1,147 @@
+import Foundation
+import MeshCrypto
+import Synchronization
+import Testing
+
+@testable import Mesh
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Opens connections that each send a few bytes, by default one, "M" (the start of a hello), and
+/// then nothing: a standing crowd, then a steady stream. Each is "heard", so admission cannot
+/// treat it as silent.
+final class OneByteFlood: Sendable {
+    /// What each connection sends once.
+    let opening: [UInt8]
+    init(opening: [UInt8] = Array("M".utf8)) { self.opening = opening }
+    private let stopped = Atomic<Bool>(false)
+    let opened = Atomic<Int>(0)
+    let sentByte = Atomic<Int>(0)
+
+    /// Holds `standing` connections, then opens `perSecond` more each second (each kept ~2 s),
+    /// for `seconds`; runs on its own thread and returns once the crowd is standing.
+    func start(port: UInt16, standing: Int, perSecond: Int, seconds: Double) async {
+        await withCheckedContinuation { (ready: CheckedContinuation<Void, Never>) in
+            let thread = Thread { [self] in
+                var crowd: [Int32] = []
+                var unsent: [Int32] = []
+                for _ in 0..<standing {
+                    if let fd = Self.dial(port) {
+                        crowd.append(fd)
+                        unsent.append(fd)
+                    }
+                }
+                opened.add(crowd.count, ordering: .relaxed)
+                // The crowd's bytes go out once their connects complete (at once on loopback).
+                let crowdDeadline = ContinuousClock.now + .seconds(3)
+                while !unsent.isEmpty, ContinuousClock.now < crowdDeadline {
+                    unsent = unsent.filter { !self.sendOneByte($0) }
+                    if !unsent.isEmpty { usleep(1_000) }
+                }
+                ready.resume()
+                var stream: [(fd: Int32, at: ContinuousClock.Instant)] = []
+                let start = ContinuousClock.now
+                var made = 0
+                while !stopped.load(ordering: .relaxed), start.duration(to: .now) < .milliseconds(Int(seconds * 1000)) {
+                    let elapsed = start.duration(to: .now)
+                    let due = Int(Double(perSecond) * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+                    while made < due {
+                        if let fd = Self.dial(port) {
+                            stream.append((fd, .now))
+                            unsent.append(fd)
+                        }
+                        made += 1
+                    }
+                    unsent = unsent.filter { !self.sendOneByte($0) }
+                    opened.store(crowd.count + made, ordering: .relaxed)
+                    while let first = stream.first, first.at.duration(to: .now) > .seconds(2) {
+                        unsent.removeAll { $0 == first.fd }
+                        close(first.fd)
+                        stream.removeFirst()
+                    }
+                    usleep(2_000)
+                }
+                for fd in crowd { close(fd) }
+                for entry in stream { close(entry.fd) }
+            }
+            thread.name = "one-byte-flood"
+            thread.start()
+        }
+    }
+
+    func stop() { stopped.store(true, ordering: .relaxed) }
+
+    /// True once the byte is sent (or the socket is dead, so there is nothing more to try).
+    private func sendOneByte(_ fd: Int32) -> Bool {
+        let sent = opening.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if sent == opening.count {
+            sentByte.add(1, ordering: .relaxed)
+            return true
+        }
+        return errno != EAGAIN && errno != ENOTCONN && errno != EINPROGRESS
+    }
+
+    /// A non-blocking connect that is left to finish on its own.
+    private static func dial(_ port: UInt16) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return fd
+    }
+}
+
+/// Attacks found in the security review of protocol version 2, each as a test that failed first.
+@Suite("Security review: attacks on round 2", .serialized)
+struct SecurityReviewTests {
+    @Test("while 1,100 sockets that each sent one byte of a hello are held and 2,000 more arrive each second, nodes join within the floor")
+    func oneByteFlood() async throws {
+        try await joinsDuring(OneByteFlood(), "one-byte flood")
+    }
+
+    @Test("while 1,100 sockets that each sent a whole keyed hello (no key needed) and never prove it are held, and 2,000 more arrive each second, nodes join within the floor")
+    func stalledHelloFlood() async throws {
+        var handshake = Handshake(connectingFor: .control, key: SymmetricKey(data: Array(repeating: 7, count: 32)))
+        guard case .send(let hello) = handshake.start().first else { Issue.record("no hello"); return }
+        try await joinsDuring(OneByteFlood(opening: hello), "stalled-hello flood")
+    }
+
+    private func joinsDuring(_ flood: OneByteFlood, _ label: String) async throws {
+        let capture = LogCapture()
+        let mesh = try await SecurityTests.coordinator { $0.logger = capture.logger("coordinator") }
+        let port = SocketAddress.parse(mesh.address, defaultPort: 0)!.port
+        await flood.start(port: port, standing: 1_100, perSecond: 2_000, seconds: 6)
+        defer { flood.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+        var joins: [Duration] = []
+        let end = ContinuousClock.now + .seconds(4)
+        var index = 0
+        while ContinuousClock.now < end {
+            let joinStart = ContinuousClock.now
+            let name = "joiner-\(index)"
+            let node = try await withDeadline(8) {
+                try await mesh.node(name, authkey: SecurityTests.key)
+            }
+            joins.append(joinStart.duration(to: .now))
+            await node.close()
+            index += 1
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        flood.stop()
+        print(
+            "\(label): \(flood.opened.load(ordering: .relaxed)) connections, \(flood.sentByte.load(ordering: .relaxed)) sent their byte; \(joins.count) joins: \(joins.map { "\($0)" }.joined(separator: ", "))")
+        // The floor is 1 s; like the idle-flood test, one SYN retransmit (1 s) is allowed for a
+        // debug build on two loaded cores.
+        #expect(joins.allSatisfy { $0 < .milliseconds(2500) }, "joins: \(joins)")
+        #expect(joins.sorted()[joins.count / 2] < .seconds(1), "the median join missed the 1 s floor: \(joins)")
+        #expect(flood.sentByte.load(ordering: .relaxed) >= 8_000, "the flood did not reach its rate")
+        await mesh.stop()
+    }
+}
