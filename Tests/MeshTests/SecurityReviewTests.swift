@@ -144,4 +144,31 @@ struct SecurityReviewTests {
         #expect(flood.sentByte.load(ordering: .relaxed) >= 8_000, "the flood did not reach its rate")
         await mesh.stop()
     }
+
+    @Test("a peer connection that completes its handshake and never sends a peer hello is closed, not held forever")
+    func silentPeerAfterHandshake() async throws {
+        // Keyed: any key holder can do this; in an open mesh anyone who reaches the port can.
+        let mesh = try await SecurityTests.coordinator()
+        let target = try await mesh.node("target", authkey: SecurityTests.key)
+        let port = try #require(await target.listenAddress).port
+        var dialled: [RogueClient] = []
+        for _ in 0..<20 {
+            let (id, _) = NodeID.make()
+            dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id))
+        }
+        let squatters = dialled
+        try await eventually("the squatters' handshakes to finish", seconds: 5) {
+            squatters.allSatisfy { $0.connection.isOpen }
+        }
+        #expect(await target.inboundConnections.count >= 20)
+        // Nothing more is sent. A peer sends its hello right after the handshake, so a
+        // connection that has not within the handshake deadline is not a peer.
+        for squatter in squatters {
+            try await squatter.waitForClose(seconds: Double(InboundLink.peerHelloPatience.components.seconds) + 5)
+        }
+        let inbound = await target.inboundConnections
+        try await eventually("the node to drop them", seconds: 5) { inbound.count == 0 }
+        await target.close()
+        await mesh.stop()
+    }
 }

@@ -102,6 +102,9 @@ final class InboundLink: ConnectionDelegate {
     let connections: ConnectionSet
     let directory: PeerDirectory
     static let unknownPeerPatience = Duration.seconds(5)
+    /// How long an open connection may go without its peer hello. A node sends it right after
+    /// the handshake, so one that has not is a socket held open to use up descriptors.
+    static let peerHelloPatience = Duration.seconds(5)
     let services: ServiceDispatcher
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
@@ -162,7 +165,13 @@ final class InboundLink: ConnectionDelegate {
         }
     }
 
-    func connectionDidOpen(_ connection: Connection) {}
+    func connectionDidOpen(_ connection: Connection) {
+        let patience = InboundLink.peerHelloPatience
+        _ = EventLoop.shared.schedule(after: patience) { [self] in
+            guard connection.isOpen, peers[connection.id] == nil, unknown[connection.id] == nil else { return }
+            connection.close(error: .protocolViolation("no peer hello within \(formatted(patience)) of the handshake"))
+        }
+    }
 
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
         var messages: [InboundMessage] = []
