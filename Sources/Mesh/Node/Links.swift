@@ -269,9 +269,6 @@ final class InboundLink: ConnectionDelegate {
             logger.debug("connection from \(who) closed")
         case .handshake:
             refusals.log("refused peer connections", level: .warning, to: logger, "closed the connection from \(who): \(error)")
-        case _ where peer == nil:
-            // Not a peer yet: whoever it is can repeat this as fast as it can connect.
-            refusals.log("refused peer connections", level: .warning, to: logger, "closed the connection from \(who): \(error)")
         default:
             logger.warning("closed the connection from \(who): \(error)")
         }
