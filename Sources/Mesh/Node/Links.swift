@@ -110,6 +110,9 @@ final class InboundLink: ConnectionDelegate {
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
     private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:]
+    /// Open connections that have not sent their peer hello yet, and since when.
+    private nonisolated(unsafe) var awaitingHello: [UInt64: (connection: Connection, since: ContinuousClock.Instant)] = [:]
+    private nonisolated(unsafe) var sweepScheduled = false
     /// Keeps a flood of refused connections to a few log lines a second.
     private nonisolated(unsafe) var refusals = RateLimitedLog()
 
@@ -166,10 +169,27 @@ final class InboundLink: ConnectionDelegate {
     }
 
     func connectionDidOpen(_ connection: Connection) {
+        awaitingHello[connection.id] = (connection, .now)
+        if !sweepScheduled {
+            sweepScheduled = true
+            _ = EventLoop.shared.schedule(after: .seconds(1)) { [self] in sweepSilentPeers() }
+        }
+    }
+
+    /// Loop thread: closes the connections that went ``peerHelloPatience`` without a peer hello.
+    /// One timer for all of them, running only while some wait: a flood of connections costs an
+    /// entry each, gone when they close, and no timer each.
+    private func sweepSilentPeers() {
+        sweepScheduled = false
+        let now = ContinuousClock.now
         let patience = InboundLink.peerHelloPatience
-        _ = EventLoop.shared.schedule(after: patience) { [self] in
-            guard connection.isOpen, peers[connection.id] == nil, unknown[connection.id] == nil else { return }
-            connection.close(error: .protocolViolation("no peer hello within \(formatted(patience)) of the handshake"))
+        for (id, waiting) in awaitingHello where now - waiting.since >= patience {
+            awaitingHello[id] = nil
+            waiting.connection.close(error: .protocolViolation("no peer hello within \(formatted(patience)) of the handshake"))
+        }
+        if !awaitingHello.isEmpty {
+            sweepScheduled = true
+            _ = EventLoop.shared.schedule(after: .seconds(1)) { [self] in sweepSilentPeers() }
         }
     }
 
@@ -210,6 +230,7 @@ final class InboundLink: ConnectionDelegate {
                         bytes: header.body.count + Frame.headerLength),
                     from: connection)
             case .peerHello where peer == nil:
+                awaitingHello[connection.id] = nil
                 let hello = try decoder.withBody(header) { try PeerHello.decode($0) }
                 switch check(hello, on: connection) {
                 case .success:
@@ -261,6 +282,7 @@ final class InboundLink: ConnectionDelegate {
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         let peer = peers.removeValue(forKey: connection.id)
         unknown[connection.id] = nil
+        awaitingHello[connection.id] = nil
         connections.remove(connection)
         guard let error else { return }
         let who = peer.map { "\($0.sender) at \(connection.remote)" } ?? "\(connection.remote)"
