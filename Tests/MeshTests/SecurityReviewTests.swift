@@ -171,4 +171,94 @@ struct SecurityReviewTests {
         await target.close()
         await mesh.stop()
     }
+
+    @Test("a key holder whose connections are rejected over and over gets a few log lines a second, not one each")
+    func rejectionLogFlood() async throws {
+        let capture = LogCapture()
+        let mesh = try await SecurityTests.coordinator {
+            $0.logger = capture.logger("coordinator")
+            $0.maximumSessionsPerAddress = 4
+        }
+        let key = try #require(try MeshKey.stretched(SecurityTests.key))
+        let address = try #require(SocketAddress.parse(mesh.address, defaultPort: 0))
+        let counter = ClosingCounter()
+        // 100 that break the protocol (inspect before register), 100 that send a frame that is not
+        // a control frame, then 100 over the per-address cap.
+        let attempts = 300
+        var connections: [Connection] = []
+        for index in 0..<attempts {
+            let options = Connection.Options(
+                handshake: .connect(purpose: .control, key: key, localID: nil, expectedPeerID: nil),
+                maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
+            let connection = try Connection.connect(to: address, options: options, delegate: counter)
+            if index < attempts / 3 {
+                connection.send(ControlMessage(.inspect).encodedFrame())
+            } else if index < attempts * 2 / 3 {
+                connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
+            }
+            connections.append(connection)
+            if index == attempts * 2 / 3 - 1 {
+                try await eventually("the first two thirds to be closed", seconds: 20) {
+                    counter.closed.load(ordering: .relaxed) >= attempts * 2 / 3
+                }
+            }
+        }
+        try await eventually("the second half to be refused", seconds: 20) {
+            counter.closed.load(ordering: .relaxed) >= attempts - 4
+        }
+        let rejections = capture.all.filter {
+            $0.contains("rejected connection from") || $0.contains("refused a connection from") || $0.contains("before it registered")
+        }
+        print("rejection log flood: \(attempts) bad connections, \(rejections.count) log lines about them")
+        // Finding, left open: every rejection writes a warning line (296 for 300 in 0.14 s).
+        // Routing them through the coordinator's RateLimitedLog fixes it, but HostileInputTests
+        // count one log line per rejected input (the fuzz's "judged" check, the 2 GiB frame's
+        // 40 lines), so the lead decides between the two.
+        withKnownIssue("rejections after the handshake are logged one line each, not rate-limited") {
+            #expect(rejections.count < 60, "\(rejections.count) log lines for \(attempts) rejected connections")
+        }
+        for connection in connections { connection.close() }
+        await mesh.stop()
+    }
+
+    @Test("a key holder sending garbage to a node's peer port over and over gets a few log lines a second on that node")
+    func peerPortLogFlood() async throws {
+        let capture = LogCapture()
+        let mesh = try await SecurityTests.coordinator()
+        let target = try await mesh.node("target", authkey: SecurityTests.key) { $0.logger = capture.logger("target") }
+        let address = try #require(await target.listenAddress)
+        let key = try #require(try MeshKey.stretched(SecurityTests.key))
+        let counter = ClosingCounter()
+        let attempts = 200
+        var connections: [Connection] = []
+        for _ in 0..<attempts {
+            let options = Connection.Options(
+                handshake: .connect(purpose: .data, key: key, localID: NodeID.bytes(target.id), expectedPeerID: nil),
+                maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
+            let connection = try Connection.connect(to: address, options: options, delegate: counter)
+            connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
+            connections.append(connection)
+        }
+        try await eventually("the node to close them all", seconds: 20) { counter.closed.load(ordering: .relaxed) >= attempts }
+        let lines = capture.all.filter { $0.contains("closed the connection from") }
+        print("peer port log flood: \(attempts) bad connections, \(lines.count) log lines about them")
+        // Finding, left open (see rejectionLogFlood): one warning line per bad peer connection.
+        withKnownIssue("peer connections closed before their hello are logged one line each, not rate-limited") {
+            #expect(lines.count < 40, "\(lines.count) log lines for \(attempts) bad peer connections")
+        }
+        await target.close()
+        await mesh.stop()
+    }
+}
+
+/// Counts the connections that closed.
+final class ClosingCounter: ConnectionDelegate {
+    let closed = Atomic<Int>(0)
+    func connectionDidOpen(_ connection: Connection) {}
+    func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
+        while let _ = try decoder.next() {}
+    }
+    func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
+        closed.add(1, ordering: .relaxed)
+    }
 }
