@@ -135,11 +135,17 @@ final class InboundLink: ConnectionDelegate {
     let connections: ConnectionSet
     let directory: PeerDirectory
     static let unknownPeerPatience = Duration.seconds(5)
+    /// How long an open connection may go without its peer hello. A node sends it right after
+    /// the handshake, so one that has not is a socket held open to use up descriptors.
+    static let peerHelloPatience = Duration.seconds(5)
     let services: ServiceDispatcher
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
     private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:]
+    /// Open connections that have not sent their peer hello yet, and since when.
+    private nonisolated(unsafe) var awaitingHello: [UInt64: (connection: Connection, since: ContinuousClock.Instant)] = [:]
+    private nonisolated(unsafe) var sweepScheduled = false
     /// Keeps a flood of refused connections to a few log lines a second.
     private nonisolated(unsafe) var refusals = RateLimitedLog()
 
@@ -195,7 +201,30 @@ final class InboundLink: ConnectionDelegate {
         }
     }
 
-    func connectionDidOpen(_ connection: Connection) {}
+    func connectionDidOpen(_ connection: Connection) {
+        awaitingHello[connection.id] = (connection, .now)
+        if !sweepScheduled {
+            sweepScheduled = true
+            _ = EventLoop.shared.schedule(after: .seconds(1)) { [self] in sweepSilentPeers() }
+        }
+    }
+
+    /// Loop thread: closes the connections that went ``peerHelloPatience`` without a peer hello.
+    /// One timer for all of them, running only while some wait: a flood of connections costs an
+    /// entry each, gone when they close, and no timer each.
+    private func sweepSilentPeers() {
+        sweepScheduled = false
+        let now = ContinuousClock.now
+        let patience = InboundLink.peerHelloPatience
+        for (id, waiting) in awaitingHello where now - waiting.since >= patience {
+            awaitingHello[id] = nil
+            waiting.connection.close(error: .protocolViolation("no peer hello within \(formatted(patience)) of the handshake"))
+        }
+        if !awaitingHello.isEmpty {
+            sweepScheduled = true
+            _ = EventLoop.shared.schedule(after: .seconds(1)) { [self] in sweepSilentPeers() }
+        }
+    }
 
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
         var messages: [InboundMessage] = []
@@ -234,6 +263,7 @@ final class InboundLink: ConnectionDelegate {
                         bytes: header.body.count + Frame.headerLength),
                     from: connection)
             case .peerHello where peer == nil:
+                awaitingHello[connection.id] = nil
                 let hello = try decoder.withBody(header) { try PeerHello.decode($0) }
                 switch check(hello, on: connection) {
                 case .success:
@@ -285,6 +315,7 @@ final class InboundLink: ConnectionDelegate {
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         let peer = peers.removeValue(forKey: connection.id)
         unknown[connection.id] = nil
+        awaitingHello[connection.id] = nil
         connections.remove(connection)
         guard let error else { return }
         let who = peer.map { "\($0.sender) at \(connection.remote)" } ?? "\(connection.remote)"

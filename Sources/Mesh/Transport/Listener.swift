@@ -93,16 +93,21 @@ final class Listener: EventHandler {
 ///
 /// At the cap, room is made at once by closing the oldest connection that has not sent a byte
 /// (a real peer sends its hello the moment it connects, so the silent ones are the flood); when
-/// every waiting connection has sent something, the oldest one waiting over ``patience`` goes.
-/// Only when all of them are younger than that does accepting pause, and a timer resumes it when
-/// the oldest passes its patience: new connections wait in the kernel's backlog meanwhile, so a
-/// burst of a thousand real joins is slowed, not refused. Evictions are counted
-/// (``evictions``) rather than logged one by one.
+/// every waiting connection has sent something, the one that has been quiet longest goes once it
+/// has been quiet for ``stallGrace`` (a real peer answers within a round trip; one that sent a
+/// byte or a hello and stopped is the flood, and would otherwise hold its place for
+/// ``patience``), and failing that the oldest one waiting over ``patience``. Only when none of
+/// them qualifies does accepting pause, and a timer resumes it when the first would: new
+/// connections wait in the kernel's backlog meanwhile, so a burst of a thousand real joins is
+/// slowed, not refused. Evictions are counted (``evictions``) rather than logged one by one.
 final class HandshakeAdmission: Sendable {
     private struct Waiting {
         let connection: Connection
         let since: ContinuousClock.Instant
-        var heard = false
+        /// When the peer last sent something; `nil` while it has sent nothing.
+        var lastHeard: ContinuousClock.Instant?
+        var heard: Bool { lastHeard != nil }
+        var quietSince: ContinuousClock.Instant { lastHeard ?? since }
     }
 
     private struct State {
@@ -119,12 +124,19 @@ final class HandshakeAdmission: Sendable {
     /// How long a connection that has sent nothing is left alone at the cap (one loop turn, so
     /// its hello already in the socket gets read).
     let silentGrace: Duration
+    /// How long a connection that has sent something may then stay quiet at the cap before the
+    /// quietest such one may make room (well over a round trip).
+    let stallGrace: Duration
     private let state = Mutex(State())
 
-    init(limit: Int = 1024, patience: Duration = .seconds(1), silentGrace: Duration = .milliseconds(20)) {
+    init(
+        limit: Int = 1024, patience: Duration = .seconds(1), silentGrace: Duration = .milliseconds(20),
+        stallGrace: Duration = .milliseconds(100)
+    ) {
         self.limit = limit
         self.patience = patience
         self.silentGrace = silentGrace
+        self.stallGrace = stallGrace
     }
 
     /// Connections closed to make room so far.
@@ -137,8 +149,14 @@ final class HandshakeAdmission: Sendable {
         let now = ContinuousClock.now
         let (room, evicted, recheckAt) = state.withLock { state -> (Bool, Connection?, ContinuousClock.Instant?) in
             if state.waiting.count < limit { return (true, nil, nil) }
-            if let index = state.waiting.firstIndex(where: { !$0.heard && now - $0.since >= silentGrace })
-                ?? (state.waiting.first.map { now - $0.since > patience } == true ? 0 : nil)
+            // The quietest first: `waiting` is kept in order of quiet time (a connection moves to
+            // the end when heard), so a newcomer whose hello is still unread comes after the
+            // flood's sockets, silent or stalled. Only the front is looked at: it is the quietest.
+            let silentCutoff = now - silentGrace
+            let stallCutoff = now - stallGrace
+            let patienceCutoff = now - patience
+            if let index = state.waiting.prefix(64).firstIndex(where: { $0.quietSince <= ($0.heard ? stallCutoff : silentCutoff) })
+                ?? state.waiting.firstIndex(where: { $0.since < patienceCutoff })
             {
                 state.evictions += 1
                 return (true, state.waiting.remove(at: index).connection, nil)
@@ -146,8 +164,8 @@ final class HandshakeAdmission: Sendable {
             state.onRoom = onRoom
             guard !state.recheckScheduled, let oldest = state.waiting.map(\.since).min() else { return (false, nil, nil) }
             state.recheckScheduled = true
-            let silent = state.waiting.filter { !$0.heard }.map(\.since).min().map { $0 + silentGrace }
-            return (false, nil, min(oldest + patience, silent ?? oldest + patience))
+            let eligible = state.waiting.prefix(64).map { $0.quietSince + ($0.heard ? stallGrace : silentGrace) }.min()
+            return (false, nil, min(oldest + patience, eligible ?? oldest + patience))
         }
         evicted?.close(error: .handshake(.evicted(limit: limit)))
         if let recheckAt {
@@ -170,11 +188,14 @@ final class HandshakeAdmission: Sendable {
         state.withLock { $0.waiting.append(Waiting(connection: connection, since: .now)) }
     }
 
-    /// Notes that `connection` has sent something: it is a peer, not an idle socket.
+    /// Notes that `connection` has sent something (again): it is not an idle socket, and it
+    /// counts as quiet from now.
     func heard(_ connection: Connection) {
         state.withLock { state in
             if let index = state.waiting.firstIndex(where: { $0.connection === connection }) {
-                state.waiting[index].heard = true
+                var waiting = state.waiting.remove(at: index)
+                waiting.lastHeard = .now
+                state.waiting.append(waiting)
             }
         }
     }
