@@ -128,9 +128,12 @@ extension ResilienceTests {
 
         private static func scenario(_ lab: NamespaceLab) async throws {
             let coordinatorAddress = "\(lab.address("coordinator")):6374"
-            let environment = ["MESH_COORDINATOR": coordinatorAddress, "MESH_AUTHKEY": ""]
+            // A keyed mesh: an open coordinator refuses to listen beyond loopback, as it should here.
+            let key = "the namespace lab's mesh key"
+            let environment = ["MESH_COORDINATOR": coordinatorAddress, "MESH_AUTHKEY": key]
             let coordinator = try lab.start(
-                "mesh-coordinator", ["--host", lab.address("coordinator"), "--port", "6374"], in: "coordinator")
+                "mesh-coordinator", ["--host", lab.address("coordinator"), "--port", "6374"], in: "coordinator",
+                environment: ["MESH_AUTHKEY": key])
             try await coordinator.waitForOutput("mesh-coordinator listening on \(coordinatorAddress)")
 
             let worker1 = try lab.start("demo-worker", in: "worker1", environment: environment)
