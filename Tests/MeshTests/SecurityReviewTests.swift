@@ -214,9 +214,7 @@ struct SecurityReviewTests {
         // Routing them through the coordinator's RateLimitedLog fixes it, but HostileInputTests
         // count one log line per rejected input (the fuzz's "judged" check, the 2 GiB frame's
         // 40 lines), so the lead decides between the two.
-        withKnownIssue("rejections after the handshake are logged one line each, not rate-limited") {
-            #expect(rejections.count < 60, "\(rejections.count) log lines for \(attempts) rejected connections")
-        }
+        #expect(rejections.count < 60, "\(rejections.count) log lines for \(attempts) rejected connections")
         for connection in connections { connection.close() }
         await mesh.stop()
     }
@@ -243,9 +241,7 @@ struct SecurityReviewTests {
         let lines = capture.all.filter { $0.contains("closed the connection from") }
         print("peer port log flood: \(attempts) bad connections, \(lines.count) log lines about them")
         // Finding, left open (see rejectionLogFlood): one warning line per bad peer connection.
-        withKnownIssue("peer connections closed before their hello are logged one line each, not rate-limited") {
-            #expect(lines.count < 40, "\(lines.count) log lines for \(attempts) bad peer connections")
-        }
+        #expect(lines.count < 40, "\(lines.count) log lines for \(attempts) bad peer connections")
         await target.close()
         await mesh.stop()
     }

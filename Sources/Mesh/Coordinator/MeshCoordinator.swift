@@ -266,7 +266,8 @@ public actor MeshCoordinator {
             let host = connection.remote.host
             let fromThere = sessions.values.reduce(0) { $0 + ($1.connection.remote.host == host ? 1 : 0) }
             guard fromThere < configuration.maximumSessionsPerAddress else {
-                logger.warning(
+                refusals.log(
+                    "refused connections", level: .warning, to: logger,
                     "refused a connection from \(connection.remote): \(fromThere) connections from that address already (limit \(configuration.maximumSessionsPerAddress))")
                 connection.send(ControlMessage(.rejected, reason: "too many connections from \(host)").encodedFrame())
                 connection.closeAfterFlushing(deadline: .now + .seconds(1))
@@ -526,7 +527,8 @@ public actor MeshCoordinator {
     }
 
     private func reject(_ connection: Connection, _ reason: String) {
-        logger.warning("rejected connection from \(connection.remote): \(reason)")
+        // A client can be rejected as fast as it can reconnect: a few lines a second, then a count.
+        refusals.log("rejected connections", level: .warning, to: logger, "rejected connection from \(connection.remote): \(reason)")
         sessions[connection.id]?.leaving = true  // nothing more from it counts
         journal.refused(peer: connection.remote, .rejected, reason: reason)
         connection.send(ControlMessage(.rejected, reason: reason).encodedFrame())
@@ -551,7 +553,9 @@ public actor MeshCoordinator {
             let reason = error.map { "connection lost: \($0)" } ?? "disconnected"
             remove(node, from: connection, reason: reason)
         } else if !session.inspector, session.node == nil, !session.leaving, let error {
-            logger.warning("closed connection from \(connection.remote) before it registered: \(error)")
+            refusals.log(
+                "rejected connections", level: .warning, to: logger,
+                "closed connection from \(connection.remote) before it registered: \(error)")
         }
     }
 

@@ -148,6 +148,7 @@ final class InboundLink: ConnectionDelegate {
     private nonisolated(unsafe) var sweepScheduled = false
     /// Keeps a flood of refused connections to a few log lines a second.
     private nonisolated(unsafe) var refusals = RateLimitedLog()
+    private nonisolated(unsafe) var refusalFlushScheduled = false
 
     init(
         inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet,
@@ -289,6 +290,17 @@ final class InboundLink: ConnectionDelegate {
         }
     }
 
+    /// Loop thread: writes the count of held-back refusal lines once their second is over, so a
+    /// flood that stops is still summed up.
+    private func scheduleRefusalSummary() {
+        guard !refusalFlushScheduled, refusals.heldBack(in: "refused peer connections") > 0 else { return }
+        refusalFlushScheduled = true
+        _ = EventLoop.shared.schedule(after: refusals.interval) { [self] in
+            refusalFlushScheduled = false
+            for line in refusals.flush(now: .now) { logger.warning(line) }
+        }
+    }
+
     private static func parse(_ body: UnsafeRawBufferPointer, peer: inout Peer) throws -> InboundMessage {
         guard body.count >= 3 else { throw FrameError.malformed("message body of \(body.count) bytes is too short") }
         let topicLength = Int(body[0]) << 8 | Int(body[1])
@@ -324,6 +336,11 @@ final class InboundLink: ConnectionDelegate {
             logger.debug("connection from \(who) closed")
         case .handshake:
             refusals.log("refused peer connections", level: .warning, to: logger, "closed the connection from \(who): \(error)")
+            scheduleRefusalSummary()
+        case _ where peer == nil:
+            // Not a peer yet: whoever it is can repeat this as fast as it can connect.
+            refusals.log("refused peer connections", level: .warning, to: logger, "closed the connection from \(who): \(error)")
+            scheduleRefusalSummary()
         default:
             logger.warning("closed the connection from \(who): \(error)")
         }

@@ -37,15 +37,16 @@ final class EventLoop: Sendable {
     /// Timers by deadline: O(log n) to add, O(1) to cancel (marked, dropped when it surfaces),
     /// so thousands of connections each holding a handshake timer cost little to accept and close.
     private struct TimerHeap {
-        private var heap: [Timer] = []
-        /// Timers in the heap that have not fired or been cancelled, and the cancelled ones still in it.
-        private var live: Set<UInt64> = []
-        private var cancelled: Set<UInt64> = []
+        /// Deadlines only; the jobs live in `jobs`, so a cancelled timer lets go of its closure
+        /// (and whatever it captured, a closed connection say) at once, and only its small heap
+        /// entry waits until it surfaces.
+        private var heap: [(id: UInt64, deadline: ContinuousClock.Instant)] = []
+        private var jobs: [UInt64: Job] = [:]
 
         /// Adds a timer; returns true when it is now the soonest.
         mutating func push(_ timer: Timer) -> Bool {
-            live.insert(timer.id)
-            heap.append(timer)
+            jobs[timer.id] = timer.job
+            heap.append((timer.id, timer.deadline))
             var child = heap.count - 1
             while child > 0 {
                 let parent = (child - 1) / 2
@@ -57,19 +58,22 @@ final class EventLoop: Sendable {
         }
 
         mutating func cancel(_ id: UInt64) {
-            if live.remove(id) != nil { cancelled.insert(id) }
+            jobs[id] = nil
         }
 
         /// The soonest timer not cancelled.
         mutating func first() -> Timer? {
-            while let top = heap.first, cancelled.remove(top.id) != nil { pop() }
-            return heap.first
+            while let top = heap.first {
+                if let job = jobs[top.id] { return Timer(id: top.id, deadline: top.deadline, job: job) }
+                pop()
+            }
+            return nil
         }
 
         /// Removes the soonest timer (it fires).
         mutating func removeFirst() {
             guard let top = heap.first else { return }
-            live.remove(top.id)
+            jobs[top.id] = nil
             pop()
         }
 
