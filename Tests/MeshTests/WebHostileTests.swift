@@ -226,7 +226,7 @@ struct WebHostileTests {
 
         let attack = Attack(port: webPort)
         attack.start()
-        try await Task.sleep(for: .seconds(2))  // let the flood build up
+        try await eventually("the HTTP flood to be under way", seconds: 10) { attack.answered >= 500 }
         let underAttack = try await medianJoin(15)
         let attackStatus = try await statusRoundTrips(30)
         await inspector.close()
@@ -285,6 +285,8 @@ final class Attack: Sendable {
     private let running = Atomic<Bool>(true)
     private let ok = Atomic<Int>(0)
     private let refused = Atomic<Int>(0)
+    /// Responses so far, of either kind: how far the flood has got.
+    var answered: Int { ok.load(ordering: .relaxed) + refused.load(ordering: .relaxed) }
     private let idle = IdleConnections()
     private let finished = Atomic<Int>(0)
     private static let threads = 5
