@@ -79,8 +79,7 @@ struct RecordOpener: Sendable {
                 let frameBytes = UnsafeRawBufferPointer(rebasing: raw[0..<body.count])
                 let expected = RecordSealer.tag(key: key, sequence: sequence, header: header, frames: frameBytes)
                 return expected.withUnsafeBytes { expectedBytes in
-                    constantTimeEquals(
-                        Array(expectedBytes), Array(UnsafeRawBufferPointer(rebasing: raw[body.count...])))
+                    constantTimeEquals(expectedBytes, UnsafeRawBufferPointer(rebasing: raw[body.count...]))
                 }
             }
             guard valid else {
