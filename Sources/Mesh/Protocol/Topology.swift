@@ -146,37 +146,30 @@ public struct Topology: Sendable, Equatable {
         case .leave:
             guard let id = change.id else { return false }
             return nodes.removeValue(forKey: id) != nil
-        case .listen:
-            guard let id = change.id, let topic = change.topic, var node = nodes[id],
-                !node.topics.contains(topic)
-            else { return false }
-            node.topics.append(topic)
-            node.topics.sort()
-            nodes[id] = node
-            return true
-        case .unlisten:
-            guard let id = change.id, let topic = change.topic, var node = nodes[id],
-                let index = node.topics.firstIndex(of: topic)
-            else { return false }
-            node.topics.remove(at: index)
-            nodes[id] = node
-            return true
-        case .serve:
-            guard let id = change.id, let service = change.service, var node = nodes[id],
-                !node.services.contains(service)
-            else { return false }
-            node.services.append(service)
-            node.services.sort()
-            nodes[id] = node
-            return true
-        case .unserve:
-            guard let id = change.id, let service = change.service, var node = nodes[id],
-                let index = node.services.firstIndex(of: service)
-            else { return false }
-            node.services.remove(at: index)
-            nodes[id] = node
-            return true
+        case .listen: return add(change.topic, to: \.topics, of: change.id)
+        case .unlisten: return remove(change.topic, from: \.topics, of: change.id)
+        case .serve: return add(change.service, to: \.services, of: change.id)
+        case .unserve: return remove(change.service, from: \.services, of: change.id)
         }
+    }
+
+    /// Adds `name` to a node's sorted topics or services; `false` when unknown or already there.
+    private mutating func add(_ name: String?, to list: WritableKeyPath<NodeRecord, [String]>, of id: String?) -> Bool {
+        guard let id, let name, var node = nodes[id], !node[keyPath: list].contains(name) else { return false }
+        node[keyPath: list].append(name)
+        node[keyPath: list].sort()
+        nodes[id] = node
+        return true
+    }
+
+    /// Removes `name` from a node's topics or services; `false` when there was nothing to remove.
+    private mutating func remove(_ name: String?, from list: WritableKeyPath<NodeRecord, [String]>, of id: String?) -> Bool {
+        guard let id, let name, var node = nodes[id], let index = node[keyPath: list].firstIndex(of: name) else {
+            return false
+        }
+        node[keyPath: list].remove(at: index)
+        nodes[id] = node
+        return true
     }
 
     /// What applying a delta did.
