@@ -105,6 +105,8 @@ public actor Launcher {
     private var entries: [RunEntry] = []
     private var slots: [Slot] = []
     private var slotByChild: [ProcessHub.ChildID: Int] = [:]
+    /// Exits reported before their spawn had returned to `startSlot` (see ``handle(_:)``).
+    private var earlyExits: [ProcessHub.ChildID: ExitStatus] = [:]
     private var authkey: String?
     private var coordinatorAddress: String?
     private var coordinatorSlot: Int?
@@ -363,6 +365,11 @@ public actor Launcher {
         switch await hub.spawn(spec) {
         case .success(let (id, pid)):
             slots[slot].phase = .running(id, pid: pid, since: .now)
+            if let status = earlyExits.removeValue(forKey: id) {
+                // It exited while this actor waited for the spawn's answer (the event came first).
+                exited(slot: slot, status: status, ranFor: .zero)
+                return
+            }
             slotByChild[id] = slot
             if killNow { hub.signal(id, SIGKILL) }
         case .failure(let error):
@@ -381,9 +388,13 @@ public actor Launcher {
                 coordinatorAddress = String(text[range.upperBound...]).trimmingCharacters(in: .whitespaces)
             }
         case .exited(let id, _, let status):
-            guard let slot = slotByChild.removeValue(forKey: id),
-                case .running(_, _, let since) = slots[slot].phase
-            else { return }
+            guard let slot = slotByChild.removeValue(forKey: id) else {
+                // A child that exits at once can be reported before `startSlot`, suspended on the
+                // spawn, has recorded it: keep the exit for it.
+                earlyExits[id] = status
+                return
+            }
+            guard case .running(_, _, let since) = slots[slot].phase else { return }
             exited(slot: slot, status: status, ranFor: since.duration(to: .now))
         }
     }
