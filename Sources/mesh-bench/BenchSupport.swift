@@ -52,6 +52,8 @@ struct ChildResult: Codable, Sendable {
     var p99: Double?
     /// How long the whole join took, from a swarm.
     var elapsedNanos: UInt64?
+    /// How many times a swarm's nodes registered again after losing the coordinator.
+    var reconnects: Int?
 }
 
 /// Writes one line to standard output at once (unbuffered): the parent waits on these lines.

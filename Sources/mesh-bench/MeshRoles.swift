@@ -194,21 +194,29 @@ enum MeshRoles {
 
     // MARK: Join
 
-    /// Builds `--nodes` nodes in this process, all at once, and reports how long until every one
-    /// of them has all of them in its topology.
+    /// Builds `--nodes` nodes in this process, all at once; each listens on its own topic, waits
+    /// for a listener on the next node's topic (node i sends to node i+1 mod N), and sends it one
+    /// message. Reports how long until every node joined and all N messages were delivered, and
+    /// how many times the nodes had to register again (0 when no node was evicted or gave up).
+    /// `--view full` runs the same with every node holding every record.
     static func swarm(_ arguments: RoleArguments) async throws {
         raiseOpenFileLimit()
         let count = try arguments.int("nodes")
         let wait = Duration.seconds(try arguments.double("wait", default: 60))
         var settings = try configuration(arguments, name: "swarm")
         settings.connectTimeout = wait
+        settings.topologyView = (try? arguments.string("view")).flatMap(TopologyView.init(rawValue:)) ?? .partial
         let configuration = settings
+        let delivered = DeliveryCount()
         let start = monotonicNanos()
         let nodes = try await withThrowingTaskGroup(of: MeshNode.self) { group in
-            for _ in 0..<count {
+            for index in 0..<count {
                 group.addTask {
                     let node = try await buildMeshNode(name: "swarm", configuration: configuration)
-                    try await node.waitForNodes(named: "swarm", count: count, timeout: wait)
+                    try await node.listen("swarm/\(index)") { (_: String, _: Int) in delivered.add() }
+                    let next = "swarm/\((index + 1) % count)"
+                    try await node.waitForListener(next, timeout: wait)
+                    try await node.send(next, index)
                     return node
                 }
             }
@@ -216,10 +224,30 @@ enum MeshRoles {
             for try await node in group { nodes.append(node) }
             return nodes
         }
+        let deadline = ContinuousClock.now + wait
+        while delivered.value < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
         let elapsed = monotonicNanos() - start
-        emitResult(ChildResult(received: nodes.count, elapsedNanos: elapsed))
+        var reconnects = 0
+        var dropped = 0
+        for node in nodes {
+            let statistics = await node.statistics
+            reconnects += statistics.coordinatorReconnects
+            dropped += statistics.messagesDropped + statistics.messagesUnrouted
+        }
+        emitResult(
+            ChildResult(
+                received: delivered.value, dropped: dropped, elapsedNanos: elapsed, reconnects: reconnects))
         try await linger()
     }
+}
+
+/// A count shared by many listeners.
+final class DeliveryCount: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
 
 /// Round-trip percentiles by the nearest-rank method.

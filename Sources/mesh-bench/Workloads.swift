@@ -13,7 +13,7 @@ struct BenchSizes: Sendable {
     var w4Receivers = 8
     var w5Messages = 10_000
     var w5Workers = 4
-    var w6Nodes = [100, 500, 1000]
+    var w6Nodes = [100, 500, 1000, 2000]
     var w7Warmup = 1_000
     var w7Calls = 10_000
     var w8Calls = 200_000
@@ -391,9 +391,11 @@ struct Workloads: Sendable {
 
     func w6() async -> [BenchRow] {
         var rows: [BenchRow] = []
+        // `MESH_TOPOLOGY_VIEW=full mesh-bench w6` runs the same with every node holding every record.
+        let view = ProcessInfo.processInfo.environment["MESH_TOPOLOGY_VIEW"] ?? "partial"
         for nodes in sizes.w6Nodes {
             var row = BenchRow(
-                workload: "w6", title: "W6 \(nodes) nodes join, all see all", unit: "s",
+                workload: "w6", title: "W6 \(nodes) nodes join, each sends to the next (\(view) view)", unit: "s",
                 floor: nodes == 1000 ? .below(5) : .none)
             let limit = deadline(nodes, 20e-3)
             await repeatRuns(&row, "mesh") { row in
@@ -404,7 +406,7 @@ struct Workloads: Sendable {
                 let port = UInt16(address.split(separator: ":").last ?? "") ?? 0
                 let before = ProcessUsage.read(pid: coordinator.pid)
                 let swarm = try children.start(
-                    "swarm", ["--coordinator", address, "--nodes", "\(nodes)", "--wait", "\(Int(limit))"])
+                    "swarm", ["--coordinator", address, "--nodes", "\(nodes)", "--wait", "\(Int(limit))", "--view", view])
                 let result: ChildResult
                 do {
                     result = try await swarm.result(within: limit + 5)
@@ -412,7 +414,13 @@ struct Workloads: Sendable {
                     throw BenchFailure.run("\(error)" + BenchFailure.tail(coordinator.stderrText).replacingOccurrences(of: "its", with: "the coordinator's"))
                 }
                 let after = ProcessUsage.read(pid: coordinator.pid)
+                let received = result.received ?? 0
+                guard received == nodes else {
+                    throw BenchFailure.run("\(received) of \(nodes) messages delivered" + BenchFailure.tail(swarm.stderrText))
+                }
                 row.ours.append(Double(result.elapsedNanos ?? 0) / 1e9)
+                row.lost = max(row.lost ?? 0, nodes - received)
+                row.addDetail("re-registrations", Double(result.reconnects ?? 0))
                 if let before, let after {
                     row.addDetail("coordinator CPU s", after.cpuSeconds - before.cpuSeconds)
                 }

@@ -10,8 +10,10 @@ let usage = """
       w3       1 MiB Data messages: MB/s, lost
       w4       1 sender → 8 receivers with distinct names: total deliveries/s
       w5       1 sender → 4 workers sharing one name: messages per worker
-      w6       100, 500 and 1000 nodes join one coordinator: seconds until all see all,
-               the coordinator's CPU time and bytes written
+      w6       100, 500, 1000 and 2000 nodes (one process) join one coordinator, each
+               listening on its own topic and sending one message to the next node's:
+               seconds until all N are delivered, the coordinator's CPU time and bytes
+               sent (MESH_TOPOLOGY_VIEW=full: every node holds every record)
       w7       sequential service calls of 64 bytes: p50/p99 in µs, next to W2's round trip
                measured in the same run
       w8       pipelined service calls of 64 bytes, 64 in flight: calls/s
@@ -33,6 +35,7 @@ let usage = """
       --messages N    W1's message count; every other count scales by N / 1,000,000
       --scale F       multiply every count by F (message sizes stay)
       --quick         tiny sizes, for smoke tests
+      --w6-nodes L    W6's node counts, comma-separated (default 100,500,1000,2000)
       --json          print the report as one JSON object instead of a table
     """
 
@@ -44,6 +47,7 @@ struct BenchOptions {
     var messages: Int?
     var quick = false
     var json = false
+    var w6Nodes: [Int]?
 
     init(_ arguments: [String]) throws {
         var rest = arguments[...]
@@ -62,6 +66,12 @@ struct BenchOptions {
             case "--messages":
                 guard let parsed = Int(try value(argument)), parsed > 0 else { throw BenchFailure.usage("--messages needs a positive number") }
                 messages = parsed
+            case "--w6-nodes":
+                let parsed = try value(argument).split(separator: ",").map { Int($0) }
+                guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? 0) > 1 }) else {
+                    throw BenchFailure.usage("--w6-nodes needs a comma-separated list of node counts above 1")
+                }
+                w6Nodes = parsed.compactMap { $0 }
             case "--quick": quick = true
             case "--json": json = true
             case "all": workloads += Workloads.names + Workloads.keyedNames + ["bag", "crypto"]
@@ -80,6 +90,7 @@ struct BenchOptions {
         if let messages { factor *= Double(messages) / Double(base.w1Messages) }
         var sizes = factor == 1 ? base : base.scaled(by: factor)
         if let messages { sizes.w1Messages = messages }
+        if let w6Nodes { sizes.w6Nodes = w6Nodes }
         return sizes
     }
 }

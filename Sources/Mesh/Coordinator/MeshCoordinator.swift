@@ -147,6 +147,8 @@ public actor MeshCoordinator {
     private let events = EventQueue<Event>()
     private let link: Link
     private var book = TopologyBook()
+    /// The partial views of the nodes that asked for one at `register`.
+    private var views = ViewBook()
     private var sessions: [UInt64: Session] = [:]
     private var listener: Listener?
     private let startedAt = ContinuousClock.now
@@ -305,7 +307,7 @@ public actor MeshCoordinator {
             guard message.type == .register else {
                 return reject(connection, "expected register first, got \(message.type)")
             }
-            register(message.node, secret: message.secret, on: connection)
+            register(message.node, secret: message.secret, view: message.view, interest: message.interest, on: connection)
         } else {
             guard message.type == .inspect else {
                 return reject(connection, "expected inspect first, got \(message.type)")
@@ -348,12 +350,12 @@ public actor MeshCoordinator {
         Frame(kind: FrameKind.control.rawValue, body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)).encoded
     }
 
-    /// A `welcome` for `node` with the current topology, the snapshot's JSON shared.
-    private func welcomeFrame(for node: NodeRecord?) -> [UInt8] {
+    /// A `welcome` for `node` with `snapshot` (JSON), by default the whole topology's, shared.
+    private func welcomeFrame(for node: NodeRecord?, snapshot: [UInt8]? = nil) -> [UInt8] {
         let nodeJSON = (try? ControlMessage.encoder.encode(node)).map(Array.init) ?? Array("null".utf8)
         return Frame(
             kind: FrameKind.control.rawValue,
-            body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"topology\":".utf8) + snapshotJSON()
+            body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"topology\":".utf8) + (snapshot ?? snapshotJSON())
                 + Array(",\"type\":\"welcome\"}".utf8)
         ).encoded
     }
@@ -394,7 +396,21 @@ public actor MeshCoordinator {
                 reject(connection, "\(message.type) \"\(service.prefix(80))\": \(error)")
             }
         case .sync:
-            reply(topologyFrame(), on: connection)
+            if let snapshot = views.snapshot(connection.id) {
+                reply(ControlMessage(.topology, topology: snapshot).encodedFrame(), on: connection)
+            } else {
+                reply(topologyFrame(), on: connection)
+            }
+        case .interest:
+            guard views.isPartial(connection.id) else {
+                return reject(connection, "interest from a node that registered for the full view")
+            }
+            let interest = message.interest ?? ViewInterest()
+            do {
+                try views.declare(connection.id, interest)  // answered by the next publish
+            } catch {
+                reject(connection, "interest: \(error)")
+            }
         case .heartbeat:
             if let stats = message.stats { sessions[connection.id]?.stats = stats }
             answerHeartbeat(on: connection)
@@ -442,7 +458,9 @@ public actor MeshCoordinator {
         }
     }
 
-    private func register(_ record: NodeRecord?, secret: String?, on connection: Connection) {
+    private func register(
+        _ record: NodeRecord?, secret: String?, view: TopologyView?, interest: ViewInterest?, on connection: Connection
+    ) {
         guard var node = record else { return reject(connection, "register without a node record") }
         guard NodeID.isValid(node.id) else {
             return reject(connection, "node id \"\(node.id.prefix(40))\" is not 16 lowercase hex digits")
@@ -466,9 +484,17 @@ public actor MeshCoordinator {
         else {
             return reject(connection, "host \"\(node.host.prefix(80))\" is not a numeric IP address (resolve names before registering)")
         }
+        if view == .partial {
+            do {
+                try ViewBook.check(interest ?? ViewInterest())
+            } catch {
+                return reject(connection, "register: \(error)")
+            }
+        }
         node.joined = Date().timeIntervalSince1970
         do {
             let stored = try book.join(node)
+            if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
             sessions[connection.id]?.node = stored
             sessions[connection.id]?.awaitingWelcome = true
             logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
@@ -537,6 +563,7 @@ public actor MeshCoordinator {
     }
 
     private func closed(_ connection: Connection, error: ConnectionError?) {
+        views.close(connection.id)
         guard let session = sessions.removeValue(forKey: connection.id) else {
             // Never got past the handshake, or already evicted (and logged) for silence.
             if case .handshake(let failure) = error {
@@ -560,6 +587,7 @@ public actor MeshCoordinator {
     }
 
     private func remove(_ node: NodeRecord, from connection: Connection, reason: String, evicted: Bool = false) {
+        views.close(connection.id)
         guard book.leave(node.id) != nil else { return }
         journal.left(node, peer: connection.remote, reason: reason, evicted: evicted)
         sessions[connection.id]?.node = nil
@@ -584,6 +612,7 @@ public actor MeshCoordinator {
             }
             session.connection.close(error: .protocolViolation("no heartbeat"))
             sessions[session.connection.id] = nil
+            views.close(session.connection.id)
         }
         settleKills(now: now)
     }
@@ -604,22 +633,34 @@ public actor MeshCoordinator {
     }
 
     /// Sends what this batch of events changed: one snapshot for every node that registered in
-    /// it, and one delta for everyone else, each encoded once.
+    /// it, one delta (encoded once) for every other full-view session, and to each partial-view
+    /// session the changes that concern it.
     private func publish() {
         lastPublish = .now
         let delta = book.takeDelta()
+        for change in delta?.changes ?? [] { views.record(change) }
         let welcomed = sessions.values.filter(\.awaitingWelcome)
         let welcomedIDs = Set(welcomed.map(\.connection.id))
+        let now = ContinuousClock.now
         for session in welcomed {
             sessions[session.connection.id]?.awaitingWelcome = false
-            reply(welcomeFrame(for: session.node), on: session.connection)
+            sessions[session.connection.id]?.lastSent = now
+            if let view = views.snapshot(session.connection.id) {
+                reply(welcomeFrame(for: session.node, snapshot: (try? ControlMessage.encoder.encode(view)).map(Array.init)), on: session.connection)
+            } else {
+                reply(welcomeFrame(for: session.node), on: session.connection)
+            }
+        }
+        for (id, partial, answers) in views.takeDeltas() {
+            guard let session = sessions[id] else { continue }
+            sessions[id]?.lastSent = now
+            reply(ControlMessage(.delta, delta: partial, interest: answers).encodedFrame(), on: session.connection)
         }
         settleKills()
         guard let delta else { return }
         let frame = ControlMessage(.delta, delta: delta).encodedFrame()
-        let now = ContinuousClock.now
         for session in sessions.values where (session.node != nil && !session.awaitingWelcome) || session.inspector {
-            if welcomedIDs.contains(session.connection.id) { continue }
+            if welcomedIDs.contains(session.connection.id) || views.isPartial(session.connection.id) { continue }
             sessions[session.connection.id]?.lastSent = now
             if session.connection.send(frame) == .full {
                 logger.warning(

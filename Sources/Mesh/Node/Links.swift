@@ -111,6 +111,14 @@ final class PeerDirectory: Sendable {
     }
 
     func whenChanged(_ body: @escaping @Sendable () -> Void) { onChange.withLock { $0 = body } }
+
+    private let onUnknown = Mutex<(@Sendable (String) -> Void)?>(nil)
+
+    /// What to do when a hello names a node not held here (a partial view asks the coordinator).
+    func whenUnknown(_ body: (@Sendable (String) -> Void)?) { onUnknown.withLock { $0 = body } }
+
+    /// Reports a hello from a node not held here.
+    func lookUp(_ id: String) { onUnknown.withLock { $0 }?(id) }
 }
 
 /// Reads the messages a peer sends to this node and passes them to the inbox in batches.
@@ -275,6 +283,7 @@ final class InboundLink: ConnectionDelegate {
                     // Not in the topology yet: hold the rest of the stream until it is, or give up.
                     unknown[connection.id] = (hello, connection)
                     connection.setReadingPaused(true)
+                    directory.lookUp(hello.id)
                     let patience = InboundLink.unknownPeerPatience
                     _ = EventLoop.shared.schedule(after: patience) { [self] in
                         guard unknown.removeValue(forKey: connection.id) != nil else { return }

@@ -26,6 +26,7 @@ extension MeshNode {
 
     /// Sends raw bytes on `topic`; listeners of `Data` or `[UInt8]` get them unchanged.
     public nonisolated(nonsending) func send(_ topic: String, _ data: Data) async throws {
+        try await prepareRoute(topic: topic)
         let stalled = try queue(topic, encoding: .raw, payload: data)
         if !stalled.isEmpty { await deliverSlowly(topic: topic, encoding: .raw, payload: data, to: stalled) }
     }
@@ -40,6 +41,7 @@ extension MeshNode {
     /// It runs on the caller's executor and takes only the router's and each connection's locks,
     /// so a burst of sends costs no actor hop or task switch per message.
     nonisolated(nonsending) func send(_ topic: String, encoding: PayloadEncoding, payload: Data) async throws {
+        try await prepareRoute(topic: topic)
         let stalled = try queue(topic, encoding: encoding, payload: payload)
         if !stalled.isEmpty { await deliverSlowly(topic: topic, encoding: encoding, payload: payload, to: stalled) }
     }
@@ -143,6 +145,7 @@ extension MeshNode {
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``.
     public func waitForListener(_ topic: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         let what = count == 1 ? "a listener on \"\(topic)\"" : "\(count) listeners on \"\(topic)\""
+        try await need(ViewInterest(topics: [topic]))
         try await waitForTopology(timeout: timeout, describing: what) { topology in
             topology.nodes.values.count { $0.topics.contains(topic) } >= count
         }
@@ -152,6 +155,7 @@ extension MeshNode {
     ///
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``.
     public func waitForNodes(named name: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
+        try await need(ViewInterest(names: [name]))
         try await waitForTopology(timeout: timeout, describing: "\(count) node(s) named \"\(name)\"") { topology in
             topology.nodes.values.count { $0.name == name } >= count
         }

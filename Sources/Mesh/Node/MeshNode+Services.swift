@@ -99,6 +99,7 @@ extension MeshNode {
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``.
     public func waitForService(_ service: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         let what = count == 1 ? "a provider of \"\(service)\"" : "\(count) providers of \"\(service)\""
+        try await need(ViewInterest(services: [service]))
         try await waitForTopology(timeout: timeout, describing: what) { topology in
             topology.nodes.values.count { $0.services.contains(service) } >= count
         }
@@ -156,6 +157,7 @@ extension MeshNode {
             if router.isClosed { throw MeshError.closed }
             throw MeshError.frameTooLarge(size: payload.count, limit: configuration.maximumMessageSize)
         }
+        try await prepareRoute(service: service)
         guard var target = try router.provider(of: service) else {
             throw MeshError.service(.noProvider(service: service))
         }

@@ -52,6 +52,12 @@ public actor MeshNode {
         /// How many service handlers this node runs at once; requests past it wait their turn
         /// (in arrival order), they are not refused.
         public var maximumConcurrentRequests = 64
+        /// How much of the topology this node holds. ``TopologyView/partial`` holds only its own
+        /// record and those it routes to or waits for (fetched on first use, then kept current):
+        /// what scales to thousands of nodes. ``TopologyView/full`` (the default, or
+        /// `$MESH_TOPOLOGY_VIEW`) holds every node's record, for code that reads ``MeshNode/currentTopology``
+        /// to see the whole mesh.
+        public var topologyView = TopologyView.fromEnvironment
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -191,6 +197,16 @@ public actor MeshNode {
     private var controlTask: Task<Void, Never>?
     private var registration: CheckedContinuation<Void, any Error>?
     private var coordinatorLostAt: ContinuousClock.Instant?
+    /// What this node follows with a partial view, what the coordinator has answered for, and
+    /// what the last `register` declared (its welcome answers that much).
+    var interest = ViewInterest()
+    var acknowledgedInterest = ViewInterest()
+    private var registeredInterest = ViewInterest()
+    var interestWaiters: [UInt64: InterestWaiter] = [:]
+    nonisolated let readyRoutes = ReadyRoutes()
+    /// When ``beat()`` last ran: a beat much later than the interval means this process was too
+    /// busy to run it, and the coordinator's silence meanwhile says nothing about the coordinator.
+    private var lastBeat = ContinuousClock.now
     /// Nodes known before the coordinator was lost that the new one has not heard from yet;
     /// still routed to until they re-register or ``reregistrationGrace`` passes.
     var provisional: [String: NodeRecord] = [:]
@@ -227,7 +243,9 @@ public actor MeshNode {
             logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls)
     }
 
-    /// The topology as this node last heard it.
+    /// The topology as this node holds it: with ``TopologyView/full`` every node; with
+    /// ``TopologyView/partial`` this node's own record and the records it routes to or waited for.
+    /// Its `version` counts this node's own view's versions.
     public var currentTopology: Topology { topology }
 
     /// Traffic counters since the node started.
@@ -250,6 +268,12 @@ public actor MeshNode {
     public var isConnectedToCoordinator: Bool {
         if case .registered = coordinatorState { return true }
         return false
+    }
+
+    /// The coordinator connection, while registered.
+    var registeredConnection: Connection? {
+        if case .registered(let connection) = coordinatorState { return connection }
+        return nil
     }
 
     // MARK: Starting
@@ -291,6 +315,9 @@ public actor MeshNode {
             }
         }
         startTasks()
+        if configuration.topologyView == .partial {
+            peerDirectory.whenUnknown { [self] peerID in lookUp(peer: peerID) }  // undone by shutdown
+        }
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 registration = continuation
@@ -390,7 +417,13 @@ public actor MeshNode {
         do {
             let connection = try Connection.connect(
                 to: address, options: options, delegate: CoordinatorLink(events: controlEvents))
-            connection.send(ControlMessage(.register, node: record, secret: idSecret).encodedFrame())
+            let partial = configuration.topologyView == .partial
+            registeredInterest = interest
+            connection.send(
+                ControlMessage(
+                    .register, node: record, secret: idSecret, view: partial ? .partial : nil,
+                    interest: partial && !interest.isEmpty ? interest : nil
+                ).encodedFrame())
             coordinatorState = .connecting(connection)
             connectingSince = .now
         } catch {
@@ -452,6 +485,12 @@ public actor MeshNode {
                 }
             }
             replaceTopology(Topology(snapshot))
+            if configuration.topologyView == .partial {
+                // What was declared since the register went out is asked for now.
+                let missing = interest.subtracting(registeredInterest)
+                if !missing.isEmpty { connection.send(ControlMessage(.interest, interest: missing).encodedFrame()) }
+                acknowledge(registeredInterest)
+            }
             if let lostAt = coordinatorLostAt {
                 router.count { $0.coordinatorReconnects += 1 }
                 logger.info(
@@ -485,6 +524,7 @@ public actor MeshNode {
                 logger.debug("missed a topology version (have \(topology.version), got \(delta.from)→\(delta.to)); asking for a full copy")
                 connection.send(ControlMessage(.sync).encodedFrame())
             }
+            if let answered = message.interest { acknowledge(answered) }
         case .topology:
             guard let snapshot = message.topology else { return }
             replaceTopology(Topology(snapshot))
@@ -515,6 +555,7 @@ public actor MeshNode {
         let wasRegistered: Bool
         if case .registered = coordinatorState { wasRegistered = true } else { wasRegistered = false }
         coordinatorState = .disconnected
+        releaseInterestWaiters()
         if let registration {
             self.registration = nil
             registration.resume(throwing: MeshError(connectingTo: configuration.coordinator, failure: error))
@@ -565,9 +606,16 @@ public actor MeshNode {
             connection.close(error: .protocolViolation("no welcome from the coordinator within \(formatted(configuration.connectTimeout))"))
             return
         }
+        let now = ContinuousClock.now
+        let starved = lastBeat.duration(to: now) > configuration.heartbeatInterval * 2
+        lastBeat = now
         guard case .registered(let connection) = coordinatorState else { return }
-        let silence = lastHeardFromCoordinator.duration(to: .now)
-        if silence > configuration.heartbeatInterval * 3 {
+        let silence = lastHeardFromCoordinator.duration(to: now)
+        if starved {
+            // This process could not run the beat on time: what arrived meanwhile may still be
+            // queued unread. Judge the coordinator on the next beat, with one interval of grace.
+            lastHeardFromCoordinator = max(lastHeardFromCoordinator, now - configuration.heartbeatInterval)
+        } else if silence > configuration.heartbeatInterval * 3 {
             connection.close(error: .protocolViolation("no heartbeat from the coordinator for \(formatted(silence))"))
             return
         }
@@ -611,6 +659,8 @@ public actor MeshNode {
             break
         }
         coordinatorState = .disconnected
+        releaseInterestWaiters()
+        peerDirectory.whenUnknown(nil)
         services.close()
         calls.close()
         for connection in router.close() {

@@ -40,6 +40,9 @@ struct ControlMessage: Codable, Sendable, Equatable {
         case serve
         /// node → coordinator: `service` (stop providing it).
         case unserve
+        /// node with a partial view → coordinator: `interest` (more records to hold); answered
+        /// with a `delta` that carries the same `interest`.
+        case interest
     }
 
     var type: Kind
@@ -61,12 +64,16 @@ struct ControlMessage: Codable, Sendable, Equatable {
     var secret: String?
     /// With `serve` and `unserve`: the service's name.
     var service: String?
+    /// With `register`: `partial` asks for a partial view (absent: the full view).
+    var view: TopologyView?
+    /// With `register` and `interest` from a node with a partial view, and with the `delta` answering an `interest`.
+    var interest: ViewInterest?
 
     init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
         status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil,
-        service: String? = nil
+        service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil
     ) {
         self.type = type
         self.node = node
@@ -81,6 +88,8 @@ struct ControlMessage: Codable, Sendable, Equatable {
         self.remaining = remaining
         self.secret = secret
         self.service = service
+        self.view = view
+        self.interest = interest
     }
 
     /// The whole frame: header plus JSON body.

@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+
+/// The topics and services a partial-view node may route without asking the coordinator first:
+/// those whose interest was answered (or declared while the coordinator was away). Read on the
+/// send path without the actor.
+final class ReadyRoutes: Sendable {
+    private let names = Mutex<Set<String>>([])
+
+    func contains(_ key: String) -> Bool { names.withLock { $0.contains(key) } }
+    func insert(_ key: String) { _ = names.withLock { $0.insert(key) } }
+
+    static func service(_ name: String) -> String { "\u{1}" + name }
+}
+
+extension MeshNode {
+    /// A waiter for the coordinator's answer to an interest.
+    struct InterestWaiter {
+        let wanted: ViewInterest
+        let continuation: CheckedContinuation<Void, Never>
+        var timer: Task<Void, Never>?
+    }
+
+    /// Before the first send on `topic` (partial view only): asks the coordinator for its
+    /// listeners and waits for the answer, so a message to listeners that joined earlier is not lost.
+    nonisolated(nonsending) func prepareRoute(topic: String) async throws {
+        guard configuration.topologyView == .partial, !readyRoutes.contains(topic) else { return }
+        try await need(ViewInterest(topics: [topic]))
+        readyRoutes.insert(topic)
+    }
+
+    /// Before the first call to `service` (partial view only): the same for its providers.
+    nonisolated(nonsending) func prepareRoute(service: String) async throws {
+        guard configuration.topologyView == .partial, !readyRoutes.contains(ReadyRoutes.service(service)) else { return }
+        try await need(ViewInterest(services: [service]))
+        readyRoutes.insert(ReadyRoutes.service(service))
+    }
+
+    /// Makes sure this node follows `wanted` and, while registered, waits (up to
+    /// ``Configuration/connectTimeout``) until the coordinator has answered for it. With the
+    /// coordinator away it returns at once: the node routes with what it holds, and re-declares
+    /// everything when it registers again. Does nothing with the full view.
+    ///
+    /// - Throws: ``MeshError/invalidName(_:reason:)`` for a bad name; ``MeshError/requestRefused(reason:)``
+    ///   past ``ViewBook/maximumInterests``; ``MeshError/closed``.
+    func need(_ wanted: ViewInterest) async throws {
+        guard configuration.topologyView == .partial else { return }
+        try checkOpen()
+        let added = wanted.subtracting(interest)
+        if !added.isEmpty {
+            try added.validate()
+            guard interest.count + added.count <= ViewBook.maximumInterests else {
+                throw MeshError.requestRefused(
+                    reason: "this node already follows \(interest.count) topics, services, names and ids, the most a"
+                        + " partial view allows is \(ViewBook.maximumInterests); use topologyView: .full for more")
+            }
+            interest.formUnion(added)
+            if let connection = registeredConnection {
+                connection.send(ControlMessage(.interest, interest: added).encodedFrame())
+            }
+        }
+        guard registeredConnection != nil, !acknowledgedInterest.contains(wanted) else { return }
+        nextWaiterID += 1
+        let waiterID = nextWaiterID
+        let timeout = configuration.connectTimeout
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                if !Task.isCancelled { self.releaseInterestWaiter(waiterID, timedOut: true) }
+            }
+            interestWaiters[waiterID] = InterestWaiter(wanted: wanted, continuation: continuation, timer: timer)
+        }
+    }
+
+    /// An unknown node said hello: ask the coordinator for its record (the hello waits for it).
+    nonisolated func lookUp(peer peerID: String) {
+        guard configuration.topologyView == .partial, NodeID.isValid(peerID) else { return }
+        Task {
+            do {
+                try await self.need(ViewInterest(ids: [peerID]))
+            } catch {
+                self.logger.warning("could not ask the coordinator about node \(peerID): \(error)")
+            }
+        }
+    }
+
+    /// Records that the coordinator answered `answered`, and wakes the waits it satisfies.
+    func acknowledge(_ answered: ViewInterest) {
+        acknowledgedInterest.formUnion(answered)
+        for (waiterID, waiter) in interestWaiters where acknowledgedInterest.contains(waiter.wanted) {
+            releaseInterestWaiter(waiterID, timedOut: false)
+        }
+    }
+
+    /// Wakes every interest wait (the coordinator is gone, or the node closes): they route with what they hold.
+    func releaseInterestWaiters() {
+        acknowledgedInterest = ViewInterest()
+        for waiterID in interestWaiters.keys { releaseInterestWaiter(waiterID, timedOut: false) }
+    }
+
+    private func releaseInterestWaiter(_ waiterID: UInt64, timedOut: Bool) {
+        guard let waiter = interestWaiters.removeValue(forKey: waiterID) else { return }
+        waiter.timer?.cancel()
+        if timedOut {
+            logger.warning(
+                "the coordinator did not answer which nodes match \(waiter.wanted) within \(formatted(configuration.connectTimeout)); routing with what this node holds")
+        }
+        waiter.continuation.resume()
+    }
+}
