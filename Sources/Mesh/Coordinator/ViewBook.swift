@@ -63,7 +63,7 @@ struct ViewBook: Sendable {
     /// Check the interest with ``check(_:adding:)`` first.
     mutating func open(_ session: UInt64, own: String, interest: ViewInterest) {
         close(session)
-        views[session] = View()
+        views[session] = View(interest: interest)
         hold(own, in: session)
         follow(interest, in: session)
     }

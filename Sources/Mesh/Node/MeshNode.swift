@@ -57,7 +57,7 @@ public actor MeshNode {
         /// what scales to thousands of nodes. ``TopologyView/full`` (the default, or
         /// `$MESH_TOPOLOGY_VIEW`) holds every node's record, for code that reads ``MeshNode/currentTopology``
         /// to see the whole mesh.
-        public var topologyView = TopologyView.fromEnvironment
+        public var topologyView: TopologyView
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -75,7 +75,8 @@ public actor MeshNode {
             heartbeatInterval: Duration = .seconds(1),
             logger: MeshLogger? = nil,
             onShutdownRequest: ShutdownRequestAction = .terminateProcess,
-            sameHostTransport: SameHostTransport = SameHostTransport.fromEnvironment
+            sameHostTransport: SameHostTransport = SameHostTransport.fromEnvironment,
+            topologyView: TopologyView = TopologyView.fromEnvironment
         ) {
             self.coordinator = coordinator
             self.authkey = authkey
@@ -93,6 +94,7 @@ public actor MeshNode {
             self.logger = logger
             self.onShutdownRequest = onShutdownRequest
             self.sameHostTransport = sameHostTransport
+            self.topologyView = topologyView
         }
     }
 
