@@ -150,6 +150,10 @@ public actor MeshCoordinator {
     /// The partial views of the nodes that asked for one at `register`.
     private var views = ViewBook()
     private var sessions: [UInt64: Session] = [:]
+    /// Open sessions by source address, for ``Configuration/maximumSessionsPerAddress``.
+    private var sessionsPerHost: [String: Int] = [:]
+    /// When the last tick was handled (a late one means the coordinator itself was starved).
+    private var lastTick = ContinuousClock.now
     private var listener: Listener?
     private let startedAt = ContinuousClock.now
     private var kills: [KillRequest] = []
@@ -266,7 +270,7 @@ public actor MeshCoordinator {
         switch event {
         case .opened(let connection):
             let host = connection.remote.host
-            let fromThere = sessions.values.reduce(0) { $0 + ($1.connection.remote.host == host ? 1 : 0) }
+            let fromThere = sessionsPerHost[host] ?? 0
             guard fromThere < configuration.maximumSessionsPerAddress else {
                 refusals.log(
                     "refused connections", level: .warning, to: logger,
@@ -276,6 +280,7 @@ public actor MeshCoordinator {
                 return
             }
             sessions[connection.id] = Session(connection: connection, purpose: connection.purpose ?? .inspect, lastHeard: .now)
+            sessionsPerHost[host, default: 0] += 1
             logger.debug("connection from \(connection.remote) authenticated for \(connection.purpose?.description ?? "?")")
         case .control(let connection, let message):
             guard sessions[connection.id] != nil else { return }
@@ -350,13 +355,14 @@ public actor MeshCoordinator {
         Frame(kind: FrameKind.control.rawValue, body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)).encoded
     }
 
-    /// A `welcome` for `node` with `snapshot` (JSON), by default the whole topology's, shared.
+    /// A `welcome` for `node` with `snapshot` (JSON), by default the whole topology's, shared. A
+    /// partial view's welcome (with its own snapshot) says `"view":"partial"`.
     private func welcomeFrame(for node: NodeRecord?, snapshot: [UInt8]? = nil) -> [UInt8] {
         let nodeJSON = (try? ControlMessage.encoder.encode(node)).map(Array.init) ?? Array("null".utf8)
         return Frame(
             kind: FrameKind.control.rawValue,
             body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"topology\":".utf8) + (snapshot ?? snapshotJSON())
-                + Array(",\"type\":\"welcome\"}".utf8)
+                + Array((snapshot == nil ? ",\"type\":\"welcome\"}" : ",\"type\":\"welcome\",\"view\":\"partial\"}").utf8)
         ).encoded
     }
 
@@ -563,8 +569,7 @@ public actor MeshCoordinator {
     }
 
     private func closed(_ connection: Connection, error: ConnectionError?) {
-        views.close(connection.id)
-        guard let session = sessions.removeValue(forKey: connection.id) else {
+        guard let session = forget(connection) else {
             // Never got past the handshake, or already evicted (and logged) for silence.
             if case .handshake(let failure) = error {
                 refusals.log(
@@ -597,8 +602,27 @@ public actor MeshCoordinator {
         logger.info("node left: \(node.name) (\(node.id)) at \(node.host):\(node.port): \(reason)")
     }
 
+    /// Removes a session and its view, keeping the count per address in step.
+    @discardableResult
+    private func forget(_ connection: Connection) -> Session? {
+        views.close(connection.id)
+        guard let session = sessions.removeValue(forKey: connection.id) else { return nil }
+        let host = session.connection.remote.host
+        sessionsPerHost[host, default: 1] -= 1
+        if sessionsPerHost[host] == 0 { sessionsPerHost[host] = nil }
+        return session
+    }
+
     private func evictSilentNodes() {
         let now = ContinuousClock.now
+        // A tick that comes late means this process was too busy to read: what the nodes sent
+        // meanwhile may be waiting unread. Give them the time the coordinator lost.
+        let tickInterval = min(configuration.heartbeatTimeout / 8, .milliseconds(250))
+        let lateBy = lastTick.duration(to: now) - tickInterval
+        lastTick = now
+        if lateBy > tickInterval {
+            for id in sessions.keys { sessions[id]?.lastHeard += lateBy }
+        }
         let cutoff = now - configuration.heartbeatTimeout
         let limit = String(format: "%.1f", seconds(configuration.heartbeatTimeout))
         for (_, session) in sessions where session.lastHeard < cutoff {
@@ -611,8 +635,7 @@ public actor MeshCoordinator {
                 }
             }
             session.connection.close(error: .protocolViolation("no heartbeat"))
-            sessions[session.connection.id] = nil
-            views.close(session.connection.id)
+            forget(session.connection)
         }
         settleKills(now: now)
     }
@@ -678,6 +701,7 @@ public actor MeshCoordinator {
             session.connection.closeAfterFlushing(deadline: .now + .milliseconds(500))
         }
         sessions.removeAll()
+        sessionsPerHost.removeAll()
         events.finish()
         logger.info("coordinator stopped")
     }

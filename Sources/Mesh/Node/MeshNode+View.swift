@@ -55,11 +55,11 @@ extension MeshNode {
                         + " partial view allows is \(ViewBook.maximumInterests); use topologyView: .full for more")
             }
             interest.formUnion(added)
-            if let connection = registeredConnection {
+            if hasPartialView, let connection = registeredConnection {
                 connection.send(ControlMessage(.interest, interest: added).encodedFrame())
             }
         }
-        guard registeredConnection != nil, !acknowledgedInterest.contains(wanted) else { return }
+        guard hasPartialView, registeredConnection != nil, !acknowledgedInterest.contains(wanted) else { return }
         nextWaiterID += 1
         let waiterID = nextWaiterID
         let timeout = configuration.connectTimeout

@@ -205,6 +205,8 @@ public actor MeshNode {
     var acknowledgedInterest = ViewInterest()
     private var registeredInterest = ViewInterest()
     var interestWaiters: [UInt64: InterestWaiter] = [:]
+    /// True while registered with a partial view the coordinator confirmed in its welcome.
+    var hasPartialView = false
     nonisolated let readyRoutes = ReadyRoutes()
     /// When ``beat()`` last ran: a beat much later than the interval means this process was too
     /// busy to run it, and the coordinator's silence meanwhile says nothing about the coordinator.
@@ -217,6 +219,8 @@ public actor MeshNode {
     private var lastReportedStatistics: MeshStatistics?
     private var connectingSince: ContinuousClock.Instant?
     private var reconnectAttempt = 0
+    /// Why the last registration attempt was retried, for the error if none succeeds in time.
+    private var registrationRetryReason: String?
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
@@ -438,9 +442,10 @@ public actor MeshNode {
         self.registration = nil
         let seconds = Double(timeout.components.seconds)
         if case .connecting(let connection) = coordinatorState { connection.close() }
+        let last = registrationRetryReason.map { " (the last attempt: \($0))" } ?? ""
         registration.resume(
             throwing: MeshError.coordinatorUnreachable(
-                address: configuration.coordinator, reason: "no registration within \(seconds) s"))
+                address: configuration.coordinator, reason: "no registration within \(seconds) s\(last)"))
     }
 
     private func handle(_ batch: [ControlEvent]) {
@@ -487,7 +492,9 @@ public actor MeshNode {
                 }
             }
             replaceTopology(Topology(snapshot))
-            if configuration.topologyView == .partial {
+            // A coordinator that predates partial views sends the full topology and says nothing.
+            hasPartialView = configuration.topologyView == .partial && message.view == .partial
+            if hasPartialView {
                 // What was declared since the register went out is asked for now.
                 let missing = interest.subtracting(registeredInterest)
                 if !missing.isEmpty { connection.send(ControlMessage(.interest, interest: missing).encodedFrame()) }
@@ -559,6 +566,19 @@ public actor MeshNode {
         coordinatorState = .disconnected
         releaseInterestWaiters()
         if let registration {
+            if case .handshake(.closedDuringHandshake)? = error, !isClosed {
+                // A coordinator closes handshakes past its admission limit (a join storm of
+                // thousands at once): a busy coordinator, not a wrong one. Try again, within
+                // the connect timeout, instead of failing the whole build.
+                registrationRetryReason = error?.description
+                reconnectAttempt += 1
+                let delay = Duration.milliseconds(min(1000, 50 << min(reconnectAttempt, 5)))
+                Task {
+                    try? await Task.sleep(for: delay)
+                    self.retryCoordinator()
+                }
+                return
+            }
             self.registration = nil
             registration.resume(throwing: MeshError(connectingTo: configuration.coordinator, failure: error))
             return

@@ -64,7 +64,8 @@ struct ControlMessage: Codable, Sendable, Equatable {
     var secret: String?
     /// With `serve` and `unserve`: the service's name.
     var service: String?
-    /// With `register`: `partial` asks for a partial view (absent: the full view).
+    /// With `register`: `partial` asks for a partial view (absent: the full view); with
+    /// `welcome`: `partial` confirms one.
     var view: TopologyView?
     /// With `register` and `interest` from a node with a partial view, and with the `delta` answering an `interest`.
     var interest: ViewInterest?
