@@ -29,7 +29,8 @@ enum BagCommands {
         }
         let node: MeshNode
         do {
-            node = try await context.node(named: "mesh-bag-\(ProcessInfo.processInfo.processIdentifier)")
+            // --all discovers topics in the topology: it needs every node's record.
+            node = try await context.node(named: "mesh-bag-\(ProcessInfo.processInfo.processIdentifier)", view: all ? .full : nil)
         } catch {
             await recorder.discard()
             throw error

@@ -83,10 +83,12 @@ struct MeshContext: Sendable {
     /// A `mesh node kill` closes the node and sends this process SIGTERM, which the command's
     /// signal watcher turns into a clean stop.
     /// - Throws: ``MeshError`` within ``timeout``.
-    func node(named name: String, listenHost: String = "") async throws -> MeshNode {
-        let configuration = MeshNode.Configuration(
+    /// - Parameter view: `full` for a node that must see every topic (`mesh bag record --all`).
+    func node(named name: String, listenHost: String = "", view: TopologyView? = nil) async throws -> MeshNode {
+        var configuration = MeshNode.Configuration(
             coordinator: coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
             logger: logger.labeled(name))
+        if let view { configuration.topologyView = view }
         return try await buildMeshNode(name: name, configuration: configuration)
     }
 }
