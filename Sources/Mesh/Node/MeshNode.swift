@@ -208,6 +208,8 @@ public actor MeshNode {
     /// True while registered with a partial view the coordinator confirmed in its welcome.
     var hasPartialView = false
     nonisolated let readyRoutes = ReadyRoutes()
+    /// Sends a bare heartbeat from the loop thread when ``beat()`` runs late.
+    nonisolated let heartbeatPump: HeartbeatPump
     /// When ``beat()`` last ran: a beat much later than the interval means this process was too
     /// busy to run it, and the coordinator's silence meanwhile says nothing about the coordinator.
     private var lastBeat = ContinuousClock.now
@@ -236,6 +238,7 @@ public actor MeshNode {
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
         self.codec = configuration.codec
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
+        self.heartbeatPump = HeartbeatPump(interval: configuration.heartbeatInterval)
         let events = EventQueue<ControlEvent>()
         self.controlEvents = events
         let calls = PendingCalls(logger: logger)
@@ -478,6 +481,7 @@ public actor MeshNode {
             else { return }
             coordinatorState = .registered(connection)
             reconnectAttempt = 0
+            heartbeatPump.beat(on: connection)
             if coordinatorLostAt != nil {
                 // A fresh coordinator knows only the nodes that re-registered so far. Keep routing
                 // to the others for a grace period: they are most likely alive and re-registering.
@@ -564,6 +568,7 @@ public actor MeshNode {
         let wasRegistered: Bool
         if case .registered = coordinatorState { wasRegistered = true } else { wasRegistered = false }
         coordinatorState = .disconnected
+        heartbeatPump.beat(on: nil)
         releaseInterestWaiters()
         if let registration {
             if case .handshake(.closedDuringHandshake)? = error, !isClosed {
@@ -646,6 +651,7 @@ public actor MeshNode {
         let changed = current != lastReportedStatistics
         lastReportedStatistics = current
         connection.send(ControlMessage(.heartbeat, stats: changed ? current : nil).encodedFrame())
+        heartbeatPump.beat(on: connection)
     }
 
     /// Tells the coordinator about a listen, unlisten, serve or unserve, when connected (a
@@ -682,6 +688,7 @@ public actor MeshNode {
         }
         coordinatorState = .disconnected
         releaseInterestWaiters()
+        heartbeatPump.stop()
         peerDirectory.whenUnknown(nil)
         services.close()
         calls.close()
