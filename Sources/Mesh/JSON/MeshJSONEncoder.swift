@@ -122,13 +122,13 @@ final class JSONValueEncoder: Encoder {
         return topLevel ? nil : .object(JSONObjectBuilder())
     }
 
-    static func double(_ value: Double, path: [any CodingKey]) throws -> JSONEncoded {
-        guard value.isFinite else { throw nonFinite(value, path: path) }
+    static func double(_ value: Double, path: @autoclosure () -> [any CodingKey]) throws -> JSONEncoded {
+        guard value.isFinite else { throw nonFinite(value, path: path()) }
         return .double(value)
     }
 
-    static func float(_ value: Float, path: [any CodingKey]) throws -> JSONEncoded {
-        guard value.isFinite else { throw nonFinite(value, path: path) }
+    static func float(_ value: Float, path: @autoclosure () -> [any CodingKey]) throws -> JSONEncoded {
+        guard value.isFinite else { throw nonFinite(value, path: path()) }
         var text = value.description
         if text.hasSuffix(".0") { text.removeLast(2) }
         return .number(text)
