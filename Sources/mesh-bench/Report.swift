@@ -188,6 +188,7 @@ struct BenchReport: Sendable {
         ("µs (W7)", "one service call with a 64-byte request and reply, awaited before the next, nearest-rank percentile; its baseline is the mesh's own W2 ping-pong measured in the same run (W2's mesh figure, not raw sockets)"),
         ("calls/s (W8)", "calls answered / time from the first call to the last reply, with 64 calls in flight at all times (64 tasks calling in a loop), 64-byte requests and replies"),
         ("s (W6)", "from starting N nodes at once (one process) until every node has all N in its topology; coordinator CPU (user+system, /proc/PID/stat) over that span; bytes sent = the kernel's tcp_info bytes_sent summed over the coordinator's open sockets (`ss -ti`; a fresh coordinator, so it is everything sent so far), else /proc/PID/io wchar"),
+        ("values/s (codec)", "BenchRecord values encoded or decoded per second by JSONCodec in one process; its baseline is Foundation's JSONEncoder or JSONDecoder with the same settings, measured alternately in the same run"),
         ("lost", "expected − delivered, after the end marker plus a grace period, or the receiver's deadline"),
         ("baseline", "the same frames over plain blocking TCP between two processes (sender writes ~64 KiB chunks; W2: blocking ping-pong with TCP_NODELAY)"),
         ("ratio", "ours / baseline, medians"),
