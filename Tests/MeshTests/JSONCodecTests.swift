@@ -1,4 +1,5 @@
 import Foundation
+import MeshJSON
 import Testing
 
 @testable import Mesh

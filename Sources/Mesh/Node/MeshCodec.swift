@@ -1,4 +1,5 @@
 import Foundation
+import MeshJSON
 
 /// Turns message values into payload bytes and back.
 ///

@@ -7,8 +7,10 @@ import Foundation
 /// 8601 strings, `Data` as base64, `URL` as its absolute string, slashes unescaped, whole
 /// doubles without a fraction (`2`, as Foundation does), members in the order they were encoded.
 /// A non-finite number is an `EncodingError`, as is a top-level value that encodes nothing.
-struct MeshJSONEncoder {
-    func encode<T: Encodable>(_ value: T) throws -> Data {
+package struct MeshJSONEncoder {
+    package init() {}
+
+    package func encode<T: Encodable>(_ value: T) throws -> Data {
         guard let encoded = try JSONValueEncoder.box(value, path: [], topLevel: true) else {
             throw EncodingError.invalidValue(
                 value, .init(codingPath: [], debugDescription: "Top-level \(T.self) did not encode any values."))

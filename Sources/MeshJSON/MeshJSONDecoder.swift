@@ -8,8 +8,10 @@ import Foundation
 /// 8601 strings, `Data` as base64, `URL` as a string, `Decimal` and every integer type from the
 /// number as written (so no precision is lost), `1.0` and `1e2` accepted for integers when exact.
 /// The first of two members with one name wins. Errors are `DecodingError`s with the coding path.
-struct MeshJSONDecoder {
-    func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+package struct MeshJSONDecoder {
+    package init() {}
+
+    package func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         try JSONValueDecoder.unbox(JSONReader.parse(data), as: type, path: [])
     }
 }

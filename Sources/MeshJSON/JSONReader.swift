@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Numbers keep the text they were written as and are converted when a `Decodable` asks for a
 /// type, so an `Int64` beyond a `Double`'s 53 bits, or a `Decimal`, loses nothing.
-enum JSONValue {
+package enum JSONValue {
     case null
     case bool(Bool)
     case number(String)
@@ -27,17 +27,17 @@ enum JSONValue {
 
 /// A JSON object's members in the order written. The first of two members with one name wins,
 /// as with Foundation's decoder.
-final class JSONObject {
-    let members: [(name: String, value: JSONValue)]
+package final class JSONObject {
+    package let members: [(name: String, value: JSONValue)]
     /// Built on the first lookup in a large object (a decoded dictionary, say), so finding each
     /// of n keys costs O(1), not O(n).
     private var index: [String: Int]?
 
-    init(_ members: [(name: String, value: JSONValue)]) {
+    package init(_ members: [(name: String, value: JSONValue)]) {
         self.members = members
     }
 
-    subscript(name: String) -> JSONValue? {
+    package subscript(name: String) -> JSONValue? {
         if members.count <= 12 {
             for member in members where member.name == name { return member.value }
             return nil
@@ -56,9 +56,9 @@ final class JSONObject {
 
 /// Reads JSON text (RFC 8259) into a ``JSONValue``: strict grammar, UTF-8 checked, nesting
 /// bounded, so hostile input ends in a `DecodingError`, never a crash or a deep recursion.
-struct JSONReader {
+package struct JSONReader {
     /// Deeper than this is refused: each level is a stack frame.
-    static let maximumDepth = 512
+    package static let maximumDepth = 512
 
     private let bytes: UnsafeRawBufferPointer
     private var position = 0
@@ -69,7 +69,7 @@ struct JSONReader {
     }
 
     /// Parses one whole document; only whitespace may follow the value.
-    static func parse(_ data: Data) throws -> JSONValue {
+    package static func parse(_ data: Data) throws -> JSONValue {
         try data.withUnsafeBytes { bytes in
             var reader = JSONReader(bytes)
             reader.skipWhitespace()
@@ -106,7 +106,7 @@ struct JSONReader {
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
-        default: throw failure("unexpected character \(MeshText.escaped(String(decoding: [byte], as: UTF8.self)))")
+        default: throw failure("unexpected byte 0x\(String(byte, radix: 16))")
         }
     }
 
