@@ -32,7 +32,12 @@ let package = Package(
         .target(
             name: "MeshCrypto", dependencies: ["CMeshSHA"],
             swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
-        .target(name: "Mesh", dependencies: ["MeshCrypto", "CMeshSystem", "CMeshCRC"], swiftSettings: swiftSettings),
+        // The default codec's JSON, optimized in every build like MeshCrypto: unoptimized it is
+        // slower than Foundation's prebuilt JSONEncoder, and debug builds and tests send JSON too.
+        .target(name: "MeshJSON", swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
+        .target(
+            name: "Mesh", dependencies: ["MeshCrypto", "MeshJSON", "CMeshSystem", "CMeshCRC"],
+            swiftSettings: swiftSettings),
         .executableTarget(name: "mesh-coordinator", dependencies: ["Mesh"], swiftSettings: swiftSettings),
         .executableTarget(name: "mesh", dependencies: ["Mesh"], swiftSettings: swiftSettings),
         .executableTarget(
@@ -52,7 +57,7 @@ let package = Package(
         .testTarget(
             name: "MeshCryptoTests", dependencies: ["MeshCrypto"], exclude: ["Vectors"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "MeshTests", dependencies: ["Mesh", "MeshCrypto"], swiftSettings: swiftSettings),
+        .testTarget(name: "MeshTests", dependencies: ["Mesh", "MeshCrypto", "MeshJSON"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -79,6 +79,7 @@ struct Workloads: Sendable {
         case "w7": return await w7()
         case "w8": return [await w8()]
         case "bag": return await bag()
+        case "codec": return await codec()
         default: return []
         }
     }

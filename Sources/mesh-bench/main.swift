@@ -4,7 +4,7 @@ import Foundation
 let usage = """
     usage: swift run -c release mesh-bench [WORKLOAD...] [options]
 
-    workloads (default: w1 w2 w3 w4 w5 w6 w7 w8; `all` adds w1k-w4k, bag and crypto)
+    workloads (default: w1 w2 w3 w4 w5 w6 w7 w8; `all` adds w1k-w4k, bag, codec and crypto)
       w1       1 sender → 1 receiver, 64-byte Data and a small Codable struct: msgs/s, lost
       w2       ping-pong of 64-byte messages: round-trip p50/p90/p99 in µs
       w3       1 MiB Data messages: MB/s, lost
@@ -20,6 +20,8 @@ let usage = """
       w1k-w4k  W1-W4 with an authkey: every frame in authenticated records (`all` adds them)
       bag      `mesh bag record` taking 1,000,000 64-byte and 1,000 1 MiB messages into an
                MCAP file: msgs/s and MB/s (against the mesh's W3 in the same run), lost
+      codec    the default JSONCodec encoding and decoding W1's Codable record, next to
+               Foundation's JSONEncoder and JSONDecoder in the same run: values/s
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run
 
@@ -74,9 +76,9 @@ struct BenchOptions {
                 w6Nodes = parsed.compactMap { $0 }
             case "--quick": quick = true
             case "--json": json = true
-            case "all": workloads += Workloads.names + Workloads.keyedNames + ["bag", "crypto"]
+            case "all": workloads += Workloads.names + Workloads.keyedNames + ["bag", "codec", "crypto"]
             case _ where Workloads.names.contains(argument) || Workloads.keyedNames.contains(argument) || argument == "crypto"
-                || argument == "bag":
+                || argument == "bag" || argument == "codec":
                 workloads.append(argument)
             default: throw BenchFailure.usage("unknown workload or option \"\(argument)\"")
             }

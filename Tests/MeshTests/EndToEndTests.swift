@@ -435,4 +435,20 @@ struct AuthenticationTests {
         }
         #expect(ContinuousClock.now - start < .seconds(3))
     }
+
+    @Test("status shows the topics a node listens to now, not those it registered with")
+    func statusShowsCurrentTopics() async throws {
+        let mesh = try await RunningCoordinator.start()
+        let node = try await mesh.node("late-listener")
+        try await node.listen("first", as: Data.self) { _, _ in }
+        try await node.listen("second", as: Data.self) { _, _ in }
+        try await node.stopListening("first")
+        // An open mesh: the admin purpose with an empty key.
+        let admin = try await MeshInspector.connect(to: mesh.address, authkey: nil, adminKey: "")
+        let status = try await admin.status()
+        #expect(status.nodes.map(\.node.topics) == [["second"]])
+        await admin.close()
+        await node.close()
+        await mesh.stop()
+    }
 }

@@ -521,7 +521,9 @@ public actor MeshCoordinator {
     private var status: CoordinatorStatus {
         let now = ContinuousClock.now
         let nodes = sessions.values.compactMap { session -> NodeStatus? in
-            guard let node = session.node else { return nil }
+            guard let registered = session.node else { return nil }
+            // The topology's record, not the session's copy from `register`: listens since then count.
+            let node = book.topology.nodes[registered.id] ?? registered
             return NodeStatus(node: node, stats: session.stats, lastHeard: seconds(session.lastHeard.duration(to: now)))
         }
         return CoordinatorStatus(
