@@ -400,6 +400,7 @@ struct Workloads: Sendable {
                 floor: nodes == 1000 ? .below(5) : .none)
             let limit = deadline(nodes, 20e-3)
             await repeatRuns(&row, "mesh") { row in
+                await Self.waitForTimeWaitToDrain(below: 12_000)
                 let children = ChildGroup(deadline: limit + 10)
                 defer { children.killAll() }
                 let coordinator = try children.start("coordinator", [])
@@ -434,6 +435,29 @@ struct Workloads: Sendable {
             rows.append(row)
         }
         return rows
+    }
+
+    /// Waits (at most 65 s, TIME_WAIT's 60 s and some) until fewer than `limit` loopback sockets
+    /// are in TIME_WAIT. Each W6 run leaves two per node; back to back, big runs fill the
+    /// ephemeral port range (28,231 ports by default), and the next run's connects slow down and
+    /// fail: a measurement of the machine's port range, not of the mesh.
+    static func waitForTimeWaitToDrain(below limit: Int) async {
+        /// The `tw` figure of the `TCP:` line of /proc/net/sockstat (0 when unreadable).
+        func count() -> Int {
+            let text = (try? String(contentsOfFile: "/proc/net/sockstat", encoding: .utf8)) ?? ""
+            guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("TCP:") }) else { return 0 }
+            let fields = line.split(separator: " ")
+            guard let index = fields.firstIndex(of: "tw"), index + 1 < fields.count else { return 0 }
+            return Int(fields[index + 1]) ?? 0
+        }
+        let deadline = ContinuousClock.now + .seconds(65)
+        var waiting = count()
+        guard waiting >= limit else { return }
+        Progress.show("W6: waiting for \(waiting) sockets in TIME_WAIT to expire")
+        while waiting >= limit, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .seconds(2))
+            waiting = count()
+        }
     }
 
     private static func seconds(_ first: UInt64?, _ last: UInt64?) -> Double {
