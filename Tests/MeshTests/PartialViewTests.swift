@@ -217,3 +217,55 @@ struct PartialViewTests {
         await mesh.stop()
     }
 }
+
+/// Hostile or oversized interests, from a raw client and from the node API.
+@Suite("Partial views: limits", .serialized)
+struct PartialViewLimitTests {
+    @Test("a register or interest past the limit, or with a bad entry, is rejected with its reason; the node API refuses before sending")
+    func oversizedAndMalformed() async throws {
+        let mesh = try await RunningCoordinator.start()
+        // 10,001 topics at register.
+        let (id, register) = RogueClient.validRegister(name: "greedy")
+        var greedy = register
+        greedy.view = .partial
+        greedy.interest = ViewInterest(topics: Set((0...ViewBook.maximumInterests).map { "t\($0)" }))
+        let first = try await RogueClient.connect(to: mesh.address, purpose: .control, key: nil, id: id)
+        first.send(greedy)
+        let refusal = try #require(try await first.messages.wait(for: 1, seconds: 5).first)
+        #expect(refusal.type == .rejected)
+        #expect(refusal.reason?.contains("at most \(ViewBook.maximumInterests)") == true, "\(refusal.reason ?? "")")
+        try await first.waitForClose()
+
+        // A registered partial client that then asks for a malformed id.
+        let (otherID, otherRegister) = RogueClient.validRegister(name: "sloppy")
+        var sloppy = otherRegister
+        sloppy.view = .partial
+        let second = try await RogueClient.connect(to: mesh.address, purpose: .control, key: nil, id: otherID)
+        second.send(sloppy)
+        #expect(try await second.messages.wait(for: 1, seconds: 5).first?.type == .welcome)
+        second.send(ControlMessage(.interest, interest: ViewInterest(ids: ["NOT-AN-ID"])))
+        let messages = try await second.messages.wait(for: 2, seconds: 5)
+        #expect(messages.last?.type == .rejected)
+        try await second.waitForClose()
+        try await eventually("the rejected nodes to be gone", seconds: 5) {
+            await mesh.coordinator.topology.nodes.isEmpty
+        }
+
+        // A full-view session may not send interest at all.
+        let (fullID, fullRegister) = RogueClient.validRegister(name: "full")
+        let third = try await RogueClient.connect(to: mesh.address, purpose: .control, key: nil, id: fullID)
+        third.send(fullRegister)
+        #expect(try await third.messages.wait(for: 1, seconds: 5).first?.type == .welcome)
+        third.send(ControlMessage(.interest, interest: ViewInterest(topics: ["x"])))
+        #expect(try await third.messages.wait(for: 2, seconds: 5).last?.type == .rejected)
+
+        // The node API says no before anything goes out, and the node stays registered.
+        let node = try await mesh.node("careful") { $0.topologyView = .partial }
+        let tooMany = ViewInterest(topics: Set((0...ViewBook.maximumInterests).map { "t\($0)" }))
+        await #expect(throws: MeshError.self) { try await node.need(tooMany) }
+        #expect(await node.isConnectedToCoordinator)
+        try await node.send("still-fine", 1)
+        await node.close()
+        await mesh.stop()
+    }
+}
