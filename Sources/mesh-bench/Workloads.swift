@@ -400,7 +400,7 @@ struct Workloads: Sendable {
                 floor: nodes == 1000 ? .below(5) : .none)
             let limit = deadline(nodes, 20e-3)
             await repeatRuns(&row, "mesh") { row in
-                await Self.waitForTimeWaitToDrain(below: 12_000)
+                await Self.waitForTimeWaitToDrain(below: 5_000)
                 let children = ChildGroup(deadline: limit + 10)
                 defer { children.killAll() }
                 let coordinator = try children.start("coordinator", [])
