@@ -13,11 +13,14 @@ final class CoordinatorLink: ConnectionDelegate {
         events.push(.opened(connection))
     }
 
+    /// Loop thread: hands each control frame's bytes on undecoded. The node's actor decodes them,
+    /// so a process whose nodes receive large topologies (a full-view join storm) does not spend
+    /// its one I/O thread on JSON while heartbeats and peer traffic wait behind it.
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
         while let header = try decoder.next() {
             guard header.kind == FrameKind.control.rawValue else { throw FrameError.unexpectedKind(header.kind) }
-            let message = try decoder.withBody(header) { body throws(FrameError) in try ControlMessage.decode(body) }
-            events.push(.message(connection, message))
+            let body = decoder.withBody(header) { Array($0) }
+            events.push(.frame(connection, body))
         }
     }
 

@@ -141,7 +141,8 @@ public actor MeshNode {
 
     enum ControlEvent: Sendable {
         case opened(Connection)
-        case message(Connection, ControlMessage)
+        /// A control frame's body from the coordinator, decoded by the actor.
+        case frame(Connection, [UInt8])
         case closed(Connection, ConnectionError?)
         case peerClosed(String, Connection, ConnectionError?, Connection.Unsent)
     }
@@ -456,7 +457,14 @@ public actor MeshNode {
             switch event {
             case .opened:
                 break
-            case .message(let connection, let message):
+            case .frame(let connection, let body):
+                let message: ControlMessage
+                do throws(FrameError) {
+                    message = try ControlMessage.decode(body)
+                } catch {
+                    connection.close(error: .frame(error))
+                    continue
+                }
                 handle(message, from: connection)
             case .closed(let connection, let error):
                 coordinatorFailed(connection, error: error)

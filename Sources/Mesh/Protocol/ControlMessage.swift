@@ -110,8 +110,17 @@ struct ControlMessage: Codable, Sendable, Equatable {
     ///
     /// - Throws: ``FrameError/malformed(_:)`` naming what was wrong with the JSON.
     static func decode(_ body: UnsafeRawBufferPointer) throws(FrameError) -> ControlMessage {
+        try decode(Data(body))
+    }
+
+    /// Reads a control frame's body handed on as bytes.
+    static func decode(_ body: [UInt8]) throws(FrameError) -> ControlMessage {
+        try decode(Data(body))
+    }
+
+    private static func decode(_ body: Data) throws(FrameError) -> ControlMessage {
         do {
-            return try decoder.decode(ControlMessage.self, from: Data(body))
+            return try decoder.decode(ControlMessage.self, from: body)
         } catch {
             throw .malformed("control message: \(error)")
         }
@@ -123,7 +132,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
         return encoder
     }()
     /// Our own JSON decoder (MeshJSON): about 3x Foundation's, and a node in a large full-view
-    /// mesh decodes a record per node per join on its I/O thread.
+    /// mesh decodes a record per node per join.
     private static let decoder = MeshJSONDecoder()
 }
 
