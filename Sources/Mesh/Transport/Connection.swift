@@ -2,6 +2,10 @@ import CMeshSystem
 import MeshCrypto
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What the owner of a ``Connection`` hears from it. Every call comes on the event loop's thread
 /// and must return quickly without blocking.
 protocol ConnectionDelegate: AnyObject, Sendable {
@@ -138,6 +142,12 @@ final class Connection: EventHandler, CustomStringConvertible {
         var open = false
         var closed = false
         var flushScheduled = false
+        /// Bytes at the front of `pending` already written by a caller (a direct write the
+        /// kernel took only part of); the loop writes from there.
+        var pendingSkip = 0
+        /// Callers may write to the socket themselves when it is idle (an open, unkeyed
+        /// connection not closing; see ``Connection/enqueue(byteCount:_:)``).
+        var directWrites = false
         var token: UInt64 = 0
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter: UInt64 = 0
@@ -237,23 +247,51 @@ final class Connection: EventHandler, CustomStringConvertible {
 
     /// Appends `byteCount` bytes of whole frames with `write`, under the lock, unless full or closed.
     ///
-    /// The loop thread does the writing: by the time it runs, a burst has usually gathered, and
-    /// one `send` carries all of it. (Writing from the caller's thread when the connection was
-    /// idle halved nothing measurable in ping-pong and cost 1→8 fan-out 5×, because every small
-    /// write hands the core to the woken receiver.)
+    /// A send from a thread other than the loop's onto an idle connection (nothing queued, nothing
+    /// being written, and no other send in the last ``burstGap``) is written at once by the caller,
+    /// under the lock: a lone message (a request, a ping) does not wait for the loop to wake. Any
+    /// other send queues its frames and leaves the writing to the loop thread: by the time it runs,
+    /// a burst has usually gathered, and one `send` carries all of it. (Writing every message
+    /// from the caller's thread cost 1→8 fan-out 5×, because every small write hands the core to
+    /// the woken receiver; the gap test keeps bursts on the loop.) A send from the loop thread
+    /// itself (a listener's reply) is queued and flushed later in the same loop iteration.
     private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
+        let now = monotonicNanoseconds()
+        let onLoop = loop.inLoopThread
         let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
             if shared.closed { return (.closed, false) }
             if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return (.full, false) }
+            let quiet = now &- Connection.lastSend.load(ordering: .relaxed) > Connection.burstGap
             write(&shared.pending)
+            if quiet, !onLoop, shared.directWrites, !shared.flushScheduled, shared.pending.count == byteCount {
+                // Idle: nothing queued or in flight, so this write cannot overtake or split another.
+                // A socket error is left for the loop's flush to meet and report.
+                let written = (try? shared.pending.withUnsafeBytes { raw in try socket.write(raw) }) ?? 0
+                if written == byteCount {
+                    shared.pending.removeAll(keepingCapacity: byteCount <= 64 * 1024)
+                    return (.queued, false)
+                }
+                shared.pendingSkip = written
+                shared.unsent += byteCount - written
+                shared.flushScheduled = true
+                return (.queued, true)
+            }
             shared.unsent += byteCount
             guard shared.open, !shared.flushScheduled else { return (.queued, false) }
             shared.flushScheduled = true
             return (.queued, true)
         }
+        Connection.lastSend.store(monotonicNanoseconds(), ordering: .relaxed)
         if schedule { loop.execute { self.flush() } }
         return result
     }
+
+    /// A send less than this after the previous one ended (on any connection of the process) is
+    /// part of a burst: it is queued for the loop, not written by the caller. Measured from the
+    /// end of the previous send, so slow direct writes cannot make every send look lone, and
+    /// across connections, so a fan-out to 8 receivers is one burst, not 8 lone sends.
+    static let burstGap: UInt64 = 10_000
+    private static let lastSend = Atomic<UInt64>(0)
 
     /// Queues one whole frame, first dropping the oldest queued frames when there is no room.
     ///
@@ -266,7 +304,13 @@ final class Connection: EventHandler, CustomStringConvertible {
             let limit = options.maximumPendingBytes
             // Only message frames go: a peer hello still waiting at the front must stay first.
             var start = 0
-            var cut = 0
+            if shared.pendingSkip > 0, shared.pending.count >= Frame.headerLength {
+                // The front frame is partly written already: it stays, like a hello.
+                start = shared.pending.withUnsafeBytes { raw in
+                    4 + (Int(raw[0]) << 24 | Int(raw[1]) << 16 | Int(raw[2]) << 8 | Int(raw[3]))
+                }
+            }
+            var cut = start
             while shared.unsent - dropped.bytes > 0, shared.unsent - dropped.bytes + frame.count > limit,
                 cut + Frame.headerLength <= shared.pending.count
             {
@@ -366,7 +410,10 @@ final class Connection: EventHandler, CustomStringConvertible {
     func closeAfterFlushing(deadline: ContinuousClock.Instant) {
         loop.execute { [self] in
             guard local.phase != .closed else { return }
-            let idle = shared.withLock { $0.unsent == 0 }
+            let idle = shared.withLock { shared -> Bool in
+                shared.directWrites = false  // the loop's flush must see the last bytes go
+                return shared.unsent == 0
+            }
             if idle && local.outgoingOffset == local.outgoing.count {
                 finishClose(nil)
                 return
@@ -468,9 +515,13 @@ final class Connection: EventHandler, CustomStringConvertible {
                 if let timer = local.timer { loop.cancelTimer(timer) }
                 local.timer = nil
                 local.phase = .open
+                let handshakeSent = local.outgoingOffset == local.outgoing.count
+                let direct = local.sealer == nil && options.flushChunk == nil && !closeWhenFlushed
                 let delegate = shared.withLock { shared -> (any ConnectionDelegate)? in
                     shared.open = true
-                    if !shared.pending.isEmpty { shared.flushScheduled = true }
+                    shared.directWrites = direct
+                    // Handshake bytes still unwritten count as in flight: no direct write overtakes them.
+                    if !shared.pending.isEmpty || !handshakeSent { shared.flushScheduled = true }
                     return shared.delegate
                 }
                 delegate?.connectionDidOpen(self)
@@ -588,7 +639,7 @@ final class Connection: EventHandler, CustomStringConvertible {
                         if local.plainOffset == local.plain.count {
                             local.plain.removeAll(keepingCapacity: true)
                             local.plainOffset = 0
-                            if !takePending(into: &local.plain) { return finishedFlushing() }
+                            if takePending(into: &local.plain) == nil { return finishedFlushing() }
                         }
                         let cut = Connection.frameBoundary(
                             in: local.plain, from: local.plainOffset, atMost: RecordSealer.targetRecordLength)
@@ -598,7 +649,8 @@ final class Connection: EventHandler, CustomStringConvertible {
                         }
                         local.plainOffset = cut
                     } else {
-                        if !takePending(into: &local.outgoing) { return finishedFlushing() }
+                        guard let skip = takePending(into: &local.outgoing) else { return finishedFlushing() }
+                        local.outgoingOffset = skip
                         local.outgoingIsPayload = true
                     }
                 }
@@ -622,13 +674,16 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// Moves queued frames into `buffer` (empty on entry): all of them, or with a
-    /// ``Options/flushChunk`` about that many. Returns `false` when nothing was queued.
-    private func takePending(into buffer: inout [UInt8]) -> Bool {
-        shared.withLock { shared -> Bool in
+    /// ``Options/flushChunk`` about that many. Returns `nil` when nothing was queued, else how
+    /// many bytes at the front of `buffer` a direct write already sent.
+    private func takePending(into buffer: inout [UInt8]) -> Int? {
+        shared.withLock { shared -> Int? in
             if shared.pending.isEmpty {
                 shared.flushScheduled = false
-                return false
+                return nil
             }
+            let skip = shared.pendingSkip
+            shared.pendingSkip = 0
             if let chunk = options.flushChunk, shared.pending.count > chunk {
                 let cut = Connection.frameBoundary(in: shared.pending, atMost: chunk)
                 buffer.append(contentsOf: shared.pending[..<cut])
@@ -636,7 +691,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             } else {
                 swap(&shared.pending, &buffer)
             }
-            return true
+            return skip
         }
     }
 
@@ -685,15 +740,17 @@ final class Connection: EventHandler, CustomStringConvertible {
                 try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
             }
         }
-        let (delegate, waiters, pending, token, closeWaiters) = shared.withLock {
+        let (delegate, waiters, pending, token, closeWaiters, pendingSkip) = shared.withLock {
             shared -> (
                 (any ConnectionDelegate)?, [CheckedContinuation<Bool, Never>], [UInt8], UInt64,
-                [CheckedContinuation<Void, Never>]
+                [CheckedContinuation<Void, Never>], Int
             ) in
             shared.closed = true
             shared.open = false
+            shared.directWrites = false
             let result = (
-                shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters
+                shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters,
+                shared.pendingSkip
             )
             shared.delegate = nil
             shared.waiters.removeAll()
@@ -704,7 +761,7 @@ final class Connection: EventHandler, CustomStringConvertible {
         }
         if token != 0 { loop.deregister(socket, token: token) }
         socket.close()
-        var unsent = Connection.countFrames(in: pending, after: 0)
+        var unsent = Connection.countFrames(in: pending, after: pendingSkip)
         if local.outgoingIsPayload {
             let partial = Connection.countFrames(in: local.outgoing, after: local.outgoingOffset)
             unsent.frames += partial.frames
@@ -759,4 +816,11 @@ final class Connection: EventHandler, CustomStringConvertible {
         }
         return unsent
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: cheap (no system call), for the send path's burst test.
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
 }
