@@ -159,13 +159,24 @@ extension MeshNode {
         var offLoopUntil = ContinuousClock.now
         var penalty = MeshNode.offLoopPenalty
         var lastSlow: ContinuousClock.Instant?
+        /// Calls over ``sluggishListener`` in the current ``sluggishWindow``, and when it began.
+        var sluggish = 0
+        var sluggishSince = ContinuousClock.now
     }
 
     /// Batches of more messages than this are delivered on the cooperative pool.
     static let loopBatchLimit = 16
 
     /// A listener call longer than this moves the node's delivery off the loop thread.
-    static let slowListener = Duration.milliseconds(1)
+    ///
+    /// Wall-clock time, so a thread preempted on a busy machine looks slow too: one call this
+    /// long is a listener that blocked or worked for a watchdog tick; shorter calls count only
+    /// when they repeat (``sluggishListener``).
+    static let slowListener = Duration.milliseconds(10)
+    /// ``sluggishCalls`` calls longer than this within ``sluggishWindow`` count as one slow call.
+    static let sluggishListener = Duration.milliseconds(1)
+    static let sluggishCalls = 5
+    static let sluggishWindow = Duration.seconds(1)
     /// For how long, at first; doubled while listeners stay slow, up to ``maximumOffLoopPenalty``.
     static let offLoopPenalty = Duration.seconds(1)
     static let maximumOffLoopPenalty = Duration.seconds(30)
@@ -241,10 +252,18 @@ extension MeshNode {
                 } else {
                     await deliver(message, from: sender, to: entries, logger: logger, counter: counter)
                 }
+                // Timed on the loop only (batches there are short): on the pool a slow call
+                // holds up nobody else, and a backlog's messages are not charged a clock read each.
+                guard onLoop else { continue }
                 let now = ContinuousClock.now
-                if now - callStart > slowListener { listenerWasSlow(&state, at: now, onLoop: onLoop, logger: logger) }
+                let took = now - callStart
+                if took > sluggishListener {
+                    if took > slowListener || isSluggish(&state, at: now) {
+                        listenerWasSlow(&state, at: now, onLoop: onLoop, logger: logger)
+                    }
+                }
                 callStart = now
-                if onLoop, now - sliceStart > loopSlice {
+                if now - sliceStart > loopSlice {
                     await Task.yield()  // let the loop serve other connections, then go on
                     sliceStart = ContinuousClock.now
                     callStart = sliceStart
@@ -256,6 +275,18 @@ extension MeshNode {
         let perTopic = state.perTopic
         counter.update { $0.addTopics(perTopic) }
         state.perTopic.removeAll(keepingCapacity: true)
+    }
+
+    /// Counts a call over ``sluggishListener``; true on the ``sluggishCalls``th within the window.
+    private static func isSluggish(_ state: inout DeliveryState, at now: ContinuousClock.Instant) -> Bool {
+        if now - state.sluggishSince > sluggishWindow {
+            state.sluggish = 0
+            state.sluggishSince = now
+        }
+        state.sluggish += 1
+        guard state.sluggish >= sluggishCalls else { return false }
+        state.sluggish = 0
+        return true
     }
 
     /// A listener call took longer than ``slowListener``: keep this node's listeners off the loop.
@@ -271,7 +302,7 @@ extension MeshNode {
         state.offLoopUntil = now + state.penalty
         if onLoop {
             logger.debug(
-                "a listener ran longer than \(formatted(slowListener)); this node's listeners run on the cooperative pool for \(formatted(state.penalty))")
+                "a listener ran longer than \(formatted(sluggishListener)); this node's listeners run on the cooperative pool for \(formatted(state.penalty))")
         }
     }
 

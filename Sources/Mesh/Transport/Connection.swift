@@ -258,6 +258,7 @@ final class Connection: EventHandler, CustomStringConvertible {
     private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
         let now = monotonicNanoseconds()
         let onLoop = loop.inLoopThread
+        var wroteDirectly = false
         let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
             if shared.closed { return (.closed, false) }
             if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return (.full, false) }
@@ -267,6 +268,7 @@ final class Connection: EventHandler, CustomStringConvertible {
                 // Idle: nothing queued or in flight, so this write cannot overtake or split another.
                 // A socket error is left for the loop's flush to meet and report.
                 let written = (try? shared.pending.withUnsafeBytes { raw in try socket.write(raw) }) ?? 0
+                wroteDirectly = true
                 if written == byteCount {
                     shared.pending.removeAll(keepingCapacity: byteCount <= 64 * 1024)
                     return (.queued, false)
@@ -281,7 +283,8 @@ final class Connection: EventHandler, CustomStringConvertible {
             shared.flushScheduled = true
             return (.queued, true)
         }
-        Connection.lastSend.store(monotonicNanoseconds(), ordering: .relaxed)
+        // A direct write takes microseconds (it wakes the receiver): the gap counts from its end.
+        Connection.lastSend.store(wroteDirectly ? monotonicNanoseconds() : now, ordering: .relaxed)
         if schedule { loop.execute { self.flush() } }
         return result
     }
