@@ -42,7 +42,8 @@ enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
 ///
 /// Any thread may queue frames with ``send(_:)``; they are appended to one buffer and written by
 /// the loop thread in as few `send` calls as the kernel allows, so a burst of small frames costs
-/// one system call rather than one each. Queued bytes are bounded by
+/// one system call rather than one each. A lone send onto an idle connection is written by the
+/// caller at once instead (see ``enqueue(byteCount:_:)``). Queued bytes are bounded by
 /// ``Options/maximumPendingBytes``: past it ``send(_:)`` answers ``SendResult/full`` and the caller
 /// applies its policy (``waitForSpace(until:)``, or drop and count).
 final class Connection: EventHandler, CustomStringConvertible {
@@ -263,6 +264,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             if shared.closed { return (.closed, false) }
             if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return (.full, false) }
             let quiet = now &- Connection.lastSend.load(ordering: .relaxed) > Connection.burstGap
+                && now >= Connection.nextDirectWrite.load(ordering: .relaxed)
             write(&shared.pending)
             if quiet, !onLoop, shared.directWrites, !shared.flushScheduled, shared.pending.count == byteCount {
                 // Idle: nothing queued or in flight, so this write cannot overtake or split another.
@@ -283,8 +285,11 @@ final class Connection: EventHandler, CustomStringConvertible {
             shared.flushScheduled = true
             return (.queued, true)
         }
-        // A direct write takes microseconds (it wakes the receiver): the gap counts from its end.
-        Connection.lastSend.store(wroteDirectly ? monotonicNanoseconds() : now, ordering: .relaxed)
+        // The gap counts from the end of this send: copying a large frame or a direct write
+        // (which wakes the receiver) takes microseconds, and must not make the next send look lone.
+        let end = monotonicNanoseconds()
+        Connection.lastSend.store(end, ordering: .relaxed)
+        if wroteDirectly { Connection.nextDirectWrite.store(end &+ Connection.directWriteCooldown, ordering: .relaxed) }
         if schedule { loop.execute { self.flush() } }
         return result
     }
@@ -295,6 +300,11 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// across connections, so a fan-out to 8 receivers is one burst, not 8 lone sends.
     static let burstGap: UInt64 = 10_000
     private static let lastSend = Atomic<UInt64>(0)
+    /// At most one direct write per this long in the process: on two busy cores, each direct
+    /// write can hand the core to the receiver it wakes, which makes the next send look lone too;
+    /// the cooldown breaks that chain (it cost 1→8 fan-out 40% before it was added).
+    static let directWriteCooldown: UInt64 = 100_000
+    private static let nextDirectWrite = Atomic<UInt64>(0)
 
     /// Queues one whole frame, first dropping the oldest queued frames when there is no room.
     ///
