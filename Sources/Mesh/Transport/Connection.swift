@@ -249,7 +249,8 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// Appends `byteCount` bytes of whole frames with `write`, under the lock, unless full or closed.
     ///
     /// A send from a thread other than the loop's onto an idle connection (nothing queued, nothing
-    /// being written, and no other send in the last ``burstGap``) is written at once by the caller,
+    /// being written, and no other send in the last ``burstGap``) while the loop sleeps in
+    /// `epoll_wait` is written at once by the caller,
     /// under the lock: a lone message (a request, a ping) does not wait for the loop to wake. Any
     /// other send queues its frames and leaves the writing to the loop thread: by the time it runs,
     /// a burst has usually gathered, and one `send` carries all of it. (Writing every message
@@ -258,7 +259,8 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// itself (a listener's reply) is queued and flushed later in the same loop iteration.
     private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
         let now = monotonicNanoseconds()
-        let onLoop = loop.inLoopThread
+        // Only while the loop sleeps in epoll_wait: a busy loop flushes soon without a wake-up.
+        let loopIdle = !loop.inLoopThread && loop.isIdle
         var wroteDirectly = false
         let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
             if shared.closed { return (.closed, false) }
@@ -266,7 +268,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             let quiet = now &- Connection.lastSend.load(ordering: .relaxed) > Connection.burstGap
                 && now >= Connection.nextDirectWrite.load(ordering: .relaxed)
             write(&shared.pending)
-            if quiet, !onLoop, shared.directWrites, !shared.flushScheduled, shared.pending.count == byteCount {
+            if quiet, loopIdle, shared.directWrites, !shared.flushScheduled, shared.pending.count == byteCount {
                 // Idle: nothing queued or in flight, so this write cannot overtake or split another.
                 // A socket error is left for the loop's flush to meet and report.
                 let written = (try? shared.pending.withUnsafeBytes { raw in try socket.write(raw) }) ?? 0

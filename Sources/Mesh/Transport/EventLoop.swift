@@ -122,9 +122,8 @@ final class EventLoop: Sendable {
     private struct State {
         var handlers: [UInt64: any EventHandler] = [:]
         var nextToken: UInt64 = 1
-        /// Queued work: `work[head...]` is still to run.
+        /// Queued work, oldest first.
         var work: [Work] = []
-        var head = 0
         /// A binary min-heap by deadline; cancelled ones stay until they surface (see `cancelled`).
         var timers = TimerHeap()
         var sleeping = false
@@ -171,6 +170,10 @@ final class EventLoop: Sendable {
         thread.stackSize = 8 << 20
         thread.start()
     }
+
+    /// True while the loop thread waits in `epoll_wait` (a hint, read without the lock).
+    var isIdle: Bool { idle.load(ordering: .relaxed) }
+    private let idle = Atomic<Bool>(false)
 
     /// True on the thread that runs the loop now.
     var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
@@ -261,46 +264,49 @@ final class EventLoop: Sendable {
         var tokens = [UInt64](repeating: 0, count: capacity)
         var events = [UInt32](repeating: 0, count: capacity)
         let executor = asUnownedTaskExecutor()
+        var batch: [Work] = []
         while true {
-            // Everything queued, including what the work itself queues, up to a bound so epoll
-            // is still polled under a flood of jobs.
-            for _ in 0..<1024 {
-                let next = state.withLock { state -> Work? in
-                    guard state.head < state.work.count else {
-                        state.work.removeAll(keepingCapacity: state.work.count <= 4096)
-                        state.head = 0
-                        return nil
-                    }
-                    let work = state.work[state.head]
-                    state.head += 1
-                    if case .task = work {
-                        state.taskRunning = true
-                        state.taskSerial &+= 1
-                        if state.watchdogParked {
-                            state.watchdogParked = false
-                            watchdogWake.signal()
+            // Everything queued, including what the work itself queues, in batches taken under
+            // one lock each, up to a bound so epoll is still polled under a flood of jobs.
+            var rounds = 0
+            drain: while rounds < 64 {
+                rounds += 1
+                state.withLock { swap(&$0.work, &batch) }
+                if batch.isEmpty { break }
+                for index in batch.indices {
+                    switch batch[index] {
+                    case .job(let job):
+                        job()
+                    case .io(let handler, let mask):
+                        handler.handle(events: mask)
+                    case .task(let job):
+                        // A task may block: what follows it goes back to the shared queue first,
+                        // so a newer thread can run it, in order, if this one is handed off.
+                        let rest = batch[(index + 1)...]
+                        state.withLock { state in
+                            state.work.insert(contentsOf: rest, at: 0)
+                            state.taskRunning = true
+                            state.taskSerial &+= 1
+                            if state.watchdogParked {
+                                state.watchdogParked = false
+                                watchdogWake.signal()
+                            }
                         }
+                        batch.removeAll(keepingCapacity: true)
+                        job.runSynchronously(on: executor)
+                        let stillOurs = state.withLock { state -> Bool in
+                            guard state.generation == generation else { return false }
+                            state.taskRunning = false
+                            return true
+                        }
+                        if !stillOurs { return }  // a newer thread runs the loop now
+                        continue drain
                     }
-                    return work
                 }
-                guard let next else { break }
-                switch next {
-                case .job(let job):
-                    job()
-                case .io(let handler, let mask):
-                    handler.handle(events: mask)
-                case .task(let job):
-                    job.runSynchronously(on: executor)
-                    let stillOurs = state.withLock { state -> Bool in
-                        guard state.generation == generation else { return false }
-                        state.taskRunning = false
-                        return true
-                    }
-                    if !stillOurs { return }  // a newer thread runs the loop now
-                }
+                batch.removeAll(keepingCapacity: batch.count <= 4096)
             }
             let timeout = state.withLock { state -> Int32 in
-                if state.head < state.work.count { return 0 }
+                if !state.work.isEmpty { return 0 }
                 state.sleeping = true
                 guard let first = state.timers.first() else { return -1 }
                 let remaining = ContinuousClock.now.duration(to: first.deadline)
@@ -308,11 +314,13 @@ final class EventLoop: Sendable {
                 let (seconds, attoseconds) = remaining.components
                 return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
+            if timeout != 0 { idle.store(true, ordering: .relaxed) }
             let count = tokens.withUnsafeMutableBufferPointer { tokenBuffer in
                 events.withUnsafeMutableBufferPointer { eventBuffer in
                     cmesh_epoll_wait(epollFD, tokenBuffer.baseAddress, eventBuffer.baseAddress, Int32(capacity), timeout)
                 }
             }
+            if timeout != 0 { idle.store(false, ordering: .relaxed) }
             let now = ContinuousClock.now
             var sawWake = false
             state.withLock { state in
