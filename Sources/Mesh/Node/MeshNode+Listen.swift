@@ -204,7 +204,12 @@ extension MeshNode {
                     var batches = batches
                     while true {
                         await deliver(batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: false)
-                        guard let next = inbox.poll() else { return [InboundBatch]?.none }
+                        var next = inbox.poll()
+                        if next == nil, ContinuousClock.now < state.offLoopUntil {
+                            // Still off the loop: wait here, not on the loop and hop back each time.
+                            next = await inbox.next()
+                        }
+                        guard let next else { return [InboundBatch]?.none }
                         if next.isEmpty { return next }  // closed
                         batches = next
                     }
