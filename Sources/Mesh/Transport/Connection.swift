@@ -149,6 +149,9 @@ final class Connection: EventHandler, CustomStringConvertible {
         /// Callers may write to the socket themselves when it is idle (an open, unkeyed
         /// connection not closing; see ``Connection/enqueue(byteCount:_:)``).
         var directWrites = false
+        /// A caller is writing to the socket right now (outside the lock): a close leaves the
+        /// descriptor for it to close.
+        var directWriting = false
         var token: UInt64 = 0
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter: UInt64 = 0
@@ -261,39 +264,70 @@ final class Connection: EventHandler, CustomStringConvertible {
         let now = monotonicNanoseconds()
         // Only while the loop sleeps in epoll_wait: a busy loop flushes soon without a wake-up.
         let loopIdle = !loop.inLoopThread && loop.isIdle
-        var wroteDirectly = false
-        let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
-            if shared.closed { return (.closed, false) }
-            if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return (.full, false) }
+        enum Step { case done(SendResult, schedule: Bool), direct }
+        let step = shared.withLock { shared -> Step in
+            if shared.closed { return .done(.closed, schedule: false) }
+            if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return .done(.full, schedule: false) }
             let quiet = now &- Connection.lastSend.load(ordering: .relaxed) > Connection.burstGap
                 && now >= Connection.nextDirectWrite.load(ordering: .relaxed)
-            write(&shared.pending)
-            if quiet, loopIdle, shared.directWrites, !shared.flushScheduled, shared.pending.count == byteCount {
-                // Idle: nothing queued or in flight, so this write cannot overtake or split another.
-                // A socket error is left for the loop's flush to meet and report.
-                let written = (try? shared.pending.withUnsafeBytes { raw in try socket.write(raw) }) ?? 0
-                wroteDirectly = true
-                if written == byteCount {
-                    shared.pending.removeAll(keepingCapacity: byteCount <= 64 * 1024)
-                    return (.queued, false)
-                }
-                shared.pendingSkip = written
-                shared.unsent += byteCount - written
+            if quiet, loopIdle, shared.directWrites, !shared.flushScheduled, shared.pending.isEmpty {
+                // Idle: nothing queued or in flight. Marked in flight, so later sends queue behind
+                // this frame and the loop leaves the socket alone until it is written.
                 shared.flushScheduled = true
-                return (.queued, true)
+                shared.directWriting = true
+                return .direct
             }
+            write(&shared.pending)
             shared.unsent += byteCount
-            guard shared.open, !shared.flushScheduled else { return (.queued, false) }
+            guard shared.open, !shared.flushScheduled else { return .done(.queued, schedule: false) }
             shared.flushScheduled = true
-            return (.queued, true)
+            return .done(.queued, schedule: true)
+        }
+        let result: SendResult
+        let schedule: Bool
+        switch step {
+        case .done(let outcome, let flush):
+            (result, schedule) = (outcome, flush)
+        case .direct:
+            (result, schedule) = writeDirectly(byteCount: byteCount, write)
         }
         // The gap counts from the end of this send: copying a large frame or a direct write
         // (which wakes the receiver) takes microseconds, and must not make the next send look lone.
         let end = monotonicNanoseconds()
         Connection.lastSend.store(end, ordering: .relaxed)
-        if wroteDirectly { Connection.nextDirectWrite.store(end &+ Connection.directWriteCooldown, ordering: .relaxed) }
+        if case .direct = step { Connection.nextDirectWrite.store(end &+ Connection.directWriteCooldown, ordering: .relaxed) }
         if schedule { loop.execute { self.flush() } }
         return result
+    }
+
+    /// Writes one frame from the caller's thread, outside the lock (other senders queue behind it
+    /// meanwhile). What the kernel does not take goes to the front of the queue for the loop.
+    private func writeDirectly(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> (SendResult, Bool) {
+        var frame: [UInt8] = []
+        frame.reserveCapacity(byteCount)
+        write(&frame)
+        // A socket error is left for the loop's flush to meet and report.
+        let written = (try? frame.withUnsafeBytes { raw in try socket.write(raw) }) ?? 0
+        let (result, schedule, closeSocket) = shared.withLock { shared -> (SendResult, Bool, Bool) in
+            shared.directWriting = false
+            if shared.closed {
+                // Closed meanwhile: the loop left the descriptor to this thread.
+                return (written == byteCount ? .queued : .closed, false, true)
+            }
+            if written < byteCount {
+                shared.pending.insert(contentsOf: frame, at: 0)
+                shared.pendingSkip = written
+                shared.unsent += byteCount - written
+            }
+            // A close asked for meanwhile (direct writes off) needs the loop's flush to finish it.
+            if shared.pending.isEmpty, shared.directWrites {
+                shared.flushScheduled = false
+                return (.queued, false, false)
+            }
+            return (.queued, true, false)
+        }
+        if closeSocket { socket.close() }
+        return (result, schedule)
     }
 
     /// A send less than this after the previous one ended (on any connection of the process) is
@@ -693,6 +727,8 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// many bytes at the front of `buffer` a direct write already sent.
     private func takePending(into buffer: inout [UInt8]) -> Int? {
         shared.withLock { shared -> Int? in
+            // A caller is writing directly: it hands the rest to the loop when it is done.
+            if shared.directWriting { return nil }
             if shared.pending.isEmpty {
                 shared.flushScheduled = false
                 return nil
@@ -716,7 +752,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             local.writeArmed = false
             updateInterest()
         }
-        if closeWhenFlushed { finishClose(nil) }
+        if closeWhenFlushed, !shared.withLock({ $0.directWriting }) { finishClose(nil) }
     }
 
     private func releaseSpace(_ written: Int) {
@@ -755,6 +791,7 @@ final class Connection: EventHandler, CustomStringConvertible {
                 try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
             }
         }
+        var leaveSocket = false
         let (delegate, waiters, pending, token, closeWaiters, pendingSkip) = shared.withLock {
             shared -> (
                 (any ConnectionDelegate)?, [CheckedContinuation<Bool, Never>], [UInt8], UInt64,
@@ -763,6 +800,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             shared.closed = true
             shared.open = false
             shared.directWrites = false
+            leaveSocket = shared.directWriting
             let result = (
                 shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters,
                 shared.pendingSkip
@@ -775,7 +813,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             return result
         }
         if token != 0 { loop.deregister(socket, token: token) }
-        socket.close()
+        if !leaveSocket { socket.close() }  // else the direct writer closes it when done
         var unsent = Connection.countFrames(in: pending, after: pendingSkip)
         if local.outgoingIsPayload {
             let partial = Connection.countFrames(in: local.outgoing, after: local.outgoingOffset)
