@@ -112,3 +112,10 @@ struct LoopThreadTests {
         await mesh.stop()
     }
 }
+
+/// CLOCK_MONOTONIC in nanoseconds, comparable across threads (the send stamps in the test above).
+private func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+}

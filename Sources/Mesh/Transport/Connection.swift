@@ -252,25 +252,24 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// Appends `byteCount` bytes of whole frames with `write`, under the lock, unless full or closed.
     ///
     /// A send from a thread other than the loop's onto an idle connection (nothing queued, nothing
-    /// being written, and no other send in the last ``burstGap``) while the loop sleeps in
-    /// `epoll_wait` is written at once by the caller,
+    /// being written), when it is the first send in the process since the loop went to sleep in
+    /// `epoll_wait`, is written at once by the caller,
     /// under the lock: a lone message (a request, a ping) does not wait for the loop to wake. Any
     /// other send queues its frames and leaves the writing to the loop thread: by the time it runs,
     /// a burst has usually gathered, and one `send` carries all of it. (Writing every message
     /// from the caller's thread cost 1→8 fan-out 5×, because every small write hands the core to
-    /// the woken receiver; the gap test keeps bursts on the loop.) A send from the loop thread
+    /// the woken receiver; the first-send test keeps bursts on the loop: a second send before the
+    /// loop wakes is queued, so at most one direct write happens per loop sleep, without a clock.) A send from the loop thread
     /// itself (a listener's reply) is queued and flushed later in the same loop iteration.
     private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
-        let now = monotonicNanoseconds()
-        // Only while the loop sleeps in epoll_wait: a busy loop flushes soon without a wake-up.
-        let loopIdle = !loop.inLoopThread && loop.isIdle
+        // The first send since the loop went to sleep in epoll_wait, from another thread: a busy
+        // loop flushes soon without a wake-up, and a second send before it wakes is a burst.
+        let lone = loop.isFirstSendWhileIdle()
         enum Step { case done(SendResult, schedule: Bool), direct }
         let step = shared.withLock { shared -> Step in
             if shared.closed { return .done(.closed, schedule: false) }
             if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return .done(.full, schedule: false) }
-            let quiet = now &- Connection.lastSend.load(ordering: .relaxed) > Connection.burstGap
-                && now >= Connection.nextDirectWrite.load(ordering: .relaxed)
-            if quiet, loopIdle, shared.directWrites, !shared.flushScheduled, shared.pending.isEmpty {
+            if lone, shared.directWrites, !shared.flushScheduled, shared.pending.isEmpty {
                 // Idle: nothing queued or in flight. Marked in flight, so later sends queue behind
                 // this frame and the loop leaves the socket alone until it is written.
                 shared.flushScheduled = true
@@ -291,11 +290,6 @@ final class Connection: EventHandler, CustomStringConvertible {
         case .direct:
             (result, schedule) = writeDirectly(byteCount: byteCount, write)
         }
-        // The gap counts from the end of this send: copying a large frame or a direct write
-        // (which wakes the receiver) takes microseconds, and must not make the next send look lone.
-        let end = monotonicNanoseconds()
-        Connection.lastSend.store(end, ordering: .relaxed)
-        if case .direct = step { Connection.nextDirectWrite.store(end &+ Connection.directWriteCooldown, ordering: .relaxed) }
         if schedule { loop.execute { self.flush() } }
         return result
     }
@@ -329,18 +323,6 @@ final class Connection: EventHandler, CustomStringConvertible {
         if closeSocket { socket.close() }
         return (result, schedule)
     }
-
-    /// A send less than this after the previous one ended (on any connection of the process) is
-    /// part of a burst: it is queued for the loop, not written by the caller. Measured from the
-    /// end of the previous send, so slow direct writes cannot make every send look lone, and
-    /// across connections, so a fan-out to 8 receivers is one burst, not 8 lone sends.
-    static let burstGap: UInt64 = 10_000
-    private static let lastSend = Atomic<UInt64>(0)
-    /// At most one direct write per this long in the process: on two busy cores, each direct
-    /// write can hand the core to the receiver it wakes, which makes the next send look lone too;
-    /// the cooldown breaks that chain (it cost 1→8 fan-out 40% before it was added).
-    static let directWriteCooldown: UInt64 = 100_000
-    private static let nextDirectWrite = Atomic<UInt64>(0)
 
     /// Queues one whole frame, first dropping the oldest queued frames when there is no room.
     ///
@@ -871,9 +853,3 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: cheap (no system call), for the send path's burst test.
-func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-}

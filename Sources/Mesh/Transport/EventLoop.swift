@@ -171,9 +171,30 @@ final class EventLoop: Sendable {
         thread.start()
     }
 
-    /// True while the loop thread waits in `epoll_wait` (a hint, read without the lock).
-    var isIdle: Bool { idle.load(ordering: .relaxed) }
+    /// True for the first call since the loop thread went to sleep in `epoll_wait` (and not on
+    /// the loop thread): the caller may write to an idle socket itself. Counts every call.
+    ///
+    /// At most one such send per ``directWriteCooldown``: on two busy cores a direct write can
+    /// hand the core to the receiver it wakes, and a publisher whose loop sleeps between its
+    /// bursts would otherwise write the first message of every burst itself.
+    func isFirstSendWhileIdle() -> Bool {
+        let count = sends.wrappingAdd(1, ordering: .relaxed).oldValue
+        guard idle.load(ordering: .relaxed), count == sendsAtSleep.load(ordering: .relaxed), !inLoopThread else {
+            return false
+        }
+        let now = ContinuousClock.now
+        let allowed = nextDirectWrite.withLock { next -> Bool in
+            guard now >= next else { return false }
+            next = now + Self.directWriteCooldown
+            return true
+        }
+        return allowed
+    }
+    static let directWriteCooldown = Duration.microseconds(100)
+    private let nextDirectWrite = Mutex(ContinuousClock.now)
     private let idle = Atomic<Bool>(false)
+    private let sends = Atomic<UInt64>(0)
+    private let sendsAtSleep = Atomic<UInt64>(UInt64.max)
 
     /// True on the thread that runs the loop now.
     var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
@@ -314,7 +335,10 @@ final class EventLoop: Sendable {
                 let (seconds, attoseconds) = remaining.components
                 return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
-            if timeout != 0 { idle.store(true, ordering: .relaxed) }
+            if timeout != 0 {
+                sendsAtSleep.store(sends.load(ordering: .relaxed), ordering: .relaxed)
+                idle.store(true, ordering: .relaxed)
+            }
             let count = tokens.withUnsafeMutableBufferPointer { tokenBuffer in
                 events.withUnsafeMutableBufferPointer { eventBuffer in
                     cmesh_epoll_wait(epollFD, tokenBuffer.baseAddress, eventBuffer.baseAddress, Int32(capacity), timeout)
