@@ -286,6 +286,7 @@ final class EventLoop: Sendable {
         var events = [UInt32](repeating: 0, count: capacity)
         let executor = asUnownedTaskExecutor()
         var batch: [Work] = []
+        var sendsAtLastSleep = sends.load(ordering: .relaxed)
         while true {
             // Everything queued, including what the work itself queues, in batches taken under
             // one lock each, up to a bound so epoll is still polled under a flood of jobs.
@@ -336,7 +337,12 @@ final class EventLoop: Sendable {
                 return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
             if timeout != 0 {
-                sendsAtSleep.store(sends.load(ordering: .relaxed), ordering: .relaxed)
+                // More than one send since the loop last slept is a burst under way (a publisher
+                // in a loop): its next send is queued like the rest, not written by the caller.
+                let current = sends.load(ordering: .relaxed)
+                let burst = current &- sendsAtLastSleep > 1
+                sendsAtLastSleep = current
+                sendsAtSleep.store(burst ? UInt64.max : current, ordering: .relaxed)
                 idle.store(true, ordering: .relaxed)
             }
             let count = tokens.withUnsafeMutableBufferPointer { tokenBuffer in
