@@ -90,6 +90,17 @@ final class Inbox: Sendable {
         }
     }
 
+    /// Like ``next()`` without waiting: the messages that have gathered, `[]` once closed, or
+    /// `nil` when there are none yet.
+    func poll() -> [InboundBatch]? {
+        state.withLock { state -> [InboundBatch]? in
+            state.inProgressBytes = 0
+            for connection in releasePaused(&state) { connection.setReadingPaused(false) }
+            if !state.queue.isEmpty { return take(&state) }
+            return state.closed ? [] : nil
+        }
+    }
+
     /// Wakes the delivery task with `[]` and ignores later pushes.
     func close() {
         let waiter = state.withLock { state -> CheckedContinuation<[InboundBatch], Never>? in

@@ -147,48 +147,167 @@ extension MeshNode {
 
     // MARK: Delivery
 
-    /// The node's delivery task: takes batches from the inbox and hands each message to the
-    /// topic's listeners, decoding once per listener type.
-    static func deliver(inbox: Inbox, listeners: ListenerTable, logger: MeshLogger, counter: StatisticsCounter) async {
+    /// What the delivery task carries from one batch to the next.
+    struct DeliveryState {
         var lastTopic = ""
         var lastEntries: [ListenerTable.Entry]?
-        // Per-topic counts, gathered per run of one topic and added to the counter once per wake-up.
+        /// Per-topic counts, gathered per run of one topic and added to the counter once per batch.
         var perTopic: [String: TopicStatistics] = [:]
         var run = TopicStatistics()
-        while true {
-            let batches = await inbox.next()
-            if batches.isEmpty { return }
-            let table = listeners.snapshot
-            lastEntries = nil
-            for batch in batches {
-                let sender = batch.sender
-                for message in batch.messages {
-                    if lastEntries == nil || message.topic != lastTopic {
-                        if run.messagesReceived > 0 { perTopic[lastTopic, default: TopicStatistics()].add(run) }
-                        run = TopicStatistics()
-                        lastTopic = message.topic
-                        lastEntries = table[message.topic] ?? []
-                    }
-                    run.messagesReceived += 1
-                    run.bytesReceived += message.payload.count
-                    let entries = lastEntries!
-                    if entries.isEmpty {
-                        logger.debug("message on \"\(message.topic)\" from \(sender) arrived after its listener stopped; skipped")
-                    } else if entries.count == 1 {
-                        do {
-                            try await entries[0].handle(message, sender)
-                        } catch {
-                            decodeFailed(message, from: sender, error, logger: logger, counter: counter)
+        /// Until when this node's listeners run on the cooperative pool instead of the loop
+        /// thread, because one of them was slow (see ``MeshNode/slowListener``).
+        var offLoopUntil = ContinuousClock.now
+        var penalty = MeshNode.offLoopPenalty
+        var lastSlow: ContinuousClock.Instant?
+        /// Calls over ``sluggishListener`` in the current ``sluggishWindow``, and when it began.
+        var sluggish = 0
+        var sluggishSince = ContinuousClock.now
+    }
+
+    /// Batches of more messages than this are delivered on the cooperative pool.
+    static let loopBatchLimit = 16
+
+    /// A listener call longer than this moves the node's delivery off the loop thread.
+    ///
+    /// Wall-clock time, so a thread preempted on a busy machine looks slow too: one call this
+    /// long is a listener that blocked or worked for a watchdog tick; shorter calls count only
+    /// when they repeat (``sluggishListener``).
+    static let slowListener = Duration.milliseconds(10)
+    /// ``sluggishCalls`` calls longer than this within ``sluggishWindow`` count as one slow call.
+    static let sluggishListener = Duration.milliseconds(1)
+    static let sluggishCalls = 5
+    static let sluggishWindow = Duration.seconds(1)
+    /// For how long, at first; doubled while listeners stay slow, up to ``maximumOffLoopPenalty``.
+    static let offLoopPenalty = Duration.seconds(1)
+    static let maximumOffLoopPenalty = Duration.seconds(30)
+    /// Listeners on the loop give the thread back (a yield) after this much work in a row.
+    static let loopSlice = Duration.milliseconds(2)
+
+    /// The node's delivery task: takes batches from the inbox and hands each message to the
+    /// topic's listeners, decoding once per listener type.
+    ///
+    /// It runs on the event loop (the task prefers it as executor), so listeners run on the
+    /// thread that read the bytes and a reply they send is written in the same loop iteration.
+    /// Every listener call is timed: one that takes longer than ``slowListener`` (it blocked,
+    /// spun, or did heavy work) sends this node's delivery to the cooperative pool for
+    /// ``offLoopPenalty`` (doubling while it stays slow), where it cannot hold up other
+    /// connections; a call that blocks the loop thread meanwhile is handled by the loop's watchdog.
+    static func deliver(inbox: Inbox, listeners: ListenerTable, logger: MeshLogger, counter: StatisticsCounter) async {
+        var state = DeliveryState()
+        var batches = await inbox.next()
+        while !batches.isEmpty {
+            // A long batch is a backlog: throughput matters more than latency, and on the pool
+            // the listeners run beside the loop thread, which goes on reading. The task stays
+            // on the pool while batches keep coming, and comes back to the loop to wait.
+            if isBacklog(batches) || ContinuousClock.now < state.offLoopUntil {
+                let more = await withTaskExecutorPreference(globalConcurrentExecutor) {
+                    var batches = batches
+                    while true {
+                        await deliver(batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: false)
+                        var next = inbox.poll()
+                        if next == nil, ContinuousClock.now < state.offLoopUntil {
+                            // Still off the loop: wait here, not on the loop and hop back each time.
+                            next = await inbox.next()
                         }
-                    } else {
-                        await deliver(message, from: sender, to: entries, logger: logger, counter: counter)
+                        guard let next else { return [InboundBatch]?.none }
+                        if next.isEmpty { return next }  // closed
+                        batches = next
                     }
                 }
+                if let more { batches = more } else { batches = await inbox.next() }
+            } else {
+                await deliver(batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: true)
+                batches = await inbox.next()
             }
-            if run.messagesReceived > 0 { perTopic[lastTopic, default: TopicStatistics()].add(run) }
-            run = TopicStatistics()
-            counter.update { $0.addTopics(perTopic) }
-            perTopic.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private static func isBacklog(_ batches: [InboundBatch]) -> Bool {
+        batches.count > 1 || batches[0].messages.count > MeshNode.loopBatchLimit
+    }
+
+    private static func deliver(
+        _ batches: [InboundBatch], state: inout DeliveryState, listeners: ListenerTable, logger: MeshLogger,
+        counter: StatisticsCounter, onLoop: Bool
+    ) async {
+        let table = listeners.snapshot
+        state.lastEntries = nil
+        var sliceStart = ContinuousClock.now
+        var callStart = sliceStart
+        for batch in batches {
+            let sender = batch.sender
+            for message in batch.messages {
+                if state.lastEntries == nil || message.topic != state.lastTopic {
+                    if state.run.messagesReceived > 0 { state.perTopic[state.lastTopic, default: TopicStatistics()].add(state.run) }
+                    state.run = TopicStatistics()
+                    state.lastTopic = message.topic
+                    state.lastEntries = table[message.topic] ?? []
+                }
+                state.run.messagesReceived += 1
+                state.run.bytesReceived += message.payload.count
+                let entries = state.lastEntries!
+                if entries.isEmpty {
+                    logger.debug("message on \"\(message.topic)\" from \(sender) arrived after its listener stopped; skipped")
+                } else if entries.count == 1 {
+                    do {
+                        try await entries[0].handle(message, sender)
+                    } catch {
+                        decodeFailed(message, from: sender, error, logger: logger, counter: counter)
+                    }
+                } else {
+                    await deliver(message, from: sender, to: entries, logger: logger, counter: counter)
+                }
+                // Timed on the loop only (batches there are short): on the pool a slow call
+                // holds up nobody else, and a backlog's messages are not charged a clock read each.
+                guard onLoop else { continue }
+                let now = ContinuousClock.now
+                let took = now - callStart
+                if took > sluggishListener {
+                    if took > slowListener || isSluggish(&state, at: now) {
+                        listenerWasSlow(&state, at: now, onLoop: onLoop, logger: logger)
+                    }
+                }
+                callStart = now
+                if now - sliceStart > loopSlice {
+                    await Task.yield()  // let the loop serve other connections, then go on
+                    sliceStart = ContinuousClock.now
+                    callStart = sliceStart
+                }
+            }
+        }
+        if state.run.messagesReceived > 0 { state.perTopic[state.lastTopic, default: TopicStatistics()].add(state.run) }
+        state.run = TopicStatistics()
+        let perTopic = state.perTopic
+        counter.update { $0.addTopics(perTopic) }
+        state.perTopic.removeAll(keepingCapacity: true)
+    }
+
+    /// Counts a call over ``sluggishListener``; true on the ``sluggishCalls``th within the window.
+    private static func isSluggish(_ state: inout DeliveryState, at now: ContinuousClock.Instant) -> Bool {
+        if now - state.sluggishSince > sluggishWindow {
+            state.sluggish = 0
+            state.sluggishSince = now
+        }
+        state.sluggish += 1
+        guard state.sluggish >= sluggishCalls else { return false }
+        state.sluggish = 0
+        return true
+    }
+
+    /// A listener call took longer than ``slowListener``: keep this node's listeners off the loop.
+    private static func listenerWasSlow(
+        _ state: inout DeliveryState, at now: ContinuousClock.Instant, onLoop: Bool, logger: MeshLogger
+    ) {
+        if let last = state.lastSlow, now - last < state.penalty * 2 {
+            state.penalty = min(state.penalty * 2, maximumOffLoopPenalty)
+        } else {
+            state.penalty = offLoopPenalty
+        }
+        state.lastSlow = now
+        state.offLoopUntil = now + state.penalty
+        if onLoop {
+            logger.debug(
+                "a listener ran longer than \(formatted(sluggishListener)); this node's listeners run on the cooperative pool for \(formatted(state.penalty))")
         }
     }
 

@@ -271,6 +271,17 @@ public actor MeshNode {
         return total
     }
 
+    /// The executor of the thread that reads this process's connections and runs listeners.
+    ///
+    /// Code that sends and then waits for an answer in a loop (a control loop asking and
+    /// waiting) can run there, with `withTaskExecutorPreference(node.loopExecutor) { ... }` or
+    /// `Task(executorPreference: node.loopExecutor) { ... }`: its sends are written in the same
+    /// loop iteration and the reply it awaits resumes it without waking another thread. The rules
+    /// for listeners apply (see the README's threading section): never block or spin there; a
+    /// task that holds the thread past the loop's watchdog tick is left on a thread of its own
+    /// while the loop moves on.
+    public nonisolated var loopExecutor: any TaskExecutor { EventLoop.shared }
+
     /// The address this node accepts peer connections on.
     public var listenAddress: SocketAddress? { server?.address }
 
@@ -367,7 +378,8 @@ public actor MeshNode {
         let logger = self.logger
         let counter = self.receivedCounter
         tasks.append(
-            Task.detached {
+            // On the event loop: listeners run where the bytes arrive (see `MeshNode.deliver`).
+            Task.detached(executorPreference: EventLoop.shared) {
                 await MeshNode.deliver(inbox: inbox, listeners: listeners, logger: logger, counter: counter)
             })
         let events = controlEvents

@@ -2,6 +2,10 @@ import CMeshSystem
 import MeshCrypto
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What the owner of a ``Connection`` hears from it. Every call comes on the event loop's thread
 /// and must return quickly without blocking.
 protocol ConnectionDelegate: AnyObject, Sendable {
@@ -38,7 +42,8 @@ enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
 ///
 /// Any thread may queue frames with ``send(_:)``; they are appended to one buffer and written by
 /// the loop thread in as few `send` calls as the kernel allows, so a burst of small frames costs
-/// one system call rather than one each. Queued bytes are bounded by
+/// one system call rather than one each. A lone send onto an idle connection is written by the
+/// caller at once instead (see ``enqueue(byteCount:_:)``). Queued bytes are bounded by
 /// ``Options/maximumPendingBytes``: past it ``send(_:)`` answers ``SendResult/full`` and the caller
 /// applies its policy (``waitForSpace(until:)``, or drop and count).
 final class Connection: EventHandler, CustomStringConvertible {
@@ -138,6 +143,15 @@ final class Connection: EventHandler, CustomStringConvertible {
         var open = false
         var closed = false
         var flushScheduled = false
+        /// Bytes at the front of `pending` already written by a caller (a direct write the
+        /// kernel took only part of); the loop writes from there.
+        var pendingSkip = 0
+        /// Callers may write to the socket themselves when it is idle (an open, unkeyed
+        /// connection not closing; see ``Connection/enqueue(byteCount:_:)``).
+        var directWrites = false
+        /// A caller is writing to the socket right now (outside the lock): a close leaves the
+        /// descriptor for it to close.
+        var directWriting = false
         var token: UInt64 = 0
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter: UInt64 = 0
@@ -237,22 +251,77 @@ final class Connection: EventHandler, CustomStringConvertible {
 
     /// Appends `byteCount` bytes of whole frames with `write`, under the lock, unless full or closed.
     ///
-    /// The loop thread does the writing: by the time it runs, a burst has usually gathered, and
-    /// one `send` carries all of it. (Writing from the caller's thread when the connection was
-    /// idle halved nothing measurable in ping-pong and cost 1→8 fan-out 5×, because every small
-    /// write hands the core to the woken receiver.)
+    /// A send from a thread other than the loop's onto an idle connection (nothing queued, nothing
+    /// being written), when it is the first send in the process since the loop went to sleep in
+    /// `epoll_wait`, is written at once by the caller,
+    /// under the lock: a lone message (a request, a ping) does not wait for the loop to wake. Any
+    /// other send queues its frames and leaves the writing to the loop thread: by the time it runs,
+    /// a burst has usually gathered, and one `send` carries all of it. (Writing every message
+    /// from the caller's thread cost 1→8 fan-out 5×, because every small write hands the core to
+    /// the woken receiver; the first-send test keeps bursts on the loop: a second send before the
+    /// loop wakes is queued, so at most one direct write happens per loop sleep, without a clock.) A send from the loop thread
+    /// itself (a listener's reply) is queued and flushed later in the same loop iteration.
     private func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
-        let (result, schedule) = shared.withLock { shared -> (SendResult, Bool) in
-            if shared.closed { return (.closed, false) }
-            if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return (.full, false) }
+        // The first send since the loop went to sleep in epoll_wait, from another thread: a busy
+        // loop flushes soon without a wake-up, and a second send before it wakes is a burst.
+        let lone = loop.isFirstSendWhileIdle()
+        enum Step { case done(SendResult, schedule: Bool), direct }
+        let step = shared.withLock { shared -> Step in
+            if shared.closed { return .done(.closed, schedule: false) }
+            if shared.unsent > 0, shared.unsent + byteCount > options.maximumPendingBytes { return .done(.full, schedule: false) }
+            if lone, shared.directWrites, !shared.flushScheduled, shared.pending.isEmpty {
+                // Idle: nothing queued or in flight. Marked in flight, so later sends queue behind
+                // this frame and the loop leaves the socket alone until it is written.
+                shared.flushScheduled = true
+                shared.directWriting = true
+                return .direct
+            }
             write(&shared.pending)
             shared.unsent += byteCount
-            guard shared.open, !shared.flushScheduled else { return (.queued, false) }
+            guard shared.open, !shared.flushScheduled else { return .done(.queued, schedule: false) }
             shared.flushScheduled = true
-            return (.queued, true)
+            return .done(.queued, schedule: true)
+        }
+        let result: SendResult
+        let schedule: Bool
+        switch step {
+        case .done(let outcome, let flush):
+            (result, schedule) = (outcome, flush)
+        case .direct:
+            (result, schedule) = writeDirectly(byteCount: byteCount, write)
         }
         if schedule { loop.execute { self.flush() } }
         return result
+    }
+
+    /// Writes one frame from the caller's thread, outside the lock (other senders queue behind it
+    /// meanwhile). What the kernel does not take goes to the front of the queue for the loop.
+    private func writeDirectly(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> (SendResult, Bool) {
+        var frame: [UInt8] = []
+        frame.reserveCapacity(byteCount)
+        write(&frame)
+        // A socket error is left for the loop's flush to meet and report.
+        let written = (try? frame.withUnsafeBytes { raw in try socket.write(raw) }) ?? 0
+        let (result, schedule, closeSocket) = shared.withLock { shared -> (SendResult, Bool, Bool) in
+            shared.directWriting = false
+            if shared.closed {
+                // Closed meanwhile: the loop left the descriptor to this thread.
+                return (written == byteCount ? .queued : .closed, false, true)
+            }
+            if written < byteCount {
+                shared.pending.insert(contentsOf: frame, at: 0)
+                shared.pendingSkip = written
+                shared.unsent += byteCount - written
+            }
+            // A close asked for meanwhile (direct writes off) needs the loop's flush to finish it.
+            if shared.pending.isEmpty, shared.directWrites {
+                shared.flushScheduled = false
+                return (.queued, false, false)
+            }
+            return (.queued, true, false)
+        }
+        if closeSocket { socket.close() }
+        return (result, schedule)
     }
 
     /// Queues one whole frame, first dropping the oldest queued frames when there is no room.
@@ -266,7 +335,13 @@ final class Connection: EventHandler, CustomStringConvertible {
             let limit = options.maximumPendingBytes
             // Only message frames go: a peer hello still waiting at the front must stay first.
             var start = 0
-            var cut = 0
+            if shared.pendingSkip > 0, shared.pending.count >= Frame.headerLength {
+                // The front frame is partly written already: it stays, like a hello.
+                start = shared.pending.withUnsafeBytes { raw in
+                    4 + (Int(raw[0]) << 24 | Int(raw[1]) << 16 | Int(raw[2]) << 8 | Int(raw[3]))
+                }
+            }
+            var cut = start
             while shared.unsent - dropped.bytes > 0, shared.unsent - dropped.bytes + frame.count > limit,
                 cut + Frame.headerLength <= shared.pending.count
             {
@@ -366,7 +441,10 @@ final class Connection: EventHandler, CustomStringConvertible {
     func closeAfterFlushing(deadline: ContinuousClock.Instant) {
         loop.execute { [self] in
             guard local.phase != .closed else { return }
-            let idle = shared.withLock { $0.unsent == 0 }
+            let idle = shared.withLock { shared -> Bool in
+                shared.directWrites = false  // the loop's flush must see the last bytes go
+                return shared.unsent == 0
+            }
             if idle && local.outgoingOffset == local.outgoing.count {
                 finishClose(nil)
                 return
@@ -468,9 +546,13 @@ final class Connection: EventHandler, CustomStringConvertible {
                 if let timer = local.timer { loop.cancelTimer(timer) }
                 local.timer = nil
                 local.phase = .open
+                let handshakeSent = local.outgoingOffset == local.outgoing.count
+                let direct = local.sealer == nil && options.flushChunk == nil && !closeWhenFlushed
                 let delegate = shared.withLock { shared -> (any ConnectionDelegate)? in
                     shared.open = true
-                    if !shared.pending.isEmpty { shared.flushScheduled = true }
+                    shared.directWrites = direct
+                    // Handshake bytes still unwritten count as in flight: no direct write overtakes them.
+                    if !shared.pending.isEmpty || !handshakeSent { shared.flushScheduled = true }
                     return shared.delegate
                 }
                 delegate?.connectionDidOpen(self)
@@ -588,7 +670,7 @@ final class Connection: EventHandler, CustomStringConvertible {
                         if local.plainOffset == local.plain.count {
                             local.plain.removeAll(keepingCapacity: true)
                             local.plainOffset = 0
-                            if !takePending(into: &local.plain) { return finishedFlushing() }
+                            if takePending(into: &local.plain) == nil { return finishedFlushing() }
                         }
                         let cut = Connection.frameBoundary(
                             in: local.plain, from: local.plainOffset, atMost: RecordSealer.targetRecordLength)
@@ -598,7 +680,8 @@ final class Connection: EventHandler, CustomStringConvertible {
                         }
                         local.plainOffset = cut
                     } else {
-                        if !takePending(into: &local.outgoing) { return finishedFlushing() }
+                        guard let skip = takePending(into: &local.outgoing) else { return finishedFlushing() }
+                        local.outgoingOffset = skip
                         local.outgoingIsPayload = true
                     }
                 }
@@ -622,13 +705,18 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// Moves queued frames into `buffer` (empty on entry): all of them, or with a
-    /// ``Options/flushChunk`` about that many. Returns `false` when nothing was queued.
-    private func takePending(into buffer: inout [UInt8]) -> Bool {
-        shared.withLock { shared -> Bool in
+    /// ``Options/flushChunk`` about that many. Returns `nil` when nothing was queued, else how
+    /// many bytes at the front of `buffer` a direct write already sent.
+    private func takePending(into buffer: inout [UInt8]) -> Int? {
+        shared.withLock { shared -> Int? in
+            // A caller is writing directly: it hands the rest to the loop when it is done.
+            if shared.directWriting { return nil }
             if shared.pending.isEmpty {
                 shared.flushScheduled = false
-                return false
+                return nil
             }
+            let skip = shared.pendingSkip
+            shared.pendingSkip = 0
             if let chunk = options.flushChunk, shared.pending.count > chunk {
                 let cut = Connection.frameBoundary(in: shared.pending, atMost: chunk)
                 buffer.append(contentsOf: shared.pending[..<cut])
@@ -636,7 +724,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             } else {
                 swap(&shared.pending, &buffer)
             }
-            return true
+            return skip
         }
     }
 
@@ -646,7 +734,7 @@ final class Connection: EventHandler, CustomStringConvertible {
             local.writeArmed = false
             updateInterest()
         }
-        if closeWhenFlushed { finishClose(nil) }
+        if closeWhenFlushed, !shared.withLock({ $0.directWriting }) { finishClose(nil) }
     }
 
     private func releaseSpace(_ written: Int) {
@@ -685,15 +773,19 @@ final class Connection: EventHandler, CustomStringConvertible {
                 try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
             }
         }
-        let (delegate, waiters, pending, token, closeWaiters) = shared.withLock {
+        var leaveSocket = false
+        let (delegate, waiters, pending, token, closeWaiters, pendingSkip) = shared.withLock {
             shared -> (
                 (any ConnectionDelegate)?, [CheckedContinuation<Bool, Never>], [UInt8], UInt64,
-                [CheckedContinuation<Void, Never>]
+                [CheckedContinuation<Void, Never>], Int
             ) in
             shared.closed = true
             shared.open = false
+            shared.directWrites = false
+            leaveSocket = shared.directWriting
             let result = (
-                shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters
+                shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters,
+                shared.pendingSkip
             )
             shared.delegate = nil
             shared.waiters.removeAll()
@@ -703,8 +795,8 @@ final class Connection: EventHandler, CustomStringConvertible {
             return result
         }
         if token != 0 { loop.deregister(socket, token: token) }
-        socket.close()
-        var unsent = Connection.countFrames(in: pending, after: 0)
+        if !leaveSocket { socket.close() }  // else the direct writer closes it when done
+        var unsent = Connection.countFrames(in: pending, after: pendingSkip)
         if local.outgoingIsPayload {
             let partial = Connection.countFrames(in: local.outgoing, after: local.outgoingOffset)
             unsent.frames += partial.frames
@@ -760,3 +852,4 @@ final class Connection: EventHandler, CustomStringConvertible {
         return unsent
     }
 }
+

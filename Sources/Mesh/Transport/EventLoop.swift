@@ -22,12 +22,23 @@ struct Interest: OptionSet, Sendable {
     static let write = Interest(rawValue: cmesh_epollout)
 }
 
-/// One thread that waits for socket readiness with epoll and runs the handlers, timers and
-/// small jobs queued for it.
+/// One thread that waits for socket readiness with epoll and runs the handlers, timers, small
+/// jobs and Swift tasks queued for it.
 ///
 /// Blocking waits happen only here, never on Swift's cooperative pool. Other threads talk to the
 /// loop through ``execute(_:)`` (which wakes it with an eventfd) and through the epoll set, which
 /// the kernel lets any thread change.
+///
+/// The loop is also a `TaskExecutor`: a task started with it as executor preference (a node's
+/// delivery task) runs its nonisolated code, listeners included, on the loop thread, so a reply
+/// sent from a listener is queued and written in the same loop iteration that read the request.
+/// Work queued while the loop runs (a task resumed by a read, a flush asked for by a send) runs in
+/// the same iteration, before the next `epoll_wait`.
+///
+/// Tasks are user code and may block. A watchdog thread checks every ``watchdogTick``: when one
+/// task job has been running through a whole tick, the loop is handed to a fresh thread (the
+/// stuck one finishes its job, then exits without touching the loop again), so other connections,
+/// timers and the coordinator link wait at most about two ticks, not for the stuck listener.
 final class EventLoop: Sendable {
     /// The process-wide loop, started on first use.
     static let shared = EventLoop(name: "mesh-io")
@@ -101,31 +112,95 @@ final class EventLoop: Sendable {
         let job: Job
     }
 
+    /// One unit of queued work, run in order.
+    private enum Work {
+        case job(Job)
+        case task(UnownedJob)
+        case io(any EventHandler, UInt32)
+    }
+
     private struct State {
         var handlers: [UInt64: any EventHandler] = [:]
         var nextToken: UInt64 = 1
-        var jobs: [Job] = []
+        /// Queued work, oldest first.
+        var work: [Work] = []
         /// A binary min-heap by deadline; cancelled ones stay until they surface (see `cancelled`).
         var timers = TimerHeap()
         var sleeping = false
         var wakePending = false
+        /// Which thread runs the loop: bumped when the watchdog hands the loop to a new thread.
+        var generation: UInt64 = 0
+        /// A task job is running on the loop thread; `taskSerial` counts the ones started.
+        var taskRunning = false
+        var taskSerial: UInt64 = 0
+        /// The watchdog sleeps on `watchdogWake` while the loop runs no tasks.
+        var watchdogParked = false
+        var handoffs = 0
     }
+
+    /// How often the watchdog looks for a task job that has held the loop thread too long.
+    static let watchdogTick = Duration.milliseconds(10)
 
     private let epollFD: Int32
     private let wakeFD: Int32
+    private let name: String
     private let state = Mutex(State())
+    /// `pthread_self()` of the thread running the loop now (0 before it starts).
+    private let loopThread = Atomic<UInt>(0)
+    private let watchdogWake = DispatchSemaphore(value: 0)
     private static let wakeToken: UInt64 = 0
 
     init(name: String) {
+        self.name = name
         epollFD = cmesh_epoll_create()
         wakeFD = cmesh_eventfd()
         precondition(epollFD >= 0 && wakeFD >= 0, "epoll/eventfd unavailable: \(String(cString: strerror(errno)))")
         _ = cmesh_epoll_ctl(epollFD, 1, wakeFD, cmesh_epollin, Self.wakeToken)
-        let thread = Thread { [self] in self.run() }
+        startThread(generation: 0)
+        let watchdog = Thread { [self] in self.watch() }
+        watchdog.name = name + "-watchdog"
+        watchdog.stackSize = 64 << 10
+        watchdog.start()
+    }
+
+    private func startThread(generation: UInt64) {
+        let thread = Thread { [self] in self.run(generation: generation) }
         thread.name = name
-        thread.stackSize = 1 << 20
+        // Listeners run here: give them the stack a pool thread would have.
+        thread.stackSize = 8 << 20
         thread.start()
     }
+
+    /// True for the first call since the loop thread went to sleep in `epoll_wait` (and not on
+    /// the loop thread): the caller may write to an idle socket itself. Counts every call.
+    ///
+    /// At most one such send per ``directWriteCooldown``: on two busy cores a direct write can
+    /// hand the core to the receiver it wakes, and a publisher whose loop sleeps between its
+    /// bursts would otherwise write the first message of every burst itself.
+    func isFirstSendWhileIdle() -> Bool {
+        let count = sends.wrappingAdd(1, ordering: .relaxed).oldValue
+        guard idle.load(ordering: .relaxed), count == sendsAtSleep.load(ordering: .relaxed), !inLoopThread else {
+            return false
+        }
+        let now = ContinuousClock.now
+        let allowed = nextDirectWrite.withLock { next -> Bool in
+            guard now >= next else { return false }
+            next = now + Self.directWriteCooldown
+            return true
+        }
+        return allowed
+    }
+    static let directWriteCooldown = Duration.microseconds(100)
+    private let nextDirectWrite = Mutex(ContinuousClock.now)
+    private let idle = Atomic<Bool>(false)
+    private let sends = Atomic<UInt64>(0)
+    private let sendsAtSleep = Atomic<UInt64>(UInt64.max)
+
+    /// True on the thread that runs the loop now.
+    var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    /// How many times the watchdog moved the loop off a thread held by a task (for tests).
+    var handoffCount: Int { state.withLock { $0.handoffs } }
 
     // MARK: Registration
 
@@ -154,10 +229,14 @@ final class EventLoop: Sendable {
 
     // MARK: Jobs and timers
 
-    /// Runs `job` on the loop thread soon.
+    /// Runs `job` on the loop thread soon (in this iteration when called from the loop thread).
     func execute(_ job: @escaping Job) {
+        push(.job(job))
+    }
+
+    private func push(_ work: Work) {
         let wake = state.withLock { state -> Bool in
-            state.jobs.append(job)
+            state.work.append(work)
             guard state.sleeping, !state.wakePending else { return false }
             state.wakePending = true
             return true
@@ -198,15 +277,58 @@ final class EventLoop: Sendable {
 
     // MARK: The loop
 
-    private func run() {
+    /// The loop's body. Runs until the watchdog gives the loop to a newer `generation`; the thread
+    /// then returns from the task job that held it and ends.
+    private func run(generation: UInt64) {
+        loopThread.store(UInt(pthread_self()), ordering: .relaxed)
         let capacity = 256
         var tokens = [UInt64](repeating: 0, count: capacity)
         var events = [UInt32](repeating: 0, count: capacity)
-        var ready: [(any EventHandler, UInt32)] = []
-        ready.reserveCapacity(capacity)
+        let executor = asUnownedTaskExecutor()
+        var batch: [Work] = []
+        var sendsAtLastSleep = sends.load(ordering: .relaxed)
         while true {
+            // Everything queued, including what the work itself queues, in batches taken under
+            // one lock each, up to a bound so epoll is still polled under a flood of jobs.
+            var rounds = 0
+            drain: while rounds < 64 {
+                rounds += 1
+                state.withLock { swap(&$0.work, &batch) }
+                if batch.isEmpty { break }
+                for index in batch.indices {
+                    switch batch[index] {
+                    case .job(let job):
+                        job()
+                    case .io(let handler, let mask):
+                        handler.handle(events: mask)
+                    case .task(let job):
+                        // A task may block: what follows it goes back to the shared queue first,
+                        // so a newer thread can run it, in order, if this one is handed off.
+                        let rest = batch[(index + 1)...]
+                        state.withLock { state in
+                            state.work.insert(contentsOf: rest, at: 0)
+                            state.taskRunning = true
+                            state.taskSerial &+= 1
+                            if state.watchdogParked {
+                                state.watchdogParked = false
+                                watchdogWake.signal()
+                            }
+                        }
+                        batch.removeAll(keepingCapacity: true)
+                        job.runSynchronously(on: executor)
+                        let stillOurs = state.withLock { state -> Bool in
+                            guard state.generation == generation else { return false }
+                            state.taskRunning = false
+                            return true
+                        }
+                        if !stillOurs { return }  // a newer thread runs the loop now
+                        continue drain
+                    }
+                }
+                batch.removeAll(keepingCapacity: batch.count <= 4096)
+            }
             let timeout = state.withLock { state -> Int32 in
-                if !state.jobs.isEmpty { return 0 }
+                if !state.work.isEmpty { return 0 }
                 state.sleeping = true
                 guard let first = state.timers.first() else { return -1 }
                 let remaining = ContinuousClock.now.duration(to: first.deadline)
@@ -214,40 +336,79 @@ final class EventLoop: Sendable {
                 let (seconds, attoseconds) = remaining.components
                 return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
+            if timeout != 0 {
+                // More than one send since the loop last slept is a burst under way (a publisher
+                // in a loop): its next send is queued like the rest, not written by the caller.
+                let current = sends.load(ordering: .relaxed)
+                let burst = current &- sendsAtLastSleep > 1
+                sendsAtLastSleep = current
+                sendsAtSleep.store(burst ? UInt64.max : current, ordering: .relaxed)
+                idle.store(true, ordering: .relaxed)
+            }
             let count = tokens.withUnsafeMutableBufferPointer { tokenBuffer in
                 events.withUnsafeMutableBufferPointer { eventBuffer in
                     cmesh_epoll_wait(epollFD, tokenBuffer.baseAddress, eventBuffer.baseAddress, Int32(capacity), timeout)
                 }
             }
+            if timeout != 0 { idle.store(false, ordering: .relaxed) }
             let now = ContinuousClock.now
             var sawWake = false
-            let (jobs, dueTimers) = state.withLock { state -> ([Job], [Job]) in
+            state.withLock { state in
                 state.sleeping = false
                 state.wakePending = false
-                ready.removeAll(keepingCapacity: true)
                 for index in 0..<max(0, Int(count)) {
                     if tokens[index] == Self.wakeToken {
                         sawWake = true
                     } else if let handler = state.handlers[tokens[index]] {
-                        ready.append((handler, events[index]))
+                        state.work.append(.io(handler, events[index]))
                     }
                 }
-                let jobs = state.jobs
-                state.jobs.removeAll(keepingCapacity: true)
-                var due: [Job] = []
                 while let first = state.timers.first(), first.deadline <= now {
-                    due.append(first.job)
+                    state.work.append(.job(first.job))
                     state.timers.removeFirst()
                 }
-                return (jobs, due)
             }
             if sawWake {
                 var value: UInt64 = 0
                 _ = Glibc.read(wakeFD, &value, 8)
             }
-            for job in jobs { job() }
-            for (handler, mask) in ready { handler.handle(events: mask) }
-            for job in dueTimers { job() }
         }
+    }
+
+    /// The watchdog: a task job that ran through a whole tick has the loop moved to a new thread.
+    /// Parked (no wake-ups) while the loop runs no tasks.
+    private func watch() {
+        var lastSerial: UInt64 = 0
+        let tick = UInt32(Self.watchdogTick.components.attoseconds / 1_000_000_000_000)
+        while true {
+            let (park, handoff) = state.withLock { state -> (Bool, UInt64?) in
+                defer { lastSerial = state.taskSerial }
+                if state.taskRunning {
+                    guard state.taskSerial == lastSerial else { return (false, nil) }
+                    // The same job as a tick ago: give the loop to a new thread.
+                    state.generation += 1
+                    state.taskRunning = false
+                    state.handoffs += 1
+                    return (false, state.generation)
+                }
+                if state.taskSerial == lastSerial {
+                    state.watchdogParked = true
+                    return (true, nil)
+                }
+                return (false, nil)
+            }
+            if let handoff { startThread(generation: handoff) }
+            if park {
+                watchdogWake.wait()
+            } else {
+                usleep(tick)
+            }
+        }
+    }
+}
+
+extension EventLoop: TaskExecutor {
+    func enqueue(_ job: consuming ExecutorJob) {
+        push(.task(UnownedJob(job)))
     }
 }
