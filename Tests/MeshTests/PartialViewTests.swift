@@ -268,4 +268,30 @@ struct PartialViewLimitTests {
         await node.close()
         await mesh.stop()
     }
+
+    @Test("hellos under made-up ids are looked up at most 1,000 times: the node's own sends keep their interests")
+    func helloFloodCannotExhaustInterests() async throws {
+        let mesh = try await RunningCoordinator.start()
+        let node = try await mesh.node("target") { $0.topologyView = .partial }
+        let listener = try await mesh.node("listener")
+        let received = Collector<Int>()
+        try await listener.listen("fresh", as: Int.self) { _, value in received.append(value) }
+        // What the inbound link does for each hello from a node this node does not hold.
+        for _ in 0..<(MeshNode.maximumPeerLookups + 200) {
+            node.lookUp(peer: NodeID.make().id)
+        }
+        try await eventually("the lookups to be made", seconds: 20) {
+            await node.peerLookups == MeshNode.maximumPeerLookups
+        }
+        try await Task.sleep(for: .milliseconds(200))  // the refused ones have had their turn too
+        #expect(await node.interest.ids.count == MeshNode.maximumPeerLookups)
+        #expect(await node.peerLookupsExhausted)
+        #expect(await node.isConnectedToCoordinator)
+        // The node's own first send on a topic still asks the coordinator and reaches the listener.
+        try await node.send("fresh", 7)
+        #expect(try await received.wait(for: 1, seconds: 5) == [7])
+        await listener.close()
+        await node.close()
+        await mesh.stop()
+    }
 }

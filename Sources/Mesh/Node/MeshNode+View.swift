@@ -75,12 +75,31 @@ extension MeshNode {
     /// An unknown node said hello: ask the coordinator for its record (the hello waits for it).
     nonisolated func lookUp(peer peerID: String) {
         guard configuration.topologyView == .partial, NodeID.isValid(peerID) else { return }
-        Task {
-            do {
-                try await self.need(ViewInterest(ids: [peerID]))
-            } catch {
-                self.logger.warning("could not ask the coordinator about node \(peerID): \(error)")
+        Task { await self.lookUpPeer(peerID) }
+    }
+
+    /// The most node ids peers' hellos may add to this node's interest: interests never shrink,
+    /// and hellos under made-up ids must not use up what this node's own sends and calls need.
+    static let maximumPeerLookups = 1_000
+
+    private func lookUpPeer(_ peerID: String) async {
+        if !interest.ids.contains(peerID) {
+            guard peerLookups < Self.maximumPeerLookups else {
+                if !peerLookupsExhausted {
+                    peerLookupsExhausted = true
+                    logger.warning(
+                        "\(Self.maximumPeerLookups) unknown peers have said hello to this node; hellos from further unknown"
+                            + " nodes are no longer looked up (they are refused after 5 s). A flood of made-up ids, or a mesh"
+                            + " that wants the full view (topologyView: .full)")
+                }
+                return
             }
+            peerLookups += 1
+        }
+        do {
+            try await need(ViewInterest(ids: [peerID]))
+        } catch {
+            logger.warning("could not ask the coordinator about node \(peerID): \(error)")
         }
     }
 

@@ -203,6 +203,9 @@ public actor MeshNode {
     /// What this node follows with a partial view, what the coordinator has answered for, and
     /// what the last `register` declared (its welcome answers that much).
     var interest = ViewInterest()
+    /// Ids added to ``interest`` because an unknown peer said hello (capped, see ``maximumPeerLookups``).
+    var peerLookups = 0
+    var peerLookupsExhausted = false
     var acknowledgedInterest = ViewInterest()
     private var registeredInterest = ViewInterest()
     var interestWaiters: [UInt64: InterestWaiter] = [:]

@@ -443,7 +443,8 @@ final class Connection: EventHandler, CustomStringConvertible {
             guard local.phase != .closed else { return }
             let idle = shared.withLock { shared -> Bool in
                 shared.directWrites = false  // the loop's flush must see the last bytes go
-                return shared.unsent == 0
+                // A frame a caller is writing right now is not counted in `unsent`: not idle yet.
+                return shared.unsent == 0 && !shared.directWriting
             }
             if idle && local.outgoingOffset == local.outgoing.count {
                 finishClose(nil)
