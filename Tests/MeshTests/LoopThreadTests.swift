@@ -12,24 +12,23 @@ struct LoopThreadTests {
     func watchdogHandsOff() async throws {
         let loop = EventLoop(name: "test-loop")
         let blockedOn = Mutex<(thread: UInt, wasLoop: Bool, stillLoopAfter: Bool)?>(nil)
+        let blocking = Collector<Void>()
+        let start = ContinuousClock.now
         let blocker = Task(executorPreference: loop) {
             let wasLoop = loop.inLoopThread
-            usleep(200_000)  // a listener that blocks, as a user might write by mistake
+            blocking.append(())
+            usleep(200_000)  // the behaviour under test: a listener that blocks, as a user might write by mistake
             blockedOn.withLock { $0 = (UInt(pthread_self()), wasLoop, loop.inLoopThread) }
         }
         // Timers scheduled while the task blocks: each fires late by at most about two ticks.
-        let start = ContinuousClock.now
-        try await Task.sleep(for: .milliseconds(5))
-        let lateness = Mutex<[Duration]>([])
+        _ = try await blocking.wait(for: 1, seconds: 5)
+        let lateness = Collector<Duration>()
         for step in 1...8 {
             let due = ContinuousClock.now + .milliseconds(15 * step)
-            loop.schedule(at: due) { lateness.withLock { $0.append(ContinuousClock.now - due) } }
+            loop.schedule(at: due) { lateness.append(ContinuousClock.now - due) }
         }
         await blocker.value
-        try await withDeadline(5) {
-            while lateness.withLock({ $0.count }) < 8 { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        let worst = lateness.withLock { $0.max()! }
+        let worst = try await lateness.wait(for: 8, seconds: 5).max()!
         let blocked = try #require(blockedOn.withLock { $0 })
         #expect(blocked.wasLoop, "a task preferring the loop runs on its thread")
         #expect(!blocked.stillLoopAfter, "the blocked thread is no longer the loop's once handed off")
@@ -50,7 +49,7 @@ struct LoopThreadTests {
         let seen = Collector<(index: Int, onLoop: Bool)>()
         try await receiver.listen("work", as: Int.self) { _, index in
             seen.append((index, EventLoop.shared.inLoopThread))
-            if index == 1 { usleep(20_000) }  // slower than MeshNode.slowListener
+            if index == 1 { usleep(20_000) }  // the behaviour under test: slower than MeshNode.slowListener
         }
         try await sender.waitForListener("work", timeout: .seconds(5))
         for index in 0..<3 {
@@ -77,7 +76,7 @@ struct LoopThreadTests {
         let sender = try await mesh.node("sender")
         let slowDone = Collector<Int>()
         try await slow.listen("slow", as: Int.self) { _, index in
-            usleep(200_000)  // blocks its thread, which starts out as the loop's
+            usleep(200_000)  // the behaviour under test: blocks its thread, which starts out as the loop's
             slowDone.append(index)
         }
         let delays = Collector<Duration>()
@@ -92,7 +91,7 @@ struct LoopThreadTests {
         for _ in 0..<80 {
             var stamp = monotonicNanoseconds()
             try await sender.send("quick", Data(bytes: &stamp, count: 8))
-            try await Task.sleep(for: .milliseconds(10))
+            try await Task.sleep(for: .milliseconds(10))  // pacing: spreads the 80 over the slow listener's blocks
         }
         let got = try await delays.wait(for: 80, seconds: 10)
         _ = try await slowDone.wait(for: 4, seconds: 10)

@@ -28,7 +28,10 @@ struct PartialViewTests {
         // More unrelated nodes join: nothing reaches the watcher.
         let late = try await mesh.node("late")
         try await late.listen("elsewhere-late") { (_: String, _: Int) in }
-        try await Task.sleep(for: .milliseconds(100))
+        // A barrier on the watcher's own coordinator connection: the answer to a new interest
+        // comes in a publish after the late node's, so anything that publish sent the watcher
+        // has arrived once it returns.
+        try await watcher.need(ViewInterest(topics: ["barrier"]))
         #expect(Set(await watcher.currentTopology.nodes.keys) == [watcher.id, listener.id])
         // The coordinator and a full-view node still see everyone.
         #expect(await mesh.coordinator.topology.nodes.count == 9)
@@ -280,12 +283,12 @@ struct PartialViewLimitTests {
         for _ in 0..<(MeshNode.maximumPeerLookups + 200) {
             node.lookUp(peer: NodeID.make().id)
         }
-        try await eventually("the lookups to be made", seconds: 20) {
-            await node.peerLookups == MeshNode.maximumPeerLookups
+        // The first lookup past the cap marks it; the cap holds whatever is still in flight.
+        try await eventually("the lookups to reach the cap and the next one to be refused", seconds: 20) {
+            await node.peerLookupsExhausted
         }
-        try await Task.sleep(for: .milliseconds(200))  // the refused ones have had their turn too
+        #expect(await node.peerLookups == MeshNode.maximumPeerLookups)
         #expect(await node.interest.ids.count == MeshNode.maximumPeerLookups)
-        #expect(await node.peerLookupsExhausted)
         #expect(await node.isConnectedToCoordinator)
         // The node's own first send on a topic still asks the coordinator and reaches the listener.
         try await node.send("fresh", 7)
