@@ -262,10 +262,8 @@ extension MeshNode {
                 guard onLoop else { continue }
                 let now = ContinuousClock.now
                 let took = now - callStart
-                if took > sluggishListener {
-                    if took > slowListener || isSluggish(&state, at: now) {
-                        listenerWasSlow(&state, at: now, onLoop: onLoop, logger: logger)
-                    }
+                if took > sluggishListener, took > slowListener || isSluggish(&state, at: now) {
+                    listenerWasSlow(&state, took: took, at: now, topic: message.topic, logger: logger)
                 }
                 callStart = now
                 if now - sliceStart > loopSlice {
@@ -294,9 +292,10 @@ extension MeshNode {
         return true
     }
 
-    /// A listener call took longer than ``slowListener``: keep this node's listeners off the loop.
+    /// A listener call took longer than ``slowListener`` (or several over ``sluggishListener``):
+    /// keep this node's listeners off the loop for a while.
     private static func listenerWasSlow(
-        _ state: inout DeliveryState, at now: ContinuousClock.Instant, onLoop: Bool, logger: MeshLogger
+        _ state: inout DeliveryState, took: Duration, at now: ContinuousClock.Instant, topic: String, logger: MeshLogger
     ) {
         if let last = state.lastSlow, now - last < state.penalty * 2 {
             state.penalty = min(state.penalty * 2, maximumOffLoopPenalty)
@@ -305,10 +304,8 @@ extension MeshNode {
         }
         state.lastSlow = now
         state.offLoopUntil = now + state.penalty
-        if onLoop {
-            logger.debug(
-                "a listener ran longer than \(formatted(sluggishListener)); this node's listeners run on the cooperative pool for \(formatted(state.penalty))")
-        }
+        logger.debug(
+            "a listener of \"\(topic)\" took \(formatted(took)) on the event-loop thread; this node's listeners run on the cooperative pool for \(formatted(state.penalty))")
     }
 
     /// Several listeners on one topic: decode once per listener type, then deliver to each.

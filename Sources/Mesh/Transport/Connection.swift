@@ -254,7 +254,7 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// A send from a thread other than the loop's onto an idle connection (nothing queued, nothing
     /// being written), when it is the first send in the process since the loop went to sleep in
     /// `epoll_wait`, is written at once by the caller,
-    /// under the lock: a lone message (a request, a ping) does not wait for the loop to wake. Any
+    /// outside the lock (senders meanwhile queue behind it): a lone message (a request, a ping) does not wait for the loop to wake. Any
     /// other send queues its frames and leaves the writing to the loop thread: by the time it runs,
     /// a burst has usually gathered, and one `send` carries all of it. (Writing every message
     /// from the caller's thread cost 1→8 fan-out 5×, because every small write hands the core to
