@@ -1,16 +1,41 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// swift-mesh's targets, lowest layer first. A target imports only targets above it in this list;
+// each one's folder under Sources/ has the same name, and its README.md says what it holds.
+//
+//   CMeshSystem, CMeshSHA, CMeshCRC   C shims: Linux calls Swift does not import; SHA-NI; CRC-32
+//   MeshCrypto                        SHA-256, HMAC, HKDF, PBKDF2 (library product)
+//   MeshJSON                          the default codec's JSON (internal)
+//   Mesh                              the core a user links: transport, protocol, auth, node
+//   MeshCoordination                  the coordinator, embeddable as an actor (library product)
+//   MeshTooling                       inspector and report, for the command-line tools
+//   MeshHTTP, MeshWeb                 the HTTP server; the web view and Prometheus metrics
+//   MeshBag, MeshLaunch               MCAP recording and replay; launch files and supervision
+//   mesh, mesh-coordinator, ...       the executables
+//   MeshTesting                       what the test targets share
+
 /// Settings every Swift target shares: Swift 6 language mode comes from `swiftLanguageModes`;
 /// these add the checks we want on top of it.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+/// `MESH_OPTIMIZE=1` (which `scripts/test` and `scripts/build` set) builds the key stretching, the
+/// SHA-256 kernel and the JSON codec optimized even in debug builds: unoptimized, PBKDF2 costs
+/// about 1 s per process start and the JSON codec is slower than Foundation's, and the test suite
+/// starts hundreds of processes. It is read from this repository's own builds only: a package that
+/// depends on swift-mesh never sets it, so no target it reaches carries unsafe flags (SwiftPM
+/// refuses those in a dependency resolved by version), and gets whatever its own configuration says.
+let optimizeHotTargets = Context.environment["MESH_OPTIMIZE"] == "1"
+let optimizedSwift: [SwiftSetting] = optimizeHotTargets ? [.unsafeFlags(["-O"])] : []
+let optimizedC: [CSetting] = optimizeHotTargets ? [.unsafeFlags(["-O2"])] : []
+
 let package = Package(
     name: "swift-mesh",
     products: [
         .library(name: "Mesh", targets: ["Mesh"]),
+        .library(name: "MeshCoordination", targets: ["MeshCoordination"]),
         .library(name: "MeshCrypto", targets: ["MeshCrypto"]),
         .executable(name: "mesh-coordinator", targets: ["mesh-coordinator"]),
         .executable(name: "mesh", targets: ["mesh"]),
@@ -24,24 +49,30 @@ let package = Package(
         // The few Linux calls Swift's Glibc module does not import (epoll, eventfd, accept4).
         .target(name: "CMeshSystem"),
         // Our SHA-256 compression on the x86 SHA extensions, chosen at run time when the CPU has them.
-        .target(name: "CMeshSHA", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CMeshSHA", cSettings: optimizedC),
         // CRC-32 on the x86 carry-less multiply, chosen at run time, for the MCAP files of `mesh bag`.
         .target(name: "CMeshCRC"),
-        // Optimized in every build: the key stretching (PBKDF2) every process does at start costs
-        // ~1 s unoptimized and ~30 ms optimized, and the test suite starts many processes.
+        .target(name: "MeshCrypto", dependencies: ["CMeshSHA"], swiftSettings: swiftSettings + optimizedSwift),
+        .target(name: "MeshJSON", swiftSettings: swiftSettings + optimizedSwift),
+        .target(name: "Mesh", dependencies: ["MeshCrypto", "MeshJSON", "CMeshSystem"], swiftSettings: swiftSettings),
+        .target(name: "MeshCoordination", dependencies: ["Mesh", "MeshCrypto"], swiftSettings: swiftSettings),
+        .target(name: "MeshTooling", dependencies: ["Mesh", "MeshCrypto"], swiftSettings: swiftSettings),
+        .target(name: "MeshHTTP", dependencies: ["Mesh", "CMeshSystem"], swiftSettings: swiftSettings),
         .target(
-            name: "MeshCrypto", dependencies: ["CMeshSHA"],
-            swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
-        // The default codec's JSON, optimized in every build like MeshCrypto: unoptimized it is
-        // slower than Foundation's prebuilt JSONEncoder, and debug builds and tests send JSON too.
-        .target(name: "MeshJSON", swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
-        .target(
-            name: "Mesh", dependencies: ["MeshCrypto", "MeshJSON", "CMeshSystem", "CMeshCRC"],
+            name: "MeshWeb", dependencies: ["Mesh", "MeshCoordination", "MeshHTTP", "MeshTooling", "MeshCrypto"],
             swiftSettings: swiftSettings),
-        .executableTarget(name: "mesh-coordinator", dependencies: ["Mesh"], swiftSettings: swiftSettings),
-        .executableTarget(name: "mesh", dependencies: ["Mesh"], swiftSettings: swiftSettings),
+        .target(name: "MeshBag", dependencies: ["Mesh", "CMeshCRC"], swiftSettings: swiftSettings),
+        .target(
+            name: "MeshLaunch", dependencies: ["Mesh", "MeshTooling", "CMeshSystem"], swiftSettings: swiftSettings),
         .executableTarget(
-            name: "mesh-bench", dependencies: ["Mesh", "MeshCrypto"], swiftSettings: swiftSettings),
+            name: "mesh-coordinator", dependencies: ["Mesh", "MeshCoordination", "MeshWeb"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "mesh", dependencies: ["Mesh", "MeshTooling", "MeshBag", "MeshLaunch", "MeshWeb", "MeshCrypto"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "mesh-bench", dependencies: ["Mesh", "MeshCoordination", "MeshBag", "MeshCrypto", "MeshTesting"],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "demo-receiver", dependencies: ["Mesh"], path: "Demo/demo-receiver",
             swiftSettings: swiftSettings),
@@ -54,10 +85,11 @@ let package = Package(
         .executableTarget(
             name: "demo-service", dependencies: ["Mesh"], path: "Demo/demo-service",
             swiftSettings: swiftSettings),
+        .target(name: "MeshTesting", dependencies: ["Mesh", "MeshCoordination"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "MeshCryptoTests", dependencies: ["MeshCrypto"], exclude: ["Vectors"],
+            name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshTesting"], exclude: ["Vectors"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "MeshTests", dependencies: ["Mesh", "MeshCrypto", "MeshJSON"], swiftSettings: swiftSettings),
+        .testTarget(name: "MeshTests", dependencies: ["Mesh", "MeshCoordination", "MeshCrypto", "MeshJSON", "MeshTesting"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshBag
 
 /// The `bag` workload: `mesh bag record`'s recorder taking everything one sender sends as fast
 /// as the mesh moves it, into an MCAP file on the local disk.

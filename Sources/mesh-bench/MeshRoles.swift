@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshCoordination
 import Synchronization
 
 /// The child processes that use the mesh: a coordinator, senders, receivers, the ping-pong pair

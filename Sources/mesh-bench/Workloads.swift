@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshCoordination
 
 /// How big each workload is.
 struct BenchSizes: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import MeshBag
 
 /// mesh-bench: measures swift-mesh against the baselines named in its issues.
 let usage = """

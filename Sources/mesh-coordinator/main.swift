@@ -1,5 +1,7 @@
 import Foundation
 import Mesh
+import MeshCoordination
+import MeshWeb
 
 /// mesh-coordinator: holds the mesh's topology and tells every node about each change.
 let usage = """

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshWeb
 
 /// mesh: see and poke a running mesh. `mesh --help` lists the commands; docs/CLI.md describes
 /// each with its output formats.

@@ -18,7 +18,7 @@ import MeshCrypto
 ///
 /// Feed received bytes to ``receive(_:)`` (never more than ``bytesWanted``) and perform the
 /// returned actions. No sockets, no clocks: the connection owns those.
-struct Handshake: Sendable {
+package struct Handshake: Sendable {
     enum Role: Sendable, Equatable {
         /// The side that dialled.
         case connector
@@ -28,7 +28,7 @@ struct Handshake: Sendable {
 
     /// What a connection is for. A port serves some purposes and refuses the others, and the
     /// purpose is inside both proofs, so a handshake made for one cannot be used for another.
-    enum Purpose: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    package enum Purpose: UInt8, Sendable, Equatable, CaseIterable, CustomStringConvertible {
         /// A node's control connection to the coordinator.
         case control = 1
         /// The `mesh` tool reading the topology.
@@ -38,7 +38,7 @@ struct Handshake: Sendable {
         /// A node sending messages to a peer node.
         case data = 4
 
-        var description: String {
+        package var description: String {
             switch self {
             case .control: return "node control"
             case .inspect: return "inspector"
@@ -49,7 +49,7 @@ struct Handshake: Sendable {
     }
 
     /// Whether and how an accepting side serves one purpose.
-    enum Access: Sendable, Equatable {
+    package enum Access: Sendable, Equatable {
         /// Served with no key.
         case open
         /// Served to peers that prove this key.
@@ -317,7 +317,7 @@ struct SessionKeys: Sendable {
 }
 
 /// Why a handshake failed. Each case reads as a sentence about the peer.
-enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The peer's first bytes are not a mesh hello (another program on the port).
     case notAMeshPeer(firstBytes: [UInt8])
     /// The peer speaks another protocol version.
@@ -357,7 +357,7 @@ enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
         Handshake.Purpose(rawValue: raw)?.description ?? "unknown purpose \(raw)"
     }
 
-    var description: String {
+    package var description: String {
         switch self {
         case .notAMeshPeer(let bytes):
             let printable = String(decoding: bytes.prefix(16), as: UTF8.self)

@@ -27,7 +27,7 @@ public enum MeshKey {
     /// The stretched key for `text`, or `nil` for none (an open mesh): `nil` and "" mean no key.
     ///
     /// - Throws: ``MeshError/weakKey(length:minimum:)`` for a key under ``minimumLength`` bytes.
-    static func stretched(_ text: String?) throws(MeshError) -> SymmetricKey? {
+    package static func stretched(_ text: String?) throws(MeshError) -> SymmetricKey? {
         guard let text, !text.isEmpty else { return nil }
         try validate(text)
         if let known = cache.withLock({ $0[text] }) { return known }

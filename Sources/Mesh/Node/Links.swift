@@ -190,7 +190,7 @@ final class InboundLink: ConnectionDelegate {
         if connection.remote.isUnix {
             reachable = node.local == MeshDefaults.localScope
         } else {
-            reachable = MeshCoordinator.sameHost(node.host, connection.remote)
+            reachable = connection.remote.isSameHost(as: node.host)
         }
         guard reachable else {
             return .failure(.protocolViolation("node \(hello.id) is at \(node.host) in the mesh, but this connection comes from \(connection.remote.host)"))

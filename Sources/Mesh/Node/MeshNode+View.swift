@@ -42,17 +42,17 @@ extension MeshNode {
     /// everything when it registers again. Does nothing with the full view.
     ///
     /// - Throws: ``MeshError/invalidName(_:reason:)`` for a bad name; ``MeshError/requestRefused(reason:)``
-    ///   past ``ViewBook/maximumInterests``; ``MeshError/closed``.
+    ///   past ``ViewInterest/maximumCount``; ``MeshError/closed``.
     func need(_ wanted: ViewInterest) async throws {
         guard configuration.topologyView == .partial else { return }
         try checkOpen()
         let added = wanted.subtracting(interest)
         if !added.isEmpty {
             try added.validate()
-            guard interest.count + added.count <= ViewBook.maximumInterests else {
+            guard interest.count + added.count <= ViewInterest.maximumCount else {
                 throw MeshError.requestRefused(
                     reason: "this node already follows \(interest.count) topics, services, names and ids, the most a"
-                        + " partial view allows is \(ViewBook.maximumInterests); use topologyView: .full for more")
+                        + " partial view allows is \(ViewInterest.maximumCount); use topologyView: .full for more")
             }
             interest.formUnion(added)
             if hasPartialView, let connection = registeredConnection {

@@ -163,7 +163,7 @@ public actor MeshNode {
     public nonisolated let name: String
     public nonisolated let configuration: Configuration
 
-    let logger: MeshLogger
+    package nonisolated let logger: MeshLogger
     let codec: any MeshCodec
     let listeners = ListenerTable()
     let inbox: Inbox
@@ -807,10 +807,4 @@ final class ConnectionSet: Sendable {
     }
 
     var count: Int { connections.withLock { $0.count } }
-}
-
-/// Formats a duration as seconds with millisecond precision, for log lines.
-func formatted(_ duration: Duration) -> String {
-    let (seconds, attoseconds) = duration.components
-    return String(format: "%.3f s", Double(seconds) + Double(attoseconds) / 1e18)
 }

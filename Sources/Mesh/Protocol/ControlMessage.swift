@@ -5,8 +5,8 @@ import MeshJSON
 ///
 /// It travels as JSON in a ``FrameKind/control`` frame, one flat object whose `type` says which
 /// of the optional fields are present. docs/PROTOCOL.md lists each type with its fields.
-struct ControlMessage: Codable, Sendable, Equatable {
-    enum Kind: String, Codable, Sendable {
+package struct ControlMessage: Codable, Sendable, Equatable {
+    package enum Kind: String, Codable, Sendable {
         /// node → coordinator, first: `node` (host may be empty: the coordinator fills it in).
         case register
         /// coordinator → node: `node` as stored, and `topology` (a full copy).
@@ -46,32 +46,32 @@ struct ControlMessage: Codable, Sendable, Equatable {
         case interest
     }
 
-    var type: Kind
-    var node: NodeRecord?
-    var topic: String?
-    var topology: TopologySnapshot?
+    package var type: Kind
+    package var node: NodeRecord?
+    package var topic: String?
+    package var topology: TopologySnapshot?
     var delta: TopologyDelta?
-    var reason: String?
+    package var reason: String?
     /// With `heartbeat`: the node's counters.
-    var stats: MeshStatistics?
+    package var stats: MeshStatistics?
     /// With `kill`: a node name, a node id, or "*".
-    var target: String?
+    package var target: String?
     /// With `status` from the coordinator.
-    var status: CoordinatorStatus?
+    package var status: CoordinatorStatus?
     /// With `killed`: ids of the nodes that stopped, and of those that did not in time.
-    var stopped: [String]?
-    var remaining: [String]?
+    package var stopped: [String]?
+    package var remaining: [String]?
     /// With `register`: the node's id secret, 32 hex digits (see ``NodeID``).
-    var secret: String?
+    package var secret: String?
     /// With `serve` and `unserve`: the service's name.
-    var service: String?
+    package var service: String?
     /// With `register`: `partial` asks for a partial view (absent: the full view); with
     /// `welcome`: `partial` confirms one.
-    var view: TopologyView?
+    package var view: TopologyView?
     /// With `register` and `interest` from a node with a partial view, and with the `delta` answering an `interest`.
-    var interest: ViewInterest?
+    package var interest: ViewInterest?
 
-    init(
+    package init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
         status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil,
@@ -98,7 +98,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
     ///
     /// Every field is a plain string, number or array, so encoding cannot fail short of a
     /// non-finite number; that is a programming error and stops the process with its reason.
-    func encodedFrame() -> [UInt8] {
+    package func encodedFrame() -> [UInt8] {
         do {
             return Frame(kind: FrameKind.control.rawValue, body: Array(try ControlMessage.encoder.encode(self))).encoded
         } catch {
@@ -109,7 +109,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
     /// Reads a control frame's body.
     ///
     /// - Throws: ``FrameError/malformed(_:)`` naming what was wrong with the JSON.
-    static func decode(_ body: UnsafeRawBufferPointer) throws(FrameError) -> ControlMessage {
+    package static func decode(_ body: UnsafeRawBufferPointer) throws(FrameError) -> ControlMessage {
         try decode(Data(body))
     }
 
@@ -126,7 +126,7 @@ struct ControlMessage: Codable, Sendable, Equatable {
         }
     }
 
-    static let encoder: JSONEncoder = {
+    package static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
@@ -231,7 +231,7 @@ enum MessageFrame {
     /// Splits a message body into topic, encoding and the payload's position in `body`.
     ///
     /// - Throws: ``FrameError/malformed(_:)`` for a short body, bad UTF-8 or an unknown encoding.
-    static func parse(_ body: UnsafeRawBufferPointer) throws(FrameError) -> (
+    package static func parse(_ body: UnsafeRawBufferPointer) throws(FrameError) -> (
         topic: String, encoding: PayloadEncoding, payload: Range<Int>
     ) {
         guard body.count >= 3 else { throw .malformed("message body of \(body.count) bytes is too short") }

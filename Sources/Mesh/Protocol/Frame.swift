@@ -1,5 +1,5 @@
 /// What a frame carries, from its kind byte. See docs/PROTOCOL.md.
-enum FrameKind: UInt8, Sendable {
+package enum FrameKind: UInt8, Sendable {
     /// A JSON ``ControlMessage`` between a node (or the CLI) and the coordinator.
     case control = 0x01
     /// The first frame a node sends to a peer it dialled: JSON ``PeerHello``.
@@ -15,7 +15,7 @@ enum FrameKind: UInt8, Sendable {
 }
 
 /// A whole frame, copied out of the stream (tests and the control plane use this form).
-struct Frame: Sendable, Equatable {
+package struct Frame: Sendable, Equatable {
     var kind: UInt8
     var body: [UInt8]
 
@@ -23,7 +23,7 @@ struct Frame: Sendable, Equatable {
     static let headerLength = 5
 
     /// The frame as it goes on the wire.
-    var encoded: [UInt8] {
+    package var encoded: [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(Self.headerLength + body.count)
         Frame.appendHeader(kind: kind, bodyLength: body.count, to: &bytes)
@@ -40,10 +40,15 @@ struct Frame: Sendable, Equatable {
         bytes.append(UInt8(truncatingIfNeeded: length))
         bytes.append(kind)
     }
+
+    package init(kind: UInt8, body: [UInt8]) {
+        self.kind = kind
+        self.body = body
+    }
 }
 
 /// Why a byte stream could not be split into frames. The connection is closed on any of these.
-enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A header declared a frame longer than the limit; nothing was allocated for it.
     case tooLarge(size: Int, limit: Int)
     /// A header declared a zero length (every frame has at least its kind byte).
@@ -53,7 +58,7 @@ enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A kind byte this side does not know, or one not allowed on this connection.
     case unexpectedKind(UInt8)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .tooLarge(let size, let limit): return "frame of \(size) bytes exceeds the limit of \(limit) bytes"
         case .empty: return "frame with zero length"
@@ -68,7 +73,7 @@ enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Bytes go in through ``append(_:)`` or, without a copy, ``readInto(minimumSpace:_:)``; frames
 /// come out of ``next()`` as positions in the decoder's own storage, valid until the next call
 /// that adds bytes. A declared length over ``maximumFrameLength`` throws before any allocation.
-struct FrameDecoder: Sendable {
+package struct FrameDecoder: Sendable {
     /// The largest frame accepted (kind byte plus body).
     var maximumFrameLength: Int
 
@@ -81,8 +86,8 @@ struct FrameDecoder: Sendable {
     }
 
     /// Where one decoded frame sits in the decoder's storage.
-    struct Header: Sendable, Equatable {
-        var kind: UInt8
+    package struct Header: Sendable, Equatable {
+        package var kind: UInt8
         var body: Range<Int>
     }
 
@@ -115,7 +120,7 @@ struct FrameDecoder: Sendable {
     /// Returns the next complete frame, or `nil` when more bytes are needed.
     ///
     /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad header.
-    mutating func next() throws(FrameError) -> Header? {
+    package mutating func next() throws(FrameError) -> Header? {
         guard let unit = try nextLengthPrefixed() else { return nil }
         return Header(kind: storage[unit.lowerBound], body: (unit.lowerBound + 1)..<unit.upperBound)
     }
@@ -153,7 +158,7 @@ struct FrameDecoder: Sendable {
     }
 
     /// Calls `body` with the bytes of a frame returned by ``next()``.
-    func withBody<R>(_ header: Header, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    package func withBody<R>(_ header: Header, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withBytes(header.body, body)
     }
 

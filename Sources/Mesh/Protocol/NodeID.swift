@@ -7,12 +7,12 @@ import MeshCrypto
 /// it registers, and the coordinator checks the id against it: another key holder can make up
 /// new ids, but cannot claim one that belongs to a running node (say, right after a coordinator
 /// restart, before the real node re-registers) without that node's secret.
-enum NodeID {
+package enum NodeID {
     static let secretLength = 16
     private static let label = Array("swift-mesh/2 node id".utf8)
 
     /// True for exactly 16 lowercase hex digits.
-    static func isValid(_ id: String) -> Bool {
+    package static func isValid(_ id: String) -> Bool {
         let utf8 = id.utf8
         return utf8.count == 16 && utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
@@ -43,7 +43,7 @@ enum NodeID {
     }
 
     /// True when `secretHex` (32 lowercase hex digits) is the secret behind `id`.
-    static func matches(id: String, secretHex: String) -> Bool {
+    package static func matches(id: String, secretHex: String) -> Bool {
         let utf8 = Array(secretHex.utf8)
         guard utf8.count == secretLength * 2, isValid(String(secretHex.prefix(16))), isValid(String(secretHex.suffix(16)))
         else { return false }

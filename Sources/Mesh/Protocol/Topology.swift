@@ -87,13 +87,13 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
 /// The mesh as one node (or the coordinator) sees it at one version.
 public struct Topology: Sendable, Equatable {
     /// Bumped by the coordinator on every change; deltas name the version they apply to.
-    public internal(set) var version: UInt64 = 0
+    public package(set) var version: UInt64 = 0
     /// Every node, by id.
-    public internal(set) var nodes: [String: NodeRecord] = [:]
+    public package(set) var nodes: [String: NodeRecord] = [:]
 
     public init() {}
 
-    init(_ snapshot: TopologySnapshot) {
+    package init(_ snapshot: TopologySnapshot) {
         version = snapshot.version
         nodes = Dictionary(snapshot.nodes.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
     }
@@ -131,13 +131,13 @@ public struct Topology: Sendable, Equatable {
         return result
     }
 
-    var snapshot: TopologySnapshot {
+    package var snapshot: TopologySnapshot {
         TopologySnapshot(version: version, nodes: nodes.values.sorted { $0.id < $1.id })
     }
 
     /// Applies one change; returns `false` when it changed nothing (a duplicate or unknown id).
     @discardableResult
-    mutating func apply(_ change: TopologyChange) -> Bool {
+    package mutating func apply(_ change: TopologyChange) -> Bool {
         switch change.op {
         case .join:
             guard let node = change.node else { return false }
@@ -193,46 +193,57 @@ public struct Topology: Sendable, Equatable {
 }
 
 /// A full copy of the topology, as sent on the wire.
-struct TopologySnapshot: Codable, Sendable, Equatable {
+package struct TopologySnapshot: Codable, Sendable, Equatable {
     var version: UInt64
     var nodes: [NodeRecord]
+
+    package init(version: UInt64, nodes: [NodeRecord]) {
+        self.version = version
+        self.nodes = nodes
+    }
 }
 
 /// One change to the topology.
-struct TopologyChange: Codable, Sendable, Equatable {
-    enum Operation: String, Codable, Sendable {
+package struct TopologyChange: Codable, Sendable, Equatable {
+    package enum Operation: String, Codable, Sendable {
         case join, leave, listen, unlisten, serve, unserve
     }
 
-    var op: Operation
+    package var op: Operation
     /// The whole record, for `join`.
-    var node: NodeRecord?
+    package var node: NodeRecord?
     /// The node's id, for `leave`, `listen`, `unlisten`, `serve` and `unserve`.
-    var id: String?
+    package var id: String?
     /// The topic, for `listen` and `unlisten`.
-    var topic: String?
+    package var topic: String?
     /// The service, for `serve` and `unserve`.
-    var service: String?
+    package var service: String?
 
-    static func join(_ node: NodeRecord) -> TopologyChange { TopologyChange(op: .join, node: node) }
-    static func leave(_ id: String) -> TopologyChange { TopologyChange(op: .leave, id: id) }
-    static func listen(_ id: String, _ topic: String) -> TopologyChange {
+    package static func join(_ node: NodeRecord) -> TopologyChange { TopologyChange(op: .join, node: node) }
+    package static func leave(_ id: String) -> TopologyChange { TopologyChange(op: .leave, id: id) }
+    package static func listen(_ id: String, _ topic: String) -> TopologyChange {
         TopologyChange(op: .listen, id: id, topic: topic)
     }
-    static func unlisten(_ id: String, _ topic: String) -> TopologyChange {
+    package static func unlisten(_ id: String, _ topic: String) -> TopologyChange {
         TopologyChange(op: .unlisten, id: id, topic: topic)
     }
-    static func serve(_ id: String, _ service: String) -> TopologyChange {
+    package static func serve(_ id: String, _ service: String) -> TopologyChange {
         TopologyChange(op: .serve, id: id, service: service)
     }
-    static func unserve(_ id: String, _ service: String) -> TopologyChange {
+    package static func unserve(_ id: String, _ service: String) -> TopologyChange {
         TopologyChange(op: .unserve, id: id, service: service)
     }
 }
 
 /// The changes that take a topology from version `from` to version `to`.
-struct TopologyDelta: Codable, Sendable, Equatable {
+package struct TopologyDelta: Codable, Sendable, Equatable {
     var from: UInt64
     var to: UInt64
-    var changes: [TopologyChange]
+    package var changes: [TopologyChange]
+
+    package init(from: UInt64, to: UInt64, changes: [TopologyChange]) {
+        self.from = from
+        self.to = to
+        self.changes = changes
+    }
 }

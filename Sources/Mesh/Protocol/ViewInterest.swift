@@ -20,20 +20,24 @@ public enum TopologyView: String, Sendable, Equatable, Codable {
 ///
 /// A record matches when it listens to one of `topics`, provides one of `services`, is named one
 /// of `names`, or has one of `ids`. On the wire each list is a sorted JSON array, absent when empty.
-struct ViewInterest: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
-    var topics: Set<String> = []
-    var services: Set<String> = []
-    var names: Set<String> = []
-    var ids: Set<String> = []
+package struct ViewInterest: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    package var topics: Set<String> = []
+    package var services: Set<String> = []
+    package var names: Set<String> = []
+    package var ids: Set<String> = []
 
-    init(topics: Set<String> = [], services: Set<String> = [], names: Set<String> = [], ids: Set<String> = []) {
+    /// The most topics, services, names and ids one session may follow, all counted together
+    /// (PROTOCOL.md §6.7): the coordinator refuses more, and a node does not ask for more.
+    package static let maximumCount = 10_000
+
+    package init(topics: Set<String> = [], services: Set<String> = [], names: Set<String> = [], ids: Set<String> = []) {
         self.topics = topics
         self.services = services
         self.names = names
         self.ids = ids
     }
 
-    var description: String {
+    package var description: String {
         let parts = [("topics", topics), ("services", services), ("names", names), ("ids", ids)]
             .filter { !$0.1.isEmpty }
             .map { "\($0.0) \($0.1.sorted().map { "\"\($0)\"" }.joined(separator: ", "))" }
@@ -41,16 +45,16 @@ struct ViewInterest: Codable, Sendable, Equatable, Hashable, CustomStringConvert
     }
 
     var isEmpty: Bool { topics.isEmpty && services.isEmpty && names.isEmpty && ids.isEmpty }
-    var count: Int { topics.count + services.count + names.count + ids.count }
+    package var count: Int { topics.count + services.count + names.count + ids.count }
 
     /// Everything in `other` that is not in this one.
-    func subtracting(_ other: ViewInterest) -> ViewInterest {
+    package func subtracting(_ other: ViewInterest) -> ViewInterest {
         ViewInterest(
             topics: topics.subtracting(other.topics), services: services.subtracting(other.services),
             names: names.subtracting(other.names), ids: ids.subtracting(other.ids))
     }
 
-    mutating func formUnion(_ other: ViewInterest) {
+    package mutating func formUnion(_ other: ViewInterest) {
         topics.formUnion(other.topics)
         services.formUnion(other.services)
         names.formUnion(other.names)
@@ -72,7 +76,7 @@ struct ViewInterest: Codable, Sendable, Equatable, Hashable, CustomStringConvert
     /// Checks every name: topics, services and names as the mesh's names, ids as node ids.
     ///
     /// - Throws: a reason a node can act on.
-    func validate() throws(MeshError) {
+    package func validate() throws(MeshError) {
         for topic in topics { try validateName(topic, kind: "topic") }
         for service in services { try validateName(service, kind: "service") }
         for name in names { try validateName(name, kind: "node name") }
@@ -83,7 +87,7 @@ struct ViewInterest: Codable, Sendable, Equatable, Hashable, CustomStringConvert
 
     private enum CodingKeys: String, CodingKey { case topics, services, names, ids }
 
-    init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         topics = Set(try container.decodeIfPresent([String].self, forKey: .topics) ?? [])
         services = Set(try container.decodeIfPresent([String].self, forKey: .services) ?? [])
@@ -91,7 +95,7 @@ struct ViewInterest: Codable, Sendable, Equatable, Hashable, CustomStringConvert
         ids = Set(try container.decodeIfPresent([String].self, forKey: .ids) ?? [])
     }
 
-    func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         if !topics.isEmpty { try container.encode(topics.sorted(), forKey: .topics) }
         if !services.isEmpty { try container.encode(services.sorted(), forKey: .services) }

@@ -4,7 +4,7 @@ import Synchronization
 ///
 /// The event loop's handlers push (they must never wait); the owning actor's task takes whatever
 /// has gathered with ``next()``, so a burst of events costs one wake-up, not one each.
-final class EventQueue<Element: Sendable>: Sendable {
+package final class EventQueue<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
         var waiter: CheckedContinuation<[Element], Never>?
@@ -13,10 +13,10 @@ final class EventQueue<Element: Sendable>: Sendable {
 
     private let state = Mutex(State())
 
-    init() {}
+    package init() {}
 
     /// Adds an element; a no-op after ``finish()``.
-    func push(_ element: Element) {
+    package func push(_ element: Element) {
         let wake = state.withLock { state -> (CheckedContinuation<[Element], Never>, [Element])? in
             guard !state.finished else { return nil }
             state.items.append(element)
@@ -29,7 +29,7 @@ final class EventQueue<Element: Sendable>: Sendable {
     }
 
     /// Waits for elements and returns all that have gathered; `[]` once finished or cancelled.
-    func next() async -> [Element] {
+    package func next() async -> [Element] {
         if let ready = takeReady() { return ready }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[Element], Never>) in
@@ -52,10 +52,10 @@ final class EventQueue<Element: Sendable>: Sendable {
     var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
 
     /// Elements pushed and not yet taken.
-    var count: Int { state.withLock { $0.items.count } }
+    package var count: Int { state.withLock { $0.items.count } }
 
     /// Ends the queue: the waiting task gets `[]`, later pushes are ignored.
-    func finish() {
+    package func finish() {
         state.withLock { $0.finished = true }
         finishWaiter()
     }

@@ -63,7 +63,7 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
 
 extension MeshError {
     /// Explains why a connection to the coordinator at `address` ended before it was usable.
-    init(connectingTo address: String, failure: ConnectionError?) {
+    package init(connectingTo address: String, failure: ConnectionError?) {
         let peer = "coordinator at \(address)"
         switch failure {
         case .handshake(let error) where error.isAuthenticationFailure:
@@ -81,7 +81,7 @@ extension MeshError {
 }
 
 /// Checks a topic or node name: 1 to 255 bytes of UTF-8, no control characters.
-func validateName(_ name: String, kind: String) throws(MeshError) {
+package func validateName(_ name: String, kind: String) throws(MeshError) {
     if name.isEmpty { throw .invalidName(name, reason: "\(kind) must not be empty") }
     if name.utf8.count > 255 { throw .invalidName(name, reason: "\(kind) is \(name.utf8.count) bytes; the limit is 255") }
     if name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {

@@ -8,7 +8,7 @@ import Glibc
 
 /// What the owner of a ``Connection`` hears from it. Every call comes on the event loop's thread
 /// and must return quickly without blocking.
-protocol ConnectionDelegate: AnyObject, Sendable {
+package protocol ConnectionDelegate: AnyObject, Sendable {
     /// The handshake succeeded; frames can flow both ways.
     func connectionDidOpen(_ connection: Connection)
     /// Bytes arrived: take the complete frames with `decoder.next()`. Throwing closes the connection.
@@ -18,7 +18,7 @@ protocol ConnectionDelegate: AnyObject, Sendable {
 }
 
 /// Why a connection ended.
-enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
     case socket(SocketError)
     case handshake(HandshakeError)
     case frame(FrameError)
@@ -26,7 +26,7 @@ enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
     case flushTimedOut
     case protocolViolation(String)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .socket(let error): return error.description
         case .handshake(let error): return error.description
@@ -46,9 +46,9 @@ enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertible {
 /// caller at once instead (see ``enqueue(byteCount:_:)``). Queued bytes are bounded by
 /// ``Options/maximumPendingBytes``: past it ``send(_:)`` answers ``SendResult/full`` and the caller
 /// applies its policy (``waitForSpace(until:)``, or drop and count).
-final class Connection: EventHandler, CustomStringConvertible {
+package final class Connection: EventHandler, CustomStringConvertible {
     /// Limits and credentials for one connection.
-    struct Options: Sendable {
+    package struct Options: Sendable {
         /// Which side of the handshake this is, for what, and with which key.
         var handshake: HandshakeSetup
         var maximumFrameLength: Int
@@ -59,10 +59,22 @@ final class Connection: EventHandler, CustomStringConvertible {
         /// frames not yet taken can still be dropped by ``Connection/sendDroppingOldest(_:)``.
         /// `nil` takes everything queued in one step (cheapest).
         var flushChunk: Int? = nil
+
+        package init(
+            handshake: HandshakeSetup, maximumFrameLength: Int, maximumPendingBytes: Int,
+            handshakeTimeout: Duration = .seconds(5), connectTimeout: Duration = .seconds(5), flushChunk: Int? = nil
+        ) {
+            self.handshake = handshake
+            self.maximumFrameLength = maximumFrameLength
+            self.maximumPendingBytes = maximumPendingBytes
+            self.handshakeTimeout = handshakeTimeout
+            self.connectTimeout = connectTimeout
+            self.flushChunk = flushChunk
+        }
     }
 
     /// How a connection opens: the handshake's parameters (see ``Handshake``).
-    enum HandshakeSetup: Sendable {
+    package enum HandshakeSetup: Sendable {
         /// Dial for `purpose`, proving `key` (nil: open mesh); `expectedPeerID` is checked
         /// against the acceptor's hello when set.
         case connect(purpose: Handshake.Purpose, key: SymmetricKey?, localID: [UInt8]?, expectedPeerID: [UInt8]?)
@@ -86,14 +98,14 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// What ``send(_:)`` did with the frame.
-    enum SendResult: Sendable, Equatable {
+    package enum SendResult: Sendable, Equatable {
         case queued
         case full
         case closed
     }
 
     /// Frames and bytes that were queued but never written when the connection ended.
-    struct Unsent: Sendable, Equatable {
+    package struct Unsent: Sendable, Equatable {
         var frames = 0
         var bytes = 0
     }
@@ -161,10 +173,10 @@ final class Connection: EventHandler, CustomStringConvertible {
     private static let nextID = Atomic<UInt64>(1)
 
     /// Unique within the process; used in logs and as a dictionary key.
-    let id: UInt64
+    package let id: UInt64
     let socket: Socket
     /// The peer's address: the one dialled, or the one accepted from.
-    let remote: SocketAddress
+    package let remote: SocketAddress
     let role: Handshake.Role
     let options: Options
     private let loop: EventLoop
@@ -188,19 +200,19 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// The peer's id from its handshake hello (16 hex digits; zeros for the `mesh` tool), once open.
-    var peerID: String { peerIdentity.withLock { $0 } }
+    package var peerID: String { peerIdentity.withLock { $0 } }
     /// The purpose the handshake settled, once open.
-    var purpose: Handshake.Purpose? { settledPurpose.withLock { $0 } }
+    package var purpose: Handshake.Purpose? { settledPurpose.withLock { $0 } }
     private let peerIdentity = Mutex("")
     private let settledPurpose = Mutex<Handshake.Purpose?>(nil)
 
-    var description: String { "\(remote)" }
+    package var description: String { "\(remote)" }
 
     /// Dials `address` and runs the handshake; the delegate hears the outcome.
     ///
     /// - Throws: ``SocketError`` only when no socket could be created; connect failures arrive
     ///   through ``ConnectionDelegate/connectionDidClose(_:error:unsent:)``.
-    static func connect(
+    package static func connect(
         to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared
     ) throws(SocketError) -> Connection {
         let socket = try Socket.stream(for: address)
@@ -215,7 +227,7 @@ final class Connection: EventHandler, CustomStringConvertible {
     ///
     /// - Parameter admission: when given, the connection holds a place in it for the length of
     ///   its handshake (the listener asked it for room before accepting).
-    static func accept(
+    package static func accept(
         _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
         admission: HandshakeAdmission? = nil, loop: EventLoop = .shared
     ) -> Connection {
@@ -236,7 +248,7 @@ final class Connection: EventHandler, CustomStringConvertible {
     /// nothing queued always takes the frame, however large, so one oversized message cannot
     /// wedge a peer forever.
     @discardableResult
-    func send(_ bytes: UnsafeRawBufferPointer) -> SendResult {
+    package func send(_ bytes: UnsafeRawBufferPointer) -> SendResult {
         enqueue(byteCount: bytes.count) { $0.append(contentsOf: bytes) }
     }
 
@@ -375,7 +387,7 @@ final class Connection: EventHandler, CustomStringConvertible {
 
     /// Queues bytes that hold one or more whole frames.
     @discardableResult
-    func send(_ bytes: [UInt8]) -> SendResult {
+    package func send(_ bytes: [UInt8]) -> SendResult {
         bytes.withUnsafeBytes { send($0) }
     }
 
@@ -433,12 +445,12 @@ final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// Closes at once; queued bytes are dropped and reported to the delegate as unsent.
-    func close(error: ConnectionError? = nil) {
+    package func close(error: ConnectionError? = nil) {
         loop.execute { self.finishClose(error) }
     }
 
     /// Writes what is queued, then closes; closes anyway with ``ConnectionError/flushTimedOut`` at `deadline`.
-    func closeAfterFlushing(deadline: ContinuousClock.Instant) {
+    package func closeAfterFlushing(deadline: ContinuousClock.Instant) {
         loop.execute { [self] in
             guard local.phase != .closed else { return }
             let idle = shared.withLock { shared -> Bool in
@@ -460,7 +472,7 @@ final class Connection: EventHandler, CustomStringConvertible {
     private nonisolated(unsafe) var closeWhenFlushed = false
 
     /// Stops or resumes reading, which pushes back on the peer through TCP when a consumer lags.
-    func setReadingPaused(_ paused: Bool) {
+    package func setReadingPaused(_ paused: Bool) {
         loop.execute { [self] in
             guard local.phase != .closed, local.readPaused != paused else { return }
             local.readPaused = paused
@@ -471,7 +483,7 @@ final class Connection: EventHandler, CustomStringConvertible {
 
     // MARK: Loop thread
 
-    func handle(events: UInt32) {
+    package func handle(events: UInt32) {
         switch local.phase {
         case .connecting:
             do {

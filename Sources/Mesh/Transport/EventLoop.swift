@@ -10,16 +10,17 @@ import Glibc
 ///
 /// Calls arrive on the loop's own thread, one at a time. A handler must not block: it reads and
 /// writes non-blocking sockets and hands finished work to tasks.
-protocol EventHandler: AnyObject, Sendable {
+package protocol EventHandler: AnyObject, Sendable {
     /// The socket is readable, writable, or failed; `events` is the epoll mask.
     func handle(events: UInt32)
 }
 
 /// Readiness flags a handler asks for.
-struct Interest: OptionSet, Sendable {
-    let rawValue: UInt32
-    static let read = Interest(rawValue: cmesh_epollin | cmesh_epollrdhup)
-    static let write = Interest(rawValue: cmesh_epollout)
+package struct Interest: OptionSet, Sendable {
+    package let rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
+    package static let read = Interest(rawValue: cmesh_epollin | cmesh_epollrdhup)
+    package static let write = Interest(rawValue: cmesh_epollout)
 }
 
 /// One thread that waits for socket readiness with epoll and runs the handlers, timers, small
@@ -39,11 +40,11 @@ struct Interest: OptionSet, Sendable {
 /// task job has been running through a whole tick, the loop is handed to a fresh thread (the
 /// stuck one finishes its job, then exits without touching the loop again), so other connections,
 /// timers and the coordinator link wait at most about two ticks, not for the stuck listener.
-final class EventLoop: Sendable {
+package final class EventLoop: Sendable {
     /// The process-wide loop, started on first use.
     static let shared = EventLoop(name: "mesh-io")
 
-    typealias Job = @Sendable () -> Void
+    package typealias Job = @Sendable () -> Void
 
     /// Timers by deadline: O(log n) to add, O(1) to cancel (marked, dropped when it surfaces),
     /// so thousands of connections each holding a handshake timer cost little to accept and close.
@@ -150,7 +151,7 @@ final class EventLoop: Sendable {
     private let watchdogWake = DispatchSemaphore(value: 0)
     private static let wakeToken: UInt64 = 0
 
-    init(name: String) {
+    package init(name: String) {
         self.name = name
         epollFD = cmesh_epoll_create()
         wakeFD = cmesh_eventfd()
@@ -205,7 +206,7 @@ final class EventLoop: Sendable {
     // MARK: Registration
 
     /// Adds `socket` to the epoll set; returns the token to update or remove it with.
-    func register(_ socket: Socket, interest: Interest, handler: any EventHandler) -> UInt64 {
+    package func register(_ socket: Socket, interest: Interest, handler: any EventHandler) -> UInt64 {
         let token = state.withLock { state in
             let token = state.nextToken
             state.nextToken += 1
@@ -217,12 +218,12 @@ final class EventLoop: Sendable {
     }
 
     /// Changes what `socket` waits for.
-    func update(_ socket: Socket, token: UInt64, interest: Interest) {
+    package func update(_ socket: Socket, token: UInt64, interest: Interest) {
         _ = cmesh_epoll_ctl(epollFD, 3, socket.fd, interest.rawValue, token)
     }
 
     /// Removes `socket` from the epoll set. Call before closing the descriptor.
-    func deregister(_ socket: Socket, token: UInt64) {
+    package func deregister(_ socket: Socket, token: UInt64) {
         _ = cmesh_epoll_ctl(epollFD, 2, socket.fd, 0, token)
         _ = state.withLock { $0.handlers.removeValue(forKey: token) }
     }
@@ -230,7 +231,7 @@ final class EventLoop: Sendable {
     // MARK: Jobs and timers
 
     /// Runs `job` on the loop thread soon (in this iteration when called from the loop thread).
-    func execute(_ job: @escaping Job) {
+    package func execute(_ job: @escaping Job) {
         push(.job(job))
     }
 
@@ -261,12 +262,12 @@ final class EventLoop: Sendable {
 
     /// Runs `job` on the loop thread after `delay`.
     @discardableResult
-    func schedule(after delay: Duration, _ job: @escaping Job) -> UInt64 {
+    package func schedule(after delay: Duration, _ job: @escaping Job) -> UInt64 {
         schedule(at: .now + delay, job)
     }
 
     /// Cancels a timer that has not fired yet (a no-op otherwise).
-    func cancelTimer(_ id: UInt64) {
+    package func cancelTimer(_ id: UInt64) {
         state.withLock { $0.timers.cancel(id) }
     }
 
@@ -408,7 +409,7 @@ final class EventLoop: Sendable {
 }
 
 extension EventLoop: TaskExecutor {
-    func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         push(.task(UnownedJob(job)))
     }
 }

@@ -4,9 +4,9 @@ import Synchronization
 ///
 /// The closure runs on the loop thread; it wraps the socket in a ``Connection`` (which starts the
 /// handshake) and returns at once.
-final class Listener: EventHandler {
+package final class Listener: EventHandler {
     /// The bound address, with the real port when port 0 was asked for.
-    let address: SocketAddress
+    package let address: SocketAddress
     private let socket: Socket
     private let loop: EventLoop
     private let onAccept: @Sendable (Socket, SocketAddress) -> Void
@@ -19,7 +19,7 @@ final class Listener: EventHandler {
     /// - Throws: ``SocketError`` when the address is taken or cannot be bound.
     ///
     /// - Parameter admission: when given, accepting pauses while it has no room.
-    init(
+    package init(
         binding address: SocketAddress, loop: EventLoop = .shared, admission: HandshakeAdmission? = nil,
         onError: @escaping @Sendable (SocketError) -> Void = { _ in },
         onAccept: @escaping @Sendable (Socket, SocketAddress) -> Void
@@ -41,7 +41,7 @@ final class Listener: EventHandler {
         token.withLock { $0 = registered }
     }
 
-    func handle(events: UInt32) {
+    package func handle(events: UInt32) {
         guard token.withLock({ $0 }) != nil else { return }  // closed; the fd may be reused
         // A bounded batch per wake-up keeps a connection flood from starving established peers.
         for _ in 0..<64 {
@@ -75,7 +75,7 @@ final class Listener: EventHandler {
     }
 
     /// Stops accepting and closes the listening socket. Safe to call twice.
-    func close() {
+    package func close() {
         guard let registered = token.withLock({ value -> UInt64? in
             defer { value = nil }
             return value
@@ -100,7 +100,7 @@ final class Listener: EventHandler {
 /// them qualifies does accepting pause, and a timer resumes it when the first would: new
 /// connections wait in the kernel's backlog meanwhile, so a burst of a thousand real joins is
 /// slowed, not refused. Evictions are counted (``evictions``) rather than logged one by one.
-final class HandshakeAdmission: Sendable {
+package final class HandshakeAdmission: Sendable {
     private struct Waiting {
         let connection: Connection
         let since: ContinuousClock.Instant
@@ -129,7 +129,7 @@ final class HandshakeAdmission: Sendable {
     let stallGrace: Duration
     private let state = Mutex(State())
 
-    init(
+    package init(
         limit: Int = 1024, patience: Duration = .seconds(1), silentGrace: Duration = .milliseconds(20),
         stallGrace: Duration = .milliseconds(100)
     ) {

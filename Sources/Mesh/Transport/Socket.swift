@@ -10,7 +10,7 @@ import Glibc
 /// This file is the only place in `Mesh` that makes socket system calls. Every call retries on
 /// `EINTR`, reports "would block" as a value rather than an error, and maps the errno values that
 /// mean the peer went away to ``SocketError/disconnected(_:)``.
-struct Socket: Sendable, Hashable {
+package struct Socket: Sendable, Hashable {
     let fd: Int32
 
     /// Creates a non-blocking, close-on-exec stream socket for the address family of `address`.
@@ -39,7 +39,7 @@ struct Socket: Sendable, Hashable {
     // MARK: Options
 
     /// Turns off Nagle's algorithm so small frames leave at once (TCP only; a no-op elsewhere).
-    func setNoDelay() {
+    package func setNoDelay() {
         var on: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
     }
@@ -131,7 +131,7 @@ struct Socket: Sendable, Hashable {
     /// Reads into `buffer`; returns the byte count, or `nil` when nothing is available now.
     ///
     /// - Throws: ``SocketError/disconnected(_:)`` when the peer closed or reset the connection.
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int? {
+    package func read(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int? {
         while true {
             let count = recv(fd, buffer.baseAddress, buffer.count, 0)
             if count > 0 { return count }
@@ -145,7 +145,7 @@ struct Socket: Sendable, Hashable {
     }
 
     /// Writes as much of `bytes` as the kernel takes now; returns the count (0 when it would block).
-    func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
         while true {
             let count = send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
             if count >= 0 { return count }
@@ -187,18 +187,18 @@ struct Socket: Sendable, Hashable {
     }
 
     /// Closes the descriptor. Call once.
-    func close() {
+    package func close() {
         _ = Glibc.close(fd)
     }
 
     /// Shuts down the sending side so the peer reads end-of-stream after what was sent.
-    func shutdownWrite() {
+    package func shutdownWrite() {
         _ = shutdown(fd, Int32(SHUT_WR))
     }
 }
 
 /// Why a socket operation failed.
-enum SocketError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum SocketError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The peer went away: it closed, reset, or the connection is otherwise gone.
     case disconnected(String)
     /// A system call failed; carries the operation and `errno`.
@@ -214,7 +214,7 @@ enum SocketError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    var description: String {
+    package var description: String {
         switch self {
         case .disconnected(let reason): return "disconnected (\(reason))"
         case .failed(let operation, let code): return "\(operation) failed: \(String(cString: strerror(code))) (errno \(code))"

@@ -206,3 +206,13 @@ public enum SocketAddress: Sendable, Hashable, CustomStringConvertible {
 private func cText(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+extension SocketAddress {
+    /// True when a node that advertises `host` may be connecting from this address: the same
+    /// host, or both on loopback (any loopback address counts as loopback).
+    package func isSameHost(as host: String) -> Bool {
+        if host == self.host { return true }
+        guard let advertised = SocketAddress.parse(host, defaultPort: 0) else { return false }
+        return advertised.isLoopback && isLoopback
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshBag
 import Synchronization
 
 /// `mesh bag record`, `mesh bag info` and `mesh bag play`: recordings as MCAP files.

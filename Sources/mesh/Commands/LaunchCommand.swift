@@ -1,8 +1,10 @@
-import Foundation
-import Mesh
 
 #if canImport(Glibc)
+import Foundation
 import Glibc
+import Mesh
+import MeshLaunch
+import MeshTooling
 #endif
 
 /// `mesh launch FILE`: start a whole system from a launch file, keep it running, stop it

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshTooling
 
 /// `mesh node list` and `mesh node kill`.
 enum NodeCommands {

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshTooling
 
 /// `mesh service list` and `mesh service call`.
 enum ServiceCommands {

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshTooling
 
 /// `mesh status`: the coordinator's view, with each node's counters from its last heartbeat.
 enum StatusCommand {

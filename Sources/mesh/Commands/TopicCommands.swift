@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshTooling
 
 /// `mesh topic list`, `mesh topic echo` and `mesh topic send`.
 enum TopicCommands {

@@ -1,5 +1,6 @@
 import Foundation
 import Mesh
+import MeshTooling
 
 /// Where the mesh is and how to talk to it, read from the common options and the environment.
 struct MeshContext: Sendable {

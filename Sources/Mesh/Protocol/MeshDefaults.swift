@@ -1,0 +1,34 @@
+import Foundation
+import MeshCrypto
+
+/// Defaults shared by the coordinator, the nodes and the `mesh` tool.
+public enum MeshDefaults {
+    /// 6374 spells MESH on a phone keypad.
+    public static let coordinatorPort: UInt16 = 6374
+    /// Where nodes look for the coordinator when neither an argument nor `$MESH_COORDINATOR` says.
+    public static let coordinatorAddress = "127.0.0.1:6374"
+    /// This build's version, printed by `--version`.
+    public static let version = "0.1.0"
+
+    /// `$MESH_COORDINATOR`, else ``coordinatorAddress``.
+    public static var coordinatorFromEnvironment: String {
+        ProcessInfo.processInfo.environment["MESH_COORDINATOR"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? coordinatorAddress
+    }
+
+    /// A short name for this host and network namespace: 12 hex digits of the SHA-256 of the
+    /// machine id (or host name) and the namespace's inode. Nodes with the same value can reach
+    /// each other's abstract Unix sockets.
+    public static let localScope: String = {
+        let machineID = (try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let host = machineID.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
+        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/net")) ?? ""
+        return SHA256.hash(data: Array("\(host)/\(namespace)".utf8)).description.prefix(12).description
+    }()
+
+    /// `$MESH_AUTHKEY`, when set and not empty.
+    public static var authkeyFromEnvironment: String? {
+        ProcessInfo.processInfo.environment["MESH_AUTHKEY"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}

@@ -1,0 +1,704 @@
+import Foundation
+import Mesh
+import MeshCrypto
+import Synchronization
+
+/// The mesh's directory: which nodes exist, where they are, what they listen to.
+///
+/// Nodes register over one control connection each; the coordinator answers with the whole
+/// topology, then sends every node the changes as versioned deltas, one batch per burst of
+/// events. Messages never pass through it. A node that disconnects, says goodbye, or misses
+/// heartbeats for ``Configuration/heartbeatTimeout`` is removed at once.
+///
+/// ```swift
+/// let coordinator = MeshCoordinator(configuration: .init(port: 0))
+/// let address = try await coordinator.start()
+/// try await coordinator.run()   // until the task is cancelled
+/// ```
+public actor MeshCoordinator {
+    /// How the coordinator listens and whom it lets in.
+    public struct Configuration: Sendable {
+        /// The address to bind; `0.0.0.0` is every IPv4 interface. Defaults to `127.0.0.1` without
+        /// a key (and any other address is then refused unless ``insecure``), `0.0.0.0` with one.
+        public var host: String
+        /// The TCP port; 0 picks a free one (read it back from ``MeshCoordinator/start()``).
+        public var port: UInt16
+        /// The shared key every connection must prove, or `nil` for an open mesh.
+        public var authkey: String?
+        /// Where log lines go.
+        public var logger: MeshLogger
+        /// A node silent this long (no heartbeat, no traffic) is removed.
+        public var heartbeatTimeout: Duration
+        /// The largest control frame accepted from a node.
+        public var maximumFrameLength: Int
+        /// The key `mesh status` and `mesh node kill` must prove; `nil` means ``authkey``.
+        public var adminKey: String?
+        /// Allows listening on a non-loopback address with no key: an open mesh, on purpose.
+        public var insecure: Bool
+        /// Lets nodes advertise a host other than the address they connect from (NAT, several
+        /// interfaces). Off, a node's host must be the address its connection comes from.
+        public var allowForeignHosts: Bool
+        /// The most connections kept open from one source address.
+        public var maximumSessionsPerAddress: Int
+        /// The most nodes in the mesh.
+        public var maximumNodes: Int
+        /// Requests that cost the coordinator a full copy of the topology or the status
+        /// (`sync`, `inspect`, `status`) allowed per session per second; a session past it is closed.
+        public var maximumExpensiveRequestsPerSecond: Int
+
+        public init(
+            host: String? = nil, port: UInt16 = MeshDefaults.coordinatorPort, authkey: String? = nil,
+            logger: MeshLogger = MeshLogger(label: "coordinator"), heartbeatTimeout: Duration = .seconds(3),
+            maximumFrameLength: Int = 1 << 20, adminKey: String? = nil, insecure: Bool = false,
+            allowForeignHosts: Bool = false, maximumSessionsPerAddress: Int = 4096, maximumNodes: Int = 10_000,
+            maximumExpensiveRequestsPerSecond: Int = 20
+        ) {
+            let keyed = !(authkey ?? "").isEmpty
+            self.host = host ?? (keyed ? "0.0.0.0" : "127.0.0.1")
+            self.port = port
+            self.authkey = authkey
+            self.logger = logger
+            self.heartbeatTimeout = heartbeatTimeout
+            self.maximumFrameLength = maximumFrameLength
+            self.adminKey = adminKey
+            self.insecure = insecure
+            self.allowForeignHosts = allowForeignHosts
+            self.maximumSessionsPerAddress = maximumSessionsPerAddress
+            self.maximumNodes = maximumNodes
+            self.maximumExpensiveRequestsPerSecond = maximumExpensiveRequestsPerSecond
+        }
+    }
+
+    private enum Event: Sendable {
+        case opened(Connection)
+        case control(Connection, ControlMessage)
+        case closed(Connection, ConnectionError?)
+        case acceptFailed(SocketError)
+        case tick
+        case publish
+    }
+
+    private struct Session {
+        let connection: Connection
+        /// What the handshake was for: node control, inspector or admin.
+        let purpose: Handshake.Purpose
+        var node: NodeRecord?
+        var inspector = false
+        /// Expensive requests (`sync`, `inspect`, `status`) in the current one-second window.
+        var expensiveRequests = 0
+        var windowStart = ContinuousClock.now
+        var lastHeard: ContinuousClock.Instant
+        var leaving = false
+        var stats = MeshStatistics()
+        /// When a delta or welcome last went to this session (a heartbeat answer is then not needed).
+        var lastSent: ContinuousClock.Instant?
+        /// Registered in this batch; gets the batch's snapshot in its welcome.
+        var awaitingWelcome = false
+    }
+
+    /// A `mesh node kill` waiting for its nodes to leave.
+    private struct KillRequest {
+        let requester: Connection
+        var waitingFor: Set<String>
+        var stopped: [String]
+        let deadline: ContinuousClock.Instant
+    }
+
+    /// Forwards connection callbacks from the loop thread into the coordinator's queue.
+    ///
+    /// Past ``backlogLimit`` unprocessed events it stops reading the connection that pushed,
+    /// so a client flooding requests cannot grow the queue without bound.
+    private final class Link: ConnectionDelegate {
+        let events: EventQueue<Event>
+        private let paused = Mutex<[Connection]>([])
+        static let backlogLimit = 10_000
+        init(events: EventQueue<Event>) { self.events = events }
+
+        /// Resumes the connections paused for backlog (the coordinator calls it after each batch).
+        func resumePaused() {
+            paused.withLock { paused in
+                for connection in paused { connection.setReadingPaused(false) }
+                paused.removeAll()
+            }
+        }
+
+        func connectionDidOpen(_ connection: Connection) { events.push(.opened(connection)) }
+
+        func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
+            while let header = try decoder.next() {
+                guard header.kind == FrameKind.control.rawValue else { throw FrameError.unexpectedKind(header.kind) }
+                let message = try decoder.withBody(header) { body throws(FrameError) in try ControlMessage.decode(body) }
+                events.push(.control(connection, message))
+            }
+            if events.count > Link.backlogLimit {
+                paused.withLock { paused in
+                    paused.append(connection)
+                    connection.setReadingPaused(true)  // under the lock, so no resume overtakes it
+                }
+            }
+        }
+
+        func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
+            events.push(.closed(connection, error))
+        }
+    }
+
+    public let configuration: Configuration
+    private let logger: MeshLogger
+    private let events = EventQueue<Event>()
+    private let link: Link
+    private var book = TopologyBook()
+    /// The partial views of the nodes that asked for one at `register`.
+    private var views = ViewBook()
+    private var sessions: [UInt64: Session] = [:]
+    /// Open sessions by source address, for ``Configuration/maximumSessionsPerAddress``.
+    private var sessionsPerHost: [String: Int] = [:]
+    /// When the last tick was handled (a late one means the coordinator itself was starved).
+    private var lastTick = ContinuousClock.now
+    private var listener: Listener?
+    private let startedAt = ContinuousClock.now
+    private var kills: [KillRequest] = []
+    private var lastPublish = ContinuousClock.now - .seconds(1)
+    /// Keeps a flood of refused connections to a few log lines a second.
+    private var refusals = RateLimitedLog()
+    /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
+    private var snapshotCache: (version: UInt64, json: [UInt8])?
+    private var publishPending = false
+    /// The shortest time between two topology broadcasts.
+    private let publishInterval = Duration.milliseconds(10)
+    /// How long a `kill` waits for its nodes to leave before answering.
+    private let killTimeout = Duration.seconds(5)
+    /// Recent joins, departures and refusals, and refusal counters, for the web view and metrics.
+    private var journal = CoordinatorJournal()
+
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        self.logger = configuration.logger
+        self.link = Link(events: events)
+    }
+
+    /// The current topology (for tests and the `mesh` tool).
+    public var topology: Topology { book.topology }
+
+    /// The address bound by ``start()``, once started.
+    public var boundAddress: SocketAddress? { listener?.address }
+
+    /// Everything the web view and `/metrics` show, taken at one instant.
+    public func snapshot() -> CoordinatorSnapshot {
+        CoordinatorSnapshot(
+            address: listener?.address.description ?? "\(configuration.host):\(configuration.port)", status: status,
+            topology: book.topology, events: journal.events, refused: journal.refused)
+    }
+
+    /// Binds and starts accepting; returns the address with the real port.
+    ///
+    /// - Throws: ``MeshError/invalidAddress(_:reason:)`` when the host or port cannot be bound.
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        if let listener { return listener.address }
+        for key in [configuration.authkey, configuration.adminKey] {
+            if let key, !key.isEmpty { try MeshKey.validate(key) }
+        }
+        let bindAddress = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
+        let keyed = !(configuration.authkey ?? "").isEmpty
+        if !bindAddress.isLoopback, !keyed, !configuration.insecure {
+            throw MeshError.invalidAddress(
+                bindAddress.description,
+                reason: "refusing to listen beyond loopback with no authkey: anyone who can reach the port could join,"
+                    + " read and stop the mesh. Set a key (mesh keygen > mesh.key; --authkey-file mesh.key), or pass"
+                    + " --insecure (MESH_INSECURE=1) if an open mesh is meant")
+        }
+        book.maximumNodes = configuration.maximumNodes
+        let options = try connectionOptions()
+        let link = self.link
+        let events = self.events
+        let admission = HandshakeAdmission()
+        do {
+            listener = try Listener(
+                binding: bindAddress, admission: admission, onError: { events.push(.acceptFailed($0)) },
+                onAccept: { socket, peer in
+                    _ = Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission)
+                })
+        } catch {
+            throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
+        }
+        if !bindAddress.isLoopback, !keyed {
+            logger.warning(
+                "listening on \(bindAddress) with no authkey: anyone who can reach this port can join the mesh"
+                    + " and read its topology (use --authkey-file or MESH_AUTHKEY)")
+        }
+        return listener!.address
+    }
+
+    /// Serves until the calling task is cancelled, then closes every connection.
+    ///
+    /// - Throws: what ``start()`` throws, when not started yet.
+    public func run() async throws {
+        try await start()
+        let events = self.events
+        let tickInterval = min(configuration.heartbeatTimeout / 8, .milliseconds(250))
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: tickInterval)
+                events.push(.tick)
+            }
+        }
+        defer { ticker.cancel() }
+        while !Task.isCancelled {
+            let batch = await events.next()
+            for event in batch { handle(event) }
+            publishSoon()
+            link.resumePaused()
+        }
+        shutdown()
+    }
+
+    /// Node control and inspectors prove the mesh key; admin connections the admin key.
+    private func connectionOptions() throws -> Connection.Options {
+        let meshKey = try MeshKey.stretched(configuration.authkey)
+        let adminKey = try configuration.adminKey.flatMap { $0.isEmpty ? nil : $0 }.map { try MeshKey.stretched($0) } ?? meshKey
+        let mesh: Handshake.Access = meshKey.map { .key($0) } ?? .open
+        let admin: Handshake.Access = adminKey.map { .key($0) } ?? .open
+        return Connection.Options(
+            handshake: .accept(served: [.control: mesh, .inspect: mesh, .admin: admin], localID: nil),
+            maximumFrameLength: configuration.maximumFrameLength,
+            maximumPendingBytes: 64 << 20)
+    }
+
+    // MARK: Events
+
+    private func handle(_ event: Event) {
+        switch event {
+        case .opened(let connection):
+            let host = connection.remote.host
+            let fromThere = sessionsPerHost[host] ?? 0
+            guard fromThere < configuration.maximumSessionsPerAddress else {
+                refusals.log(
+                    "refused connections", level: .warning, to: logger,
+                    "refused a connection from \(connection.remote): \(fromThere) connections from that address already (limit \(configuration.maximumSessionsPerAddress))")
+                connection.send(ControlMessage(.rejected, reason: "too many connections from \(host)").encodedFrame())
+                connection.closeAfterFlushing(deadline: .now + .seconds(1))
+                return
+            }
+            sessions[connection.id] = Session(connection: connection, purpose: connection.purpose ?? .inspect, lastHeard: .now)
+            sessionsPerHost[host, default: 0] += 1
+            logger.debug("connection from \(connection.remote) authenticated for \(connection.purpose?.description ?? "?")")
+        case .control(let connection, let message):
+            guard sessions[connection.id] != nil else { return }
+            sessions[connection.id]?.lastHeard = .now
+            handle(message, from: connection)
+        case .closed(let connection, let error):
+            closed(connection, error: error)
+        case .acceptFailed(let error):
+            logger.error("accepting a connection failed: \(error)")
+        case .tick:
+            evictSilentNodes()
+            for line in refusals.flush(now: .now) { logger.warning(line) }
+        case .publish:
+            publishPending = false
+            publish()
+        }
+    }
+
+    private func handle(_ message: ControlMessage, from connection: Connection) {
+        guard let session = sessions[connection.id] else { return }
+        // A session that said goodbye is over: nothing it sends after counts (no ghost records).
+        if session.leaving { return }
+        if [.sync, .inspect, .status].contains(message.type), !allowExpensiveRequest(on: connection) { return }
+        if let node = session.node {
+            handle(message, from: node, on: connection)
+        } else if session.inspector {
+            handleTool(message, on: connection)
+        } else if session.purpose == .control {
+            guard message.type == .register else {
+                return reject(connection, "expected register first, got \(message.type)")
+            }
+            register(message.node, secret: message.secret, view: message.view, interest: message.interest, on: connection)
+        } else {
+            guard message.type == .inspect else {
+                return reject(connection, "expected inspect first, got \(message.type)")
+            }
+            sessions[connection.id]?.inspector = true
+            reply(topologyFrame(), on: connection)
+        }
+    }
+
+    /// Counts a request that costs a full copy of the topology or the status; past the limit the
+    /// session is closed (a node asks for one only after a missed delta).
+    private func allowExpensiveRequest(on connection: Connection) -> Bool {
+        guard var session = sessions[connection.id] else { return false }
+        let now = ContinuousClock.now
+        if now - session.windowStart >= .seconds(1) {
+            session.windowStart = now
+            session.expensiveRequests = 0
+        }
+        session.expensiveRequests += 1
+        sessions[connection.id] = session
+        guard session.expensiveRequests <= configuration.maximumExpensiveRequestsPerSecond else {
+            reject(
+                connection,
+                "more than \(configuration.maximumExpensiveRequestsPerSecond) sync/inspect/status requests in one second")
+            return false
+        }
+        return true
+    }
+
+    /// Sends a reply; a client whose queue is full is not reading and is closed.
+    private func reply(_ frame: [UInt8], on connection: Connection) {
+        guard connection.send(frame) == .full else { return }
+        let who = sessions[connection.id]?.node.map { "\($0.name) (\($0.id))" } ?? "a client"
+        logger.warning("\(who) at \(connection.remote) is not reading its replies; disconnecting it")
+        connection.close(error: .protocolViolation("control backlog full"))
+    }
+
+    /// The current topology as a `topology` reply, encoded once per version.
+    private func topologyFrame() -> [UInt8] {
+        Frame(kind: FrameKind.control.rawValue, body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)).encoded
+    }
+
+    /// A `welcome` for `node` with `snapshot` (JSON), by default the whole topology's, shared. A
+    /// partial view's welcome (with its own snapshot) says `"view":"partial"`.
+    private func welcomeFrame(for node: NodeRecord?, snapshot: [UInt8]? = nil) -> [UInt8] {
+        let nodeJSON = (try? ControlMessage.encoder.encode(node)).map(Array.init) ?? Array("null".utf8)
+        return Frame(
+            kind: FrameKind.control.rawValue,
+            body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"topology\":".utf8) + (snapshot ?? snapshotJSON())
+                + Array((snapshot == nil ? ",\"type\":\"welcome\"}" : ",\"type\":\"welcome\",\"view\":\"partial\"}").utf8)
+        ).encoded
+    }
+
+    private func snapshotJSON() -> [UInt8] {
+        let version = book.topology.version
+        if let cache = snapshotCache, cache.version == version { return cache.json }
+        let json = (try? ControlMessage.encoder.encode(book.topology.snapshot)).map(Array.init) ?? Array("null".utf8)
+        snapshotCache = (version, json)
+        return json
+    }
+
+    /// A registered node's request.
+    private func handle(_ message: ControlMessage, from node: NodeRecord, on connection: Connection) {
+        switch message.type {
+        case .listen, .unlisten:
+            guard let topic = message.topic else { return reject(connection, "\(message.type) without a topic") }
+            do {
+                if message.type == .listen {
+                    try book.listen(node.id, to: topic)
+                } else {
+                    book.unlisten(node.id, from: topic)
+                }
+                logger.debug("\(node.name) (\(node.id)) \(message.type)s \"\(topic)\"")
+            } catch {
+                reject(connection, "\(message.type) \"\(topic.prefix(80))\": \(error)")
+            }
+        case .serve, .unserve:
+            guard let service = message.service else { return reject(connection, "\(message.type) without a service") }
+            do {
+                if message.type == .serve {
+                    try book.serve(node.id, service)
+                } else {
+                    book.unserve(node.id, service)
+                }
+                logger.debug("\(node.name) (\(node.id)) \(message.type)s \"\(service)\"")
+            } catch {
+                reject(connection, "\(message.type) \"\(service.prefix(80))\": \(error)")
+            }
+        case .sync:
+            if let snapshot = views.snapshot(connection.id) {
+                reply(ControlMessage(.topology, topology: snapshot).encodedFrame(), on: connection)
+            } else {
+                reply(topologyFrame(), on: connection)
+            }
+        case .interest:
+            guard views.isPartial(connection.id) else {
+                return reject(connection, "interest from a node that registered for the full view")
+            }
+            let interest = message.interest ?? ViewInterest()
+            do {
+                try views.declare(connection.id, interest)  // answered by the next publish
+            } catch {
+                reject(connection, "interest: \(error)")
+            }
+        case .heartbeat:
+            if let stats = message.stats { sessions[connection.id]?.stats = stats }
+            answerHeartbeat(on: connection)
+        case .bye:
+            sessions[connection.id]?.leaving = true
+            remove(node, from: connection, reason: "left")
+            connection.closeAfterFlushing(deadline: .now + .seconds(1))
+        default:
+            reject(connection, "unexpected \(message.type) from a registered node")
+        }
+    }
+
+    /// A request from the `mesh` tool (an inspecting connection).
+    private func handleTool(_ message: ControlMessage, on connection: Connection) {
+        switch message.type {
+        case .inspect, .sync:
+            reply(topologyFrame(), on: connection)
+        case .heartbeat:
+            answerHeartbeat(on: connection)
+        case .status, .kill:
+            guard sessions[connection.id]?.purpose == .admin else {
+                return reject(
+                    connection,
+                    "\(message.type) needs the admin credential: connect with the admin key (mesh --admin-key-file)")
+            }
+            if message.type == .status {
+                reply(ControlMessage(.status, status: status).encodedFrame(), on: connection)
+            } else {
+                kill(message.target ?? "", requestedBy: connection)
+            }
+        default:
+            reject(connection, "unexpected \(message.type) from an inspecting client")
+        }
+    }
+
+    private static let heartbeatFrame = ControlMessage(.heartbeat).encodedFrame()
+
+    /// Shows a node the coordinator is alive; skipped when something else went to it lately.
+    private func answerHeartbeat(on connection: Connection) {
+        let now = ContinuousClock.now
+        guard let lastSent = sessions[connection.id]?.lastSent, now - lastSent < .milliseconds(500) else {
+            connection.send(Self.heartbeatFrame)
+            sessions[connection.id]?.lastSent = now
+            return
+        }
+    }
+
+    private func register(
+        _ record: NodeRecord?, secret: String?, view: TopologyView?, interest: ViewInterest?, on connection: Connection
+    ) {
+        guard var node = record else { return reject(connection, "register without a node record") }
+        guard NodeID.isValid(node.id) else {
+            return reject(connection, "node id \"\(node.id.prefix(40))\" is not 16 lowercase hex digits")
+        }
+        // The id in the authenticated handshake, and the secret behind the id: no one else's id.
+        guard node.id == connection.peerID else {
+            return reject(connection, "register names node \(node.id) but the handshake was for \(connection.peerID)")
+        }
+        guard let secret, NodeID.matches(id: node.id, secretHex: secret) else {
+            return reject(connection, "register for node \(node.id) without the secret that id is made from")
+        }
+        if node.host.isEmpty { node.host = connection.remote.host }
+        if !configuration.allowForeignHosts, !connection.remote.isSameHost(as: node.host) {
+            return reject(
+                connection,
+                "advertised host \(node.host.prefix(80)) is not the address this node connects from (\(connection.remote.host));"
+                    + " start the coordinator with --allow-foreign-hosts for nodes behind NAT")
+        }
+        guard SocketAddress.parse(node.host, defaultPort: node.port).map({ $0.port == node.port }) == true,
+            !node.host.hasPrefix("unix:")
+        else {
+            return reject(connection, "host \"\(node.host.prefix(80))\" is not a numeric IP address (resolve names before registering)")
+        }
+        if view == .partial {
+            do {
+                try ViewBook.check(interest ?? ViewInterest())
+            } catch {
+                return reject(connection, "register: \(error)")
+            }
+        }
+        node.joined = Date().timeIntervalSince1970
+        do {
+            let stored = try book.join(node)
+            if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
+            sessions[connection.id]?.node = stored
+            sessions[connection.id]?.awaitingWelcome = true
+            logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
+            journal.joined(stored, peer: connection.remote)
+        } catch {
+            reject(connection, error.description)
+        }
+    }
+
+    /// The coordinator's view for `mesh status`.
+    private var status: CoordinatorStatus {
+        let now = ContinuousClock.now
+        let nodes = sessions.values.compactMap { session -> NodeStatus? in
+            guard let registered = session.node else { return nil }
+            // The topology's record, not the session's copy from `register`: listens since then count.
+            let node = book.topology.nodes[registered.id] ?? registered
+            return NodeStatus(node: node, stats: session.stats, lastHeard: seconds(session.lastHeard.duration(to: now)))
+        }
+        return CoordinatorStatus(
+            uptime: seconds(startedAt.duration(to: now)), version: book.topology.version,
+            nodes: nodes.sorted { $0.node.id < $1.node.id })
+    }
+
+    /// Asks the nodes matching `target` (a name, an id, or "*") to stop; answers when they left.
+    private func kill(_ target: String, requestedBy requester: Connection) {
+        let matching = sessions.values.compactMap(\.node).filter { target == "*" || $0.name == target || $0.id == target }
+        guard !matching.isEmpty else {
+            reply(
+                ControlMessage(.killed, reason: "no node is named or has the id \"\(target)\"", stopped: [], remaining: [])
+                    .encodedFrame(), on: requester)
+            return
+        }
+        let frame = ControlMessage(.shutdown, reason: "requested by mesh node kill from \(requester.remote)").encodedFrame()
+        for session in sessions.values where matching.contains(where: { $0.id == session.node?.id }) {
+            reply(frame, on: session.connection)
+        }
+        logger.info("asked \(matching.count) node(s) to stop (\(target == "*" ? "all" : target)) for \(requester.remote)")
+        kills.append(
+            KillRequest(requester: requester, waitingFor: Set(matching.map(\.id)), stopped: [], deadline: .now + killTimeout))
+    }
+
+    /// Answers kill requests whose nodes have all left or whose time is up.
+    private func settleKills(now: ContinuousClock.Instant = .now) {
+        kills.removeAll { request in
+            guard request.waitingFor.isEmpty || now >= request.deadline else { return false }
+            reply(
+                ControlMessage(.killed, stopped: request.stopped.sorted(), remaining: request.waitingFor.sorted())
+                    .encodedFrame(), on: request.requester)
+            return true
+        }
+    }
+
+    private func reject(_ connection: Connection, _ reason: String) {
+        // A client can be rejected as fast as it can reconnect: a few lines a second, then a count.
+        refusals.log("rejected connections", level: .warning, to: logger, "rejected connection from \(connection.remote): \(reason)")
+        sessions[connection.id]?.leaving = true  // nothing more from it counts
+        journal.refused(peer: connection.remote, .rejected, reason: reason)
+        connection.send(ControlMessage(.rejected, reason: reason).encodedFrame())
+        connection.closeAfterFlushing(deadline: .now + .seconds(1))
+        if let node = sessions[connection.id]?.node { remove(node, from: connection, reason: "rejected: \(reason)") }
+    }
+
+    private func closed(_ connection: Connection, error: ConnectionError?) {
+        guard let session = forget(connection) else {
+            // Never got past the handshake, or already evicted (and logged) for silence.
+            if case .handshake(let failure) = error {
+                refusals.log(
+                    "refused connections", level: .warning, to: logger,
+                    "rejected connection from \(connection.remote): \(failure)")
+                journal.refused(peer: connection.remote, RefusalReason(failure), reason: failure.description)
+            } else if let error {
+                logger.debug("closed connection from \(connection.remote): \(error)")
+            }
+            return
+        }
+        if let node = session.node, !session.leaving {
+            let reason = error.map { "connection lost: \($0)" } ?? "disconnected"
+            remove(node, from: connection, reason: reason)
+        } else if !session.inspector, session.node == nil, !session.leaving, let error {
+            refusals.log(
+                "rejected connections", level: .warning, to: logger,
+                "closed connection from \(connection.remote) before it registered: \(error)")
+        }
+    }
+
+    private func remove(_ node: NodeRecord, from connection: Connection, reason: String, evicted: Bool = false) {
+        views.close(connection.id)
+        guard book.leave(node.id) != nil else { return }
+        journal.left(node, peer: connection.remote, reason: reason, evicted: evicted)
+        sessions[connection.id]?.node = nil
+        for index in kills.indices where kills[index].waitingFor.remove(node.id) != nil {
+            kills[index].stopped.append(node.id)
+        }
+        logger.info("node left: \(node.name) (\(node.id)) at \(node.host):\(node.port): \(reason)")
+    }
+
+    /// Removes a session and its view, keeping the count per address in step.
+    @discardableResult
+    private func forget(_ connection: Connection) -> Session? {
+        views.close(connection.id)
+        guard let session = sessions.removeValue(forKey: connection.id) else { return nil }
+        let host = session.connection.remote.host
+        sessionsPerHost[host, default: 1] -= 1
+        if sessionsPerHost[host] == 0 { sessionsPerHost[host] = nil }
+        return session
+    }
+
+    private func evictSilentNodes() {
+        let now = ContinuousClock.now
+        // A tick that comes late means this process was too busy to read: what the nodes sent
+        // meanwhile may be waiting unread. Give them the time the coordinator lost.
+        let tickInterval = min(configuration.heartbeatTimeout / 8, .milliseconds(250))
+        let lateBy = lastTick.duration(to: now) - tickInterval
+        lastTick = now
+        if lateBy > tickInterval {
+            for id in sessions.keys { sessions[id]?.lastHeard += lateBy }
+        }
+        let cutoff = now - configuration.heartbeatTimeout
+        let limit = String(format: "%.1f", seconds(configuration.heartbeatTimeout))
+        for (_, session) in sessions where session.lastHeard < cutoff {
+            if let node = session.node {
+                remove(node, from: session.connection, reason: "no heartbeat for \(limit) s", evicted: true)
+            } else {
+                logger.warning("closed connection from \(session.connection.remote): silent for \(limit) s")
+                if !session.inspector {
+                    journal.refused(peer: session.connection.remote, .silent, reason: "silent for \(limit) s before registering")
+                }
+            }
+            session.connection.close(error: .protocolViolation("no heartbeat"))
+            forget(session.connection)
+        }
+        settleKills(now: now)
+    }
+
+    /// Publishes now, or, when the last publish was under ``publishInterval`` ago, once that
+    /// much time has passed: a storm of joins then costs one delta per interval to every node,
+    /// not one per join (1,000 nodes joining at once would otherwise mean a million deltas).
+    private func publishSoon() {
+        guard !publishPending else { return }
+        let wait = publishInterval - lastPublish.duration(to: .now)
+        guard wait > .zero else { return publish() }
+        publishPending = true
+        let events = self.events
+        Task {
+            try? await Task.sleep(for: wait)
+            events.push(.publish)
+        }
+    }
+
+    /// Sends what this batch of events changed: one snapshot for every node that registered in
+    /// it, one delta (encoded once) for every other full-view session, and to each partial-view
+    /// session the changes that concern it.
+    private func publish() {
+        lastPublish = .now
+        let delta = book.takeDelta()
+        for change in delta?.changes ?? [] { views.record(change) }
+        let welcomed = sessions.values.filter(\.awaitingWelcome)
+        let welcomedIDs = Set(welcomed.map(\.connection.id))
+        let now = ContinuousClock.now
+        for session in welcomed {
+            sessions[session.connection.id]?.awaitingWelcome = false
+            sessions[session.connection.id]?.lastSent = now
+            if let view = views.snapshot(session.connection.id) {
+                reply(welcomeFrame(for: session.node, snapshot: (try? ControlMessage.encoder.encode(view)).map(Array.init)), on: session.connection)
+            } else {
+                reply(welcomeFrame(for: session.node), on: session.connection)
+            }
+        }
+        for (id, partial, answers) in views.takeDeltas() {
+            guard let session = sessions[id] else { continue }
+            sessions[id]?.lastSent = now
+            reply(ControlMessage(.delta, delta: partial, interest: answers).encodedFrame(), on: session.connection)
+        }
+        settleKills()
+        guard let delta else { return }
+        let frame = ControlMessage(.delta, delta: delta).encodedFrame()
+        for session in sessions.values where (session.node != nil && !session.awaitingWelcome) || session.inspector {
+            if welcomedIDs.contains(session.connection.id) || views.isPartial(session.connection.id) { continue }
+            sessions[session.connection.id]?.lastSent = now
+            if session.connection.send(frame) == .full {
+                logger.warning(
+                    "\(session.node?.name ?? "inspector") at \(session.connection.remote) is not reading topology updates; disconnecting it"
+                )
+                session.connection.close(error: .protocolViolation("control backlog full"))
+            }
+        }
+    }
+
+    private func shutdown() {
+        listener?.close()
+        listener = nil
+        for session in sessions.values {
+            session.connection.closeAfterFlushing(deadline: .now + .milliseconds(500))
+        }
+        sessions.removeAll()
+        sessionsPerHost.removeAll()
+        events.finish()
+        logger.info("coordinator stopped")
+    }
+}
