@@ -89,7 +89,23 @@ let package = Package(
         .testTarget(
             name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshTesting"], exclude: ["Vectors"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "MeshTests", dependencies: ["Mesh", "MeshCoordination", "MeshCrypto", "MeshJSON", "MeshTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MeshTests",
+            dependencies: ["Mesh", "MeshCoordination", "MeshTooling", "MeshCrypto", "MeshJSON", "MeshTesting"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MeshCoordinationTests", dependencies: ["MeshCoordination", "Mesh", "MeshTesting"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "MeshBagTests", dependencies: ["MeshBag", "Mesh", "MeshTesting"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MeshLaunchTests", dependencies: ["MeshLaunch", "MeshTooling", "Mesh", "MeshTesting"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MeshWebTests",
+            dependencies: ["MeshWeb", "MeshHTTP", "MeshCoordination", "MeshTooling", "Mesh", "MeshCrypto", "MeshTesting"],
+            swiftSettings: swiftSettings),
+        // The executables (`mesh`, the demos, `mesh-bench`) and the Python client, run as processes.
+        .testTarget(name: "MeshToolsTests", dependencies: ["Mesh", "MeshCrypto", "MeshTesting"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

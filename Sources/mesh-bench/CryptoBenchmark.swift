@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 @_spi(Testing) import MeshCrypto
+import MeshTesting
 import Synchronization
 
 /// Measures MeshCrypto's SHA-256 and HMAC-SHA256 against OpenSSL in the same run.
@@ -249,19 +250,14 @@ private enum OpenSSLReference {
     /// - Returns: SHA-256 MB/s on 1 MiB and HMAC-SHA256 µs per 64-byte message.
     /// - Throws: ``Unavailable`` when `python3` is missing or fails; `CancellationError`.
     static func measure() async throws -> (sha256MBps: Double, hmac64Microseconds: Double) {
-        guard let python = findPython() else { throw Unavailable(reason: "python3 not found on PATH") }
+        guard let python = ChildProcess.findOnPath("python3") else { throw Unavailable(reason: "python3 not found on PATH") }
         let output = FileManager.default.temporaryDirectory
             .appendingPathComponent("mesh-bench-openssl-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: output) }
 
-        let process = Process()
-        process.executableURL = python
-        process.arguments = ["-c", script, output.path]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
         let status: Int32
         do {
-            status = try await ChildProcess.run(process, deadline: .seconds(60))
+            status = try await ChildProcess.run(path: python, ["-c", script, output.path], seconds: 60).status
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -274,113 +270,5 @@ private enum OpenSSLReference {
             let rate = values["sha256MBps"], let call = values["hmac64Microseconds"]
         else { throw Unavailable(reason: "python3 wrote no readable figures") }
         return (rate, call)
-    }
-
-    /// The first executable `python3` on `PATH`.
-    private static func findPython() -> URL? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent("python3")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        return nil
-    }
-}
-
-/// Awaits a child process without blocking a thread of the cooperative pool.
-private enum ChildProcess {
-    /// The process outlived its deadline and was terminated.
-    struct TimedOut: Error, CustomStringConvertible {
-        var description: String { "timed out" }
-    }
-
-    /// Starts `process` and suspends until it exits, its deadline passes, or the task is cancelled.
-    ///
-    /// - Parameters:
-    ///   - process: A configured, not yet started process.
-    ///   - deadline: How long to wait before terminating it.
-    /// - Returns: The exit status.
-    /// - Throws: The launch error, ``TimedOut``, or `CancellationError`; the process is terminated
-    ///   in the last two cases.
-    static func run(_ process: Process, deadline: Duration) async throws -> Int32 {
-        let exit = ExitSignal()
-        let handle = ProcessHandle(process)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                exit.install(continuation)
-                process.terminationHandler = { finished in
-                    exit.settle(.success(finished.terminationStatus))
-                }
-                do {
-                    try process.run()
-                } catch {
-                    exit.settle(.failure(error))
-                    return
-                }
-                let seconds = Double(deadline.components.seconds)
-                DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
-                    if exit.settle(.failure(TimedOut())) { handle.terminate() }
-                }
-            }
-        } onCancel: {
-            if exit.settle(.failure(CancellationError())) { handle.terminate() }
-        }
-    }
-
-    /// Lets the deadline and cancellation paths terminate the process from another thread.
-    private final class ProcessHandle: @unchecked Sendable {
-        // Process is thread-safe for `terminate()` and `isRunning`; nothing else is touched here.
-        private let process: Process
-
-        init(_ process: Process) { self.process = process }
-
-        func terminate() {
-            if process.isRunning { process.terminate() }
-        }
-    }
-
-    /// A one-shot result that resumes a continuation exactly once, whichever side comes first.
-    private final class ExitSignal: Sendable {
-        private enum State {
-            case empty
-            case waiting(CheckedContinuation<Int32, any Error>)
-            case early(Result<Int32, any Error>)
-            case finished
-        }
-
-        private let state = Mutex(State.empty)
-
-        func install(_ continuation: CheckedContinuation<Int32, any Error>) {
-            let early: Result<Int32, any Error>? = state.withLock { state in
-                if case .early(let result) = state {
-                    state = .finished
-                    return result
-                }
-                state = .waiting(continuation)
-                return nil
-            }
-            if let early { continuation.resume(with: early) }
-        }
-
-        /// Delivers `result` unless one was delivered already.
-        ///
-        /// - Returns: `true` when this call delivered the result.
-        @discardableResult
-        func settle(_ result: Result<Int32, any Error>) -> Bool {
-            let (delivered, waiting): (Bool, CheckedContinuation<Int32, any Error>?) = state.withLock { state in
-                switch state {
-                case .empty:
-                    state = .early(result)
-                    return (true, nil)
-                case .waiting(let continuation):
-                    state = .finished
-                    return (true, continuation)
-                case .early, .finished:
-                    return (false, nil)
-                }
-            }
-            waiting?.resume(with: result)
-            return delivered
-        }
     }
 }

@@ -1,8 +1,10 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
 
 /// Lets a streaming task and the test share a count and a stop flag.
 final class StreamControl: Sendable {
@@ -34,17 +36,14 @@ extension ResilienceTests {
     struct CoordinatorLossTests {
         @Test("a stream keeps flowing while the coordinator is killed, and a fresh coordinator has the whole topology within 2 s")
         func streamSurvivesCoordinatorRestart() async throws {
-            let port = try freeLoopbackPort()
-            let address = "127.0.0.1:\(port)"
-            let processes = ProcessBag()
-            defer { processes.terminateAll() }
-            let first = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
-            try await first.waitForOutput("mesh-coordinator listening on \(address)")
+            let coordinator = try await CoordinatorProcess()
+            defer { coordinator.terminateAll() }
+            let address = coordinator.address
+            let first = try #require(coordinator.process)
 
             let logs = LogCapture()
             func configuration(_ name: String) -> MeshNode.Configuration {
-                MeshNode.Configuration(
-                    coordinator: address, authkey: nil, listenHost: "127.0.0.1", logger: logs.logger(name))
+                coordinator.configuration(name, logger: logs.logger(name))
             }
             let receiver = try await buildMeshNode(name: "receiver", configuration: configuration("receiver"))
             let got = Collector<Int>()
@@ -83,8 +82,7 @@ extension ResilienceTests {
             #expect(await receiver.currentTopology.nodes.count == 2, "the receiver forgot its last topology")
 
             // A fresh coordinator on the same address.
-            let second = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
-            try await second.waitForOutput("mesh-coordinator listening on \(address)")
+            let second = try await coordinator.start()
             let restartedAt = ContinuousClock.now
             let observer = try await buildMeshNode(
                 name: "observer", configuration: configuration("observer"))
@@ -135,12 +133,10 @@ extension ResilienceTests {
 
         @Test("a receiver that re-registers after the sender still gets every message (no unrouted gap while the fresh coordinator fills up)")
         func lateReregistrationLosesNothing() async throws {
-            let port = try freeLoopbackPort()
-            let address = "127.0.0.1:\(port)"
-            let processes = ProcessBag()
-            defer { processes.terminateAll() }
-            let first = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
-            try await first.waitForOutput("listening on")
+            let coordinator = try await CoordinatorProcess()
+            defer { coordinator.terminateAll() }
+            let address = coordinator.address
+            let first = try #require(coordinator.process)
             let environment = ["MESH_COORDINATOR": address, "MESH_AUTHKEY": ""]
             let receiver = try processes.start("demo-receiver", environment: environment)
             defer { receiver.signal(SIGCONT) }
@@ -174,8 +170,7 @@ extension ResilienceTests {
             receiver.signal(SIGSTOP)
             first.signal(SIGKILL)
             _ = try await first.waitForExit(seconds: 5)
-            let second = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
-            try await second.waitForOutput("listening on")
+            let second = try await coordinator.start()
             try await eventually("the sender to register with the fresh coordinator", seconds: 3) {
                 await sender.isConnectedToCoordinator
             }
@@ -198,12 +193,10 @@ extension ResilienceTests {
 
         @Test("nodes started while the coordinator is down for longer keep retrying about once a second and register when it returns")
         func longOutageRetriesWithCappedBackoff() async throws {
-            let port = try freeLoopbackPort()
-            let address = "127.0.0.1:\(port)"
-            let processes = ProcessBag()
-            defer { processes.terminateAll() }
-            let first = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
-            try await first.waitForOutput("listening on")
+            let coordinator = try await CoordinatorProcess()
+            defer { coordinator.terminateAll() }
+            let address = coordinator.address
+            let first = try #require(coordinator.process)
             let logs = LogCapture()
             let node = try await buildMeshNode(
                 name: "patient",
@@ -214,8 +207,7 @@ extension ResilienceTests {
             _ = try await first.waitForExit(seconds: 5)
             // Long enough for the backoff to reach its 1 s cap.
             try await Task.sleep(for: .seconds(4))
-            let second = try processes.start("mesh-coordinator", ["--host", "127.0.0.1", "--port", "\(port)"])
-            try await second.waitForOutput("listening on")
+            let second = try await coordinator.start()
             let back = try await timeUntil("the node to register again", seconds: 5) {
                 await node.isConnectedToCoordinator
             }

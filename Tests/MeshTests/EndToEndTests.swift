@@ -1,11 +1,26 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshTooling
 
 /// A coordinator and several nodes in this process, over real sockets on 127.0.0.1.
 @Suite("End to end, in one process")
 struct EndToEndTests {
+    /// Starts a pool of three nodes named "worker" listening on "jobs", each appending its id to
+    /// `got` for every job, and returns a dispatcher that sees all three.
+    static func workerPool(in mesh: RunningCoordinator, recordingInto got: Collector<String>) async throws -> MeshNode {
+        for _ in 0..<3 {
+            let worker = try await mesh.node("worker")
+            let workerID = worker.id
+            try await worker.listen("jobs") { (_: String, _: Int) in got.append(workerID) }
+        }
+        let dispatcher = try await mesh.node("dispatcher")
+        try await dispatcher.waitForListener("jobs", count: 3, timeout: .seconds(5))
+        return dispatcher
+    }
+
     struct Pose: Codable, Sendable, Equatable {
         var x: Double
         var y: Double
@@ -14,325 +29,290 @@ struct EndToEndTests {
 
     @Test("a typed message reaches its listener, with its sender")
     func typedSendAndListen() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let receiver = try await mesh.node("receiver")
-        let sender = try await mesh.node("sender")
-        let got = Collector<MeshMessage<[String: String]>>()
-        try await receiver.listen("greetings", as: [String: String].self) { got.append($0) }
-        try await sender.waitForListener("greetings", timeout: .seconds(5))
-        try await sender.send("greetings", ["hello": "world!"])
-        let messages = try await got.wait(for: 1)
-        #expect(messages[0].value == ["hello": "world!"])
-        #expect(messages[0].topic == "greetings")
-        #expect(messages[0].sender == MeshPeer(id: sender.id, name: "sender"))
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let receiver = try await mesh.node("receiver")
+            let sender = try await mesh.node("sender")
+            let got = Collector<MeshMessage<[String: String]>>()
+            try await receiver.listen("greetings", as: [String: String].self) { got.append($0) }
+            try await sender.waitForListener("greetings", timeout: .seconds(5))
+            try await sender.send("greetings", ["hello": "world!"])
+            let messages = try await got.wait(for: 1)
+            #expect(messages[0].value == ["hello": "world!"])
+            #expect(messages[0].topic == "greetings")
+            #expect(messages[0].sender == MeshPeer(id: sender.id, name: "sender"))
+        }
     }
 
     @Test("Codable structs, raw Data and [UInt8] arrive unchanged; raw bytes skip the codec")
     func payloadKinds() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let receiver = try await mesh.node("receiver")
-        let sender = try await mesh.node("sender")
-        let poses = Collector<Pose>()
-        let blobs = Collector<Data>()
-        let arrays = Collector<[UInt8]>()
-        let jsonBytes = Collector<Data>()
-        try await receiver.listen("pose") { (_: String, pose: Pose) in poses.append(pose) }
-        try await receiver.listen("blob") { (_: String, data: Data) in blobs.append(data) }
-        try await receiver.listen("array") { (_: String, bytes: [UInt8]) in arrays.append(bytes) }
-        try await receiver.listen("json-as-data") { (_: String, data: Data) in jsonBytes.append(data) }
-        for topic in ["pose", "blob", "array", "json-as-data"] {
-            try await sender.waitForListener(topic, timeout: .seconds(5))
+        try await withMesh { mesh in
+            let receiver = try await mesh.node("receiver")
+            let sender = try await mesh.node("sender")
+            let poses = Collector<Pose>()
+            let blobs = Collector<Data>()
+            let arrays = Collector<[UInt8]>()
+            let jsonBytes = Collector<Data>()
+            try await receiver.listen("pose") { (_: String, pose: Pose) in poses.append(pose) }
+            try await receiver.listen("blob") { (_: String, data: Data) in blobs.append(data) }
+            try await receiver.listen("array") { (_: String, bytes: [UInt8]) in arrays.append(bytes) }
+            try await receiver.listen("json-as-data") { (_: String, data: Data) in jsonBytes.append(data) }
+            for topic in ["pose", "blob", "array", "json-as-data"] {
+                try await sender.waitForListener(topic, timeout: .seconds(5))
+            }
+            let everyByte = Data((0...255).map { UInt8($0) } + (0...255).reversed().map { UInt8($0) })
+            try await sender.send("pose", Pose(x: 1.5, y: -2, label: "dock"))
+            try await sender.send("blob", everyByte)
+            try await sender.send("array", [UInt8](everyByte))
+            try await sender.send("json-as-data", ["k": 1])
+            #expect(try await poses.wait(for: 1) == [Pose(x: 1.5, y: -2, label: "dock")])
+            // Raw bytes: byte for byte, not base64, not JSON.
+            #expect(try await blobs.wait(for: 1) == [everyByte])
+            #expect(try await arrays.wait(for: 1) == [[UInt8](everyByte)])
+            // A Data listener sees a codec message as the codec's bytes.
+            let json = try await jsonBytes.wait(for: 1)[0]
+            #expect(String(decoding: json, as: UTF8.self) == #"{"k":1}"#)
         }
-        let everyByte = Data((0...255).map { UInt8($0) } + (0...255).reversed().map { UInt8($0) })
-        try await sender.send("pose", Pose(x: 1.5, y: -2, label: "dock"))
-        try await sender.send("blob", everyByte)
-        try await sender.send("array", [UInt8](everyByte))
-        try await sender.send("json-as-data", ["k": 1])
-        #expect(try await poses.wait(for: 1) == [Pose(x: 1.5, y: -2, label: "dock")])
-        // Raw bytes: byte for byte, not base64, not JSON.
-        #expect(try await blobs.wait(for: 1) == [everyByte])
-        #expect(try await arrays.wait(for: 1) == [[UInt8](everyByte)])
-        // A Data listener sees a codec message as the codec's bytes.
-        let json = try await jsonBytes.wait(for: 1)[0]
-        #expect(String(decoding: json, as: UTF8.self) == #"{"k":1}"#)
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
     }
 
     @Test("10,000 messages from one sender arrive complete and in order")
     func orderedStream() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let receiver = try await mesh.node("receiver")
-        let sender = try await mesh.node("sender")
-        let got = Collector<Int>()
-        try await receiver.listen("count") { (_: String, n: Int) in got.append(n) }
-        try await sender.waitForListener("count", timeout: .seconds(5))
-        for n in 0..<10_000 { try await sender.send("count", n) }
-        let values = try await got.wait(for: 10_000, seconds: 30)
-        #expect(values == Array(0..<10_000))
-        #expect(await sender.statistics.messagesSent == 10_000)
-        #expect(await receiver.statistics.messagesReceived == 10_000)
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let receiver = try await mesh.node("receiver")
+            let sender = try await mesh.node("sender")
+            let got = Collector<Int>()
+            try await receiver.listen("count") { (_: String, n: Int) in got.append(n) }
+            try await sender.waitForListener("count", timeout: .seconds(5))
+            for n in 0..<10_000 { try await sender.send("count", n) }
+            let values = try await got.wait(for: 10_000, seconds: 30)
+            #expect(values == Array(0..<10_000))
+            #expect(await sender.statistics.messagesSent == 10_000)
+            #expect(await receiver.statistics.messagesReceived == 10_000)
+        }
     }
 
     @Test("a worker pool of 3 shares 30 messages 10/10/10")
     func workerPoolRoundRobin() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let got = Collector<String>()
-        var workers: [MeshNode] = []
-        for _ in 0..<3 {
-            let worker = try await mesh.node("worker")
-            let workerID = worker.id
-            try await worker.listen("jobs") { (_: String, _: Int) in got.append(workerID) }
-            workers.append(worker)
+        try await withMesh { mesh in
+            let got = Collector<String>()
+            let sender = try await Self.workerPool(in: mesh, recordingInto: got)
+            for n in 0..<30 { try await sender.send("jobs", n) }
+            let receivers = try await got.wait(for: 30)
+            let counts = Dictionary(grouping: receivers, by: { $0 }).mapValues(\.count)
+            #expect(counts.count == 3)
+            #expect(counts.values.allSatisfy { $0 == 10 })
         }
-        let sender = try await mesh.node("dispatcher")
-        try await sender.waitForListener("jobs", count: 3, timeout: .seconds(5))
-        for n in 0..<30 { try await sender.send("jobs", n) }
-        let receivers = try await got.wait(for: 30)
-        let counts = Dictionary(grouping: receivers, by: { $0 }).mapValues(\.count)
-        #expect(counts.count == 3)
-        #expect(counts.values.allSatisfy { $0 == 10 })
-        await sender.close()
-        for worker in workers { await worker.close() }
-        await mesh.stop()
     }
 
     @Test("a topology change elsewhere does not reset a pool's round-robin turn")
     func turnSurvivesTopologyChange() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let got = Collector<String>()
-        var workers: [MeshNode] = []
-        for _ in 0..<3 {
-            let worker = try await mesh.node("worker")
-            let workerID = worker.id
-            try await worker.listen("jobs") { (_: String, _: Int) in got.append(workerID) }
-            workers.append(worker)
+        try await withMesh { mesh in
+            let got = Collector<String>()
+            let sender = try await Self.workerPool(in: mesh, recordingInto: got)
+            for n in 0..<2 { try await sender.send("jobs", n) }
+            _ = try await got.wait(for: 2)
+            let bystander = try await mesh.node("bystander")  // a join: every node's routes are rebuilt
+            try await sender.waitForNodes(named: "bystander", timeout: .seconds(5))
+            try await sender.send("jobs", 2)
+            let receivers = try await got.wait(for: 3)
+            #expect(Set(receivers).count == 3, "the third job must go to the third worker, not back to the first")
         }
-        let sender = try await mesh.node("dispatcher")
-        try await sender.waitForListener("jobs", count: 3, timeout: .seconds(5))
-        for n in 0..<2 { try await sender.send("jobs", n) }
-        _ = try await got.wait(for: 2)
-        let bystander = try await mesh.node("bystander")  // a join: every node's routes are rebuilt
-        try await sender.waitForNodes(named: "bystander", timeout: .seconds(5))
-        try await sender.send("jobs", 2)
-        let receivers = try await got.wait(for: 3)
-        #expect(Set(receivers).count == 3, "the third job must go to the third worker, not back to the first")
-        for node in [sender, bystander] + workers { await node.close() }
-        await mesh.stop()
     }
 
     @Test("two groups listening to one topic each get every message")
     func twoGroups() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let loggers = Collector<Int>()
-        let planners = Collector<Int>()
-        let logger = try await mesh.node("logger")
-        let plannerA = try await mesh.node("planner")
-        let plannerB = try await mesh.node("planner")
-        try await logger.listen("events") { (_: String, n: Int) in loggers.append(n) }
-        try await plannerA.listen("events") { (_: String, n: Int) in planners.append(n) }
-        try await plannerB.listen("events") { (_: String, n: Int) in planners.append(n) }
-        let sender = try await mesh.node("source")
-        try await sender.waitForTopology(timeout: .seconds(5), describing: "three listeners") {
-            $0.listeners(of: "events").count == 3
+        try await withMesh { mesh in
+            let loggers = Collector<Int>()
+            let planners = Collector<Int>()
+            let logger = try await mesh.node("logger")
+            let plannerA = try await mesh.node("planner")
+            let plannerB = try await mesh.node("planner")
+            try await logger.listen("events") { (_: String, n: Int) in loggers.append(n) }
+            try await plannerA.listen("events") { (_: String, n: Int) in planners.append(n) }
+            try await plannerB.listen("events") { (_: String, n: Int) in planners.append(n) }
+            let sender = try await mesh.node("source")
+            try await sender.waitForTopology(timeout: .seconds(5), describing: "three listeners") {
+                $0.listeners(of: "events").count == 3
+            }
+            for n in 0..<20 { try await sender.send("events", n) }
+            #expect(try await loggers.wait(for: 20) == Array(0..<20))
+            #expect(try await planners.wait(for: 20).sorted() == Array(0..<20))
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(planners.values.count == 20, "the planner group must get each message once")
+            for node in [sender, logger, plannerA, plannerB] { await node.close() }
         }
-        for n in 0..<20 { try await sender.send("events", n) }
-        #expect(try await loggers.wait(for: 20) == Array(0..<20))
-        #expect(try await planners.wait(for: 20).sorted() == Array(0..<20))
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(planners.values.count == 20, "the planner group must get each message once")
-        for node in [sender, logger, plannerA, plannerB] { await node.close() }
-        await mesh.stop()
     }
 
     @Test("broadcast gives every member of a group a copy")
     func broadcast() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let got = Collector<String>()
-        var members: [MeshNode] = []
-        for _ in 0..<3 {
-            let member = try await mesh.node("display")
-            let memberID = member.id
-            try await member.listen("frame") { (_: String, _: Int) in got.append(memberID) }
-            members.append(member)
+        try await withMesh { mesh in
+            let got = Collector<String>()
+            var members: [MeshNode] = []
+            for _ in 0..<3 {
+                let member = try await mesh.node("display")
+                let memberID = member.id
+                try await member.listen("frame") { (_: String, _: Int) in got.append(memberID) }
+                members.append(member)
+            }
+            let sender = try await mesh.node("camera", loadBalancing: .broadcast)
+            try await sender.waitForTopology(timeout: .seconds(5), describing: "three displays") {
+                $0.listeners(of: "frame").count == 3
+            }
+            for n in 0..<5 { try await sender.send("frame", n) }
+            let receivers = try await got.wait(for: 15)
+            #expect(Set(receivers) == Set(members.map(\.id)))
+            await sender.close()
+            for member in members { await member.close() }
         }
-        let sender = try await mesh.node("camera", loadBalancing: .broadcast)
-        try await sender.waitForTopology(timeout: .seconds(5), describing: "three displays") {
-            $0.listeners(of: "frame").count == 3
-        }
-        for n in 0..<5 { try await sender.send("frame", n) }
-        let receivers = try await got.wait(for: 15)
-        #expect(Set(receivers) == Set(members.map(\.id)))
-        await sender.close()
-        for member in members { await member.close() }
-        await mesh.stop()
     }
 
     @Test("waitForListener times out with a clear error, and returns when a listener appears")
     func waitForListener() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let sender = try await mesh.node("sender")
-        let start = ContinuousClock.now
-        await #expect(throws: MeshError.timedOut(waitingFor: "a listener on \"nobody\"", seconds: 0.3)) {
-            try await sender.waitForListener("nobody", timeout: .milliseconds(300))
-        }
-        #expect(ContinuousClock.now - start < .seconds(2))
-        let waiting = Task { try await sender.waitForListener("later", timeout: .seconds(10)) }
-        try await eventually("the wait to be registered") { await sender.pendingWaitCount == 1 }
-        let receiver = try await mesh.node("receiver")
-        try await receiver.listen("later") { (_: String, _: Int) in }
-        try await withDeadline(5) { try await waiting.value }
+        try await withMesh { mesh in
+            let sender = try await mesh.node("sender")
+            let start = ContinuousClock.now
+            await #expect(throws: MeshError.timedOut(waitingFor: "a listener on \"nobody\"", seconds: 0.3)) {
+                try await sender.waitForListener("nobody", timeout: .milliseconds(300))
+            }
+            #expect(ContinuousClock.now - start < .seconds(2))
+            let waiting = Task { try await sender.waitForListener("later", timeout: .seconds(10)) }
+            try await eventually("the wait to be registered") { await sender.pendingWaitCount == 1 }
+            let receiver = try await mesh.node("receiver")
+            try await receiver.listen("later") { (_: String, _: Int) in }
+            try await withDeadline(5) { try await waiting.value }
 
-        // Cancelling a wait ends it at once, not at its deadline.
-        let cancelled = Task { try await sender.waitForListener("never", timeout: .seconds(60)) }
-        try await eventually("the wait to be registered") { await sender.pendingWaitCount == 1 }
-        cancelled.cancel()
-        let cancelStart = ContinuousClock.now
-        await #expect(throws: CancellationError.self) { try await withDeadline(5) { try await cancelled.value } }
-        #expect(ContinuousClock.now - cancelStart < .seconds(2))
-        #expect(await sender.pendingWaitCount == 0, "a cancelled wait leaves nothing behind")
-        await receiver.close()
-        await sender.close()
-        await mesh.stop()
+            // Cancelling a wait ends it at once, not at its deadline.
+            let cancelled = Task { try await sender.waitForListener("never", timeout: .seconds(60)) }
+            try await eventually("the wait to be registered") { await sender.pendingWaitCount == 1 }
+            cancelled.cancel()
+            let cancelStart = ContinuousClock.now
+            await #expect(throws: CancellationError.self) { try await withDeadline(5) { try await cancelled.value } }
+            #expect(ContinuousClock.now - cancelStart < .seconds(2))
+            #expect(await sender.pendingWaitCount == 0, "a cancelled wait leaves nothing behind")
+        }
     }
 
     @Test("a node that leaves disappears from every other node's topology")
     func leaving() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let a = try await mesh.node("a")
-        let b = try await mesh.node("b")
-        let c = try await mesh.node("c")
-        try await a.waitForNodes(named: "c", timeout: .seconds(5))
-        #expect(await a.currentTopology.nodes[c.id]?.name == "c")
-        await c.close()
-        try await eventually("c to leave a's and b's topology") {
-            let seenByA = await a.currentTopology.nodes[c.id]
-            let seenByB = await b.currentTopology.nodes[c.id]
-            return seenByA == nil && seenByB == nil
+        try await withMesh { mesh in
+            let a = try await mesh.node("a")
+            let b = try await mesh.node("b")
+            let c = try await mesh.node("c")
+            try await a.waitForNodes(named: "c", timeout: .seconds(5))
+            #expect(await a.currentTopology.nodes[c.id]?.name == "c")
+            await c.close()
+            try await eventually("c to leave a's and b's topology") {
+                let seenByA = await a.currentTopology.nodes[c.id]
+                let seenByB = await b.currentTopology.nodes[c.id]
+                return seenByA == nil && seenByB == nil
+            }
+            #expect(await mesh.coordinator.topology.nodes[c.id] == nil)
+            #expect(await a.currentTopology.nodes.count == 2)
         }
-        #expect(await mesh.coordinator.topology.nodes[c.id] == nil)
-        #expect(await a.currentTopology.nodes.count == 2)
-        await a.close()
-        await b.close()
-        await mesh.stop()
     }
 
     @Test("the AsyncSequence form delivers in order and ends on stopListening")
     func messageSequence() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let receiver = try await mesh.node("receiver")
-        let sender = try await mesh.node("sender")
-        let stream = try await receiver.messages("pose", as: Pose.self)
-        try await sender.waitForListener("pose", timeout: .seconds(5))
-        for n in 0..<50 { try await sender.send("pose", Pose(x: Double(n), y: 0, label: "p\(n)")) }
-        let labels = try await withDeadline(10) { () -> [String] in
-            var labels: [String] = []
-            for try await message in stream {
-                labels.append(message.value.label)
-                if labels.count == 50 { break }
+        try await withMesh { mesh in
+            let receiver = try await mesh.node("receiver")
+            let sender = try await mesh.node("sender")
+            let stream = try await receiver.messages("pose", as: Pose.self)
+            try await sender.waitForListener("pose", timeout: .seconds(5))
+            for n in 0..<50 { try await sender.send("pose", Pose(x: Double(n), y: 0, label: "p\(n)")) }
+            let labels = try await withDeadline(10) { () -> [String] in
+                var labels: [String] = []
+                for try await message in stream {
+                    labels.append(message.value.label)
+                    if labels.count == 50 { break }
+                }
+                return labels
             }
-            return labels
+            #expect(labels == (0..<50).map { "p\($0)" })
+            try await receiver.stopListening("pose")
+            try await eventually("the coordinator to drop the listen") {
+                await sender.currentTopology.listeners(of: "pose").isEmpty
+            }
+            try await sender.send("pose", Pose(x: 0, y: 0, label: "late"))
+            #expect(await sender.statistics.messagesUnrouted == 1)
         }
-        #expect(labels == (0..<50).map { "p\($0)" })
-        try await receiver.stopListening("pose")
-        try await eventually("the coordinator to drop the listen") {
-            await sender.currentTopology.listeners(of: "pose").isEmpty
-        }
-        try await sender.send("pose", Pose(x: 0, y: 0, label: "late"))
-        #expect(await sender.statistics.messagesUnrouted == 1)
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
     }
 
     @Test("a message that does not decode is counted and skipped; the next one still arrives")
     func undecodableMessage() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let receiver = try await mesh.node("receiver")
-        let sender = try await mesh.node("sender")
-        let got = Collector<Pose>()
-        try await receiver.listen("pose") { (_: String, pose: Pose) in got.append(pose) }
-        try await sender.waitForListener("pose", timeout: .seconds(5))
-        try await sender.send("pose", ["not": "a pose"])
-        try await sender.send("pose", Pose(x: 1, y: 2, label: "ok"))
-        #expect(try await got.wait(for: 1) == [Pose(x: 1, y: 2, label: "ok")])
-        #expect(await receiver.statistics.decodeFailures == 1)
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let receiver = try await mesh.node("receiver")
+            let sender = try await mesh.node("sender")
+            let got = Collector<Pose>()
+            try await receiver.listen("pose") { (_: String, pose: Pose) in got.append(pose) }
+            try await sender.waitForListener("pose", timeout: .seconds(5))
+            try await sender.send("pose", ["not": "a pose"])
+            try await sender.send("pose", Pose(x: 1, y: 2, label: "ok"))
+            #expect(try await got.wait(for: 1) == [Pose(x: 1, y: 2, label: "ok")])
+            #expect(await receiver.statistics.decodeFailures == 1)
+        }
     }
 
     @Test("peers on the same host talk over a Unix socket, or TCP when configured so")
     func sameHostTransport() async throws {
-        let mesh = try await RunningCoordinator.start()
-        for transport in [MeshNode.SameHostTransport.unixSocket, .tcp] {
-            let receiver = try await mesh.node("receiver") { $0.sameHostTransport = transport }
-            let sender = try await mesh.node("sender") { $0.sameHostTransport = transport }
-            let got = Collector<String>()
-            try await receiver.listen("local") { (_: String, text: String) in got.append(text) }
-            try await sender.waitForListener("local", timeout: .seconds(5))
-            try await sender.send("local", "hi")
-            #expect(try await got.wait(for: 1) == ["hi"])
-            let dialled = sender.router.dialledAddress(for: receiver.id)
-            switch transport {
-            case .unixSocket:
-                #expect(dialled == NodeRecord.unixAddress(for: receiver.id))
-                #expect(await receiver.currentTopology.nodes[receiver.id]?.local == MeshDefaults.localScope)
-            case .tcp:
-                #expect(dialled.map(\.port) == (await receiver.listenAddress)?.port)
-                #expect(await receiver.currentTopology.nodes[receiver.id]?.local == nil)
+        try await withMesh { mesh in
+            for transport in [MeshNode.SameHostTransport.unixSocket, .tcp] {
+                let receiver = try await mesh.node("receiver") { $0.sameHostTransport = transport }
+                let sender = try await mesh.node("sender") { $0.sameHostTransport = transport }
+                let got = Collector<String>()
+                try await receiver.listen("local") { (_: String, text: String) in got.append(text) }
+                try await sender.waitForListener("local", timeout: .seconds(5))
+                try await sender.send("local", "hi")
+                #expect(try await got.wait(for: 1) == ["hi"])
+                let dialled = sender.router.dialledAddress(for: receiver.id)
+                switch transport {
+                case .unixSocket:
+                    #expect(dialled == NodeRecord.unixAddress(for: receiver.id))
+                    #expect(await receiver.currentTopology.nodes[receiver.id]?.local == MeshDefaults.localScope)
+                case .tcp:
+                    #expect(dialled.map(\.port) == (await receiver.listenAddress)?.port)
+                    #expect(await receiver.currentTopology.nodes[receiver.id]?.local == nil)
+                }
+                await sender.close()
+                await receiver.close()
             }
-            await sender.close()
-            await receiver.close()
         }
-        await mesh.stop()
     }
 
     @Test("an advertised host name is resolved before registering; peers get a numeric address")
     func advertisedHostName() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let node = try await mesh.node("named") { $0.advertisedHost = "localhost" }
-        let stored = await mesh.coordinator.topology.nodes[node.id]
-        #expect(stored?.host.hasPrefix("127.") == true, "stored host: \(stored?.host ?? "none")")
-        await node.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let node = try await mesh.node("named") { $0.advertisedHost = "localhost" }
+            let stored = await mesh.coordinator.topology.nodes[node.id]
+            #expect(stored?.host.hasPrefix("127.") == true, "stored host: \(stored?.host ?? "none")")
+        }
     }
 
     @Test("a node may listen to what it sends")
     func selfDelivery() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let node = try await mesh.node("loopback")
-        let got = Collector<String>()
-        try await node.listen("echo") { (_: String, text: String) in got.append(text) }
-        try await node.send("echo", "to myself")
-        #expect(try await got.wait(for: 1) == ["to myself"])
-        await node.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let node = try await mesh.node("loopback")
+            let got = Collector<String>()
+            try await node.listen("echo") { (_: String, text: String) in got.append(text) }
+            try await node.send("echo", "to myself")
+            #expect(try await got.wait(for: 1) == ["to myself"])
+        }
     }
 
     @Test("bad names and oversized messages are refused with a clear error")
     func refusals() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let node = try await mesh.node("n") { $0.maximumMessageSize = 1024 }
-        await #expect(throws: MeshError.self) { try await node.listen("", as: Int.self) { _, _ in } }
-        await #expect(throws: MeshError.self) {
-            try await node.listen(String(repeating: "x", count: 256), as: Int.self) { _, _ in }
+        try await withMesh { mesh in
+            let node = try await mesh.node("n") { $0.maximumMessageSize = 1024 }
+            await #expect(throws: MeshError.self) { try await node.listen("", as: Int.self) { _, _ in } }
+            await #expect(throws: MeshError.self) {
+                try await node.listen(String(repeating: "x", count: 256), as: Int.self) { _, _ in }
+            }
+            try await node.listen("big", as: Data.self) { _, _ in }
+            await #expect(throws: MeshError.frameTooLarge(size: 2048, limit: 1024)) {
+                try await node.send("big", Data(count: 2048))
+            }
+            await #expect(throws: MeshError.self) { _ = try await mesh.node("") }
+            await node.close()
+            await #expect(throws: MeshError.closed) { try await node.send("big", Data()) }
         }
-        try await node.listen("big", as: Data.self) { _, _ in }
-        await #expect(throws: MeshError.frameTooLarge(size: 2048, limit: 1024)) {
-            try await node.send("big", Data(count: 2048))
-        }
-        await #expect(throws: MeshError.self) { _ = try await mesh.node("") }
-        await node.close()
-        await #expect(throws: MeshError.closed) { try await node.send("big", Data()) }
-        await mesh.stop()
     }
 }
 
@@ -341,50 +321,48 @@ struct EndToEndTests {
 struct AuthenticationTests {
     @Test("with the right key, nodes register and exchange messages")
     func rightKey() async throws {
-        let mesh = try await RunningCoordinator.start(authkey: "correct horse battery staple")
-        let receiver = try await mesh.node("receiver", authkey: "correct horse battery staple")
-        let sender = try await mesh.node("sender", authkey: "correct horse battery staple")
-        let got = Collector<String>()
-        try await receiver.listen("secret") { (_: String, text: String) in got.append(text) }
-        try await sender.waitForListener("secret", timeout: .seconds(5))
-        try await sender.send("secret", "psst")
-        #expect(try await got.wait(for: 1) == ["psst"])
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
+        try await withMesh(authkey: "correct horse battery staple") { mesh in
+            let receiver = try await mesh.node("receiver", authkey: "correct horse battery staple")
+            let sender = try await mesh.node("sender", authkey: "correct horse battery staple")
+            let got = Collector<String>()
+            try await receiver.listen("secret") { (_: String, text: String) in got.append(text) }
+            try await sender.waitForListener("secret", timeout: .seconds(5))
+            try await sender.send("secret", "psst")
+            #expect(try await got.wait(for: 1) == ["psst"])
+        }
     }
 
     @Test("a wrong key, a missing key, or a key the coordinator does not use, each fail fast")
     func wrongKeys() async throws {
-        let mesh = try await RunningCoordinator.start(authkey: "correct horse battery staple")
-        for key in ["battery staple correct horse", nil] {
-            let start = ContinuousClock.now
-            do {
-                _ = try await mesh.node("intruder", authkey: key)
-                Issue.record("a node with key \(key ?? "none") joined a keyed mesh")
-            } catch let error as MeshError {
-                guard case .authenticationFailed(let peer, _) = error else {
-                    Issue.record("expected authenticationFailed, got \(error)")
-                    continue
+        try await withMesh(authkey: "correct horse battery staple") { mesh in
+            for key in ["battery staple correct horse", nil] {
+                let start = ContinuousClock.now
+                do {
+                    _ = try await mesh.node("intruder", authkey: key)
+                    Issue.record("a node with key \(key ?? "none") joined a keyed mesh")
+                } catch let error as MeshError {
+                    guard case .authenticationFailed(let peer, _) = error else {
+                        Issue.record("expected authenticationFailed, got \(error)")
+                        continue
+                    }
+                    #expect(peer.contains(mesh.address))
                 }
-                #expect(peer.contains(mesh.address))
+                #expect(ContinuousClock.now - start < .seconds(3))
             }
-            #expect(ContinuousClock.now - start < .seconds(3))
+            #expect(await mesh.coordinator.topology.nodes.isEmpty, "nothing of an unauthenticated node is recorded")
         }
-        #expect(await mesh.coordinator.topology.nodes.isEmpty, "nothing of an unauthenticated node is recorded")
-        await mesh.stop()
 
-        let open = try await RunningCoordinator.start()
-        await #expect(throws: MeshError.self) { _ = try await open.node("keyed", authkey: "a key the open coordinator lacks") }
-        do {
-            _ = try await open.node("keyed", authkey: "a key the open coordinator lacks")
-        } catch let error as MeshError {
-            guard case .authenticationFailed = error else {
-                Issue.record("expected authenticationFailed, got \(error)")
-                return
+        try await withMesh { open in
+            await #expect(throws: MeshError.self) { _ = try await open.node("keyed", authkey: "a key the open coordinator lacks") }
+            do {
+                _ = try await open.node("keyed", authkey: "a key the open coordinator lacks")
+            } catch let error as MeshError {
+                guard case .authenticationFailed = error else {
+                    Issue.record("expected authenticationFailed, got \(error)")
+                    return
+                }
             }
         }
-        await open.stop()
     }
 
     @Test("no coordinator: a clear error within a few seconds")
@@ -438,17 +416,16 @@ struct AuthenticationTests {
 
     @Test("status shows the topics a node listens to now, not those it registered with")
     func statusShowsCurrentTopics() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let node = try await mesh.node("late-listener")
-        try await node.listen("first", as: Data.self) { _, _ in }
-        try await node.listen("second", as: Data.self) { _, _ in }
-        try await node.stopListening("first")
-        // An open mesh: the admin purpose with an empty key.
-        let admin = try await MeshInspector.connect(to: mesh.address, authkey: nil, adminKey: "")
-        let status = try await admin.status()
-        #expect(status.nodes.map(\.node.topics) == [["second"]])
-        await admin.close()
-        await node.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let node = try await mesh.node("late-listener")
+            try await node.listen("first", as: Data.self) { _, _ in }
+            try await node.listen("second", as: Data.self) { _, _ in }
+            try await node.stopListening("first")
+            // An open mesh: the admin purpose with an empty key.
+            let admin = try await MeshInspector.connect(to: mesh.address, authkey: nil, adminKey: "")
+            let status = try await admin.status()
+            #expect(status.nodes.map(\.node.topics) == [["second"]])
+            await admin.close()
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 

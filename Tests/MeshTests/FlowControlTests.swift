@@ -1,4 +1,5 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 
@@ -8,31 +9,6 @@ import Testing
 /// drops must be counted, following the configured policy.
 @Suite("Slow consumers and full queues", .serialized)
 struct FlowControlTests {
-    /// Holds the receiver's listener until released.
-    final class Gate: Sendable {
-        private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-        func pass() async {
-            await withCheckedContinuation { continuation in
-                let open = state.withLock { state -> Bool in
-                    if state.open { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if open { continuation.resume() }
-            }
-        }
-
-        func open() {
-            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-                state.open = true
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
-    }
-
     static let queueLimit = 256 * 1024
 
     struct Padded: Codable, Sendable {
@@ -44,40 +20,38 @@ struct FlowControlTests {
     func flood(policy: MeshNode.FullQueuePolicy, count: Int) async throws -> (
         statistics: MeshStatistics, peak: Int, received: [Int]
     ) {
-        let mesh = try await RunningCoordinator.start()
-        let gate = Gate()
-        let got = Collector<Int>()
-        let receiver = try await mesh.node("slow") { $0.maximumInboxBytes = 64 * 1024 }
-        try await receiver.listen("flood") { (_: String, message: Padded) in
-            await gate.pass()
-            got.append(message.n)
+        try await withMesh { mesh in
+            let gate = Gate()
+            let got = Collector<Int>()
+            let receiver = try await mesh.node("slow") { $0.maximumInboxBytes = 64 * 1024 }
+            try await receiver.listen("flood") { (_: String, message: Padded) in
+                await gate.wait()
+                got.append(message.n)
+            }
+            let sender = try await mesh.node("fast") {
+                $0.maximumQueuedBytesPerPeer = Self.queueLimit
+                $0.whenPeerQueueFull = policy
+            }
+            try await sender.waitForListener("flood", timeout: .seconds(5))
+            let padding = String(repeating: "x", count: 1000)
+            var peak = 0
+            for n in 0..<count {
+                try await sender.send("flood", Padded(n: n, pad: padding))
+                if n % 256 == 0 { peak = max(peak, sender.router.queuedBytes(for: receiver.id)) }
+            }
+            peak = max(peak, sender.router.queuedBytes(for: receiver.id))
+            let statistics = await sender.statistics
+            gate.open()
+            let delivered = count - statistics.messagesDropped
+            let received: [Int]
+            do {
+                received = try await got.wait(for: delivered, seconds: 30)
+            } catch {
+                Issue.record("expected \(delivered) deliveries (\(count) sent, \(statistics.messagesDropped) dropped), got \(got.values.count); receiver: \(await receiver.statistics)")
+                throw error
+            }
+            return (statistics, peak, received)
         }
-        let sender = try await mesh.node("fast") {
-            $0.maximumQueuedBytesPerPeer = Self.queueLimit
-            $0.whenPeerQueueFull = policy
-        }
-        try await sender.waitForListener("flood", timeout: .seconds(5))
-        let padding = String(repeating: "x", count: 1000)
-        var peak = 0
-        for n in 0..<count {
-            try await sender.send("flood", Padded(n: n, pad: padding))
-            if n % 256 == 0 { peak = max(peak, sender.router.queuedBytes(for: receiver.id)) }
-        }
-        peak = max(peak, sender.router.queuedBytes(for: receiver.id))
-        let statistics = await sender.statistics
-        gate.open()
-        let delivered = count - statistics.messagesDropped
-        let received: [Int]
-        do {
-            received = try await got.wait(for: delivered, seconds: 30)
-        } catch {
-            Issue.record("expected \(delivered) deliveries (\(count) sent, \(statistics.messagesDropped) dropped), got \(got.values.count); receiver: \(await receiver.statistics)")
-            throw error
-        }
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
-        return (statistics, peak, received)
     }
 
     @Test("drop newest: sends never wait, queued bytes stay under the limit, every drop is counted")
@@ -106,41 +80,39 @@ struct FlowControlTests {
 
     @Test("wait: a send to a stuck receiver waits the deadline, then drops and counts the message")
     func waitThenDrop() async throws {
-        let mesh = try await RunningCoordinator.start()
-        let gate = Gate()
-        let receiver = try await mesh.node("slow") { $0.maximumInboxBytes = 64 * 1024 }
-        try await receiver.listen("flood") { (_: String, _: Padded) in await gate.pass() }
-        let patience = Duration.milliseconds(100)
-        let sender = try await mesh.node("fast") {
-            $0.maximumQueuedBytesPerPeer = Self.queueLimit
-            $0.whenPeerQueueFull = .wait(patience)
+        try await withMesh { mesh in
+            let gate = Gate()
+            let receiver = try await mesh.node("slow") { $0.maximumInboxBytes = 64 * 1024 }
+            try await receiver.listen("flood") { (_: String, _: Padded) in await gate.wait() }
+            let patience = Duration.milliseconds(100)
+            let sender = try await mesh.node("fast") {
+                $0.maximumQueuedBytesPerPeer = Self.queueLimit
+                $0.whenPeerQueueFull = .wait(patience)
+            }
+            try await sender.waitForListener("flood", timeout: .seconds(5))
+            let padding = String(repeating: "x", count: 1000)
+            // Fill every buffer on the way (the receiver's inbox, both kernels', the sender's queue).
+            var sent = 0
+            while await sender.statistics.messagesDropped == 0, sent < 200_000 {
+                try await sender.send("flood", Padded(n: sent, pad: padding))
+                sent += 1
+            }
+            #expect(await sender.statistics.messagesDropped == 1, "the first drop ends the filling loop")
+            // Three more drops: each is a send that waited its full deadline first. (Sends in between
+            // may find room the kernel freed; they queue without waiting.)
+            let start = ContinuousClock.now
+            var more = 0
+            while await sender.statistics.messagesDropped < 4, more < 10_000 {
+                try await sender.send("flood", Padded(n: sent + more, pad: padding))
+                more += 1
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(await sender.statistics.messagesDropped == 4)
+            #expect(elapsed >= patience * 3, "each dropped send waited its deadline")
+            #expect(elapsed < patience * 3 + .seconds(3))
+            #expect(sender.router.queuedBytes(for: receiver.id) <= Self.queueLimit + 2048)
+            gate.open()
         }
-        try await sender.waitForListener("flood", timeout: .seconds(5))
-        let padding = String(repeating: "x", count: 1000)
-        // Fill every buffer on the way (the receiver's inbox, both kernels', the sender's queue).
-        var sent = 0
-        while await sender.statistics.messagesDropped == 0, sent < 200_000 {
-            try await sender.send("flood", Padded(n: sent, pad: padding))
-            sent += 1
-        }
-        #expect(await sender.statistics.messagesDropped == 1, "the first drop ends the filling loop")
-        // Three more drops: each is a send that waited its full deadline first. (Sends in between
-        // may find room the kernel freed; they queue without waiting.)
-        let start = ContinuousClock.now
-        var more = 0
-        while await sender.statistics.messagesDropped < 4, more < 10_000 {
-            try await sender.send("flood", Padded(n: sent + more, pad: padding))
-            more += 1
-        }
-        let elapsed = ContinuousClock.now - start
-        #expect(await sender.statistics.messagesDropped == 4)
-        #expect(elapsed >= patience * 3, "each dropped send waited its deadline")
-        #expect(elapsed < patience * 3 + .seconds(3))
-        #expect(sender.router.queuedBytes(for: receiver.id) <= Self.queueLimit + 2048)
-        gate.open()
-        await sender.close()
-        await receiver.close()
-        await mesh.stop()
     }
 
     @Test("drop reports: one line a second per receiver, with the counts in between")

@@ -1,7 +1,9 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshTooling
 
 /// Splitting byte streams into frames, and the bodies of message and control frames, with no sockets.
 @Suite struct FrameDecoderTests {

@@ -1,4 +1,5 @@
 import MeshCrypto
+import MeshTesting
 import Testing
 
 @testable import Mesh

@@ -1,8 +1,10 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
 
 /// Terminal and log injection, tried as an attacker would: names, ids and topics with escape
 /// codes, newlines and bidi overrides sent to a real `mesh-coordinator`, then read back with the
@@ -53,8 +55,7 @@ struct HostileTextTests {
         try await node.listen(bidiTopic) { (_: String, _: Data) in }
         try await node.waitForListener(bidiTopic, timeout: .seconds(10))
 
-        let cli = CLITests()
-        let nodeList = try await cli.mesh(["node", "list", "--coordinator", address])
+        let nodeList = try await MeshCLI.run(["node", "list", "--coordinator", address])
         #expect(nodeList.code == 0, "\(nodeList)")
         expectClean(nodeList.output, "mesh node list")
         #expect(nodeList.lines.count == 1 + (idJoined ? 2 : 1), "one row per node, no more:\n\(nodeList.output)")
@@ -65,7 +66,7 @@ struct HostileTextTests {
             #expect(nodeList.output.contains(#"\u{1B}[2J\u{A}FAKE-ID-ROW"#), "\(nodeList.output)")
         }
 
-        let topicList = try await cli.mesh(["topic", "list", "--coordinator", address])
+        let topicList = try await MeshCLI.run(["topic", "list", "--coordinator", address])
         #expect(topicList.code == 0, "\(topicList)")
         expectClean(topicList.output, "mesh topic list")
         #expect(topicList.lines.count == 1 + (idJoined ? 2 : 1), "one row per topic, no more:\n\(topicList.output)")
@@ -73,7 +74,7 @@ struct HostileTextTests {
         #expect(topicList.output.contains(#"topic\u{2066}x\u{2029}FAKE-TOPIC-ROW"#), "\(topicList.output)")
         #expect(topicList.output.contains(#"bidi\u{202E}eman\u{2028}FAKE-BIDI-ROW (1)"#), "\(topicList.output)")
 
-        let status = try await cli.mesh(["status", "--coordinator", address])
+        let status = try await MeshCLI.run(["status", "--coordinator", address])
         #expect(status.code == 0, "\(status)")
         expectClean(status.output, "mesh status")
         #expect(!status.lines.contains { $0.hasPrefix("FAKE") }, "\(status.output)")
@@ -83,13 +84,13 @@ struct HostileTextTests {
         }
 
         // JSON output keeps the real strings (JSON escapes them itself).
-        let json = try await cli.mesh(["node", "list", "--json", "--coordinator", address])
+        let json = try await MeshCLI.run(["node", "list", "--json", "--coordinator", address])
         let nodes = try #require(try json.json() as? [[String: Any]])
         #expect(nodes.contains { $0["name"] as? String == bidiName }, "\(json.output)")
         expectClean(json.output, "mesh node list --json")
 
         // Killing by the hostile name: the reply names it, escaped.
-        let kill = try await cli.mesh(["node", "kill", bidiName, "--coordinator", address])
+        let kill = try await MeshCLI.run(["node", "kill", bidiName, "--coordinator", address])
         expectClean(kill.output + kill.errors, "mesh node kill")
         #expect(!(kill.output + kill.errors).split(separator: "\n").contains { $0.hasPrefix("FAKE") }, "\(kill)")
 
@@ -106,7 +107,7 @@ struct HostileTextTests {
         let (coordinator, address) = try await startCoordinatorProcess(environment: ["MESH_AUTHKEY": ""])
         defer { coordinator.terminate() }
         // The coordinator's "no such node" reason repeats the name asked for.
-        let run = try await CLITests().mesh(["node", "kill", "nobody\u{1B}[2J\u{202E}", "--coordinator", address])
+        let run = try await MeshCLI.run(["node", "kill", "nobody\u{1B}[2J\u{202E}", "--coordinator", address])
         #expect(run.code == 1, "\(run)")
         #expect(run.errors.hasPrefix("mesh: ") && run.errors.dropLast().firstIndex(of: "\n") == nil, "\(run)")
         expectClean(run.errors, "the error line")

@@ -1,5 +1,6 @@
 import Foundation
 import MeshJSON
+import MeshTesting
 import Testing
 
 @testable import Mesh

@@ -1,4 +1,5 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh

@@ -1,3 +1,4 @@
+import MeshTesting
 import Testing
 
 @testable import Mesh

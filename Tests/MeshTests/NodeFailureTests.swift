@@ -1,7 +1,10 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
+@testable import MeshTooling
 
 /// The job numbers a `demo-worker` printed ("worker PID got job N").
 func jobsPrinted(by worker: ChildProcess) -> [Int] {
@@ -18,39 +21,38 @@ extension ResilienceTests {
     struct NodeFailureTests {
         @Test("a SIGKILLed worker leaves the topology within 3 s and later jobs all reach the survivor")
         func killedNodeDisappears() async throws {
-            let mesh = try await RunningCoordinator.start()
-            let processes = ProcessBag()
-            defer { processes.terminateAll() }
-            let environment = ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": ""]
-            let doomed = try processes.start("demo-worker", environment: environment)
-            let survivor = try processes.start("demo-worker", environment: environment)
-            try await doomed.waitForOutput("ready")
-            try await survivor.waitForOutput("ready")
-            let observer = try await mesh.node("observer")
-            try await observer.waitForNodes(named: "worker", count: 2, timeout: .seconds(5))
-            // Open a connection to each worker first, so the kill hits a live route.
-            for job in 1...2 { try await observer.send("jobs", ["job": job]) }
-            try await eventually("both warm-up jobs") { jobsPrinted(by: doomed).count + jobsPrinted(by: survivor).count == 2 }
+            try await withMesh { mesh in
+                let processes = ProcessBag()
+                defer { processes.terminateAll() }
+                let environment = ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": ""]
+                let doomed = try processes.start("demo-worker", environment: environment)
+                let survivor = try processes.start("demo-worker", environment: environment)
+                try await doomed.waitForOutput("ready")
+                try await survivor.waitForOutput("ready")
+                let observer = try await mesh.node("observer")
+                try await observer.waitForNodes(named: "worker", count: 2, timeout: .seconds(5))
+                // Open a connection to each worker first, so the kill hits a live route.
+                for job in 1...2 { try await observer.send("jobs", ["job": job]) }
+                try await eventually("both warm-up jobs") { jobsPrinted(by: doomed).count + jobsPrinted(by: survivor).count == 2 }
 
-            let doomedPID = doomed.pid
-            doomed.signal(SIGKILL)
-            let removal = try await timeUntil("the killed worker to leave the observer's topology", seconds: 6) {
-                await !observer.currentTopology.nodes.values.contains { $0.pid == doomedPID }
-            }
-            print("SIGKILL: worker removed from a peer's topology after \(secondsText(removal))")
-            #expect(removal < .seconds(3))
-            #expect(await mesh.coordinator.topology.nodes(named: "worker").map(\.pid) == [survivor.pid])
+                let doomedPID = doomed.pid
+                doomed.signal(SIGKILL)
+                let removal = try await timeUntil("the killed worker to leave the observer's topology", seconds: 6) {
+                    await !observer.currentTopology.nodes.values.contains { $0.pid == doomedPID }
+                }
+                print("SIGKILL: worker removed from a peer's topology after \(secondsText(removal))")
+                #expect(removal < .seconds(3))
+                #expect(await mesh.coordinator.topology.nodes(named: "worker").map(\.pid) == [survivor.pid])
 
-            let before = await observer.statistics
-            for job in 100..<110 { try await observer.send("jobs", ["job": job]) }
-            try await eventually("the survivor to get all ten later jobs", seconds: 5) {
-                jobsPrinted(by: survivor).filter { $0 >= 100 }.count == 10
+                let before = await observer.statistics
+                for job in 100..<110 { try await observer.send("jobs", ["job": job]) }
+                try await eventually("the survivor to get all ten later jobs", seconds: 5) {
+                    jobsPrinted(by: survivor).filter { $0 >= 100 }.count == 10
+                }
+                let after = await observer.statistics
+                #expect(after.messagesDropped == before.messagesDropped, "jobs were still routed to the dead worker")
+                #expect(after.messagesUnrouted == before.messagesUnrouted)
             }
-            let after = await observer.statistics
-            #expect(after.messagesDropped == before.messagesDropped, "jobs were still routed to the dead worker")
-            #expect(after.messagesUnrouted == before.messagesUnrouted)
-            await observer.close()
-            await mesh.stop()
         }
 
         @Test("pool of 3, one SIGKILLed: jobs sent to it before its removal are counted as dropped, later jobs reach the 2 live members")
@@ -133,91 +135,89 @@ extension ResilienceTests {
 
         @Test("a frozen (SIGSTOPped, half-open) worker is evicted by heartbeat within ~3.5 s and rejoins when it resumes")
         func halfOpenNodeEvicted() async throws {
-            let mesh = try await RunningCoordinator.start()
-            let processes = ProcessBag()
-            defer { processes.terminateAll() }
-            let environment = ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": ""]
-            let frozen = try processes.start("demo-worker", environment: environment)
-            let steady = try processes.start("demo-worker", environment: environment)
-            try await frozen.waitForOutput("ready")
-            try await steady.waitForOutput("ready")
-            let observer = try await mesh.node("observer")
-            try await observer.waitForNodes(named: "worker", count: 2, timeout: .seconds(5))
-            let frozenPID = frozen.pid
-            let coordinator = mesh.coordinator
+            try await withMesh { mesh in
+                let processes = ProcessBag()
+                defer { processes.terminateAll() }
+                let environment = ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": ""]
+                let frozen = try processes.start("demo-worker", environment: environment)
+                let steady = try processes.start("demo-worker", environment: environment)
+                try await frozen.waitForOutput("ready")
+                try await steady.waitForOutput("ready")
+                let observer = try await mesh.node("observer")
+                try await observer.waitForNodes(named: "worker", count: 2, timeout: .seconds(5))
+                let frozenPID = frozen.pid
+                let coordinator = mesh.coordinator
 
-            frozen.signal(SIGSTOP)
-            defer { frozen.signal(SIGCONT) }
-            let eviction = try await timeUntil("the frozen worker to be evicted", seconds: 8) {
-                await !coordinator.topology.nodes.values.contains { $0.pid == frozenPID }
-            }
-            print("half-open: frozen worker evicted \(secondsText(eviction)) after SIGSTOP")
-            #expect(eviction < .milliseconds(4000), "eviction took \(secondsText(eviction)); heartbeat timeout is 3 s")
-            #expect(eviction > .milliseconds(1900), "evicted suspiciously early: \(secondsText(eviction))")
-            // The other members are untouched, and the mesh still works meanwhile.
-            #expect(await coordinator.topology.nodes.values.contains { $0.pid == steady.pid })
-            try await eventually("the observer to drop the frozen worker", seconds: 2) {
-                await observer.currentTopology.nodes(named: "worker").count == 1
-            }
-            for job in 1...3 { try await observer.send("jobs", ["job": job]) }
-            try await eventually("the steady worker to take all 3 jobs") { jobsPrinted(by: steady).count == 3 }
-            let late = try await mesh.node("latecomer")
-            await late.close()
+                frozen.signal(SIGSTOP)
+                defer { frozen.signal(SIGCONT) }
+                let eviction = try await timeUntil("the frozen worker to be evicted", seconds: 8) {
+                    await !coordinator.topology.nodes.values.contains { $0.pid == frozenPID }
+                }
+                print("half-open: frozen worker evicted \(secondsText(eviction)) after SIGSTOP")
+                #expect(eviction < .milliseconds(4000), "eviction took \(secondsText(eviction)); heartbeat timeout is 3 s")
+                #expect(eviction > .milliseconds(1900), "evicted suspiciously early: \(secondsText(eviction))")
+                // The other members are untouched, and the mesh still works meanwhile.
+                #expect(await coordinator.topology.nodes.values.contains { $0.pid == steady.pid })
+                try await eventually("the observer to drop the frozen worker", seconds: 2) {
+                    await observer.currentTopology.nodes(named: "worker").count == 1
+                }
+                for job in 1...3 { try await observer.send("jobs", ["job": job]) }
+                try await eventually("the steady worker to take all 3 jobs") { jobsPrinted(by: steady).count == 3 }
+                let late = try await mesh.node("latecomer")
+                await late.close()
 
-            frozen.signal(SIGCONT)
-            let rejoin = try await timeUntil("the resumed worker to register again", seconds: 6) {
-                await coordinator.topology.nodes.values.contains { $0.pid == frozenPID }
+                frozen.signal(SIGCONT)
+                let rejoin = try await timeUntil("the resumed worker to register again", seconds: 6) {
+                    await coordinator.topology.nodes.values.contains { $0.pid == frozenPID }
+                }
+                print("half-open: resumed worker registered again \(secondsText(rejoin)) after SIGCONT")
+                try await observer.waitForNodes(named: "worker", count: 2, timeout: .seconds(3))
+                for job in 10..<14 { try await observer.send("jobs", ["job": job]) }
+                try await eventually("the resumed worker to get jobs again", seconds: 5) {
+                    jobsPrinted(by: frozen).filter { $0 >= 10 }.count == 2 && jobsPrinted(by: steady).filter { $0 >= 10 }.count == 2
+                }
             }
-            print("half-open: resumed worker registered again \(secondsText(rejoin)) after SIGCONT")
-            try await observer.waitForNodes(named: "worker", count: 2, timeout: .seconds(3))
-            for job in 10..<14 { try await observer.send("jobs", ["job": job]) }
-            try await eventually("the resumed worker to get jobs again", seconds: 5) {
-                jobsPrinted(by: frozen).filter { $0 >= 10 }.count == 2 && jobsPrinted(by: steady).filter { $0 >= 10 }.count == 2
-            }
-            await observer.close()
-            await mesh.stop()
         }
 
         @Test("a restarted worker (same name) rejoins as a new member; the other members stay")
         func restartedWorkerRejoins() async throws {
-            let mesh = try await RunningCoordinator.start()
-            let processes = ProcessBag()
-            defer { processes.terminateAll() }
-            let environment = ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": ""]
-            var workers: [ChildProcess] = []
-            for _ in 0..<3 {
-                let worker = try processes.start("demo-worker", environment: environment)
-                try await worker.waitForOutput("ready")
-                workers.append(worker)
-            }
-            let coordinator = mesh.coordinator
-            try await eventually("three workers", seconds: 5) { await coordinator.topology.nodes(named: "worker").count == 3 }
-            let before = await coordinator.topology.nodes(named: "worker")
-            let idOf = Dictionary(uniqueKeysWithValues: before.map { ($0.pid!, $0.id) })
-            let stayers = workers[1...].map { idOf[$0.pid]! }
+            try await withMesh { mesh in
+                let processes = ProcessBag()
+                defer { processes.terminateAll() }
+                let environment = ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": ""]
+                var workers: [ChildProcess] = []
+                for _ in 0..<3 {
+                    let worker = try processes.start("demo-worker", environment: environment)
+                    try await worker.waitForOutput("ready")
+                    workers.append(worker)
+                }
+                let coordinator = mesh.coordinator
+                try await eventually("three workers", seconds: 5) { await coordinator.topology.nodes(named: "worker").count == 3 }
+                let before = await coordinator.topology.nodes(named: "worker")
+                let idOf = Dictionary(uniqueKeysWithValues: before.map { ($0.pid!, $0.id) })
+                let stayers = workers[1...].map { idOf[$0.pid]! }
 
-            workers[0].signal(SIGKILL)
-            try await eventually("the killed worker to leave", seconds: 3) {
-                await coordinator.topology.nodes(named: "worker").count == 2
-            }
-            let replacement = try processes.start("demo-worker", environment: environment)
-            try await replacement.waitForOutput("ready")
-            let after = await coordinator.topology.nodes(named: "worker")
-            #expect(after.count == 3)
-            let newID = after.first { $0.pid == replacement.pid }?.id
-            #expect(newID != nil)
-            #expect(newID.map { !idOf.values.contains($0) } ?? false, "the restarted worker reused an old id")
-            #expect(Set(stayers).isSubset(of: Set(after.map(\.id))), "a pool member was evicted by the newcomer")
+                workers[0].signal(SIGKILL)
+                try await eventually("the killed worker to leave", seconds: 3) {
+                    await coordinator.topology.nodes(named: "worker").count == 2
+                }
+                let replacement = try processes.start("demo-worker", environment: environment)
+                try await replacement.waitForOutput("ready")
+                let after = await coordinator.topology.nodes(named: "worker")
+                #expect(after.count == 3)
+                let newID = after.first { $0.pid == replacement.pid }?.id
+                #expect(newID != nil)
+                #expect(newID.map { !idOf.values.contains($0) } ?? false, "the restarted worker reused an old id")
+                #expect(Set(stayers).isSubset(of: Set(after.map(\.id))), "a pool member was evicted by the newcomer")
 
-            let observer = try await mesh.node("observer")
-            try await observer.waitForNodes(named: "worker", count: 3, timeout: .seconds(5))
-            for job in 1...6 { try await observer.send("jobs", ["job": job]) }
-            let serving = [workers[1], workers[2], replacement]
-            try await eventually("six jobs, two per worker", seconds: 5) {
-                serving.map { jobsPrinted(by: $0).count } == [2, 2, 2]
+                let observer = try await mesh.node("observer")
+                try await observer.waitForNodes(named: "worker", count: 3, timeout: .seconds(5))
+                for job in 1...6 { try await observer.send("jobs", ["job": job]) }
+                let serving = [workers[1], workers[2], replacement]
+                try await eventually("six jobs, two per worker", seconds: 5) {
+                    serving.map { jobsPrinted(by: $0).count } == [2, 2, 2]
+                }
             }
-            await observer.close()
-            await mesh.stop()
         }
     }
 }

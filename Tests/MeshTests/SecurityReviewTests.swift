@@ -1,12 +1,13 @@
+#if canImport(Glibc)
 import Foundation
+import Glibc
 import MeshCrypto
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
-
-#if canImport(Glibc)
-import Glibc
+@testable import MeshTooling
 #endif
 
 /// Opens connections that each send a few bytes, by default one, "M" (the start of a hello), and
@@ -116,102 +117,101 @@ struct SecurityReviewTests {
     @Test("a peer connection that completes its handshake and never sends a peer hello is closed, not held forever")
     func silentPeerAfterHandshake() async throws {
         // Keyed: any key holder can do this; in an open mesh anyone who reaches the port can.
-        let mesh = try await SecurityTests.coordinator()
-        let target = try await mesh.node("target", authkey: SecurityTests.key)
-        let port = try #require(await target.listenAddress).port
-        var dialled: [RogueClient] = []
-        for _ in 0..<20 {
-            let (id, _) = NodeID.make()
-            dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id))
+        try await withMesh(SecurityTests.configuration()) { mesh in
+            let target = try await mesh.node("target", authkey: SecurityTests.key)
+            let port = try #require(await target.listenAddress).port
+            var dialled: [RogueClient] = []
+            for _ in 0..<20 {
+                let (id, _) = NodeID.make()
+                dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id))
+            }
+            let squatters = dialled
+            try await eventually("the squatters' handshakes to finish", seconds: 5) {
+                squatters.allSatisfy { $0.connection.isOpen }
+            }
+            #expect(await target.inboundConnections.count >= 20)
+            // Nothing more is sent. A peer sends its hello right after the handshake, so a
+            // connection that has not within the handshake deadline is not a peer.
+            for squatter in squatters {
+                try await squatter.waitForClose(seconds: Double(InboundLink.peerHelloPatience.components.seconds) + 5)
+            }
+            let inbound = await target.inboundConnections
+            try await eventually("the node to drop them", seconds: 5) { inbound.count == 0 }
         }
-        let squatters = dialled
-        try await eventually("the squatters' handshakes to finish", seconds: 5) {
-            squatters.allSatisfy { $0.connection.isOpen }
-        }
-        #expect(await target.inboundConnections.count >= 20)
-        // Nothing more is sent. A peer sends its hello right after the handshake, so a
-        // connection that has not within the handshake deadline is not a peer.
-        for squatter in squatters {
-            try await squatter.waitForClose(seconds: Double(InboundLink.peerHelloPatience.components.seconds) + 5)
-        }
-        let inbound = await target.inboundConnections
-        try await eventually("the node to drop them", seconds: 5) { inbound.count == 0 }
-        await target.close()
-        await mesh.stop()
     }
 
     @Test("a key holder whose connections are rejected over and over gets a few log lines a second, not one each")
     func rejectionLogFlood() async throws {
         let capture = LogCapture()
-        let mesh = try await SecurityTests.coordinator {
-            $0.logger = capture.logger("coordinator")
-            $0.maximumSessionsPerAddress = 4
+        let configuration = SecurityTests.configuration { configuration in
+            configuration.logger = capture.logger("coordinator")
+            configuration.maximumSessionsPerAddress = 4
         }
-        let key = try #require(try MeshKey.stretched(SecurityTests.key))
-        let address = try #require(SocketAddress.parse(mesh.address, defaultPort: 0))
-        let counter = ClosingCounter()
-        // 100 that break the protocol (inspect before register), 100 that send a frame that is not
-        // a control frame, then 100 over the per-address cap.
-        let attempts = 300
-        var connections: [Connection] = []
-        for index in 0..<attempts {
-            let options = Connection.Options(
-                handshake: .connect(purpose: .control, key: key, localID: nil, expectedPeerID: nil),
-                maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
-            let connection = try Connection.connect(to: address, options: options, delegate: counter)
-            if index < attempts / 3 {
-                connection.send(ControlMessage(.inspect).encodedFrame())
-            } else if index < attempts * 2 / 3 {
-                connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
-            }
-            connections.append(connection)
-            if index == attempts * 2 / 3 - 1 {
-                try await eventually("the first two thirds to be closed", seconds: 20) {
-                    counter.closed.load(ordering: .relaxed) >= attempts * 2 / 3
+        try await withMesh(configuration) { mesh in
+            let key = try #require(try MeshKey.stretched(SecurityTests.key))
+            let address = try #require(SocketAddress.parse(mesh.address, defaultPort: 0))
+            let counter = ClosingCounter()
+            // 100 that break the protocol (inspect before register), 100 that send a frame that is not
+            // a control frame, then 100 over the per-address cap.
+            let attempts = 300
+            var connections: [Connection] = []
+            for index in 0..<attempts {
+                let options = Connection.Options(
+                    handshake: .connect(purpose: .control, key: key, localID: nil, expectedPeerID: nil),
+                    maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
+                let connection = try Connection.connect(to: address, options: options, delegate: counter)
+                if index < attempts / 3 {
+                    connection.send(ControlMessage(.inspect).encodedFrame())
+                } else if index < attempts * 2 / 3 {
+                    connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
+                }
+                connections.append(connection)
+                if index == attempts * 2 / 3 - 1 {
+                    try await eventually("the first two thirds to be closed", seconds: 20) {
+                        counter.closed.load(ordering: .relaxed) >= attempts * 2 / 3
+                    }
                 }
             }
+            try await eventually("the second half to be refused", seconds: 20) {
+                counter.closed.load(ordering: .relaxed) >= attempts - 4
+            }
+            let rejections = capture.all.filter {
+                $0.contains("rejected connection from") || $0.contains("refused a connection from") || $0.contains("before it registered")
+            }
+            print("rejection log flood: \(attempts) bad connections, \(rejections.count) log lines about them")
+            // Finding, left open: every rejection writes a warning line (296 for 300 in 0.14 s).
+            // Routing them through the coordinator's RateLimitedLog fixes it, but HostileInputTests
+            // count one log line per rejected input (the fuzz's "judged" check, the 2 GiB frame's
+            // 40 lines), so the lead decides between the two.
+            #expect(rejections.count < 60, "\(rejections.count) log lines for \(attempts) rejected connections")
+            for connection in connections { connection.close() }
         }
-        try await eventually("the second half to be refused", seconds: 20) {
-            counter.closed.load(ordering: .relaxed) >= attempts - 4
-        }
-        let rejections = capture.all.filter {
-            $0.contains("rejected connection from") || $0.contains("refused a connection from") || $0.contains("before it registered")
-        }
-        print("rejection log flood: \(attempts) bad connections, \(rejections.count) log lines about them")
-        // Finding, left open: every rejection writes a warning line (296 for 300 in 0.14 s).
-        // Routing them through the coordinator's RateLimitedLog fixes it, but HostileInputTests
-        // count one log line per rejected input (the fuzz's "judged" check, the 2 GiB frame's
-        // 40 lines), so the lead decides between the two.
-        #expect(rejections.count < 60, "\(rejections.count) log lines for \(attempts) rejected connections")
-        for connection in connections { connection.close() }
-        await mesh.stop()
     }
 
     @Test("a key holder sending garbage to a node's peer port over and over gets a few log lines a second on that node")
     func peerPortLogFlood() async throws {
         let capture = LogCapture()
-        let mesh = try await SecurityTests.coordinator()
-        let target = try await mesh.node("target", authkey: SecurityTests.key) { $0.logger = capture.logger("target") }
-        let address = try #require(await target.listenAddress)
-        let key = try #require(try MeshKey.stretched(SecurityTests.key))
-        let counter = ClosingCounter()
-        let attempts = 200
-        var connections: [Connection] = []
-        for _ in 0..<attempts {
-            let options = Connection.Options(
-                handshake: .connect(purpose: .data, key: key, localID: NodeID.bytes(target.id), expectedPeerID: nil),
-                maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
-            let connection = try Connection.connect(to: address, options: options, delegate: counter)
-            connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
-            connections.append(connection)
+        try await withMesh(SecurityTests.configuration()) { mesh in
+            let target = try await mesh.node("target", authkey: SecurityTests.key) { $0.logger = capture.logger("target") }
+            let address = try #require(await target.listenAddress)
+            let key = try #require(try MeshKey.stretched(SecurityTests.key))
+            let counter = ClosingCounter()
+            let attempts = 200
+            var connections: [Connection] = []
+            for _ in 0..<attempts {
+                let options = Connection.Options(
+                    handshake: .connect(purpose: .data, key: key, localID: NodeID.bytes(target.id), expectedPeerID: nil),
+                    maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
+                let connection = try Connection.connect(to: address, options: options, delegate: counter)
+                connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
+                connections.append(connection)
+            }
+            try await eventually("the node to close them all", seconds: 20) { counter.closed.load(ordering: .relaxed) >= attempts }
+            let lines = capture.all.filter { $0.contains("closed the connection from") }
+            print("peer port log flood: \(attempts) bad connections, \(lines.count) log lines about them")
+            // Finding, left open (see rejectionLogFlood): one warning line per bad peer connection.
+            #expect(lines.count < 40, "\(lines.count) log lines for \(attempts) bad peer connections")
         }
-        try await eventually("the node to close them all", seconds: 20) { counter.closed.load(ordering: .relaxed) >= attempts }
-        let lines = capture.all.filter { $0.contains("closed the connection from") }
-        print("peer port log flood: \(attempts) bad connections, \(lines.count) log lines about them")
-        // Finding, left open (see rejectionLogFlood): one warning line per bad peer connection.
-        #expect(lines.count < 40, "\(lines.count) log lines for \(attempts) bad peer connections")
-        await target.close()
-        await mesh.stop()
     }
 }
 
@@ -232,47 +232,47 @@ final class ClosingCounter: ConnectionDelegate {
 /// finish within the security issue's floor.
 func joinsDuringFlood(_ flood: ConnectionFlood, _ label: String, readTopology: Bool = false) async throws {
     let capture = LogCapture()
-    let mesh = try await SecurityTests.coordinator { $0.logger = capture.logger("coordinator") }
-    let port = SocketAddress.parse(mesh.address, defaultPort: 0)!.port
-    await flood.start(port: port, standing: 1_100, perSecond: 2_000, seconds: 6)
-    defer { flood.stop() }
-    try await eventually("the stream of new connections to be under way", seconds: 5) {
-        flood.opened.load(ordering: .relaxed) >= 1_100 + 500
-    }
-    var joins: [Duration] = []
-    var reads: [Duration] = []
-    let end = ContinuousClock.now + .seconds(4)
-    var index = 0
-    while ContinuousClock.now < end {
-        let joinStart = ContinuousClock.now
-        let name = "joiner-\(index)"
-        let node = try await withDeadline(8) { try await mesh.node(name, authkey: SecurityTests.key) }
-        joins.append(joinStart.duration(to: .now))
-        if readTopology {
-            let readStart = ContinuousClock.now
-            let count = try await withDeadline(8) {
-                let inspector = try await MeshInspector.connect(to: mesh.address, authkey: SecurityTests.key)
-                defer { Task { await inspector.close() } }
-                return try await inspector.topology().nodes.count
-            }
-            reads.append(readStart.duration(to: .now))
-            #expect(count >= 1)
+    try await withMesh(SecurityTests.configuration { $0.logger = capture.logger("coordinator") }) { mesh in
+        let port = SocketAddress.parse(mesh.address, defaultPort: 0)!.port
+        await flood.start(port: port, standing: 1_100, perSecond: 2_000, seconds: 6)
+        defer { flood.stop() }
+        try await eventually("the stream of new connections to be under way", seconds: 5) {
+            flood.opened.load(ordering: .relaxed) >= 1_100 + 500
         }
-        await node.close()
-        index += 1
-        try await Task.sleep(for: .milliseconds(200))  // pacing: a join every ~200 ms, not a wait
+        var joins: [Duration] = []
+        var reads: [Duration] = []
+        let end = ContinuousClock.now + .seconds(4)
+        var index = 0
+        while ContinuousClock.now < end {
+            let joinStart = ContinuousClock.now
+            let name = "joiner-\(index)"
+            let node = try await withDeadline(8) { try await mesh.node(name, authkey: SecurityTests.key) }
+            joins.append(joinStart.duration(to: .now))
+            if readTopology {
+                let readStart = ContinuousClock.now
+                let count = try await withDeadline(8) {
+                    let inspector = try await MeshInspector.connect(to: mesh.address, authkey: SecurityTests.key)
+                    defer { Task { await inspector.close() } }
+                    return try await inspector.topology().nodes.count
+                }
+                reads.append(readStart.duration(to: .now))
+                #expect(count >= 1)
+            }
+            await node.close()
+            index += 1
+            try await Task.sleep(for: .milliseconds(200))  // pacing: a join every ~200 ms, not a wait
+        }
+        flood.stop()
+        let opened = flood.opened.load(ordering: .relaxed)
+        print(
+            "\(label): \(opened) connections, \(flood.sentByte.load(ordering: .relaxed)) sent their bytes; \(joins.count) joins, slowest \(joins.max()!); topology reads slowest \(reads.max().map { "\($0)" } ?? "-"); \(capture.all.count) log lines")
+        // The floor is 1 s. In a debug build on two loaded cores an occasional SYN is dropped and
+        // retransmitted after 1 s, so a single join may take one retransmit; the median may not.
+        #expect(joins.allSatisfy { $0 < .milliseconds(2500) }, "joins: \(joins)")
+        #expect(joins.sorted()[joins.count / 2] < .seconds(1), "the median join missed the 1 s floor: \(joins)")
+        #expect(reads.allSatisfy { $0 < .milliseconds(2500) }, "topology reads: \(reads)")
+        #expect(opened >= 8_000, "the flood did not reach its rate")
+        // Refusals are counted, not logged one line each.
+        #expect(capture.all.count < 200, "\(capture.all.count) log lines for a flood")
     }
-    flood.stop()
-    let opened = flood.opened.load(ordering: .relaxed)
-    print(
-        "\(label): \(opened) connections, \(flood.sentByte.load(ordering: .relaxed)) sent their bytes; \(joins.count) joins, slowest \(joins.max()!); topology reads slowest \(reads.max().map { "\($0)" } ?? "-"); \(capture.all.count) log lines")
-    // The floor is 1 s. In a debug build on two loaded cores an occasional SYN is dropped and
-    // retransmitted after 1 s, so a single join may take one retransmit; the median may not.
-    #expect(joins.allSatisfy { $0 < .milliseconds(2500) }, "joins: \(joins)")
-    #expect(joins.sorted()[joins.count / 2] < .seconds(1), "the median join missed the 1 s floor: \(joins)")
-    #expect(reads.allSatisfy { $0 < .milliseconds(2500) }, "topology reads: \(reads)")
-    #expect(opened >= 8_000, "the flood did not reach its rate")
-    // Refusals are counted, not logged one line each.
-    #expect(capture.all.count < 200, "\(capture.all.count) log lines for a flood")
-    await mesh.stop()
 }

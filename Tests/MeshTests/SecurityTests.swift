@@ -1,12 +1,14 @@
+#if canImport(Glibc)
 import Foundation
+import Glibc
 import MeshCrypto
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
-
-#if canImport(Glibc)
-import Glibc
+@testable import MeshCoordination
+@testable import MeshTooling
 #endif
 
 /// A client that speaks the protocol for itself, with whatever key, purpose and frames a test
@@ -200,274 +202,264 @@ struct SecurityTests {
     static let key = "the mesh key for security tests"
     static let adminKey = "a separate admin key for tests"
 
-    static func coordinator(
+    static func configuration(
         authkey: String? = key, adminKey: String? = nil, configure: (inout MeshCoordinator.Configuration) -> Void = { _ in }
-    ) async throws -> RunningCoordinator {
+    ) -> MeshCoordinator.Configuration {
         var configuration = MeshCoordinator.Configuration(
             host: "127.0.0.1", port: 0, authkey: authkey, logger: testLogger("coordinator"), adminKey: adminKey)
         configure(&configuration)
-        let coordinator = MeshCoordinator(configuration: configuration)
-        let bound = try await coordinator.start()
-        let task = Task { try await coordinator.run() }
-        return RunningCoordinator(coordinator: coordinator, address: bound.description, task: task)
+        return configuration
     }
 
     // MARK: A relay on the path
 
     @Test("a relay that injects a forged shutdown after the handshake: the node closes that connection, does not stop, and comes back")
     func relayInjects() async throws {
-        let mesh = try await Self.coordinator()
-        let relay = try Relay(to: SocketAddress.parse(mesh.address, defaultPort: 0)!.port, attack: .injectShutdownToNode)
-        defer { relay.stop() }
-        let capture = LogCapture()
-        var configuration = MeshNode.Configuration(
-            coordinator: "127.0.0.1:\(relay.port)", authkey: Self.key, listenHost: "127.0.0.1",
-            logger: capture.logger("victim"), onShutdownRequest: .closeNode)
-        configuration.heartbeatInterval = .milliseconds(200)
-        let victim = try await buildMeshNode(name: "victim", configuration: configuration)
-        try await eventually("the relay to inject", seconds: 5) { relay.log.withLock { !$0.isEmpty } }
-        try await eventually("the victim to log the failed record", seconds: 5) {
-            capture.all.contains { $0.contains("failed authentication") }
+        try await withMesh(Self.configuration()) { mesh in
+            let relay = try Relay(to: SocketAddress.parse(mesh.address, defaultPort: 0)!.port, attack: .injectShutdownToNode)
+            defer { relay.stop() }
+            let capture = LogCapture()
+            var configuration = MeshNode.Configuration(
+                coordinator: "127.0.0.1:\(relay.port)", authkey: Self.key, listenHost: "127.0.0.1",
+                logger: capture.logger("victim"), onShutdownRequest: .closeNode)
+            configuration.heartbeatInterval = .milliseconds(200)
+            let victim = try await buildMeshNode(name: "victim", configuration: configuration)
+            try await eventually("the relay to inject", seconds: 5) { relay.log.withLock { !$0.isEmpty } }
+            try await eventually("the victim to log the failed record", seconds: 5) {
+                capture.all.contains { $0.contains("failed authentication") }
+            }
+            #expect(await victim.wasAskedToStop == false, "the forged shutdown was acted on")
+            // It reconnects (through the relay, now passing bytes untouched) and works.
+            try await eventually("the victim to be registered again", seconds: 5) { await victim.isConnectedToCoordinator }
+            let peer = try await mesh.node("peer", authkey: Self.key)
+            try await victim.listen("after") { (_: String, _: String) in }
+            try await peer.waitForListener("after", timeout: .seconds(5))
+            await peer.close()
+            await victim.close()
         }
-        #expect(await victim.wasAskedToStop == false, "the forged shutdown was acted on")
-        // It reconnects (through the relay, now passing bytes untouched) and works.
-        try await eventually("the victim to be registered again", seconds: 5) { await victim.isConnectedToCoordinator }
-        let peer = try await mesh.node("peer", authkey: Self.key)
-        try await victim.listen("after") { (_: String, _: String) in }
-        try await peer.waitForListener("after", timeout: .seconds(5))
-        await peer.close()
-        await victim.close()
-        await mesh.stop()
     }
 
     @Test("a relay that replays or drops a record to the coordinator: the coordinator closes at the next record")
     func relayReplaysAndDrops() async throws {
         for attack in [Relay.Attack.replayFirstRecordToCoordinator, .dropSecondRecordToCoordinator] {
             let capture = LogCapture()
-            let mesh = try await Self.coordinator { $0.logger = capture.logger("coordinator") }
-            let relay = try Relay(to: SocketAddress.parse(mesh.address, defaultPort: 0)!.port, attack: attack)
-            var configuration = MeshNode.Configuration(
-                coordinator: "127.0.0.1:\(relay.port)", authkey: Self.key, listenHost: "127.0.0.1", logger: testLogger("victim"))
-            configuration.heartbeatInterval = .milliseconds(100)
-            let victim = try? await buildMeshNode(name: "victim", configuration: configuration)
-            try await eventually("the coordinator to refuse the altered stream (\(attack))", seconds: 5) {
-                capture.all.contains { $0.contains("failed authentication") }
+            try await withMesh(Self.configuration { $0.logger = capture.logger("coordinator") }) { mesh in
+                let relay = try Relay(to: SocketAddress.parse(mesh.address, defaultPort: 0)!.port, attack: attack)
+                var configuration = MeshNode.Configuration(
+                    coordinator: "127.0.0.1:\(relay.port)", authkey: Self.key, listenHost: "127.0.0.1", logger: testLogger("victim"))
+                configuration.heartbeatInterval = .milliseconds(100)
+                let victim = try? await buildMeshNode(name: "victim", configuration: configuration)
+                try await eventually("the coordinator to refuse the altered stream (\(attack))", seconds: 5) {
+                    capture.all.contains { $0.contains("failed authentication") }
+                }
+                #expect(relay.log.withLock { $0.count } == 1, "\(relay.log.withLock { $0 })")
+                // A replayed register never made a second node, and nothing stays behind.
+                try await eventually("the topology to hold at most the one victim", seconds: 5) {
+                    await mesh.coordinator.topology.nodes.count <= 1
+                }
+                await victim?.close()
+                relay.stop()
             }
-            #expect(relay.log.withLock { $0.count } == 1, "\(relay.log.withLock { $0 })")
-            // A replayed register never made a second node, and nothing stays behind.
-            try await eventually("the topology to hold at most the one victim", seconds: 5) {
-                await mesh.coordinator.topology.nodes.count <= 1
-            }
-            await victim?.close()
-            relay.stop()
-            await mesh.stop()
         }
     }
 
     @Test("a node's control handshake offered to a peer port is refused before any proof")
     func controlHandshakeToPeerPort() async throws {
-        let mesh = try await Self.coordinator()
-        let node = try await mesh.node("target", authkey: Self.key)
-        let port = try #require(await node.listenAddress).port
-        let rogue = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .control, key: Self.key)
-        try await rogue.waitForClose()
-        #expect(rogue.closeError == .handshake(.purposeRefused(Handshake.Purpose.control.rawValue)), "\(String(describing: rogue.closeError))")
-        // And a peer-data handshake to the coordinator's port likewise.
-        let wrongWay = try await RogueClient.connect(to: mesh.address, purpose: .data, key: Self.key)
-        try await wrongWay.waitForClose()
-        #expect(wrongWay.closeError == .handshake(.purposeRefused(Handshake.Purpose.data.rawValue)))
-        await node.close()
-        await mesh.stop()
+        try await withMesh(Self.configuration()) { mesh in
+            let node = try await mesh.node("target", authkey: Self.key)
+            let port = try #require(await node.listenAddress).port
+            let rogue = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .control, key: Self.key)
+            try await rogue.waitForClose()
+            #expect(rogue.closeError == .handshake(.purposeRefused(Handshake.Purpose.control.rawValue)), "\(String(describing: rogue.closeError))")
+            // And a peer-data handshake to the coordinator's port likewise.
+            let wrongWay = try await RogueClient.connect(to: mesh.address, purpose: .data, key: Self.key)
+            try await wrongWay.waitForClose()
+            #expect(wrongWay.closeError == .handshake(.purposeRefused(Handshake.Purpose.data.rawValue)))
+        }
     }
 
     // MARK: Admin separated from membership
 
     @Test("status and kill need the admin key; the mesh key alone reads the topology but cannot use them")
     func adminCredential() async throws {
-        let mesh = try await Self.coordinator(adminKey: Self.adminKey)
-        let node = try await mesh.node("worker", authkey: Self.key)
-        // A member: may read the topology, not the status, not kill.
-        let member = try await MeshInspector.connect(to: mesh.address, authkey: Self.key)
-        #expect(try await member.topology().nodes.count == 1)
-        await #expect(throws: MeshError.self) { _ = try await member.status() }
-        await member.close()
-        let killer = try await MeshInspector.connect(to: mesh.address, authkey: Self.key)
-        await #expect(throws: MeshError.self) { _ = try await killer.kill("*") }
-        await killer.close()
-        // The mesh key does not pass as the admin key.
-        await #expect(throws: MeshError.self) {
-            _ = try await MeshInspector.connect(to: mesh.address, authkey: Self.key, adminKey: Self.key)
+        try await withMesh(Self.configuration(adminKey: Self.adminKey)) { mesh in
+            let node = try await mesh.node("worker", authkey: Self.key)
+            // A member: may read the topology, not the status, not kill.
+            let member = try await MeshInspector.connect(to: mesh.address, authkey: Self.key)
+            #expect(try await member.topology().nodes.count == 1)
+            await #expect(throws: MeshError.self) { _ = try await member.status() }
+            await member.close()
+            let killer = try await MeshInspector.connect(to: mesh.address, authkey: Self.key)
+            await #expect(throws: MeshError.self) { _ = try await killer.kill("*") }
+            await killer.close()
+            // The mesh key does not pass as the admin key.
+            await #expect(throws: MeshError.self) {
+                _ = try await MeshInspector.connect(to: mesh.address, authkey: Self.key, adminKey: Self.key)
+            }
+            #expect(await mesh.coordinator.topology.nodes.count == 1, "a member stopped a node")
+            // The admin may.
+            let admin = try await MeshInspector.connect(to: mesh.address, authkey: Self.key, adminKey: Self.adminKey)
+            #expect(try await admin.status().nodes.count == 1)
+            await admin.close()
         }
-        #expect(await mesh.coordinator.topology.nodes.count == 1, "a member stopped a node")
-        // The admin may.
-        let admin = try await MeshInspector.connect(to: mesh.address, authkey: Self.key, adminKey: Self.adminKey)
-        #expect(try await admin.status().nodes.count == 1)
-        await admin.close()
-        await node.close()
-        await mesh.stop()
     }
 
     // MARK: Identity
 
     @Test("a peer hello naming another node, or one not in the mesh, is closed and nothing it sends is delivered")
     func forgedPeerHello() async throws {
-        let mesh = try await Self.coordinator()
-        let target = try await mesh.node("target", authkey: Self.key)
-        let victim = try await mesh.node("victim", authkey: Self.key)
-        let received = Collector<String>()
-        try await target.listen("orders") { (_: String, order: String) in received.append(order) }
-        let port = try #require(await target.listenAddress).port
-        let payload = Array(#""sell everything""#.utf8)
-        let order = payload.withUnsafeBytes { MessageFrame.encode(topic: "orders", encoding: .codec, payload: $0) }
+        try await withMesh(Self.configuration()) { mesh in
+            let target = try await mesh.node("target", authkey: Self.key)
+            let victim = try await mesh.node("victim", authkey: Self.key)
+            let received = Collector<String>()
+            try await target.listen("orders") { (_: String, order: String) in received.append(order) }
+            let port = try #require(await target.listenAddress).port
+            let payload = Array(#""sell everything""#.utf8)
+            let order = payload.withUnsafeBytes { MessageFrame.encode(topic: "orders", encoding: .codec, payload: $0) }
 
-        // 1. Claims the victim's id and name, with a handshake made as another id.
-        let (ownID, _) = NodeID.make()
-        let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
-        impostor.connection.send(PeerHello(id: victim.id, name: victim.name).encodedFrame())
-        impostor.connection.send(order)
-        try await impostor.waitForClose()
+            // 1. Claims the victim's id and name, with a handshake made as another id.
+            let (ownID, _) = NodeID.make()
+            let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
+            impostor.connection.send(PeerHello(id: victim.id, name: victim.name).encodedFrame())
+            impostor.connection.send(order)
+            try await impostor.waitForClose()
 
-        // 2. Its own id, which is not in the mesh: held, then closed when the topology never has it.
-        let stranger = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
-        stranger.connection.send(PeerHello(id: ownID, name: "stranger").encodedFrame())
-        stranger.connection.send(order)
-        try await stranger.waitForClose(seconds: Double(InboundLink.unknownPeerPatience.components.seconds) + 3)
+            // 2. Its own id, which is not in the mesh: held, then closed when the topology never has it.
+            let stranger = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
+            stranger.connection.send(PeerHello(id: ownID, name: "stranger").encodedFrame())
+            stranger.connection.send(order)
+            try await stranger.waitForClose(seconds: Double(InboundLink.unknownPeerPatience.components.seconds) + 3)
 
-        // 3. The victim's real id and a wrong name.
-        let renamed = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: victim.id)
-        renamed.connection.send(PeerHello(id: victim.id, name: "not-victim").encodedFrame())
-        renamed.connection.send(order)
-        try await renamed.waitForClose()
+            // 3. The victim's real id and a wrong name.
+            let renamed = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: victim.id)
+            renamed.connection.send(PeerHello(id: victim.id, name: "not-victim").encodedFrame())
+            renamed.connection.send(order)
+            try await renamed.waitForClose()
 
-        #expect(received.values.isEmpty, "a forged message was delivered: \(received.values)")
-        // The real victim still gets through.
-        try await victim.waitForListener("orders", timeout: .seconds(5))
-        try await victim.send("orders", "hold")
-        #expect(try await received.wait(for: 1) == ["hold"])
-        await victim.close()
-        await target.close()
-        await mesh.stop()
+            #expect(received.values.isEmpty, "a forged message was delivered: \(received.values)")
+            // The real victim still gets through.
+            try await victim.waitForListener("orders", timeout: .seconds(5))
+            try await victim.send("orders", "hold")
+            #expect(try await received.wait(for: 1) == ["hold"])
+        }
     }
 
     @Test("registering a host other than the connection's, someone else's id, or an id without its secret is refused")
     func foreignRegistrations() async throws {
-        let mesh = try await Self.coordinator()
-        let real = try await mesh.node("real", authkey: Self.key)
+        try await withMesh(Self.configuration()) { mesh in
+            let real = try await mesh.node("real", authkey: Self.key)
 
-        // Another host.
-        let (id, foreign) = RogueClient.validRegister(name: "foreign", host: "10.1.2.3", port: 4000)
-        let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
-        rogue.send(foreign)
-        let answer = try #require(try await rogue.messages.wait(for: 1).first)
-        #expect(answer.type == .rejected && (answer.reason ?? "").contains("not the address this node connects from"))
+            // Another host.
+            let (id, foreign) = RogueClient.validRegister(name: "foreign", host: "10.1.2.3", port: 4000)
+            let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
+            rogue.send(foreign)
+            let answer = try #require(try await rogue.messages.wait(for: 1).first)
+            #expect(answer.type == .rejected && (answer.reason ?? "").contains("not the address this node connects from"))
 
-        // The real node's id, from another connection (no secret for it).
-        let squatter = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: real.id)
-        squatter.send(ControlMessage(.register, node: NodeRecord(id: real.id, name: "real", host: "", port: 1), secret: NodeID.make().secret))
-        let refused = try #require(try await squatter.messages.wait(for: 1).first)
-        #expect(refused.type == .rejected, "\(refused)")
+            // The real node's id, from another connection (no secret for it).
+            let squatter = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: real.id)
+            squatter.send(ControlMessage(.register, node: NodeRecord(id: real.id, name: "real", host: "", port: 1), secret: NodeID.make().secret))
+            let refused = try #require(try await squatter.messages.wait(for: 1).first)
+            #expect(refused.type == .rejected, "\(refused)")
 
-        // An id that does not match the handshake's.
-        let (other, register) = RogueClient.validRegister(name: "mismatch")
-        let mismatch = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: NodeID.make().id)
-        mismatch.send(register)
-        #expect(try await mismatch.messages.wait(for: 1).first?.type == .rejected)
-        _ = other
+            // An id that does not match the handshake's.
+            let (other, register) = RogueClient.validRegister(name: "mismatch")
+            let mismatch = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: NodeID.make().id)
+            mismatch.send(register)
+            #expect(try await mismatch.messages.wait(for: 1).first?.type == .rejected)
+            _ = other
 
-        // Ids must be 16 lowercase hex digits.
-        let shouting = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key)
-        shouting.send(ControlMessage(.register, node: NodeRecord(id: "ABCDEF0123456789", name: "x", host: "", port: 1), secret: "00"))
-        #expect(try await shouting.messages.wait(for: 1).first?.type == .rejected)
+            // Ids must be 16 lowercase hex digits.
+            let shouting = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key)
+            shouting.send(ControlMessage(.register, node: NodeRecord(id: "ABCDEF0123456789", name: "x", host: "", port: 1), secret: "00"))
+            #expect(try await shouting.messages.wait(for: 1).first?.type == .rejected)
 
-        #expect(await mesh.coordinator.topology.nodes.keys.sorted() == [real.id])
-        await real.close()
-        await mesh.stop()
+            #expect(await mesh.coordinator.topology.nodes.keys.sorted() == [real.id])
+        }
     }
 
     @Test("a node that registers another node's port: senders dialling it find the wrong node and deliver nothing there")
     func registeredSomeoneElsesPort() async throws {
-        let mesh = try await Self.coordinator()
-        let bystander = try await mesh.node("bystander", authkey: Self.key)
-        let bystanderGot = Collector<String>()
-        try await bystander.listen("bait") { (_: String, text: String) in bystanderGot.append(text) }
-        let sender = try await mesh.node("sender", authkey: Self.key)
-        // The liar registers with the bystander's port and listens to a topic of its own.
-        let bystanderPort = try #require(await bystander.listenAddress).port
-        let (id, register) = RogueClient.validRegister(name: "liar", port: bystanderPort, topics: ["lure"])
-        let liar = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
-        liar.send(register)
-        #expect(try await liar.messages.wait(for: 1).first?.type == .welcome)
-        try await sender.waitForListener("lure", timeout: .seconds(5))
-        try await sender.send("lure", "for the liar")
-        try await eventually("the sender to count the message as dropped", seconds: 5) {
-            await sender.statistics.messagesDropped >= 1
+        try await withMesh(Self.configuration()) { mesh in
+            let bystander = try await mesh.node("bystander", authkey: Self.key)
+            let bystanderGot = Collector<String>()
+            try await bystander.listen("bait") { (_: String, text: String) in bystanderGot.append(text) }
+            let sender = try await mesh.node("sender", authkey: Self.key)
+            // The liar registers with the bystander's port and listens to a topic of its own.
+            let bystanderPort = try #require(await bystander.listenAddress).port
+            let (id, register) = RogueClient.validRegister(name: "liar", port: bystanderPort, topics: ["lure"])
+            let liar = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
+            liar.send(register)
+            #expect(try await liar.messages.wait(for: 1).first?.type == .welcome)
+            try await sender.waitForListener("lure", timeout: .seconds(5))
+            try await sender.send("lure", "for the liar")
+            try await eventually("the sender to count the message as dropped", seconds: 5) {
+                await sender.statistics.messagesDropped >= 1
+            }
+            #expect(bystanderGot.values.isEmpty)
         }
-        #expect(bystanderGot.values.isEmpty)
-        await sender.close()
-        await bystander.close()
-        await mesh.stop()
     }
 
     // MARK: Bounded coordinator work
 
     @Test("a member flooding sync is closed after the limit; the coordinator's memory stays bounded and joins stay fast")
     func syncFlood() async throws {
-        let mesh = try await Self.coordinator()
-        // A topology worth copying: 40 nodes with long topics.
-        var nodes: [MeshNode] = []
-        for index in 0..<40 {
-            let node = try await mesh.node("n\(index)", authkey: Self.key)
-            for topic in 0..<20 { try await node.listen(String(repeating: "t", count: 200) + "\(index)-\(topic)") { (_: String, _: Data) in } }
-            nodes.append(node)
+        try await withMesh(Self.configuration()) { mesh in
+            // A topology worth copying: 40 nodes with long topics.
+            var nodes: [MeshNode] = []
+            for index in 0..<40 {
+                let node = try await mesh.node("n\(index)", authkey: Self.key)
+                for topic in 0..<20 { try await node.listen(String(repeating: "t", count: 200) + "\(index)-\(topic)") { (_: String, _: Data) in } }
+                nodes.append(node)
+            }
+            let before = residentMemoryBytes()
+            var rogues: [RogueClient] = []
+            var flooders: [String] = []
+            for _ in 0..<4 {
+                let (id, register) = RogueClient.validRegister(name: "flooder")
+                flooders.append(id)
+                let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
+                rogue.send(register)
+                _ = try await rogue.messages.wait(for: 1)
+                // Never reads: 2,000 syncs each, as fast as the socket takes them.
+                rogue.connection.setReadingPaused(true)
+                for _ in 0..<2_000 { rogue.send(ControlMessage(.sync)) }
+                rogues.append(rogue)
+            }
+            // The coordinator drops each flooder (a rogue that reads nothing may not notice the close).
+            let dropped = flooders
+            try await eventually("the coordinator to drop all four flooders", seconds: 10) {
+                let nodes = await mesh.coordinator.topology.nodes
+                return dropped.allSatisfy { nodes[$0] == nil }
+            }
+            for rogue in rogues { rogue.connection.close() }
+            let start = ContinuousClock.now
+            let late = try await mesh.node("latecomer", authkey: Self.key)
+            let joinTime = start.duration(to: .now)
+            let after = residentMemoryBytes()
+            print("sync flood: 4 flooders closed; RSS \(after >> 20) MiB after, \(before >> 20) MiB before; a join took \(joinTime)")
+            #expect(joinTime < .seconds(1))
+            #expect(after - before < 64 << 20)
+            await late.close()
+            for node in nodes { await node.close() }
         }
-        let before = residentMemoryBytes()
-        var rogues: [RogueClient] = []
-        var flooders: [String] = []
-        for _ in 0..<4 {
-            let (id, register) = RogueClient.validRegister(name: "flooder")
-            flooders.append(id)
-            let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
-            rogue.send(register)
-            _ = try await rogue.messages.wait(for: 1)
-            // Never reads: 2,000 syncs each, as fast as the socket takes them.
-            rogue.connection.setReadingPaused(true)
-            for _ in 0..<2_000 { rogue.send(ControlMessage(.sync)) }
-            rogues.append(rogue)
-        }
-        // The coordinator drops each flooder (a rogue that reads nothing may not notice the close).
-        let dropped = flooders
-        try await eventually("the coordinator to drop all four flooders", seconds: 10) {
-            let nodes = await mesh.coordinator.topology.nodes
-            return dropped.allSatisfy { nodes[$0] == nil }
-        }
-        for rogue in rogues { rogue.connection.close() }
-        let start = ContinuousClock.now
-        let late = try await mesh.node("latecomer", authkey: Self.key)
-        let joinTime = start.duration(to: .now)
-        let after = residentMemoryBytes()
-        print("sync flood: 4 flooders closed; RSS \(after >> 20) MiB after, \(before >> 20) MiB before; a join took \(joinTime)")
-        #expect(joinTime < .seconds(1))
-        #expect(after - before < 64 << 20)
-        await late.close()
-        for node in nodes { await node.close() }
-        await mesh.stop()
     }
 
     @Test("register, bye, register on one connection leaves no ghost record")
     func noGhostRecord() async throws {
-        let mesh = try await Self.coordinator()
-        let (id, register) = RogueClient.validRegister(name: "ghost")
-        let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
-        rogue.send(register)
-        #expect(try await rogue.messages.wait(for: 1).first?.type == .welcome)
-        rogue.send(ControlMessage(.bye))
-        rogue.send(register)
-        try await rogue.waitForClose()
-        try await eventually("the topology to be empty", seconds: 3) { await mesh.coordinator.topology.nodes.isEmpty }
-        // And it stays empty.
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(await mesh.coordinator.topology.nodes.isEmpty)
-        await mesh.stop()
+        try await withMesh(Self.configuration()) { mesh in
+            let (id, register) = RogueClient.validRegister(name: "ghost")
+            let rogue = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: id)
+            rogue.send(register)
+            #expect(try await rogue.messages.wait(for: 1).first?.type == .welcome)
+            rogue.send(ControlMessage(.bye))
+            rogue.send(register)
+            try await rogue.waitForClose()
+            try await eventually("the topology to be empty", seconds: 3) { await mesh.coordinator.topology.nodes.isEmpty }
+            // And it stays empty.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await mesh.coordinator.topology.nodes.isEmpty)
+        }
     }
 
     // MARK: Keys and defaults
@@ -476,16 +468,16 @@ struct SecurityTests {
     func weakKeys() async throws {
         let coordinator = MeshCoordinator(configuration: .init(port: 0, authkey: "abc", logger: .silent))
         await #expect(throws: MeshError.weakKey(length: 3, minimum: 16)) { try await coordinator.start() }
-        let mesh = try await Self.coordinator()
-        do {
-            _ = try await mesh.node("weak", authkey: "abc")
-            Issue.record("a node with a 3-byte key was built")
-        } catch let error as MeshError {
-            #expect(error == .weakKey(length: 3, minimum: 16))
-            #expect(error.description.contains("mesh keygen"))
+        try await withMesh(Self.configuration()) { mesh in
+            do {
+                _ = try await mesh.node("weak", authkey: "abc")
+                Issue.record("a node with a 3-byte key was built")
+            } catch let error as MeshError {
+                #expect(error == .weakKey(length: 3, minimum: 16))
+                #expect(error.description.contains("mesh keygen"))
+            }
+            await #expect(throws: MeshError.self) { _ = try await MeshInspector.connect(to: mesh.address, authkey: "abc") }
         }
-        await #expect(throws: MeshError.self) { _ = try await MeshInspector.connect(to: mesh.address, authkey: "abc") }
-        await mesh.stop()
     }
 
     @Test("an open mesh stays on loopback unless --insecure says otherwise; nodes listen where they reach the coordinator")
@@ -502,12 +494,12 @@ struct SecurityTests {
         let meant = MeshCoordinator(configuration: .init(host: "0.0.0.0", port: 0, logger: .silent, insecure: true))
         #expect(try await meant.start().port > 0)
 
-        let mesh = try await RunningCoordinator.start()
-        let node = try await buildMeshNode(
-            name: "local", configuration: .init(coordinator: mesh.address, authkey: nil, logger: testLogger("local")))
-        #expect(await node.listenAddress?.host == "127.0.0.1")
-        await node.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let node = try await buildMeshNode(
+                name: "local", configuration: .init(coordinator: mesh.address, authkey: nil, logger: testLogger("local")))
+            #expect(await node.listenAddress?.host == "127.0.0.1")
+            await node.close()
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
 
 /// The pure parts of services: the topology's service namespace and the three frames, byte by byte
 /// (the same bytes docs/PROTOCOL.md §15 shows).

@@ -16,7 +16,7 @@ package struct Socket: Sendable, Hashable {
     /// Creates a non-blocking, close-on-exec stream socket for the address family of `address`.
     ///
     /// - Throws: ``SocketError`` when the kernel refuses (out of descriptors, say).
-    static func stream(for address: SocketAddress) throws(SocketError) -> Socket {
+    package static func stream(for address: SocketAddress) throws(SocketError) -> Socket {
         let family: Int32
         switch address {
         case .ipv4: family = AF_INET
@@ -72,7 +72,7 @@ package struct Socket: Sendable, Hashable {
     /// Binds to `address` and starts listening.
     ///
     /// - Throws: ``SocketError/failed(_:_:)`` naming `bind` or `listen` and the errno.
-    func bindAndListen(_ address: SocketAddress, backlog: Int32 = 4096) throws(SocketError) {
+    package func bindAndListen(_ address: SocketAddress, backlog: Int32 = 4096) throws(SocketError) {
         if case .unix(let path) = address {
             if !path.hasPrefix("@") { unlink(path) }
         } else {
@@ -160,7 +160,7 @@ package struct Socket: Sendable, Hashable {
     // MARK: Addresses
 
     /// The address this socket is bound to (the real port after binding port 0).
-    func localAddress() -> SocketAddress? {
+    package func localAddress() -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let result = withUnsafeMutablePointer(to: &storage) {

@@ -1,7 +1,11 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
+@testable import MeshHTTP
+@testable import MeshWeb
 
 /// The pure parts of the web view: the request decoder and its limits, the exposition writer,
 /// the event journal, rates from heartbeats, and the token. No sockets.

@@ -1,4 +1,5 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 
@@ -8,126 +9,18 @@ import Testing
 /// asserts the output format docs/CLI.md documents.
 @Suite("mesh command-line tool", .serialized)
 struct CLITests {
-    /// What a finished `mesh` run left behind.
-    struct Run: Sendable, CustomStringConvertible {
-        var code: Int32
-        /// Standard output.
-        var output: String
-        var errors: String
-        var seconds: Double
+    typealias Run = CommandRun
 
-        /// The output's lines, blank ones included, without the final newline's empty remainder.
-        var lines: [String] {
-            var lines = output.components(separatedBy: "\n")
-            if lines.last == "" { lines.removeLast() }
-            return lines
-        }
-        var trimmed: String { output.trimmingCharacters(in: .whitespacesAndNewlines) }
-        /// The output read as JSON.
-        func json() throws -> Any { try JSONSerialization.jsonObject(with: Data(output.utf8)) }
-
-        var description: String { "exit \(code) after \(seconds) s\nstdout:\n\(output)\nstderr:\n\(errors)" }
-    }
-
-    /// A running `mesh`, its standard output and error each read to the end before it counts as
-    /// finished (``ChildProcess`` may report the exit before the last output arrives).
-    final class MeshProcessRun: Sendable {
-        private struct State {
-            var output = Data()
-            var errors = Data()
-            /// Output end, error end and exit: finished when all three happened.
-            var pending = 3
-            var code: Int32 = -1
-            var finished: Run?
-            var waiters: [CheckedContinuation<Run, Never>] = []
-        }
-
-        private let process: Process
-        private let state = Mutex(State())
-        private let started = ContinuousClock.now
-
-        init(_ arguments: [String], environment: [String: String]) throws {
-            let process = Process()
-            process.executableURL = executablesDirectory.appendingPathComponent("mesh")
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            let output = Pipe()
-            let errors = Pipe()
-            process.standardOutput = output
-            process.standardError = errors
-            process.standardInput = FileHandle.nullDevice
-            self.process = process
-            process.terminationHandler = { [self] process in
-                let code = process.terminationStatus
-                step { $0.code = code }
-            }
-            try process.run()
-            for (handle, isOutput) in [(output.fileHandleForReading, true), (errors.fileHandleForReading, false)] {
-                // A blocking read to the end, on a Dispatch thread, never on the cooperative pool.
-                DispatchQueue.global().async { [self] in
-                    let data = handle.readDataToEndOfFile()
-                    step { if isOutput { $0.output = data } else { $0.errors = data } }
-                }
-            }
-        }
-
-        private func step(_ change: (inout State) -> Void) {
-            let elapsed = started.duration(to: .now).components
-            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-            let (run, waiters) = state.withLock { state -> (Run?, [CheckedContinuation<Run, Never>]) in
-                change(&state)
-                state.pending -= 1
-                guard state.pending == 0 else { return (nil, []) }
-                let run = Run(
-                    code: state.code, output: String(decoding: state.output, as: UTF8.self),
-                    errors: String(decoding: state.errors, as: UTF8.self), seconds: seconds)
-                state.finished = run
-                defer { state.waiters = [] }
-                return (run, state.waiters)
-            }
-            if let run { for waiter in waiters { waiter.resume(returning: run) } }
-        }
-
-        var pid: Int32 { process.processIdentifier }
-
-        /// Waits until the process exited and its output is all read; fails after `seconds`.
-        func result(seconds: Double = 20) async throws -> Run {
-            do {
-                return try await withDeadline(seconds) {
-                    await withCheckedContinuation { (continuation: CheckedContinuation<Run, Never>) in
-                        let finished = self.state.withLock { state -> Run? in
-                            if let run = state.finished { return run }
-                            state.waiters.append(continuation)
-                            return nil
-                        }
-                        if let finished { continuation.resume(returning: finished) }
-                    }
-                }
-            } catch {
-                Issue.record("mesh \(process.arguments ?? []) did not finish within \(seconds) s")
-                throw error
-            }
-        }
-
-        /// Kills the process if it still runs (use in `defer`).
-        func terminate() {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-    }
-
-    /// The environment every child gets: no key and no log level leaking in from the test runner.
-    static let quiet = ["MESH_AUTHKEY": "", "MESH_LOG_LEVEL": "warning"]
+    static let quiet = MeshCLI.quiet
 
     /// Starts `mesh` with `arguments`.
-    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> MeshProcessRun {
-        try MeshProcessRun(arguments, environment: CLITests.quiet.merging(environment) { $1 })
+    func start(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        try MeshCLI.start(arguments, environment: environment)
     }
 
     /// Runs `mesh` with `arguments` to the end (failing the test after `seconds`).
     func mesh(_ arguments: [String], environment: [String: String] = [:], seconds: Double = 20) async throws -> Run {
-        let child = try start(arguments, environment: environment)
-        defer { child.terminate() }
-        return try await child.result(seconds: seconds)
+        try await MeshCLI.run(arguments, environment: environment, seconds: seconds)
     }
 
     /// Starts a `demo-worker` (a node named "worker" listening to "jobs") and waits until it is ready.
@@ -140,11 +33,8 @@ struct CLITests {
 
     /// Checks a failure: the exit code, and one line on standard error saying why.
     func expectFailure(_ run: Run, code: Int32, mentioning needle: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(run.code == code, "\(run)", sourceLocation: sourceLocation)
-        #expect(run.output.isEmpty, "\(run)", sourceLocation: sourceLocation)
-        #expect(run.errors.hasPrefix("mesh: ") && run.errors.hasSuffix("\n"), "\(run)", sourceLocation: sourceLocation)
-        #expect(run.errors.dropLast().firstIndex(of: "\n") == nil, "not one line: \(run)", sourceLocation: sourceLocation)
-        #expect(run.errors.contains(needle), "\"\(needle)\" not in: \(run)", sourceLocation: sourceLocation)
+        let problem = run.failureProblem(code: code, mentioning: needle)
+        #expect(problem == nil, "\(problem ?? "")", sourceLocation: sourceLocation)
     }
 
     /// Checks that a child stopped by `mesh node kill` exits 0 within `seconds`.

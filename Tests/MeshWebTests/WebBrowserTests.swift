@@ -1,8 +1,10 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
+@testable import MeshWeb
 
 /// The web page in a real browser: headless Chromium, driven over the DevTools protocol, loads
 /// `/` from a `mesh-coordinator --http` with a receiver, a sender and a pool of three workers,

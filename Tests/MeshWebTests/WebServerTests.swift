@@ -1,8 +1,12 @@
 import Foundation
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
+@testable import MeshHTTP
+@testable import MeshWeb
 
 /// A coordinator in this process with its web view on 127.0.0.1, port 0.
 struct RunningWebView {
@@ -273,19 +277,19 @@ struct WebServerTests {
 
     @Test func warnsWhenServingBeyondLoopbackWithoutAKey() async throws {
         let capture = LogCapture()
-        let mesh = try await RunningCoordinator.start()
-        let web = MeshWebServer(
-            coordinator: mesh.coordinator,
-            configuration: .init(host: "0.0.0.0", port: 0, logger: capture.logger("web", level: .warning)))
-        try await web.start()
-        #expect(capture.lines(level: .warning, label: "web").contains { $0.contains("with no authkey") })
-        web.close()
-        let keyed = MeshWebServer(
-            coordinator: mesh.coordinator,
-            configuration: .init(host: "0.0.0.0", port: 0, authkey: "a key for the keyed web view", logger: capture.logger("keyed", level: .warning)))
-        try await keyed.start()
-        #expect(capture.lines(level: .warning, label: "keyed").isEmpty)
-        keyed.close()
-        await mesh.stop()
+        try await withMesh { mesh in
+            let web = MeshWebServer(
+                coordinator: mesh.coordinator,
+                configuration: .init(host: "0.0.0.0", port: 0, logger: capture.logger("web", level: .warning)))
+            try await web.start()
+            #expect(capture.lines(level: .warning, label: "web").contains { $0.contains("with no authkey") })
+            web.close()
+            let keyed = MeshWebServer(
+                coordinator: mesh.coordinator,
+                configuration: .init(host: "0.0.0.0", port: 0, authkey: "a key for the keyed web view", logger: capture.logger("keyed", level: .warning)))
+            try await keyed.start()
+            #expect(capture.lines(level: .warning, label: "keyed").isEmpty)
+            keyed.close()
+        }
     }
 }

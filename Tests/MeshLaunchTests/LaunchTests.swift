@@ -1,10 +1,11 @@
+#if canImport(Glibc)
 import Foundation
+import Glibc
+import MeshTesting
 import Testing
 
 @testable import Mesh
-
-#if canImport(Glibc)
-import Glibc
+@testable import MeshTooling
 #endif
 
 /// `mesh launch` run as a user runs it, with real processes: every child is found by the pid

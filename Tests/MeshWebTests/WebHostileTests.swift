@@ -1,11 +1,15 @@
+#if canImport(Glibc)
 import Foundation
+import Glibc
+import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
-
-#if canImport(Glibc)
-import Glibc
+@testable import MeshCoordination
+@testable import MeshHTTP
+@testable import MeshTooling
+@testable import MeshWeb
 #endif
 
 /// Hostile HTTP clients against the web view: malformed and oversized requests, slowloris, a

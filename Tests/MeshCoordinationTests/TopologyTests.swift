@@ -1,6 +1,8 @@
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshCoordination
 
 /// The coordinator's ``TopologyBook`` and a node's ``Topology`` following it through deltas.
 @Suite struct TopologyTests {

@@ -1,7 +1,7 @@
-import Foundation
-
 #if canImport(Glibc)
+import Foundation
 import Glibc
+import MeshTesting
 #endif
 
 /// A strict reader of Prometheus's text exposition format (0.0.4), written from the format's

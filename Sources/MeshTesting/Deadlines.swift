@@ -1,26 +1,10 @@
 import Synchronization
 
-/// A small, fast, seedable generator (SplitMix64), so randomized tests replay exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Thrown by ``withDeadline(_:_:)`` when the work did not finish in time.
-struct DeadlineExceeded: Error, CustomStringConvertible {
-    var seconds: Double
-    var description: String { "did not finish within the test deadline of \(seconds) s" }
+package struct DeadlineExceeded: Error, CustomStringConvertible {
+    package var seconds: Double
+    package init(seconds: Double) { self.seconds = seconds }
+    package var description: String { "did not finish within the test deadline of \(seconds) s" }
 }
 
 /// Runs `body`, failing with ``DeadlineExceeded`` if it has not finished after `seconds`.
@@ -29,7 +13,7 @@ struct DeadlineExceeded: Error, CustomStringConvertible {
 /// a wait that ignores cancellation makes the test fail instead of hanging it.
 /// - Returns: what `body` returned.
 /// - Throws: what `body` threw, or ``DeadlineExceeded``.
-func withDeadline<T: Sendable>(
+package func withDeadline<T: Sendable>(
     _ seconds: Double, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = DeadlineRace<T>()
@@ -91,4 +75,33 @@ private final class DeadlineRace<T: Sendable>: Sendable {
         cleanup?()
         return true
     }
+}
+
+/// Polls `condition` every few milliseconds until it holds; throws ``TimedOut`` after `seconds`.
+package func eventually(
+    _ what: String, seconds: Double = 10, _ condition: @escaping @Sendable () async -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw TimedOut(what: what, seconds: seconds)
+}
+
+/// Thrown by ``eventually(_:seconds:_:)`` when the condition never held.
+package struct TimedOut: Error, CustomStringConvertible {
+    package var what: String
+    package var seconds: Double
+    package var description: String { "timed out after \(seconds) s waiting for \(what)" }
+}
+
+/// Polls `condition` until it holds, like ``eventually(_:seconds:_:)``, and returns how long that took.
+@discardableResult
+package func timeUntil(
+    _ what: String, seconds: Double, _ condition: @escaping @Sendable () async -> Bool
+) async throws -> Duration {
+    let start = ContinuousClock.now
+    try await eventually(what, seconds: seconds, condition)
+    return start.duration(to: .now)
 }

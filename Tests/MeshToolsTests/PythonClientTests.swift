@@ -1,4 +1,5 @@
 import Foundation
+import MeshTesting
 import Testing
 
 /// Runs the Python client's tests (clients/python/tests, standard library `unittest`) against

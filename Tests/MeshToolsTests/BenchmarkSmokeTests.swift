@@ -1,4 +1,5 @@
 import Foundation
+import MeshTesting
 import Testing
 
 /// Runs the `mesh-bench` executable in its tiniest configuration, so the benchmark cannot rot

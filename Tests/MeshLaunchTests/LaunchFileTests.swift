@@ -1,7 +1,9 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshLaunch
 
 /// The launch file reader (YAML subset and JSON), its schema, the command splitter and the
 /// restart policy: pure values, no processes.

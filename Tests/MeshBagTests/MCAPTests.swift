@@ -1,7 +1,9 @@
 import Foundation
+import MeshTesting
 import Testing
 
 @testable import Mesh
+@testable import MeshBag
 
 /// Our MCAP writer and reader, without a mesh: round trips, and every way a file can be cut or damaged.
 @Suite("MCAP writer and reader")
