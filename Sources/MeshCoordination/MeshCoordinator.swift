@@ -78,11 +78,11 @@ public actor MeshCoordinator {
         case publish
     }
 
-    private struct Session {
-        let connection: Connection
+    struct Session {
+        package let connection: Connection
         /// What the handshake was for: node control, inspector or admin.
-        let purpose: Handshake.Purpose
-        var node: NodeRecord?
+        package let purpose: Handshake.Purpose
+        package var node: NodeRecord?
         var inspector = false
         /// Expensive requests (`sync`, `inspect`, `status`) in the current one-second window.
         var expensiveRequests = 0
@@ -91,13 +91,13 @@ public actor MeshCoordinator {
         var leaving = false
         var stats = MeshStatistics()
         /// When a delta or welcome last went to this session (a heartbeat answer is then not needed).
-        var lastSent: ContinuousClock.Instant?
+        package var lastSent: ContinuousClock.Instant?
         /// Registered in this batch; gets the batch's snapshot in its welcome.
         var awaitingWelcome = false
     }
 
     /// A `mesh node kill` waiting for its nodes to leave.
-    private struct KillRequest {
+    struct KillRequest {
         let requester: Connection
         var waitingFor: Set<String>
         var stopped: [String]
@@ -144,20 +144,20 @@ public actor MeshCoordinator {
     }
 
     public let configuration: Configuration
-    private let logger: MeshLogger
+    let logger: MeshLogger
     private let events = EventQueue<Event>()
     private let link: Link
-    private var book = TopologyBook()
+    var book = TopologyBook()
     /// The partial views of the nodes that asked for one at `register`.
     private var views = ViewBook()
-    private var sessions: [UInt64: Session] = [:]
+    var sessions: [UInt64: Session] = [:]
     /// Open sessions by source address, for ``Configuration/maximumSessionsPerAddress``.
     private var sessionsPerHost: [String: Int] = [:]
     /// When the last tick was handled (a late one means the coordinator itself was starved).
     private var lastTick = ContinuousClock.now
     private var listener: Listener?
-    private let startedAt = ContinuousClock.now
-    private var kills: [KillRequest] = []
+    let startedAt = ContinuousClock.now
+    var kills: [KillRequest] = []
     private var lastPublish = ContinuousClock.now - .seconds(1)
     /// Keeps a flood of refused connections to a few log lines a second.
     private var refusals = RateLimitedLog()
@@ -167,7 +167,7 @@ public actor MeshCoordinator {
     /// The shortest time between two topology broadcasts.
     private let publishInterval = Duration.milliseconds(10)
     /// How long a `kill` waits for its nodes to leave before answering.
-    private let killTimeout = Duration.seconds(5)
+    let killTimeout = Duration.seconds(5)
     /// Recent joins, departures and refusals, and refusal counters, for the web view and metrics.
     private var journal = CoordinatorJournal()
 
@@ -344,7 +344,7 @@ public actor MeshCoordinator {
     }
 
     /// Sends a reply; a client whose queue is full is not reading and is closed.
-    private func reply(_ frame: [UInt8], on connection: Connection) {
+    func reply(_ frame: [UInt8], on connection: Connection) {
         guard connection.send(frame) == .full else { return }
         let who = sessions[connection.id]?.node.map { "\($0.name) (\($0.id))" } ?? "a client"
         logger.warning("\(who) at \(connection.remote) is not reading its replies; disconnecting it")
@@ -352,7 +352,7 @@ public actor MeshCoordinator {
     }
 
     /// The current topology as a `topology` reply, encoded once per version.
-    private func topologyFrame() -> [UInt8] {
+    func topologyFrame() -> [UInt8] {
         Frame(kind: FrameKind.control.rawValue, body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)).encoded
     }
 
@@ -477,7 +477,7 @@ public actor MeshCoordinator {
         }
     }
 
-    private func reject(_ connection: Connection, _ reason: String) {
+    func reject(_ connection: Connection, _ reason: String) {
         // A client can be rejected as fast as it can reconnect: a few lines a second, then a count.
         refusals.log("rejected connections", level: .warning, to: logger, "rejected connection from \(connection.remote): \(reason)")
         sessions[connection.id]?.leaving = true  // nothing more from it counts

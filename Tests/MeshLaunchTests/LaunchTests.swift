@@ -1,11 +1,12 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshTesting
 import Testing
 
 @testable import Mesh
 @testable import MeshTooling
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// `mesh launch` run as a user runs it, with real processes: every child is found by the pid

@@ -38,7 +38,6 @@ extension ResilienceTests {
         func streamSurvivesCoordinatorRestart() async throws {
             let coordinator = try await CoordinatorProcess()
             defer { coordinator.terminateAll() }
-            let address = coordinator.address
             let first = try #require(coordinator.process)
 
             let logs = LogCapture()
@@ -137,6 +136,8 @@ extension ResilienceTests {
             defer { coordinator.terminateAll() }
             let address = coordinator.address
             let first = try #require(coordinator.process)
+            let processes = ProcessBag()
+            defer { processes.terminateAll() }
             let environment = ["MESH_COORDINATOR": address, "MESH_AUTHKEY": ""]
             let receiver = try processes.start("demo-receiver", environment: environment)
             defer { receiver.signal(SIGCONT) }

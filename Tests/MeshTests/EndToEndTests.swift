@@ -110,7 +110,7 @@ struct EndToEndTests {
             let sender = try await Self.workerPool(in: mesh, recordingInto: got)
             for n in 0..<2 { try await sender.send("jobs", n) }
             _ = try await got.wait(for: 2)
-            let bystander = try await mesh.node("bystander")  // a join: every node's routes are rebuilt
+            _ = try await mesh.node("bystander")  // a join: every node's routes are rebuilt
             try await sender.waitForNodes(named: "bystander", timeout: .seconds(5))
             try await sender.send("jobs", 2)
             let receivers = try await got.wait(for: 3)

@@ -1,12 +1,13 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
 @testable import MeshCoordination
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// Generates one malformed connection's worth of bytes, reproducibly from a seed and an index.

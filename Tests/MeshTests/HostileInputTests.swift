@@ -1,12 +1,14 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
 @testable import MeshCoordination
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension ResilienceTests {
     /// Garbage on the wire closes that one connection; the coordinator and nodes serve on.

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshTesting
 import Synchronization
 import Testing
 
 @testable import Mesh
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// The parent of every resilience suite (coordinator loss, node failure, hostile input, leaks,

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshCrypto
 import MeshTesting
 import Synchronization
@@ -8,6 +6,9 @@ import Testing
 
 @testable import Mesh
 @testable import MeshTooling
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// Opens connections that each send a few bytes, by default one, "M" (the start of a hello), and

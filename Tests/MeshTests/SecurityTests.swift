@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshCrypto
 import MeshTesting
 import Synchronization
@@ -9,6 +7,9 @@ import Testing
 @testable import Mesh
 @testable import MeshCoordination
 @testable import MeshTooling
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// A client that speaks the protocol for itself, with whatever key, purpose and frames a test

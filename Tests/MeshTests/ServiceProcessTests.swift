@@ -73,7 +73,7 @@ extension ResilienceTests {
             }
             #expect(try await caller.call("double", 2, as: Int.self, timeout: .seconds(5)) == 4, "a call while the coordinator is down")
 
-            let second = try await coordinator.start()
+            try await coordinator.start()
             let inspector = try await withDeadline(10) {
                 try await eventuallyConnected(to: address)
             }

@@ -397,7 +397,7 @@ struct ServiceTests {
     func callerCloses() async throws {
         try await withMesh { mesh in
             let gate = Gate()
-            let (provider, caller, call) = try await Self.hangingCall(in: mesh, provider: "provider", gate: gate)
+            let (_, caller, call) = try await Self.hangingCall(in: mesh, provider: "provider", gate: gate)
             await caller.close()
             await #expect(throws: MeshError.closed) { _ = try await call.value }
             await #expect(throws: MeshError.closed) { let _: Int = try await caller.call("hang", 1) }

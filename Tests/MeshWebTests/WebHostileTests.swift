@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshTesting
 import Synchronization
 import Testing
@@ -10,6 +8,9 @@ import Testing
 @testable import MeshHTTP
 @testable import MeshTooling
 @testable import MeshWeb
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// Hostile HTTP clients against the web view: malformed and oversized requests, slowloris, a

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
 import Foundation
-import Glibc
 import MeshTesting
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// A strict reader of Prometheus's text exposition format (0.0.4), written from the format's

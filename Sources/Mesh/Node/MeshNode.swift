@@ -147,7 +147,7 @@ public actor MeshNode {
         case peerClosed(String, Connection, ConnectionError?, Connection.Unsent)
     }
 
-    private enum CoordinatorState {
+    enum CoordinatorState {
         case connecting(Connection)
         case registered(Connection)
         case disconnected
@@ -156,7 +156,7 @@ public actor MeshNode {
     /// This node's id: 16 hex digits, unique in the mesh (derived from ``idSecret``, see ``NodeID``).
     public nonisolated let id: String
     /// Shown to the coordinator when registering, to prove the id is this node's.
-    private nonisolated let idSecret: String
+    nonisolated let idSecret: String
     /// The stretched authkey, `nil` for an open mesh (or a key too short, which `start` reports).
     nonisolated let key: SymmetricKey?
     /// This node's name; nodes sharing it form a worker pool.
@@ -185,21 +185,21 @@ public actor MeshNode {
     var isClosed = false
     /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
     /// ``MeshError/closed`` after that is the expected end, not a failure.
-    public private(set) var wasAskedToStop = false
+    public internal(set) var wasAskedToStop = false
     var topologyWaiters: [UInt64: TopologyWaiter] = [:]
     /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
     var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
-    private var coordinatorState = CoordinatorState.disconnected
-    private var coordinatorAddress: SocketAddress?
+    var coordinatorState = CoordinatorState.disconnected
+    var coordinatorAddress: SocketAddress?
     private var server: Listener?
     private var unixServer: Listener?
     private var advertisedAddress: String?
     private var tasks: [Task<Void, Never>] = []
     /// The task that handles ``controlEvents``; one of ``tasks``.
     private var controlTask: Task<Void, Never>?
-    private var registration: CheckedContinuation<Void, any Error>?
-    private var coordinatorLostAt: ContinuousClock.Instant?
+    var registration: CheckedContinuation<Void, any Error>?
+    var coordinatorLostAt: ContinuousClock.Instant?
     /// What this node follows with a partial view, what the coordinator has answered for, and
     /// what the last `register` declared (its welcome answers that much).
     var interest = ViewInterest()
@@ -207,7 +207,7 @@ public actor MeshNode {
     var peerLookups = 0
     var peerLookupsExhausted = false
     var acknowledgedInterest = ViewInterest()
-    private var registeredInterest = ViewInterest()
+    var registeredInterest = ViewInterest()
     var interestWaiters: [UInt64: InterestWaiter] = [:]
     /// True while registered with a partial view the coordinator confirmed in its welcome.
     var hasPartialView = false
@@ -216,17 +216,17 @@ public actor MeshNode {
     nonisolated let heartbeatPump: HeartbeatPump
     /// When ``beat()`` last ran: a beat much later than the interval means this process was too
     /// busy to run it, and the coordinator's silence meanwhile says nothing about the coordinator.
-    private var lastBeat = ContinuousClock.now
+    var lastBeat = ContinuousClock.now
     /// Nodes known before the coordinator was lost that the new one has not heard from yet;
     /// still routed to until they re-register or ``reregistrationGrace`` passes.
     var provisional: [String: NodeRecord] = [:]
     static let reregistrationGrace = Duration.seconds(5)
-    private var lastHeardFromCoordinator = ContinuousClock.now
-    private var lastReportedStatistics: MeshStatistics?
-    private var connectingSince: ContinuousClock.Instant?
-    private var reconnectAttempt = 0
+    var lastHeardFromCoordinator = ContinuousClock.now
+    var lastReportedStatistics: MeshStatistics?
+    var connectingSince: ContinuousClock.Instant?
+    var reconnectAttempt = 0
     /// Why the last registration attempt was retried, for the error if none succeeds in time.
-    private var registrationRetryReason: String?
+    var registrationRetryReason: String?
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
@@ -425,7 +425,7 @@ public actor MeshNode {
             flushChunk: configuration.whenPeerQueueFull == .dropOldest ? 256 * 1024 : nil)
     }
 
-    private var record: NodeRecord {
+    var record: NodeRecord {
         NodeRecord(
             id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,

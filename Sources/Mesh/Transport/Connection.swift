@@ -110,7 +110,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var bytes = 0
     }
 
-    private enum Phase {
+    enum Phase {
         case idle, connecting, handshaking, open, closed
     }
 
@@ -148,12 +148,12 @@ package final class Connection: EventHandler, CustomStringConvertible {
     }
 
     /// State any thread may touch, under the lock.
-    private struct Shared {
+    struct Shared {
         var delegate: (any ConnectionDelegate)?
         var pending: [UInt8] = []
-        var unsent = 0
+        package var unsent = 0
         var open = false
-        var closed = false
+        package var closed = false
         var flushScheduled = false
         /// Bytes at the front of `pending` already written by a caller (a direct write the
         /// kernel took only part of); the loop writes from there.
@@ -163,10 +163,10 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var directWrites = false
         /// A caller is writing to the socket right now (outside the lock): a close leaves the
         /// descriptor for it to close.
-        var directWriting = false
+        package var directWriting = false
         var token: UInt64 = 0
-        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
-        var nextWaiter: UInt64 = 0
+        package var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        package var nextWaiter: UInt64 = 0
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -179,8 +179,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
     package let remote: SocketAddress
     let role: Handshake.Role
     let options: Options
-    private let loop: EventLoop
-    private let shared: Mutex<Shared>
+    let loop: EventLoop
+    let shared: Mutex<Shared>
     // Safe: `LoopState` is created here and from then on read and written only on `loop`'s
     // thread (every entry point below either runs there or hops there with `loop.execute`).
     private nonisolated(unsafe) let local: LoopState
@@ -471,7 +471,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// With session keys, queued frames are sealed into records of at most ``RecordSealer/targetRecordLength``
     /// bytes of frames (or one larger frame) as they are written; a record's queue space is
     /// given back once the whole record is with the kernel.
-    private func flush() {
+    func flush() {
         var rounds = 0
         do {
             while local.phase != .closed {
