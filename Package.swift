@@ -2,7 +2,8 @@
 import PackageDescription
 
 // swift-mesh's targets, lowest layer first. A target imports only targets above it in this list;
-// each one's folder under Sources/ has the same name, and its README.md says what it holds.
+// each one's folder under Sources/ has the same name, and its README.md says what it holds and
+// what it may import.
 //
 //   CMeshSystem, CMeshSHA, CMeshCRC   C shims: Linux calls Swift does not import; SHA-NI; CRC-32
 //   MeshCrypto                        SHA-256, HMAC, HKDF, PBKDF2 (library product)
@@ -47,23 +48,35 @@ let package = Package(
     ],
     targets: [
         // The few Linux calls Swift's Glibc module does not import (epoll, eventfd, accept4).
-        .target(name: "CMeshSystem"),
+        .target(name: "CMeshSystem", exclude: ["README.md"]),
         // Our SHA-256 compression on the x86 SHA extensions, chosen at run time when the CPU has them.
-        .target(name: "CMeshSHA", cSettings: optimizedC),
+        .target(name: "CMeshSHA", exclude: ["README.md"], cSettings: optimizedC),
         // CRC-32 on the x86 carry-less multiply, chosen at run time, for the MCAP files of `mesh bag`.
-        .target(name: "CMeshCRC"),
-        .target(name: "MeshCrypto", dependencies: ["CMeshSHA"], swiftSettings: swiftSettings + optimizedSwift),
-        .target(name: "MeshJSON", swiftSettings: swiftSettings + optimizedSwift),
-        .target(name: "Mesh", dependencies: ["MeshCrypto", "MeshJSON", "CMeshSystem"], swiftSettings: swiftSettings),
-        .target(name: "MeshCoordination", dependencies: ["Mesh", "MeshCrypto"], swiftSettings: swiftSettings),
-        .target(name: "MeshTooling", dependencies: ["Mesh", "MeshCrypto"], swiftSettings: swiftSettings),
-        .target(name: "MeshHTTP", dependencies: ["Mesh", "CMeshSystem"], swiftSettings: swiftSettings),
+        .target(name: "CMeshCRC", exclude: ["README.md"]),
+        .target(
+            name: "MeshCrypto", dependencies: ["CMeshSHA"], exclude: ["README.md"],
+            swiftSettings: swiftSettings + optimizedSwift),
+        .target(name: "MeshJSON", exclude: ["README.md"], swiftSettings: swiftSettings + optimizedSwift),
+        .target(
+            name: "Mesh", dependencies: ["MeshCrypto", "MeshJSON", "CMeshSystem"], exclude: ["README.md"],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "MeshCoordination", dependencies: ["Mesh", "MeshCrypto"], exclude: ["README.md"],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "MeshTooling", dependencies: ["Mesh", "MeshCrypto"], exclude: ["README.md"],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "MeshHTTP", dependencies: ["Mesh", "CMeshSystem"], exclude: ["README.md"],
+            swiftSettings: swiftSettings),
         .target(
             name: "MeshWeb", dependencies: ["Mesh", "MeshCoordination", "MeshHTTP", "MeshTooling", "MeshCrypto"],
-            swiftSettings: swiftSettings),
-        .target(name: "MeshBag", dependencies: ["Mesh", "CMeshCRC"], swiftSettings: swiftSettings),
+            exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(
-            name: "MeshLaunch", dependencies: ["Mesh", "MeshTooling", "CMeshSystem"], swiftSettings: swiftSettings),
+            name: "MeshBag", dependencies: ["Mesh", "CMeshCRC"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "MeshLaunch", dependencies: ["Mesh", "MeshTooling", "CMeshSystem"], exclude: ["README.md"],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "mesh-coordinator", dependencies: ["Mesh", "MeshCoordination", "MeshWeb"],
             swiftSettings: swiftSettings),
@@ -85,7 +98,9 @@ let package = Package(
         .executableTarget(
             name: "demo-service", dependencies: ["Mesh"], path: "Demo/demo-service",
             swiftSettings: swiftSettings),
-        .target(name: "MeshTesting", dependencies: ["Mesh", "MeshCoordination"], swiftSettings: swiftSettings),
+        .target(
+            name: "MeshTesting", dependencies: ["Mesh", "MeshCoordination"], exclude: ["README.md"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshTesting"], exclude: ["Vectors"],
             swiftSettings: swiftSettings),

@@ -4,7 +4,7 @@ import Synchronization
 /// Turns the text of a mesh key into the key the handshake uses.
 ///
 /// A key is text (what `mesh keygen` prints, a file's contents, `$MESH_AUTHKEY`): at least
-/// ``minimumLength`` bytes of UTF-8. It is stretched with PBKDF2-HMAC-SHA256 (``rounds`` rounds,
+/// ``minimumLength`` bytes of UTF-8. It is stretched with PBKDF2-HMAC-SHA256 (100,000 rounds,
 /// a fixed salt) before use, so that a recorded handshake costs an offline guesser that many
 /// MACs per guess. Every process stretches each key once (about 50 ms) and keeps the result.
 public enum MeshKey {

@@ -7,7 +7,7 @@ extension MeshNode {
     /// The value is encoded once, however many nodes receive it; `Data` and `[UInt8]` travel as
     /// raw bytes. `send` returns once the message is queued for each receiver, not when it is
     /// read. A topic nobody listens to drops the message (counted in
-    /// ``MeshStatistics/messagesUnrouted``); use ``waitForListener(_:timeout:)`` first when that matters.
+    /// ``MeshStatistics/messagesUnrouted``); use ``waitForListener(_:count:timeout:)`` first when that matters.
     /// - Parameters:
     ///   - topic: the topic; 1 to 255 bytes of UTF-8.
     ///   - value: any `Encodable` value.
@@ -140,8 +140,10 @@ extension MeshNode {
     /// Waits until at least `count` nodes listen to `topic` (this one included).
     ///
     /// - Parameters:
+    ///   - topic: The topic to wait for.
     ///   - count: how many listening nodes to wait for; more than one is useful before sending
     ///     to a worker pool, so the first messages do not all go to its first member.
+    ///   - timeout: How long to wait.
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``.
     public func waitForListener(_ topic: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         let what = count == 1 ? "a listener on \"\(topic)\"" : "\(count) listeners on \"\(topic)\""

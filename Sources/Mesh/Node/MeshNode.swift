@@ -47,7 +47,7 @@ public actor MeshNode {
         /// What to do when `mesh node kill` asks this node to stop.
         public var onShutdownRequest: ShutdownRequestAction
         /// How to reach peers on the same host. Defaults to `$MESH_SAME_HOST_TRANSPORT`
-        /// (`unix` or `tcp`), else TCP (see the README's performance section for why).
+        /// (`unix` or `tcp`), else TCP (docs/PERFORMANCE.md says why).
         public var sameHostTransport: SameHostTransport
         /// How many service handlers this node runs at once; requests past it wait their turn
         /// (in arrival order), they are not refused.
@@ -153,7 +153,7 @@ public actor MeshNode {
         case disconnected
     }
 
-    /// This node's id: 16 hex digits, unique in the mesh (derived from ``idSecret``, see ``NodeID``).
+    /// This node's id: 16 hex digits, unique in the mesh (derived from a secret only this node holds; PROTOCOL.md, "Node ids").
     public nonisolated let id: String
     /// Shown to the coordinator when registering, to prove the id is this node's.
     nonisolated let idSecret: String
@@ -280,7 +280,7 @@ public actor MeshNode {
     /// waiting) can run there, with `withTaskExecutorPreference(node.loopExecutor) { ... }` or
     /// `Task(executorPreference: node.loopExecutor) { ... }`: its sends are written in the same
     /// loop iteration and the reply it awaits resumes it without waking another thread. The rules
-    /// for listeners apply (see the README's threading section): never block or spin there; a
+    /// for listeners apply (see <doc:Threading>): never block or spin there; a
     /// task that holds the thread past the loop's watchdog tick is left on a thread of its own
     /// while the loop moves on.
     public nonisolated var loopExecutor: any TaskExecutor { EventLoop.shared }
