@@ -192,7 +192,7 @@ public actor MeshCoordinator {
 
     /// Binds and starts accepting; returns the address with the real port.
     ///
-    /// - Throws: ``Mesh/MeshError/invalidAddress(_:reason:)`` when the host or port cannot be bound.
+    /// - Throws: `MeshError.invalidAddress(_:reason:)` when the host or port cannot be bound.
     @discardableResult
     public func start() async throws -> SocketAddress {
         if let listener { return listener.address }
