@@ -231,6 +231,23 @@ package final class ProcessBag: Sendable {
         return child
     }
 
+    /// Starts `count` copies of `executable`, one after the other, each once the one before has
+    /// printed `ready`; returns them in order.
+    ///
+    /// - Throws: ``ChildProcess/MissingOutput`` when one does not print `ready` within `seconds`.
+    package func startAll(
+        _ executable: String, count: Int, environment: [String: String] = [:], waitingFor ready: String,
+        seconds: Double = 20
+    ) async throws -> [ChildProcess] {
+        var started: [ChildProcess] = []
+        for _ in 0..<count {
+            let child = try start(executable, environment: environment)
+            try await child.waitForOutput(ready, seconds: seconds)
+            started.append(child)
+        }
+        return started
+    }
+
     package func terminateAll() {
         for child in children.withLock({ $0 }) { child.terminate() }
     }

@@ -34,13 +34,9 @@ struct ProcessTests {
         let (coordinator, address) = try await startCoordinatorProcess()
         defer { coordinator.terminate() }
         let environment = ["MESH_COORDINATOR": address]
-        var workers: [ChildProcess] = []
-        defer { for worker in workers { worker.terminate() } }
-        for _ in 0..<3 {
-            let worker = try ChildProcess("demo-worker", environment: environment)
-            workers.append(worker)
-            try await worker.waitForOutput("ready")
-        }
+        let processes = ProcessBag()
+        defer { processes.terminateAll() }
+        let workers = try await processes.startAll("demo-worker", count: 3, environment: environment, waitingFor: "ready")
         let dispatcher = try ChildProcess("demo-worker", ["--dispatch", "12"], environment: environment)
         defer { dispatcher.terminate() }
         #expect(try await dispatcher.waitForExit() == 0)

@@ -39,13 +39,9 @@ struct WebBrowserTests {
         let receiver = try ChildProcess("demo-receiver", environment: environment)
         defer { receiver.terminate() }
         try await receiver.waitForOutput("receiver listening on some-topic")
-        var workers: [ChildProcess] = []
-        defer { for worker in workers { worker.terminate() } }
-        for _ in 0..<3 {
-            let worker = try ChildProcess("demo-worker", environment: environment)
-            workers.append(worker)
-            try await worker.waitForOutput("ready")
-        }
+        let processes = ProcessBag()
+        defer { processes.terminateAll() }
+        let workers = try await processes.startAll("demo-worker", count: 3, environment: environment, waitingFor: "ready")
         // The sender runs here and keeps sending, so the page has rates to show.
         let sender = try await buildMeshNode(
             name: "sender", configuration: .init(coordinator: address, listenHost: "127.0.0.1", logger: testLogger("sender")))

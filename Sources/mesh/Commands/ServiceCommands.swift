@@ -6,13 +6,9 @@ import MeshTooling
 enum ServiceCommands {
     static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
-        let entries = MeshReport.Service.all(in: topology)
-        if arguments.has("--json") {
-            print(Format.json(entries))
-            return
+        Format.printListing(MeshReport.Service.all(in: topology), arguments, header: ["SERVICE", "PROVIDERS", "GROUPS"]) {
+            [$0.service, String($0.providers), MeshReport.groupsText($0.groups)]
         }
-        let rows = entries.map { [$0.service, String($0.providers), MeshReport.groupsText($0.groups)] }
-        print(Format.table(["SERVICE", "PROVIDERS", "GROUPS"], rows))
     }
 
     static func call(_ arguments: ParsedArguments, _ context: MeshContext) async throws {

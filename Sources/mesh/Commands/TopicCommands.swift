@@ -6,13 +6,9 @@ import MeshTooling
 enum TopicCommands {
     static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
-        let entries = MeshReport.Topic.all(in: topology)
-        if arguments.has("--json") {
-            print(Format.json(entries))
-            return
+        Format.printListing(MeshReport.Topic.all(in: topology), arguments, header: ["TOPIC", "LISTENERS", "GROUPS"]) {
+            [$0.topic, String($0.listeners), MeshReport.groupsText($0.groups)]
         }
-        let rows = entries.map { [$0.topic, String($0.listeners), MeshReport.groupsText($0.groups)] }
-        print(Format.table(["TOPIC", "LISTENERS", "GROUPS"], rows))
     }
 
     static func echo(_ arguments: ParsedArguments, _ context: MeshContext) async throws {

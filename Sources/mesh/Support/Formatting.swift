@@ -5,6 +5,17 @@ import Mesh
 enum Format {
     /// Columns separated by two spaces, each as wide as its widest cell; the last column is not
     /// padded, and the columns in `rightAligned` are padded on the left.
+    /// Prints `entries` as JSON with `--json`, else as a table with `header` and one row an entry.
+    static func printListing<Entry: Encodable>(
+        _ entries: [Entry], _ arguments: ParsedArguments, header: [String], row: (Entry) -> [String]
+    ) {
+        if arguments.has("--json") {
+            print(json(entries))
+        } else {
+            print(table(header, entries.map(row)))
+        }
+    }
+
     static func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int> = []) -> String {
         columns([header] + rows, rightAligned: rightAligned)
     }
