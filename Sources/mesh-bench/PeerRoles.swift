@@ -111,9 +111,10 @@ enum PeerRoles {
         var iterator = replies.makeAsyncIterator()
         var samples: [UInt64] = []
         samples.reserveCapacity(count)
-        // A request/reply loop runs on the node's loop executor, as the README suggests for one
-        // (MESH_PEER_PING_ON_LOOP=0 runs it on the cooperative pool instead, for comparison).
-        let onLoop = ProcessInfo.processInfo.environment["MESH_PEER_PING_ON_LOOP"] != "0"
+        // The asker is a plain user program: it awaits its replies on the cooperative pool.
+        // MESH_PEER_PING_ON_LOOP=1 runs it on the node's loop executor instead, for a second,
+        // labelled row.
+        let onLoop = ProcessInfo.processInfo.environment["MESH_PEER_PING_ON_LOOP"] == "1"
         try await withTaskExecutorPreference(onLoop ? node.loopExecutor : nil) {
             for round in 0..<(warmUp + count) {
                 let start = monotonicNanos()
