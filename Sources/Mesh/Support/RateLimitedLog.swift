@@ -8,11 +8,11 @@
 ///
 /// A value type with the time passed in: the owner (an actor, or a loop thread) keeps it in its
 /// state and writes the lines it returns, and tests drive it with no clock and no sleeps.
-public struct RateLimitedLog: Sendable {
+package struct RateLimitedLog: Sendable {
     /// Lines written whole per category and interval.
-    public let limit: Int
+    package let limit: Int
     /// The length of one counting window.
-    public let interval: Duration
+    package let interval: Duration
 
     /// One category's current window.
     private struct Window {
@@ -26,7 +26,7 @@ public struct RateLimitedLog: Sendable {
     /// - Parameters:
     ///   - limit: lines per category written in each interval (at least 1).
     ///   - interval: the window the limit applies to.
-    public init(limit: Int = 10, interval: Duration = .seconds(1)) {
+    package init(limit: Int = 10, interval: Duration = .seconds(1)) {
         precondition(limit >= 1 && interval > .zero, "a rate limit needs a limit of at least 1 and a positive interval")
         self.limit = limit
         self.interval = interval
@@ -42,7 +42,7 @@ public struct RateLimitedLog: Sendable {
     ///   - line: the line; only built when it is written.
     ///   - now: the current time.
     /// - Returns: zero, one or two lines.
-    public mutating func record(
+    package mutating func record(
         _ category: String, _ line: @autoclosure () -> String, now: ContinuousClock.Instant
     ) -> [String] {
         var lines: [String] = []
@@ -66,7 +66,7 @@ public struct RateLimitedLog: Sendable {
     ///
     /// - Parameter now: the current time.
     /// - Returns: one line per category that held lines back, sorted by category.
-    public mutating func flush(now: ContinuousClock.Instant) -> [String] {
+    package mutating func flush(now: ContinuousClock.Instant) -> [String] {
         var lines: [String] = []
         for category in windows.keys.sorted() {
             guard let window = windows[category], now - window.start >= interval else { continue }
@@ -77,7 +77,7 @@ public struct RateLimitedLog: Sendable {
     }
 
     /// Lines held back in `category`'s current window so far (not yet summarised).
-    public func heldBack(in category: String) -> Int {
+    package func heldBack(in category: String) -> Int {
         windows[category]?.heldBack ?? 0
     }
 
@@ -89,7 +89,7 @@ public struct RateLimitedLog: Sendable {
     ///   - logger: where the lines go.
     ///   - now: the current time.
     ///   - line: the line; only built when it is written.
-    public mutating func log(
+    package mutating func log(
         _ category: String, level: MeshLogger.Level, to logger: MeshLogger, now: ContinuousClock.Instant = .now,
         _ line: @autoclosure () -> String
     ) {
