@@ -210,17 +210,38 @@ package final class Connection: EventHandler, CustomStringConvertible {
 
     /// Dials `address` and runs the handshake; the delegate hears the outcome.
     ///
+    /// - Parameter startNow: `false` makes the connection without dialling yet: frames sent to it
+    ///   wait, and ``start()`` dials, or ``discard()`` lets the socket go with the delegate told
+    ///   nothing (for a caller that may find another connection to the same peer was made first).
     /// - Throws: ``SocketError`` only when no socket could be created; connect failures arrive
     ///   through ``ConnectionDelegate/connectionDidClose(_:error:unsent:)``.
     package static func connect(
-        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared
+        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared,
+        startNow: Bool = true
     ) throws(SocketError) -> Connection {
         let socket = try Socket.stream(for: address)
         socket.tuneForStreaming(address)
         let connection = Connection(
             socket: socket, remote: address, role: .connector, options: options, delegate: delegate, loop: loop)
-        loop.execute { connection.beginConnecting() }
+        if startNow { connection.start() }
         return connection
+    }
+
+    /// Dials a connection made with `startNow: false`.
+    func start() {
+        loop.execute { self.beginConnecting() }
+    }
+
+    /// Closes the socket of a connection made with `startNow: false` and never started; what was
+    /// queued is dropped and the delegate hears nothing.
+    func discard() {
+        shared.withLock { shared in
+            shared.closed = true
+            shared.delegate = nil
+            shared.pending = []
+            shared.unsent = 0
+        }
+        socket.close()
     }
 
     /// Takes over a socket returned by `accept` and runs the accepting side of the handshake.
