@@ -116,10 +116,11 @@ public actor MeshCoordinator {
 
         /// Resumes the connections paused for backlog (the coordinator calls it after each batch).
         func resumePaused() {
-            paused.withLock { paused in
-                for connection in paused { connection.setReadingPaused(false) }
-                paused.removeAll()
+            let resume = paused.withLock { paused -> [Connection] in
+                defer { paused.removeAll() }
+                return paused
             }
+            for connection in resume { connection.setReadingPaused(false) }
         }
 
         func connectionDidOpen(_ connection: Connection) { events.push(.opened(connection)) }
@@ -131,10 +132,9 @@ public actor MeshCoordinator {
                 events.push(.control(connection, message))
             }
             if events.count > Link.backlogLimit {
-                paused.withLock { paused in
-                    paused.append(connection)
-                    connection.setReadingPaused(true)  // under the lock, so no resume overtakes it
-                }
+                paused.withLock { $0.append(connection) }
+                // On the loop thread: in force before this returns, so no resume overtakes it.
+                connection.setReadingPaused(true)
             }
         }
 

@@ -493,13 +493,25 @@ package final class Connection: EventHandler, CustomStringConvertible {
     private nonisolated(unsafe) var closeWhenFlushed = false
 
     /// Stops or resumes reading, which pushes back on the peer through TCP when a consumer lags.
+    ///
+    /// A pause asked for on the loop thread (by a delegate, while it reads) takes effect at once;
+    /// everything else is queued to the loop. So a resume asked for after a pause, from any thread,
+    /// never overtakes it, and a caller need not hold its own lock across this call to keep the
+    /// two in order.
     package func setReadingPaused(_ paused: Bool) {
-        loop.execute { [self] in
-            guard local.phase != .closed, local.readPaused != paused else { return }
-            local.readPaused = paused
-            updateInterest()
-            if !paused, local.phase == .open { readAvailable() }
+        if paused, loop.inLoopThread {
+            applyReadingPaused(true)
+            return
         }
+        loop.execute { [self] in applyReadingPaused(paused) }
+    }
+
+    /// Loop thread.
+    private func applyReadingPaused(_ paused: Bool) {
+        guard local.phase != .closed, local.readPaused != paused else { return }
+        local.readPaused = paused
+        updateInterest()
+        if !paused, local.phase == .open { readAvailable() }
     }
 
     // MARK: Loop thread
