@@ -306,15 +306,15 @@ package final class EventLoop: Sendable {
                         // A task may block: what follows it goes back to the shared queue first,
                         // so a newer thread can run it, in order, if this one is handed off.
                         let rest = batch[(index + 1)...]
-                        state.withLock { state in
+                        let wakeWatchdog = state.withLock { state -> Bool in
                             state.work.insert(contentsOf: rest, at: 0)
                             state.taskRunning = true
                             state.taskSerial &+= 1
-                            if state.watchdogParked {
-                                state.watchdogParked = false
-                                watchdogWake.signal()
-                            }
+                            guard state.watchdogParked else { return false }
+                            state.watchdogParked = false
+                            return true
                         }
+                        if wakeWatchdog { watchdogWake.signal() }  // a futex call: not under the lock
                         batch.removeAll(keepingCapacity: true)
                         job.runSynchronously(on: executor)
                         let stillOurs = state.withLock { state -> Bool in
