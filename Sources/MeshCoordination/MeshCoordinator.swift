@@ -164,6 +164,10 @@ public actor MeshCoordinator {
     /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
     private var snapshotCache: (version: UInt64, json: [UInt8])?
     private var publishPending = false
+    /// A node registered since the last publish and waits for its welcome.
+    private var welcomesDue = false
+    /// Publishes so far (for tests: an idle mesh makes none).
+    private(set) var publishCount = 0
     /// The shortest time between two topology broadcasts.
     private let publishInterval = Duration.milliseconds(10)
     /// How long a `kill` waits for its nodes to leave before answering.
@@ -504,6 +508,7 @@ public actor MeshCoordinator {
             if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
             sessions[connection.id]?.node = stored
             sessions[connection.id]?.awaitingWelcome = true
+            welcomesDue = true
             logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
             journal.joined(stored, peer: connection.remote)
         } catch {
@@ -639,8 +644,11 @@ public actor MeshCoordinator {
     /// Publishes now, or, when the last publish was under ``publishInterval`` ago, once that
     /// much time has passed: a storm of joins then costs one delta per interval to every node,
     /// not one per join (1,000 nodes joining at once would otherwise mean a million deltas).
+    ///
+    /// Only when there is something to send: a batch that changed nothing (heartbeats, a tick, the
+    /// deferred publish itself) schedules nothing, so an idle mesh leaves the coordinator asleep.
     private func publishSoon() {
-        guard !publishPending else { return }
+        guard !publishPending, welcomesDue || book.hasUnpublishedChanges || views.hasPendingDeltas else { return }
         let wait = publishInterval - lastPublish.duration(to: .now)
         guard wait > .zero else { return publish() }
         publishPending = true
@@ -656,6 +664,8 @@ public actor MeshCoordinator {
     /// session the changes that concern it.
     private func publish() {
         lastPublish = .now
+        welcomesDue = false
+        publishCount += 1
         let delta = book.takeDelta()
         for change in delta?.changes ?? [] { views.record(change) }
         let welcomed = sessions.values.filter(\.awaitingWelcome)
