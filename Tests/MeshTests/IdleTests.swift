@@ -5,7 +5,8 @@ import Testing
 @testable import Mesh
 @testable import MeshCoordination
 
-/// Issue #20: an idle mesh costs nothing: the coordinator sleeps between heartbeats.
+/// Issue #20: an idle mesh costs nothing. The coordinator wakes for heartbeats and for the
+/// moment the oldest of them could run out, and otherwise sleeps: no periodic publish, no tick.
 @Suite("Idle costs nothing", .serialized)
 struct IdleTests {
     @Test("once a burst of changes is published, an idle mesh makes the coordinator publish nothing more")
@@ -30,6 +31,29 @@ struct IdleTests {
         #expect(await mesh.coordinator.publishCount > settled)
         await watcher.close()
         await listener.close()
+        await mesh.stop()
+    }
+
+    @Test("with no periodic tick, a node that stops beating is still evicted at the heartbeat timeout, and one that beats is not")
+    func silentNodeEvictedOnTime() async throws {
+        let mesh = try await RunningCoordinator.start(heartbeatTimeout: .milliseconds(1200))
+        // Beats every 400 ms: must stay through several checks.
+        let steady = try await mesh.node("steady") { $0.heartbeatInterval = .milliseconds(400) }
+        // Registers, then says nothing for a minute (its loop-thread pump waits 1.5 intervals too).
+        let quiet = try await mesh.node("quiet") { $0.heartbeatInterval = .seconds(60) }
+        let joined = ContinuousClock.now
+        let quietID = quiet.id
+        try await eventually("the quiet node to be evicted", seconds: 6) {
+            await mesh.coordinator.snapshot().events.contains { $0.kind == .evicted && $0.id == quietID }
+        }
+        let took = joined.duration(to: .now)
+        #expect(took >= .milliseconds(1000), "evicted before its heartbeat timeout: \(took)")
+        #expect(took < .milliseconds(3500), "evicted \(took) after it last spoke; the timeout is 1.2 s")
+        #expect(!(await mesh.coordinator.snapshot().events.contains { $0.kind == .evicted && $0.id == steady.id }))
+        #expect(await steady.isConnectedToCoordinator)
+        #expect(await steady.statistics.coordinatorReconnects == 0)
+        await quiet.close()
+        await steady.close()
         await mesh.stop()
     }
 }

@@ -42,7 +42,7 @@ package struct Interest: OptionSet, Sendable {
 /// timers and the coordinator link wait at most about two ticks, not for the stuck listener.
 package final class EventLoop: Sendable {
     /// The process-wide loop, started on first use.
-    static let shared = EventLoop(name: "mesh-io")
+    package static let shared = EventLoop(name: "mesh-io")
 
     package typealias Job = @Sendable () -> Void
 
@@ -247,7 +247,7 @@ package final class EventLoop: Sendable {
 
     /// Runs `job` on the loop thread at `deadline`; returns an id for ``cancelTimer(_:)``.
     @discardableResult
-    func schedule(at deadline: ContinuousClock.Instant, _ job: @escaping Job) -> UInt64 {
+    package func schedule(at deadline: ContinuousClock.Instant, _ job: @escaping Job) -> UInt64 {
         let wake = state.withLock { state -> (UInt64, Bool) in
             let id = state.nextToken
             state.nextToken += 1
