@@ -66,8 +66,9 @@ extension MeshCoordinator {
             reply(frame, on: session.connection)
         }
         logger.info("asked \(matching.count) node(s) to stop (\(target == "*" ? "all" : target)) for \(requester.remote)")
-        kills.append(
-            KillRequest(requester: requester, waitingFor: Set(matching.map(\.id)), stopped: [], deadline: .now + killTimeout))
+        let deadline = ContinuousClock.now + killTimeout
+        kills.append(KillRequest(requester: requester, waitingFor: Set(matching.map(\.id)), stopped: [], deadline: deadline))
+        checkBy(deadline)
     }
 
     /// Answers kill requests whose nodes have all left or whose time is up.

@@ -74,7 +74,8 @@ public actor MeshCoordinator {
         case control(Connection, ControlMessage)
         case closed(Connection, ConnectionError?)
         case acceptFailed(SocketError)
-        case tick
+        /// The check for silent sessions that was due at `due` (see ``checkBy(_:)``).
+        case check(due: ContinuousClock.Instant)
         case publish
     }
 
@@ -116,10 +117,11 @@ public actor MeshCoordinator {
 
         /// Resumes the connections paused for backlog (the coordinator calls it after each batch).
         func resumePaused() {
-            paused.withLock { paused in
-                for connection in paused { connection.setReadingPaused(false) }
-                paused.removeAll()
+            let resume = paused.withLock { paused -> [Connection] in
+                defer { paused.removeAll() }
+                return paused
             }
+            for connection in resume { connection.setReadingPaused(false) }
         }
 
         func connectionDidOpen(_ connection: Connection) { events.push(.opened(connection)) }
@@ -131,10 +133,9 @@ public actor MeshCoordinator {
                 events.push(.control(connection, message))
             }
             if events.count > Link.backlogLimit {
-                paused.withLock { paused in
-                    paused.append(connection)
-                    connection.setReadingPaused(true)  // under the lock, so no resume overtakes it
-                }
+                paused.withLock { $0.append(connection) }
+                // On the loop thread: in force before this returns, so no resume overtakes it.
+                connection.setReadingPaused(true)
             }
         }
 
@@ -153,8 +154,8 @@ public actor MeshCoordinator {
     var sessions: [UInt64: Session] = [:]
     /// Open sessions by source address, for ``Configuration/maximumSessionsPerAddress``.
     private var sessionsPerHost: [String: Int] = [:]
-    /// When the last tick was handled (a late one means the coordinator itself was starved).
-    private var lastTick = ContinuousClock.now
+    /// The next check for silent sessions: when it is due, and its timer on the event loop.
+    private var nextCheck: (due: ContinuousClock.Instant, timer: UInt64)?
     private var listener: Listener?
     let startedAt = ContinuousClock.now
     var kills: [KillRequest] = []
@@ -164,6 +165,10 @@ public actor MeshCoordinator {
     /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
     private var snapshotCache: (version: UInt64, json: [UInt8])?
     private var publishPending = false
+    /// A node registered since the last publish and waits for its welcome.
+    private var welcomesDue = false
+    /// Publishes so far (for tests: an idle mesh makes none).
+    private(set) var publishCount = 0
     /// The shortest time between two topology broadcasts.
     private let publishInterval = Duration.milliseconds(10)
     /// How long a `kill` waits for its nodes to leave before answering.
@@ -235,19 +240,15 @@ public actor MeshCoordinator {
     /// - Throws: what ``start()`` throws, when not started yet.
     public func run() async throws {
         try await start()
-        let events = self.events
-        let tickInterval = min(configuration.heartbeatTimeout / 8, .milliseconds(250))
-        let ticker = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: tickInterval)
-                events.push(.tick)
-            }
+        defer {
+            if let armed = nextCheck { EventLoop.shared.cancelTimer(armed.timer) }
+            nextCheck = nil
         }
-        defer { ticker.cancel() }
         while !Task.isCancelled {
             let batch = await events.next()
             for event in batch { handle(event) }
             publishSoon()
+            scheduleRefusalSummary()
             link.resumePaused()
         }
         shutdown()
@@ -280,8 +281,10 @@ public actor MeshCoordinator {
                 connection.closeAfterFlushing(deadline: .now + .seconds(1))
                 return
             }
-            sessions[connection.id] = Session(connection: connection, purpose: connection.purpose ?? .inspect, lastHeard: .now)
+            let now = ContinuousClock.now
+            sessions[connection.id] = Session(connection: connection, purpose: connection.purpose ?? .inspect, lastHeard: now)
             sessionsPerHost[host, default: 0] += 1
+            checkBy(now + configuration.heartbeatTimeout)
             logger.debug("connection from \(connection.remote) authenticated for \(connection.purpose?.description ?? "?")")
         case .control(let connection, let message):
             guard sessions[connection.id] != nil else { return }
@@ -291,8 +294,9 @@ public actor MeshCoordinator {
             closed(connection, error: error)
         case .acceptFailed(let error):
             logger.error("accepting a connection failed: \(error)")
-        case .tick:
-            evictSilentNodes()
+        case .check(let due):
+            if nextCheck?.due == due { nextCheck = nil }
+            evictSilentNodes(due: due)
             for line in refusals.flush(now: .now) { logger.warning(line) }
         case .publish:
             publishPending = false
@@ -470,6 +474,7 @@ public actor MeshCoordinator {
             if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
             sessions[connection.id]?.node = stored
             sessions[connection.id]?.awaitingWelcome = true
+            welcomesDue = true
             logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
             journal.joined(stored, peer: connection.remote)
         } catch {
@@ -532,19 +537,29 @@ public actor MeshCoordinator {
         return session
     }
 
-    private func evictSilentNodes() {
+    /// Removes the sessions silent for ``Configuration/heartbeatTimeout``, answers the kills that
+    /// ran out of time, and arms the next check for the earliest moment either can happen again.
+    ///
+    /// There is no periodic tick: an idle mesh wakes the coordinator for its heartbeats and for
+    /// one check every few seconds, when the oldest heartbeat could have run out.
+    /// - Parameter due: when this check was meant to run.
+    private func evictSilentNodes(due: ContinuousClock.Instant) {
         let now = ContinuousClock.now
-        // A tick that comes late means this process was too busy to read: what the nodes sent
+        // A check that comes late means this process was too busy to read: what the nodes sent
         // meanwhile may be waiting unread. Give them the time the coordinator lost.
-        let tickInterval = min(configuration.heartbeatTimeout / 8, .milliseconds(250))
-        let lateBy = lastTick.duration(to: now) - tickInterval
-        lastTick = now
-        if lateBy > tickInterval {
+        let lateBy = due.duration(to: now)
+        if lateBy > min(configuration.heartbeatTimeout / 8, .milliseconds(250)) {
             for id in sessions.keys { sessions[id]?.lastHeard += lateBy }
         }
-        let cutoff = now - configuration.heartbeatTimeout
-        let limit = String(format: "%.1f", seconds(configuration.heartbeatTimeout))
-        for (_, session) in sessions where session.lastHeard < cutoff {
+        let timeout = configuration.heartbeatTimeout
+        let cutoff = now - timeout
+        var next: ContinuousClock.Instant?
+        for (_, session) in sessions {
+            guard session.lastHeard <= cutoff else {
+                next = min(next ?? session.lastHeard + timeout, session.lastHeard + timeout)
+                continue
+            }
+            let limit = String(format: "%.1f", seconds(timeout))
             if let node = session.node {
                 remove(node, from: session.connection, reason: "no heartbeat for \(limit) s", evicted: true)
             } else {
@@ -557,21 +572,46 @@ public actor MeshCoordinator {
             forget(session.connection)
         }
         settleKills(now: now)
+        for kill in kills { next = min(next ?? kill.deadline, kill.deadline) }
+        if let next { checkBy(next) }
+    }
+
+    /// Makes sure a check (``evictSilentNodes(due:)``) runs at `due` at the latest: arms its
+    /// timer, or moves it earlier, never later.
+    ///
+    /// The timer is the event loop's, which runs its timers after the handlers of the poll that
+    /// found them due: a heartbeat that was waiting in a socket at the deadline is queued ahead
+    /// of the check.
+    func checkBy(_ due: ContinuousClock.Instant) {
+        if let armed = nextCheck {
+            if armed.due <= due { return }
+            EventLoop.shared.cancelTimer(armed.timer)
+        }
+        let events = self.events
+        nextCheck = (due, EventLoop.shared.schedule(at: due) { events.push(.check(due: due)) })
+    }
+
+    /// Refusal lines held back by the rate limit are summed up by a check once their second is
+    /// over, so a flood that stops is still reported.
+    private func scheduleRefusalSummary() {
+        guard refusals.heldBack(in: "refused connections") > 0 || refusals.heldBack(in: "rejected connections") > 0
+        else { return }
+        checkBy(.now + refusals.interval)
     }
 
     /// Publishes now, or, when the last publish was under ``publishInterval`` ago, once that
     /// much time has passed: a storm of joins then costs one delta per interval to every node,
     /// not one per join (1,000 nodes joining at once would otherwise mean a million deltas).
+    ///
+    /// Only when there is something to send: a batch that changed nothing (heartbeats, a tick, the
+    /// deferred publish itself) schedules nothing, so an idle mesh leaves the coordinator asleep.
     private func publishSoon() {
-        guard !publishPending else { return }
+        guard !publishPending, welcomesDue || book.hasUnpublishedChanges || views.hasPendingDeltas else { return }
         let wait = publishInterval - lastPublish.duration(to: .now)
         guard wait > .zero else { return publish() }
         publishPending = true
         let events = self.events
-        Task {
-            try? await Task.sleep(for: wait)
-            events.push(.publish)
-        }
+        EventLoop.shared.schedule(after: wait) { events.push(.publish) }
     }
 
     /// Sends what this batch of events changed: one snapshot for every node that registered in
@@ -579,6 +619,8 @@ public actor MeshCoordinator {
     /// session the changes that concern it.
     private func publish() {
         lastPublish = .now
+        welcomesDue = false
+        publishCount += 1
         let delta = book.takeDelta()
         for change in delta?.changes ?? [] { views.record(change) }
         let welcomed = sessions.values.filter(\.awaitingWelcome)

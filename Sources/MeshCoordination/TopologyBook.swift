@@ -139,6 +139,9 @@ struct TopologyBook: Sendable {
         return true
     }
 
+    /// True when something changed since the last ``takeDelta()``.
+    var hasUnpublishedChanges: Bool { !unpublished.isEmpty }
+
     /// The changes since the last call, as one delta; `nil` when nothing changed.
     mutating func takeDelta() -> TopologyDelta? {
         guard !unpublished.isEmpty else { return nil }

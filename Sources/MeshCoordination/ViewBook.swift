@@ -167,6 +167,9 @@ struct ViewBook: Sendable {
     /// Whether `session` holds a partial view.
     func isPartial(_ session: UInt64) -> Bool { views[session] != nil }
 
+    /// True while some session has changes or answers that ``takeDeltas()`` has not taken yet.
+    var hasPendingDeltas: Bool { !dirty.isEmpty }
+
     private mutating func take(_ session: UInt64) -> (session: UInt64, delta: TopologyDelta, answers: ViewInterest?)? {
         guard var view = views[session], view.welcomed else { return nil }
         for node in matching(view.unmatched) where view.held.insert(node.id).inserted {

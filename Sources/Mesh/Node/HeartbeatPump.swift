@@ -7,7 +7,8 @@ import Synchronization
 /// silence. In a process too busy to run the actor on time (a thousand nodes starting at once,
 /// say), that beat can come seconds late and the coordinator would evict a healthy node. The
 /// pump, a timer on the loop thread, sends a bare heartbeat whenever the actor has not sent one
-/// for one and a half intervals; it never judges anything.
+/// for one and a half intervals; it never judges anything. Its timer is set for the moment the
+/// next beat would be overdue, so while the actor keeps time it wakes once per beat, not twice.
 final class HeartbeatPump: Sendable {
     private struct State {
         var connection: Connection?
@@ -43,23 +44,25 @@ final class HeartbeatPump: Sendable {
         }
     }
 
-    private func schedule() {
-        EventLoop.shared.schedule(after: interval / 2) { [self] in tick() }
+    private func schedule(at deadline: ContinuousClock.Instant? = nil) {
+        EventLoop.shared.schedule(at: deadline ?? .now + interval * 3 / 2) { [self] in tick() }
     }
 
-    /// Loop thread: sends a bare heartbeat when the actor is overdue.
+    /// Loop thread: sends a bare heartbeat when the actor is overdue, then sleeps until the next
+    /// beat would be.
     private func tick() {
         let now = ContinuousClock.now
-        let (due, goOn) = state.withLock { state -> (Connection?, Bool) in
+        let (due, next) = state.withLock { state -> (Connection?, ContinuousClock.Instant?) in
             guard !state.stopped, let connection = state.connection else {
                 state.timerRunning = false
-                return (nil, false)
+                return (nil, nil)
             }
-            guard now - state.lastSent >= interval * 3 / 2 else { return (nil, true) }
+            let overdue = state.lastSent + interval * 3 / 2
+            guard now >= overdue else { return (nil, overdue) }
             state.lastSent = now
-            return (connection, true)
+            return (connection, now + interval * 3 / 2)
         }
         due?.send(Self.frame)
-        if goOn { schedule() }
+        if let next { schedule(at: next) }
     }
 }

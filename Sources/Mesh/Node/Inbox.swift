@@ -32,7 +32,8 @@ public struct MeshPeer: Sendable, Hashable, CustomStringConvertible {
 /// Connections push whole read batches from the loop thread. Past ``highWater`` bytes (counting
 /// the batch the delivery task is still working on) the pushing connection stops reading, so
 /// TCP pushes back on its sender; once the backlog falls to half, reading resumes. Nothing is
-/// dropped here.
+/// dropped here. The lock guards the queue only: pausing and resuming connections and waking
+/// the delivery task happen after it is released.
 final class Inbox: Sendable {
     private struct State {
         var queue: [InboundBatch] = []
@@ -51,20 +52,27 @@ final class Inbox: Sendable {
     }
 
     /// Adds a batch; pauses `connection` when the backlog is over the limit.
+    ///
+    /// - Parameter connection: the connection the batch was read from, or `nil` for this node's
+    ///   own messages. Called on the loop thread (by the connection's delegate), where the pause
+    ///   takes effect before this returns: a resume asked for after it, from any thread, is queued
+    ///   to the loop and so cannot overtake it.
     func push(_ batch: InboundBatch, bytes: Int, from connection: Connection?) {
-        let (wake, _) = state.withLock { state -> ((CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Bool) in
-            guard !state.closed else { return (nil, false) }
+        let (wake, pause) = state.withLock {
+            state -> ((CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Connection?) in
+            guard !state.closed else { return (nil, nil) }
             state.queue.append(batch)
             state.queuedBytes += bytes
+            var pause: Connection?
             if let connection, state.queuedBytes + state.inProgressBytes > highWater {
                 state.paused.append(connection)
-                // Queued to the loop under this lock, so a resume from next() cannot overtake it.
-                connection.setReadingPaused(true)
+                pause = connection
             }
-            guard let waiter = state.waiter else { return (nil, false) }
+            guard let waiter = state.waiter else { return (nil, pause) }
             state.waiter = nil
-            return ((waiter, take(&state)), false)
+            return ((waiter, take(&state)), pause)
         }
+        pause?.setReadingPaused(true)
         if let (waiter, items) = wake { waiter.resume(returning: items) }
     }
 
@@ -72,13 +80,7 @@ final class Inbox: Sendable {
     ///
     /// Calling it again tells the inbox the previous batch is done.
     func next() async -> [InboundBatch] {
-        let ready = state.withLock { state -> [InboundBatch]? in
-            state.inProgressBytes = 0
-            for connection in releasePaused(&state) { connection.setReadingPaused(false) }
-            if !state.queue.isEmpty { return take(&state) }
-            return state.closed ? [] : nil
-        }
-        if let ready { return ready }
+        if let ready = poll() { return ready }
         return await withCheckedContinuation { continuation in
             let ready = state.withLock { state -> [InboundBatch]? in
                 if !state.queue.isEmpty { return take(&state) }
@@ -93,25 +95,28 @@ final class Inbox: Sendable {
     /// Like ``next()`` without waiting: the messages that have gathered, `[]` once closed, or
     /// `nil` when there are none yet.
     func poll() -> [InboundBatch]? {
-        state.withLock { state -> [InboundBatch]? in
+        let (ready, resume) = state.withLock { state -> ([InboundBatch]?, [Connection]) in
             state.inProgressBytes = 0
-            for connection in releasePaused(&state) { connection.setReadingPaused(false) }
-            if !state.queue.isEmpty { return take(&state) }
-            return state.closed ? [] : nil
+            let resume = releasePaused(&state)
+            if !state.queue.isEmpty { return (take(&state), resume) }
+            return (state.closed ? [] : nil, resume)
         }
+        for connection in resume { connection.setReadingPaused(false) }
+        return ready
     }
 
     /// Wakes the delivery task with `[]` and ignores later pushes.
     func close() {
-        let waiter = state.withLock { state -> CheckedContinuation<[InboundBatch], Never>? in
+        let (waiter, paused) = state.withLock {
+            state -> (CheckedContinuation<[InboundBatch], Never>?, [Connection]) in
             state.closed = true
-            for connection in state.paused { connection.setReadingPaused(false) }
             defer {
                 state.waiter = nil
                 state.paused = []
             }
-            return state.waiter
+            return (state.waiter, state.paused)
         }
+        for connection in paused { connection.setReadingPaused(false) }
         waiter?.resume(returning: [])
     }
 

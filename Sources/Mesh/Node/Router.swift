@@ -6,6 +6,9 @@ import Synchronization
 ///
 /// The actor owns the topology and hands the router a copy on every change; the router turns a
 /// topic into receivers and receivers into open connections, dialling on first use.
+///
+/// The lock guards the router's own state and nothing else: no system call (a socket, a write),
+/// log line or caller's code runs under it, and nothing called under it takes it again.
 final class Router: Sendable {
     /// One group of same-named listeners of a topic, with its round-robin turn.
     private struct Group {
@@ -57,18 +60,41 @@ final class Router: Sendable {
         self.logger = logger
     }
 
-    /// Chooses the receivers of the next message on `topic` and calls `deliver` for each, under the
-    /// router's lock: with `nil` for this node itself, or with the peer's connection.
+    /// One receiver chosen by ``route(_:frameBytes:_:)``, with its connection as cached then.
+    private struct Receiver {
+        let member: RouteMember
+        /// `nil` for this node itself, and for a peer not dialled yet.
+        let connection: Connection?
+    }
+
+    /// The receivers of one message, gathered under the lock and served after it. The first is
+    /// held inline, so the common case (one receiver) allocates nothing.
+    private struct Receivers {
+        var first: Receiver?
+        var rest: [Receiver] = []
+
+        mutating func append(_ receiver: Receiver) {
+            if first == nil { first = receiver } else { rest.append(receiver) }
+        }
+
+        var count: Int { first == nil ? 0 : 1 + rest.count }
+    }
+
+    /// Chooses the receivers of the next message on `topic`, then calls `deliver` for each with
+    /// the router's lock released: with `nil` for this node itself, or with the peer's connection.
     ///
-    /// Routes are cached per topic with their connections, so the common case is one dictionary
-    /// lookup and one counter step. Counts the message as sent to each receiver;
-    /// ``dropped(_:bytes:for:topic:reason:)`` takes back what fails.
+    /// Under the lock this only looks the route up and steps its round-robin turns; dialling a
+    /// peer, `deliver` (a write, this node's inbox) and the drop accounting all run after it, so
+    /// none of them can hold up other senders or take the lock again. Routes are cached per topic
+    /// with their connections, so the common case is one dictionary lookup and one counter step.
+    /// Counts the message as sent to each receiver; ``dropped(_:bytes:for:topic:stillCounted:reason:)``
+    /// takes back what fails (a peer that cannot be dialled is counted that way here).
     /// - Returns: `false` when nobody listens to `topic` (counted as unrouted).
     /// - Throws: ``MeshError/closed`` after ``close()``; ``MeshError/invalidName(_:reason:)`` for a bad topic.
     func route(
         _ topic: String, frameBytes: Int, _ deliver: (Connection?, RouteMember) -> Void
     ) throws(MeshError) -> Bool {
-        try state.withLock { state throws(MeshError) -> Bool in
+        let receivers = try state.withLock { state throws(MeshError) -> Receivers in
             if state.closed { throw .closed }
             let routeIndex: Dictionary<String, [Group]>.Index
             if let index = state.routes.index(forKey: topic) {
@@ -79,14 +105,12 @@ final class Router: Sendable {
                 routeIndex = state.routes.index(forKey: topic)!
             }
             let strategy = state.strategy
-            var delivered = 0
+            var receivers = Receivers()
             // Step the route in place (one hash per message; its arrays are not copied).
             withRoute(at: routeIndex, in: &state) { groups, state in
                 for groupIndex in groups.indices {
                     if strategy == .broadcast {
-                        for memberIndex in groups[groupIndex].members.indices {
-                            delivered += send(to: groups[groupIndex].members[memberIndex], in: &state, deliver)
-                        }
+                        for member in groups[groupIndex].members { receivers.append(receiver(member, in: &state)) }
                         continue
                     }
                     let count = groups[groupIndex].members.count
@@ -102,17 +126,22 @@ final class Router: Sendable {
                                 return now - since > .seconds(1)
                             }, using: &state.random)
                     }
-                    delivered += send(to: groups[groupIndex].members[index], in: &state, deliver)
+                    receivers.append(receiver(groups[groupIndex].members[index], in: &state))
                 }
             }
-            if delivered == 0 {
+            let count = receivers.count
+            if count == 0 {
                 state.statistics.messagesUnrouted += 1
-                return false
+            } else {
+                state.statistics.messagesSent += count
+                state.statistics.bytesSent += count * frameBytes
             }
-            state.statistics.messagesSent += delivered
-            state.statistics.bytesSent += delivered * frameBytes
-            return true
+            return receivers
         }
+        guard let first = receivers.first else { return false }
+        serve(first, topic: topic, frameBytes: frameBytes, deliver)
+        for receiver in receivers.rest { serve(receiver, topic: topic, frameBytes: frameBytes, deliver) }
+        return true
     }
 
     private func withRoute(
@@ -125,17 +154,23 @@ final class Router: Sendable {
         swap(&groups, &state.routes.values[index])
     }
 
-    private func send(
-        to member: RouteMember, in state: inout State, _ deliver: (Connection?, RouteMember) -> Void
-    ) -> Int {
-        if member.isSelf {
-            deliver(nil, member)
-            return 1
+    /// Under the lock: `member` with its cached connection, or one another route dialled meanwhile.
+    private func receiver(_ member: RouteMember, in state: inout State) -> Receiver {
+        if member.isSelf { return Receiver(member: member, connection: nil) }
+        if member.connection == nil { member.connection = state.peers[member.node.id] }
+        return Receiver(member: member, connection: member.connection)
+    }
+
+    /// With no lock held: hands one chosen receiver to `deliver`, dialling it first if need be.
+    private func serve(
+        _ receiver: Receiver, topic: String, frameBytes: Int, _ deliver: (Connection?, RouteMember) -> Void
+    ) {
+        if receiver.member.isSelf { return deliver(nil, receiver.member) }
+        guard let connection = receiver.connection ?? dial(receiver.member.node, for: receiver.member) else {
+            dropped(1, bytes: frameBytes, for: receiver.member.node, topic: topic, reason: "no connection could be opened")
+            return
         }
-        if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
-        guard let connection = member.connection else { return 0 }
-        deliver(connection, member)
-        return 1
+        deliver(connection, receiver.member)
     }
 
     private func makeRoute(_ topic: String, in state: inout State) -> [Group] {
@@ -183,7 +218,7 @@ final class Router: Sendable {
     /// - Returns: `nil` when nobody provides `service`.
     /// - Throws: ``MeshError/closed`` after ``close()``; ``MeshError/invalidName(_:reason:)``.
     func provider(of service: String) throws(MeshError) -> CallTarget? {
-        try state.withLock { state throws(MeshError) -> CallTarget? in
+        let chosen = try state.withLock { state throws(MeshError) -> Receiver? in
             if state.closed { throw .closed }
             if state.serviceRoutes[service] == nil {
                 try validateName(service, kind: "service")
@@ -201,7 +236,7 @@ final class Router: Sendable {
             guard !groups.isEmpty else { return nil }
             if groups.count == 1, groups[0].members.count == 1 {
                 // One provider: nothing to choose (the common case, and the hot path of W8).
-                return target(groups[0].members[0], in: &state)
+                return receiver(groups[0].members[0], in: &state)
             }
             let strategy: LoadBalancing = state.strategy == .random ? .random : .roundRobin
             let failed = state.failed
@@ -219,46 +254,63 @@ final class Router: Sendable {
             let memberIndex = LoadBalancer.pick(
                 strategy, among: members.count, turn: &groups[groupIndex].turn,
                 isAvailable: { isAvailable(members[$0]) }, using: &state.random)
-            return target(members[memberIndex], in: &state)
+            return receiver(members[memberIndex], in: &state)
         }
-    }
-
-    private func target(_ member: RouteMember, in state: inout State) -> CallTarget {
-        if member.isSelf { return .local(member.node) }
-        if member.connection == nil { member.connection = connection(to: member.node, in: &state) }
-        guard let connection = member.connection else { return .unreachable(member.node) }
-        return .remote(connection, member.node)
+        // Dialled, if need be, with the lock released.
+        guard let chosen else { return nil }
+        let node = chosen.member.node
+        if chosen.member.isSelf { return .local(node) }
+        guard let connection = chosen.connection ?? dial(node, for: chosen.member) else { return .unreachable(node) }
+        return .remote(connection, node)
     }
 
     private static func turnKey(_ topic: String, _ group: String) -> String { topic + "\u{0}" + group }
 
     /// The connection to `node`, dialled again after a failure.
     func reconnect(to node: NodeRecord, replacing old: Connection) -> Connection? {
-        state.withLock { state in
+        let current = state.withLock { state -> Connection? in
             if let current = state.peers[node.id], current !== old { return current }
             state.peers[node.id] = nil
             dropRoutes(in: &state)
-            return connection(to: node, in: &state)
+            return nil
         }
+        return current ?? dial(node)
     }
 
-    private func connection(to node: NodeRecord, in state: inout State) -> Connection? {
-        if let existing = state.peers[node.id] { return existing }
-        if state.closed { return nil }
+    /// Opens a connection to `node`, with no lock held while the socket is made or the failure
+    /// logged; `member`, when given, caches it.
+    ///
+    /// Two senders may dial the same peer at once: the first connection stored is the one kept,
+    /// and the other is discarded before it dials. The peer hello is queued before the connection
+    /// is stored, so it goes out ahead of any message.
+    /// - Returns: `nil` when no socket could be made, or the router has closed.
+    private func dial(_ node: NodeRecord, for member: RouteMember? = nil) -> Connection? {
+        let made: Connection
         do {
             let address = node.address(from: MeshDefaults.localScope, preferUnix: preferUnix)
             var options = self.options
             options.handshake = options.handshake.expecting(NodeID.bytes(node.id))
-            let connection = try Connection.connect(
-                to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events, calls: calls))
-            connection.send(hello)
-            state.peers[node.id] = connection
-            if state.failed[node.id] != nil { state.statistics.reconnects += 1 }
-            return connection
+            made = try Connection.connect(
+                to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events, calls: calls),
+                startNow: false)
         } catch {
             logger.error("cannot open a connection to \(node.name) (\(node.id)) at \(node.address): \(error)")
             return nil
         }
+        made.send(hello)
+        let kept = state.withLock { state -> Connection? in
+            if state.closed { return nil }
+            if let existing = state.peers[node.id] {
+                member?.connection = existing
+                return existing
+            }
+            state.peers[node.id] = made
+            member?.connection = made
+            if state.failed[node.id] != nil { state.statistics.reconnects += 1 }
+            return made
+        }
+        if kept === made { made.start() } else { made.discard() }
+        return kept
     }
 
     /// Counts messages that will not arrive and reports them, at most once a second per receiver.

@@ -90,16 +90,20 @@ final class ServiceDispatcher: Sendable {
     /// with no task started per request, while slow handlers still run ``limit`` at a time.
     /// - Parameter connection: the connection it came on, paused when the queue is over its limit.
     func submit(_ request: InboundRequest, from connection: Connection?) {
-        let start = state.withLock { state -> Bool in
-            if state.closed { return false }
+        let (start, pause) = state.withLock { state -> (Bool, Connection?) in
+            if state.closed { return (false, nil) }
             state.queue.append(request)
             state.queuedBytes += request.bytes
+            var pause: Connection?
             if let connection, state.queuedBytes > highWater, !state.paused.contains(where: { $0 === connection }) {
                 state.paused.append(connection)
-                connection.setReadingPaused(true)  // under the lock, so no resume overtakes it
+                pause = connection
             }
-            return Self.needsWorker(&state, limit: limit)
+            return (Self.needsWorker(&state, limit: limit), pause)
         }
+        // On the loop thread (the connection's delegate) the pause is in force before this
+        // returns, so a resume a worker queues meanwhile cannot overtake it.
+        pause?.setReadingPaused(true)
         if start { Task { await self.work() } }
     }
 
@@ -114,10 +118,10 @@ final class ServiceDispatcher: Sendable {
     /// One worker: takes queued requests one at a time until none is left, then ends.
     private func work() async {
         while true {
-            let (next, spawn) = state.withLock { state -> (InboundRequest?, Bool) in
+            let (next, spawn, resume) = state.withLock { state -> (InboundRequest?, Bool, [Connection]) in
                 guard state.head < state.queue.count, !state.closed else {
                     state.running -= 1
-                    return (nil, false)
+                    return (nil, false, [])
                 }
                 let request = state.queue[state.head]
                 state.head += 1
@@ -127,12 +131,13 @@ final class ServiceDispatcher: Sendable {
                     state.queue.removeFirst(state.head)
                     state.head = 0
                 }
+                var resume: [Connection] = []
                 if !state.paused.isEmpty, state.queuedBytes <= highWater / 2 {
-                    for connection in state.paused { connection.setReadingPaused(false) }
-                    state.paused = []
+                    swap(&resume, &state.paused)
                 }
-                return (request, Self.needsWorker(&state, limit: limit))
+                return (request, Self.needsWorker(&state, limit: limit), resume)
             }
+            for connection in resume { connection.setReadingPaused(false) }
             guard let next else { return }
             if spawn { Task { await self.work() } }
             await serve(next)
@@ -197,15 +202,16 @@ final class ServiceDispatcher: Sendable {
 
     /// Stops taking requests and forgets the queued ones (their callers' connections are closing).
     func close() {
-        state.withLock { state in
+        let paused = state.withLock { state -> [Connection] in
             state.closed = true
             state.handlers.removeAll()
             state.queue.removeAll()
             state.head = 0
             state.queuedBytes = 0
-            for connection in state.paused { connection.setReadingPaused(false) }
-            state.paused = []
+            defer { state.paused = [] }
+            return state.paused
         }
+        for connection in paused { connection.setReadingPaused(false) }
     }
 
     /// Adds the serving side's counters to `statistics`.

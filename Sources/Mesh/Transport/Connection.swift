@@ -210,17 +210,38 @@ package final class Connection: EventHandler, CustomStringConvertible {
 
     /// Dials `address` and runs the handshake; the delegate hears the outcome.
     ///
+    /// - Parameter startNow: `false` makes the connection without dialling yet: frames sent to it
+    ///   wait, and ``start()`` dials, or ``discard()`` lets the socket go with the delegate told
+    ///   nothing (for a caller that may find another connection to the same peer was made first).
     /// - Throws: ``SocketError`` only when no socket could be created; connect failures arrive
     ///   through ``ConnectionDelegate/connectionDidClose(_:error:unsent:)``.
     package static func connect(
-        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared
+        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared,
+        startNow: Bool = true
     ) throws(SocketError) -> Connection {
         let socket = try Socket.stream(for: address)
         socket.tuneForStreaming(address)
         let connection = Connection(
             socket: socket, remote: address, role: .connector, options: options, delegate: delegate, loop: loop)
-        loop.execute { connection.beginConnecting() }
+        if startNow { connection.start() }
         return connection
+    }
+
+    /// Dials a connection made with `startNow: false`.
+    func start() {
+        loop.execute { self.beginConnecting() }
+    }
+
+    /// Closes the socket of a connection made with `startNow: false` and never started; what was
+    /// queued is dropped and the delegate hears nothing.
+    func discard() {
+        shared.withLock { shared in
+            shared.closed = true
+            shared.delegate = nil
+            shared.pending = []
+            shared.unsent = 0
+        }
+        socket.close()
     }
 
     /// Takes over a socket returned by `accept` and runs the accepting side of the handshake.
@@ -282,13 +303,25 @@ package final class Connection: EventHandler, CustomStringConvertible {
     private nonisolated(unsafe) var closeWhenFlushed = false
 
     /// Stops or resumes reading, which pushes back on the peer through TCP when a consumer lags.
+    ///
+    /// A pause asked for on the loop thread (by a delegate, while it reads) takes effect at once;
+    /// everything else is queued to the loop. So a resume asked for after a pause, from any thread,
+    /// never overtakes it, and a caller need not hold its own lock across this call to keep the
+    /// two in order.
     package func setReadingPaused(_ paused: Bool) {
-        loop.execute { [self] in
-            guard local.phase != .closed, local.readPaused != paused else { return }
-            local.readPaused = paused
-            updateInterest()
-            if !paused, local.phase == .open { readAvailable() }
+        if paused, loop.inLoopThread {
+            applyReadingPaused(true)
+            return
         }
+        loop.execute { [self] in applyReadingPaused(paused) }
+    }
+
+    /// Loop thread.
+    private func applyReadingPaused(_ paused: Bool) {
+        guard local.phase != .closed, local.readPaused != paused else { return }
+        local.readPaused = paused
+        updateInterest()
+        if !paused, local.phase == .open { readAvailable() }
     }
 
     // MARK: Loop thread

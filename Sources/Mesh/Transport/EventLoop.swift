@@ -42,7 +42,7 @@ package struct Interest: OptionSet, Sendable {
 /// timers and the coordinator link wait at most about two ticks, not for the stuck listener.
 package final class EventLoop: Sendable {
     /// The process-wide loop, started on first use.
-    static let shared = EventLoop(name: "mesh-io")
+    package static let shared = EventLoop(name: "mesh-io")
 
     package typealias Job = @Sendable () -> Void
 
@@ -247,7 +247,7 @@ package final class EventLoop: Sendable {
 
     /// Runs `job` on the loop thread at `deadline`; returns an id for ``cancelTimer(_:)``.
     @discardableResult
-    func schedule(at deadline: ContinuousClock.Instant, _ job: @escaping Job) -> UInt64 {
+    package func schedule(at deadline: ContinuousClock.Instant, _ job: @escaping Job) -> UInt64 {
         let wake = state.withLock { state -> (UInt64, Bool) in
             let id = state.nextToken
             state.nextToken += 1
@@ -306,15 +306,15 @@ package final class EventLoop: Sendable {
                         // A task may block: what follows it goes back to the shared queue first,
                         // so a newer thread can run it, in order, if this one is handed off.
                         let rest = batch[(index + 1)...]
-                        state.withLock { state in
+                        let wakeWatchdog = state.withLock { state -> Bool in
                             state.work.insert(contentsOf: rest, at: 0)
                             state.taskRunning = true
                             state.taskSerial &+= 1
-                            if state.watchdogParked {
-                                state.watchdogParked = false
-                                watchdogWake.signal()
-                            }
+                            guard state.watchdogParked else { return false }
+                            state.watchdogParked = false
+                            return true
                         }
+                        if wakeWatchdog { watchdogWake.signal() }  // a futex call: not under the lock
                         batch.removeAll(keepingCapacity: true)
                         job.runSynchronously(on: executor)
                         let stillOurs = state.withLock { state -> Bool in
