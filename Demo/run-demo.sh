@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The same build settings as `bash scripts/test` (see Package.swift), so the two share one build.
+export MESH_OPTIMIZE=1
 echo "== building"
 for product in mesh mesh-coordinator demo-receiver demo-sender demo-worker demo-service; do
     swift build --product "$product" >/dev/null
