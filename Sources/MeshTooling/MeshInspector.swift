@@ -1,6 +1,6 @@
 import Foundation
 import Mesh
-package import MeshCrypto
+import MeshCrypto
 
 /// A client that looks at the mesh through the coordinator without joining it: the `mesh`
 /// tool's `node list`, `node kill`, `topic list` and `status` are built on it.

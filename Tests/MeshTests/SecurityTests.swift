@@ -284,7 +284,7 @@ struct SecurityTests {
     @Test("status and kill need the admin key; the mesh key alone reads the topology but cannot use them")
     func adminCredential() async throws {
         try await withMesh(Self.configuration(adminKey: Self.adminKey)) { mesh in
-            let node = try await mesh.node("worker", authkey: Self.key)
+            _ = try await mesh.node("worker", authkey: Self.key)
             // A member: may read the topology, not the status, not kill.
             let member = try await MeshInspector.connect(to: mesh.address, authkey: Self.key)
             #expect(try await member.topology().nodes.count == 1)
