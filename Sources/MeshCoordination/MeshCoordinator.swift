@@ -33,6 +33,10 @@ public actor MeshCoordinator {
         public var maximumFrameLength: Int
         /// The key `mesh status` and `mesh node kill` must prove; `nil` means ``authkey``.
         public var adminKey: String?
+        /// Accepts keys that ``MeshKey/estimatedStrength(_:)`` finds easy to guess. Off by default
+        /// (unless `$MESH_ALLOW_WEAK_KEY` is `1`): ``MeshCoordinator/start()`` then refuses them
+        /// with ``MeshError/guessableKey(estimatedBits:minimumBits:)``.
+        public var allowWeakKey: Bool = MeshKey.allowWeakFromEnvironment
         /// Allows listening on a non-loopback address with no key: an open mesh, on purpose.
         public var insecure: Bool
         /// Lets nodes advertise a host other than the address they connect from (NAT, several
@@ -192,12 +196,14 @@ public actor MeshCoordinator {
 
     /// Binds and starts accepting; returns the address with the real port.
     ///
-    /// - Throws: `MeshError.invalidAddress(_:reason:)` when the host or port cannot be bound.
+    /// - Throws: `MeshError.invalidAddress(_:reason:)` when the host or port cannot be bound;
+    ///   ``MeshError/weakKey(length:minimum:)`` or ``MeshError/guessableKey(estimatedBits:minimumBits:)``
+    ///   for a key too short or too easy to guess.
     @discardableResult
     public func start() async throws -> SocketAddress {
         if let listener { return listener.address }
         for key in [configuration.authkey, configuration.adminKey] {
-            if let key, !key.isEmpty { try MeshKey.validate(key) }
+            if let key, !key.isEmpty { try MeshKey.validate(key, allowWeak: configuration.allowWeakKey) }
         }
         let bindAddress = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
         let keyed = !(configuration.authkey ?? "").isEmpty

@@ -96,6 +96,8 @@ enum Command: String, CaseIterable, Sendable {
 /// Options every command takes.
 enum CommonOptions {
     static let values: Set<String> = ["--coordinator", "--authkey", "--authkey-file", "--admin-key-file", "--log-level"]
+    /// Common options without a value.
+    static let flags: Set<String> = ["--allow-weak-key"]
 }
 
 /// The command line after the command words are taken off.
@@ -245,7 +247,7 @@ enum ArgumentParser {
                     parsed.values[argument] = arguments[index]
                     index += 1
                 }
-            } else if command.flags.contains(argument) {
+            } else if command.flags.contains(argument) || CommonOptions.flags.contains(argument) {
                 guard inlineValue == nil else { throw .usage("\(argument) takes no value; \(seeHelp)") }
                 parsed.flags.insert(argument)
             } else {

@@ -8,6 +8,8 @@ enum Help {
           --admin-key-file PATH    the coordinator's admin key, for `status` and `node kill`
                                    (default: the mesh key)
           --log-level L            error, warning (default), info, debug or trace; also MESH_LOG_LEVEL
+          --allow-weak-key         use a key that is easy to guess (refused otherwise; make one
+                                   with `mesh keygen`); also MESH_ALLOW_WEAK_KEY=1
           --help, -h               print help for the command
         """
 
@@ -238,6 +240,9 @@ enum Help {
                 it like any other, for example in a key file only its owner can read:
                   mesh keygen > mesh.key && chmod 600 mesh.key
                   mesh-coordinator --authkey-file mesh.key
+
+                A key of your own that is easy to guess (a passphrase of a few words) is refused
+                by every program unless --allow-weak-key or MESH_ALLOW_WEAK_KEY=1 says it is meant.
 
                   --base64  print the key in base64 instead of hex
                 """

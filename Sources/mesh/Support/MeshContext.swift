@@ -12,6 +12,8 @@ struct MeshContext: Sendable {
     var logger: MeshLogger
     /// How long any one wait on the network may take.
     var timeout: Duration = .seconds(5)
+    /// `--allow-weak-key` or `MESH_ALLOW_WEAK_KEY=1`: a key that is easy to guess is used anyway.
+    var allowWeakKey: Bool
 
     /// - Throws: ``CommandLineError/usage(_:)`` for an unreadable key file or an unknown log level.
     init(_ arguments: ParsedArguments) throws(CommandLineError) {
@@ -48,6 +50,16 @@ struct MeshContext: Sendable {
             level = parsed
         }
         logger = MeshLogger(label: "mesh", level: level)
+        allowWeakKey = arguments.has("--allow-weak-key") || MeshKey.allowWeakFromEnvironment
+    }
+
+    /// Checks the keys this command will use: long enough and, unless allowed, hard to guess.
+    ///
+    /// - Throws: ``MeshError/weakKey(length:minimum:)`` or ``MeshError/guessableKey(estimatedBits:minimumBits:)``.
+    func checkKeys() throws(MeshError) {
+        for key in [authkey, adminKey] {
+            if let key, !key.isEmpty { try MeshKey.validate(key, allowWeak: allowWeakKey) }
+        }
     }
 
     /// Connects to the coordinator as an inspecting client (not a node).
@@ -55,6 +67,7 @@ struct MeshContext: Sendable {
     /// - Throws: ``MeshError`` within ``timeout``: unreachable, authentication failed, ...
     /// - Parameter admin: connect with the admin credential (for `status` and `node kill`).
     func inspector(admin: Bool = false) async throws -> MeshInspector {
+        try checkKeys()
         do {
             return try await MeshInspector.connect(
                 to: coordinator, authkey: authkey, adminKey: admin ? (adminKey ?? authkey ?? "") : nil, timeout: timeout)
@@ -90,6 +103,7 @@ struct MeshContext: Sendable {
             coordinator: coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
             logger: logger.labeled(name))
         if let view { configuration.topologyView = view }
+        configuration.allowWeakKey = allowWeakKey
         return try await buildMeshNode(name: name, configuration: configuration)
     }
 }
