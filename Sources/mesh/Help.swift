@@ -41,7 +41,8 @@ enum Help {
 
         \(common)
 
-        Exit status: 0 on success, 1 when the command failed, 2 for bad arguments.
+        Exit status: 0 on success, 1 when the command failed, 2 for bad arguments, 130 when
+        Ctrl-C stopped a command before it was done (143 for SIGTERM).
         """
 
     static let node = """
@@ -147,6 +148,8 @@ enum Help {
                   --no-wait    send at once, even when nobody listens (the message is then lost)
                   --timeout S  how long to wait for a listener (default 5)
 
+                Ctrl-C before the messages asked for are sent prints what was sent and exits 130.
+
                 \(common)
                 """
         case .topicHz, .topicBw:
@@ -210,7 +213,7 @@ enum Help {
                 (any JSON) as its request, the way a Swift node sends an Encodable value, and prints
                 the reply as one line of JSON ({"bytes":N,"base64":"…"} when it is not JSON).
                 Exits 1 when no node provides NAME, the call times out, or the provider reports
-                an error.
+                an error; 130 when Ctrl-C ends the wait for the reply.
 
                   --timeout S  how long to wait for the reply (default 5)
 

@@ -1,6 +1,7 @@
 import Foundation
 import Mesh
 import MeshTooling
+import Synchronization
 
 /// Where the mesh is and how to talk to it, read from the common options and the environment.
 struct MeshContext: Sendable {
@@ -117,18 +118,48 @@ func runUntilSignal<T: Sendable>(
     onSignal: @escaping @Sendable () async -> Void = {},
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T? {
+    try await runUntilInterrupted(onSignal: onSignal, body).value
+}
+
+/// How ``runUntilInterrupted(onSignal:_:)`` ended.
+struct Interruptible<T: Sendable>: Sendable {
+    /// What `body` returned; `nil` when a signal stopped it before it returned.
+    var value: T?
+    /// The signal that arrived while `body` ran (SIGINT or SIGTERM), if one did. `body` may
+    /// have returned all the same: a loop that checks `Task.isCancelled` returns what it did.
+    var signal: Int32?
+}
+
+/// ``runUntilSignal(onSignal:_:)`` that also says whether a signal arrived, for the commands
+/// that report an interruption (exit 130).
+func runUntilInterrupted<T: Sendable>(
+    onSignal: @escaping @Sendable () async -> Void = {},
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> Interruptible<T> {
+    let caught = Mutex<Int32?>(nil)
     let work = Task { try await body() }
     let watcher = Task {
-        _ = await MeshProcess.waitForTerminationSignal()
+        let signal = await MeshProcess.waitForTerminationSignal()
+        caught.withLock { $0 = signal }  // before the cancel: a cancelled body always finds it
         work.cancel()
         await onSignal()
     }
     defer { watcher.cancel() }
     do {
-        return try await work.value
+        let value = try await work.value
+        return Interruptible(value: value, signal: caught.withLock { $0 })
     } catch is CancellationError {
-        return nil
+        return Interruptible(value: nil, signal: caught.withLock { $0 })
     } catch MeshError.closed where work.isCancelled {
-        return nil
+        return Interruptible(value: nil, signal: caught.withLock { $0 })
+    }
+}
+
+/// `SIGINT`, `SIGTERM`, or `signal N`.
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGINT: return "SIGINT"
+    case SIGTERM: return "SIGTERM"
+    default: return "signal \(signal)"
     }
 }
