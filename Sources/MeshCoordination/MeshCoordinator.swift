@@ -174,6 +174,8 @@ public actor MeshCoordinator {
     let killTimeout = Duration.seconds(5)
     /// Recent joins, departures and refusals, and refusal counters, for the web view and metrics.
     private var journal = CoordinatorJournal()
+    /// What the limits cut short, for the web view and metrics.
+    private var limits = CoordinatorLimits()
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -191,7 +193,7 @@ public actor MeshCoordinator {
     public func snapshot() -> CoordinatorSnapshot {
         CoordinatorSnapshot(
             address: listener?.address.description ?? "\(configuration.host):\(configuration.port)", status: status,
-            topology: book.topology, events: journal.events, refused: journal.refused)
+            topology: book.topology, events: journal.events, refused: journal.refused, limits: limits)
     }
 
     /// Binds and starts accepting; returns the address with the real port.
@@ -425,7 +427,7 @@ public actor MeshCoordinator {
                 reject(connection, "interest: \(error)")
             }
         case .heartbeat:
-            if let stats = message.stats { sessions[connection.id]?.stats = stats }
+            if let stats = message.stats { keep(stats, from: node, on: connection) }
             answerHeartbeat(on: connection)
         case .bye:
             sessions[connection.id]?.leaving = true
@@ -434,6 +436,29 @@ public actor MeshCoordinator {
         default:
             reject(connection, "unexpected \(message.type) from a registered node")
         }
+    }
+
+    /// Keeps a heartbeat's counters once checked (``HeartbeatCounters``): topic keys the mesh
+    /// would refuse as names, or past 1,024, are dropped, counted and logged with the node.
+    private func keep(_ stats: MeshStatistics, from node: NodeRecord, on connection: Connection) {
+        let checked = HeartbeatCounters(stats)
+        sessions[connection.id]?.stats = checked.statistics
+        guard checked.dropped > 0 || checked.negativeCounters > 0 else { return }
+        limits.heartbeatTopicsDropped += checked.dropped
+        var what: [String] = []
+        if let first = checked.firstInvalid {
+            what.append(
+                "dropped \(checked.invalidTopics) topic counter(s) whose names the mesh does not allow"
+                    + " (first \"\(first.topic)\": \(first.reason))")
+        }
+        if checked.topicsOverLimit > 0 {
+            what.append("dropped \(checked.topicsOverLimit) topic counter(s) past the \(TopicStatistics.maximumTopics) a node may report")
+        }
+        if checked.negativeCounters > 0 { what.append("took \(checked.negativeCounters) negative counter(s) as 0") }
+        // A node can send heartbeats as fast as it likes: a few lines a second, then a count.
+        refusals.log(
+            "heartbeats with dropped counters", level: .warning, to: logger,
+            "heartbeat from \(node.name) (\(node.id)) at \(connection.remote): \(what.joined(separator: "; "))")
     }
 
     /// A request from the `mesh` tool (an inspecting connection).
