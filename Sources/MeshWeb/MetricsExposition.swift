@@ -152,7 +152,7 @@ extension MetricsExposition {
                 Double(http.connections))
             out.single(
                 "mesh_http_connections_evicted_total", .counter,
-                help: "Idle HTTP connections closed to make room at the connection limit.", Double(http.evicted))
+                help: "HTTP connections closed to make room at the connection limit (answered ones first, then idle ones).", Double(http.evicted))
         }
         return out.text
     }

@@ -123,4 +123,85 @@ struct WebLimitsTests {
         await mesh.closeNodes()
         await mesh.stop()
     }
+
+    @Test("malformed requests holding their connections open, 600 a second past the connection limit: the token holder's /metrics is 200 every time")
+    func answeredConnectionsMakeRoom() async throws {
+        let key = MeshKeyFile.newKey()
+        let view = try await RunningWebView.start(authkey: key) { $0.maximumConnections = 64 }
+        let token = try MeshWebServer.token(forAuthkey: key)
+        let port = view.port
+        let flood = MalformedFlood(port: port, perSecond: 600)
+        flood.start()
+        defer { flood.stop() }
+        // Several times the limit, each answered 400 and held open by its client.
+        try await eventually("the flood to pass the limit several times", seconds: 20) { flood.opened >= 4 * 64 }
+        var statuses: [Int] = []
+        for _ in 0..<12 {
+            let before = flood.opened
+            let response = try await http {
+                try HTTPTestClient.get(port: port, "/metrics", headers: ["Authorization: Bearer \(token)"])
+            }
+            statuses.append(response.status)
+            // The next try after the flood has put another 30 connections in.
+            try await eventually("30 more hostile connections", seconds: 10) { flood.opened >= before + 30 }
+        }
+        let (opened, refusedToConnect) = flood.stop()
+        #expect(statuses == Array(repeating: 200, count: 12), "statuses \(statuses) while \(opened) hostile connections came in")
+        #expect(refusedToConnect == 0, "the server stopped accepting: \(refusedToConnect) connects failed")
+        let metrics = try await view.metrics(headers: ["Authorization: Bearer \(token)"])
+        // Most were answered 400 (a few were evicted still waiting for their request's bytes).
+        #expect((metrics.value("mesh_http_responses_total", ["code": "400"]) ?? 0) >= Double(opened / 2))
+        #expect((metrics.value("mesh_http_responses_total", ["code": "503"]) ?? 0) == 0)
+        // Answered connections made room (the others closed when their clients let go at the end).
+        #expect((metrics.value("mesh_http_connections_evicted_total") ?? 0) >= Double(opened / 2))
+        await view.stop()
+    }
+}
+
+/// Opens connections at a steady rate, each sending one malformed request and then holding the
+/// connection open, never reading and never closing (until ``stop()``).
+final class MalformedFlood: Sendable {
+    let port: UInt16
+    let perSecond: Double
+    private let running = Atomic<Bool>(true)
+    private let counts = Mutex((opened: 0, failed: 0))
+    private let held = IdleConnections()
+
+    init(port: UInt16, perSecond: Double) {
+        self.port = port
+        self.perSecond = perSecond
+    }
+
+    var opened: Int { counts.withLock { $0.opened } }
+
+    func start() {
+        let thread = Thread { [self] in
+            let start = ContinuousClock.now
+            var sent = 0
+            while running.load(ordering: .relaxed) {
+                let due = start + .seconds(Double(sent) / perSecond)
+                let wait = ContinuousClock.now.duration(to: due)
+                if wait > .zero { usleep(UInt32(max(0, seconds(wait)) * 1_000_000)) }
+                sent += 1
+                guard let fd = RawClient.connect(port: port, timeoutSeconds: 2).fd else {
+                    counts.withLock { $0.failed += 1 }
+                    continue
+                }
+                _ = Glibc.send(fd, "GARBAGE\r\n\r\n", 11, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                held.adopt(fd)
+                counts.withLock { $0.opened += 1 }
+            }
+            held.closeAll()  // those adopted after stop() closed the rest
+        }
+        thread.name = "malformed-flood"
+        thread.start()
+    }
+
+    /// Stops, closes every held connection; returns what was opened and how many connects failed.
+    @discardableResult
+    func stop() -> (opened: Int, failed: Int) {
+        running.store(false, ordering: .relaxed)
+        held.closeAll()
+        return counts.withLock { ($0.opened, $0.failed) }
+    }
 }
