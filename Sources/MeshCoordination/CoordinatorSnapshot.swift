@@ -20,6 +20,13 @@ public struct CoordinatorLimits: Sendable, Equatable {
     /// Per-topic counters dropped from nodes' heartbeats: names the mesh does not allow, or past
     /// the 1,024 topics a node may report.
     public var heartbeatTopicsDropped = 0
+    /// Sessions closed because the replies queued to all sessions together would have passed
+    /// ``MeshCoordinator/Configuration/maximumQueuedReplyBytes`` (the ones furthest behind go).
+    public var sessionsShed = 0
+    /// Bytes of replies queued to all sessions, as of the last count (at most a tick old).
+    public var queuedReplyBytes = 0
+    /// Topics, services, names and ids the partial views of all sessions follow together.
+    public var interests = 0
 
     public init() {}
 }

@@ -12,18 +12,24 @@ package final class ControlClient: ConnectionDelegate {
     /// The id this client registers with (its hello carries it).
     package let id: String
     private let secret: String
+    /// Keeps messages without their topology, delta and status: a client that only fills a
+    /// topology for a test need not hold every copy of it.
+    private let lean: Bool
 
-    private init() {
+    private init(lean: Bool) {
         (id, secret) = NodeID.make()
+        self.lean = lean
     }
 
     package var connection: Connection { holder.withLock { $0! } }
 
     /// Dials `address` for `purpose` (control by default) with `key`, as a node would.
-    package static func connect(to address: String, purpose: Handshake.Purpose = .control, key: String? = nil) throws
-        -> ControlClient
-    {
-        let client = ControlClient()
+    ///
+    /// - Parameter lean: keep what arrives without its topologies, deltas and status.
+    package static func connect(
+        to address: String, purpose: Handshake.Purpose = .control, key: String? = nil, lean: Bool = false
+    ) throws -> ControlClient {
+        let client = ControlClient(lean: lean)
         let options = Connection.Options(
             handshake: .connect(
                 purpose: purpose, key: try MeshKey.stretched(key), localID: purpose == .control ? NodeID.bytes(client.id) : nil,
@@ -61,6 +67,17 @@ package final class ControlClient: ConnectionDelegate {
     /// Stops (or resumes) reading: the coordinator's replies then pile up in its queue.
     package func pauseReading(_ paused: Bool = true) { connection.setReadingPaused(paused) }
 
+    /// Sends a bare heartbeat every `interval` until the connection closes, so the coordinator
+    /// does not evict a client that has nothing else to say.
+    package func keepAlive(every interval: Duration = .seconds(1)) {
+        Task { [self] in
+            while !isClosed {
+                send(ControlMessage(.heartbeat))
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
     /// The first message of `type` received (now or later).
     package func waitFor(_ type: ControlMessage.Kind, seconds: Double = 10) async throws -> ControlMessage {
         try await eventually("a \(type) from the coordinator", seconds: seconds) {
@@ -89,7 +106,7 @@ package final class ControlClient: ConnectionDelegate {
         while let header = try decoder.next() {
             guard header.kind == FrameKind.control.rawValue else { continue }
             let message = try decoder.withBody(header) { body throws(FrameError) in try ControlMessage.decode(body) }
-            messages.append(message)
+            messages.append(lean ? ControlMessage(message.type, node: message.node, reason: message.reason, interest: message.interest) : message)
         }
     }
 

@@ -97,6 +97,16 @@ extension MetricsExposition {
             "mesh_heartbeat_topics_dropped_total", .counter,
             help: "Per-topic counters dropped from nodes' heartbeats: names the mesh does not allow, or past 1024 a node.",
             Double(limits.heartbeatTopicsDropped))
+        out.single(
+            "mesh_sessions_shed_total", .counter,
+            help: "Sessions closed because all sessions' queued replies would have passed the coordinator's limit (the ones furthest behind).",
+            Double(limits.sessionsShed))
+        out.single(
+            "mesh_queued_reply_bytes", .gauge, help: "Bytes of replies queued to all sessions, as of the coordinator's last count.",
+            Double(limits.queuedReplyBytes))
+        out.single(
+            "mesh_partial_view_interests", .gauge,
+            help: "Topics, services, names and ids the partial views of all sessions follow together.", Double(limits.interests))
 
         let nodeLabels = { (node: WebView.Node) in [("node", node.name), ("id", node.id)] }
         let perNode: [(String, String, (MeshStatistics) -> Int)] = [
