@@ -33,9 +33,9 @@ public actor MeshCoordinator {
         public var maximumFrameLength: Int
         /// The key `mesh status` and `mesh node kill` must prove; `nil` means ``authkey``.
         public var adminKey: String?
-        /// Accepts keys that ``MeshKey/estimatedStrength(_:)`` finds easy to guess. Off by default
+        /// Accepts keys that `MeshKey.estimatedStrength(_:)` finds easy to guess. Off by default
         /// (unless `$MESH_ALLOW_WEAK_KEY` is `1`): ``MeshCoordinator/start()`` then refuses them
-        /// with ``MeshError/guessableKey(estimatedBits:minimumBits:)``.
+        /// with `MeshError.guessableKey(estimatedBits:minimumBits:)`.
         public var allowWeakKey: Bool = MeshKey.allowWeakFromEnvironment
         /// Allows listening on a non-loopback address with no key: an open mesh, on purpose.
         public var insecure: Bool
@@ -232,7 +232,7 @@ public actor MeshCoordinator {
     /// Binds and starts accepting; returns the address with the real port.
     ///
     /// - Throws: `MeshError.invalidAddress(_:reason:)` when the host or port cannot be bound;
-    ///   ``MeshError/weakKey(length:minimum:)`` or ``MeshError/guessableKey(estimatedBits:minimumBits:)``
+    ///   `MeshError.weakKey(length:minimum:)` or `MeshError.guessableKey(estimatedBits:minimumBits:)`
     ///   for a key too short or too easy to guess.
     @discardableResult
     public func start() async throws -> SocketAddress {
