@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Computes the worked example of docs/PROTOCOL.md section 3.7 (protocol version 2).
+"""Computes the worked example of docs/PROTOCOL.md section 3.8 (protocol version 2).
 
 Standard library only. Run it and compare with the document:
 
@@ -26,7 +26,7 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
     return out[:length]
 
 
-AUTHKEY = "correct horse battery staple"
+AUTHKEY = "5ede06b6f51adaad884861af2520cd1c1be8e590afcb7c0a289860b2d53071f9"  # made by `mesh keygen`
 NODE_SECRET = bytes(range(0xf0, 0x100))      # f0 f1 ... ff
 NC = bytes(range(0x00, 0x20))                # connector nonce 00 .. 1f
 NA = bytes(range(0xa0, 0xc0))                # acceptor nonce a0 .. bf

@@ -318,6 +318,7 @@ package final class BagRecorder: Sendable {
     static func wallClockNanoseconds() -> UInt64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        // A clock set before 1970 reads as 1970, not as a trap.
+        return UInt64(clamping: now.tv_sec) * 1_000_000_000 + UInt64(clamping: now.tv_nsec)
     }
 }

@@ -11,4 +11,22 @@ public struct CoordinatorSnapshot: Sendable {
     public var events: [CoordinatorEvent]
     /// Connections refused since the start, by reason.
     public var refused: [RefusalReason: Int]
+    /// What the coordinator's limits cut short without refusing a connection.
+    public var limits: CoordinatorLimits
+}
+
+/// What the coordinator's limits have cut since it started, for the web view and `/metrics`.
+public struct CoordinatorLimits: Sendable, Equatable {
+    /// Per-topic counters dropped from nodes' heartbeats: names the mesh does not allow, or past
+    /// the 1,024 topics a node may report.
+    public var heartbeatTopicsDropped = 0
+    /// Sessions closed because the replies queued to all sessions together would have passed
+    /// ``MeshCoordinator/Configuration/maximumQueuedReplyBytes`` (the ones furthest behind go).
+    public var sessionsShed = 0
+    /// Bytes of replies queued to all sessions, as of the last count (at most a tick old).
+    public var queuedReplyBytes = 0
+    /// Topics, services, names and ids the partial views of all sessions follow together.
+    public var interests = 0
+
+    public init() {}
 }

@@ -7,7 +7,7 @@ extension MeshCoordinator {
     func handleTool(_ message: ControlMessage, on connection: Connection) {
         switch message.type {
         case .inspect, .sync:
-            reply(topologyFrame(), on: connection)
+            requestCopy(.topology, on: connection)
         case .heartbeat:
             answerHeartbeat(on: connection)
         case .status, .kill:
@@ -17,7 +17,7 @@ extension MeshCoordinator {
                     "\(message.type) needs the admin credential: connect with the admin key (mesh --admin-key-file)")
             }
             if message.type == .status {
-                reply(ControlMessage(.status, status: status).encodedFrame(), on: connection)
+                requestCopy(.status, on: connection)
             } else {
                 kill(message.target ?? "", requestedBy: connection)
             }
@@ -32,7 +32,7 @@ extension MeshCoordinator {
     func answerHeartbeat(on connection: Connection) {
         let now = ContinuousClock.now
         guard let lastSent = sessions[connection.id]?.lastSent, now - lastSent < .milliseconds(500) else {
-            connection.send(Self.heartbeatFrame)
+            if connection.send(Self.heartbeatFrame) == .queued { budget.queued(Self.heartbeatFrame.count) }
             sessions[connection.id]?.lastSent = now
             return
         }

@@ -33,6 +33,10 @@ public actor MeshCoordinator {
         public var maximumFrameLength: Int
         /// The key `mesh status` and `mesh node kill` must prove; `nil` means ``authkey``.
         public var adminKey: String?
+        /// Accepts keys that `MeshKey.estimatedStrength(_:)` finds easy to guess. Off by default
+        /// (unless `$MESH_ALLOW_WEAK_KEY` is `1`): ``MeshCoordinator/start()`` then refuses them
+        /// with `MeshError.guessableKey(estimatedBits:minimumBits:)`.
+        public var allowWeakKey: Bool = MeshKey.allowWeakFromEnvironment
         /// Allows listening on a non-loopback address with no key: an open mesh, on purpose.
         public var insecure: Bool
         /// Lets nodes advertise a host other than the address they connect from (NAT, several
@@ -45,13 +49,21 @@ public actor MeshCoordinator {
         /// Requests that cost the coordinator a full copy of the topology or the status
         /// (`sync`, `inspect`, `status`) allowed per session per second; a session past it is closed.
         public var maximumExpensiveRequestsPerSecond: Int
+        /// The most bytes of replies (welcomes, topology copies, deltas, status) queued to all
+        /// sessions together. Past it, the sessions that have left theirs unread longest are
+        /// closed. Each session also holds at most one unsent copy of the topology or status.
+        public var maximumQueuedReplyBytes: Int
+        /// The most topics, services, names and ids the partial views of all sessions follow
+        /// together; a `register` or `interest` past it is rejected.
+        public var maximumInterests: Int
 
         public init(
             host: String? = nil, port: UInt16 = MeshDefaults.coordinatorPort, authkey: String? = nil,
             logger: MeshLogger = MeshLogger(label: "coordinator"), heartbeatTimeout: Duration = .seconds(3),
             maximumFrameLength: Int = 1 << 20, adminKey: String? = nil, insecure: Bool = false,
             allowForeignHosts: Bool = false, maximumSessionsPerAddress: Int = 4096, maximumNodes: Int = 10_000,
-            maximumExpensiveRequestsPerSecond: Int = 20
+            maximumExpensiveRequestsPerSecond: Int = 20, maximumQueuedReplyBytes: Int = 256 << 20,
+            maximumInterests: Int = 100_000
         ) {
             let keyed = !(authkey ?? "").isEmpty
             self.host = host ?? (keyed ? "0.0.0.0" : "127.0.0.1")
@@ -66,6 +78,8 @@ public actor MeshCoordinator {
             self.maximumSessionsPerAddress = maximumSessionsPerAddress
             self.maximumNodes = maximumNodes
             self.maximumExpensiveRequestsPerSecond = maximumExpensiveRequestsPerSecond
+            self.maximumQueuedReplyBytes = maximumQueuedReplyBytes
+            self.maximumInterests = maximumInterests
         }
     }
 
@@ -95,6 +109,21 @@ public actor MeshCoordinator {
         package var lastSent: ContinuousClock.Instant?
         /// Registered in this batch; gets the batch's snapshot in its welcome.
         var awaitingWelcome = false
+        /// A copy of the topology or the status (or a welcome) went to it and may still be in its
+        /// queue: the next request for one waits until the queue has drained.
+        var copyQueued = false
+        /// Copies asked for while one was queued: each sent once, when the queue has drained.
+        var deferredCopies: Set<CopyRequest> = []
+        /// Since when its queue has not been seen empty (at the last count), for ``ReplyBudget``.
+        var backlogSince: ContinuousClock.Instant?
+    }
+
+    /// A reply that is a full copy of something large.
+    enum CopyRequest: Hashable, Sendable {
+        /// The topology (the session's own view, for a partial view): `sync` or `inspect`.
+        case topology
+        /// The status: `status`.
+        case status
     }
 
     /// A `mesh node kill` waiting for its nodes to leave.
@@ -150,7 +179,11 @@ public actor MeshCoordinator {
     private let link: Link
     var book = TopologyBook()
     /// The partial views of the nodes that asked for one at `register`.
-    private var views = ViewBook()
+    var views: ViewBook
+    /// What is queued to all sessions together (``Configuration/maximumQueuedReplyBytes``).
+    var budget: ReplyBudget
+    /// Sessions with copies waiting for their queue to drain.
+    var deferred: Set<UInt64> = []
     var sessions: [UInt64: Session] = [:]
     /// Open sessions by source address, for ``Configuration/maximumSessionsPerAddress``.
     private var sessionsPerHost: [String: Int] = [:]
@@ -161,9 +194,11 @@ public actor MeshCoordinator {
     var kills: [KillRequest] = []
     private var lastPublish = ContinuousClock.now - .seconds(1)
     /// Keeps a flood of refused connections to a few log lines a second.
-    private var refusals = RateLimitedLog()
+    var refusals = RateLimitedLog()
     /// The topology's snapshot as JSON, encoded once per version and shared by every reply.
     private var snapshotCache: (version: UInt64, json: [UInt8])?
+    /// The whole `topology` reply, built once per version.
+    private var topologyFrameCache: (version: UInt64, frame: [UInt8])?
     private var publishPending = false
     /// A node registered since the last publish and waits for its welcome.
     private var welcomesDue = false
@@ -175,11 +210,15 @@ public actor MeshCoordinator {
     let killTimeout = Duration.seconds(5)
     /// Recent joins, departures and refusals, and refusal counters, for the web view and metrics.
     private var journal = CoordinatorJournal()
+    /// What the limits cut short, for the web view and metrics.
+    var limits = CoordinatorLimits()
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
         self.logger = configuration.logger
         self.link = Link(events: events)
+        self.views = ViewBook(maximumInterests: configuration.maximumInterests)
+        self.budget = ReplyBudget(limit: configuration.maximumQueuedReplyBytes)
     }
 
     /// The current topology (for tests and the `mesh` tool).
@@ -192,17 +231,19 @@ public actor MeshCoordinator {
     public func snapshot() -> CoordinatorSnapshot {
         CoordinatorSnapshot(
             address: listener?.address.description ?? "\(configuration.host):\(configuration.port)", status: status,
-            topology: book.topology, events: journal.events, refused: journal.refused)
+            topology: book.topology, events: journal.events, refused: journal.refused, limits: currentLimits)
     }
 
     /// Binds and starts accepting; returns the address with the real port.
     ///
-    /// - Throws: `MeshError.invalidAddress(_:reason:)` when the host or port cannot be bound.
+    /// - Throws: `MeshError.invalidAddress(_:reason:)` when the host or port cannot be bound;
+    ///   `MeshError.weakKey(length:minimum:)` or `MeshError.guessableKey(estimatedBits:minimumBits:)`
+    ///   for a key too short or too easy to guess.
     @discardableResult
     public func start() async throws -> SocketAddress {
         if let listener { return listener.address }
         for key in [configuration.authkey, configuration.adminKey] {
-            if let key, !key.isEmpty { try MeshKey.validate(key) }
+            if let key, !key.isEmpty { try MeshKey.validate(key, allowWeak: configuration.allowWeakKey) }
         }
         let bindAddress = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
         let keyed = !(configuration.authkey ?? "").isEmpty
@@ -249,6 +290,7 @@ public actor MeshCoordinator {
             for event in batch { handle(event) }
             publishSoon()
             scheduleRefusalSummary()
+            sendDeferredCopies()
             link.resumePaused()
         }
         shutdown()
@@ -297,6 +339,7 @@ public actor MeshCoordinator {
         case .check(let due):
             if nextCheck?.due == due { nextCheck = nil }
             evictSilentNodes(due: due)
+            makeRoom(for: 0, sparing: nil, recount: true)
             for line in refusals.flush(now: .now) { logger.warning(line) }
         case .publish:
             publishPending = false
@@ -323,7 +366,7 @@ public actor MeshCoordinator {
                 return reject(connection, "expected inspect first, got \(message.type)")
             }
             sessions[connection.id]?.inspector = true
-            reply(topologyFrame(), on: connection)
+            requestCopy(.topology, on: connection)
         }
     }
 
@@ -347,9 +390,13 @@ public actor MeshCoordinator {
         return true
     }
 
-    /// Sends a reply; a client whose queue is full is not reading and is closed.
+    /// Sends a reply within the budget of what all sessions may have queued; a client whose own
+    /// queue is full is not reading and is closed.
     func reply(_ frame: [UInt8], on connection: Connection) {
-        guard connection.send(frame) == .full else { return }
+        makeRoom(for: frame.count, sparing: connection.id)
+        let result = connection.send(frame)
+        if result == .queued { budget.queued(frame.count) }
+        guard result == .full else { return }
         let who = sessions[connection.id]?.node.map { "\($0.name) (\($0.id))" } ?? "a client"
         logger.warning("\(who) at \(connection.remote) is not reading its replies; disconnecting it")
         connection.close(error: .protocolViolation("control backlog full"))
@@ -357,7 +404,14 @@ public actor MeshCoordinator {
 
     /// The current topology as a `topology` reply, encoded once per version.
     func topologyFrame() -> [UInt8] {
-        Frame(kind: FrameKind.control.rawValue, body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)).encoded
+        let version = book.topology.version
+        if let cache = topologyFrameCache, cache.version == version { return cache.frame }
+        let frame = Frame(
+            kind: FrameKind.control.rawValue,
+            body: Array("{\"topology\":".utf8) + snapshotJSON() + Array(",\"type\":\"topology\"}".utf8)
+        ).encoded
+        topologyFrameCache = (version, frame)
+        return frame
     }
 
     /// A `welcome` for `node` with `snapshot` (JSON), by default the whole topology's, shared. A
@@ -407,11 +461,7 @@ public actor MeshCoordinator {
                 reject(connection, "\(message.type) \"\(service.prefix(80))\": \(error)")
             }
         case .sync:
-            if let snapshot = views.snapshot(connection.id) {
-                reply(ControlMessage(.topology, topology: snapshot).encodedFrame(), on: connection)
-            } else {
-                reply(topologyFrame(), on: connection)
-            }
+            requestCopy(.topology, on: connection)
         case .interest:
             guard views.isPartial(connection.id) else {
                 return reject(connection, "interest from a node that registered for the full view")
@@ -423,7 +473,7 @@ public actor MeshCoordinator {
                 reject(connection, "interest: \(error)")
             }
         case .heartbeat:
-            if let stats = message.stats { sessions[connection.id]?.stats = stats }
+            if let stats = message.stats { keep(stats, from: node, on: connection) }
             answerHeartbeat(on: connection)
         case .bye:
             sessions[connection.id]?.leaving = true
@@ -432,6 +482,29 @@ public actor MeshCoordinator {
         default:
             reject(connection, "unexpected \(message.type) from a registered node")
         }
+    }
+
+    /// Keeps a heartbeat's counters once checked (``HeartbeatCounters``): topic keys the mesh
+    /// would refuse as names, or past 1,024, are dropped, counted and logged with the node.
+    private func keep(_ stats: MeshStatistics, from node: NodeRecord, on connection: Connection) {
+        let checked = HeartbeatCounters(stats)
+        sessions[connection.id]?.stats = checked.statistics
+        guard checked.dropped > 0 || checked.negativeCounters > 0 else { return }
+        limits.heartbeatTopicsDropped += checked.dropped
+        var what: [String] = []
+        if let first = checked.firstInvalid {
+            what.append(
+                "dropped \(checked.invalidTopics) topic counter(s) whose names the mesh does not allow"
+                    + " (first \"\(first.topic)\": \(first.reason))")
+        }
+        if checked.topicsOverLimit > 0 {
+            what.append("dropped \(checked.topicsOverLimit) topic counter(s) past the \(TopicStatistics.maximumTopics) a node may report")
+        }
+        if checked.negativeCounters > 0 { what.append("took \(checked.negativeCounters) negative counter(s) as 0") }
+        // A node can send heartbeats as fast as it likes: a few lines a second, then a count.
+        refusals.log(
+            "heartbeats with dropped counters", level: .warning, to: logger,
+            "heartbeat from \(node.name) (\(node.id)) at \(connection.remote): \(what.joined(separator: "; "))")
     }
 
     /// A request from the `mesh` tool (an inspecting connection).
@@ -463,7 +536,7 @@ public actor MeshCoordinator {
         }
         if view == .partial {
             do {
-                try ViewBook.check(interest ?? ViewInterest())
+                try views.check(interest ?? ViewInterest())
             } catch {
                 return reject(connection, "register: \(error)")
             }
@@ -629,6 +702,7 @@ public actor MeshCoordinator {
         for session in welcomed {
             sessions[session.connection.id]?.awaitingWelcome = false
             sessions[session.connection.id]?.lastSent = now
+            sessions[session.connection.id]?.copyQueued = true
             if let view = views.snapshot(session.connection.id) {
                 reply(welcomeFrame(for: session.node, snapshot: (try? ControlMessage.encoder.encode(view)).map(Array.init)), on: session.connection)
             } else {
@@ -643,10 +717,16 @@ public actor MeshCoordinator {
         settleKills()
         guard let delta else { return }
         let frame = ControlMessage(.delta, delta: delta).encodedFrame()
-        for session in sessions.values where (session.node != nil && !session.awaitingWelcome) || session.inspector {
-            if welcomedIDs.contains(session.connection.id) || views.isPartial(session.connection.id) { continue }
+        let recipients = sessions.values.filter { session in
+            ((session.node != nil && !session.awaitingWelcome) || session.inspector)
+                && !welcomedIDs.contains(session.connection.id) && !views.isPartial(session.connection.id)
+        }
+        makeRoom(for: frame.count * recipients.count, sparing: nil)
+        for session in recipients {
             sessions[session.connection.id]?.lastSent = now
-            if session.connection.send(frame) == .full {
+            let result = session.connection.send(frame)
+            if result == .queued { budget.queued(frame.count) }
+            if result == .full {
                 logger.warning(
                     "\(session.node?.name ?? "inspector") at \(session.connection.remote) is not reading topology updates; disconnecting it"
                 )

@@ -12,6 +12,8 @@ struct ViewBook: Sendable {
     /// Why an interest is refused.
     enum Rejection: Error, Sendable, Equatable, CustomStringConvertible {
         case tooManyInterests(limit: Int)
+        /// All sessions' partial views together would follow more than `limit`.
+        case coordinatorFull(limit: Int)
         case invalid(String)
 
         var description: String {
@@ -19,9 +21,22 @@ struct ViewBook: Sendable {
             case .tooManyInterests(let limit):
                 return "a node with a partial view may follow at most \(limit) topics, services, names and ids in all"
                     + " (register with the full view for more)"
+            case .coordinatorFull(let limit):
+                return "the coordinator's partial views already follow the most topics, services, names and ids it keeps"
+                    + " for all nodes together (\(limit), maximumInterests); register with the full view, or follow less"
             case .invalid(let reason): return reason
             }
         }
+    }
+
+    /// The most entries all sessions' interests may hold together.
+    let maximumInterests: Int
+    /// The entries all sessions' interests hold together.
+    private(set) var totalInterests = 0
+
+    /// - Parameter maximumInterests: what all sessions together may follow.
+    init(maximumInterests: Int = 100_000) {
+        self.maximumInterests = maximumInterests
     }
 
     struct View: Sendable, Equatable {
@@ -63,6 +78,7 @@ struct ViewBook: Sendable {
     mutating func open(_ session: UInt64, own: String, interest: ViewInterest) {
         close(session)
         views[session] = View(interest: interest)
+        totalInterests += interest.count
         hold(own, in: session)
         follow(interest, in: session)
     }
@@ -70,6 +86,7 @@ struct ViewBook: Sendable {
     /// Forgets a session's view (it closed, or it left).
     mutating func close(_ session: UInt64) {
         guard let view = views.removeValue(forKey: session) else { return }
+        totalInterests -= view.interest.count
         for id in view.held { holders[id]?.remove(session) }
         for topic in view.interest.topics { byTopic[topic]?.remove(session) }
         for service in view.interest.services { byService[service]?.remove(session) }
@@ -105,9 +122,10 @@ struct ViewBook: Sendable {
     /// - Throws: ``Rejection`` past the limit or for an invalid name; nothing is changed then.
     mutating func declare(_ session: UInt64, _ interest: ViewInterest) throws(Rejection) {
         guard var view = views[session] else { return }
-        try Self.check(interest, adding: view.interest)
+        try check(interest, adding: view.interest)
         let added = interest.subtracting(view.interest)
         view.interest.formUnion(added)
+        totalInterests += added.count
         view.unmatched.formUnion(added)
         var owed = view.owed ?? ViewInterest()
         owed.formUnion(interest)
@@ -246,6 +264,17 @@ struct ViewBook: Sendable {
     private static func remove(_ id: String, from key: String, in index: inout [String: Set<String>]) {
         index[key]?.remove(id)
         if index[key]?.isEmpty == true { index[key] = nil }
+    }
+
+    /// Checks that `interest` is valid, added to `to` within ``ViewInterest/maximumCount``, and
+    /// within what all sessions may follow together (``maximumInterests``).
+    ///
+    /// - Throws: ``Rejection``.
+    func check(_ interest: ViewInterest, adding to: ViewInterest = ViewInterest()) throws(Rejection) {
+        try Self.check(interest, adding: to)
+        guard totalInterests + interest.subtracting(to).count <= maximumInterests else {
+            throw .coordinatorFull(limit: maximumInterests)
+        }
     }
 
     /// Checks that `interest` is valid and, added to `to`, within ``ViewInterest/maximumCount``.

@@ -14,9 +14,12 @@ import Synchronization
 ///   starting to wait for it (a slowloris client gets 408); a connection idle that long closes;
 /// - a response the client does not read within ``Configuration/writeTimeout`` closes the connection;
 /// - a request the handler has not answered within ``Configuration/requestTimeout`` gets 503;
-/// - at most ``Configuration/maximumConnections`` connections are open: past that, the one that
-///   has waited longest for its next request is closed to make room (idle sockets cannot lock
-///   real clients out), and when every connection is busy the newcomer gets 503.
+/// - at most ``Configuration/maximumConnections`` connections are open: past that, one is closed
+///   to make room, first the one answered longest ago among those already answered and closing
+///   (an error such as 400 ends a connection: its client has had all it will get, so holding the
+///   socket open keeps nobody out), then the one that has waited longest for its next request
+///   (idle sockets cannot lock real clients out); only when every connection is busy does the
+///   newcomer get 503.
 ///
 /// The handler is called on the loop thread and must return at once; it answers through the
 /// ``HTTPResponder`` it is given, from any thread, now or later.
@@ -43,7 +46,8 @@ package final class HTTPServer: Sendable {
         package var responses: [Int: Int] = [:]
         /// Connections accepted.
         package var connections = 0
-        /// Connections closed to make room for a newcomer at the connection limit.
+        /// Connections closed to make room for a newcomer at the connection limit (answered
+        /// ones that were only closing, or idle ones).
         package var evicted = 0
     }
 
@@ -125,9 +129,12 @@ package final class HTTPServer: Sendable {
             if registry.closed { return (false, nil) }
             var evict: HTTPConnection? = nil
             if registry.connections.count >= configuration.maximumConnections {
-                // The one that has waited longest for a request; busy connections are not taken.
-                evict = registry.connections.values.filter { $0.waitingSince != nil }
-                    .min { $0.waitingSince! < $1.waitingSince! }
+                // One that was answered and is only closing, the longest ago; else the one that has
+                // waited longest for a request. Busy connections are not taken.
+                let open = registry.connections.values
+                evict =
+                    open.filter { $0.answeredAt != nil }.min { $0.answeredAt! < $1.answeredAt! }
+                    ?? open.filter { $0.waitingSince != nil }.min { $0.waitingSince! < $1.waitingSince! }
                 guard let victim = evict else { return (false, nil) }
                 registry.connections[ObjectIdentifier(victim)] = nil
             }
@@ -136,7 +143,8 @@ package final class HTTPServer: Sendable {
         }
         if let evict {
             counters.withLock { $0.evicted += 1 }
-            logger.debug("http: closed idle connection from \(evict.peer) to make room for \(peer)")
+            logger.debug(
+                "http: closed \(evict.answeredAt == nil ? "idle" : "answered") connection from \(evict.peer) to make room for \(peer)")
             evict.close()
         }
         guard admitted else {
@@ -216,10 +224,14 @@ final class HTTPConnection: EventHandler {
     private let handler: HTTPServer.Handler
     private var loop: EventLoop { HTTPServer.loop }
 
-    // Safe: everything below is touched only on `HTTPServer.loop`'s thread; `waitingSince` is
-    // also read by the server under its registry lock, which runs on that same thread (accept).
+    // Safe: everything below is touched only on `HTTPServer.loop`'s thread; `waitingSince` and
+    // `answeredAt` are also read by the server under its registry lock, which runs on that same
+    // thread (accept).
     private nonisolated(unsafe) var phase = Phase.reading
     nonisolated(unsafe) private(set) var waitingSince: ContinuousClock.Instant?
+    /// When the last response went out on a connection that is now only draining before it
+    /// closes: the first to go when room is needed.
+    nonisolated(unsafe) private(set) var answeredAt: ContinuousClock.Instant?
     private nonisolated(unsafe) var decoder: HTTPRequestDecoder
     private nonisolated(unsafe) var outgoing: [UInt8] = []
     private nonisolated(unsafe) var outgoingOffset = 0
@@ -368,8 +380,12 @@ final class HTTPConnection: EventHandler {
         if keepAlive {
             waitForRequest()
         } else {
+            // Wait up to 2 s for the client to close, so the kernel does not reset the connection
+            // before it read the response; but the connection is done, and is closed at once when
+            // room is needed.
             socket.shutdownWrite()
             phase = .draining
+            answeredAt = .now
             setInterest(.read)
             setTimer(.seconds(2)) { [self] in close() }
         }
@@ -407,6 +423,7 @@ final class HTTPConnection: EventHandler {
         if case .closed = phase { return }
         phase = .closed
         waitingSince = nil
+        answeredAt = nil
         cancelTimer()
         if let token { loop.deregister(socket, token: token) }
         token = nil

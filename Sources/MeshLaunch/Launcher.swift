@@ -167,16 +167,31 @@ package actor Launcher {
 
     /// The key the file's `authkey_file` holds, else `$MESH_AUTHKEY`, else none.
     ///
-    /// - Throws: ``LaunchError`` when the key file cannot be read.
+    /// - Throws: ``LaunchError`` when the key file cannot be read, or the key is too short or,
+    ///   unless `environment` has `MESH_ALLOW_WEAK_KEY=1`, too easy to guess (every process
+    ///   started would refuse it).
     package static func authkey(for plan: LaunchPlan, environment: [String: String]) throws -> String? {
+        let key: String?
+        let source: String
         if let path = plan.authkeyFile {
             do {
-                return try MeshProcess.readAuthkey(fromFile: path)
+                key = try MeshProcess.readAuthkey(fromFile: path)
             } catch MeshError.invalidName(_, let reason) {
                 throw LaunchError("authkey_file \(path): \(reason)")
             }
+            source = "authkey_file \(path)"
+        } else {
+            key = environment["MESH_AUTHKEY"].flatMap { $0.isEmpty ? nil : $0 }
+            source = "$MESH_AUTHKEY"
         }
-        return environment["MESH_AUTHKEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let key {
+            do {
+                try MeshKey.validate(key, allowWeak: environment["MESH_ALLOW_WEAK_KEY"] == "1")
+            } catch {
+                throw LaunchError("\(source): \(error)")
+            }
+        }
+        return key
     }
 
     // MARK: Running

@@ -38,7 +38,12 @@ package final class ChildProcess: Sendable {
     private let state = Mutex(State())
 
     /// Starts `executable` (a product of this package) with `arguments` and extra environment.
+    ///
+    /// The tests' keys are readable phrases, so the child gets `MESH_ALLOW_WEAK_KEY=1` unless
+    /// `environment` sets that variable itself (a test of the key check sets it to `0`).
     package convenience init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+        var environment = environment
+        if environment["MESH_ALLOW_WEAK_KEY"] == nil { environment["MESH_ALLOW_WEAK_KEY"] = "1" }
         try self.init(
             path: executablesDirectory.appendingPathComponent(executable).path, arguments, environment: environment)
     }

@@ -25,9 +25,10 @@ package func readProcFile(_ path: String) -> String? {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// This process's resident set size in bytes, from `VmRSS` in /proc/self/status.
-package func residentMemoryBytes() -> Int {
-    guard let status = readProcFile("/proc/self/status"),
+/// The resident set size in bytes of this process, or of the process `pid`, from `VmRSS` in
+/// /proc/PID/status; -1 when it cannot be read.
+package func residentMemoryBytes(pid: Int32? = nil) -> Int {
+    guard let status = readProcFile(pid.map { "/proc/\($0)/status" } ?? "/proc/self/status"),
         let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
     else { return -1 }
     let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? -1

@@ -21,14 +21,24 @@ package final class RunningCoordinator: Sendable {
         self.task = task
     }
 
-    /// Starts a coordinator on a free loopback port.
+    /// Starts a coordinator on a free loopback port. Tests' keys are readable phrases: weak keys
+    /// are allowed (a test of the key check builds its own configuration).
     package static func start(authkey: String? = nil, heartbeatTimeout: Duration = .seconds(3)) async throws
         -> RunningCoordinator
     {
-        try await start(
-            .init(
-                host: "127.0.0.1", port: 0, authkey: authkey, logger: testLogger("coordinator"),
-                heartbeatTimeout: heartbeatTimeout))
+        try await start(testConfiguration(authkey: authkey, heartbeatTimeout: heartbeatTimeout))
+    }
+
+    /// A coordinator configuration on 127.0.0.1, port 0, that accepts the tests' readable keys.
+    package static func testConfiguration(
+        authkey: String? = nil, adminKey: String? = nil, heartbeatTimeout: Duration = .seconds(3),
+        logger: MeshLogger = testLogger("coordinator")
+    ) -> MeshCoordinator.Configuration {
+        var configuration = MeshCoordinator.Configuration(
+            host: "127.0.0.1", port: 0, authkey: authkey, logger: logger, heartbeatTimeout: heartbeatTimeout,
+            adminKey: adminKey)
+        configuration.allowWeakKey = true
+        return configuration
     }
 
     /// Starts a coordinator with `configuration` (which should bind 127.0.0.1, port 0).
@@ -50,7 +60,8 @@ package final class RunningCoordinator: Sendable {
         for node in nodes.withLock({ nodes in defer { nodes = [] }; return nodes }) { await node.close() }
     }
 
-    /// Builds a node against this coordinator with test-friendly defaults; ``withMesh`` closes it.
+    /// Builds a node against this coordinator with test-friendly defaults (the tests' readable
+    /// keys allowed); ``withMesh`` closes it.
     package func node(
         _ name: String, authkey: String? = nil, loadBalancing: LoadBalancing = .roundRobin,
         configure: (inout MeshNode.Configuration) -> Void = { _ in }
@@ -58,6 +69,7 @@ package final class RunningCoordinator: Sendable {
         var configuration = MeshNode.Configuration(
             coordinator: address, authkey: authkey, loadBalancing: loadBalancing, listenHost: "127.0.0.1",
             logger: testLogger(name))
+        configuration.allowWeakKey = true
         configure(&configuration)
         let node = try await buildMeshNode(name: name, configuration: configuration)
         nodes.withLock { $0.append(node) }
@@ -69,7 +81,7 @@ package final class RunningCoordinator: Sendable {
 /// coordinator, whether `body` returned or threw.
 ///
 /// - Parameters:
-///   - authkey: The mesh key, or `nil` for an open mesh.
+///   - authkey: The mesh key, or `nil` for an open mesh; a weak one is allowed.
 ///   - heartbeatTimeout: How long the coordinator waits for a node's heartbeat.
 /// - Returns: What `body` returned.
 /// - Throws: What `body` threw, or the coordinator's start error.
@@ -77,11 +89,7 @@ package func withMesh<T>(
     authkey: String? = nil, heartbeatTimeout: Duration = .seconds(3),
     _ body: (RunningCoordinator) async throws -> T
 ) async throws -> T {
-    try await withMesh(
-        .init(
-            host: "127.0.0.1", port: 0, authkey: authkey, logger: testLogger("coordinator"),
-            heartbeatTimeout: heartbeatTimeout),
-        body)
+    try await withMesh(RunningCoordinator.testConfiguration(authkey: authkey, heartbeatTimeout: heartbeatTimeout), body)
 }
 
 /// Runs `body` against a coordinator with `configuration` (which should bind 127.0.0.1, port 0),

@@ -313,7 +313,7 @@ final class WebCache: Sendable {
         case .topology: return WebDocuments.encode(WebDocuments.topology(snapshot))
         case .status: return WebDocuments.encode(WebDocuments.status(snapshot))
         case .events: return WebDocuments.encode(WebDocuments.events(view))
-        case .metrics: return Array(MetricsExposition.render(view, http: http).utf8)
+        case .metrics: return Array(MetricsExposition.render(view, limits: snapshot.limits, http: http).utf8)
         }
     }
 

@@ -5,6 +5,12 @@ import MeshTooling
 
 /// Writes metrics in Prometheus's text exposition format (version 0.0.4): one `# HELP` and one
 /// `# TYPE` line per family, then its samples; label values escaped (`\`, `"`, line feed).
+///
+/// Label values come from the network (node names, topics). Whatever the coordinator let
+/// through, no control character reaches the page raw: the format escapes only `\`, `"` and
+/// line feed, so every other character ``MeshText/escaped(_:)`` rewrites (ESC, BEL, CR, the bidi
+/// overrides, ...) is written as the visible text `\u{1B}`, its backslash escaped as the format
+/// wants (`\\u{1B}` on the page).
 struct MetricsExposition {
     enum Kind: String {
         case counter, gauge
@@ -34,24 +40,30 @@ struct MetricsExposition {
         family(name, kind, help: help, samples: [([], value)])
     }
 
-    /// `\` → `\\`, `"` → `\"`, line feed → `\n`.
+    /// `\` → `\\`, `"` → `\"`, line feed → `\n`; any other control character as `\\u{HEX}`.
     static func escapeLabel(_ value: String) -> String {
+        escape(value, quote: true)
+    }
+
+    /// `\` → `\\`, line feed → `\n`; any other control character as `\\u{HEX}`.
+    static func escapeHelp(_ value: String) -> String {
+        escape(value, quote: false)
+    }
+
+    private static func escape(_ value: String, quote: Bool) -> String {
         var result = ""
         result.reserveCapacity(value.utf8.count)
-        for character in value.unicodeScalars {
-            switch character {
+        for scalar in value.unicodeScalars {
+            switch scalar {
             case "\\": result += "\\\\"
-            case "\"": result += "\\\""
+            case "\"" where quote: result += "\\\""
             case "\n": result += "\\n"
-            default: result.unicodeScalars.append(character)
+            case _ where MeshText.needsEscaping(scalar):
+                result += "\\\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            default: result.unicodeScalars.append(scalar)
             }
         }
         return result
-    }
-
-    /// `\` → `\\`, line feed → `\n`.
-    static func escapeHelp(_ value: String) -> String {
-        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
     }
 
     /// Integers without a fraction; others in Swift's shortest round-trip form, which Go's
@@ -67,7 +79,7 @@ struct MetricsExposition {
 extension MetricsExposition {
     /// The coordinator's metrics: itself, every node's counters from its last heartbeat, every
     /// topic, and the HTTP server's own counters.
-    static func render(_ view: WebView, http: HTTPServer.Counters?) -> String {
+    static func render(_ view: WebView, limits: CoordinatorLimits = CoordinatorLimits(), http: HTTPServer.Counters?) -> String {
         var out = MetricsExposition()
         out.single(
             "mesh_coordinator_uptime_seconds", .gauge, help: "Seconds since the coordinator started.",
@@ -81,6 +93,20 @@ extension MetricsExposition {
             "mesh_connections_refused_total", .counter,
             help: "Connections the coordinator refused since it started, by reason.",
             samples: view.refused.sorted { $0.key < $1.key }.map { ([("reason", $0.key)], Double($0.value)) })
+        out.single(
+            "mesh_heartbeat_topics_dropped_total", .counter,
+            help: "Per-topic counters dropped from nodes' heartbeats: names the mesh does not allow, or past 1024 a node.",
+            Double(limits.heartbeatTopicsDropped))
+        out.single(
+            "mesh_sessions_shed_total", .counter,
+            help: "Sessions closed because all sessions' queued replies would have passed the coordinator's limit (the ones furthest behind).",
+            Double(limits.sessionsShed))
+        out.single(
+            "mesh_queued_reply_bytes", .gauge, help: "Bytes of replies queued to all sessions, as of the coordinator's last count.",
+            Double(limits.queuedReplyBytes))
+        out.single(
+            "mesh_partial_view_interests", .gauge,
+            help: "Topics, services, names and ids the partial views of all sessions follow together.", Double(limits.interests))
 
         let nodeLabels = { (node: WebView.Node) in [("node", node.name), ("id", node.id)] }
         let perNode: [(String, String, (MeshStatistics) -> Int)] = [
@@ -136,7 +162,7 @@ extension MetricsExposition {
                 Double(http.connections))
             out.single(
                 "mesh_http_connections_evicted_total", .counter,
-                help: "Idle HTTP connections closed to make room at the connection limit.", Double(http.evicted))
+                help: "HTTP connections closed to make room at the connection limit (answered ones first, then idle ones).", Double(http.evicted))
         }
         return out.text
     }

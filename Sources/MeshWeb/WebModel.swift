@@ -148,7 +148,9 @@ struct WebView: Encodable, Sendable {
                 let rate = rates.topicRates(node.id, topic: topic)
                 messages += rate.messages
                 bytes += rate.bytes
-                total += statuses[node.id]?.stats.topics?[topic]?.messagesReceived ?? 0
+                // Counts come from nodes: saturate rather than trap when they add up past Int.max.
+                let (sum, overflow) = total.addingReportingOverflow(statuses[node.id]?.stats.topics?[topic]?.messagesReceived ?? 0)
+                total = overflow ? .max : sum
             }
             return Topic(
                 topic: topic, listeners: listeners.count,

@@ -57,7 +57,7 @@ struct Workloads: Sendable {
     /// authenticated records: run next to the keyless ones to see what authentication costs.
     static let keyedNames = ["w1k", "w2k", "w3k", "w4k"]
     /// The key the keyed workloads use (any 16+ bytes; it only has to be the same everywhere).
-    static let benchKey = "mesh-bench keyed workloads"
+    static let benchKey = "12b2fc3562d549d2fed3716b9618171260f5776ab44b1b19b684ee72110096ed"  // as `mesh keygen` prints
 
     func rows(for workload: String) async -> [BenchRow] {
         if Self.keyedNames.contains(workload) {

@@ -6,8 +6,8 @@ import MeshWeb
 /// mesh-coordinator: holds the mesh's topology and tells every node about each change.
 let usage = """
     usage: mesh-coordinator [--host H] [--port P] [--authkey KEY | --authkey-file PATH]
-                            [--admin-key-file PATH] [--insecure] [--allow-foreign-hosts] [--log-level L]
-                            [--http HOST:PORT]
+                            [--admin-key-file PATH] [--allow-weak-key] [--insecure]
+                            [--allow-foreign-hosts] [--log-level L] [--http HOST:PORT]
 
       --host H            address to listen on (default 127.0.0.1 without a key, 0.0.0.0 with one)
       --port P            TCP port (default 6374; 0 picks a free one)
@@ -17,6 +17,8 @@ let usage = """
       --admin-key-file PATH
                           the key `mesh status` and `mesh node kill` must prove (default: the
                           mesh key); nodes holding only the mesh key then cannot use them
+      --allow-weak-key    accept a key that is easy to guess (a passphrase of a few words);
+                          refused by default; also MESH_ALLOW_WEAK_KEY=1
       --insecure          allow listening beyond loopback with no key (an open mesh, on
                           purpose); also MESH_INSECURE=1
       --allow-foreign-hosts
@@ -55,6 +57,7 @@ var host: String? = nil
 var adminKey: String? = nil
 var insecure = ProcessInfo.processInfo.environment["MESH_INSECURE"] == "1"
 var allowForeignHosts = false
+var allowWeakKey = MeshKey.allowWeakFromEnvironment
 var port = MeshDefaults.coordinatorPort
 var authkey: String? = nil
 var level: MeshLogger.Level? = nil
@@ -80,6 +83,7 @@ while let argument = arguments.popFirst() {
         adminKey = readKeyFile(value(for: argument, from: &arguments))
     case "--insecure": insecure = true
     case "--allow-foreign-hosts": allowForeignHosts = true
+    case "--allow-weak-key": allowWeakKey = true
     case "--log-level":
         let text = value(for: argument, from: &arguments)
         guard let parsed = MeshLogger.Level(name: text) else { fail("--log-level: unknown level \"\(text)\"") }
@@ -97,12 +101,22 @@ while let argument = arguments.popFirst() {
     }
 }
 if authkey == nil { authkey = MeshDefaults.authkeyFromEnvironment }
+// A key too short or too easy to guess is a bad argument: said before anything starts.
+for key in [authkey, adminKey] {
+    guard let key, !key.isEmpty else { continue }
+    do {
+        try MeshKey.validate(key, allowWeak: allowWeakKey)
+    } catch {
+        fail(error.description)
+    }
+}
 
 let logger = MeshLogger(label: "coordinator", level: level)
-let coordinator = MeshCoordinator(
-    configuration: .init(
-        host: host, port: port, authkey: authkey, logger: logger, adminKey: adminKey, insecure: insecure,
-        allowForeignHosts: allowForeignHosts))
+var configuration = MeshCoordinator.Configuration(
+    host: host, port: port, authkey: authkey, logger: logger, adminKey: adminKey, insecure: insecure,
+    allowForeignHosts: allowForeignHosts)
+configuration.allowWeakKey = allowWeakKey
+let coordinator = MeshCoordinator(configuration: configuration)
 let address: SocketAddress
 do {
     address = try await coordinator.start()

@@ -7,10 +7,14 @@ enum CommandLineError: Error, CustomStringConvertible {
     case usage(String)
     /// The command ran and failed: exit 1.
     case failed(String)
+    /// SIGINT or SIGTERM stopped the command before it did what it was asked (the message says
+    /// how far it got): exit 128 + the signal's number, 130 for SIGINT, as a shell reports it.
+    case interrupted(String, signal: Int32)
 
     var description: String {
         switch self {
         case .usage(let message), .failed(let message): return message
+        case .interrupted(let message, let signal): return "interrupted by \(signalName(signal)) \(message)"
         }
     }
 
@@ -18,6 +22,7 @@ enum CommandLineError: Error, CustomStringConvertible {
         switch self {
         case .usage: return 2
         case .failed: return 1
+        case .interrupted(_, let signal): return 128 + signal
         }
     }
 }
@@ -96,6 +101,8 @@ enum Command: String, CaseIterable, Sendable {
 /// Options every command takes.
 enum CommonOptions {
     static let values: Set<String> = ["--coordinator", "--authkey", "--authkey-file", "--admin-key-file", "--log-level"]
+    /// Common options without a value.
+    static let flags: Set<String> = ["--allow-weak-key"]
 }
 
 /// The command line after the command words are taken off.
@@ -114,6 +121,21 @@ struct ParsedArguments {
         guard let text = values[option] else { return nil }
         guard let number = Int(text), range.contains(number) else {
             throw .usage("\(option): \"\(text)\" is not a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    /// The most seconds an option may give (about 31 years): more is no wait anyone means, and a
+    /// clock cannot hold much more.
+    static let maximumSeconds = 1e9
+
+    /// A positive number of seconds up to ``maximumSeconds``, when the option was given.
+    ///
+    /// - Throws: ``CommandLineError/usage(_:)`` when the value is not such a number.
+    func seconds(_ option: String) throws(CommandLineError) -> Double? {
+        guard let text = values[option] else { return nil }
+        guard let number = Double(text), number.isFinite, number > 0, number <= Self.maximumSeconds else {
+            throw .usage("\(option): \"\(text)\" is not a number of seconds (more than 0, at most 1000000000)")
         }
         return number
     }
@@ -245,7 +267,7 @@ enum ArgumentParser {
                     parsed.values[argument] = arguments[index]
                     index += 1
                 }
-            } else if command.flags.contains(argument) {
+            } else if command.flags.contains(argument) || CommonOptions.flags.contains(argument) {
                 guard inlineValue == nil else { throw .usage("\(argument) takes no value; \(seeHelp)") }
                 parsed.flags.insert(argument)
             } else {

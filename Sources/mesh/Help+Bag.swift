@@ -60,6 +60,8 @@ extension Help {
                   --no-wait              do not wait for listeners
                   --timeout S            how long to wait for listeners (default 5)
 
+                Ctrl-C before the end of the file (without --loop) prints what was sent and exits 130.
+
                 \(common)
                 """
         default:

@@ -8,6 +8,8 @@ enum Help {
           --admin-key-file PATH    the coordinator's admin key, for `status` and `node kill`
                                    (default: the mesh key)
           --log-level L            error, warning (default), info, debug or trace; also MESH_LOG_LEVEL
+          --allow-weak-key         use a key that is easy to guess (refused otherwise; make one
+                                   with `mesh keygen`); also MESH_ALLOW_WEAK_KEY=1
           --help, -h               print help for the command
         """
 
@@ -39,7 +41,8 @@ enum Help {
 
         \(common)
 
-        Exit status: 0 on success, 1 when the command failed, 2 for bad arguments.
+        Exit status: 0 on success, 1 when the command failed, 2 for bad arguments, 130 when
+        Ctrl-C stopped a command before it was done (143 for SIGTERM).
         """
 
     static let node = """
@@ -145,6 +148,8 @@ enum Help {
                   --no-wait    send at once, even when nobody listens (the message is then lost)
                   --timeout S  how long to wait for a listener (default 5)
 
+                Ctrl-C before the messages asked for are sent prints what was sent and exits 130.
+
                 \(common)
                 """
         case .topicHz, .topicBw:
@@ -208,7 +213,7 @@ enum Help {
                 (any JSON) as its request, the way a Swift node sends an Encodable value, and prints
                 the reply as one line of JSON ({"bytes":N,"base64":"…"} when it is not JSON).
                 Exits 1 when no node provides NAME, the call times out, or the provider reports
-                an error.
+                an error; 130 when Ctrl-C ends the wait for the reply.
 
                   --timeout S  how long to wait for the reply (default 5)
 
@@ -238,6 +243,9 @@ enum Help {
                 it like any other, for example in a key file only its owner can read:
                   mesh keygen > mesh.key && chmod 600 mesh.key
                   mesh-coordinator --authkey-file mesh.key
+
+                A key of your own that is easy to guess (a passphrase of a few words) is refused
+                by every program unless --allow-weak-key or MESH_ALLOW_WEAK_KEY=1 says it is meant.
 
                   --base64  print the key in base64 instead of hex
                 """

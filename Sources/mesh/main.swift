@@ -35,6 +35,7 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         guard let key = context.adminKey ?? context.authkey else {
             throw CommandLineError.failed("no authkey given (--authkey, --authkey-file or MESH_AUTHKEY); a mesh without one needs no token")
         }
+        try context.checkKeys()
         print(try MeshWebServer.token(forAuthkey: key))
     case .serviceList: try await ServiceCommands.list(arguments, context)
     case .serviceCall: try await ServiceCommands.call(arguments, context)
@@ -65,7 +66,7 @@ case .run(let arguments):
         fail(error.description, code: error.exitCode)
     } catch let error as MeshError {
         switch error {
-        case .invalidAddress, .invalidName: fail(error.description, code: 2)
+        case .invalidAddress, .invalidName, .weakKey, .guessableKey: fail(error.description, code: 2)
         default: fail(error.description, code: 1)
         }
     } catch {

@@ -130,7 +130,7 @@ extension ResilienceTests {
         private static func scenario(_ lab: NamespaceLab) async throws {
             let coordinatorAddress = "\(lab.address("coordinator")):6374"
             // A keyed mesh: an open coordinator refuses to listen beyond loopback, as it should here.
-            let key = "the namespace lab's mesh key"
+            let key = MeshKeyFile.newKey()  // started through `ip netns exec`: no test default allows a weak key
             let environment = ["MESH_COORDINATOR": coordinatorAddress, "MESH_AUTHKEY": key]
             let coordinator = try lab.start(
                 "mesh-coordinator", ["--host", lab.address("coordinator"), "--port", "6374"], in: "coordinator",

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Mesh
 
-/// The worked example of docs/PROTOCOL.md §3.7, byte for byte, from the Swift code itself.
+/// The worked example of docs/PROTOCOL.md §3.8, byte for byte, from the Swift code itself.
 ///
 /// The same values come out of `scripts/protocol_vectors.py` (Python's hashlib and hmac), so
 /// the document, an independent implementation and this code cannot drift apart unnoticed.
@@ -14,7 +14,7 @@ import Testing
         return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
     }
 
-    static let stretchedKey = bytes("dcfd1a561379aeb42a2851655f822fa9924bea80a3683f263545703a7ee6f396")
+    static let stretchedKey = bytes("ab8ab73e6733a315dae573eac544a2d37cab0e3e596dbee5ebd83e08b896d0bd")
     static let nodeSecret = Array(UInt8(0xf0)...UInt8(0xff))
     static let nodeID = "1b99f5ab762afc6f"
     static let connectorNonce = Array(UInt8(0x00)...UInt8(0x1f))
@@ -23,17 +23,20 @@ import Testing
         "4d455348020101 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 1b99f5ab762afc6f")
     static let acceptorHello = bytes(
         "4d455348020101 a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf 0000000000000000")
-    static let connectorProof = bytes("3c5159b6fbf6f7f0ded80240f17bd7d18d443efaff302ebd654a81ec82daec61")
-    static let verdict = bytes("00 630570 19f8bc946c971499c51405bda5871a652fbdfd1ae10fde5a83602e1026")
+    static let connectorProof = bytes("e20813a15d413bfded9accb554eb82b2f44f0882043261a7020fb6ec8e5aa78f")
+    static let verdict = bytes("00 5a3047b44e0d11add4456f0c7e763919baab1eec25ae3fc90e21caa749aa25d1")
     static let heartbeatFrame = bytes("00000015 01 7b2274797065223a22686561727462656174227d")
     static let firstRecord = bytes(
         "00000039 00000015017b2274797065223a22686561727462656174227d"
-            + "cc6c59418c6136f4ebf110cc02ffd23eaea1405991a2923f104c6b81521c4f49")
-    static let secondTag = bytes("e73ba87470557365ae7fd439ae5520eee5131f288409d9cb65973a478bef5572")
+            + "6fe7d9617553908a28b96425f0391a597dbb542fc1138648b44513e5c288b738")
+    static let secondTag = bytes("5bbc9d4760f79d1482229f422550cba46ef475fc6a5594c090d69fe06cec61ea")
 
     @Test func keyIsStretchedWithPBKDF2() throws {
-        let key = try #require(try MeshKey.stretched("correct horse battery staple"))
+        let text = "5ede06b6f51adaad884861af2520cd1c1be8e590afcb7c0a289860b2d53071f9"
+        let key = try #require(try MeshKey.stretched(text))
         #expect(key == SymmetricKey(data: Self.stretchedKey))
+        // The example is a key as mesh keygen makes them, which every program accepts as it is.
+        #expect(throws: Never.self) { try MeshKey.validate(text, allowWeak: false) }
     }
 
     @Test func nodeIDComesFromItsSecret() {

@@ -208,6 +208,7 @@ struct SecurityTests {
     ) -> MeshCoordinator.Configuration {
         var configuration = MeshCoordinator.Configuration(
             host: "127.0.0.1", port: 0, authkey: authkey, logger: testLogger("coordinator"), adminKey: adminKey)
+        configuration.allowWeakKey = true  // the keys above are readable phrases
         configure(&configuration)
         return configuration
     }
@@ -223,6 +224,7 @@ struct SecurityTests {
             var configuration = MeshNode.Configuration(
                 coordinator: "127.0.0.1:\(relay.port)", authkey: Self.key, listenHost: "127.0.0.1",
                 logger: capture.logger("victim"), onShutdownRequest: .closeNode)
+            configuration.allowWeakKey = true
             configuration.heartbeatInterval = .milliseconds(200)
             let victim = try await buildMeshNode(name: "victim", configuration: configuration)
             try await eventually("the relay to inject", seconds: 5) { relay.log.withLock { !$0.isEmpty } }
@@ -248,6 +250,7 @@ struct SecurityTests {
                 let relay = try Relay(to: SocketAddress.parse(mesh.address, defaultPort: 0)!.port, attack: attack)
                 var configuration = MeshNode.Configuration(
                     coordinator: "127.0.0.1:\(relay.port)", authkey: Self.key, listenHost: "127.0.0.1", logger: testLogger("victim"))
+                configuration.allowWeakKey = true
                 configuration.heartbeatInterval = .milliseconds(100)
                 let victim = try? await buildMeshNode(name: "victim", configuration: configuration)
                 try await eventually("the coordinator to refuse the altered stream (\(attack))", seconds: 5) {
@@ -479,6 +482,43 @@ struct SecurityTests {
             }
             await #expect(throws: MeshError.self) { _ = try await MeshInspector.connect(to: mesh.address, authkey: "abc") }
         }
+    }
+
+    @Test("a passphrase of a few words is refused by the coordinator and by a node, naming mesh keygen, unless allowed on purpose")
+    func guessableKeys() async throws {
+        let phrase = "correct horse battery staple"  // the protocol document's old example
+        var strict = MeshCoordinator.Configuration(host: "127.0.0.1", port: 0, authkey: phrase, logger: .silent)
+        strict.allowWeakKey = false
+        do {
+            try await MeshCoordinator(configuration: strict).start()
+            Issue.record("a coordinator started with \"\(phrase)\"")
+        } catch let error as MeshError {
+            guard case .guessableKey(let bits, 128) = error else { throw error }
+            #expect(bits < 128)
+            #expect(error.description.contains("mesh keygen") && error.description.contains("--allow-weak-key"), "\(error)")
+        }
+        // A strong mesh key with a guessable admin key is refused too.
+        var weakAdmin = MeshCoordinator.Configuration(
+            host: "127.0.0.1", port: 0, authkey: MeshKeyFile.newKey(), logger: .silent, adminKey: "the admin password, please")
+        weakAdmin.allowWeakKey = false
+        await #expect(throws: MeshError.self) { try await MeshCoordinator(configuration: weakAdmin).start() }
+
+        // Allowed on purpose, the same key runs a mesh; a node must allow it as well.
+        try await withMesh(authkey: phrase) { mesh in
+            do {
+                _ = try await mesh.node("strict", authkey: phrase) { $0.allowWeakKey = false }
+                Issue.record("a node joined with \"\(phrase)\" without allowing weak keys")
+            } catch MeshError.guessableKey {
+            }
+            #expect(await mesh.coordinator.topology.nodes.isEmpty)
+            let allowed = try await mesh.node("allowed", authkey: phrase)
+            #expect(await allowed.isConnectedToCoordinator)
+        }
+        // A key from mesh keygen needs no permission.
+        var generated = MeshCoordinator.Configuration(host: "127.0.0.1", port: 0, authkey: MeshKeyFile.newKey(.base64), logger: .silent)
+        generated.allowWeakKey = false
+        let coordinator = MeshCoordinator(configuration: generated)
+        #expect(try await coordinator.start().port > 0)
     }
 
     @Test("an open mesh stays on loopback unless --insecure says otherwise; nodes listen where they reach the coordinator")

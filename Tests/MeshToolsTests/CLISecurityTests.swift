@@ -58,6 +58,59 @@ struct CLISecurityTests {
         #expect(direct.code == 0, "\(direct)")
     }
 
+    @Test("a guessable key: mesh, mesh-coordinator and mesh launch refuse it in one line naming mesh keygen; --allow-weak-key or MESH_ALLOW_WEAK_KEY=1 accepts it")
+    func guessableKeys() async throws {
+        let phrase = "correct horse battery staple"  // the protocol document's old example
+        let strict = ["MESH_ALLOW_WEAK_KEY": "0", "MESH_AUTHKEY": ""]
+        // The coordinator: exit 2 before listening.
+        let refused = try ChildProcess("mesh-coordinator", ["--port", "0", "--authkey", phrase], environment: strict)
+        #expect(try await refused.waitForExit(seconds: 10) == 2, "\(refused.output)")
+        let lines = refused.output.split(separator: "\n")
+        #expect(lines.count == 1, "\(refused.output)")
+        #expect(lines.first?.hasPrefix("mesh-coordinator: the authkey is too easy to guess: about ") == true, "\(refused.output)")
+        #expect(refused.output.contains("mesh keygen") && refused.output.contains("--allow-weak-key"), "\(refused.output)")
+        // Allowed by the flag or by the variable, it runs.
+        let (flagged, _) = try await startCoordinatorProcess(["--authkey", phrase, "--allow-weak-key"], environment: strict)
+        flagged.terminate()
+        let (coordinator, address) = try await startCoordinatorProcess(
+            ["--authkey", phrase], environment: ["MESH_ALLOW_WEAK_KEY": "1", "MESH_AUTHKEY": ""])
+        defer { coordinator.terminate() }
+
+        // The tool checks the key before it touches the network: the coordinator here does not exist.
+        for arguments in [["node", "list"], ["topic", "send", "t", "1"], ["status"], ["http-token"]] {
+            let run = try await cli.mesh(arguments + ["--coordinator", "127.0.0.1:1", "--authkey", phrase], environment: strict)
+            cli.expectFailure(run, code: 2, mentioning: "the authkey is too easy to guess")
+            #expect(run.errors.contains("mesh keygen"), "\(run)")
+        }
+        let fromEnvironment = try await cli.mesh(
+            ["node", "list", "--coordinator", "127.0.0.1:1"], environment: ["MESH_ALLOW_WEAK_KEY": "0", "MESH_AUTHKEY": phrase])
+        cli.expectFailure(fromEnvironment, code: 2, mentioning: "too easy to guess")
+        // Allowed on purpose, it talks to the coordinator that allows it too.
+        let allowed = try await cli.mesh(["node", "list", "--coordinator", address, "--authkey", phrase, "--allow-weak-key"], environment: strict)
+        #expect(allowed.code == 0, "\(allowed)")
+        let allowedByVariable = try await cli.mesh(
+            ["topic", "send", "t", "1", "--no-wait", "--coordinator", address, "--authkey", phrase],
+            environment: ["MESH_ALLOW_WEAK_KEY": "1", "MESH_AUTHKEY": ""])
+        #expect(allowedByVariable.code == 0, "\(allowedByVariable)")
+        // Keygen's keys and keys that are merely not phrases need nothing.
+        #expect(try await cli.mesh(["http-token", "--authkey", MeshKeyFile.newKey(.base64)], environment: strict).code == 0)
+
+        // mesh launch reads the key file first and says which it was.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-weak-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keyFile = directory.appendingPathComponent("mesh.key")
+        try Data((phrase + "\n").utf8).write(to: keyFile)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyFile.path)
+        let launchFile = directory.appendingPathComponent("system.yaml")
+        try Data("authkey_file: \(keyFile.path)\nnodes:\n  receiver:\n    command: demo-receiver\n".utf8).write(to: launchFile)
+        let launch = try await cli.mesh(["launch", "--dry-run", launchFile.path], environment: strict.merging(["MESH_COORDINATOR": "127.0.0.1:1"]) { $1 })
+        cli.expectFailure(launch, code: 1, mentioning: "authkey_file \(keyFile.path): the authkey is too easy to guess")
+        let launchAllowed = try await cli.mesh(
+            ["launch", "--dry-run", "--allow-weak-key", launchFile.path], environment: strict.merging(["MESH_COORDINATOR": "127.0.0.1:1"]) { $1 })
+        #expect(launchAllowed.code == 0, "\(launchAllowed)")
+    }
+
     @Test("an empty key file is refused by the tool (exit 2) and the coordinator, each on one line")
     func emptyKeyFile() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-key-\(UUID())").path

@@ -186,7 +186,7 @@ def main():
         lost = sum(r[1] for r in results)
         row(f"Python -> {receiver.capitalize()} msgs/s", [r[0] for r in results], f"msgs/s, lost {lost}")
     global KEY
-    KEY = os.environ["BENCH_AUTHKEY"] = "bench-key-0123456789abcdef"
+    KEY = os.environ["BENCH_AUTHKEY"] = "5de539e734a0d667c60d9af0af770fdb7880445a4eb7715eef78bb450b07e14d"
     results = [throughput(bin_dir, "python", args.messages, args.size) for _ in range(args.runs)]
     row("Python -> Python msgs/s, keyed", [r[0] for r in results], f"msgs/s, lost {sum(r[1] for r in results)}")
     KEY = os.environ["BENCH_AUTHKEY"] = ""

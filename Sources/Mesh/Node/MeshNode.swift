@@ -16,6 +16,10 @@ public actor MeshNode {
         public var coordinator: String
         /// The shared key, or `nil` for an open mesh.
         public var authkey: String?
+        /// Accepts a key that ``MeshKey/estimatedStrength(_:)`` finds easy to guess (a passphrase
+        /// of a few words). Off by default (unless `$MESH_ALLOW_WEAK_KEY` is `1`): such a key is
+        /// refused when the node starts, with ``MeshError/guessableKey(estimatedBits:minimumBits:)``.
+        public var allowWeakKey: Bool = MeshKey.allowWeakFromEnvironment
         /// How each group of same-named listeners shares a topic's messages.
         public var loadBalancing: LoadBalancing
         /// Turns values into payload bytes; every node in a mesh must use the same one.
@@ -304,7 +308,9 @@ public actor MeshNode {
 
     func start() async throws {
         try validateName(name, kind: "node name")
-        if let authkey = configuration.authkey, !authkey.isEmpty { try MeshKey.validate(authkey) }
+        if let authkey = configuration.authkey, !authkey.isEmpty {
+            try MeshKey.validate(authkey, allowWeak: configuration.allowWeakKey)
+        }
         let coordinatorText = configuration.coordinator
         let address = try await SocketAddress.resolve(coordinatorText, defaultPort: MeshDefaults.coordinatorPort)
         coordinatorAddress = address

@@ -18,7 +18,7 @@ package enum NodeID {
     }
 
     /// The 8 bytes of a valid id, or `nil`.
-    static func bytes(_ id: String) -> [UInt8]? {
+    package static func bytes(_ id: String) -> [UInt8]? {
         guard isValid(id) else { return nil }
         var result: [UInt8] = []
         result.reserveCapacity(8)
@@ -31,7 +31,7 @@ package enum NodeID {
     }
 
     /// A fresh secret and the id it gives.
-    static func make() -> (id: String, secret: String) {
+    package static func make() -> (id: String, secret: String) {
         var generator = SystemRandomNumberGenerator()
         let secret = (0..<secretLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         return (id(forSecret: secret), lowercaseHexID(secret))

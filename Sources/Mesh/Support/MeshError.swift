@@ -24,6 +24,9 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     case closed
     /// A key shorter than the minimum was given.
     case weakKey(length: Int, minimum: Int)
+    /// A key that is easy to guess (a passphrase of a few words, say) was given, and weak keys
+    /// were not allowed: ``MeshKey/estimatedStrength(_:)`` puts it under `minimumBits`.
+    case guessableKey(estimatedBits: Int, minimumBits: Int)
     /// The coordinator refused a request from the `mesh` tool (an admin request without the admin key, say).
     case requestRefused(reason: String)
     /// A service call failed; the ``ServiceError`` says which side and why.
@@ -55,6 +58,10 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the coordinator refused the request: \(reason)"
         case .weakKey(let length, let minimum):
             return "the authkey is \(length) byte(s); at least \(minimum) are required (generate one with `mesh keygen`)"
+        case .guessableKey(let bits, let minimum):
+            return "the authkey is too easy to guess: about \(bits) bits by a conservative estimate, at least \(minimum)"
+                + " are required. Use a key from `mesh keygen` (mesh keygen > mesh.key), or accept this one on purpose"
+                + " with --allow-weak-key, MESH_ALLOW_WEAK_KEY=1 or allowWeakKey in the configuration"
         case .service(let error):
             return error.description
         }

@@ -16,10 +16,10 @@ enum BagCommands {
         guard all || !topics.isEmpty else {
             throw CommandLineError.usage("mesh bag record needs a TOPIC or --all; see mesh bag record --help")
         }
-        let duration = try arguments.positiveNumber("--duration")
+        let duration = try arguments.seconds("--duration")
         let maximumSize = try arguments.values["--max-size"].map { text throws(CommandLineError) in try byteCount(text, option: "--max-size") }
         let options = BagRecorder.Options(
-            topics: topics, allTopics: all, duration: duration.map { .milliseconds(Int($0 * 1000)) },
+            topics: topics, allTopics: all, duration: duration.map { Duration.seconds($0) },
             maximumSize: maximumSize)
         // The file first: an unwritable path fails before anything joins the mesh.
         let recorder: BagRecorder
@@ -249,8 +249,9 @@ enum BagCommands {
     static func play(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let path = arguments.positionals[0]
         let rate = try arguments.positiveNumber("--rate") ?? 1
-        let skip = arguments.values["--start"] == nil ? 0 : try nonNegative("--start", arguments.values["--start"]!)
-        let patience = try arguments.positiveNumber("--timeout") ?? 5
+        let startText = arguments.values["--start"]
+        let skip = try startText.map { text throws(CommandLineError) in try nonNegative("--start", text) } ?? 0
+        let patience = try arguments.seconds("--timeout") ?? 5
         let loop = arguments.has("--loop")
         let wait = !arguments.has("--no-wait")
         if arguments.has("--no-wait") && arguments.has("--wait-for-listeners") {
@@ -266,6 +267,18 @@ enum BagCommands {
         let data = scan.data
         let summary = summarize(scan, path: path)
         var topics = Set(summary.topics.map(\.topic))
+        // A channel's topic is the file's word: one the mesh would refuse is named and skipped.
+        let invalid = topics.compactMap { topic in
+            topicProblem(topic).map { "\"\(Format.text(String(topic.prefix(80))))\" (\($0))" }
+        }
+        if !invalid.isEmpty {
+            topics = topics.filter { topicProblem($0) == nil }
+            if topics.isEmpty {
+                throw CommandLineError.failed(
+                    "\(path) holds messages only on topics the mesh does not allow: \(invalid.sorted().prefix(3).joined(separator: ", "))")
+            }
+            note("\(path) has messages on \(invalid.count) topic(s) the mesh does not allow, which are skipped: \(invalid.sorted().prefix(3).joined(separator: ", "))")
+        }
         if let only {
             let missing = only.subtracting(topics)
             topics.formIntersection(only)
@@ -278,22 +291,47 @@ enum BagCommands {
         if let at = scan.cutShortAt {
             note("\(path) was cut short at offset \(at) (\(scan.cutShortReason ?? "no footer")); playing the \(summary.messages) message(s) before it")
         }
+        // Log times are the file's: any 64-bit value. Arithmetic on them is checked, and what
+        // --start asks for is compared with the span the file covers, not added blindly.
         let origin = scan.statistics.messageStartTime
-        let firstPlayed = origin &+ UInt64(skip * 1e9)
+        let span = scan.statistics.messageEndTime - origin  // the reader keeps end ≥ start
+        guard skip <= Double(span) / 1e9 else {
+            throw CommandLineError.failed(
+                "\(path): --start \(startText ?? "0") is past its last message, \(Format.span(Double(span) / 1e9)) after its first")
+        }
+        let skipped = min(nanoseconds(skip), span)
+        let firstPlayed = origin + skipped
+        let playingFor = Double(span - skipped) / 1e9 / rate
+        if playingFor > 86_400 {
+            note(
+                "\(path): its messages span \(Format.span(Double(span - skipped) / 1e9)); at --rate \(Format.number(rate)) playing them"
+                    + " takes \(playingFor < longestPause ? Format.span(playingFor) : "more than 31,000 years") (--rate or --start shorten it)")
+        }
 
         let node = try await context.node(named: "mesh-bag-play-\(ProcessInfo.processInfo.processIdentifier)")
         do {
             if wait {
-                let deadline = ContinuousClock.now + .milliseconds(Int(patience * 1000))
-                var unheard: [String] = []
-                for topic in topics.sorted() {
-                    let left = max(.zero, ContinuousClock.now.duration(to: deadline))
-                    do {
-                        try await node.waitForListener(topic, timeout: max(left, .milliseconds(1)))
-                    } catch MeshError.timedOut {
-                        unheard.append(topic)
+                let waitFor = topics
+                let waited = try await runUntilInterrupted { () async throws -> [String] in
+                    let deadline = ContinuousClock.now + .seconds(patience)
+                    var unheard: [String] = []
+                    for topic in waitFor.sorted() {
+                        let left = max(.zero, ContinuousClock.now.duration(to: deadline))
+                        do {
+                            try await node.waitForListener(topic, timeout: max(left, .milliseconds(1)))
+                        } catch MeshError.timedOut {
+                            unheard.append(topic)
+                        }
                     }
+                    return unheard
                 }
+                if let signal = waited.signal {
+                    await node.close()
+                    if await node.wasAskedToStop { return }
+                    throw CommandLineError.interrupted(
+                        "while waiting for listeners on \(topics.count) topic(s); nothing was sent", signal: signal)
+                }
+                let unheard = waited.value ?? []
                 if unheard.count == topics.count {
                     throw CommandLineError.failed("no listener on \(unheard.joined(separator: ", ")) within \(Format.seconds(patience)) s")
                 }
@@ -303,27 +341,42 @@ enum BagCommands {
             }
             let started = ContinuousClock.now
             let playing = topics
-            let sent = try await runUntilSignal { () async throws -> [String: Int] in
-                var sent: [String: Int] = [:]
+            let outcome = try await runUntilInterrupted { () async throws -> Played in
+                var played = Played()
                 repeat {
+                    let before = played.sent.values.reduce(0, +)
                     do {
-                        try await playOnce(data: data, topics: playing, from: firstPlayed, rate: rate, node: node, sent: &sent)
+                        try await playOnce(data: data, topics: playing, from: firstPlayed, rate: rate, node: node, played: &played)
                     } catch let error as MCAP.ReadError {
                         throw CommandLineError.failed("\(path): \(error.description)")  // changed since it was checked
                     }
+                    // A pass that sent nothing (every message too large) would only spin.
+                    if played.sent.values.reduce(0, +) == before { break }
                 } while loop && !Task.isCancelled
-                return sent
+                return played
             }
+            let sent = outcome.value
             let elapsed = started.duration(to: .now).components
             let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-            let counts = sent ?? [:]
+            let counts = sent?.sent ?? [:]
             let total = counts.values.reduce(0, +)
             let unrouted = await node.statistics.messagesUnrouted
             var line = "sent \(total) message(s) on \(counts.count) topic(s) in \(Format.seconds(seconds)) s"
             if unrouted > 0 { line += "; \(unrouted) found no listener and were dropped" }
+            if let tooLarge = sent?.tooLarge, tooLarge > 0 {
+                line += "; \(tooLarge) larger than the \(Format.bytes(Double(node.configuration.maximumMessageSize))) a message may be were skipped"
+            }
             print(line)
             if !counts.isEmpty {
                 print(Format.table(["TOPIC", "SENT"], counts.keys.sorted().map { [$0, String(counts[$0]!)] }, rightAligned: [1]))
+            }
+            // Stopped before the end of the file (with --loop, Ctrl-C is the end).
+            if let signal = outcome.signal, !loop, !(await node.wasAskedToStop) {
+                let planned = plannedCount(data: data, topics: playing, from: firstPlayed)
+                if total + (sent?.tooLarge ?? 0) < planned {
+                    await node.close()
+                    throw CommandLineError.interrupted("after \(total) of \(planned) message(s) of \(path)", signal: signal)
+                }
             }
         } catch {
             await node.close()
@@ -333,10 +386,21 @@ enum BagCommands {
         await node.close()
     }
 
+    /// What a play sent, by topic, and what it could not.
+    struct Played: Sendable {
+        var sent: [String: Int] = [:]
+        /// Messages over the node's ``MeshNode/Configuration/maximumMessageSize``, not sent.
+        var tooLarge = 0
+    }
+
+    /// The longest pause between two messages, in seconds (about 31,700 years): log times 0 and
+    /// 2^64-1 at a tiny rate are a wait without end, not an overflow.
+    static let longestPause = 1e12
+
     /// Sends the file's messages once, spaced by their log times divided by `rate`.
     private static func playOnce(
         data: Data, topics: Set<String>, from firstPlayed: UInt64, rate: Double, node: MeshNode,
-        sent: inout [String: Int]
+        played: inout Played
     ) async throws {
         var reader = try MCAPReader(data: data)
         let clock = ContinuousClock()
@@ -350,10 +414,12 @@ enum BagCommands {
             let zero = base ?? message.logTime
             base = zero
             if message.logTime > zero {
+                // A UInt64 difference as Double is finite; divided by a tiny rate it may not be.
                 let offset = Double(message.logTime - zero) / 1e9 / rate
-                let due = start + .nanoseconds(Int64(offset * 1e9))
-                if due > clock.now {
-                    try? await Task.sleep(until: due, clock: clock)
+                let due = start + .seconds(offset.isFinite ? min(offset, longestPause) : longestPause)
+                // In slices of at most an hour: no clock is asked to hold a deadline centuries out.
+                while due > clock.now {
+                    try? await Task.sleep(until: min(due, clock.now + .seconds(3600)), clock: clock)
                     if Task.isCancelled { return }
                 }
             }
@@ -363,9 +429,43 @@ enum BagCommands {
                 case "raw": .raw
                 default: channel.messageEncoding == "json" ? .codec : .raw
                 }
-            try await node.sendPayload(channel.topic, message.data, encoding: encoding)
-            sent[channel.topic, default: 0] += 1
+            do {
+                try await node.sendPayload(channel.topic, message.data, encoding: encoding)
+            } catch MeshError.frameTooLarge {
+                played.tooLarge += 1
+                continue
+            }
+            played.sent[channel.topic, default: 0] += 1
         }
+    }
+
+    /// How many messages a whole pass plays: those on `topics` from `firstPlayed` on.
+    static func plannedCount(data: Data, topics: Set<String>, from firstPlayed: UInt64) -> Int {
+        guard var reader = try? MCAPReader(data: data) else { return 0 }
+        var count = 0
+        while let message = try? reader.next() {
+            if message.logTime >= firstPlayed, let channel = reader.channels[message.channelID], topics.contains(channel.topic) {
+                count += 1
+            }
+        }
+        return count
+    }
+
+    /// Why the mesh would refuse `topic`, or `nil` when it is a valid topic.
+    static func topicProblem(_ topic: String) -> String? {
+        do {
+            try validateName(topic, kind: "topic")
+            return nil
+        } catch {
+            if case .invalidName(_, let reason) = error { return reason }
+            return error.description
+        }
+    }
+
+    /// `seconds` as nanoseconds, saturating at the largest `UInt64` (`seconds` is finite and ≥ 0).
+    static func nanoseconds(_ seconds: Double) -> UInt64 {
+        let value = seconds * 1e9
+        return value >= 18_446_744_073_709_551_615.0 ? .max : UInt64(value)
     }
 
     private static func nonNegative(_ option: String, _ text: String) throws(CommandLineError) -> Double {

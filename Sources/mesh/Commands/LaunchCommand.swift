@@ -11,7 +11,7 @@ import MeshTooling
 /// cleanly (docs/LAUNCH.md). The work is ``Launcher``'s; this reads the file and prints the plan.
 enum LaunchCommand {
     static let help = """
-        usage: mesh launch FILE [--check | --dry-run] [--log-level L]
+        usage: mesh launch FILE [--check | --dry-run] [--log-level L] [--allow-weak-key]
 
         Starts what a launch file (YAML or JSON; see docs/LAUNCH.md) names: a coordinator when none
         answers (or always, with `coordinator: start`), then each entry under `nodes:` in file
@@ -30,6 +30,8 @@ enum LaunchCommand {
           --dry-run   as --check, and also find each program, read the key file and ask whether
                       a coordinator answers, still starting nothing
           --log-level L  sets MESH_LOG_LEVEL for every process it starts
+          --allow-weak-key  sets MESH_ALLOW_WEAK_KEY=1 for them: a key that is easy to guess is
+                      used (it is refused before anything starts otherwise)
 
         Exit status: 0 when stopped by Ctrl-C/SIGTERM or when the `until_done` entries (or,
         without it, all entries) succeeded; 1 when something failed; 2 for a bad file or arguments.
@@ -47,6 +49,8 @@ enum LaunchCommand {
         var environment = ProcessInfo.processInfo.environment
         // The children log at the level asked for (an entry's own env still wins).
         if let level = arguments.values["--log-level"] { environment["MESH_LOG_LEVEL"] = level }
+        // So do the key check: every process started takes the weak key too.
+        if arguments.has("--allow-weak-key") { environment["MESH_ALLOW_WEAK_KEY"] = "1" }
         let plan: LaunchPlan
         do {
             plan = try LaunchPlan.parse(try read(file), file: file, environment: environment)

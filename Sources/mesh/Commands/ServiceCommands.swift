@@ -19,14 +19,21 @@ enum ServiceCommands {
         } catch {
             throw CommandLineError.usage("invalid JSON \"\(arguments.positionals[1].prefix(40))\": \(JSONValue.describe(error))")
         }
-        let patience = try arguments.positiveNumber("--timeout") ?? 5
+        let patience = try arguments.seconds("--timeout") ?? 5
         let node = try await context.node(named: "mesh-call")
         do {
-            let reply = try await runUntilSignal(onSignal: { await node.close() }) {
-                try await node.call(service, request, as: Data.self, timeout: .milliseconds(Int(patience * 1000)))
+            let started = ContinuousClock.now
+            let outcome = try await runUntilInterrupted(onSignal: { await node.close() }) {
+                try await node.call(service, request, as: Data.self, timeout: .seconds(patience))
             }
             await node.close()
-            guard let reply else { return }  // interrupted
+            guard let reply = outcome.value else {
+                // Stopped by `mesh node kill` (a clean stop), or interrupted with no reply yet.
+                guard let signal = outcome.signal, !(await node.wasAskedToStop) else { return }
+                throw CommandLineError.interrupted(
+                    "after waiting \(Format.seconds(seconds(started.duration(to: .now)))) s for the reply from \(service); nothing was printed",
+                    signal: signal)
+            }
             if let value = try? JSONValue(parsing: reply) {
                 print(Format.compactJSON(value))
             } else {

@@ -1,6 +1,7 @@
 import Foundation
 import Mesh
 import MeshTooling
+import Synchronization
 
 /// `mesh topic list`, `mesh topic echo` and `mesh topic send`.
 enum TopicCommands {
@@ -55,39 +56,53 @@ enum TopicCommands {
         let rate = try arguments.positiveNumber("--rate")
         // With a rate and no count: until Ctrl-C.
         let count = try arguments.integer("--count", in: 1...Int.max) ?? (rate == nil ? 1 : nil)
-        let patience = try arguments.positiveNumber("--timeout") ?? 5
+        let patience = try arguments.seconds("--timeout") ?? 5
         let node = try await context.node(named: "mesh-send")
         let waited = !arguments.has("--no-wait")
-        let sent: Int
+        // Counted as they go: an interrupted send still says how many went out.
+        let progress = Mutex((sent: 0, waiting: waited))
+        let outcome: Interruptible<Int>
         do {
-            if waited {
-                do {
-                    try await node.waitForListener(topic, timeout: .milliseconds(Int(patience * 1000)))
-                } catch MeshError.timedOut {
-                    throw CommandLineError.failed("no listener on \(topic) within \(Format.seconds(patience)) s")
-                }
-            }
-            sent =
-                try await runUntilSignal {
-                    let start = ContinuousClock.now
-                    var sent = 0
-                    while count.map({ sent < $0 }) ?? true {
-                        if let rate, sent > 0 {
-                            let due = start + .milliseconds(Int((Double(sent) / rate * 1000).rounded()))
-                            try? await Task.sleep(until: due, clock: .continuous)
-                            if Task.isCancelled { break }
-                        }
-                        try await node.send(topic, value)
-                        sent += 1
+            outcome = try await runUntilInterrupted { () async throws -> Int in
+                if waited {
+                    do {
+                        try await node.waitForListener(topic, timeout: .seconds(patience))
+                    } catch MeshError.timedOut {
+                        throw CommandLineError.failed("no listener on \(topic) within \(Format.seconds(patience)) s")
                     }
-                    return sent
-                } ?? 0
+                    progress.withLock { $0.waiting = false }
+                }
+                let start = ContinuousClock.now
+                var sent = 0
+                while count.map({ sent < $0 }) ?? true {
+                    if let rate, sent > 0 {
+                        // Finite and bounded whatever the rate (1e-300 Hz is a wait, not a trap).
+                        let due = start + .seconds(min(Double(sent) / rate, BagCommands.longestPause))
+                        try? await Task.sleep(until: due, clock: .continuous)
+                    }
+                    if Task.isCancelled { break }
+                    try await node.send(topic, value)
+                    sent += 1
+                    progress.withLock { $0.sent = sent }
+                }
+                return sent
+            }
         } catch {
             await node.close()
             throw error
         }
         // Closing flushes what is queued; only then is it known whether everything went out.
         await node.close()
+        let (sent, stillWaiting) = progress.withLock { ($0.sent, $0.waiting) }
+        // Stopped before it did what was asked: with --count (or the single default message),
+        // not when it was sending until Ctrl-C.
+        if let signal = outcome.signal, let count, sent < count, !(await node.wasAskedToStop) {
+            if stillWaiting {
+                throw CommandLineError.interrupted("while waiting for a listener on \(topic); nothing was sent", signal: signal)
+            }
+            print(sendReport(topic: topic, sent: sent, unrouted: await node.statistics.messagesUnrouted))
+            throw CommandLineError.interrupted("after \(sent) of \(count) message(s) on \(topic)", signal: signal)
+        }
         let statistics = await node.statistics
         if let failure = sendFailure(
             topic: topic, sent: sent, dropped: statistics.messagesDropped, unrouted: statistics.messagesUnrouted,
@@ -95,10 +110,14 @@ enum TopicCommands {
         {
             throw CommandLineError.failed(failure)
         }
+        print(sendReport(topic: topic, sent: sent, unrouted: statistics.messagesUnrouted))
+    }
+
+    /// `sent 3 message(s) on jobs`, and how many found no listener.
+    static func sendReport(topic: String, sent: Int, unrouted: Int) -> String {
         var report = "sent \(sent) message(s) on \(Format.text(topic))"
-        let unrouted = statistics.messagesUnrouted
         if unrouted > 0 { report += "; \(unrouted) found no listener and were dropped" }
-        print(report)
+        return report
     }
 
     /// What `mesh topic send` reports when messages it sent did not reach a listener; `nil` when

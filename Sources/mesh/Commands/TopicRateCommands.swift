@@ -18,7 +18,7 @@ enum TopicRateCommands {
 
     static func run(_ arguments: ParsedArguments, _ context: MeshContext, bandwidth: Bool) async throws {
         let topic = arguments.positionals[0]
-        let window = try arguments.positiveNumber("--window") ?? 5
+        let window = try arguments.seconds("--window") ?? 5
         let lines = try arguments.integer("--count", in: 1...Int.max)
         let kind = bandwidth ? "bw" : "hz"
         let node = try await context.node(named: "mesh-\(kind)-\(ProcessInfo.processInfo.processIdentifier)")

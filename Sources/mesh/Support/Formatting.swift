@@ -50,7 +50,7 @@ enum Format {
 
     /// `42s`, `3m07s`, `2h05m`, `4d03h`.
     static func duration(_ seconds: Double) -> String {
-        let total = Int(max(0, seconds).rounded(.down))
+        let total = Int(seconds.isNaN ? 0 : min(max(0, seconds), 1e15).rounded(.down))
         if total < 60 { return "\(total)s" }
         if total < 3600 { return String(format: "%dm%02ds", total / 60, total % 60) }
         if total < 86400 { return String(format: "%dh%02dm", total / 3600, total % 3600 / 60) }
@@ -69,9 +69,25 @@ enum Format {
         return unit == 0 ? "\(Int(value)) B" : String(format: "%.1f", value) + " " + units[unit]
     }
 
-    /// `5`, or `2.5` when there is a fraction.
+    /// `5`, or `2.5` when there is a fraction (`1e+20` past what a whole number prints as).
     static func seconds(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : String(format: "%.1f", value)
+        guard abs(value) < 1e15 else { return String(format: "%g", value) }
+        return value == value.rounded() ? String(Int(value)) : String(format: "%.1f", value)
+    }
+
+    /// A number as given on a command line: `2`, `0.5`, `1e-06`.
+    static func number(_ value: Double) -> String {
+        abs(value) < 1e15 && value == value.rounded() ? String(Int(value)) : String(format: "%g", value)
+    }
+
+    /// A long stretch of time for a person: `42.5 s`, `3.2 hours`, `12.0 days`, `584.6 years`.
+    static func span(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<3600: return String(format: "%.1f s", seconds)
+        case ..<(3 * 86_400): return String(format: "%.1f hours", seconds / 3600)
+        case ..<(365.25 * 86_400): return String(format: "%.1f days", seconds / 86_400)
+        default: return String(format: "%.1f years", seconds / (365.25 * 86_400))
+        }
     }
 
     /// A number with a fixed count of decimals.

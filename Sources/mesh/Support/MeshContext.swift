@@ -1,6 +1,7 @@
 import Foundation
 import Mesh
 import MeshTooling
+import Synchronization
 
 /// Where the mesh is and how to talk to it, read from the common options and the environment.
 struct MeshContext: Sendable {
@@ -12,6 +13,8 @@ struct MeshContext: Sendable {
     var logger: MeshLogger
     /// How long any one wait on the network may take.
     var timeout: Duration = .seconds(5)
+    /// `--allow-weak-key` or `MESH_ALLOW_WEAK_KEY=1`: a key that is easy to guess is used anyway.
+    var allowWeakKey: Bool
 
     /// - Throws: ``CommandLineError/usage(_:)`` for an unreadable key file or an unknown log level.
     init(_ arguments: ParsedArguments) throws(CommandLineError) {
@@ -48,6 +51,16 @@ struct MeshContext: Sendable {
             level = parsed
         }
         logger = MeshLogger(label: "mesh", level: level)
+        allowWeakKey = arguments.has("--allow-weak-key") || MeshKey.allowWeakFromEnvironment
+    }
+
+    /// Checks the keys this command will use: long enough and, unless allowed, hard to guess.
+    ///
+    /// - Throws: ``MeshError/weakKey(length:minimum:)`` or ``MeshError/guessableKey(estimatedBits:minimumBits:)``.
+    func checkKeys() throws(MeshError) {
+        for key in [authkey, adminKey] {
+            if let key, !key.isEmpty { try MeshKey.validate(key, allowWeak: allowWeakKey) }
+        }
     }
 
     /// Connects to the coordinator as an inspecting client (not a node).
@@ -55,6 +68,7 @@ struct MeshContext: Sendable {
     /// - Throws: ``MeshError`` within ``timeout``: unreachable, authentication failed, ...
     /// - Parameter admin: connect with the admin credential (for `status` and `node kill`).
     func inspector(admin: Bool = false) async throws -> MeshInspector {
+        try checkKeys()
         do {
             return try await MeshInspector.connect(
                 to: coordinator, authkey: authkey, adminKey: admin ? (adminKey ?? authkey ?? "") : nil, timeout: timeout)
@@ -90,6 +104,7 @@ struct MeshContext: Sendable {
             coordinator: coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
             logger: logger.labeled(name))
         if let view { configuration.topologyView = view }
+        configuration.allowWeakKey = allowWeakKey
         return try await buildMeshNode(name: name, configuration: configuration)
     }
 }
@@ -103,18 +118,48 @@ func runUntilSignal<T: Sendable>(
     onSignal: @escaping @Sendable () async -> Void = {},
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T? {
+    try await runUntilInterrupted(onSignal: onSignal, body).value
+}
+
+/// How ``runUntilInterrupted(onSignal:_:)`` ended.
+struct Interruptible<T: Sendable>: Sendable {
+    /// What `body` returned; `nil` when a signal stopped it before it returned.
+    var value: T?
+    /// The signal that arrived while `body` ran (SIGINT or SIGTERM), if one did. `body` may
+    /// have returned all the same: a loop that checks `Task.isCancelled` returns what it did.
+    var signal: Int32?
+}
+
+/// ``runUntilSignal(onSignal:_:)`` that also says whether a signal arrived, for the commands
+/// that report an interruption (exit 130).
+func runUntilInterrupted<T: Sendable>(
+    onSignal: @escaping @Sendable () async -> Void = {},
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> Interruptible<T> {
+    let caught = Mutex<Int32?>(nil)
     let work = Task { try await body() }
     let watcher = Task {
-        _ = await MeshProcess.waitForTerminationSignal()
+        let signal = await MeshProcess.waitForTerminationSignal()
+        caught.withLock { $0 = signal }  // before the cancel: a cancelled body always finds it
         work.cancel()
         await onSignal()
     }
     defer { watcher.cancel() }
     do {
-        return try await work.value
+        let value = try await work.value
+        return Interruptible(value: value, signal: caught.withLock { $0 })
     } catch is CancellationError {
-        return nil
+        return Interruptible(value: nil, signal: caught.withLock { $0 })
     } catch MeshError.closed where work.isCancelled {
-        return nil
+        return Interruptible(value: nil, signal: caught.withLock { $0 })
+    }
+}
+
+/// `SIGINT`, `SIGTERM`, or `signal N`.
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGINT: return "SIGINT"
+    case SIGTERM: return "SIGTERM"
+    default: return "signal \(signal)"
     }
 }

@@ -20,7 +20,8 @@ sys.path.insert(0, CLIENT)
 
 import swiftmesh  # noqa: E402
 
-KEY = "python-client-test-key-0123456789"
+# A key as `mesh keygen` prints it: the Swift programs refuse one that is easy to guess.
+KEY = "3b5800e943141bb9d9021b8e8b38dc7ce1bf39d26d0748124ca066954ffa920f"
 _bin = None
 
 

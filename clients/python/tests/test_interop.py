@@ -94,7 +94,8 @@ class InteropTests(MeshTestCase):
                                             authkey="not-the-mesh-key-at-all")
         await line(self.coordinator, "rejected connection from .*wrong key")
         # A Swift client with the wrong key is refused by the coordinator too, and says so.
-        code, output = await run(self, self.mesh, "node", "list", "--authkey", "another-wrong-key-1234")
+        code, output = await run(self, self.mesh, "node", "list", "--authkey",
+                                 "2820e28bae898a6753faf59e1210006f549bdf463a6139093e4cc268730da32a")
         self.assertEqual(code, 1, output)
         # The Python node's own peer port refuses a connector with the wrong key, and goes on.
         node = await self.node("guarded")
