@@ -83,7 +83,7 @@ public actor MeshCoordinator {
         }
     }
 
-    private enum Event: Sendable {
+    enum Event: Sendable {
         case opened(Connection)
         case control(Connection, ControlMessage)
         case closed(Connection, ConnectionError?)
@@ -175,7 +175,7 @@ public actor MeshCoordinator {
 
     public let configuration: Configuration
     let logger: MeshLogger
-    private let events = EventQueue<Event>()
+    let events = EventQueue<Event>()
     private let link: Link
     var book = TopologyBook()
     /// The partial views of the nodes that asked for one at `register`.
@@ -188,7 +188,7 @@ public actor MeshCoordinator {
     /// Open sessions by source address, for ``Configuration/maximumSessionsPerAddress``.
     private var sessionsPerHost: [String: Int] = [:]
     /// The next check for silent sessions: when it is due, and its timer on the event loop.
-    private var nextCheck: (due: ContinuousClock.Instant, timer: UInt64)?
+    var nextCheck: (due: ContinuousClock.Instant, timer: UInt64)?
     private var listener: Listener?
     let startedAt = ContinuousClock.now
     var kills: [KillRequest] = []
@@ -209,7 +209,7 @@ public actor MeshCoordinator {
     /// How long a `kill` waits for its nodes to leave before answering.
     let killTimeout = Duration.seconds(5)
     /// Recent joins, departures and refusals, and refusal counters, for the web view and metrics.
-    private var journal = CoordinatorJournal()
+    var journal = CoordinatorJournal()
     /// What the limits cut short, for the web view and metrics.
     var limits = CoordinatorLimits()
 
@@ -588,7 +588,7 @@ public actor MeshCoordinator {
         }
     }
 
-    private func remove(_ node: NodeRecord, from connection: Connection, reason: String, evicted: Bool = false) {
+    func remove(_ node: NodeRecord, from connection: Connection, reason: String, evicted: Bool = false) {
         views.close(connection.id)
         guard book.leave(node.id) != nil else { return }
         journal.left(node, peer: connection.remote, reason: reason, evicted: evicted)
@@ -601,75 +601,13 @@ public actor MeshCoordinator {
 
     /// Removes a session and its view, keeping the count per address in step.
     @discardableResult
-    private func forget(_ connection: Connection) -> Session? {
+    func forget(_ connection: Connection) -> Session? {
         views.close(connection.id)
         guard let session = sessions.removeValue(forKey: connection.id) else { return nil }
         let host = session.connection.remote.host
         sessionsPerHost[host, default: 1] -= 1
         if sessionsPerHost[host] == 0 { sessionsPerHost[host] = nil }
         return session
-    }
-
-    /// Removes the sessions silent for ``Configuration/heartbeatTimeout``, answers the kills that
-    /// ran out of time, and arms the next check for the earliest moment either can happen again.
-    ///
-    /// There is no periodic tick: an idle mesh wakes the coordinator for its heartbeats and for
-    /// one check every few seconds, when the oldest heartbeat could have run out.
-    /// - Parameter due: when this check was meant to run.
-    private func evictSilentNodes(due: ContinuousClock.Instant) {
-        let now = ContinuousClock.now
-        // A check that comes late means this process was too busy to read: what the nodes sent
-        // meanwhile may be waiting unread. Give them the time the coordinator lost.
-        let lateBy = due.duration(to: now)
-        if lateBy > min(configuration.heartbeatTimeout / 8, .milliseconds(250)) {
-            for id in sessions.keys { sessions[id]?.lastHeard += lateBy }
-        }
-        let timeout = configuration.heartbeatTimeout
-        let cutoff = now - timeout
-        var next: ContinuousClock.Instant?
-        for (_, session) in sessions {
-            guard session.lastHeard <= cutoff else {
-                next = min(next ?? session.lastHeard + timeout, session.lastHeard + timeout)
-                continue
-            }
-            let limit = String(format: "%.1f", seconds(timeout))
-            if let node = session.node {
-                remove(node, from: session.connection, reason: "no heartbeat for \(limit) s", evicted: true)
-            } else {
-                logger.warning("closed connection from \(session.connection.remote): silent for \(limit) s")
-                if !session.inspector {
-                    journal.refused(peer: session.connection.remote, .silent, reason: "silent for \(limit) s before registering")
-                }
-            }
-            session.connection.close(error: .protocolViolation("no heartbeat"))
-            forget(session.connection)
-        }
-        settleKills(now: now)
-        for kill in kills { next = min(next ?? kill.deadline, kill.deadline) }
-        if let next { checkBy(next) }
-    }
-
-    /// Makes sure a check (``evictSilentNodes(due:)``) runs at `due` at the latest: arms its
-    /// timer, or moves it earlier, never later.
-    ///
-    /// The timer is the event loop's, which runs its timers after the handlers of the poll that
-    /// found them due: a heartbeat that was waiting in a socket at the deadline is queued ahead
-    /// of the check.
-    func checkBy(_ due: ContinuousClock.Instant) {
-        if let armed = nextCheck {
-            if armed.due <= due { return }
-            EventLoop.shared.cancelTimer(armed.timer)
-        }
-        let events = self.events
-        nextCheck = (due, EventLoop.shared.schedule(at: due) { events.push(.check(due: due)) })
-    }
-
-    /// Refusal lines held back by the rate limit are summed up by a check once their second is
-    /// over, so a flood that stops is still reported.
-    private func scheduleRefusalSummary() {
-        guard refusals.heldBack(in: "refused connections") > 0 || refusals.heldBack(in: "rejected connections") > 0
-        else { return }
-        checkBy(.now + refusals.interval)
     }
 
     /// Publishes now, or, when the last publish was under ``publishInterval`` ago, once that
