@@ -82,3 +82,19 @@ extension Curve25519 {
         }
     }
 }
+
+extension Curve25519 {
+    /// The bare X25519 function of RFC 7748 section 5, for its test vectors: no zero check, and
+    /// no public key computed for the scalar as `PrivateKey` does.
+    ///
+    /// - Parameters:
+    ///   - scalar: 32 bytes, clamped as the RFC says.
+    ///   - point: A 32-byte u-coordinate.
+    /// - Returns: The 32-byte result, all zeros for a point of small order.
+    /// - Throws: ``CryptoKitError/incorrectKeySize`` unless both are 32 bytes.
+    @_spi(Testing)
+    public static func x25519(scalar: [UInt8], point: [UInt8]) throws -> [UInt8] {
+        let result = X25519.multiply(scalar: try Bytes32(scalar), point: try Bytes32(point))
+        return result.withUnsafeBytes { Array($0) }
+    }
+}

@@ -118,11 +118,8 @@ struct NoiseVectorTests {
             presharedKeys: [[UInt8](repeating: 8, count: 32)])
         #expect(throws: Noise.Error.decryptionFailed) { try b.readMessage(a.writeMessage()) }
 
-        var c = try Noise.HandshakeState(
-            protocolName: "Noise_NK_25519_ChaChaPoly_SHA256", role: .initiator, prologue: [1],
-            remoteStaticKey: PrivateKey().publicKey)
         let responderKey = PrivateKey()
-        c = try Noise.HandshakeState(
+        var c = try Noise.HandshakeState(
             protocolName: "Noise_NK_25519_ChaChaPoly_SHA256", role: .initiator, prologue: [1],
             remoteStaticKey: responderKey.publicKey)
         var d = try Noise.HandshakeState(
