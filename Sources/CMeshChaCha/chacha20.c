@@ -12,6 +12,7 @@
 // binary still runs (on the portable path) on CPUs without AVX2.
 #include "CMeshChaCha.h"
 #include "internal.h"
+#include "poly1305.h"
 
 #define ROTL32(v, n) (((v) << (n)) | ((v) >> (32 - (n))))
 
@@ -165,12 +166,90 @@ AVX2 size_t cmesh_chacha20_xor_avx2_chunks(uint32_t state[16], const uint8_t *in
     return done;
 }
 
+/// Four Poly1305 blocks (64 bytes) from `p`, on the accumulator in locals h0, h1, h2.
+#define POLY_64(p)                                                   \
+    do {                                                             \
+        poly1305_block(&h0, &h1, &h2, r0, r1, s1, (p), 1);           \
+        poly1305_block(&h0, &h1, &h2, r0, r1, s1, (p) + 16, 1);      \
+        poly1305_block(&h0, &h1, &h2, r0, r1, s1, (p) + 32, 1);      \
+        poly1305_block(&h0, &h1, &h2, r0, r1, s1, (p) + 48, 1);      \
+    } while (0)
+
+AVX2 size_t cmesh_chachapoly_avx2_chunks(
+    uint32_t state[16], struct poly1305_state_s *mac, const uint8_t *in, uint8_t *out, size_t len, int decrypt) {
+    const __m256i rot16 = _mm256_set_epi8(
+        13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2, 13, 12, 15, 14, 9, 8, 11, 10, 5, 4, 7, 6, 1, 0, 3, 2);
+    const __m256i rot8 = _mm256_set_epi8(
+        14, 13, 12, 15, 10, 9, 8, 11, 6, 5, 4, 7, 2, 1, 0, 3, 14, 13, 12, 15, 10, 9, 8, 11, 6, 5, 4, 7, 2, 1, 0, 3);
+    __m256i input[16];
+    for (int i = 0; i < 16; i++) input[i] = _mm256_set1_epi32((int)state[i]);
+    input[12] = _mm256_add_epi32(input[12], _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0));
+    const __m256i eight = _mm256_set1_epi32(8);
+    const uint64_t r0 = mac->r0, r1 = mac->r1, s1 = mac->s1;
+    uint64_t h0 = mac->h0, h1 = mac->h1, h2 = mac->h2;
+
+    // Sealing authenticates the previous chunk's ciphertext while encrypting the next one;
+    // opening authenticates each chunk's ciphertext while making its keystream, before the
+    // chunk is written (which may be over that very ciphertext, in place).
+    const uint8_t *unauthenticated = NULL;
+    size_t done = 0;
+    while (len - done >= 512) {
+        const uint8_t *authenticate = decrypt ? in + done : unauthenticated;
+        __m256i x0 = input[0], x1 = input[1], x2 = input[2], x3 = input[3];
+        __m256i x4 = input[4], x5 = input[5], x6 = input[6], x7 = input[7];
+        __m256i x8 = input[8], x9 = input[9], x10 = input[10], x11 = input[11];
+        __m256i x12 = input[12], x13 = input[13], x14 = input[14], x15 = input[15];
+        for (int i = 0; i < 10; i++) {
+            QUARTER_ROUND_V(x0, x4, x8, x12);
+            QUARTER_ROUND_V(x1, x5, x9, x13);
+            QUARTER_ROUND_V(x2, x6, x10, x14);
+            QUARTER_ROUND_V(x3, x7, x11, x15);
+            // 512 bytes of Poly1305 spread over the first eight double rounds, 64 bytes each.
+            if (authenticate != NULL && i < 8) POLY_64(authenticate + 64 * i);
+            QUARTER_ROUND_V(x0, x5, x10, x15);
+            QUARTER_ROUND_V(x1, x6, x11, x12);
+            QUARTER_ROUND_V(x2, x7, x8, x13);
+            QUARTER_ROUND_V(x3, x4, x9, x14);
+        }
+        __m256i lo[8] = {
+            _mm256_add_epi32(x0, input[0]), _mm256_add_epi32(x1, input[1]), _mm256_add_epi32(x2, input[2]),
+            _mm256_add_epi32(x3, input[3]), _mm256_add_epi32(x4, input[4]), _mm256_add_epi32(x5, input[5]),
+            _mm256_add_epi32(x6, input[6]), _mm256_add_epi32(x7, input[7]),
+        };
+        __m256i hi[8] = {
+            _mm256_add_epi32(x8, input[8]), _mm256_add_epi32(x9, input[9]), _mm256_add_epi32(x10, input[10]),
+            _mm256_add_epi32(x11, input[11]), _mm256_add_epi32(x12, input[12]), _mm256_add_epi32(x13, input[13]),
+            _mm256_add_epi32(x14, input[14]), _mm256_add_epi32(x15, input[15]),
+        };
+        transpose8(lo);
+        transpose8(hi);
+        for (int j = 0; j < 8; j++) xor_store(in + done + 64 * j, out + done + 64 * j, lo[j], hi[j]);
+        input[12] = _mm256_add_epi32(input[12], eight);
+        unauthenticated = out + done;
+        done += 512;
+    }
+    if (!decrypt && unauthenticated != NULL) {
+        for (int i = 0; i < 8; i++) POLY_64(unauthenticated + 64 * i);
+    }
+    mac->h0 = h0;
+    mac->h1 = h1;
+    mac->h2 = h2;
+    state[12] += (uint32_t)(done / 64);
+    return done;
+}
+
 #else
 
 int cmesh_chacha_avx2_available(void) { return 0; }
 
 size_t cmesh_chacha20_xor_avx2_chunks(uint32_t state[16], const uint8_t *in, uint8_t *out, size_t len) {
     (void)state, (void)in, (void)out, (void)len;
+    return 0;
+}
+
+size_t cmesh_chachapoly_avx2_chunks(
+    uint32_t state[16], struct poly1305_state_s *mac, const uint8_t *in, uint8_t *out, size_t len, int decrypt) {
+    (void)state, (void)mac, (void)in, (void)out, (void)len, (void)decrypt;
     return 0;
 }
 

@@ -48,7 +48,7 @@ void cmesh_chachapoly_seal(
     uint32_t state[16];
     poly1305_state mac;
     aead_start(state, &mac, key, nonce, ad, ad_len);
-    size_t done = 0;
+    size_t done = avx2 ? cmesh_chachapoly_avx2_chunks(state, &mac, plaintext, ciphertext, len, 0) : 0;
     while (done < len) {
         const size_t n = len - done < CHUNK ? len - done : CHUNK;
         cmesh_chacha20_xor_state(avx2, state, plaintext + done, ciphertext + done, n);
@@ -65,7 +65,7 @@ int cmesh_chachapoly_open(
     uint32_t state[16];
     poly1305_state mac;
     aead_start(state, &mac, key, nonce, ad, ad_len);
-    size_t done = 0;
+    size_t done = avx2 ? cmesh_chachapoly_avx2_chunks(state, &mac, ciphertext, plaintext, len, 1) : 0;
     while (done < len) {
         const size_t n = len - done < CHUNK ? len - done : CHUNK;
         poly1305_update_padded(&mac, ciphertext + done, n);

@@ -50,6 +50,15 @@ void cmesh_chacha20_xor_portable(uint32_t state[16], const uint8_t *in, uint8_t 
 /// bytes it did (a multiple of 512, at most `len`); advances the counter. x86-64 only.
 size_t cmesh_chacha20_xor_avx2_chunks(uint32_t state[16], const uint8_t *in, uint8_t *out, size_t len);
 
+struct poly1305_state_s;
+
+/// The AEAD's bulk on AVX2: encrypts (or, with `decrypt`, decrypts) whole 512-byte chunks and
+/// absorbs their ciphertext into `mac`, interleaving the scalar Poly1305 blocks with the vector
+/// ChaCha20 rounds so the processor runs both at once. Returns the bytes done, a multiple of 512;
+/// advances the counter. x86-64 only.
+size_t cmesh_chachapoly_avx2_chunks(
+    uint32_t state[16], struct poly1305_state_s *mac, const uint8_t *in, uint8_t *out, size_t len, int decrypt);
+
 /// XORs `len` bytes with the backend `avx2` selects: whole chunks on AVX2, a tail of more than
 /// 256 bytes through AVX2 on a stack copy, smaller tails in portable C. Advances the counter.
 void cmesh_chacha20_xor_state(int avx2, uint32_t state[16], const uint8_t *in, uint8_t *out, size_t len);

@@ -10,7 +10,7 @@
 
 typedef unsigned __int128 u128;
 
-typedef struct {
+typedef struct poly1305_state_s {
     uint64_t r0, r1, s1;
     uint64_t h0, h1, h2;
     uint64_t pad0, pad1;
@@ -25,36 +25,46 @@ static inline void poly1305_init(poly1305_state *st, const uint8_t key[32]) {
     st->pad1 = load64_le(key + 24);
 }
 
+/// Absorbs one 16-byte block into h = (h0, h1, h2), adding 2^128 when `hibit` is 1 (a full
+/// block). Takes the accumulator by pointer so that callers keep it in registers across blocks.
+static inline void poly1305_block(
+    uint64_t *h0p, uint64_t *h1p, uint64_t *h2p, uint64_t r0, uint64_t r1, uint64_t s1, const uint8_t *m,
+    uint64_t hibit) {
+    uint64_t h0 = *h0p, h1 = *h1p, h2 = *h2p;
+    // h += m (+ 2^128)
+    u128 t = (u128)h0 + load64_le(m);
+    h0 = (uint64_t)t;
+    t = (u128)h1 + load64_le(m + 8) + (uint64_t)(t >> 64);
+    h1 = (uint64_t)t;
+    h2 += (uint64_t)(t >> 64) + hibit;
+
+    // h *= r, with h2 < 8 so that h2 * s1 and h2 * r0 fit in 64 bits
+    const u128 d0 = (u128)h0 * r0 + (u128)h1 * s1;
+    u128 d1 = (u128)h0 * r1 + (u128)h1 * r0 + h2 * s1;
+    uint64_t d2 = h2 * r0;
+    d1 += (uint64_t)(d0 >> 64);
+    d2 += (uint64_t)(d1 >> 64);
+
+    // fold everything at or above 2^130 back in, times 5
+    h0 = (uint64_t)d0;
+    h1 = (uint64_t)d1;
+    h2 = d2 & 3;
+    const uint64_t carry = (d2 & ~(uint64_t)3) + (d2 >> 2);
+    t = (u128)h0 + carry;
+    h0 = (uint64_t)t;
+    t = (u128)h1 + (uint64_t)(t >> 64);
+    h1 = (uint64_t)t;
+    h2 += (uint64_t)(t >> 64);
+    *h0p = h0;
+    *h1p = h1;
+    *h2p = h2;
+}
+
 /// Absorbs `len / 16` whole blocks, each with 2^128 added when `hibit` is 1 (a full block).
 static inline void poly1305_blocks(poly1305_state *st, const uint8_t *m, size_t len, uint64_t hibit) {
-    const uint64_t r0 = st->r0, r1 = st->r1, s1 = st->s1;
     uint64_t h0 = st->h0, h1 = st->h1, h2 = st->h2;
     while (len >= 16) {
-        // h += m (+ 2^128)
-        u128 t = (u128)h0 + load64_le(m);
-        h0 = (uint64_t)t;
-        t = (u128)h1 + load64_le(m + 8) + (uint64_t)(t >> 64);
-        h1 = (uint64_t)t;
-        h2 += (uint64_t)(t >> 64) + hibit;
-
-        // h *= r, with h2 < 8 so that h2 * s1 and h2 * r0 fit in 64 bits
-        const u128 d0 = (u128)h0 * r0 + (u128)h1 * s1;
-        u128 d1 = (u128)h0 * r1 + (u128)h1 * r0 + h2 * s1;
-        uint64_t d2 = h2 * r0;
-        d1 += (uint64_t)(d0 >> 64);
-        d2 += (uint64_t)(d1 >> 64);
-
-        // fold everything at or above 2^130 back in, times 5
-        h0 = (uint64_t)d0;
-        h1 = (uint64_t)d1;
-        h2 = d2 & 3;
-        const uint64_t carry = (d2 & ~(uint64_t)3) + (d2 >> 2);
-        t = (u128)h0 + carry;
-        h0 = (uint64_t)t;
-        t = (u128)h1 + (uint64_t)(t >> 64);
-        h1 = (uint64_t)t;
-        h2 += (uint64_t)(t >> 64);
-
+        poly1305_block(&h0, &h1, &h2, st->r0, st->r1, st->s1, m, hibit);
         m += 16;
         len -= 16;
     }
