@@ -178,3 +178,15 @@ struct X25519Tests {
         #expect(derived.bitCount == 42 * 8)
     }
 }
+
+extension X25519Tests {
+    @Test("SymmetricKey(data:) takes a shared secret, as swift-crypto's does")
+    func symmetricKeyFromSecret() throws {
+        let a = PrivateKey()
+        let b = PrivateKey()
+        let secret = try a.sharedSecretFromKeyAgreement(with: b.publicKey)
+        let key = SymmetricKey(data: secret)
+        #expect(key.bitCount == 256)
+        #expect(key.withUnsafeBytes { Array($0) } == secret.withUnsafeBytes { Array($0) })
+    }
+}
