@@ -1,10 +1,12 @@
 // Poly1305 on its own and the ChaCha20-Poly1305 AEAD (RFC 8439 2.8).
 //
-// The AEAD works through the message in chunks of a few kilobytes: encrypt a chunk, then
-// authenticate it while it is still in the first-level cache (to open: authenticate, then
-// decrypt). Poly1305's input is the additional data and the ciphertext, each zero-padded to a
-// multiple of 16 bytes, then both lengths as 64-bit little-endian numbers; the one-time key is
-// the first 32 bytes of keystream block 0, and the message uses blocks 1 onwards.
+// Poly1305's input is the additional data and the ciphertext, each zero-padded to a multiple of
+// 16 bytes, then both lengths as 64-bit little-endian numbers; the one-time key is the first 32
+// bytes of keystream block 0, and the message uses blocks 1 onwards. On AVX2 the whole 512-byte
+// chunks go through cmesh_chachapoly_avx2_chunks, which interleaves the two; the rest (and
+// everything on the portable path) is encrypted and authenticated in chunks of a few kilobytes,
+// each authenticated while it is still in the first-level cache (to open: authenticate, then
+// decrypt).
 #include "CMeshChaCha.h"
 #include "internal.h"
 #include "poly1305.h"

@@ -12,13 +12,13 @@ import Foundation
 /// The API has swift-crypto's shape. Without a nonce, `seal` draws a random 12-byte one; a
 /// (key, nonce) pair must never seal two different messages.
 ///
-/// How it works: our C target `CMeshChaCha` does the arithmetic. ChaCha20 runs eight blocks at
-/// once on AVX2 when the CPU has it (checked once with `cpuid`) and one block at a time in
-/// portable C otherwise; Poly1305 works in radix 2^64 with 128-bit products. The message is
-/// encrypted and authenticated in 4 KiB chunks, each authenticated while it is still in the
-/// first-level cache. Opening checks the tag in constant time and never returns (or leaves in an
-/// output buffer) a byte of a message whose tag is wrong. No branch or memory address depends on
-/// the key or the data.
+/// How it works: our C target `CMeshChaCha` does the arithmetic. On AVX2 (checked once with
+/// `cpuid`), ChaCha20 runs eight blocks at once and Poly1305 (radix 2^64, 128-bit products)
+/// absorbs 64 bytes of ciphertext between the column and diagonal rounds, so the vector and the
+/// multiply units work side by side; elsewhere both run one block at a time in portable C.
+/// Opening checks the tag in constant time and never returns (or leaves in an output buffer) a
+/// byte of a message whose tag is wrong. No branch or memory address depends on the key or the
+/// data.
 public enum ChaChaPoly {
     /// Every tag is 16 bytes.
     static let tagByteCount = 16

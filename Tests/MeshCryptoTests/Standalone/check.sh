@@ -8,7 +8,7 @@
 # made public: the all-zero check of an X25519 shared secret, and the tag verdict of an open.
 # Any report elsewhere fails this script.
 #
-#   Tests/MeshCryptoTests/ConstantTime/check.sh      (needs valgrind: apt-get install valgrind)
+#   Tests/MeshCryptoTests/Standalone/check.sh        (needs valgrind: apt-get install valgrind)
 set -eu
 cd "$(dirname "$0")"
 command -v valgrind >/dev/null || { echo "check.sh: valgrind not found (apt-get install valgrind)"; exit 2; }
