@@ -95,6 +95,8 @@ extension ChaChaPoly {
                 withUnsafeBytes(of: tag) { tagBytes in
                     ChaChaPoly.openRaw(
                         backend: backend, key: key, nonce: nonce, authenticating: additional, ciphertext: body,
+                        // An empty output has no address; nothing is written for an empty
+                        // message, so any valid pointer will do.
                         plaintext: output.baseAddress ?? UnsafeMutableRawPointer(mutating: ciphertext.baseAddress!),
                         tag: tagBytes.baseAddress!)
                 }

@@ -131,7 +131,8 @@ extension Noise {
         /// - Returns: The message to send.
         /// - Throws: ``Noise/Error/notMyTurn``, ``Noise/Error/handshakeFinished``,
         ///   ``Noise/Error/messageTooLong(_:)``, or ``Noise/Error/invalidPublicKey`` when a DH
-        ///   with the peer's key gives all zeros.
+        ///   with the peer's key gives all zeros. After a throw past the turn checks, the
+        ///   handshake cannot go on.
         package mutating func writeMessage(payload: [UInt8] = []) throws -> [UInt8] {
             guard !isFinished else { throw Error.handshakeFinished }
             guard isMyTurn else { throw Error.notMyTurn }
