@@ -6,7 +6,9 @@ import PackageDescription
 // what it may import.
 //
 //   CMeshSystem, CMeshSHA, CMeshCRC   C shims: Linux calls Swift does not import; SHA-NI; CRC-32
-//   MeshCrypto                        SHA-256, HMAC, HKDF, PBKDF2 (library product)
+//   CMeshChaCha                       C shim: ChaCha20-Poly1305, AVX2 chosen at run time
+//   MeshCrypto                        SHA-256, HMAC, HKDF, PBKDF2, X25519, ChaCha20-Poly1305, Noise
+//                                     (library product)
 //   MeshJSON                          the default codec's JSON (internal)
 //   Mesh                              the core a user links: transport, protocol, auth, node
 //   MeshCoordination                  the coordinator, embeddable as an actor (library product)
@@ -51,10 +53,12 @@ let package = Package(
         .target(name: "CMeshSystem", exclude: ["README.md"]),
         // Our SHA-256 compression on the x86 SHA extensions, chosen at run time when the CPU has them.
         .target(name: "CMeshSHA", exclude: ["README.md"], cSettings: optimizedC),
+        // ChaCha20 and Poly1305 for ChaChaPoly; an AVX2 ChaCha20 chosen at run time, portable C otherwise.
+        .target(name: "CMeshChaCha", exclude: ["README.md"], cSettings: optimizedC),
         // CRC-32 on the x86 carry-less multiply, chosen at run time, for the MCAP files of `mesh bag`.
         .target(name: "CMeshCRC", exclude: ["README.md"]),
         .target(
-            name: "MeshCrypto", dependencies: ["CMeshSHA"], exclude: ["README.md"],
+            name: "MeshCrypto", dependencies: ["CMeshSHA", "CMeshChaCha"], exclude: ["README.md"],
             swiftSettings: swiftSettings + optimizedSwift),
         .target(name: "MeshJSON", exclude: ["README.md"], swiftSettings: swiftSettings + optimizedSwift),
         .target(
@@ -102,7 +106,7 @@ let package = Package(
             name: "MeshTesting", dependencies: ["Mesh", "MeshCoordination"], exclude: ["README.md"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshTesting"], exclude: ["Vectors"],
+            name: "MeshCryptoTests", dependencies: ["MeshCrypto", "MeshTesting"], exclude: ["Vectors", "Standalone"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "MeshTests",

@@ -19,6 +19,16 @@ public struct SymmetricKey: Sendable, ContiguousBytes, Equatable, CustomStringCo
         bytes = Array(data)
     }
 
+    /// Creates a key from a key agreement's shared secret, as swift-crypto's
+    /// `SymmetricKey(data:)` for any `ContiguousBytes` does. Prefer deriving one with
+    /// ``SharedSecret/hkdfDerivedSymmetricKey(using:salt:sharedInfo:outputByteCount:)``.
+    ///
+    /// - Parameters:
+    ///   - data: The shared secret; its 32 bytes become the key.
+    public init(data: SharedSecret) {
+        bytes = data.withUnsafeBytes { Array($0) }
+    }
+
     /// Creates a random key from the system's secure random number generator.
     ///
     /// - Parameters:

@@ -24,3 +24,11 @@ func hmacKey(_ key: [UInt8], backend: SHA256.Backend) -> HMAC<SHA256>.Key {
 func hmacSHA256(key: [UInt8], message: [UInt8], backend: SHA256.Backend) -> HashedAuthenticationCode<SHA256> {
     HMAC<SHA256>.authenticationCode(for: message, using: hmacKey(key, backend: backend))
 }
+
+/// The ChaCha20 backends this machine can run, for tests that must cover each one.
+let availableChaChaBackends: [ChaChaPoly.Backend] = {
+    if !ChaChaPoly.Backend.avx2IsAvailable {
+        print("MeshCryptoTests: no AVX2 on this CPU; testing the portable ChaCha20 only")
+    }
+    return ChaChaPoly.Backend.allCases.filter { $0 == .portable || ChaChaPoly.Backend.avx2IsAvailable }
+}()

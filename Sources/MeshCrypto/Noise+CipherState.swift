@@ -1,0 +1,116 @@
+extension Noise {
+    /// A ChaCha20-Poly1305 key `k` (or none) and a message counter `n` (section 5.1).
+    ///
+    /// Without a key, encryption and decryption pass bytes through unchanged, as the handshake's
+    /// early messages do. A failed decryption leaves the counter where it was.
+    package struct CipherState: Sendable {
+        /// `k`, or `nil` while empty.
+        private var key: ChaChaPoly.Key?
+
+        /// `n`: the next message's nonce.
+        package private(set) var nonce: UInt64 = 0
+
+        /// An empty cipher state.
+        package init() {}
+
+        /// A cipher state with key `k` and `n = 0`.
+        ///
+        /// - Parameters:
+        ///   - key: 32 bytes.
+        package init(key: [UInt8]) {
+            initializeKey(key)
+        }
+
+        /// `HasKey()`.
+        package var hasKey: Bool { key != nil }
+
+        /// `InitializeKey(key)`: sets `k` (or empties it for `nil`) and `n = 0`.
+        ///
+        /// - Parameters:
+        ///   - key: 32 bytes, or `nil` for empty.
+        package mutating func initializeKey(_ key: [UInt8]?) {
+            self.key = key.map { ChaChaPoly.Key(Bytes32(checked: $0), backend: .preferred) }
+            nonce = 0
+        }
+
+        /// `SetNonce(nonce)`.
+        ///
+        /// - Parameters:
+        ///   - nonce: The next message's nonce.
+        package mutating func setNonce(_ nonce: UInt64) {
+            self.nonce = nonce
+        }
+
+        /// `EncryptWithAd(ad, plaintext)`: seals with nonce `n` and increments `n`; no key means
+        /// the plaintext is returned as it is.
+        ///
+        /// - Parameters:
+        ///   - additional: The associated data.
+        ///   - plaintext: The message.
+        /// - Returns: The ciphertext and its 16-byte tag.
+        /// - Throws: ``Noise/Error/nonceExhausted`` once `n` reached 2^64 - 1.
+        package mutating func encrypt(authenticating additional: [UInt8] = [], _ plaintext: [UInt8]) throws
+            -> [UInt8]
+        {
+            guard let key else { return plaintext }
+            guard nonce != .max else { throw Error.nonceExhausted }
+            let sealed = Self.seal(key: key, nonce: nonce, additional: additional, plaintext: plaintext)
+            nonce += 1
+            return sealed
+        }
+
+        /// `DecryptWithAd(ad, ciphertext)`: opens with nonce `n` and increments `n` on success;
+        /// no key means the ciphertext is returned as it is.
+        ///
+        /// - Parameters:
+        ///   - additional: The associated data.
+        ///   - ciphertext: The ciphertext and its tag.
+        /// - Returns: The plaintext.
+        /// - Throws: ``Noise/Error/decryptionFailed`` when the tag does not match (`n` is then
+        ///   unchanged); ``Noise/Error/nonceExhausted`` once `n` reached 2^64 - 1.
+        package mutating func decrypt(authenticating additional: [UInt8] = [], _ ciphertext: [UInt8]) throws
+            -> [UInt8]
+        {
+            guard let key else { return ciphertext }
+            guard nonce != .max else { throw Error.nonceExhausted }
+            guard ciphertext.count >= ChaChaPoly.tagByteCount else { throw Error.decryptionFailed }
+            var plaintext = [UInt8](repeating: 0, count: ciphertext.count - ChaChaPoly.tagByteCount)
+            do {
+                _ = try plaintext.withUnsafeMutableBytes { output in
+                    try additional.withUnsafeBytes { ad in
+                        try ciphertext.withUnsafeBytes { input in
+                            try key.open(counter: nonce, authenticating: ad, ciphertext: input, into: output)
+                        }
+                    }
+                }
+            } catch {
+                throw Error.decryptionFailed
+            }
+            nonce += 1
+            return plaintext
+        }
+
+        /// `Rekey()`: replaces `k` with the first 32 bytes of encrypting 32 zeros with nonce
+        /// 2^64 - 1 (section 4.2's default `REKEY`); `n` is unchanged.
+        package mutating func rekey() {
+            guard let key else { return }
+            let next = Self.seal(key: key, nonce: .max, additional: [], plaintext: [UInt8](repeating: 0, count: 32))
+            self.key = ChaChaPoly.Key(Bytes32(checked: Array(next.prefix(32))), backend: key.backend)
+        }
+
+        /// `ENCRYPT(k, n, ad, plaintext)`.
+        private static func seal(key: ChaChaPoly.Key, nonce: UInt64, additional: [UInt8], plaintext: [UInt8])
+            -> [UInt8]
+        {
+            var output = [UInt8](repeating: 0, count: plaintext.count + ChaChaPoly.tagByteCount)
+            output.withUnsafeMutableBytes { output in
+                additional.withUnsafeBytes { ad in
+                    plaintext.withUnsafeBytes { input in
+                        key.seal(counter: nonce, authenticating: ad, plaintext: input, into: output)
+                    }
+                }
+            }
+            return output
+        }
+    }
+}
