@@ -8,9 +8,13 @@
 /// deadlines that the node schedules on its event loop and feeds back as ``Event/timerFired(_:due:)``.
 /// So every rule here is tested with a manual clock (CoordinatorSessionTests).
 ///
-/// **Liveness.** At each heartbeat the node gives the coordinator up when nothing arrived from it
-/// for more than ``Configuration/coordinatorTimeout``; a heartbeat that runs more than an interval
-/// late (this process was too busy) judges nothing and counts the coordinator as heard an interval ago.
+/// **Liveness.** The node gives the coordinator up when nothing arrived from it for
+/// ``Configuration/coordinatorTimeout``, checked by the ``Timer/liveness`` timer. The node runs that
+/// timer on its event loop and queues its firing behind the frames the loop read before it, so an
+/// actor that runs late never takes a busy coordinator for a dead one. Time this node's own loop
+/// lost (a timer that fired late: the process or the machine was stalled) does not count as the
+/// coordinator's silence: the coordinator could not answer heartbeats that were never sent, and a
+/// machine-wide stall froze it too. That mirrors the coordinator's own credit for a late eviction check.
 struct CoordinatorSession: Sendable {
     /// What the session needs to know of the node's configuration.
     struct Configuration: Sendable, Equatable {
@@ -25,8 +29,13 @@ struct CoordinatorSession: Sendable {
         /// True for ``TopologyView/partial``.
         var partialView: Bool
 
-        /// Silence after which the coordinator counts as lost: three heartbeat intervals.
-        var coordinatorTimeout: Duration { heartbeatInterval * 3 }
+        /// Silence after which the coordinator counts as lost: five heartbeat intervals, at least
+        /// 1 s (the coordinator leaves a heartbeat unanswered when it sent that node something in
+        /// the last 500 ms). PROTOCOL.md §7 says why five.
+        var coordinatorTimeout: Duration { max(heartbeatInterval * 5, .seconds(1)) }
+
+        /// A timer that fires later than this after its deadline means this process was stalled.
+        var stallThreshold: Duration { min(heartbeatInterval / 4, .milliseconds(250)) }
     }
 
     /// One connection to the coordinator, from dialling to its end; the node maps it to its socket.
@@ -43,9 +52,10 @@ struct CoordinatorSession: Sendable {
         case welcome
         /// Dial again.
         case reconnect
-        /// Check the coordinator's silence and send a heartbeat (and, in the node, report held-back
-        /// drop counts). Armed from start to close.
+        /// Send a heartbeat (and, in the node, report held-back drop counts). Armed from start to close.
         case heartbeat
+        /// Check whether the coordinator has been silent too long.
+        case liveness
         /// Stop routing to the nodes that did not register again with a fresh coordinator.
         case grace
     }
@@ -158,6 +168,9 @@ struct CoordinatorSession: Sendable {
     private var lostAt: ContinuousClock.Instant?
     /// When the last whole message arrived from the coordinator.
     private var lastHeard: ContinuousClock.Instant?
+    /// Stalls of this process since ``lastHeard`` (late timers), not counted as the coordinator's silence.
+    private var stalled = Duration.zero
+    private var stalledThrough: ContinuousClock.Instant?
 
     init(configuration: Configuration) {
         self.configuration = configuration
@@ -213,7 +226,8 @@ struct CoordinatorSession: Sendable {
         case .timerFired(let timer, let due):
             guard armed[timer] == due else { return [] }  // cancelled or moved since it was queued
             armed[timer] = nil
-            return fired(timer, due: due, now: now)
+            noteStall(due: due, now: now)
+            return fired(timer, now: now)
         case .interestAdded(let added):
             interest.formUnion(added)
             guard hasPartialView, case .registered(let attempt) = phase else { return [] }
@@ -281,6 +295,7 @@ struct CoordinatorSession: Sendable {
         phase = .registered(attempt)
         failures = 0
         var actions = cancel(.welcome) + cancel(.registration)
+        actions.append(schedule(.liveness, at: now + configuration.coordinatorTimeout))
         actions.append(.pumpHeartbeats(attempt))
         let fresh = Topology(snapshot)
         if lostAt != nil {
@@ -315,7 +330,7 @@ struct CoordinatorSession: Sendable {
         return actions
     }
 
-    private mutating func fired(_ timer: Timer, due: ContinuousClock.Instant, now: ContinuousClock.Instant) -> [Action] {
+    private mutating func fired(_ timer: Timer, now: ContinuousClock.Instant) -> [Action] {
         switch timer {
         case .registration:
             guard registering else { return [] }
@@ -328,8 +343,9 @@ struct CoordinatorSession: Sendable {
             ]
         case .welcome:
             // Registered neither way (a partition right after the handshake, say): start over.
-            guard case .connecting(let attempt, _) = phase else { return [] }
-            let reason = "protocol violation: no welcome from the coordinator within \(formatted(configuration.connectTimeout))"
+            guard case .connecting(let attempt, let handshakeDone) = phase else { return [] }
+            let reason = "timeout: no welcome from the coordinator within \(formatted(configuration.connectTimeout))"
+                + (handshakeDone ? "" : " (the handshake did not finish)")
             return [.close(attempt)]
                 + attemptEnded(
                     reason: reason, failure: .coordinatorUnreachable(address: configuration.coordinator, reason: reason),
@@ -338,8 +354,11 @@ struct CoordinatorSession: Sendable {
             guard phase == .waiting else { return [] }
             return dial(now: now)
         case .heartbeat:
-            let actions = [schedule(.heartbeat, at: now + configuration.heartbeatInterval)]
-            return actions + beat(due: due, now: now)
+            var actions = [schedule(.heartbeat, at: now + configuration.heartbeatInterval)]
+            if case .registered(let attempt) = phase { actions.append(.sendHeartbeat(attempt)) }
+            return actions
+        case .liveness:
+            return checkLiveness(now: now)
         case .grace:
             return expireProvisional()
         }
@@ -350,26 +369,32 @@ struct CoordinatorSession: Sendable {
     /// Notes that the coordinator spoke.
     private mutating func heard(at now: ContinuousClock.Instant) {
         lastHeard = max(lastHeard ?? now, now)
+        stalled = .zero
     }
 
-    /// Sends a heartbeat while registered, after giving the coordinator up when it has been silent
-    /// for more than ``Configuration/coordinatorTimeout``: a half-open connection never closes by itself.
-    private mutating func beat(due: ContinuousClock.Instant, now: ContinuousClock.Instant) -> [Action] {
+    /// A timer that fired late means this process (or the whole machine) was stalled from its
+    /// deadline until `now`: that stretch, where not yet counted and after the last message, is
+    /// not the coordinator's silence.
+    private mutating func noteStall(due: ContinuousClock.Instant, now: ContinuousClock.Instant) {
+        guard due.duration(to: now) > configuration.stallThreshold else { return }
+        let from = max(due, lastHeard ?? due, stalledThrough ?? due)
+        if from < now { stalled += from.duration(to: now) }
+        stalledThrough = max(stalledThrough ?? now, now)
+    }
+
+    private mutating func checkLiveness(now: ContinuousClock.Instant) -> [Action] {
         guard case .registered(let attempt) = phase, let lastHeard else { return [] }
-        let interval = configuration.heartbeatInterval
         let silence = lastHeard.duration(to: now)
-        if due.duration(to: now) > interval {
-            // This process could not run the beat on time: what arrived meanwhile may still be
-            // queued unread. Judge the coordinator on the next beat, with one interval of grace.
-            self.lastHeard = max(lastHeard, now - interval)
-        } else if silence > configuration.coordinatorTimeout {
-            let reason = "protocol violation: no heartbeat from the coordinator for \(formatted(silence))"
-            return [.close(attempt)]
-                + attemptEnded(
-                    reason: reason, failure: .coordinatorUnreachable(address: configuration.coordinator, reason: reason),
-                    retryDuringBuild: false, now: now)
+        let timeout = configuration.coordinatorTimeout
+        guard silence - stalled >= timeout else {
+            return [schedule(.liveness, at: lastHeard + stalled + timeout)]
         }
-        return [.sendHeartbeat(attempt)]
+        var reason = "timeout: nothing from the coordinator for \(formatted(silence))"
+        if stalled > .zero { reason += ", \(formatted(stalled)) of it while this process was stalled" }
+        return [.close(attempt)]
+            + attemptEnded(
+                reason: reason, failure: .coordinatorUnreachable(address: configuration.coordinator, reason: reason),
+                retryDuringBuild: false, now: now)
     }
 
     // MARK: Attempts
@@ -396,7 +421,7 @@ struct CoordinatorSession: Sendable {
     ) -> [Action] {
         let wasRegistered = isRegistered
         phase = .waiting
-        var actions = cancel(.welcome) + [.pumpHeartbeats(nil), .releaseInterestWaiters]
+        var actions = cancel(.welcome) + cancel(.liveness) + [.pumpHeartbeats(nil), .releaseInterestWaiters]
         if registering {
             guard retryDuringBuild else {
                 registering = false
