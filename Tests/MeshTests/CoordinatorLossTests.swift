@@ -222,5 +222,90 @@ extension ResilienceTests {
             #expect(warnings.count == 1, "\(warnings)")
             await node.close()
         }
+
+        @Test("a node whose actor is starved for 4 s keeps its registration; a frozen (SIGSTOPped) coordinator is given up within 5 s, as a timeout")
+        func starvedNodeStaysFrozenCoordinatorNoticed() async throws {
+            let coordinator = try await CoordinatorProcess()
+            defer { coordinator.terminateAll() }
+            let process = try #require(coordinator.process)
+            defer { process.signal(SIGCONT) }
+            let logs = LogCapture()
+            let node = try await buildMeshNode(
+                name: "starved", configuration: coordinator.configuration("starved", logger: logs.logger("starved")))
+
+            // Every thread of the cooperative pool blocked for 4 s: the node's actor cannot run. Its
+            // event loop, a thread of its own, goes on reading and keeps its heartbeats going.
+            let width = max(ProcessInfo.processInfo.activeProcessorCount, 1)
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<width { group.addTask { usleep(4_000_000) } }
+            }
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(await node.isConnectedToCoordinator)
+            #expect(await node.statistics.coordinatorReconnects == 0)
+            #expect(logs.lines(level: .warning, label: "starved").isEmpty, "\(logs.lines(level: .warning, label: "starved"))")
+            #expect(!process.output.contains("node left"), "the coordinator dropped the starved node: \(process.output)")
+
+            // A frozen coordinator keeps its sockets open (the kernel still acknowledges): only its
+            // silence gives it away. The node last heard it at most about 2 s before the freeze.
+            process.signal(SIGSTOP)
+            let noticed = try await timeUntil("the node to give up the frozen coordinator", seconds: 10) {
+                await !node.isConnectedToCoordinator
+            }
+            print("frozen coordinator: given up \(secondsText(noticed)) after SIGSTOP (bound: 5 s)")
+            #expect(noticed <= .milliseconds(5500), "took \(secondsText(noticed)); the bound is 5 s of silence")
+            #expect(noticed >= .milliseconds(2500), "given up after only \(secondsText(noticed))")
+            let warnings = logs.lines(level: .warning, label: "starved")
+            #expect(warnings.count == 1, "\(warnings)")
+            #expect(warnings.first?.contains("(timeout: nothing from the coordinator for ") == true, "\(warnings)")
+            #expect(warnings.allSatisfy { !$0.contains("protocol violation") })
+
+            process.signal(SIGCONT)
+            try await eventually("the node to register again with the resumed coordinator", seconds: 10) {
+                await node.isConnectedToCoordinator
+            }
+            await node.close()
+        }
+
+        @Test("pauses shorter than the timeout cost no re-registration: the coordinator frozen 4 s; coordinator and node frozen together 6 s (a stalled machine)")
+        func pausesCostNothing() async throws {
+            let coordinator = try await CoordinatorProcess()
+            defer { coordinator.terminateAll() }
+            let process = try #require(coordinator.process)
+            let processes = ProcessBag()
+            defer {
+                process.signal(SIGCONT)
+                processes.terminateAll()
+            }
+            let receiver = try processes.start("demo-receiver", environment: ["MESH_COORDINATOR": coordinator.address, "MESH_AUTHKEY": ""])
+            defer { receiver.signal(SIGCONT) }
+            try await receiver.waitForOutput("receiver listening on some-topic")
+            let logs = LogCapture()
+            let node = try await buildMeshNode(
+                name: "patient", configuration: coordinator.configuration("patient", logger: logs.logger("patient")))
+
+            // The coordinator alone stops for 4 s, right after its welcome: inside the node's 5 s
+            // (past the 3 s the node used to allow).
+            process.signal(SIGSTOP)
+            try await Task.sleep(for: .seconds(4))
+            process.signal(SIGCONT)
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(await node.isConnectedToCoordinator)
+            #expect(await node.statistics.coordinatorReconnects == 0)
+            #expect(logs.lines(level: .warning, label: "patient").isEmpty, "\(logs.lines(level: .warning, label: "patient"))")
+            await node.close()
+
+            // The receiver's process and the coordinator stop together for 6 s, as when the whole
+            // machine stalls: each side's timers then run late, and neither counts that time
+            // against the other.
+            receiver.signal(SIGSTOP)
+            process.signal(SIGSTOP)
+            try await Task.sleep(for: .seconds(6))
+            process.signal(SIGCONT)
+            receiver.signal(SIGCONT)
+            try await Task.sleep(for: .seconds(2))
+            #expect(!receiver.output.contains("lost the coordinator"), "\(receiver.output)")
+            #expect(occurrences(of: "node joined: receiver", in: process.output) == 1, "\(process.output)")
+            #expect(!process.output.contains("node left: receiver"), "\(process.output)")
+        }
     }
 }

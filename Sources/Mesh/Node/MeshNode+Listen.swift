@@ -121,18 +121,9 @@ extension MeshNode {
 
     // MARK: Topology
 
-    func replaceTopology(_ new: Topology) {
-        topology = new
-        topologyChanged()
-    }
-
     /// Drops cached routes, lets go of nodes that left, and wakes waiters whose condition now holds.
     func topologyChanged() {
-        var routing = topology
-        if !provisional.isEmpty {
-            provisional = provisional.filter { topology.nodes[$0.key] == nil }
-            for (nodeID, node) in provisional { routing.nodes[nodeID] = node }
-        }
+        let routing = session.routingTopology
         peerDirectory.update(routing.nodes)
         for connection in router.setTopology(routing) {
             connection.closeAfterFlushing(deadline: .now + .seconds(1))

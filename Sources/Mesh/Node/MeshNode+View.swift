@@ -54,12 +54,9 @@ extension MeshNode {
                     reason: "this node already follows \(interest.count) topics, services, names and ids, the most a"
                         + " partial view allows is \(ViewInterest.maximumCount); use topologyView: .full for more")
             }
-            interest.formUnion(added)
-            if hasPartialView, let connection = registeredConnection {
-                connection.send(ControlMessage(.interest, interest: added).encodedFrame())
-            }
+            apply(.interestAdded(added))
         }
-        guard hasPartialView, registeredConnection != nil, !acknowledgedInterest.contains(wanted) else { return }
+        guard hasPartialView, isConnectedToCoordinator, !acknowledgedInterest.contains(wanted) else { return }
         nextWaiterID += 1
         let waiterID = nextWaiterID
         let timeout = configuration.connectTimeout

@@ -149,12 +149,9 @@ public actor MeshNode {
         case frame(Connection, [UInt8])
         case closed(Connection, ConnectionError?)
         case peerClosed(String, Connection, ConnectionError?, Connection.Unsent)
-    }
-
-    enum CoordinatorState {
-        case connecting(Connection)
-        case registered(Connection)
-        case disconnected
+        /// A timer of the coordinator session fired on the loop at `firedAt` (queued behind the
+        /// frames the loop read before it).
+        case timer(CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
     }
 
     /// This node's id: 16 hex digits, unique in the mesh (derived from a secret only this node holds; PROTOCOL.md, "Node ids").
@@ -184,7 +181,8 @@ public actor MeshNode {
     nonisolated let services: ServiceDispatcher
     var servedServices: Set<String> = []
     nonisolated let router: Router
-    var topology = Topology()
+    /// The topology as the coordinator session holds it.
+    var topology: Topology { session.topology }
     var listenedTopics: Set<String> = []
     var isClosed = false
     /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
@@ -194,7 +192,16 @@ public actor MeshNode {
     /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
     var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
-    var coordinatorState = CoordinatorState.disconnected
+    /// Registering, deltas, heartbeats, liveness and reconnecting, as a state machine (see
+    /// MeshNode+Coordinator.swift for the shell that performs its actions).
+    lazy var session = CoordinatorSession(
+        configuration: .init(
+            coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
+            heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
+    /// The session's current attempt and its connection to the coordinator.
+    var controlLink: (attempt: CoordinatorSession.Attempt, connection: Connection)?
+    /// The event-loop timer of each armed session timer.
+    var sessionTimers: [CoordinatorSession.Timer: UInt64] = [:]
     var coordinatorAddress: SocketAddress?
     private var server: Listener?
     private var unixServer: Listener?
@@ -202,35 +209,23 @@ public actor MeshNode {
     private var tasks: [Task<Void, Never>] = []
     /// The task that handles ``controlEvents``; one of ``tasks``.
     private var controlTask: Task<Void, Never>?
+    /// The build's wait for its registration.
     var registration: CheckedContinuation<Void, any Error>?
-    var coordinatorLostAt: ContinuousClock.Instant?
-    /// What this node follows with a partial view, what the coordinator has answered for, and
-    /// what the last `register` declared (its welcome answers that much).
-    var interest = ViewInterest()
+    /// What this node follows with a partial view.
+    var interest: ViewInterest { session.interest }
     /// Ids added to ``interest`` because an unknown peer said hello (capped, see ``maximumPeerLookups``).
     var peerLookups = 0
     var peerLookupsExhausted = false
+    /// What the coordinator has answered for (partial view).
     var acknowledgedInterest = ViewInterest()
-    var registeredInterest = ViewInterest()
     var interestWaiters: [UInt64: InterestWaiter] = [:]
     /// True while registered with a partial view the coordinator confirmed in its welcome.
-    var hasPartialView = false
+    var hasPartialView: Bool { session.hasPartialView }
     nonisolated let readyRoutes = ReadyRoutes()
-    /// Sends a bare heartbeat from the loop thread when ``beat()`` runs late.
+    /// Sends a bare heartbeat from the loop thread when the actor sends none in time.
     nonisolated let heartbeatPump: HeartbeatPump
-    /// When ``beat()`` last ran: a beat much later than the interval means this process was too
-    /// busy to run it, and the coordinator's silence meanwhile says nothing about the coordinator.
-    var lastBeat = ContinuousClock.now
-    /// Nodes known before the coordinator was lost that the new one has not heard from yet;
-    /// still routed to until they re-register or ``reregistrationGrace`` passes.
-    var provisional: [String: NodeRecord] = [:]
-    static let reregistrationGrace = Duration.seconds(5)
-    var lastHeardFromCoordinator = ContinuousClock.now
+    /// The counters the last heartbeat carried.
     var lastReportedStatistics: MeshStatistics?
-    var connectingSince: ContinuousClock.Instant?
-    var reconnectAttempt = 0
-    /// Why the last registration attempt was retried, for the error if none succeeds in time.
-    var registrationRetryReason: String?
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
@@ -293,16 +288,7 @@ public actor MeshNode {
     public var listenAddress: SocketAddress? { server?.address }
 
     /// True while the node is registered with a live coordinator.
-    public var isConnectedToCoordinator: Bool {
-        if case .registered = coordinatorState { return true }
-        return false
-    }
-
-    /// The coordinator connection, while registered.
-    var registeredConnection: Connection? {
-        if case .registered(let connection) = coordinatorState { return connection }
-        return nil
-    }
+    public var isConnectedToCoordinator: Bool { session.isRegistered }
 
     // MARK: Starting
 
@@ -351,12 +337,7 @@ public actor MeshNode {
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 registration = continuation
-                connectToCoordinator()
-                let timeout = configuration.connectTimeout
-                Task {
-                    try? await Task.sleep(for: timeout)
-                    self.registrationTimedOut(after: timeout)
-                }
+                apply(.start)
             }
         } catch {
             await shutdown(flush: .zero)
@@ -403,14 +384,6 @@ public actor MeshNode {
         }
         self.controlTask = controlTask
         tasks.append(controlTask)
-        let interval = configuration.heartbeatInterval
-        tasks.append(
-            Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: interval)
-                    self.beat()
-                }
-            })
     }
 
     /// Options for the peer connections this node accepts.
@@ -450,17 +423,7 @@ public actor MeshNode {
         guard !isClosed else { return }
         isClosed = true
         let deadline = ContinuousClock.now + flush
-        var closing: [Connection] = []
-        switch coordinatorState {
-        case .registered(let connection), .connecting(let connection):
-            connection.send(ControlMessage(.bye).encodedFrame())
-            connection.closeAfterFlushing(deadline: deadline)
-            closing.append(connection)
-        case .disconnected:
-            break
-        }
-        coordinatorState = .disconnected
-        releaseInterestWaiters()
+        var closing = closeSession(flushingUntil: deadline)
         heartbeatPump.stop()
         peerDirectory.whenUnknown(nil)
         services.close()
