@@ -146,6 +146,9 @@ public actor MeshCoordinator {
 
     public let configuration: Configuration
     let logger: MeshLogger
+    /// The event loop the coordinator's connections and timers run on: the process's default
+    /// loop, chosen here and passed to its listener and connections.
+    private let loop: EventLoop
     private let events = EventQueue<Event>()
     private let link: Link
     var book = TopologyBook()
@@ -179,6 +182,7 @@ public actor MeshCoordinator {
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
         self.logger = configuration.logger
+        self.loop = EventLoop.shared
         self.link = Link(events: events)
     }
 
@@ -218,11 +222,13 @@ public actor MeshCoordinator {
         let link = self.link
         let events = self.events
         let admission = HandshakeAdmission()
+        let loop = self.loop
         do {
             listener = try Listener(
-                binding: bindAddress, admission: admission, onError: { events.push(.acceptFailed($0)) },
+                binding: bindAddress, loop: loop, admission: admission, onError: { events.push(.acceptFailed($0)) },
                 onAccept: { socket, peer in
-                    _ = Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission)
+                    _ = Connection.accept(
+                        socket, from: peer, options: options, delegate: link, admission: admission, loop: loop)
                 })
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
@@ -241,7 +247,7 @@ public actor MeshCoordinator {
     public func run() async throws {
         try await start()
         defer {
-            if let armed = nextCheck { EventLoop.shared.cancelTimer(armed.timer) }
+            if let armed = nextCheck { loop.cancelTimer(armed.timer) }
             nextCheck = nil
         }
         while !Task.isCancelled {
@@ -585,10 +591,10 @@ public actor MeshCoordinator {
     func checkBy(_ due: ContinuousClock.Instant) {
         if let armed = nextCheck {
             if armed.due <= due { return }
-            EventLoop.shared.cancelTimer(armed.timer)
+            loop.cancelTimer(armed.timer)
         }
         let events = self.events
-        nextCheck = (due, EventLoop.shared.schedule(at: due) { events.push(.check(due: due)) })
+        nextCheck = (due, loop.schedule(at: due) { events.push(.check(due: due)) })
     }
 
     /// Refusal lines held back by the rate limit are summed up by a check once their second is
@@ -611,7 +617,7 @@ public actor MeshCoordinator {
         guard wait > .zero else { return publish() }
         publishPending = true
         let events = self.events
-        EventLoop.shared.schedule(after: wait) { events.push(.publish) }
+        loop.schedule(after: wait) { events.push(.publish) }
     }
 
     /// Sends what this batch of events changed: one snapshot for every node that registered in

@@ -241,6 +241,7 @@ final class HTTPConnection: EventHandler {
     }
 
     func handle(events: UInt32) {
+        loop.preconditionInEventLoop()
         switch phase {
         case .reading:
             readRequests()
@@ -404,6 +405,7 @@ final class HTTPConnection: EventHandler {
 
     /// Closes the socket at once (loop thread).
     func close() {
+        loop.preconditionInEventLoop()
         if case .closed = phase { return }
         phase = .closed
         waitingSince = nil

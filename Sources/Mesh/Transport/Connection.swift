@@ -216,7 +216,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// - Throws: ``SocketError`` only when no socket could be created; connect failures arrive
     ///   through ``ConnectionDelegate/connectionDidClose(_:error:unsent:)``.
     package static func connect(
-        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared,
+        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop,
         startNow: Bool = true
     ) throws(SocketError) -> Connection {
         let socket = try Socket.stream(for: address)
@@ -250,7 +250,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     ///   its handshake (the listener asked it for room before accepting).
     package static func accept(
         _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
-        admission: HandshakeAdmission? = nil, loop: EventLoop = .shared
+        admission: HandshakeAdmission? = nil, loop: EventLoop
     ) -> Connection {
         socket.tuneForStreaming(peer)
         let connection = Connection(
@@ -327,6 +327,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     // MARK: Loop thread
 
     package func handle(events: UInt32) {
+        loop.preconditionInEventLoop()
         switch local.phase {
         case .connecting:
             do {
@@ -421,6 +422,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     }
 
     private func readAvailable() {
+        loop.preconditionInEventLoop()
         do {
             if local.phase == .handshaking {
                 var scratch = [UInt8](repeating: 0, count: max(1, local.handshake.bytesWanted))
@@ -505,6 +507,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// bytes of frames (or one larger frame) as they are written; a record's queue space is
     /// given back once the whole record is with the kernel.
     func flush() {
+        loop.preconditionInEventLoop()
         var rounds = 0
         do {
             while local.phase != .closed {
@@ -615,6 +618,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     }
 
     private func finishClose(_ error: ConnectionError?) {
+        loop.preconditionInEventLoop()
         guard local.phase != .closed else { return }
         let wasHandshaking = local.phase == .handshaking
         local.phase = .closed

@@ -40,8 +40,11 @@ package struct Interest: OptionSet, Sendable {
 /// task job has been running through a whole tick, the loop is handed to a fresh thread (the
 /// stuck one finishes its job, then exits without touching the loop again), so other connections,
 /// timers and the coordinator link wait at most about two ticks, not for the stuck listener.
+///
+/// Components get the loop they use as a parameter; ``shared`` is only the process's default,
+/// chosen by the tops (a node's and a coordinator's initialisers).
 package final class EventLoop: Sendable {
-    /// The process-wide loop, started on first use.
+    /// The process's default loop, started on first use.
     package static let shared = EventLoop(name: "mesh-io")
 
     package typealias Job = @Sendable () -> Void
@@ -198,7 +201,14 @@ package final class EventLoop: Sendable {
     private let sendsAtSleep = Atomic<UInt64>(UInt64.max)
 
     /// True on the thread that runs the loop now.
-    var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
+    package var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    /// Stops the process unless called on the loop's thread: state only the loop touches checks
+    /// it at its entry points (a connection's flush, read and close, a listener's accept, timers),
+    /// as NIO's `preconditionInEventLoop` does.
+    package func preconditionInEventLoop(file: StaticString = #fileID, line: UInt = #line) {
+        precondition(inLoopThread, "called off the thread of event loop \(name)", file: file, line: line)
+    }
 
     /// How many times the watchdog moved the loop off a thread held by a task (for tests).
     var handoffCount: Int { state.withLock { $0.handoffs } }
