@@ -175,31 +175,6 @@ package final class EventLoop: Sendable {
         thread.start()
     }
 
-    /// True for the first call since the loop thread went to sleep in `epoll_wait` (and not on
-    /// the loop thread): the caller may write to an idle socket itself. Counts every call.
-    ///
-    /// At most one such send per ``directWriteCooldown``: on two busy cores a direct write can
-    /// hand the core to the receiver it wakes, and a publisher whose loop sleeps between its
-    /// bursts would otherwise write the first message of every burst itself.
-    func isFirstSendWhileIdle() -> Bool {
-        let count = sends.wrappingAdd(1, ordering: .relaxed).oldValue
-        guard idle.load(ordering: .relaxed), count == sendsAtSleep.load(ordering: .relaxed), !inLoopThread else {
-            return false
-        }
-        let now = ContinuousClock.now
-        let allowed = nextDirectWrite.withLock { next -> Bool in
-            guard now >= next else { return false }
-            next = now + Self.directWriteCooldown
-            return true
-        }
-        return allowed
-    }
-    static let directWriteCooldown = Duration.microseconds(100)
-    private let nextDirectWrite = Mutex(ContinuousClock.now)
-    private let idle = Atomic<Bool>(false)
-    private let sends = Atomic<UInt64>(0)
-    private let sendsAtSleep = Atomic<UInt64>(UInt64.max)
-
     /// True on the thread that runs the loop now.
     package var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
 
@@ -245,6 +220,9 @@ package final class EventLoop: Sendable {
         push(.job(job))
     }
 
+    /// Appends `work` under the lock; writes the eventfd, after the lock, only when the loop is in
+    /// (or about to enter) `epoll_wait` and nobody has written it since the loop last woke: at
+    /// most one wake-up per sleep, however many jobs arrive meanwhile.
     private func push(_ work: Work) {
         let wake = state.withLock { state -> Bool in
             state.work.append(work)
@@ -297,7 +275,6 @@ package final class EventLoop: Sendable {
         var events = [UInt32](repeating: 0, count: capacity)
         let executor = asUnownedTaskExecutor()
         var batch: [Work] = []
-        var sendsAtLastSleep = sends.load(ordering: .relaxed)
         while true {
             // Everything queued, including what the work itself queues, in batches taken under
             // one lock each, up to a bound so epoll is still polled under a flood of jobs.
@@ -347,21 +324,11 @@ package final class EventLoop: Sendable {
                 let (seconds, attoseconds) = remaining.components
                 return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
-            if timeout != 0 {
-                // More than one send since the loop last slept is a burst under way (a publisher
-                // in a loop): its next send is queued like the rest, not written by the caller.
-                let current = sends.load(ordering: .relaxed)
-                let burst = current &- sendsAtLastSleep > 1
-                sendsAtLastSleep = current
-                sendsAtSleep.store(burst ? UInt64.max : current, ordering: .relaxed)
-                idle.store(true, ordering: .relaxed)
-            }
             let count = tokens.withUnsafeMutableBufferPointer { tokenBuffer in
                 events.withUnsafeMutableBufferPointer { eventBuffer in
                     cmesh_epoll_wait(epollFD, tokenBuffer.baseAddress, eventBuffer.baseAddress, Int32(capacity), timeout)
                 }
             }
-            if timeout != 0 { idle.store(false, ordering: .relaxed) }
             let now = ContinuousClock.now
             var sawWake = false
             state.withLock { state in
