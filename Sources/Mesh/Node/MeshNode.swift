@@ -285,9 +285,9 @@ public actor MeshNode {
     /// waiting) can run there, with `withTaskExecutorPreference(node.loopExecutor) { ... }` or
     /// `Task(executorPreference: node.loopExecutor) { ... }`: its sends are written in the same
     /// loop iteration and the reply it awaits resumes it without waking another thread. The rules
-    /// for listeners apply (see <doc:Threading>): never block or spin there; a
-    /// task that holds the thread past the loop's watchdog tick is left on a thread of its own
-    /// while the loop moves on.
+    /// for listeners apply (see <doc:Threading>): never block or spin there. Code of yours on
+    /// the loop is not timed the way listeners are: while it runs, every connection, timer and
+    /// heartbeat in the process waits for it.
     public nonisolated var loopExecutor: any TaskExecutor { loop }
 
     /// The address this node accepts peer connections on.
