@@ -265,6 +265,7 @@ package final class EventLoop: Sendable {
         var events = [UInt32](repeating: 0, count: capacity)
         let executor = asUnownedTaskExecutor()
         var batch: [Work] = []
+        var sawWake = false
         while true {
             // Everything queued, including what the work itself queues, in batches taken under
             // one lock each, up to a bound so epoll is still polled under a flood of jobs.
@@ -283,6 +284,13 @@ package final class EventLoop: Sendable {
                 }
                 batch.removeAll(keepingCapacity: batch.count <= 4096)
             }
+            if sawWake {
+                // Emptied only now, after the work it announced ran (a flush a send is waiting
+                // on goes first): while the loop is awake nobody writes it (see `push`).
+                var value: UInt64 = 0
+                _ = Glibc.read(wakeFD, &value, 8)
+                sawWake = false
+            }
             let timeout = state.withLock { state -> Int32 in
                 if !state.work.isEmpty { return 0 }
                 state.sleeping = true
@@ -299,7 +307,6 @@ package final class EventLoop: Sendable {
                 }
             }
             let now = ContinuousClock.now
-            var sawWake = false
             state.withLock { state in
                 state.sleeping = false
                 state.wakePending = false
@@ -314,10 +321,6 @@ package final class EventLoop: Sendable {
                     state.work.append(.job(first.job))
                     state.timers.removeFirst()
                 }
-            }
-            if sawWake {
-                var value: UInt64 = 0
-                _ = Glibc.read(wakeFD, &value, 8)
             }
         }
     }
