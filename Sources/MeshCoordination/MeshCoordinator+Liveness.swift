@@ -52,10 +52,10 @@ extension MeshCoordinator {
     func checkBy(_ due: ContinuousClock.Instant) {
         if let armed = nextCheck {
             if armed.due <= due { return }
-            EventLoop.shared.cancelTimer(armed.timer)
+            loop.cancelTimer(armed.timer)
         }
         let events = self.events
-        nextCheck = (due, EventLoop.shared.schedule(at: due) { events.push(.check(due: due)) })
+        nextCheck = (due, loop.schedule(at: due) { events.push(.check(due: due)) })
     }
 
     /// Refusal lines held back by the rate limit are summed up by a check once their second is

@@ -175,6 +175,9 @@ public actor MeshCoordinator {
 
     public let configuration: Configuration
     let logger: MeshLogger
+    /// The event loop the coordinator's connections and timers run on: the process's default
+    /// loop, chosen here and passed to its listener and connections.
+    let loop: EventLoop
     let events = EventQueue<Event>()
     private let link: Link
     var book = TopologyBook()
@@ -216,6 +219,7 @@ public actor MeshCoordinator {
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
         self.logger = configuration.logger
+        self.loop = EventLoop.shared
         self.link = Link(events: events)
         self.views = ViewBook(maximumInterests: configuration.maximumInterests)
         self.budget = ReplyBudget(limit: configuration.maximumQueuedReplyBytes)
@@ -259,11 +263,13 @@ public actor MeshCoordinator {
         let link = self.link
         let events = self.events
         let admission = HandshakeAdmission()
+        let loop = self.loop
         do {
             listener = try Listener(
-                binding: bindAddress, admission: admission, onError: { events.push(.acceptFailed($0)) },
+                binding: bindAddress, loop: loop, admission: admission, onError: { events.push(.acceptFailed($0)) },
                 onAccept: { socket, peer in
-                    _ = Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission)
+                    _ = Connection.accept(
+                        socket, from: peer, options: options, delegate: link, admission: admission, loop: loop)
                 })
         } catch {
             throw MeshError.invalidAddress(bindAddress.description, reason: error.description)
@@ -282,7 +288,7 @@ public actor MeshCoordinator {
     public func run() async throws {
         try await start()
         defer {
-            if let armed = nextCheck { EventLoop.shared.cancelTimer(armed.timer) }
+            if let armed = nextCheck { loop.cancelTimer(armed.timer) }
             nextCheck = nil
         }
         while !Task.isCancelled {
@@ -622,7 +628,7 @@ public actor MeshCoordinator {
         guard wait > .zero else { return publish() }
         publishPending = true
         let events = self.events
-        EventLoop.shared.schedule(after: wait) { events.push(.publish) }
+        loop.schedule(after: wait) { events.push(.publish) }
     }
 
     /// Sends what this batch of events changed: one snapshot for every node that registered in

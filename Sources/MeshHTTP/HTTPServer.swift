@@ -253,6 +253,7 @@ final class HTTPConnection: EventHandler {
     }
 
     func handle(events: UInt32) {
+        loop.preconditionInEventLoop()
         switch phase {
         case .reading:
             readRequests()
@@ -420,6 +421,7 @@ final class HTTPConnection: EventHandler {
 
     /// Closes the socket at once (loop thread).
     func close() {
+        loop.preconditionInEventLoop()
         if case .closed = phase { return }
         phase = .closed
         waitingSince = nil

@@ -38,7 +38,7 @@ package final class ControlClient: ConnectionDelegate {
         guard let target = SocketAddress.parse(address, defaultPort: 0) else {
             throw MeshError.invalidAddress(address, reason: "not HOST:PORT")
         }
-        let connection = try Connection.connect(to: target, options: options, delegate: client)
+        let connection = try Connection.connect(to: target, options: options, delegate: client, loop: .shared)
         client.holder.withLock { $0 = connection }
         return client
     }

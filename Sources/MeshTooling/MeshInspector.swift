@@ -57,9 +57,11 @@ package actor MeshInspector {
     ///     the mesh key unless the coordinator was given another. Pass the mesh key itself when
     ///     the coordinator has no separate admin key.
     ///   - timeout: for connecting and for the first reply.
+    ///   - loop: the event loop the connection runs on; the process's default unless told.
     /// - Throws: ``MeshError`` saying why: coordinator unreachable, authentication failed, protocol mismatch.
     package static func connect(
-        to coordinator: String, authkey: String?, adminKey: String? = nil, timeout: Duration = .seconds(5)
+        to coordinator: String, authkey: String?, adminKey: String? = nil, timeout: Duration = .seconds(5),
+        loop: EventLoop = .shared
     ) async throws -> MeshInspector {
         let address = try await SocketAddress.resolve(coordinator, defaultPort: MeshDefaults.coordinatorPort)
         let events = EventQueue<Event>()
@@ -69,7 +71,8 @@ package actor MeshInspector {
             handshake: .connect(purpose: purpose, key: key, localID: nil, expectedPeerID: nil),
             maximumFrameLength: 64 << 20, maximumPendingBytes: 1 << 20, handshakeTimeout: timeout,
             connectTimeout: timeout)
-        let connection = try Connection.connect(to: address, options: options, delegate: Link(events: events))
+        let connection = try Connection.connect(
+            to: address, options: options, delegate: Link(events: events), loop: loop)
         connection.send(ControlMessage(.inspect).encodedFrame())
         let inspector = MeshInspector(connection: connection, events: events, address: coordinator)
         do {

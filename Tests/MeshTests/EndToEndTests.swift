@@ -392,7 +392,7 @@ struct AuthenticationTests {
     @Test("another program on the coordinator's port: protocol mismatch, no hang")
     func notACoordinator() async throws {
         // A server that answers like an HTTP server.
-        let listener = try Listener(binding: .ipv4(host: "127.0.0.1", port: 0)) { socket, _ in
+        let listener = try Listener(binding: .ipv4(host: "127.0.0.1", port: 0), loop: .shared) { socket, _ in
             let reply = Array("HTTP/1.1 400 Bad Request\r\n\r\n".utf8)
             _ = reply.withUnsafeBytes { try? socket.write($0) }
             socket.shutdownWrite()

@@ -352,15 +352,15 @@ import Testing
         let b = Frame(kind: 1, body: []).encoded  // 5 bytes
         let c = Frame(kind: 1, body: [UInt8](repeating: 0, count: 10)).encoded  // 15 bytes
         let stream = a + b + c
-        #expect(Connection.countFrames(in: [], after: 0) == .init(frames: 0, bytes: 0))
-        #expect(Connection.countFrames(in: stream, after: 0) == .init(frames: 3, bytes: 28))
+        #expect(OutboundQueue.countFrames(in: [], after: 0) == .init(frames: 0, bytes: 0))
+        #expect(OutboundQueue.countFrames(in: stream, after: 0) == .init(frames: 3, bytes: 28))
         // Partway into the first frame: it still counts, with only its unwritten bytes.
-        #expect(Connection.countFrames(in: stream, after: 3) == .init(frames: 3, bytes: 25))
+        #expect(OutboundQueue.countFrames(in: stream, after: 3) == .init(frames: 3, bytes: 25))
         // Exactly at a frame boundary: the first frame was sent.
-        #expect(Connection.countFrames(in: stream, after: 8) == .init(frames: 2, bytes: 20))
-        #expect(Connection.countFrames(in: stream, after: 12) == .init(frames: 2, bytes: 16))
-        #expect(Connection.countFrames(in: stream, after: 13) == .init(frames: 1, bytes: 15))
-        #expect(Connection.countFrames(in: stream, after: 27) == .init(frames: 1, bytes: 1))
-        #expect(Connection.countFrames(in: stream, after: 28) == .init(frames: 0, bytes: 0))
+        #expect(OutboundQueue.countFrames(in: stream, after: 8) == .init(frames: 2, bytes: 20))
+        #expect(OutboundQueue.countFrames(in: stream, after: 12) == .init(frames: 2, bytes: 16))
+        #expect(OutboundQueue.countFrames(in: stream, after: 13) == .init(frames: 1, bytes: 15))
+        #expect(OutboundQueue.countFrames(in: stream, after: 27) == .init(frames: 1, bytes: 1))
+        #expect(OutboundQueue.countFrames(in: stream, after: 28) == .init(frames: 0, bytes: 0))
     }
 }

@@ -30,7 +30,8 @@ struct HotPathLockTests {
             options: Connection.Options(
                 handshake: .connect(purpose: .data, key: nil, localID: nil, expectedPeerID: nil),
                 maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20),
-            events: EventQueue(), logger: .silent, preferUnix: false, calls: PendingCalls(logger: .silent))
+            events: EventQueue(), logger: .silent, preferUnix: false, calls: PendingCalls(logger: .silent, loop: .shared),
+            loop: .shared)
         let record = NodeRecord(id: selfID, name: "solo", host: "127.0.0.1", port: 1, topics: ["t"])
         _ = router.setTopology(Topology(TopologySnapshot(version: 1, nodes: [record])))
         var calls = 0

@@ -160,7 +160,7 @@ struct SecurityReviewTests {
                 let options = Connection.Options(
                     handshake: .connect(purpose: .control, key: key, localID: nil, expectedPeerID: nil),
                     maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
-                let connection = try Connection.connect(to: address, options: options, delegate: counter)
+                let connection = try Connection.connect(to: address, options: options, delegate: counter, loop: .shared)
                 if index < attempts / 3 {
                     connection.send(ControlMessage(.inspect).encodedFrame())
                 } else if index < attempts * 2 / 3 {
@@ -203,7 +203,7 @@ struct SecurityReviewTests {
                 let options = Connection.Options(
                     handshake: .connect(purpose: .data, key: key, localID: NodeID.bytes(target.id), expectedPeerID: nil),
                     maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
-                let connection = try Connection.connect(to: address, options: options, delegate: counter)
+                let connection = try Connection.connect(to: address, options: options, delegate: counter, loop: .shared)
                 connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)
                 connections.append(connection)
             }

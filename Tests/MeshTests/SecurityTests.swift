@@ -32,7 +32,7 @@ final class RogueClient: ConnectionDelegate {
                 expectedPeerID: peerID.flatMap(NodeID.bytes)),
             maximumFrameLength: 64 << 20, maximumPendingBytes: 64 << 20)
         let connection = try Connection.connect(
-            to: SocketAddress.parse(address, defaultPort: 0)!, options: options, delegate: client)
+            to: SocketAddress.parse(address, defaultPort: 0)!, options: options, delegate: client, loop: .shared)
         client.holder.withLock { $0 = connection }
         return client
     }

@@ -102,7 +102,7 @@ extension ResilienceTests {
                 for key in ["the wrong key for services", nil] {
                     let probe = ProbeLink()
                     let options = Self.dataOptions(id: "0123456789abcdef", key: key)
-                    let connection = try Connection.connect(to: .ipv4(host: "127.0.0.1", port: port), options: options, delegate: probe)
+                    let connection = try Connection.connect(to: .ipv4(host: "127.0.0.1", port: port), options: options, delegate: probe, loop: .shared)
                     connection.send(PeerHello(id: "0123456789abcdef", name: "intruder").encodedFrame())
                     connection.send(Data([0x7b]).withUnsafeBytes { ServiceFrame.request(id: 1, service: "secret", encoding: .codec, payload: $0) })
                     let error = try await probe.closed.wait(for: 1, seconds: 10)[0]
@@ -159,7 +159,8 @@ extension ResilienceTests {
                 for (label, bytes) in cases {
                     let probe = ProbeLink()
                     let connection = try Connection.connect(
-                        to: .ipv4(host: "127.0.0.1", port: port), options: Self.dataOptions(id: memberID), delegate: probe)
+                        to: .ipv4(host: "127.0.0.1", port: port), options: Self.dataOptions(id: memberID), delegate: probe,
+                        loop: .shared)
                     connection.send(bytes)
                     let error = try await probe.closed.wait(for: 1, seconds: 10)[0]
                     #expect(error != nil, "\(label): closed without an error on the provider's side")
@@ -169,7 +170,8 @@ extension ResilienceTests {
                 // connection stays open.
                 let probe = ProbeLink()
                 let connection = try Connection.connect(
-                    to: .ipv4(host: "127.0.0.1", port: port), options: Self.dataOptions(id: memberID), delegate: probe)
+                    to: .ipv4(host: "127.0.0.1", port: port), options: Self.dataOptions(id: memberID), delegate: probe,
+                    loop: .shared)
                 connection.send(hello)
                 connection.send(Data("x".utf8).withUnsafeBytes { ServiceFrame.request(id: 7, service: "nothing", encoding: .raw, payload: $0) })
                 connection.send(Data("hi".utf8).withUnsafeBytes { ServiceFrame.request(id: 8, service: "echo", encoding: .raw, payload: $0) })

@@ -114,7 +114,7 @@ import Testing
     }
 
     @Test func anAnswerCountsOnlyOnTheConnectionItsRequestWentOutOn() async throws {
-        let calls = PendingCalls(logger: .silent)
+        let calls = PendingCalls(logger: .silent, loop: .shared)
         let id = calls.makeID()
         let provider = MeshPeer(id: "p", name: "provider")
         let call = Task {

@@ -19,9 +19,14 @@ final class HeartbeatPump: Sendable {
 
     private let state = Mutex(State())
     private let interval: Duration
+    /// The node's loop, which runs the timer (the coordinator connection's loop too).
+    private let loop: EventLoop
     private static let frame = ControlMessage(.heartbeat).encodedFrame()
 
-    init(interval: Duration) { self.interval = interval }
+    init(interval: Duration, loop: EventLoop) {
+        self.interval = interval
+        self.loop = loop
+    }
 
     /// The actor just sent a heartbeat (or a register) on `connection`; `nil` while there is no
     /// registered coordinator connection.
@@ -45,12 +50,13 @@ final class HeartbeatPump: Sendable {
     }
 
     private func schedule(at deadline: ContinuousClock.Instant? = nil) {
-        EventLoop.shared.schedule(at: deadline ?? .now + interval * 3 / 2) { [self] in tick() }
+        loop.schedule(at: deadline ?? .now + interval * 3 / 2) { [self] in tick() }
     }
 
     /// Loop thread: sends a bare heartbeat when the actor is overdue, then sleeps until the next
     /// beat would be.
     private func tick() {
+        loop.preconditionInEventLoop()
         let now = ContinuousClock.now
         let (due, next) = state.withLock { state -> (Connection?, ContinuousClock.Instant?) in
             guard !state.stopped, let connection = state.connection else {

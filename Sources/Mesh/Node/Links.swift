@@ -29,6 +29,20 @@ final class CoordinatorLink: ConnectionDelegate {
     }
 }
 
+extension Connection {
+    /// Dials the coordinator for a node's session, on ``EventLoop/shared``: the loop every
+    /// `MeshNode` initialiser chooses (`MeshNode.loop`), so the same one the node's other
+    /// connections use.
+    ///
+    /// Only for `MeshNode+Coordinator.swift`, which dials without naming a loop and is being
+    /// rewritten elsewhere as a state machine; once it passes `loop: loop`, this goes.
+    static func connect(
+        to address: SocketAddress, options: Options, delegate: CoordinatorLink
+    ) throws(SocketError) -> Connection {
+        try connect(to: address, options: options, delegate: delegate, loop: .shared)
+    }
+}
+
 /// Watches a connection this node dialled to send to a peer. The peer sends only the answers
 /// to this node's service calls on it: replies and failures, handed to the waiting calls.
 final class PeerLink: ConnectionDelegate {
@@ -150,6 +164,8 @@ final class InboundLink: ConnectionDelegate {
     /// the handshake, so one that has not is a socket held open to use up descriptors.
     static let peerHelloPatience = Duration.seconds(5)
     let services: ServiceDispatcher
+    /// The node's loop: its connections' loop, where this link's callbacks and timers run.
+    let loop: EventLoop
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
@@ -163,8 +179,9 @@ final class InboundLink: ConnectionDelegate {
 
     init(
         inbox: Inbox, counter: StatisticsCounter, logger: MeshLogger, connections: ConnectionSet,
-        directory: PeerDirectory, services: ServiceDispatcher
+        directory: PeerDirectory, services: ServiceDispatcher, loop: EventLoop
     ) {
+        self.loop = loop
         self.inbox = inbox
         self.counter = counter
         self.logger = logger
@@ -173,7 +190,7 @@ final class InboundLink: ConnectionDelegate {
         self.directory = directory
         directory.whenChanged { [weak self] in
             guard let link = self else { return }
-            EventLoop.shared.execute { link.recheckUnknownPeers() }
+            loop.execute { link.recheckUnknownPeers() }
         }
     }
 
@@ -200,6 +217,7 @@ final class InboundLink: ConnectionDelegate {
 
     /// Loop thread: settles the hellos that were waiting for the topology.
     private func recheckUnknownPeers() {
+        loop.preconditionInEventLoop()
         for (id, waiting) in unknown {
             guard let verdict = check(waiting.hello, on: waiting.connection) else { continue }
             unknown[id] = nil
@@ -217,14 +235,18 @@ final class InboundLink: ConnectionDelegate {
         awaitingHello[connection.id] = (connection, .now)
         if !sweepScheduled {
             sweepScheduled = true
-            _ = EventLoop.shared.schedule(after: .seconds(1)) { [self] in sweepSilentPeers() }
+            _ = loop.schedule(after: InboundLink.sweepInterval) { [self] in sweepSilentPeers() }
         }
     }
+
+    /// How often the connections still waiting for their peer hello are looked at.
+    static let sweepInterval = Duration.seconds(1)
 
     /// Loop thread: closes the connections that went ``peerHelloPatience`` without a peer hello.
     /// One timer for all of them, running only while some wait: a flood of connections costs an
     /// entry each, gone when they close, and no timer each.
     private func sweepSilentPeers() {
+        loop.preconditionInEventLoop()
         sweepScheduled = false
         let now = ContinuousClock.now
         let patience = InboundLink.peerHelloPatience
@@ -234,7 +256,7 @@ final class InboundLink: ConnectionDelegate {
         }
         if !awaitingHello.isEmpty {
             sweepScheduled = true
-            _ = EventLoop.shared.schedule(after: .seconds(1)) { [self] in sweepSilentPeers() }
+            _ = loop.schedule(after: InboundLink.sweepInterval) { [self] in sweepSilentPeers() }
         }
     }
 
@@ -288,7 +310,8 @@ final class InboundLink: ConnectionDelegate {
                     connection.setReadingPaused(true)
                     directory.lookUp(hello.id)
                     let patience = InboundLink.unknownPeerPatience
-                    _ = EventLoop.shared.schedule(after: patience) { [self] in
+                    _ = loop.schedule(after: patience) { [self] in
+                        loop.preconditionInEventLoop()
                         guard unknown.removeValue(forKey: connection.id) != nil else { return }
                         connection.close(
                             error: .protocolViolation(
@@ -307,7 +330,8 @@ final class InboundLink: ConnectionDelegate {
     private func scheduleRefusalSummary() {
         guard !refusalFlushScheduled, refusals.heldBack(in: "refused peer connections") > 0 else { return }
         refusalFlushScheduled = true
-        _ = EventLoop.shared.schedule(after: refusals.interval) { [self] in
+        _ = loop.schedule(after: refusals.interval) { [self] in
+            loop.preconditionInEventLoop()
             refusalFlushScheduled = false
             for line in refusals.flush(now: .now) { logger.warning(line) }
         }

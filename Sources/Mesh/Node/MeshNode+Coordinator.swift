@@ -109,13 +109,13 @@ extension MeshNode {
             connection.send(ControlMessage(.bye).encodedFrame())
             connection.closeAfterFlushing(deadline: .now + .seconds(2))
         case .schedule(let timer, let due):
-            if let old = sessionTimers.removeValue(forKey: timer) { EventLoop.shared.cancelTimer(old) }
+            if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
             let events = controlEvents
-            sessionTimers[timer] = EventLoop.shared.schedule(at: due) {
+            sessionTimers[timer] = loop.schedule(at: due) {
                 events.push(.timer(timer, due: due, firedAt: .now))
             }
         case .cancel(let timer):
-            if let old = sessionTimers.removeValue(forKey: timer) { EventLoop.shared.cancelTimer(old) }
+            if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
         case .topologyChanged(let joined):
             if !joined.isEmpty { peerDirectory.remember(joined) }
             topologyChanged()

@@ -161,8 +161,8 @@ extension MeshNode {
     /// A listener call longer than this moves the node's delivery off the loop thread.
     ///
     /// Wall-clock time, so a thread preempted on a busy machine looks slow too: one call this
-    /// long is a listener that blocked or worked for a watchdog tick; shorter calls count only
-    /// when they repeat (``sluggishListener``).
+    /// long is a listener that blocked, awaited or computed for longer than a loop iteration
+    /// should take; shorter calls count only when they repeat (``sluggishListener``).
     static let slowListener = Duration.milliseconds(10)
     /// ``sluggishCalls`` calls longer than this within ``sluggishWindow`` count as one slow call.
     static let sluggishListener = Duration.milliseconds(1)
@@ -179,10 +179,11 @@ extension MeshNode {
     ///
     /// It runs on the event loop (the task prefers it as executor), so listeners run on the
     /// thread that read the bytes and a reply they send is written in the same loop iteration.
-    /// Every listener call is timed: one that takes longer than ``slowListener`` (it blocked,
-    /// spun, or did heavy work) sends this node's delivery to the cooperative pool for
-    /// ``offLoopPenalty`` (doubling while it stays slow), where it cannot hold up other
-    /// connections; a call that blocks the loop thread meanwhile is handled by the loop's watchdog.
+    /// This is the one detector of listeners that hold the loop: every call on the loop is timed,
+    /// and one that takes longer than ``slowListener`` (it blocked, spun, or did heavy work) sends
+    /// the rest of its batch, and this node's deliveries for ``offLoopPenalty`` (doubling while
+    /// it stays slow), to the cooperative pool, where they cannot hold up other connections. The
+    /// loop itself has no watchdog: the call that is caught has held it for its whole length.
     static func deliver(inbox: Inbox, listeners: ListenerTable, logger: MeshLogger, counter: StatisticsCounter) async {
         var state = DeliveryState()
         var batches = await inbox.next()
@@ -194,7 +195,8 @@ extension MeshNode {
                 let more = await withTaskExecutorPreference(globalConcurrentExecutor) {
                     var batches = batches
                     while true {
-                        await deliver(batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: false)
+                        _ = await deliver(
+                            batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: false)
                         var next = inbox.poll()
                         if next == nil, ContinuousClock.now < state.offLoopUntil {
                             // Still off the loop: wait here, not on the loop and hop back each time.
@@ -207,8 +209,10 @@ extension MeshNode {
                 }
                 if let more { batches = more } else { batches = await inbox.next() }
             } else {
-                await deliver(batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: true)
-                batches = await inbox.next()
+                let rest = await deliver(
+                    batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: true)
+                // After a slow call, what was left of the batch goes to the pool (the branch above).
+                batches = rest.isEmpty ? await inbox.next() : rest
             }
         }
     }
@@ -217,17 +221,24 @@ extension MeshNode {
         batches.count > 1 || batches[0].messages.count > MeshNode.loopBatchLimit
     }
 
+    /// Delivers `batches` in order.
+    ///
+    /// - Returns: on the loop, after a call slower than ``slowListener``, the messages not
+    ///   delivered yet, for the pool; else nothing.
     private static func deliver(
         _ batches: [InboundBatch], state: inout DeliveryState, listeners: ListenerTable, logger: MeshLogger,
         counter: StatisticsCounter, onLoop: Bool
-    ) async {
+    ) async -> [InboundBatch] {
         let table = listeners.snapshot
         state.lastEntries = nil
         var sliceStart = ContinuousClock.now
         var callStart = sliceStart
-        for batch in batches {
+        var rest: [InboundBatch] = []
+        delivering: for batchIndex in batches.indices {
+            let batch = batches[batchIndex]
             let sender = batch.sender
-            for message in batch.messages {
+            for messageIndex in batch.messages.indices {
+                let message = batch.messages[messageIndex]
                 if state.lastEntries == nil || message.topic != state.lastTopic {
                     if state.run.messagesReceived > 0 { state.perTopic[state.lastTopic, default: TopicStatistics()].add(state.run) }
                     state.run = TopicStatistics()
@@ -255,6 +266,12 @@ extension MeshNode {
                 let took = now - callStart
                 if took > sluggishListener, took > slowListener || isSluggish(&state, at: now) {
                     listenerWasSlow(&state, took: took, at: now, topic: message.topic, logger: logger)
+                    let after = messageIndex + 1
+                    if after < batch.messages.count {
+                        rest.append(InboundBatch(sender: sender, messages: Array(batch.messages[after...])))
+                    }
+                    rest.append(contentsOf: batches[(batchIndex + 1)...])
+                    break delivering
                 }
                 callStart = now
                 if now - sliceStart > loopSlice {
@@ -269,6 +286,7 @@ extension MeshNode {
         let perTopic = state.perTopic
         counter.update { $0.addTopics(perTopic) }
         state.perTopic.removeAll(keepingCapacity: true)
+        return rest
     }
 
     /// Counts a call over ``sluggishListener``; true on the ``sluggishCalls``th within the window.

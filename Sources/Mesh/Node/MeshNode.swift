@@ -163,6 +163,9 @@ public actor MeshNode {
     /// This node's name; nodes sharing it form a worker pool.
     public nonisolated let name: String
     public nonisolated let configuration: Configuration
+    /// The event loop this node's connections, timers and listeners run on: the process's
+    /// default loop, chosen here and passed to every part of the node.
+    nonisolated let loop: EventLoop
 
     package nonisolated let logger: MeshLogger
     let codec: any MeshCodec
@@ -175,7 +178,7 @@ public actor MeshNode {
     let peerDirectory = PeerDirectory()
     private lazy var inboundLink = InboundLink(
         inbox: inbox, counter: receivedCounter, logger: logger, connections: inboundConnections,
-        directory: peerDirectory, services: services)
+        directory: peerDirectory, services: services, loop: loop)
     /// The calls this node waits on, and the handlers of the services it provides.
     nonisolated let calls: PendingCalls
     nonisolated let services: ServiceDispatcher
@@ -238,13 +241,15 @@ public actor MeshNode {
         self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
+        let loop = EventLoop.shared
+        self.loop = loop
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
         self.codec = configuration.codec
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
-        self.heartbeatPump = HeartbeatPump(interval: configuration.heartbeatInterval)
+        self.heartbeatPump = HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop)
         let events = EventQueue<ControlEvent>()
         self.controlEvents = events
-        let calls = PendingCalls(logger: logger)
+        let calls = PendingCalls(logger: logger, loop: loop)
         self.calls = calls
         self.services = ServiceDispatcher(
             limit: configuration.maximumConcurrentRequests, highWater: configuration.maximumInboxBytes,
@@ -252,7 +257,7 @@ public actor MeshNode {
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
             options: MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data), events: events,
-            logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls)
+            logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls, loop: loop)
     }
 
     /// The topology as this node holds it: with ``TopologyView/full`` every node; with
@@ -279,10 +284,10 @@ public actor MeshNode {
     /// waiting) can run there, with `withTaskExecutorPreference(node.loopExecutor) { ... }` or
     /// `Task(executorPreference: node.loopExecutor) { ... }`: its sends are written in the same
     /// loop iteration and the reply it awaits resumes it without waking another thread. The rules
-    /// for listeners apply (see <doc:Threading>): never block or spin there; a
-    /// task that holds the thread past the loop's watchdog tick is left on a thread of its own
-    /// while the loop moves on.
-    public nonisolated var loopExecutor: any TaskExecutor { EventLoop.shared }
+    /// for listeners apply (see <doc:Threading>): never block or spin there. Code of yours on
+    /// the loop is not timed the way listeners are: while it runs, every connection, timer and
+    /// heartbeat in the process waits for it.
+    public nonisolated var loopExecutor: any TaskExecutor { loop }
 
     /// The address this node accepts peer connections on.
     public var listenAddress: SocketAddress? { server?.address }
@@ -353,12 +358,14 @@ public actor MeshNode {
         let connections = inboundConnections
         let admission = self.admission
         let logger = self.logger
+        let loop = self.loop
         return try Listener(
-            binding: address, admission: admission,
+            binding: address, loop: loop, admission: admission,
             onError: { logger.error("accepting a peer connection on \(address) failed: \($0)") },
             onAccept: { socket, peer in
                 connections.insert(
-                    Connection.accept(socket, from: peer, options: options, delegate: link, admission: admission))
+                    Connection.accept(
+                        socket, from: peer, options: options, delegate: link, admission: admission, loop: loop))
             })
     }
 
@@ -369,7 +376,7 @@ public actor MeshNode {
         let counter = self.receivedCounter
         tasks.append(
             // On the event loop: listeners run where the bytes arrive (see `MeshNode.deliver`).
-            Task.detached(executorPreference: EventLoop.shared) {
+            Task.detached(executorPreference: loop) {
                 await MeshNode.deliver(inbox: inbox, listeners: listeners, logger: logger, counter: counter)
             })
         let events = controlEvents

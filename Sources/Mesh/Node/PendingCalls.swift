@@ -39,7 +39,8 @@ final class PendingCalls: Sendable {
     private let loop: EventLoop
     private let logger: MeshLogger
 
-    init(logger: MeshLogger, loop: EventLoop = .shared) {
+    /// - Parameter loop: the node's loop, where the deadline timer runs.
+    init(logger: MeshLogger, loop: EventLoop) {
         self.logger = logger
         self.loop = loop
     }
@@ -161,6 +162,7 @@ final class PendingCalls: Sendable {
 
     /// Expires the calls past their deadline and arms the timer for the next one.
     private func sweep(_ token: UInt64) {
+        loop.preconditionInEventLoop()
         let now = ContinuousClock.now
         let (expired, next) = state.withLock { state -> ([Waiting], ContinuousClock.Instant?) in
             guard state.armed?.token == token else { return ([], nil) }  // superseded by an earlier deadline

@@ -45,11 +45,15 @@ final class Router: Sendable {
     private let logger: MeshLogger
     private let preferUnix: Bool
     private let calls: PendingCalls
+    /// The loop the connections it dials run on (the node's).
+    private let loop: EventLoop
 
     init(
         nodeID: String, nodeName: String, loadBalancing: LoadBalancing, options: Connection.Options,
-        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger, preferUnix: Bool, calls: PendingCalls
+        events: EventQueue<MeshNode.ControlEvent>, logger: MeshLogger, preferUnix: Bool, calls: PendingCalls,
+        loop: EventLoop
     ) {
+        self.loop = loop
         self.preferUnix = preferUnix
         self.calls = calls
         self.state = Mutex(State(strategy: loadBalancing))
@@ -292,7 +296,7 @@ final class Router: Sendable {
             options.handshake = options.handshake.expecting(NodeID.bytes(node.id))
             made = try Connection.connect(
                 to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events, calls: calls),
-                startNow: false)
+                loop: loop, startNow: false)
         } catch {
             logger.error("cannot open a connection to \(node.name) (\(node.id)) at \(node.address): \(error)")
             return nil

@@ -40,10 +40,12 @@ package enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertibl
 
 /// A framed stream connection driven by the ``EventLoop``: connect, handshake, then frames.
 ///
-/// Any thread may queue frames with ``send(_:)``; they are appended to one buffer and written by
-/// the loop thread in as few `send` calls as the kernel allows, so a burst of small frames costs
-/// one system call rather than one each. A lone send onto an idle connection is written by the
-/// caller at once instead (see ``enqueue(byteCount:_:)``). Queued bytes are bounded by
+/// Every system call on the socket is made by the loop's thread. Any thread may queue frames with
+/// ``send(_:)``: they are appended to the ``OutboundQueue`` under the connection's lock, and the
+/// first frame since the loop last emptied the queue schedules one flush job, which writes
+/// whatever has gathered by then in as few `send` calls as the kernel allows. So a burst of small
+/// frames costs one job and one system call rather than one each, and a send from the loop thread
+/// itself (a listener's reply) is written in the same loop iteration. Queued bytes are bounded by
 /// ``Options/maximumPendingBytes``: past it ``send(_:)`` answers ``SendResult/full`` and the caller
 /// applies its policy (``waitForSpace(until:)``, or drop and count).
 package final class Connection: EventHandler, CustomStringConvertible {
@@ -147,26 +149,16 @@ package final class Connection: EventHandler, CustomStringConvertible {
         }
     }
 
-    /// State any thread may touch, under the lock.
+    /// State any thread may touch, under the lock. No system call is made while it is held.
     struct Shared {
         var delegate: (any ConnectionDelegate)?
-        var pending: [UInt8] = []
-        package var unsent = 0
-        var open = false
-        package var closed = false
-        var flushScheduled = false
-        /// Bytes at the front of `pending` already written by a caller (a direct write the
-        /// kernel took only part of); the loop writes from there.
-        var pendingSkip = 0
-        /// Callers may write to the socket themselves when it is idle (an open, unkeyed
-        /// connection not closing; see ``Connection/enqueue(byteCount:_:)``).
-        var directWrites = false
-        /// A caller is writing to the socket right now (outside the lock): a close leaves the
-        /// descriptor for it to close.
-        package var directWriting = false
+        /// The frames queued and not yet written, whether the connection is open or closed for
+        /// sending, and whether a flush is on its way.
+        var queue: OutboundQueue
         var token: UInt64 = 0
-        package var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
-        package var nextWaiter: UInt64 = 0
+        /// Sends waiting for the queue to fall to half its limit (``Connection/waitForSpace(until:)``).
+        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextWaiter: UInt64 = 0
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -195,7 +187,10 @@ package final class Connection: EventHandler, CustomStringConvertible {
         self.role = role
         self.options = options
         self.loop = loop
-        self.shared = Mutex(Shared(delegate: delegate))
+        self.shared = Mutex(
+            Shared(
+                delegate: delegate,
+                queue: OutboundQueue(limit: options.maximumPendingBytes, chunk: options.flushChunk)))
         self.local = LoopState(handshake: options.handshake.makeHandshake(), maximumFrameLength: options.maximumFrameLength)
     }
 
@@ -216,7 +211,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// - Throws: ``SocketError`` only when no socket could be created; connect failures arrive
     ///   through ``ConnectionDelegate/connectionDidClose(_:error:unsent:)``.
     package static func connect(
-        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop = .shared,
+        to address: SocketAddress, options: Options, delegate: any ConnectionDelegate, loop: EventLoop,
         startNow: Bool = true
     ) throws(SocketError) -> Connection {
         let socket = try Socket.stream(for: address)
@@ -236,10 +231,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// queued is dropped and the delegate hears nothing.
     func discard() {
         shared.withLock { shared in
-            shared.closed = true
+            _ = shared.queue.close()
             shared.delegate = nil
-            shared.pending = []
-            shared.unsent = 0
         }
         socket.close()
     }
@@ -250,7 +243,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     ///   its handshake (the listener asked it for room before accepting).
     package static func accept(
         _ socket: Socket, from peer: SocketAddress, options: Options, delegate: any ConnectionDelegate,
-        admission: HandshakeAdmission? = nil, loop: EventLoop = .shared
+        admission: HandshakeAdmission? = nil, loop: EventLoop
     ) -> Connection {
         socket.tuneForStreaming(peer)
         let connection = Connection(
@@ -267,7 +260,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     func waitUntilClosed() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let done = shared.withLock { shared -> Bool in
-                if shared.closed { return true }
+                if shared.queue.phase == .closed { return true }
                 shared.closeWaiters.append(continuation)
                 return false
             }
@@ -284,11 +277,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     package func closeAfterFlushing(deadline: ContinuousClock.Instant) {
         loop.execute { [self] in
             guard local.phase != .closed else { return }
-            let idle = shared.withLock { shared -> Bool in
-                shared.directWrites = false  // the loop's flush must see the last bytes go
-                // A frame a caller is writing right now is not counted in `unsent`: not idle yet.
-                return shared.unsent == 0 && !shared.directWriting
-            }
+            let idle = shared.withLock { $0.queue.unsent == 0 }
             if idle && local.outgoingOffset == local.outgoing.count {
                 finishClose(nil)
                 return
@@ -327,6 +316,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     // MARK: Loop thread
 
     package func handle(events: UInt32) {
+        loop.preconditionInEventLoop()
         switch local.phase {
         case .connecting:
             do {
@@ -402,13 +392,9 @@ package final class Connection: EventHandler, CustomStringConvertible {
                 if let timer = local.timer { loop.cancelTimer(timer) }
                 local.timer = nil
                 local.phase = .open
-                let handshakeSent = local.outgoingOffset == local.outgoing.count
-                let direct = local.sealer == nil && options.flushChunk == nil && !closeWhenFlushed
+                // Frames flow from here; the flush below is the one on its way.
                 let delegate = shared.withLock { shared -> (any ConnectionDelegate)? in
-                    shared.open = true
-                    shared.directWrites = direct
-                    // Handshake bytes still unwritten count as in flight: no direct write overtakes them.
-                    if !shared.pending.isEmpty || !handshakeSent { shared.flushScheduled = true }
+                    shared.queue.open()
                     return shared.delegate
                 }
                 delegate?.connectionDidOpen(self)
@@ -421,6 +407,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     }
 
     private func readAvailable() {
+        loop.preconditionInEventLoop()
         do {
             if local.phase == .handshaking {
                 var scratch = [UInt8](repeating: 0, count: max(1, local.handshake.bytesWanted))
@@ -505,6 +492,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// bytes of frames (or one larger frame) as they are written; a record's queue space is
     /// given back once the whole record is with the kernel.
     func flush() {
+        loop.preconditionInEventLoop()
         var rounds = 0
         do {
             while local.phase != .closed {
@@ -526,9 +514,9 @@ package final class Connection: EventHandler, CustomStringConvertible {
                         if local.plainOffset == local.plain.count {
                             local.plain.removeAll(keepingCapacity: true)
                             local.plainOffset = 0
-                            if takePending(into: &local.plain) == nil { return finishedFlushing() }
+                            if !takeQueued(into: &local.plain) { return finishedFlushing() }
                         }
-                        let cut = Connection.frameBoundary(
+                        let cut = OutboundQueue.frameBoundary(
                             in: local.plain, from: local.plainOffset, atMost: RecordSealer.targetRecordLength)
                         local.sealedFrames = local.plainOffset..<cut
                         local.plain.withUnsafeBytes { raw in
@@ -536,8 +524,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
                         }
                         local.plainOffset = cut
                     } else {
-                        guard let skip = takePending(into: &local.outgoing) else { return finishedFlushing() }
-                        local.outgoingOffset = skip
+                        guard takeQueued(into: &local.outgoing) else { return finishedFlushing() }
                         local.outgoingIsPayload = true
                     }
                 }
@@ -560,28 +547,9 @@ package final class Connection: EventHandler, CustomStringConvertible {
         }
     }
 
-    /// Moves queued frames into `buffer` (empty on entry): all of them, or with a
-    /// ``Options/flushChunk`` about that many. Returns `nil` when nothing was queued, else how
-    /// many bytes at the front of `buffer` a direct write already sent.
-    private func takePending(into buffer: inout [UInt8]) -> Int? {
-        shared.withLock { shared -> Int? in
-            // A caller is writing directly: it hands the rest to the loop when it is done.
-            if shared.directWriting { return nil }
-            if shared.pending.isEmpty {
-                shared.flushScheduled = false
-                return nil
-            }
-            let skip = shared.pendingSkip
-            shared.pendingSkip = 0
-            if let chunk = options.flushChunk, shared.pending.count > chunk {
-                let cut = Connection.frameBoundary(in: shared.pending, atMost: chunk)
-                buffer.append(contentsOf: shared.pending[..<cut])
-                shared.pending.removeFirst(cut)
-            } else {
-                swap(&shared.pending, &buffer)
-            }
-            return skip
-        }
+    /// Moves queued frames into `buffer` (empty on entry); `false` when nothing was queued.
+    private func takeQueued(into buffer: inout [UInt8]) -> Bool {
+        shared.withLock { $0.queue.take(into: &buffer) }
     }
 
     /// Everything queued is written: stop watching for writability, and close if asked to.
@@ -590,14 +558,14 @@ package final class Connection: EventHandler, CustomStringConvertible {
             local.writeArmed = false
             updateInterest()
         }
-        if closeWhenFlushed, !shared.withLock({ $0.directWriting }) { finishClose(nil) }
+        if closeWhenFlushed { finishClose(nil) }
     }
 
+    /// The kernel took `written` bytes of queued frames: the queue accounts for them, and the
+    /// waiters for space go on once it says there is room.
     private func releaseSpace(_ written: Int) {
-        let limit = options.maximumPendingBytes
         let ready = shared.withLock { shared -> [CheckedContinuation<Bool, Never>] in
-            shared.unsent -= written
-            guard !shared.waiters.isEmpty, shared.unsent <= limit / 2 else { return [] }
+            guard shared.queue.written(written), !shared.waiters.isEmpty else { return [] }
             let ready = Array(shared.waiters.values)
             shared.waiters.removeAll()
             return ready
@@ -615,6 +583,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
     }
 
     private func finishClose(_ error: ConnectionError?) {
+        loop.preconditionInEventLoop()
         guard local.phase != .closed else { return }
         let wasHandshaking = local.phase == .handshaking
         local.phase = .closed
@@ -629,43 +598,35 @@ package final class Connection: EventHandler, CustomStringConvertible {
                 try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
             }
         }
-        var leaveSocket = false
-        let (delegate, waiters, pending, token, closeWaiters, pendingSkip) = shared.withLock {
+        let (delegate, waiters, queued, token, closeWaiters) = shared.withLock {
             shared -> (
-                (any ConnectionDelegate)?, [CheckedContinuation<Bool, Never>], [UInt8], UInt64,
-                [CheckedContinuation<Void, Never>], Int
+                (any ConnectionDelegate)?, [CheckedContinuation<Bool, Never>], Unsent, UInt64,
+                [CheckedContinuation<Void, Never>]
             ) in
-            shared.closed = true
-            shared.open = false
-            shared.directWrites = false
-            leaveSocket = shared.directWriting
             let result = (
-                shared.delegate, Array(shared.waiters.values), shared.pending, shared.token, shared.closeWaiters,
-                shared.pendingSkip
+                shared.delegate, Array(shared.waiters.values), shared.queue.close(), shared.token, shared.closeWaiters
             )
             shared.delegate = nil
             shared.waiters.removeAll()
             shared.closeWaiters.removeAll()
-            shared.pending = []
-            shared.unsent = 0
             return result
         }
         if token != 0 { loop.deregister(socket, token: token) }
-        if !leaveSocket { socket.close() }  // else the direct writer closes it when done
-        var unsent = Connection.countFrames(in: pending, after: pendingSkip)
+        socket.close()
+        var unsent = queued
         if local.outgoingIsPayload {
-            let partial = Connection.countFrames(in: local.outgoing, after: local.outgoingOffset)
+            let partial = OutboundQueue.countFrames(in: local.outgoing, after: local.outgoingOffset)
             unsent.frames += partial.frames
             unsent.bytes += partial.bytes
         }
         if !local.sealedFrames.isEmpty, local.outgoingOffset < local.outgoing.count {
             // A record not wholly written is useless to the peer: all its frames count as unsent.
-            let record = Connection.countFrames(in: Array(local.plain[local.sealedFrames]), after: 0)
+            let record = OutboundQueue.countFrames(in: Array(local.plain[local.sealedFrames]), after: 0)
             unsent.frames += record.frames
             unsent.bytes += record.bytes
         }
         if local.plainOffset < local.plain.count {
-            let unsealed = Connection.countFrames(in: Array(local.plain[local.plainOffset...]), after: 0)
+            let unsealed = OutboundQueue.countFrames(in: Array(local.plain[local.plainOffset...]), after: 0)
             unsent.frames += unsealed.frames
             unsent.bytes += unsealed.bytes
         }
@@ -677,35 +638,4 @@ package final class Connection: EventHandler, CustomStringConvertible {
         delegate?.connectionDidClose(self, error: error, unsent: unsent)
         for waiter in closeWaiters { waiter.resume() }
     }
-
-    /// The end of the last whole frame within the first `limit` bytes from `start` (at least one frame).
-    static func frameBoundary(in bytes: [UInt8], from start: Int = 0, atMost limit: Int) -> Int {
-        var index = start
-        while index + 4 <= bytes.count {
-            let length = Int(bytes[index]) << 24 | Int(bytes[index + 1]) << 16 | Int(bytes[index + 2]) << 8
-                | Int(bytes[index + 3])
-            let end = index + 4 + length
-            if end - start > limit, index > start { break }
-            index = end
-        }
-        return min(index, bytes.count)
-    }
-
-    /// Counts the frames in `bytes` (whole frames, back to back) that end after `offset`.
-    static func countFrames(in bytes: [UInt8], after offset: Int) -> Unsent {
-        var unsent = Unsent()
-        var index = 0
-        while index + 4 <= bytes.count {
-            let length = Int(bytes[index]) << 24 | Int(bytes[index + 1]) << 16 | Int(bytes[index + 2]) << 8
-                | Int(bytes[index + 3])
-            let end = index + 4 + length
-            if end > offset {
-                unsent.frames += 1
-                unsent.bytes += end - max(index, offset)
-            }
-            index = end
-        }
-        return unsent
-    }
 }
-

@@ -24,24 +24,32 @@ package struct Interest: OptionSet, Sendable {
 }
 
 /// One thread that waits for socket readiness with epoll and runs the handlers, timers, small
-/// jobs and Swift tasks queued for it.
+/// jobs and Swift tasks queued for it, for its whole life.
 ///
 /// Blocking waits happen only here, never on Swift's cooperative pool. Other threads talk to the
-/// loop through ``execute(_:)`` (which wakes it with an eventfd) and through the epoll set, which
-/// the kernel lets any thread change.
+/// loop through ``execute(_:)`` and ``schedule(at:_:)``, which append to its queue under its lock
+/// and write its eventfd only when it sleeps in `epoll_wait` and no wake-up is pending yet (so at
+/// most one wake-up per loop iteration, however many jobs are queued meanwhile), and through the
+/// epoll set, which the kernel lets any thread change. Each iteration takes everything queued in
+/// one swap under the lock (and again for what that work queues, up to ``drainRounds`` times), as
+/// NIO's `SelectableEventLoop` takes its pending tasks.
 ///
 /// The loop is also a `TaskExecutor`: a task started with it as executor preference (a node's
 /// delivery task) runs its nonisolated code, listeners included, on the loop thread, so a reply
 /// sent from a listener is queued and written in the same loop iteration that read the request.
-/// Work queued while the loop runs (a task resumed by a read, a flush asked for by a send) runs in
-/// the same iteration, before the next `epoll_wait`.
+/// Such a job runs inline, like any other, and holds the thread until it suspends: the loop has no
+/// watchdog and never moves to another thread. A listener that blocks is caught by the node's
+/// delivery (see `MeshNode.deliver`), which then runs that node's listeners on the pool.
 ///
-/// Tasks are user code and may block. A watchdog thread checks every ``watchdogTick``: when one
-/// task job has been running through a whole tick, the loop is handed to a fresh thread (the
-/// stuck one finishes its job, then exits without touching the loop again), so other connections,
-/// timers and the coordinator link wait at most about two ticks, not for the stuck listener.
+/// It is not a `SerialExecutor`: as a task executor it also runs the jobs of default actors that
+/// a task preferring it calls into, and those are isolated to their actor, not to the loop.
+/// Claiming serial isolation for every job it runs would be wrong for them, and nothing here
+/// needs an actor pinned to the loop.
+///
+/// Components get the loop they use as a parameter; ``shared`` is only the process's default,
+/// chosen by the tops (a node's and a coordinator's initialisers).
 package final class EventLoop: Sendable {
-    /// The process-wide loop, started on first use.
+    /// The process's default loop, started on first use.
     package static let shared = EventLoop(name: "mesh-io")
 
     package typealias Job = @Sendable () -> Void
@@ -127,28 +135,25 @@ package final class EventLoop: Sendable {
         var work: [Work] = []
         /// A binary min-heap by deadline; cancelled ones stay until they surface (see `cancelled`).
         var timers = TimerHeap()
+        /// The loop is in (or about to enter) `epoll_wait` with no work queued.
         var sleeping = false
+        /// The eventfd has been written since the loop last woke: later pushes need not.
         var wakePending = false
-        /// Which thread runs the loop: bumped when the watchdog hands the loop to a new thread.
-        var generation: UInt64 = 0
-        /// A task job is running on the loop thread; `taskSerial` counts the ones started.
-        var taskRunning = false
-        var taskSerial: UInt64 = 0
-        /// The watchdog sleeps on `watchdogWake` while the loop runs no tasks.
-        var watchdogParked = false
-        var handoffs = 0
     }
 
-    /// How often the watchdog looks for a task job that has held the loop thread too long.
-    static let watchdogTick = Duration.milliseconds(10)
+    /// At most this many swaps of the work queue per iteration before epoll is polled again, so
+    /// work that keeps queueing work (a flush that yields, a task that reschedules) cannot starve
+    /// the sockets.
+    static let drainRounds = 64
+    /// The most readiness events taken from one `epoll_wait`.
+    static let eventCapacity = 256
 
     private let epollFD: Int32
     private let wakeFD: Int32
     private let name: String
     private let state = Mutex(State())
-    /// `pthread_self()` of the thread running the loop now (0 before it starts).
+    /// `pthread_self()` of the loop's thread (0 until it starts; it never changes after).
     private let loopThread = Atomic<UInt>(0)
-    private let watchdogWake = DispatchSemaphore(value: 0)
     private static let wakeToken: UInt64 = 0
 
     package init(name: String) {
@@ -157,51 +162,22 @@ package final class EventLoop: Sendable {
         wakeFD = cmesh_eventfd()
         precondition(epollFD >= 0 && wakeFD >= 0, "epoll/eventfd unavailable: \(String(cString: strerror(errno)))")
         _ = cmesh_epoll_ctl(epollFD, 1, wakeFD, cmesh_epollin, Self.wakeToken)
-        startThread(generation: 0)
-        let watchdog = Thread { [self] in self.watch() }
-        watchdog.name = name + "-watchdog"
-        watchdog.stackSize = 64 << 10
-        watchdog.start()
-    }
-
-    private func startThread(generation: UInt64) {
-        let thread = Thread { [self] in self.run(generation: generation) }
+        let thread = Thread { [self] in self.run() }
         thread.name = name
         // Listeners run here: give them the stack a pool thread would have.
         thread.stackSize = 8 << 20
         thread.start()
     }
 
-    /// True for the first call since the loop thread went to sleep in `epoll_wait` (and not on
-    /// the loop thread): the caller may write to an idle socket itself. Counts every call.
-    ///
-    /// At most one such send per ``directWriteCooldown``: on two busy cores a direct write can
-    /// hand the core to the receiver it wakes, and a publisher whose loop sleeps between its
-    /// bursts would otherwise write the first message of every burst itself.
-    func isFirstSendWhileIdle() -> Bool {
-        let count = sends.wrappingAdd(1, ordering: .relaxed).oldValue
-        guard idle.load(ordering: .relaxed), count == sendsAtSleep.load(ordering: .relaxed), !inLoopThread else {
-            return false
-        }
-        let now = ContinuousClock.now
-        let allowed = nextDirectWrite.withLock { next -> Bool in
-            guard now >= next else { return false }
-            next = now + Self.directWriteCooldown
-            return true
-        }
-        return allowed
+    /// True on the loop's thread.
+    package var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
+
+    /// Stops the process unless called on the loop's thread: state only the loop touches checks
+    /// it at its entry points (a connection's flush, read and close, a listener's accept, timers),
+    /// as NIO's `preconditionInEventLoop` does.
+    package func preconditionInEventLoop(file: StaticString = #fileID, line: UInt = #line) {
+        precondition(inLoopThread, "called off the thread of event loop \(name)", file: file, line: line)
     }
-    static let directWriteCooldown = Duration.microseconds(100)
-    private let nextDirectWrite = Mutex(ContinuousClock.now)
-    private let idle = Atomic<Bool>(false)
-    private let sends = Atomic<UInt64>(0)
-    private let sendsAtSleep = Atomic<UInt64>(UInt64.max)
-
-    /// True on the thread that runs the loop now.
-    var inLoopThread: Bool { loopThread.load(ordering: .relaxed) == UInt(pthread_self()) }
-
-    /// How many times the watchdog moved the loop off a thread held by a task (for tests).
-    var handoffCount: Int { state.withLock { $0.handoffs } }
 
     // MARK: Registration
 
@@ -235,6 +211,9 @@ package final class EventLoop: Sendable {
         push(.job(job))
     }
 
+    /// Appends `work` under the lock; writes the eventfd, after the lock, only when the loop is in
+    /// (or about to enter) `epoll_wait` and nobody has written it since the loop last woke: at
+    /// most one wake-up per sleep, however many jobs arrive meanwhile.
     private func push(_ work: Work) {
         let wake = state.withLock { state -> Bool in
             state.work.append(work)
@@ -278,55 +257,39 @@ package final class EventLoop: Sendable {
 
     // MARK: The loop
 
-    /// The loop's body. Runs until the watchdog gives the loop to a newer `generation`; the thread
-    /// then returns from the task job that held it and ends.
-    private func run(generation: UInt64) {
+    /// The loop's body, on its own thread for the life of the process.
+    private func run() {
         loopThread.store(UInt(pthread_self()), ordering: .relaxed)
-        let capacity = 256
+        let capacity = Self.eventCapacity
         var tokens = [UInt64](repeating: 0, count: capacity)
         var events = [UInt32](repeating: 0, count: capacity)
         let executor = asUnownedTaskExecutor()
         var batch: [Work] = []
-        var sendsAtLastSleep = sends.load(ordering: .relaxed)
+        var sawWake = false
         while true {
             // Everything queued, including what the work itself queues, in batches taken under
             // one lock each, up to a bound so epoll is still polled under a flood of jobs.
-            var rounds = 0
-            drain: while rounds < 64 {
-                rounds += 1
+            for _ in 0..<Self.drainRounds {
                 state.withLock { swap(&$0.work, &batch) }
                 if batch.isEmpty { break }
-                for index in batch.indices {
-                    switch batch[index] {
+                for work in batch {
+                    switch work {
                     case .job(let job):
                         job()
                     case .io(let handler, let mask):
                         handler.handle(events: mask)
                     case .task(let job):
-                        // A task may block: what follows it goes back to the shared queue first,
-                        // so a newer thread can run it, in order, if this one is handed off.
-                        let rest = batch[(index + 1)...]
-                        let wakeWatchdog = state.withLock { state -> Bool in
-                            state.work.insert(contentsOf: rest, at: 0)
-                            state.taskRunning = true
-                            state.taskSerial &+= 1
-                            guard state.watchdogParked else { return false }
-                            state.watchdogParked = false
-                            return true
-                        }
-                        if wakeWatchdog { watchdogWake.signal() }  // a futex call: not under the lock
-                        batch.removeAll(keepingCapacity: true)
                         job.runSynchronously(on: executor)
-                        let stillOurs = state.withLock { state -> Bool in
-                            guard state.generation == generation else { return false }
-                            state.taskRunning = false
-                            return true
-                        }
-                        if !stillOurs { return }  // a newer thread runs the loop now
-                        continue drain
                     }
                 }
                 batch.removeAll(keepingCapacity: batch.count <= 4096)
+            }
+            if sawWake {
+                // Emptied only now, after the work it announced ran (a flush a send is waiting
+                // on goes first): while the loop is awake nobody writes it (see `push`).
+                var value: UInt64 = 0
+                _ = Glibc.read(wakeFD, &value, 8)
+                sawWake = false
             }
             let timeout = state.withLock { state -> Int32 in
                 if !state.work.isEmpty { return 0 }
@@ -335,25 +298,15 @@ package final class EventLoop: Sendable {
                 let remaining = ContinuousClock.now.duration(to: first.deadline)
                 if remaining <= .zero { return 0 }
                 let (seconds, attoseconds) = remaining.components
+                // Rounded up to the next millisecond: a timer never fires early.
                 return Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
-            }
-            if timeout != 0 {
-                // More than one send since the loop last slept is a burst under way (a publisher
-                // in a loop): its next send is queued like the rest, not written by the caller.
-                let current = sends.load(ordering: .relaxed)
-                let burst = current &- sendsAtLastSleep > 1
-                sendsAtLastSleep = current
-                sendsAtSleep.store(burst ? UInt64.max : current, ordering: .relaxed)
-                idle.store(true, ordering: .relaxed)
             }
             let count = tokens.withUnsafeMutableBufferPointer { tokenBuffer in
                 events.withUnsafeMutableBufferPointer { eventBuffer in
                     cmesh_epoll_wait(epollFD, tokenBuffer.baseAddress, eventBuffer.baseAddress, Int32(capacity), timeout)
                 }
             }
-            if timeout != 0 { idle.store(false, ordering: .relaxed) }
             let now = ContinuousClock.now
-            var sawWake = false
             state.withLock { state in
                 state.sleeping = false
                 state.wakePending = false
@@ -368,41 +321,6 @@ package final class EventLoop: Sendable {
                     state.work.append(.job(first.job))
                     state.timers.removeFirst()
                 }
-            }
-            if sawWake {
-                var value: UInt64 = 0
-                _ = Glibc.read(wakeFD, &value, 8)
-            }
-        }
-    }
-
-    /// The watchdog: a task job that ran through a whole tick has the loop moved to a new thread.
-    /// Parked (no wake-ups) while the loop runs no tasks.
-    private func watch() {
-        var lastSerial: UInt64 = 0
-        let tick = UInt32(Self.watchdogTick.components.attoseconds / 1_000_000_000_000)
-        while true {
-            let (park, handoff) = state.withLock { state -> (Bool, UInt64?) in
-                defer { lastSerial = state.taskSerial }
-                if state.taskRunning {
-                    guard state.taskSerial == lastSerial else { return (false, nil) }
-                    // The same job as a tick ago: give the loop to a new thread.
-                    state.generation += 1
-                    state.taskRunning = false
-                    state.handoffs += 1
-                    return (false, state.generation)
-                }
-                if state.taskSerial == lastSerial {
-                    state.watchdogParked = true
-                    return (true, nil)
-                }
-                return (false, nil)
-            }
-            if let handoff { startThread(generation: handoff) }
-            if park {
-                watchdogWake.wait()
-            } else {
-                usleep(tick)
             }
         }
     }

@@ -3,7 +3,7 @@ import Synchronization
 /// A listening socket on the event loop that hands each accepted socket to a closure.
 ///
 /// The closure runs on the loop thread; it wraps the socket in a ``Connection`` (which starts the
-/// handshake) and returns at once.
+/// handshake) on the same loop and returns at once.
 package final class Listener: EventHandler {
     /// The bound address, with the real port when port 0 was asked for.
     package let address: SocketAddress
@@ -20,7 +20,7 @@ package final class Listener: EventHandler {
     ///
     /// - Parameter admission: when given, accepting pauses while it has no room.
     package init(
-        binding address: SocketAddress, loop: EventLoop = .shared, admission: HandshakeAdmission? = nil,
+        binding address: SocketAddress, loop: EventLoop, admission: HandshakeAdmission? = nil,
         onError: @escaping @Sendable (SocketError) -> Void = { _ in },
         onAccept: @escaping @Sendable (Socket, SocketAddress) -> Void
     ) throws(SocketError) {
@@ -41,12 +41,14 @@ package final class Listener: EventHandler {
         token.withLock { $0 = registered }
     }
 
+    /// Loop thread: accepts what is waiting.
     package func handle(events: UInt32) {
+        loop.preconditionInEventLoop()
         guard token.withLock({ $0 }) != nil else { return }  // closed; the fd may be reused
         // A bounded batch per wake-up keeps a connection flood from starving established peers.
         for _ in 0..<64 {
             // The resume goes through the loop, so it always lands after this pause.
-            if let admission, !admission.makeRoom(onRoom: { [self] in loop.execute { self.setAccepting(true) } }) {
+            if let admission, !admission.makeRoom(on: loop, onRoom: { [self] in loop.execute { self.setAccepting(true) } }) {
                 setAccepting(false)
                 return
             }
@@ -59,7 +61,8 @@ package final class Listener: EventHandler {
                 onError(error)
                 guard let registered = token.withLock({ $0 }) else { return }
                 loop.update(socket, token: registered, interest: [])
-                loop.schedule(after: .milliseconds(100)) { [self] in
+                loop.schedule(after: Listener.acceptRetryDelay) { [self] in
+                    loop.preconditionInEventLoop()
                     guard let current = token.withLock({ $0 }) else { return }
                     loop.update(socket, token: current, interest: .read)
                 }
@@ -67,6 +70,9 @@ package final class Listener: EventHandler {
             }
         }
     }
+
+    /// How long accepting pauses after `accept` failed (out of descriptors, say) before it tries again.
+    static let acceptRetryDelay = Duration.milliseconds(100)
 
     /// Pauses or resumes accepting (connections wait in the kernel's backlog meanwhile).
     private func setAccepting(_ accepting: Bool) {
@@ -145,7 +151,9 @@ package final class HandshakeAdmission: Sendable {
     /// Whether another connection may be accepted now, closing a stale one to make room if needed;
     /// when not, `onRoom` is called (once) as soon as a place frees or the oldest passes its
     /// patience.
-    func makeRoom(onRoom: @escaping @Sendable () -> Void) -> Bool {
+    ///
+    /// - Parameter loop: the listener's loop, where the recheck timer runs.
+    func makeRoom(on loop: EventLoop, onRoom: @escaping @Sendable () -> Void) -> Bool {
         let now = ContinuousClock.now
         let (room, evicted, recheckAt) = state.withLock { state -> (Bool, Connection?, ContinuousClock.Instant?) in
             if state.waiting.count < limit { return (true, nil, nil) }
@@ -171,7 +179,7 @@ package final class HandshakeAdmission: Sendable {
         if let recheckAt {
             // Nothing may leave before then: look again at that moment rather than waiting for a
             // handshake to end (idle sockets end only at their deadline).
-            _ = EventLoop.shared.schedule(at: recheckAt + .milliseconds(1)) { [self] in
+            _ = loop.schedule(at: recheckAt + .milliseconds(1)) { [self] in
                 let wake = state.withLock { state -> (@Sendable () -> Void)? in
                     state.recheckScheduled = false
                     defer { state.onRoom = nil }
