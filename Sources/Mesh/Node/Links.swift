@@ -29,20 +29,6 @@ final class CoordinatorLink: ConnectionDelegate {
     }
 }
 
-extension Connection {
-    /// Dials the coordinator for a node's session, on ``EventLoop/shared``: the loop every
-    /// `MeshNode` initialiser chooses (`MeshNode.loop`), so the same one the node's other
-    /// connections use.
-    ///
-    /// Only for `MeshNode+Coordinator.swift`, which dials without naming a loop and is being
-    /// rewritten elsewhere as a state machine; once it passes `loop: loop`, this goes.
-    static func connect(
-        to address: SocketAddress, options: Options, delegate: CoordinatorLink
-    ) throws(SocketError) -> Connection {
-        try connect(to: address, options: options, delegate: delegate, loop: .shared)
-    }
-}
-
 /// Watches a connection this node dialled to send to a peer. The peer sends only the answers
 /// to this node's service calls on it: replies and failures, handed to the waiting calls.
 final class PeerLink: ConnectionDelegate {

@@ -155,7 +155,7 @@ extension MeshNode {
         options.maximumPendingBytes = 64 << 20
         do {
             let connection = try Connection.connect(
-                to: address, options: options, delegate: CoordinatorLink(events: controlEvents))
+                to: address, options: options, delegate: CoordinatorLink(events: controlEvents), loop: loop)
             controlLink = (attempt, connection)
             return nil
         } catch {
