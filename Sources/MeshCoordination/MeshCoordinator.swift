@@ -183,6 +183,8 @@ public actor MeshCoordinator {
     var book = TopologyBook()
     /// The partial views of the nodes that asked for one at `register`.
     var views: ViewBook
+    /// Nodes that left a moment ago, for partial views that look them up (``DepartedNodes``).
+    var departed = DepartedNodes()
     /// What is queued to all sessions together (``Configuration/maximumQueuedReplyBytes``).
     var budget: ReplyBudget
     /// Sessions with copies waiting for their queue to drain.
@@ -550,6 +552,7 @@ public actor MeshCoordinator {
         node.joined = Date().timeIntervalSince1970
         do {
             let stored = try book.join(node)
+            departed.forget(stored.id)
             if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
             sessions[connection.id]?.node = stored
             sessions[connection.id]?.awaitingWelcome = true
@@ -597,6 +600,7 @@ public actor MeshCoordinator {
     func remove(_ node: NodeRecord, from connection: Connection, reason: String, evicted: Bool = false) {
         views.close(connection.id)
         guard book.leave(node.id) != nil else { return }
+        rememberDeparted(node)
         journal.left(node, peer: connection.remote, reason: reason, evicted: evicted)
         sessions[connection.id]?.node = nil
         for index in kills.indices where kills[index].waitingFor.remove(node.id) != nil {
@@ -653,7 +657,8 @@ public actor MeshCoordinator {
                 reply(welcomeFrame(for: session.node), on: session.connection)
             }
         }
-        for (id, partial, answers) in views.takeDeltas() {
+        let recent = departed
+        for (id, partial, answers) in views.takeDeltas(departed: { recent.record($0, at: now) }) {
             guard let session = sessions[id] else { continue }
             sessions[id]?.lastSent = now
             reply(ControlMessage(.delta, delta: partial, interest: answers).encodedFrame(), on: session.connection)

@@ -87,31 +87,39 @@ struct ViewBook: Sendable {
     mutating func close(_ session: UInt64) {
         guard let view = views.removeValue(forKey: session) else { return }
         totalInterests -= view.interest.count
-        for id in view.held { holders[id]?.remove(session) }
-        for topic in view.interest.topics { byTopic[topic]?.remove(session) }
-        for service in view.interest.services { byService[service]?.remove(session) }
-        for name in view.interest.names { byName[name]?.remove(session) }
-        for id in view.interest.ids { byID[id]?.remove(session) }
+        for id in view.held { Self.drop(session, from: id, in: &holders) }
+        for topic in view.interest.topics { Self.drop(session, from: topic, in: &byTopic) }
+        for service in view.interest.services { Self.drop(session, from: service, in: &byService) }
+        for name in view.interest.names { Self.drop(session, from: name, in: &byName) }
+        for id in view.interest.ids { Self.drop(session, from: id, in: &byID) }
         dirty.remove(session)
     }
 
     /// The session's whole view, for a `welcome` or a `sync` answer: its held records as they are
     /// in `topology` now, at a new version of its own. Pending changes are in it, so they go.
+    ///
+    /// Ids it looked up whose nodes are in the mesh are in it, and answered; the others stay to
+    /// be answered by its next delta (with the record and its leaving, for a node that has just
+    /// left), which a snapshot cannot say.
     mutating func snapshot(_ session: UInt64) -> TopologySnapshot? {
         guard var view = views[session] else { return nil }
-        for id in view.held where topology.nodes[id] == nil { holders[id]?.remove(session) }
+        for id in view.held where topology.nodes[id] == nil { Self.drop(session, from: id, in: &holders) }
         view.held = view.held.filter { topology.nodes[$0] != nil }
         // Everything it is interested in, which includes what joined before its interest was known.
         for node in matching(view.interest) where view.held.insert(node.id).inserted {
             holders[node.id, default: []].insert(session)
         }
+        let found = view.interest.ids.filter { topology.nodes[$0] != nil }
+        view.interest.ids.subtract(found)
+        totalInterests -= found.count
+        for id in found { Self.drop(session, from: id, in: &byID) }
         view.version += 1
         view.pending.removeAll()
-        view.unmatched = ViewInterest()
+        view.unmatched = ViewInterest(ids: view.interest.ids)
         view.welcomed = true
         views[session] = view
         // An interest declared before the welcome is in it, but still owed its answer.
-        if view.owed == nil { dirty.remove(session) } else { dirty.insert(session) }
+        if view.owed == nil && view.unmatched.ids.isEmpty { dirty.remove(session) } else { dirty.insert(session) }
         return TopologySnapshot(version: view.version, nodes: view.held.compactMap { topology.nodes[$0] }.sorted { $0.id < $1.id })
     }
 
@@ -176,11 +184,25 @@ struct ViewBook: Sendable {
 
     /// Every welcomed session's pending changes, as one delta each in its own versions, with the
     /// interests it answers.
-    mutating func takeDeltas() -> [(session: UInt64, delta: TopologyDelta, answers: ViewInterest?)] {
+    ///
+    /// An id a session looked up is answered once and then no longer followed (the record, once
+    /// held, is kept current until it leaves, like any other): with a `join` of the node's record
+    /// when it is in the mesh; with a `join` of the record `departed` returns followed by its
+    /// `leave` when it has just left; with nothing when no such node is known. So a lookup costs
+    /// the session nothing once answered, whatever it named.
+    ///
+    /// - Parameter departed: the record of a node that left a moment ago, or `nil`
+    ///   (``DepartedNodes/record(_:at:)``).
+    mutating func takeDeltas(
+        departed: (String) -> NodeRecord? = { _ in nil }
+    ) -> [(session: UInt64, delta: TopologyDelta, answers: ViewInterest?)] {
         let sessions = dirty
         dirty.removeAll()
-        return sessions.compactMap { session in take(session) }
+        return sessions.compactMap { session in take(session, departed: departed) }
     }
+
+    /// Ids `session` has looked up and not yet been answered about.
+    func lookups(of session: UInt64) -> Set<String> { views[session]?.interest.ids ?? [] }
 
     /// Whether `session` holds a partial view.
     func isPartial(_ session: UInt64) -> Bool { views[session] != nil }
@@ -188,12 +210,25 @@ struct ViewBook: Sendable {
     /// True while some session has changes or answers that ``takeDeltas()`` has not taken yet.
     var hasPendingDeltas: Bool { !dirty.isEmpty }
 
-    private mutating func take(_ session: UInt64) -> (session: UInt64, delta: TopologyDelta, answers: ViewInterest?)? {
+    private mutating func take(
+        _ session: UInt64, departed: (String) -> NodeRecord?
+    ) -> (session: UInt64, delta: TopologyDelta, answers: ViewInterest?)? {
         guard var view = views[session], view.welcomed else { return nil }
         for node in matching(view.unmatched) where view.held.insert(node.id).inserted {
             holders[node.id, default: []].insert(session)
             view.pending.append(.join(node))
         }
+        // Ids looked up are answered now, then no longer followed.
+        let lookups = view.interest.ids
+        for id in lookups.sorted() where topology.nodes[id] == nil {
+            // Its join and leave in this very batch already told the session.
+            guard !view.pending.contains(where: { $0.op == .leave && $0.id == id }), let record = departed(id) else { continue }
+            view.pending.append(.join(record))
+            view.pending.append(.leave(id))
+        }
+        view.interest.ids.removeAll()
+        totalInterests -= lookups.count
+        for id in lookups { Self.drop(session, from: id, in: &byID) }
         let delta = TopologyDelta(from: view.version, to: view.version + 1, changes: view.pending)
         let answers = view.owed
         view.version += 1
@@ -259,6 +294,11 @@ struct ViewBook: Sendable {
         Self.remove(id, from: node.name, in: &named)
         for topic in node.topics { Self.remove(id, from: topic, in: &listeners) }
         for service in node.services { Self.remove(id, from: service, in: &providers) }
+    }
+
+    private static func drop(_ session: UInt64, from key: String, in index: inout [String: Set<UInt64>]) {
+        index[key]?.remove(session)
+        if index[key]?.isEmpty == true { index[key] = nil }
     }
 
     private static func remove(_ id: String, from key: String, in index: inout [String: Set<String>]) {

@@ -49,7 +49,8 @@ extension MeshNode {
         let added = wanted.subtracting(interest)
         if !added.isEmpty {
             try added.validate()
-            guard interest.count + added.count <= ViewInterest.maximumCount else {
+            // Lookups in flight count at the coordinator until answered.
+            guard interest.count + peerLookups.inFlight.count + added.count <= ViewInterest.maximumCount else {
                 throw MeshError.requestRefused(
                     reason: "this node already follows \(interest.count) topics, services, names and ids, the most a"
                         + " partial view allows is \(ViewInterest.maximumCount); use topologyView: .full for more")
@@ -75,34 +76,42 @@ extension MeshNode {
         Task { await self.lookUpPeer(peerID) }
     }
 
-    /// The most node ids peers' hellos may add to this node's interest: interests never shrink,
-    /// and hellos under made-up ids must not use up what this node's own sends and calls need.
-    static let maximumPeerLookups = 1_000
+    /// Asks the coordinator about `peerID` now, or once the batch in flight is answered
+    /// (``PeerLookups``). A lookup is answered once and never joins ``interest``: hellos under
+    /// made-up ids cost nothing lasting, and at any moment no more than the lookups' bounds.
+    private func lookUpPeer(_ peerID: String) {
+        guard !isClosed else { return }
+        switch peerLookups.request(peerID, now: .now, canSend: canLookUp, room: lookupRoom) {
+        case .send(let batch):
+            sendLookups(batch)
+        case .waiting:
+            break
+        case .refused:
+            lookupRefusals.log(
+                "refused peer lookups", level: .warning, to: logger,
+                "not asking the coordinator about node \(peerID), which said hello: \(PeerLookups.maximumQueued) lookups"
+                    + " already wait (a flood of hellos under made-up ids?); its hello is refused after 5 s unless its record arrives")
+        }
+    }
 
-    private func lookUpPeer(_ peerID: String) async {
-        if !interest.ids.contains(peerID) {
-            guard peerLookups < Self.maximumPeerLookups else {
-                if !peerLookupsExhausted {
-                    peerLookupsExhausted = true
-                    logger.warning(
-                        "\(Self.maximumPeerLookups) unknown peers have said hello to this node; hellos from further unknown"
-                            + " nodes are no longer looked up (they are refused after 5 s). A flood of made-up ids, or a mesh"
-                            + " that wants the full view (topologyView: .full)")
-                }
-                return
-            }
-            peerLookups += 1
-        }
-        do {
-            try await need(ViewInterest(ids: [peerID]))
-        } catch {
-            logger.warning("could not ask the coordinator about node \(peerID): \(error)")
-        }
+    /// True while lookups can go out: registered with a partial view the coordinator confirmed.
+    private var canLookUp: Bool { hasPartialView && isConnectedToCoordinator }
+
+    /// How many ids one lookup may ask for, so the session stays within ``ViewInterest/maximumCount``.
+    private var lookupRoom: Int { max(0, ViewInterest.maximumCount - interest.count) }
+
+    private func sendLookups(_ batch: Set<String>?) {
+        guard let batch, !batch.isEmpty else { return }
+        apply(.sendRequested(ControlMessage(.interest, interest: ViewInterest(ids: batch))))
     }
 
     /// Records that the coordinator answered `answered`, and wakes the waits it satisfies.
     func acknowledge(_ answered: ViewInterest) {
-        acknowledgedInterest.formUnion(answered)
+        // Ids are lookups, answered once (``PeerLookups``); only those ``need(_:)`` declared are kept.
+        var kept = answered
+        kept.ids = answered.ids.intersection(interest.ids)
+        acknowledgedInterest.formUnion(kept)
+        sendLookups(peerLookups.answered(answered.ids, now: .now, canSend: canLookUp, room: lookupRoom))
         for (waiterID, waiter) in interestWaiters where acknowledgedInterest.contains(waiter.wanted) {
             releaseInterestWaiter(waiterID, timedOut: false)
         }
@@ -111,6 +120,7 @@ extension MeshNode {
     /// Wakes every interest wait (the coordinator is gone, or the node closes): they route with what they hold.
     func releaseInterestWaiters() {
         acknowledgedInterest = ViewInterest()
+        peerLookups.connectionLost(now: .now)
         for waiterID in interestWaiters.keys { releaseInterestWaiter(waiterID, timedOut: false) }
     }
 

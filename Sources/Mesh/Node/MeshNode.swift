@@ -216,9 +216,10 @@ public actor MeshNode {
     var registration: CheckedContinuation<Void, any Error>?
     /// What this node follows with a partial view.
     var interest: ViewInterest { session.interest }
-    /// Ids added to ``interest`` because an unknown peer said hello (capped, see ``maximumPeerLookups``).
-    var peerLookups = 0
-    var peerLookupsExhausted = false
+    /// Ids asked about because an unknown peer said hello (partial view; bounded, never in ``interest``).
+    var peerLookups = PeerLookups()
+    /// Keeps a flood of refused lookups to a few log lines a second.
+    var lookupRefusals = RateLimitedLog()
     /// What the coordinator has answered for (partial view).
     var acknowledgedInterest = ViewInterest()
     var interestWaiters: [UInt64: InterestWaiter] = [:]
