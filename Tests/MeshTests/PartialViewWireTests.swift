@@ -37,6 +37,19 @@ struct PartialViewWireTests {
         #expect(decoded == answer)
     }
 
+    @Test("the answer to a lookup of a node that has just left encodes as the protocol document shows")
+    func departedAnswer() throws {
+        let gone = NodeRecord(
+            id: "a5f1583b20afe970", name: "mesh-send", host: "10.0.0.5", port: 41002, topics: [], pid: 4711,
+            joined: 1732233601.5)
+        let answer = ControlMessage(
+            .delta, delta: TopologyDelta(from: 5, to: 6, changes: [.join(gone), .leave(gone.id)]),
+            interest: ViewInterest(ids: [gone.id]))
+        #expect(
+            Self.json(answer)
+                == #"{"delta":{"changes":[{"node":{"host":"10.0.0.5","id":"a5f1583b20afe970","joined":1732233601.5,"name":"mesh-send","pid":4711,"port":41002,"topics":[]},"op":"join"},{"id":"a5f1583b20afe970","op":"leave"}],"from":5,"to":6},"interest":{"ids":["a5f1583b20afe970"]},"type":"delta"}"#)
+    }
+
     @Test("a partial view's welcome holds only the node itself however many unrelated nodes there are, and says so")
     func welcomeSize() async throws {
         try await withMesh { mesh in
