@@ -29,6 +29,8 @@ struct PeerLookups: Sendable {
     private(set) var refused = 0
     /// Ids sent to the coordinator so far.
     private(set) var asked = 0
+    /// Ids dropped unasked after waiting ``patience``.
+    private(set) var expired = 0
 
     /// Ids waiting or in flight.
     var pending: Int { inFlight.count + queued.count }
@@ -104,5 +106,6 @@ struct PeerLookups: Sendable {
         guard stale > 0 else { return }
         queued.subtract(queue.prefix(stale).map(\.id))
         queue.removeFirst(stale)
+        expired += stale
     }
 }
