@@ -220,9 +220,10 @@ struct ViewBook: Sendable {
         }
         // Ids looked up are answered now, then no longer followed.
         let lookups = view.interest.ids
-        for id in lookups.sorted() where topology.nodes[id] == nil {
-            // Its join and leave in this very batch already told the session.
-            guard !view.pending.contains(where: { $0.op == .leave && $0.id == id }), let record = departed(id) else { continue }
+        // A node whose join and leave are in this very delta has told the session already.
+        let told = lookups.isEmpty ? [] : Set(view.pending.compactMap { $0.op == .leave ? $0.id : nil })
+        for id in lookups.sorted() where topology.nodes[id] == nil && !told.contains(id) {
+            guard let record = departed(id) else { continue }
             view.pending.append(.join(record))
             view.pending.append(.leave(id))
         }
