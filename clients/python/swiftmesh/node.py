@@ -25,6 +25,7 @@ MAXIMUM_QUEUED_BYTES_PER_PEER = 32 << 20
 MAXIMUM_INBOX_BYTES = 64 << 20
 STAT_KEYS = ("messagesSent", "bytesSent", "messagesReceived", "bytesReceived", "messagesDropped",
              "decodeFailures", "messagesUnrouted", "reconnects", "coordinatorReconnects")
+MAXIMUM_TOPIC_COUNTERS = 1024
 CONTROL_TYPES = {"register", "welcome", "rejected", "listen", "unlisten", "delta", "sync", "topology",
                  "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve"}
 
@@ -118,6 +119,8 @@ class MeshNode:
         self.id, self._secret = p.make_node_id()
         self._key = None
         self.stats = dict.fromkeys(STAT_KEYS, 0)
+        # Per topic: [messages, payload bytes] handed to this node's listeners (at most 1,024 topics).
+        self.topic_stats = {}
         self._last_reported = None
         self.topology = {}
         self.version = 0
@@ -213,7 +216,12 @@ class MeshNode:
             self.host, self.port = self._server.sockets[0].getsockname()[:2]
             if self.same_host_unix:
                 self._unix_server = await self._listen_unix()
-        connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret}))
+        # The counters since this process started ride along: a coordinator that sees this node
+        # again continues them instead of starting from 0 (docs/PROTOCOL.md section 5.5).
+        stats = self._stats_report()
+        self._last_reported = stats
+        connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret,
+                                         "stats": stats}))
 
     async def _listen_unix(self):
         """Also accepts peers on this node's abstract Unix socket (MESH_SAME_HOST_TRANSPORT=unix)."""
@@ -444,10 +452,28 @@ class MeshNode:
                 connection.close(f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s")
                 continue
             message = {"type": "heartbeat"}
-            if self.stats != self._last_reported:
-                message["stats"] = dict(self.stats)
-                self._last_reported = dict(self.stats)
+            stats = self._stats_report()
+            if stats != self._last_reported:
+                message["stats"] = stats
+                self._last_reported = stats
             connection.send(p.control_frame(message))
+
+    def _stats_report(self):
+        """The counters as a heartbeat carries them: the totals, and `topics` once any arrived."""
+        stats = dict(self.stats)
+        if self.topic_stats:
+            stats["topics"] = {topic: {"messagesReceived": counts[0], "bytesReceived": counts[1]}
+                               for topic, counts in self.topic_stats.items()}
+        return stats
+
+    def _count_topic(self, topic, payload_bytes):
+        counts = self.topic_stats.get(topic)
+        if counts is None:
+            if len(self.topic_stats) >= MAXIMUM_TOPIC_COUNTERS:
+                return
+            counts = self.topic_stats[topic] = [0, 0]
+        counts[0] += 1
+        counts[1] += payload_bytes
 
     def _announce(self, kind, topic):
         if self._control is not None and not self._control.closed:
@@ -764,6 +790,7 @@ class MeshNode:
                     received += 1
                     received_bytes += length + 4
                     index = end
+                    self._count_topic(topic, end - topic_end - 1)
                     handler = handlers.get(topic)
                     if handler is None:
                         self.log.debug("skipped a message on %s from %s: not listening", _escaped(topic), peer[1])
@@ -855,6 +882,7 @@ class MeshNode:
     def _deliver_local(self, topic, encoding, payload, frame_length):
         self.stats["messagesReceived"] += 1
         self.stats["bytesReceived"] += frame_length
+        self._count_topic(topic, len(payload))
         handler = self._handlers.get(topic)
         if handler is not None:
             self._deliver(handler, topic, encoding, payload, self.name, self.id, None)
