@@ -56,7 +56,8 @@ class NodeClosed(p.MeshError):
 
 class ServiceError(p.MeshError):
     """A call failed. `code` is the provider's failure code (None for a failure on this side):
-    1 the handler raised, 2 the request did not decode, 3 not served, 4 the response was unusable."""
+    1 the handler raised, 2 the request did not decode, 3 not served, 4 the response was unusable,
+    5 busy (the provider refused it at once, past its limits per caller or in total; retry later)."""
 
     def __init__(self, text, code=None, provider=None):
         super().__init__(text)
