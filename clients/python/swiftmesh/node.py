@@ -65,6 +65,12 @@ class ServiceError(p.MeshError):
 
 
 MAXIMUM_CONCURRENT_REQUESTS = 64
+# Service requests a caller (one connection) may hold, running or waiting, and their bytes; all
+# callers together hold at most SERVICE_REQUESTS and the inbox limit in bytes (PROTOCOL.md 15.2).
+SERVICE_RUNNING_PER_CALLER = 16
+SERVICE_REQUESTS_PER_CALLER = 256
+SERVICE_BYTES_PER_CALLER = 16 << 20
+SERVICE_REQUESTS = 4096
 MAXIMUM_FAILURE_TEXT = 4096
 
 
@@ -130,6 +136,11 @@ class MeshNode:
         self._recently_left = {}
         self._handlers = {}
         self._served = {}
+        # id(connection) -> [requests held, bytes held, running semaphore]; and the totals.
+        self._held = {}
+        self._held_requests = 0
+        self._held_bytes = 0
+        self._refusal_window = (0.0, 0, 0)  # (start, lines written, lines held back) in this second
         self._calls = {}
         self._call_id = 0
         self._requests = None
@@ -1056,11 +1067,66 @@ class MeshNode:
         if length == 0 or length > 255 or 10 + length >= len(body):
             raise p.ProtocolError(f"malformed frame: request service length {length}")
         service, encoding, payload = p.parse_message(body[8:])
-        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload))
+        key = id(connection)
+        held = self._held.get(key)
+        size = len(body) + 5
+        reason = None
+        if held is not None and held[0] >= SERVICE_REQUESTS_PER_CALLER:
+            reason = (f"busy: this caller already has {SERVICE_REQUESTS_PER_CALLER} requests running or waiting at "
+                      "this provider, its limit per caller; retry when some have been answered")
+        elif held is not None and held[1] > 0 and held[1] + size > SERVICE_BYTES_PER_CALLER:
+            reason = (f"busy: this caller's requests running or waiting at this provider hold {held[1]} bytes, and this "
+                      f"one of {size} bytes would pass the limit of {SERVICE_BYTES_PER_CALLER} per caller; retry when "
+                      "some have been answered")
+        elif self._held_requests >= SERVICE_REQUESTS:
+            reason = (f"busy: {SERVICE_REQUESTS} requests from all callers are running or waiting at this provider, "
+                      "its limit; retry later")
+        elif self._held_bytes > 0 and self._held_bytes + size > self.maximum_inbox_bytes:
+            reason = (f"busy: the requests running or waiting at this provider hold {self._held_bytes} bytes, and this "
+                      f"one of {size} bytes would pass its limit of {self.maximum_inbox_bytes}; retry later")
+        if reason is not None:
+            self._log_refusal(f"refused call {call_id} to {_escaped(service)} from {_escaped(peer[1])}: {reason}")
+            connection.send(p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((5,)) + reason.encode()))
+            return
+        if held is None:
+            held = self._held[key] = [0, 0, asyncio.Semaphore(SERVICE_RUNNING_PER_CALLER)]
+        held[0] += 1
+        held[1] += size
+        self._held_requests += 1
+        self._held_bytes += size
+        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload, key, held, size))
 
-    async def _serve_request(self, connection, call_id, service, encoding, payload):
-        async with self._requests:
-            code, answer = await self._answer(service, encoding, payload)
+    def _log_refusal(self, text):
+        """At most ten refusal lines a second, then one line with how many were held back."""
+        now = time.monotonic()
+        start, written, held_back = self._refusal_window
+        if now - start >= 1.0:
+            if held_back:
+                self.log.warning("... and %d more refused service requests in the last 1 s", held_back)
+            start, written, held_back = now, 0, 0
+        if written < 10:
+            self.log.warning("%s", text)
+            written += 1
+        else:
+            held_back += 1
+        self._refusal_window = (start, written, held_back)
+
+    async def _serve_request(self, connection, call_id, service, encoding, payload, key, held, size):
+        """Runs one admitted request and answers it; its place and bytes are held until then."""
+        try:
+            await self._run_request(connection, call_id, service, encoding, payload, held[2])
+        finally:
+            held[0] -= 1
+            held[1] -= size
+            self._held_requests -= 1
+            self._held_bytes -= size
+            if held[0] == 0 and self._held.get(key) is held:
+                del self._held[key]
+
+    async def _run_request(self, connection, call_id, service, encoding, payload, running):
+        async with running:
+            async with self._requests:
+                code, answer = await self._answer(service, encoding, payload)
         if code:
             text = answer[:MAXIMUM_FAILURE_TEXT].decode("utf-8", "ignore").encode("utf-8")
             frame = p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((code,)) + text)
