@@ -87,6 +87,22 @@ struct ServiceAdmissionTests {
         #expect(admission.requests == 0 && admission.bytes == 0 && admission.running == 0)
     }
 
+    @Test("a caller that left loses its waiting requests, keeps its running ones' accounts, and gives up its turn")
+    func callerLeft() throws {
+        var admission = Admission(limits: Self.limits)
+        for _ in 0..<4 { _ = admission.admit("gone", bytes: 3, from: 1) }
+        _ = admission.admit("stays", bytes: 1, from: 2)
+        let next = admission.next()
+        let running = try #require(next)
+        #expect(running.caller == 1)
+        #expect(admission.dropWaiting(of: 1) == 3)
+        #expect(admission.held(by: 1) == (1, 3))
+        #expect(admission.next()?.item == "stays")
+        #expect(admission.next() == nil)
+        admission.finished(caller: running.caller, bytes: running.bytes)
+        #expect(admission.held(by: 1) == (0, 0) && admission.dropWaiting(of: 1) == 0)
+    }
+
     @Test("limits of 0 are taken as 1, so a misconfiguration does not refuse everything")
     func sanitized() {
         let admission = Admission(limits: .init(running: 0, runningPerCaller: 0, requests: 0, requestsPerCaller: -3, bytes: 0, bytesPerCaller: 0))

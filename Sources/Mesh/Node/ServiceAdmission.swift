@@ -174,6 +174,25 @@ struct ServiceAdmission<Item> {
         turns.removeAll()
     }
 
+    /// Forgets the waiting requests of `caller` (its connection closed: their answers could not
+    /// be delivered); its running ones still call ``finished(caller:bytes:)``.
+    /// - Returns: how many were forgotten.
+    mutating func dropWaiting(of caller: UInt64) -> Int {
+        guard var entry = callers[caller], entry.hasWaiting else { return 0 }
+        let dropped = entry.waiting[entry.head...]
+        let droppedBytes = dropped.reduce(0) { $0 + $1.bytes }
+        let count = dropped.count
+        entry.requests -= count
+        entry.bytes -= droppedBytes
+        requests -= count
+        bytes -= droppedBytes
+        entry.waiting.removeAll()
+        entry.head = 0
+        callers[caller] = entry.requests == 0 ? nil : entry
+        turns.removeAll { $0 == caller }
+        return count
+    }
+
     /// Admitted requests (running or waiting) and their bytes for one caller.
     func held(by caller: UInt64) -> (requests: Int, bytes: Int) {
         callers[caller].map { ($0.requests, $0.bytes) } ?? (0, 0)

@@ -212,6 +212,14 @@ final class ServiceDispatcher: Sendable {
         }
     }
 
+    /// Forgets the requests still waiting from a caller whose connection closed: their answers
+    /// could not be written, so their handlers need not run (they count as dropped answers).
+    func callerLeft(_ connection: Connection) {
+        state.withLock { state in
+            state.dropped += state.admission.dropWaiting(of: connection.id)
+        }
+    }
+
     /// Stops taking requests and forgets the waiting ones (their callers' connections are closing).
     func close() {
         state.withLock { state in

@@ -1126,6 +1126,9 @@ class MeshNode:
     async def _run_request(self, connection, call_id, service, encoding, payload, running):
         async with running:
             async with self._requests:
+                if connection.closed:
+                    self.log.debug("skipped call %d: its caller's connection closed while it waited", call_id)
+                    return
                 code, answer = await self._answer(service, encoding, payload)
         if code:
             text = answer[:MAXIMUM_FAILURE_TEXT].decode("utf-8", "ignore").encode("utf-8")
