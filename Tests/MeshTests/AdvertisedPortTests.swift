@@ -95,7 +95,8 @@ struct AdvertisedPortTests {
             defer { liar.close() }
             try await liar.register(name: "liar", topics: ["jobs"], port: bystander.port)
             liar.keepAlive()
-            let sender = try await mesh.node("sender")
+            let logs = LogCapture()
+            let sender = try await mesh.node("sender") { $0.logger = logs.logger("sender") }
             try await sender.waitForListener("jobs", timeout: .seconds(10))
             let started = ContinuousClock.now
             try await sender.send("jobs", "take this")
@@ -109,6 +110,11 @@ struct AdvertisedPortTests {
             } else {
                 #expect(reason.contains("nothing was written to it"), "\(reason)")
             }
+            // The sender says so in its log too, naming the node and the address it dialled.
+            let warnings = logs.lines(level: .warning, label: "sender")
+            #expect(
+                warnings.contains { $0.contains("connection to liar (\(liar.id)) at 127.0.0.1:\(bystander.port) failed") },
+                "\(warnings)")
         }
     }
 

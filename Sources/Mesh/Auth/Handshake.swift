@@ -176,8 +176,8 @@ package struct Handshake: Sendable {
     /// True while a connector dialling a known node waits for its hello, having sent nothing.
     var isAwaitingAcceptor: Bool { role == .connector && stage == .awaitingHello && localHello.isEmpty }
 
-    /// Begins the exchange: this side's hello to send when it speaks first (a connector for
-    /// control, inspect or admin; an acceptor that serves data), else nothing.
+    /// Begins the exchange: this side's hello to send when it speaks first (see ``speaksFirst``),
+    /// else nothing.
     mutating func start() -> [Action] {
         stage = .awaitingHello
         switch role {
