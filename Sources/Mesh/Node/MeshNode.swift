@@ -38,7 +38,8 @@ public actor MeshNode {
         /// What `send` does when a receiver's queue is full.
         public var whenPeerQueueFull: FullQueuePolicy
         /// Bytes of received messages waiting for listeners before this node stops reading
-        /// (which makes the senders wait in turn).
+        /// (which makes the senders wait in turn). Service requests have a budget of the same
+        /// size of their own, held until answered (see ``serviceLimits``).
         public var maximumInboxBytes: Int
         /// Messages buffered for each ``MeshNode/messages(_:as:)`` sequence.
         public var streamBufferSize: Int
