@@ -58,7 +58,7 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
         switch error {
         case .notAMeshPeer: self = .notAMeshPeer
         case .versionMismatch: self = .versionMismatch
-        case .timedOut: self = .handshakeTimeout
+        case .timedOut, .silentAcceptor: self = .handshakeTimeout
         case .evicted: self = .handshakeEvicted
         case .closedDuringHandshake: self = .closedDuringHandshake
         case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer: self = .authentication

@@ -217,6 +217,8 @@ public actor MeshCoordinator {
     var journal = CoordinatorJournal()
     /// What the limits cut short, for the web view and metrics.
     var limits = CoordinatorLimits()
+    /// The last counters of nodes that left, for when the same process registers again.
+    var departedCounters = CounterMemory()
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -368,7 +370,9 @@ public actor MeshCoordinator {
             guard message.type == .register else {
                 return reject(connection, "expected register first, got \(message.type)")
             }
-            register(message.node, secret: message.secret, view: message.view, interest: message.interest, on: connection)
+            register(
+                message.node, secret: message.secret, view: message.view, interest: message.interest, stats: message.stats,
+                on: connection)
         } else {
             guard message.type == .inspect else {
                 return reject(connection, "expected inspect first, got \(message.type)")
@@ -492,32 +496,10 @@ public actor MeshCoordinator {
         }
     }
 
-    /// Keeps a heartbeat's counters once checked (``HeartbeatCounters``): topic keys the mesh
-    /// would refuse as names, or past 1,024, are dropped, counted and logged with the node.
-    private func keep(_ stats: MeshStatistics, from node: NodeRecord, on connection: Connection) {
-        let checked = HeartbeatCounters(stats)
-        sessions[connection.id]?.stats = checked.statistics
-        guard checked.dropped > 0 || checked.negativeCounters > 0 else { return }
-        limits.heartbeatTopicsDropped += checked.dropped
-        var what: [String] = []
-        if let first = checked.firstInvalid {
-            what.append(
-                "dropped \(checked.invalidTopics) topic counter(s) whose names the mesh does not allow"
-                    + " (first \"\(first.topic)\": \(first.reason))")
-        }
-        if checked.topicsOverLimit > 0 {
-            what.append("dropped \(checked.topicsOverLimit) topic counter(s) past the \(TopicStatistics.maximumTopics) a node may report")
-        }
-        if checked.negativeCounters > 0 { what.append("took \(checked.negativeCounters) negative counter(s) as 0") }
-        // A node can send heartbeats as fast as it likes: a few lines a second, then a count.
-        refusals.log(
-            "heartbeats with dropped counters", level: .warning, to: logger,
-            "heartbeat from \(node.name) (\(node.id)) at \(connection.remote): \(what.joined(separator: "; "))")
-    }
-
     /// A request from the `mesh` tool (an inspecting connection).
     private func register(
-        _ record: NodeRecord?, secret: String?, view: TopologyView?, interest: ViewInterest?, on connection: Connection
+        _ record: NodeRecord?, secret: String?, view: TopologyView?, interest: ViewInterest?, stats: MeshStatistics?,
+        on connection: Connection
     ) {
         guard var node = record else { return reject(connection, "register without a node record") }
         guard NodeID.isValid(node.id) else {
@@ -556,6 +538,9 @@ public actor MeshCoordinator {
             if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
             sessions[connection.id]?.node = stored
             sessions[connection.id]?.awaitingWelcome = true
+            // Totals continue across sessions of one process: from before, and from its register.
+            if let earlier = departedCounters.take(stored.id) { sessions[connection.id]?.stats = earlier }
+            if let stats { keep(stats, from: stored, on: connection) }
             welcomesDue = true
             logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
             journal.joined(stored, peer: connection.remote)
@@ -602,6 +587,7 @@ public actor MeshCoordinator {
         guard book.leave(node.id) != nil else { return }
         rememberDeparted(node)
         journal.left(node, peer: connection.remote, reason: reason, evicted: evicted)
+        if let stats = sessions[connection.id]?.stats, stats != MeshStatistics() { departedCounters.remember(stats, for: node.id) }
         sessions[connection.id]?.node = nil
         for index in kills.indices where kills[index].waitingFor.remove(node.id) != nil {
             kills[index].stopped.append(node.id)
@@ -614,6 +600,7 @@ public actor MeshCoordinator {
     func forget(_ connection: Connection) -> Session? {
         views.close(connection.id)
         guard let session = sessions.removeValue(forKey: connection.id) else { return nil }
+        if let node = session.node, session.stats != MeshStatistics() { departedCounters.remember(session.stats, for: node.id) }
         let host = session.connection.remote.host
         sessionsPerHost[host, default: 1] -= 1
         if sessionsPerHost[host] == 0 { sessionsPerHost[host] = nil }

@@ -11,13 +11,14 @@ package final class ControlClient: ConnectionDelegate {
     private let holder = Mutex<Connection?>(nil)
     /// The id this client registers with (its hello carries it).
     package let id: String
-    private let secret: String
+    /// The secret behind ``id``: another client made with it registers as the same process.
+    package let secret: String
     /// Keeps messages without their topology, delta and status: a client that only fills a
     /// topology for a test need not hold every copy of it.
     private let lean: Bool
 
-    private init(lean: Bool) {
-        (id, secret) = NodeID.make()
+    private init(lean: Bool, identity: (id: String, secret: String)?) {
+        (id, secret) = identity ?? NodeID.make()
         self.lean = lean
     }
 
@@ -25,11 +26,15 @@ package final class ControlClient: ConnectionDelegate {
 
     /// Dials `address` for `purpose` (control by default) with `key`, as a node would.
     ///
-    /// - Parameter lean: keep what arrives without its topologies, deltas and status.
+    /// - Parameters:
+    ///   - lean: keep what arrives without its topologies, deltas and status.
+    ///   - identity: the node id and secret to use (an earlier client's, to come back as the same
+    ///     process); fresh ones when `nil`.
     package static func connect(
-        to address: String, purpose: Handshake.Purpose = .control, key: String? = nil, lean: Bool = false
+        to address: String, purpose: Handshake.Purpose = .control, key: String? = nil, lean: Bool = false,
+        identity: (id: String, secret: String)? = nil
     ) throws -> ControlClient {
-        let client = ControlClient(lean: lean)
+        let client = ControlClient(lean: lean, identity: identity)
         let options = Connection.Options(
             handshake: .connect(
                 purpose: purpose, key: try MeshKey.stretched(key), localID: purpose == .control ? NodeID.bytes(client.id) : nil,
@@ -46,13 +51,17 @@ package final class ControlClient: ConnectionDelegate {
     /// Registers as a node named `name` and waits for the welcome.
     ///
     /// - Throws: ``TimedOut`` when no welcome comes within `seconds`.
+    /// - Parameters:
+    ///   - port: the peer port it advertises (nothing listens there unless the test put it there).
+    ///   - stats: counters to bring along, as a node does.
     package func register(
-        name: String, topics: [String] = [], view: TopologyView? = nil, interest: ViewInterest? = nil, seconds: Double = 10
+        name: String, topics: [String] = [], port: UInt16 = 1, stats: MeshStatistics? = nil, view: TopologyView? = nil,
+        interest: ViewInterest? = nil, seconds: Double = 10
     ) async throws {
         send(
             ControlMessage(
-                .register, node: NodeRecord(id: id, name: name, host: "", port: 1, topics: topics), secret: secret, view: view,
-                interest: interest))
+                .register, node: NodeRecord(id: id, name: name, host: "", port: port, topics: topics), stats: stats, secret: secret,
+                view: view, interest: interest))
         _ = try await waitFor(.welcome, seconds: seconds)
     }
 

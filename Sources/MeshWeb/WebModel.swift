@@ -20,6 +20,10 @@ struct NodeRates: Codable, Sendable, Equatable {
 /// last two heartbeats, at the instants the coordinator heard them (not when someone asked):
 /// polling faster or slower than the heartbeats does not make the rate jump. A heartbeat that
 /// brought no counters (nothing changed) is a sample too, and makes the rate 0.
+///
+/// A node's counters only grow (the coordinator holds them so, across its sessions too). A
+/// sample below the last one is not taken at all: were it, the next sample would measure the
+/// whole count since 0 as one interval's traffic (a phantom `102 msg/s`).
 struct RateTracker: Sendable {
     struct Sample: Sendable {
         var at: ContinuousClock.Instant
@@ -41,12 +45,23 @@ struct RateTracker: Sendable {
             let heard = now - .milliseconds(Int64((node.lastHeard * 1000).rounded()))
             let sample = Sample(at: heard, stats: node.stats)
             if let known = samples[node.node.id] {
+                if Self.isBehind(sample.stats, known.latest.stats) {
+                    next[node.node.id] = known
+                    continue
+                }
                 next[node.node.id] = heard - known.latest.at >= minimumSpacing ? (known.latest, sample) : known
             } else {
                 next[node.node.id] = (nil, sample)
             }
         }
         samples = next
+    }
+
+    /// True when any counter a rate is taken from is lower in `stats` than in `before`.
+    static func isBehind(_ stats: MeshStatistics, _ before: MeshStatistics) -> Bool {
+        stats.messagesSent < before.messagesSent || stats.messagesReceived < before.messagesReceived
+            || stats.bytesSent < before.bytesSent || stats.bytesReceived < before.bytesReceived
+            || stats.messagesDropped < before.messagesDropped || stats.decodeFailures < before.decodeFailures
     }
 
     /// The node's rates per second, zero before its second heartbeat.

@@ -59,3 +59,53 @@ struct HeartbeatCountersTests {
         #expect(checked.negativeCounters == 3)
     }
 }
+
+/// Counters that never go backwards for one process (one node id), across heartbeats and sessions.
+@Suite("Monotonic counters")
+struct MonotonicCounterTests {
+    @Test("a counter below the node's earlier value is kept at that value, and counted")
+    func backwardsIsClamped() {
+        var before = MeshStatistics()
+        before.messagesReceived = 92
+        before.bytesReceived = 9200
+        before.topics = ["jobs": TopicStatistics(messagesReceived: 92, bytesReceived: 4600), "gone": TopicStatistics(messagesReceived: 1)]
+        var now = MeshStatistics()
+        now.messagesReceived = 0
+        now.bytesReceived = 9300
+        now.topics = ["jobs": TopicStatistics(messagesReceived: 3, bytesReceived: 4700)]
+        let checked = HeartbeatCounters(now, previous: before)
+        #expect(checked.statistics.messagesReceived == 92)
+        #expect(checked.statistics.bytesReceived == 9300)
+        #expect(checked.statistics.topics?["jobs"] == TopicStatistics(messagesReceived: 92, bytesReceived: 4700))
+        #expect(checked.statistics.topics?["gone"] == TopicStatistics(messagesReceived: 1))
+        #expect(checked.backwardCounters == 2)
+        // Counters that only grow are taken as they are.
+        var later = now
+        later.messagesReceived = 95
+        later.topics = ["jobs": TopicStatistics(messagesReceived: 95, bytesReceived: 4800)]
+        let honest = HeartbeatCounters(later, previous: checked.statistics)
+        #expect(honest.backwardCounters == 0 && honest.statistics.messagesReceived == 95)
+    }
+
+    @Test("the memory of departed nodes gives back each one's counters once, and stays bounded")
+    func memory() {
+        var memory = CounterMemory(capacity: 2, topicCapacity: 3)
+        var stats = MeshStatistics()
+        stats.messagesReceived = 7
+        memory.remember(stats, for: "a")
+        memory.remember(stats, for: "b")
+        memory.remember(stats, for: "c")
+        #expect(memory.count == 2)
+        #expect(memory.take("a") == nil, "the oldest went first")
+        #expect(memory.take("b")?.messagesReceived == 7)
+        #expect(memory.take("b") == nil, "taken once")
+        stats.topics = ["x": TopicStatistics(), "y": TopicStatistics()]
+        memory.remember(stats, for: "d")
+        memory.remember(stats, for: "e")  // 4 topic entries would pass 3: "c" and "d" make room
+        #expect(memory.take("d") == nil)
+        #expect(memory.take("e")?.topics?.count == 2)
+        stats.topics = ["1": TopicStatistics(), "2": TopicStatistics(), "3": TopicStatistics(), "4": TopicStatistics()]
+        memory.remember(stats, for: "f")  // more topics than the whole memory holds: not kept
+        #expect(memory.take("f") == nil)
+    }
+}

@@ -367,13 +367,45 @@ private func hello(keyed: Bool, purpose: UInt8 = 1, nonce: [UInt8], id: [UInt8] 
             Handshake(connectingFor: .data, key: Self.key, expectedPeerID: expected),
             Handshake(accepting: [.data: .key(Self.key)], localID: found))
         #expect(outcome.connector.failure == .wrongPeer(expected: expected, found: found))
-        #expect(outcome.connector.sent.count == 1)
+        #expect(outcome.connector.sent.isEmpty, "a connector dialling a known node writes nothing to the wrong one")
         #expect(connector.peerID == found)
         // The right node passes.
         let right = Self.exchange(
             Handshake(connectingFor: .data, key: Self.key, expectedPeerID: expected),
             Handshake(accepting: [.data: .key(Self.key)], localID: expected))
         #expect(right.2.connector.established && right.2.acceptor.established)
+    }
+
+    @Test func aDataPortSpeaksFirstAndAConnectorToAKnownNodeWaitsForIt() {
+        let id: [UInt8] = [9, 9, 9, 9, 9, 9, 9, 9]
+        var acceptor = Handshake(accepting: [.data: .key(Self.key)], localID: id, nonce: Self.acceptorNonce)
+        #expect(acceptor.start() == [.send(hello(keyed: true, purpose: 4, nonce: Self.acceptorNonce, id: id))])
+        var connector = Handshake(connectingFor: .data, key: Self.key, expectedPeerID: id, nonce: Self.connectorNonce)
+        #expect(connector.start().isEmpty)
+        #expect(connector.isAwaitingAcceptor)
+        // Its hello and proof go out together, once the acceptor's hello named the expected node.
+        let answer = connector.receive(hello(keyed: true, purpose: 4, nonce: Self.acceptorNonce, id: id))
+        #expect(answer.count == 2)
+        #expect(answer.first == .send(hello(keyed: true, purpose: 4, nonce: Self.connectorNonce)))
+        #expect(!connector.isAwaitingAcceptor)
+        // The coordinator (several purposes) still waits for the connector's hello.
+        var coordinator = Handshake(accepting: [.control: .open, .inspect: .open])
+        #expect(coordinator.start().isEmpty)
+    }
+
+    @Test func whatAnotherProgramSaysFirstEndsTheHandshakeWithNothingWritten() {
+        for banner in ["SSH-2.0-OpenSSH_9.6\r\n", "HTTP/1.1 400 Bad Request\r\n", "MESH\u{1}"] {
+            var connector = Handshake(connectingFor: .data, key: nil, expectedPeerID: [1, 2, 3, 4, 5, 6, 7, 8])
+            #expect(connector.start().isEmpty)
+            var actions: [Handshake.Action] = []
+            for byte in Array(banner.utf8) where actions.isEmpty { actions = connector.receive([byte]) }
+            #expect(actions.count == 1, "\(banner): \(actions)")
+            #expect(Self.failure(of: actions) != nil, "\(banner)")
+        }
+        // Keys that do not match: the connector gives up before it writes anything.
+        var keyless = Handshake(connectingFor: .data, key: nil, expectedPeerID: [1, 2, 3, 4, 5, 6, 7, 8])
+        _ = keyless.start()
+        #expect(keyless.receive(hello(keyed: true, purpose: 4, nonce: Self.acceptorNonce, id: [1, 2, 3, 4, 5, 6, 7, 8])) == [.fail(.peerRequiresKey)])
     }
 
     @Test func bothSidesDeriveTheSameSessionKeysOnePerDirection() throws {

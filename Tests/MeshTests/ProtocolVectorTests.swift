@@ -85,10 +85,19 @@ import Testing
 
     /// An acceptor that does not serve the purpose answers with purpose 0, then fails.
     @Test func unservedPurposeIsAnsweredWithZero() {
-        var acceptor = Handshake(accepting: [.data: .open], localID: nil, nonce: Self.acceptorNonce)
-        _ = acceptor.start()
-        let openHello = Array("MESH".utf8) + [2, 0, 1] + Self.connectorNonce + Handshake.noID
+        var acceptor = Handshake(accepting: [.control: .open, .inspect: .open], localID: nil, nonce: Self.acceptorNonce)
+        #expect(acceptor.start().isEmpty)
+        let openHello = Array("MESH".utf8) + [2, 0, 4] + Self.connectorNonce + Handshake.noID
         let answer = acceptor.receive(openHello)
-        #expect(answer == [.send(Array("MESH".utf8) + [2, 0, 0] + Self.acceptorNonce + Handshake.noID), .fail(.purposeNotServed(1))])
+        #expect(answer == [.send(Array("MESH".utf8) + [2, 0, 0] + Self.acceptorNonce + Handshake.noID), .fail(.purposeNotServed(4))])
+    }
+
+    /// A data port sends its hello at accept; a control hello sent to it is refused with nothing more.
+    @Test func aDataPortSpeaksFirst() {
+        let id: [UInt8] = [0x0b, 0x7d, 0x2e, 0x55, 0xa1, 0xc3, 0x9f, 0x08]
+        var acceptor = Handshake(accepting: [.data: .open], localID: id, nonce: Self.acceptorNonce)
+        #expect(acceptor.start() == [.send(Array("MESH".utf8) + [2, 0, 4] + Self.acceptorNonce + id)])
+        let controlHello = Array("MESH".utf8) + [2, 0, 1] + Self.connectorNonce + Handshake.noID
+        #expect(acceptor.receive(controlHello) == [.fail(.purposeNotServed(1))])
     }
 }

@@ -215,10 +215,11 @@ final class ProbeLink: ConnectionDelegate {
     }
 }
 
-/// An inspector connected to `address`, retrying until the coordinator there answers.
-func eventuallyConnected(to address: String) async throws -> MeshInspector {
+/// An inspector connected to `address`, retrying until the coordinator there answers; an admin
+/// one when `adminKey` is given (`""` in an open mesh).
+func eventuallyConnected(to address: String, adminKey: String? = nil) async throws -> MeshInspector {
     while true {
-        if let inspector = try? await MeshInspector.connect(to: address, authkey: nil, timeout: .seconds(2)) {
+        if let inspector = try? await MeshInspector.connect(to: address, authkey: nil, adminKey: adminKey, timeout: .seconds(2)) {
             return inspector
         }
         try await Task.sleep(for: .milliseconds(50))

@@ -280,7 +280,7 @@ struct ServiceTests {
         }
     }
 
-    @Test("a flood of requests at a busy provider is held back by TCP, not queued without bound; all are answered")
+    @Test("a flood of requests at a busy provider is bounded: the excess is refused busy at once, the rest answered, nothing left pending")
     func requestFloodIsBounded() async throws {
         try await withMesh { mesh in
             let provider = try await mesh.node("busy") {
@@ -296,21 +296,34 @@ struct ServiceTests {
             try await caller.waitForService("slow-echo", timeout: .seconds(5))
             let count = 2_000
             let payload = Data(repeating: 0xAB, count: 1024)
+            let busy = Collector<String>()
             let results = Task {
-                try await withThrowingTaskGroup(of: Data.self) { group in
-                    for _ in 0..<count { group.addTask { try await caller.call("slow-echo", payload, timeout: .seconds(60)) } }
-                    return try await group.reduce(into: 0) { total, reply in total += reply == payload.prefix(8) ? 1 : 0 }
+                try await withThrowingTaskGroup(of: Int.self) { group in
+                    for _ in 0..<count {
+                        group.addTask {
+                            do {
+                                let reply: Data = try await caller.call("slow-echo", payload, timeout: .seconds(60))
+                                return reply == payload.prefix(8) ? 1 : 0
+                            } catch MeshError.service(.busy(_, _, let reason)) {
+                                busy.append(reason)
+                                return 0
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: 0) { $0 += $1 }
                 }
             }
-            // The provider reads until its queue passes 64 KiB (about 62 requests), then stops; what one read brought
-            // in (at most 8 × 64 KiB) may still be queued on top.
-            try await eventually("the provider to stop reading", seconds: 10) { provider.serviceStatistics.requestsWaiting >= 32 }
-            try await Task.sleep(for: .milliseconds(300))
+            // The provider holds requests up to 64 KiB (about 62 of them); every one past that is
+            // answered busy while the first handler is still held at the gate.
+            try await eventually("the excess to be refused", seconds: 20) { busy.values.count + provider.serviceStatistics.requestsWaiting + 1 >= count }
             let waiting = provider.serviceStatistics.requestsWaiting
-            print("request flood: \(waiting) of \(count) requests queued at the paused provider")
-            #expect(waiting < 700, "\(waiting) requests queued at the provider")
+            print("request flood: \(waiting) of \(count) requests held at the provider, \(busy.values.count) refused busy")
+            #expect(waiting < 70, "\(waiting) requests held at the provider")
+            #expect(busy.values.first?.contains("would pass its limit of 65536") == true, "\(busy.values.first ?? "")")
             gate.open()
-            #expect(try await withDeadline(60) { try await results.value } == count)
+            let answered = try await withDeadline(60) { try await results.value }
+            #expect(answered + busy.values.count == count)
+            #expect(provider.serviceStatistics.requestsRefused == busy.values.count)
             #expect(provider.serviceStatistics.requestsWaiting == 0)
             #expect(caller.serviceStatistics.callsInProgress == 0)
         }
@@ -342,7 +355,11 @@ struct ServiceTests {
     @Test("10,000 concurrent calls from 10 tasks are all answered correctly")
     func tenThousandConcurrentCalls() async throws {
         try await withMesh { mesh in
-            let provider = try await mesh.node("adder")
+            // One caller holding 10,000 requests at once: the limits allow it here on purpose.
+            let provider = try await mesh.node("adder") {
+                $0.serviceLimits.requestsPerCaller = 10_000
+                $0.serviceLimits.requests = 10_000
+            }
             let caller = try await mesh.node("caller")
             try await provider.serve("add") { (request: AddRequest) async throws -> AddResponse in
                 AddResponse(sum: request.a + request.b)

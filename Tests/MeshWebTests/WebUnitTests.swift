@@ -239,6 +239,27 @@ struct WebUnitTests {
         #expect(tracker.rates("a") == NodeRates())
     }
 
+    @Test func aCountThatGoesBackMakesNoPhantomRate() {
+        // Issue #22: 92 -> 0 -> 92 once showed `102 msg/s` for a node that received nothing.
+        var tracker = RateTracker()
+        let record = NodeRecord(id: "a", name: "n", host: "127.0.0.1", port: 1)
+        func status(_ received: Int) -> [NodeStatus] {
+            var stats = MeshStatistics()
+            stats.messagesReceived = received
+            stats.topics = ["jobs": TopicStatistics(messagesReceived: received)]
+            return [NodeStatus(node: record, stats: stats, lastHeard: 0)]
+        }
+        let start = ContinuousClock.now
+        tracker.update(status(92), now: start)
+        tracker.update(status(0), now: start + .milliseconds(900))
+        #expect(tracker.rates("a").messagesReceived == 0)
+        tracker.update(status(92), now: start + .milliseconds(1800))
+        #expect(tracker.rates("a").messagesReceived == 0)
+        #expect(tracker.topicRates("a", topic: "jobs").messages == 0)
+        tracker.update(status(100), now: start + .milliseconds(2800))
+        #expect(abs(tracker.rates("a").messagesReceived - 8) < 0.01)
+    }
+
     @Test func perTopicCountsStopGrowingAtTheCap() {
         var stats = MeshStatistics()
         var counts: [String: TopicStatistics] = [:]

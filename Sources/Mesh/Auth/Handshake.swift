@@ -2,11 +2,16 @@ import MeshCrypto
 
 /// The opening exchange of every mesh connection (protocol version 2), as a pure state machine.
 ///
-/// The connecting side sends its ``hello`` at once: magic bytes, protocol version, whether it
-/// uses a key, the connection's ``Purpose``, a fresh 32-byte nonce and its node id (zeros for
-/// the `mesh` tool). The accepting side reads it, decides whether it serves that purpose and with
-/// which key, and answers with a hello of its own (the purpose echoed, or 0 for "not served
-/// here"). With a key, the connector then proves it with
+/// A hello is magic bytes, protocol version, whether the side uses a key, the connection's
+/// ``Purpose``, a fresh 32-byte nonce and the side's node id (zeros for the `mesh` tool). For
+/// control, inspect and admin connections the connecting side sends its hello at once; the
+/// accepting side reads it, decides whether it serves that purpose and with which key, and answers
+/// with a hello of its own (the purpose echoed, or 0 for "not served here"). For **data**
+/// connections the order is reversed: a port that serves data (and nothing else) sends its hello
+/// as soon as it accepts, and a connector that dials a known node (at an address the topology
+/// gave it) writes nothing at all until that hello has arrived with the node id it expected. So a
+/// node that advertises someone else's port makes its senders dial that port, but they write not
+/// one byte to it. With a key, the connector then proves it with
 /// `HMAC(key, "swift-mesh/2 connector" ‖ connectorHello ‖ acceptorHello)`; the acceptor checks
 /// that in constant time and answers with a verdict byte and its own proof under the label
 /// `"swift-mesh/2 acceptor"`. Both hellos are in both proofs, so the purpose, the nonces and the
@@ -153,12 +158,39 @@ package struct Handshake: Sendable {
         }
     }
 
-    /// Begins the exchange: the connector's hello to send (an acceptor answers the peer's hello).
+    /// Whether this side speaks first: a connector that does not dial a known node (one that does
+    /// waits for that node's hello), and an acceptor that serves data (which it serves alone).
+    var speaksFirst: Bool {
+        switch role {
+        case .connector: return expectedPeerID == nil
+        case .acceptor: return acceptorSpeaksFirst != nil
+        }
+    }
+
+    /// For an acceptor that serves only data: that purpose and its access; it speaks first.
+    private var acceptorSpeaksFirst: (Purpose, Access)? {
+        guard served.count == 1, let access = served[.data] else { return nil }
+        return (.data, access)
+    }
+
+    /// True while a connector dialling a known node waits for its hello, having sent nothing.
+    var isAwaitingAcceptor: Bool { role == .connector && stage == .awaitingHello && localHello.isEmpty }
+
+    /// Begins the exchange: this side's hello to send when it speaks first (see ``speaksFirst``),
+    /// else nothing.
     mutating func start() -> [Action] {
         stage = .awaitingHello
-        guard role == .connector, let purpose else { return [] }
-        localHello = hello(purpose: purpose.rawValue, keyed: key != nil)
-        return [.send(localHello)]
+        switch role {
+        case .connector:
+            guard let purpose, speaksFirst else { return [] }
+            localHello = hello(purpose: purpose.rawValue, keyed: key != nil)
+            return [.send(localHello)]
+        case .acceptor:
+            guard let (purpose, access) = acceptorSpeaksFirst else { return [] }
+            if case .key(let chosen) = access { key = chosen }
+            localHello = hello(purpose: purpose.rawValue, keyed: key != nil)
+            return [.send(localHello)]
+        }
     }
 
     private mutating func hello(purpose: UInt8, keyed: Bool) -> [UInt8] {
@@ -203,6 +235,19 @@ package struct Handshake: Sendable {
         peerHello = message
         peerID = Array(message[(Handshake.helloLength - Handshake.idLength)...])
         let peerUsesKey = message[5] & 1 == 1
+        if !localHello.isEmpty {
+            // This side spoke first (a data port): its hello is out, with its key choice made.
+            guard message[6] == Purpose.data.rawValue else { return fail(.purposeNotServed(message[6])) }
+            purpose = .data
+            switch (key, peerUsesKey) {
+            case (nil, true): return fail(.peerRequiresKey)
+            case (.some, false): return fail(.peerHasNoKey)
+            case (nil, false): return establish()
+            case (.some, true):
+                stage = .awaitingProof
+                return []
+            }
+        }
         guard let asked = Purpose(rawValue: message[6]), let access = served[asked] else {
             // Answer with purpose 0, so the connector can say why, then give up.
             localHello = hello(purpose: 0, keyed: peerUsesKey)
@@ -225,19 +270,32 @@ package struct Handshake: Sendable {
         peerHello = message
         peerID = Array(message[(Handshake.helloLength - Handshake.idLength)...])
         guard message[6] == purpose?.rawValue else {
-            return fail(message[6] == 0 ? .purposeRefused(purpose?.rawValue ?? 0) : .peerProtocolError("echoed purpose \(message[6])"))
+            // A port that speaks first serves data only: another purpose there is a wrong port too.
+            let refused = message[6] == 0 || (localHello.isEmpty == false && message[6] == Purpose.data.rawValue)
+            return fail(refused ? .purposeRefused(purpose?.rawValue ?? 0) : .peerProtocolError("echoed purpose \(message[6])"))
         }
         if let expectedPeerID, expectedPeerID != peerID {
             return fail(.wrongPeer(expected: expectedPeerID, found: peerID))
         }
         let peerUsesKey = message[5] & 1 == 1
+        // A connector that dialled a known node speaks only now, once the acceptor showed its id.
+        var actions: [Action] = []
+        if localHello.isEmpty, let purpose {
+            switch (key, peerUsesKey) {
+            case (nil, false), (.some, true):
+                localHello = hello(purpose: purpose.rawValue, keyed: key != nil)
+                actions.append(.send(localHello))
+            case (nil, true), (.some, false):
+                break  // fails below, having written nothing
+            }
+        }
         switch (key, peerUsesKey) {
         case (nil, true): return fail(.peerRequiresKey)
         case (.some, false): return fail(.peerHasNoKey)
-        case (nil, false): return establish()
+        case (nil, false): return actions + establish()
         case (.some(let key), true):
             stage = .awaitingVerdict
-            return [.send(proof(label: Handshake.connectorLabel, key: key))]
+            return actions + [.send(proof(label: Handshake.connectorLabel, key: key))]
         }
     }
 
@@ -334,6 +392,9 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
     case closedDuringHandshake
     /// The handshake did not finish within its deadline.
     case timedOut(seconds: Int)
+    /// A connector dialling a known node heard no hello from its address within the deadline; it
+    /// wrote nothing there (a node's data port speaks first).
+    case silentAcceptor(seconds: Int)
     /// Closed to make room: more connections than the limit were mid-handshake.
     case evicted(limit: Int)
     /// This port does not serve the purpose the peer asked for (raw purpose byte).
@@ -378,6 +439,9 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
             return "peer closed the connection during the handshake (wrong key, or a different protocol?)"
         case .timedOut(let seconds):
             return "no handshake from peer within \(seconds) s"
+        case .silentAcceptor(let seconds):
+            return "no mesh hello from the address within \(seconds) s: a node's data port speaks first, so another program"
+                + " may be listening there (the node may advertise a port that is not its own); nothing was written to it"
         case .evicted(let limit):
             return "closed mid-handshake to make room: over \(limit) connections were waiting to authenticate"
         case .purposeNotServed(let raw):

@@ -347,6 +347,7 @@ final class InboundLink: ConnectionDelegate {
     }
 
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
+        services.callerLeft(connection)
         let peer = peers.removeValue(forKey: connection.id)
         unknown[connection.id] = nil
         awaitingHello[connection.id] = nil

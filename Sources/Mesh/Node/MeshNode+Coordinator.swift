@@ -87,8 +87,14 @@ extension MeshNode {
         case .dial(let attempt):
             return dial(attempt)
         case .register(let attempt, let view, let interest):
-            connection(for: attempt)?.send(
-                ControlMessage(.register, node: record, secret: idSecret, view: view, interest: interest).encodedFrame())
+            guard let connection = connection(for: attempt) else { return nil }
+            // The counters since this process started ride along, so a coordinator that sees this
+            // node again (a new session, or a restarted coordinator) continues them, never from 0.
+            let current = statistics
+            lastReportedStatistics = current
+            connection.send(
+                ControlMessage(.register, node: record, stats: current, secret: idSecret, view: view, interest: interest)
+                    .encodedFrame())
         case .send(let attempt, let message):
             connection(for: attempt)?.send(message.encodedFrame())
         case .sendHeartbeat(let attempt):

@@ -8,7 +8,10 @@ extension MeshNode {
     /// coordinator is away; the registration is re-sent when it is back), so every node can route
     /// calls here. Nodes that share a name and provide the same service form a pool; calls are
     /// shared among them in turn. Handlers run concurrently, at most
-    /// ``Configuration/maximumConcurrentRequests`` at once for the node; later requests wait.
+    /// ``Configuration/maximumConcurrentRequests`` at once for the node and fewer for one caller;
+    /// later requests wait, callers taking turns. A request past ``Configuration/serviceLimits``
+    /// (per caller or in total) is refused at once, and its caller gets
+    /// ``ServiceError/busy(service:provider:reason:)``.
     /// `Data` and `[UInt8]` requests and responses travel as raw bytes.
     /// - Parameters:
     ///   - service: the service's name; 1 to 255 bytes of UTF-8, no control characters.
@@ -118,6 +121,7 @@ extension MeshNode {
     ///     behind; a reply that comes later is dropped (counted in
     ///     ``ServiceStatistics/lateAnswers``).
     /// - Throws: ``MeshError/service(_:)``: no provider (at once), the provider's handler threw,
+    ///   the provider was busy (refused at once; retry later),
     ///   a request or response did not decode, the provider's connection was lost (at once, not at
     ///   the timeout); ``MeshError/timedOut(waitingFor:seconds:)``; `CancellationError` when the
     ///   calling task is cancelled; ``MeshError/frameTooLarge(size:limit:)``; ``MeshError/closed``.

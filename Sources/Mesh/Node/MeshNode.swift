@@ -38,7 +38,8 @@ public actor MeshNode {
         /// What `send` does when a receiver's queue is full.
         public var whenPeerQueueFull: FullQueuePolicy
         /// Bytes of received messages waiting for listeners before this node stops reading
-        /// (which makes the senders wait in turn).
+        /// (which makes the senders wait in turn). Service requests have a budget of the same
+        /// size of their own, held until answered (see ``serviceLimits``).
         public var maximumInboxBytes: Int
         /// Messages buffered for each ``MeshNode/messages(_:as:)`` sequence.
         public var streamBufferSize: Int
@@ -54,8 +55,12 @@ public actor MeshNode {
         /// (`unix` or `tcp`), else TCP (docs/PERFORMANCE.md says why).
         public var sameHostTransport: SameHostTransport
         /// How many service handlers this node runs at once; requests past it wait their turn
-        /// (in arrival order), they are not refused.
+        /// (callers taking turns), within ``serviceLimits``.
         public var maximumConcurrentRequests = 64
+        /// How many requests and bytes one caller, and all callers together, may have running
+        /// and waiting at this node's services; a request past a limit is refused at once with
+        /// ``ServiceError/busy(service:provider:reason:)``.
+        public var serviceLimits = ServiceLimits()
         /// How much of the topology this node holds. ``TopologyView/partial`` holds only its own
         /// record and those it routes to or waits for (fetched on first use, then kept current):
         /// what scales to thousands of nodes. ``TopologyView/full`` (the default, or
@@ -114,6 +119,33 @@ public actor MeshNode {
         public static var fromEnvironment: SameHostTransport {
             ProcessInfo.processInfo.environment["MESH_SAME_HOST_TRANSPORT"].flatMap(SameHostTransport.init(rawValue:))
                 ?? .tcp
+        }
+    }
+
+    /// The bounds on the service requests a node holds, per caller and in total (docs/PROTOCOL.md
+    /// §15.2). A caller is one connection: one calling node. A request counts, with its bytes,
+    /// from its arrival until its answer has been written, whether it runs or waits; the node's
+    /// total bytes are bounded by ``Configuration/maximumInboxBytes`` and the handlers running at
+    /// once by ``Configuration/maximumConcurrentRequests``.
+    public struct ServiceLimits: Sendable, Equatable {
+        /// Handlers one caller may have running at once (the others wait their turn).
+        public var concurrentRequestsPerCaller: Int
+        /// Requests one caller may have running or waiting.
+        public var requestsPerCaller: Int
+        /// Request bytes (whole frames) one caller may have running or waiting. A caller with
+        /// nothing held always gets one request in, however large.
+        public var bytesPerCaller: Int
+        /// Requests all callers together may have running or waiting.
+        public var requests: Int
+
+        public init(
+            concurrentRequestsPerCaller: Int = 16, requestsPerCaller: Int = 256, bytesPerCaller: Int = 16 << 20,
+            requests: Int = 4096
+        ) {
+            self.concurrentRequestsPerCaller = concurrentRequestsPerCaller
+            self.requestsPerCaller = requestsPerCaller
+            self.bytesPerCaller = bytesPerCaller
+            self.requests = requests
         }
     }
 
@@ -252,8 +284,12 @@ public actor MeshNode {
         self.controlEvents = events
         let calls = PendingCalls(logger: logger, loop: loop)
         self.calls = calls
+        let serviceLimits = configuration.serviceLimits
         self.services = ServiceDispatcher(
-            limit: configuration.maximumConcurrentRequests, highWater: configuration.maximumInboxBytes,
+            limits: .init(
+                running: configuration.maximumConcurrentRequests, runningPerCaller: serviceLimits.concurrentRequestsPerCaller,
+                requests: serviceLimits.requests, requestsPerCaller: serviceLimits.requestsPerCaller,
+                bytes: configuration.maximumInboxBytes, bytesPerCaller: serviceLimits.bytesPerCaller),
             maximumMessageSize: configuration.maximumMessageSize, logger: logger)
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,

@@ -226,6 +226,9 @@ public struct ServiceStatistics: Sendable, Equatable {
     public var requestsFailed = 0
     /// Requests waiting for a free handler slot.
     public var requestsWaiting = 0
+    /// Requests refused at once with a "busy" failure: their caller, or all callers together,
+    /// were at a limit of ``MeshNode/Configuration/serviceLimits``.
+    public var requestsRefused = 0
     /// Handlers running now.
     public var handlersRunning = 0
     /// Answers that could not be written back (the caller's connection closed or stayed full).

@@ -13,7 +13,7 @@ struct InboundRequest: Sendable {
     var request: ServiceFrame.Request
     var caller: MeshPeer
     var replyPath: ReplyPath
-    /// The frame's size, counted against the waiting-requests limit.
+    /// The frame's size, counted against the caller's and the node's byte limits until it ends.
     var bytes: Int
 }
 
@@ -23,43 +23,48 @@ enum ServiceOutcome: Sendable {
     case failure(ServiceFailureCode, String)
 }
 
-/// Runs this node's service handlers: at most ``limit`` at once, the rest waiting in arrival order.
+/// Runs this node's service handlers within the limits of a ``ServiceAdmission``.
 ///
-/// Requests come from the event loop's thread (or from a local call) and never wait there: a
-/// request that finds every handler slot busy joins the queue. Workers are plain tasks, at most
-/// ``limit`` of them, each taking the next request when it finishes one, so a burst costs no task
-/// per request. The queue is bounded in bytes: past ``highWater`` the connection that pushed stops
-/// being read, so TCP makes the callers wait in turn; reading resumes once it is down to half.
+/// Requests come from the event loop's thread (or from a local call) and never wait there: each
+/// is admitted (it then waits for a handler slot, callers taking turns) or refused at once with a
+/// "busy" failure (code 5), so a caller always hears back. An admitted request's bytes count until
+/// its answer has been written. Workers are plain tasks, at most ``limit`` of them, each taking
+/// the next request when it finishes one, so a burst costs no task per request.
 final class ServiceDispatcher: Sendable {
     typealias Handler = @Sendable (ServiceFrame.Request, MeshPeer) async -> ServiceOutcome
+    typealias Limits = ServiceAdmission<InboundRequest>.Limits
+
+    /// The caller key of this node's calls to itself (connection ids count up from 1).
+    static let localCaller = UInt64.max
 
     private struct State {
         var handlers: [String: Handler] = [:]
-        var queue: [InboundRequest] = []
-        var head = 0
-        var queuedBytes = 0
+        var admission: ServiceAdmission<InboundRequest>
         /// Workers started and not yet ended.
         var running = 0
         /// Workers inside a handler (the others are about to take the next request).
         var busy = 0
-        var paused: [Connection] = []
         var closed = false
         var served = 0
         var failed = 0
         var dropped = 0
+        var refused = 0
+        var refusalLog = RateLimitedLog()
     }
 
     let limit: Int
-    let highWater: Int
+    let limits: Limits
     let maximumMessageSize: Int
     private let logger: MeshLogger
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    init(limit: Int, highWater: Int, maximumMessageSize: Int, logger: MeshLogger) {
-        self.limit = max(1, limit)
-        self.highWater = highWater
+    init(limits: Limits, maximumMessageSize: Int, logger: MeshLogger) {
+        let admission = ServiceAdmission<InboundRequest>(limits: limits)
+        self.limits = admission.limits
+        self.limit = admission.limits.running
         self.maximumMessageSize = maximumMessageSize
         self.logger = logger
+        self.state = Mutex(State(admission: admission))
     }
 
     // MARK: Handlers
@@ -83,65 +88,72 @@ final class ServiceDispatcher: Sendable {
 
     // MARK: Requests
 
-    /// Queues `request` and makes sure a worker will take it.
+    /// Admits `request` and makes sure a worker will take it, or answers it "busy" at once.
     ///
     /// A new worker starts only when every worker is inside a handler (and fewer than ``limit``
     /// run): a burst of quick requests is then served by the one or two workers already going,
     /// with no task started per request, while slow handlers still run ``limit`` at a time.
-    /// - Parameter connection: the connection it came on, paused when the queue is over its limit.
+    /// - Parameter connection: the connection it came on (its caller), `nil` for a local call.
     func submit(_ request: InboundRequest, from connection: Connection?) {
-        let (start, pause) = state.withLock { state -> (Bool, Connection?) in
-            if state.closed { return (false, nil) }
-            state.queue.append(request)
-            state.queuedBytes += request.bytes
-            var pause: Connection?
-            if let connection, state.queuedBytes > highWater, !state.paused.contains(where: { $0 === connection }) {
-                state.paused.append(connection)
-                pause = connection
+        let caller = connection?.id ?? Self.localCaller
+        let (refusal, start) = state.withLock { state -> (ServiceAdmission<InboundRequest>.Refusal?, Bool) in
+            if state.closed { return (nil, false) }
+            if let refusal = state.admission.admit(request, bytes: request.bytes, from: caller) {
+                state.refused += 1
+                return (refusal, false)
             }
-            return (Self.needsWorker(&state, limit: limit), pause)
+            return (nil, Self.needsWorker(&state, limit: limit))
         }
-        // On the loop thread (the connection's delegate) the pause is in force before this
-        // returns, so a resume a worker queues meanwhile cannot overtake it.
-        pause?.setReadingPaused(true)
+        if let refusal { refuse(request, refusal) }
         if start { Task { await self.work() } }
     }
 
+    /// Answers a refused request with a "busy" failure, at once and without waiting for room.
+    private func refuse(_ inbound: InboundRequest, _ refusal: ServiceAdmission<InboundRequest>.Refusal) {
+        let request = inbound.request
+        let reason = refusal.description
+        // One caller can send refusable requests as fast as it can write: a few lines a second.
+        let line = "refused call \(request.id) to \"\(request.service)\" from \(inbound.caller): \(reason)"
+        let lines = state.withLock { $0.refusalLog.record("refused service requests", line, now: .now) }
+        for text in lines { logger.warning(text) }
+        switch inbound.replyPath {
+        case .local(let calls):
+            calls.answer(request.id, .failure(code: ServiceFailureCode.busy.rawValue, description: reason), on: nil, from: "this node")
+        case .connection(let connection):
+            let frame = ServiceFrame.failure(id: request.id, code: .busy, description: reason)
+            if connection.send(frame) != .queued { state.withLock { $0.dropped += 1 } }
+        }
+    }
+
     /// Whether to start one more worker (counted as running when it returns `true`): some request
-    /// waits, every running worker is busy in a handler, and the limit allows one more.
+    /// may run, every running worker is busy in a handler, and the limit allows one more.
     private static func needsWorker(_ state: inout State, limit: Int) -> Bool {
-        guard state.head < state.queue.count, state.running == state.busy, state.running < limit else { return false }
+        guard state.running == state.busy, state.running < limit, state.admission.hasRunnable else { return false }
         state.running += 1
         return true
     }
 
-    /// One worker: takes queued requests one at a time until none is left, then ends.
+    /// One worker: takes admitted requests one at a time until none may run, then ends. A request
+    /// that could not run yet (its caller at its running limit) is taken by the worker that
+    /// finishes one of that caller's requests.
     private func work() async {
         while true {
-            let (next, spawn, resume) = state.withLock { state -> (InboundRequest?, Bool, [Connection]) in
-                guard state.head < state.queue.count, !state.closed else {
+            let (next, spawn) = state.withLock { state -> (ServiceAdmission<InboundRequest>.Ticket?, Bool) in
+                guard !state.closed, let ticket = state.admission.next() else {
                     state.running -= 1
-                    return (nil, false, [])
+                    return (nil, false)
                 }
-                let request = state.queue[state.head]
-                state.head += 1
-                state.queuedBytes -= request.bytes
                 state.busy += 1
-                if state.head == state.queue.count || state.head > 1024 {
-                    state.queue.removeFirst(state.head)
-                    state.head = 0
-                }
-                var resume: [Connection] = []
-                if !state.paused.isEmpty, state.queuedBytes <= highWater / 2 {
-                    swap(&resume, &state.paused)
-                }
-                return (request, Self.needsWorker(&state, limit: limit), resume)
+                return (ticket, Self.needsWorker(&state, limit: limit))
             }
-            for connection in resume { connection.setReadingPaused(false) }
             guard let next else { return }
             if spawn { Task { await self.work() } }
-            await serve(next)
-            state.withLock { $0.busy -= 1 }
+            let (caller, bytes) = (next.caller, next.bytes)
+            await serve(next.item)
+            state.withLock { state in
+                state.admission.finished(caller: caller, bytes: bytes)
+                state.busy -= 1
+            }
         }
     }
 
@@ -200,18 +212,21 @@ final class ServiceDispatcher: Sendable {
         }
     }
 
-    /// Stops taking requests and forgets the queued ones (their callers' connections are closing).
+    /// Forgets the requests still waiting from a caller whose connection closed: their answers
+    /// could not be written, so their handlers need not run (they count as dropped answers).
+    func callerLeft(_ connection: Connection) {
+        state.withLock { state in
+            state.dropped += state.admission.dropWaiting(of: connection.id)
+        }
+    }
+
+    /// Stops taking requests and forgets the waiting ones (their callers' connections are closing).
     func close() {
-        let paused = state.withLock { state -> [Connection] in
+        state.withLock { state in
             state.closed = true
             state.handlers.removeAll()
-            state.queue.removeAll()
-            state.head = 0
-            state.queuedBytes = 0
-            defer { state.paused = [] }
-            return state.paused
+            state.admission.dropWaiting()
         }
-        for connection in paused { connection.setReadingPaused(false) }
     }
 
     /// Adds the serving side's counters to `statistics`.
@@ -220,8 +235,9 @@ final class ServiceDispatcher: Sendable {
             statistics.requestsServed = state.served
             statistics.requestsFailed = state.failed
             statistics.answersDropped = state.dropped
-            statistics.requestsWaiting = state.queue.count - state.head
+            statistics.requestsWaiting = state.admission.waiting
             statistics.handlersRunning = state.busy
+            statistics.requestsRefused = state.refused
         }
     }
 }

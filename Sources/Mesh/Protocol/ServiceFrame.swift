@@ -10,6 +10,9 @@ enum ServiceFailureCode: UInt8, Sendable {
     case notServed = 3
     /// The handler's response could not be encoded, or exceeds the provider's message size limit.
     case responseUnusable = 4
+    /// The provider refused the request at once: its caller, or all callers together, had as
+    /// many requests or bytes running and waiting there as its limits allow.
+    case busy = 5
 }
 
 /// The bodies of the three service frames. docs/PROTOCOL.md §15 has them byte by byte.

@@ -20,6 +20,10 @@ public enum ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
     case notServed(service: String, provider: MeshPeer)
     /// The connection to the provider closed or could not be opened before the reply came.
     case providerLost(service: String, provider: MeshPeer, reason: String)
+    /// The provider refused the call at once, without running it: this caller, or all callers
+    /// together, had as many requests or bytes running and waiting there as its limits allow.
+    /// Safe to retry later; `reason` names the limit.
+    case busy(service: String, provider: MeshPeer, reason: String)
     /// The provider answered with a failure code this node does not know.
     case remoteFailure(service: String, provider: MeshPeer, code: UInt8, reason: String)
 
@@ -28,7 +32,7 @@ public enum ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .noProvider(let service), .requestUnencodable(let service, _), .handlerFailed(let service, _, _), .requestUndecodable(let service, _, _),
             .responseUnusable(let service, _, _), .responseUndecodable(let service, _, _), .notServed(let service, _),
-            .providerLost(let service, _, _), .remoteFailure(let service, _, _, _):
+            .providerLost(let service, _, _), .busy(let service, _, _), .remoteFailure(let service, _, _, _):
             return service
         }
     }
@@ -51,6 +55,8 @@ public enum ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(provider) does not provide the service \"\(service)\" (any more)"
         case .providerLost(let service, let provider, let reason):
             return "lost the connection to \(provider) during a call to service \"\(service)\": \(reason)"
+        case .busy(let service, let provider, let reason):
+            return "service \"\(service)\" at \(provider) refused the call: \(reason)"
         case .remoteFailure(let service, let provider, let code, let reason):
             return "service \"\(service)\" failed at \(provider) (code \(code)): \(reason)"
         }
@@ -63,6 +69,7 @@ public enum ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
         case .requestUndecodable: self = .requestUndecodable(service: service, provider: provider, reason: description)
         case .notServed: self = .notServed(service: service, provider: provider)
         case .responseUnusable: self = .responseUnusable(service: service, provider: provider, reason: description)
+        case .busy: self = .busy(service: service, provider: provider, reason: description)
         case nil: self = .remoteFailure(service: service, provider: provider, code: code, reason: description)
         }
     }

@@ -367,7 +367,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
         updateInterest()
         let seconds = Int(options.handshakeTimeout.components.seconds)
         local.timer = loop.schedule(after: options.handshakeTimeout) { [self] in
-            if local.phase == .handshaking { finishClose(.handshake(.timedOut(seconds: seconds))) }
+            guard local.phase == .handshaking else { return }
+            finishClose(.handshake(local.handshake.isAwaitingAcceptor ? .silentAcceptor(seconds: seconds) : .timedOut(seconds: seconds)))
         }
         perform(local.handshake.start())
     }

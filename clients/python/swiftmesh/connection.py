@@ -152,7 +152,12 @@ class Connection(asyncio.Protocol):
 
     def _handshake_timeout(self):
         if not self.is_open and not self.closed:
-            self.close(f"no handshake from peer within {int(HANDSHAKE_TIMEOUT)} s", handshake=True)
+            if self.handshake.awaiting_acceptor:
+                self.close(f"no mesh hello from the address within {int(HANDSHAKE_TIMEOUT)} s: a node's data port "
+                           "speaks first, so another program may be listening there (the node may advertise a port "
+                           "that is not its own); nothing was written to it", handshake=True)
+            else:
+                self.close(f"no handshake from peer within {int(HANDSHAKE_TIMEOUT)} s", handshake=True)
 
     def _hello_timeout(self):
         if not self.is_open and not self.closed and len(self.handshake.peer_hello) == 0:

@@ -25,6 +25,7 @@ MAXIMUM_QUEUED_BYTES_PER_PEER = 32 << 20
 MAXIMUM_INBOX_BYTES = 64 << 20
 STAT_KEYS = ("messagesSent", "bytesSent", "messagesReceived", "bytesReceived", "messagesDropped",
              "decodeFailures", "messagesUnrouted", "reconnects", "coordinatorReconnects")
+MAXIMUM_TOPIC_COUNTERS = 1024
 CONTROL_TYPES = {"register", "welcome", "rejected", "listen", "unlisten", "delta", "sync", "topology",
                  "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve"}
 
@@ -55,7 +56,8 @@ class NodeClosed(p.MeshError):
 
 class ServiceError(p.MeshError):
     """A call failed. `code` is the provider's failure code (None for a failure on this side):
-    1 the handler raised, 2 the request did not decode, 3 not served, 4 the response was unusable."""
+    1 the handler raised, 2 the request did not decode, 3 not served, 4 the response was unusable,
+    5 busy (the provider refused it at once, past its limits per caller or in total; retry later)."""
 
     def __init__(self, text, code=None, provider=None):
         super().__init__(text)
@@ -63,6 +65,12 @@ class ServiceError(p.MeshError):
 
 
 MAXIMUM_CONCURRENT_REQUESTS = 64
+# Service requests a caller (one connection) may hold, running or waiting, and their bytes; all
+# callers together hold at most SERVICE_REQUESTS and the inbox limit in bytes (PROTOCOL.md 15.2).
+SERVICE_RUNNING_PER_CALLER = 16
+SERVICE_REQUESTS_PER_CALLER = 256
+SERVICE_BYTES_PER_CALLER = 16 << 20
+SERVICE_REQUESTS = 4096
 MAXIMUM_FAILURE_TEXT = 4096
 
 
@@ -118,6 +126,8 @@ class MeshNode:
         self.id, self._secret = p.make_node_id()
         self._key = None
         self.stats = dict.fromkeys(STAT_KEYS, 0)
+        # Per topic: [messages, payload bytes] handed to this node's listeners (at most 1,024 topics).
+        self.topic_stats = {}
         self._last_reported = None
         self.topology = {}
         self.version = 0
@@ -126,6 +136,11 @@ class MeshNode:
         self._recently_left = {}
         self._handlers = {}
         self._served = {}
+        # id(connection) -> [requests held, bytes held, running semaphore]; and the totals.
+        self._held = {}
+        self._held_requests = 0
+        self._held_bytes = 0
+        self._refusal_window = (0.0, 0, 0)  # (start, lines written, lines held back) in this second
         self._calls = {}
         self._call_id = 0
         self._requests = None
@@ -213,7 +228,12 @@ class MeshNode:
             self.host, self.port = self._server.sockets[0].getsockname()[:2]
             if self.same_host_unix:
                 self._unix_server = await self._listen_unix()
-        connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret}))
+        # The counters since this process started ride along: a coordinator that sees this node
+        # again continues them instead of starting from 0 (docs/PROTOCOL.md section 5.5).
+        stats = self._stats_report()
+        self._last_reported = stats
+        connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret,
+                                         "stats": stats}))
 
     async def _listen_unix(self):
         """Also accepts peers on this node's abstract Unix socket (MESH_SAME_HOST_TRANSPORT=unix)."""
@@ -444,10 +464,28 @@ class MeshNode:
                 connection.close(f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s")
                 continue
             message = {"type": "heartbeat"}
-            if self.stats != self._last_reported:
-                message["stats"] = dict(self.stats)
-                self._last_reported = dict(self.stats)
+            stats = self._stats_report()
+            if stats != self._last_reported:
+                message["stats"] = stats
+                self._last_reported = stats
             connection.send(p.control_frame(message))
+
+    def _stats_report(self):
+        """The counters as a heartbeat carries them: the totals, and `topics` once any arrived."""
+        stats = dict(self.stats)
+        if self.topic_stats:
+            stats["topics"] = {topic: {"messagesReceived": counts[0], "bytesReceived": counts[1]}
+                               for topic, counts in self.topic_stats.items()}
+        return stats
+
+    def _count_topic(self, topic, payload_bytes):
+        counts = self.topic_stats.get(topic)
+        if counts is None:
+            if len(self.topic_stats) >= MAXIMUM_TOPIC_COUNTERS:
+                return
+            counts = self.topic_stats[topic] = [0, 0]
+        counts[0] += 1
+        counts[1] += payload_bytes
 
     def _announce(self, kind, topic):
         if self._control is not None and not self._control.closed:
@@ -764,6 +802,7 @@ class MeshNode:
                     received += 1
                     received_bytes += length + 4
                     index = end
+                    self._count_topic(topic, end - topic_end - 1)
                     handler = handlers.get(topic)
                     if handler is None:
                         self.log.debug("skipped a message on %s from %s: not listening", _escaped(topic), peer[1])
@@ -855,6 +894,7 @@ class MeshNode:
     def _deliver_local(self, topic, encoding, payload, frame_length):
         self.stats["messagesReceived"] += 1
         self.stats["bytesReceived"] += frame_length
+        self._count_topic(topic, len(payload))
         handler = self._handlers.get(topic)
         if handler is not None:
             self._deliver(handler, topic, encoding, payload, self.name, self.id, None)
@@ -1027,11 +1067,69 @@ class MeshNode:
         if length == 0 or length > 255 or 10 + length >= len(body):
             raise p.ProtocolError(f"malformed frame: request service length {length}")
         service, encoding, payload = p.parse_message(body[8:])
-        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload))
+        key = id(connection)
+        held = self._held.get(key)
+        size = len(body) + 5
+        reason = None
+        if held is not None and held[0] >= SERVICE_REQUESTS_PER_CALLER:
+            reason = (f"busy: this caller already has {SERVICE_REQUESTS_PER_CALLER} requests running or waiting at "
+                      "this provider, its limit per caller; retry when some have been answered")
+        elif held is not None and held[1] > 0 and held[1] + size > SERVICE_BYTES_PER_CALLER:
+            reason = (f"busy: this caller's requests running or waiting at this provider hold {held[1]} bytes, and this "
+                      f"one of {size} bytes would pass the limit of {SERVICE_BYTES_PER_CALLER} per caller; retry when "
+                      "some have been answered")
+        elif self._held_requests >= SERVICE_REQUESTS:
+            reason = (f"busy: {SERVICE_REQUESTS} requests from all callers are running or waiting at this provider, "
+                      "its limit; retry later")
+        elif self._held_bytes > 0 and self._held_bytes + size > self.maximum_inbox_bytes:
+            reason = (f"busy: the requests running or waiting at this provider hold {self._held_bytes} bytes, and this "
+                      f"one of {size} bytes would pass its limit of {self.maximum_inbox_bytes}; retry later")
+        if reason is not None:
+            self._log_refusal(f"refused call {call_id} to {_escaped(service)} from {_escaped(peer[1])}: {reason}")
+            connection.send(p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((5,)) + reason.encode()))
+            return
+        if held is None:
+            held = self._held[key] = [0, 0, asyncio.Semaphore(SERVICE_RUNNING_PER_CALLER)]
+        held[0] += 1
+        held[1] += size
+        self._held_requests += 1
+        self._held_bytes += size
+        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload, key, held, size))
 
-    async def _serve_request(self, connection, call_id, service, encoding, payload):
-        async with self._requests:
-            code, answer = await self._answer(service, encoding, payload)
+    def _log_refusal(self, text):
+        """At most ten refusal lines a second, then one line with how many were held back."""
+        now = time.monotonic()
+        start, written, held_back = self._refusal_window
+        if now - start >= 1.0:
+            if held_back:
+                self.log.warning("... and %d more refused service requests in the last 1 s", held_back)
+            start, written, held_back = now, 0, 0
+        if written < 10:
+            self.log.warning("%s", text)
+            written += 1
+        else:
+            held_back += 1
+        self._refusal_window = (start, written, held_back)
+
+    async def _serve_request(self, connection, call_id, service, encoding, payload, key, held, size):
+        """Runs one admitted request and answers it; its place and bytes are held until then."""
+        try:
+            await self._run_request(connection, call_id, service, encoding, payload, held[2])
+        finally:
+            held[0] -= 1
+            held[1] -= size
+            self._held_requests -= 1
+            self._held_bytes -= size
+            if held[0] == 0 and self._held.get(key) is held:
+                del self._held[key]
+
+    async def _run_request(self, connection, call_id, service, encoding, payload, running):
+        async with running:
+            async with self._requests:
+                if connection.closed:
+                    self.log.debug("skipped call %d: its caller's connection closed while it waited", call_id)
+                    return
+                code, answer = await self._answer(service, encoding, payload)
         if code:
             text = answer[:MAXIMUM_FAILURE_TEXT].decode("utf-8", "ignore").encode("utf-8")
             frame = p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((code,)) + text)

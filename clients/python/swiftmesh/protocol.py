@@ -173,10 +173,29 @@ class Handshake:
         self.established = False
         self.pending = b""
 
+    @property
+    def speaks_first(self):
+        """A connector that does not dial a known node, and an acceptor that serves data only.
+
+        A connector dialling a known node (`expected_peer_id`) writes nothing until that node's
+        hello has arrived with the expected id, so a node that advertises someone else's port
+        never makes its senders write to it (docs/PROTOCOL.md section 3.1)."""
+        if self.connector:
+            return self.expected_peer_id is None
+        return set(self.served) == {PURPOSE_DATA}
+
+    @property
+    def awaiting_acceptor(self):
+        """True while a connector dialling a known node waits for its hello, having sent nothing."""
+        return self.connector and self.stage == "hello" and not self.local_hello
+
     def start(self):
-        """The connector's hello; an acceptor sends nothing first."""
-        if not self.connector:
+        """This side's hello when it speaks first, else nothing."""
+        if not self.speaks_first:
             return b""
+        if not self.connector:
+            self.purpose = PURPOSE_DATA
+            self.key = self.served[PURPOSE_DATA]
         self.local_hello = _hello(self.purpose, self.key is not None, self.nonce, self.local_id)
         return self.local_hello
 
@@ -232,6 +251,16 @@ class Handshake:
         self.peer_id = message[39:47]
         peer_keyed = message[5] & 1 == 1
         asked = message[6]
+        if self.local_hello:
+            # This side spoke first (a data port): its hello and its key choice are out already.
+            if asked != PURPOSE_DATA:
+                name = PURPOSE_NAMES.get(asked, f"unknown purpose {asked}")
+                self._fail("purposeNotServed", f"peer asked for a {name} connection, which this port does not serve")
+            self._key_mismatch(peer_keyed)
+            if self.key is None:
+                return b"", self._establish()
+            self.stage = "proof"
+            return b"", False
         if asked not in self.served:
             self.local_hello = _hello(0, peer_keyed, self.nonce, self.local_id)
             name = PURPOSE_NAMES.get(asked, f"unknown purpose {asked}")
@@ -250,7 +279,7 @@ class Handshake:
         self.peer_hello = message
         self.peer_id = message[39:47]
         if message[6] != self.purpose:
-            if message[6] == 0:
+            if message[6] == 0 or (self.local_hello and message[6] == PURPOSE_DATA):
                 name = PURPOSE_NAMES.get(self.purpose, "?")
                 self._fail("purposeRefused", f"peer does not serve {name} connections on this port (wrong port?)")
             self._fail("peerProtocolError", f"peer broke the handshake protocol: echoed purpose {message[6]}")
@@ -258,10 +287,15 @@ class Handshake:
             self._fail("wrongPeer", f"peer is node {self.peer_id.hex()}, not the node "
                        f"{self.expected_peer_id.hex()} expected at this address")
         self._key_mismatch(message[5] & 1 == 1)
+        answer = b""
+        if not self.local_hello:
+            # Dialled a known node: speak only now that it has shown the expected id.
+            self.local_hello = _hello(self.purpose, self.key is not None, self.nonce, self.local_id)
+            answer = self.local_hello
         if self.key is None:
-            return b"", self._establish()
+            return answer, self._establish()
         self.stage = "verdict"
-        return self._proof(CONNECTOR_LABEL), False
+        return answer + self._proof(CONNECTOR_LABEL), False
 
     def _transcript(self):
         return self.local_hello + self.peer_hello if self.connector else self.peer_hello + self.local_hello

@@ -104,7 +104,10 @@ class HostileInputTests(MeshTestCase):
             for _ in range(20):
                 reader, writer = await asyncio.open_connection(self.node_.host, self.node_.port)
                 writer.write(b"GET / HTTP/1.1\r\n\r\n")
-                self.assertEqual(await asyncio.wait_for(reader.read(100), 5), b"")
+                # A data port speaks first: its own 47-byte hello, then nothing but the close.
+                received = await asyncio.wait_for(reader.read(), 5)
+                self.assertEqual(len(received), 47, received)
+                self.assertEqual(received[:7], b"MESH\x02\x01\x04", received)
                 writer.close()
         self.assertTrue(any("not a mesh peer" in line for line in logs.output), logs.output)
         await self.still_works()

@@ -149,6 +149,51 @@ class InteropTests(MeshTestCase):
         self.assertEqual(code, 0, output)
         self.assertTrue(await eventually(lambda: got == [{"n": 1}], 10), got)
 
+    async def test_per_topic_counters_reach_status_and_survive_a_coordinator_restart(self):
+        # Issue #22: a Python listener sent no per-topic counters, and a re-registered node's
+        # totals started again at 0.
+        node = await self.node("counted")
+        got = []
+        await node.listen("counted-topic", lambda topic, data: got.append(data))
+        code, output = await run(self, self.mesh, "topic", "send", "counted-topic", '{"n": 1}', "--count", "3",
+                                 "--timeout", "10")
+        self.assertEqual(code, 0, output)
+        self.assertTrue(await eventually(lambda: len(got) == 3, 10), got)
+
+        def entry():
+            code, output = self.mesh("status", "--json")
+            if code != 0:
+                return None
+            mine = [n for n in json.loads(output)["nodes"] if n["id"] == node.id]
+            return mine[0]["stats"] if mine else None
+
+        async def wait_for_entry(predicate, timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                stats = await run(self, entry)
+                if stats is not None and predicate(stats):
+                    return stats
+                await asyncio.sleep(0.2)
+            return await run(self, entry)
+
+        def counted(stats):
+            return stats.get("topics", {}).get("counted-topic", {}).get("messagesReceived") == 3
+
+        stats = await wait_for_entry(counted, 10)
+        self.assertTrue(stats is not None and counted(stats), stats)
+        # Payload bytes: `mesh topic send` re-encodes the value as {"n":1}.
+        self.assertEqual(stats["topics"]["counted-topic"]["bytesReceived"], 3 * len(b'{"n":1}'), stats)
+        self.assertEqual(stats["messagesReceived"], 3, stats)
+
+        self.coordinator.stop(signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        self.start_coordinator(self.port)
+        # The first entry the fresh coordinator shows already has the totals: never a 0 between.
+        first = await wait_for_entry(lambda stats: True, 15)
+        self.assertIsNotNone(first)
+        self.assertEqual(first["messagesReceived"], 3, first)
+        self.assertTrue(counted(first), first)
+
     async def test_demos_print_what_the_swift_demos_print(self):
         receiver = self.start_python("-m", "swiftmesh.demo.receiver")
         await line(receiver, "^receiver listening on some-topic$")

@@ -52,6 +52,37 @@ class ServiceTests(unittest.IsolatedAsyncioTestCase):
         # Calling oneself goes through the handler without the network.
         self.assertEqual(await provider.call("add", {"a": 1, "b": 1}, timeout=5), {"sum": 2})
 
+    async def test_one_flooding_caller_is_refused_busy_and_an_honest_one_is_answered(self):
+        # Issue #22 item 5, at a Python provider: one caller's slow requests take at most 16 of
+        # the 64 handler slots and 256 held places; the rest is refused at once with code 5.
+        provider = await self.node("provider")
+        gate = asyncio.Event()
+
+        async def slow(request):
+            await gate.wait()
+            return request
+        await provider.serve("slow", slow)
+        await provider.serve("add", lambda request: {"sum": request["a"] + request["b"]})
+        flooder, honest = await self.node("flooder"), await self.node("honest")
+        self.assertTrue(await eventually(lambda: flooder.providers("slow") and honest.providers("add"), 5))
+
+        async def attempt(n):
+            try:
+                return await flooder.call("slow", n, timeout=30)
+            except swiftmesh.ServiceError as error:
+                return error
+        flood = [asyncio.ensure_future(attempt(n)) for n in range(300)]
+        self.assertTrue(await eventually(lambda: sum(1 for f in flood if f.done()) >= 44, 10))
+        refused = [f.result() for f in flood if f.done()]
+        self.assertEqual(len(refused), 44, refused[:3])
+        self.assertTrue(all(isinstance(r, swiftmesh.ServiceError) and r.code == 5 for r in refused), refused[:3])
+        self.assertIn("busy: this caller already has 256 requests", str(refused[0]))
+        self.assertEqual(await honest.call("add", {"a": 2, "b": 3}, timeout=5), {"sum": 5})
+        gate.set()
+        answered = await asyncio.gather(*flood)
+        self.assertEqual(sum(1 for r in answered if not isinstance(r, Exception)), 256)
+        self.assertEqual((provider._held_requests, provider._held_bytes, provider._held), (0, 0, {}))
+
     async def test_calls_take_turns_and_fail_when_the_provider_goes(self):
         first, second = await self.node("pool"), await self.node("pool")
         await first.serve("who", lambda request: first.id)
