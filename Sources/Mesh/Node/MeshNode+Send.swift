@@ -103,16 +103,16 @@ extension MeshNode {
     ) async {
         let frame = payload.withUnsafeBytes { MessageFrame.encode(topic: topic, encoding: encoding, payload: $0) }
         var connection: Connection? = failed
-        var result = failed.send(frame)
+        var result = failed.sendMessageFrame(frame)
         if result == .closed {
             // The connection died since it was last used: dial again, once.
             connection = router.reconnect(to: node, replacing: failed)
-            result = connection?.send(frame) ?? .closed
+            result = connection?.sendMessageFrame(frame) ?? .closed
         }
         if result == .full, let full = connection {
             switch configuration.whenPeerQueueFull {
             case .wait(let patience):
-                if await full.waitForSpace(until: .now + patience) { result = full.send(frame) }
+                if await full.waitForSpace(until: .now + patience) { result = full.sendMessageFrame(frame) }
             case .dropOldest:
                 let (outcome, dropped) = full.sendDroppingOldest(frame)
                 result = outcome

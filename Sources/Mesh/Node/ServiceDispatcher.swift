@@ -44,6 +44,10 @@ final class ServiceDispatcher: Sendable {
         var busy = 0
         var paused: [Connection] = []
         var closed = false
+        /// Closing: no new requests; the queued ones and the running handlers finish.
+        var draining = false
+        var drainWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextDrainWaiter: UInt64 = 0
         var served = 0
         var failed = 0
         var dropped = 0
@@ -91,7 +95,7 @@ final class ServiceDispatcher: Sendable {
     /// - Parameter connection: the connection it came on, paused when the queue is over its limit.
     func submit(_ request: InboundRequest, from connection: Connection?) {
         let (start, pause) = state.withLock { state -> (Bool, Connection?) in
-            if state.closed { return (false, nil) }
+            if state.closed || state.draining { return (false, nil) }
             state.queue.append(request)
             state.queuedBytes += request.bytes
             var pause: Connection?
@@ -118,10 +122,13 @@ final class ServiceDispatcher: Sendable {
     /// One worker: takes queued requests one at a time until none is left, then ends.
     private func work() async {
         while true {
-            let (next, spawn, resume) = state.withLock { state -> (InboundRequest?, Bool, [Connection]) in
+            let (next, spawn, resume, drained) = state.withLock {
+                state -> (InboundRequest?, Bool, [Connection], [CheckedContinuation<Bool, Never>]) in
                 guard state.head < state.queue.count, !state.closed else {
                     state.running -= 1
-                    return (nil, false, [])
+                    guard state.running == 0, !state.drainWaiters.isEmpty else { return (nil, false, [], []) }
+                    defer { state.drainWaiters = [:] }
+                    return (nil, false, [], Array(state.drainWaiters.values))
                 }
                 let request = state.queue[state.head]
                 state.head += 1
@@ -135,10 +142,13 @@ final class ServiceDispatcher: Sendable {
                 if !state.paused.isEmpty, state.queuedBytes <= highWater / 2 {
                     swap(&resume, &state.paused)
                 }
-                return (request, Self.needsWorker(&state, limit: limit), resume)
+                return (request, Self.needsWorker(&state, limit: limit), resume, [])
             }
             for connection in resume { connection.setReadingPaused(false) }
-            guard let next else { return }
+            guard let next else {
+                for waiter in drained { waiter.resume(returning: true) }
+                return
+            }
             if spawn { Task { await self.work() } }
             await serve(next)
             state.withLock { $0.busy -= 1 }
@@ -198,6 +208,28 @@ final class ServiceDispatcher: Sendable {
         } else {
             logger.warning("\(what): its connection stayed full for 5 s")
         }
+    }
+
+    /// Stops taking requests and waits until the queued ones are served and every running
+    /// handler has returned (their answers queued on the callers' connections), or `deadline`.
+    ///
+    /// - Returns: the requests not finished by then: in a handler, or still queued.
+    func drain(until deadline: ContinuousClock.Instant, loop: EventLoop) async -> Int {
+        let finished = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let waiter = state.withLock { state -> UInt64? in
+                state.draining = true
+                if state.running == 0 { return nil }
+                state.nextDrainWaiter += 1
+                state.drainWaiters[state.nextDrainWaiter] = continuation
+                return state.nextDrainWaiter
+            }
+            guard let waiter else { return continuation.resume(returning: true) }
+            loop.schedule(at: deadline) { [self] in
+                state.withLock { $0.drainWaiters.removeValue(forKey: waiter) }?.resume(returning: false)
+            }
+        }
+        if finished { return 0 }
+        return state.withLock { $0.busy + $0.queue.count - $0.head }
     }
 
     /// Stops taking requests and forgets the queued ones (their callers' connections are closing).
