@@ -46,12 +46,14 @@ package final class ControlClient: ConnectionDelegate {
     /// Registers as a node named `name` and waits for the welcome.
     ///
     /// - Throws: ``TimedOut`` when no welcome comes within `seconds`.
+    /// - Parameter port: the peer port to advertise (1, where nothing listens, by default).
     package func register(
-        name: String, topics: [String] = [], view: TopologyView? = nil, interest: ViewInterest? = nil, seconds: Double = 10
+        name: String, topics: [String] = [], view: TopologyView? = nil, interest: ViewInterest? = nil, seconds: Double = 10,
+        port: UInt16 = 1
     ) async throws {
         send(
             ControlMessage(
-                .register, node: NodeRecord(id: id, name: name, host: "", port: 1, topics: topics), secret: secret, view: view,
+                .register, node: NodeRecord(id: id, name: name, host: "", port: port, topics: topics), secret: secret, view: view,
                 interest: interest))
         _ = try await waitFor(.welcome, seconds: seconds)
     }

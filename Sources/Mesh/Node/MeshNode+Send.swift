@@ -205,7 +205,12 @@ extension MeshNode {
     func peerClosed(id peerID: String, connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         let node = router.peerClosed(id: peerID, connection: connection, failed: error != nil)
         if let error, let node {
-            logger.warning("connection to \(node.name) (\(peerID)) at \(connection.remote) failed: \(error)")
+            if connection.confirmation != nil {
+                // Closing with a confirmation: the close report counts what was not confirmed.
+                logger.debug("connection to \(node.name) (\(peerID)) at \(connection.remote) ended while closing: \(error)")
+            } else {
+                logger.warning("connection to \(node.name) (\(peerID)) at \(connection.remote) failed: \(error)")
+            }
         }
         if unsent.frames > 0 {
             router.dropped(
