@@ -85,9 +85,12 @@ extension MeshNode {
     private func shutdown(bound: Duration) async -> CloseReport {
         var report = CloseReport()
         OpenNodes.shared.remove(self)
-        // Leaving first: the senders stop routing here while the rest happens.
-        var closing = closeSession(flushingUntil: .now + bound + bound)
-        heartbeatPump.stop()
+        // A node others route to leaves first, so they stop sending here while it drains. One
+        // nobody routes to (a sender) leaves last: its receivers may still need its record to
+        // accept its connection (a partial view looks a sender up when it says hello).
+        let leaveFirst = !listenedTopics.isEmpty || !servedServices.isEmpty
+        var closing = leaveFirst ? closeSession(flushingUntil: .now + bound + bound) : []
+        if leaveFirst { heartbeatPump.stop() }
         peerDirectory.whenUnknown(nil)
 
         // 1. Take nothing new. What peers send from now on stays in TCP's buffers; a sender
@@ -129,6 +132,10 @@ extension MeshNode {
             closing.append(connection)
         }
         for connection in closing { await connection.waitUntilClosed() }
+        if !leaveFirst {
+            heartbeatPump.stop()
+            for connection in closeSession(flushingUntil: .now + bound) { await connection.waitUntilClosed() }
+        }
         for (peerID, connection) in peers.sorted(by: { $0.peerID < $1.peerID }) {
             guard let (announced, confirmed) = connection.confirmation, announced > 0 else { continue }
             let taken = min(confirmed ?? 0, announced)
