@@ -135,6 +135,8 @@ class MeshNode:
         self._failed = {}
         self._peers = {}
         self._inbound = {}
+        # Messages taken from each inbound connection, for its closing frame's answer (PROTOCOL §8.3).
+        self._accepted = {}
         self._unknown = {}
         self._server = None
         self.host = None
@@ -785,6 +787,20 @@ class MeshNode:
                     body = bytes(buffer[index + 5:end])
                     index = end
                     self._request(connection, peer, body)
+                elif kind == p.KIND_CLOSING and peer is not None:
+                    # The sender is closing: everything before this frame has been taken.
+                    if length != 9:
+                        raise p.ProtocolError(f"malformed frame: closing count of {length - 1} bytes, 8 expected")
+                    announced = int.from_bytes(buffer[index + 5:end], "big")
+                    if announced >= 1 << 63:
+                        raise p.ProtocolError(f"malformed frame: closing count {announced} is out of range")
+                    index = end
+                    taken = self._accepted.get(key, 0) + received
+                    connection.send(p.frame(p.KIND_CONFIRMED, taken.to_bytes(8, "big")))
+                    if taken != announced:
+                        self.log.debug("%s closed announcing %d message(s); %d were taken", peer[1], announced, taken)
+                elif kind == p.KIND_CLOSING:
+                    raise p.ProtocolError("protocol violation: closing before peer hello")
                 elif kind in (p.KIND_MESSAGE, p.KIND_REQUEST):
                     raise p.ProtocolError("protocol violation: message before peer hello")
                 elif kind == p.KIND_PEER_HELLO and peer is None:
@@ -815,6 +831,8 @@ class MeshNode:
                 del buffer[:index]
             stats["messagesReceived"] += received
             stats["bytesReceived"] += received_bytes
+            if received:
+                self._accepted[key] = self._accepted.get(key, 0) + received
 
     def _recheck_unknown(self, key):
         hello, connection = self._unknown[key]
@@ -842,6 +860,7 @@ class MeshNode:
     def _inbound_closed(self, connection, reason):
         key = id(connection)
         peer = self._inbound.pop(key, None)
+        self._accepted.pop(key, None)
         self._unknown.pop(key, None)
         self._paused_inbound.discard(connection)
         if reason is None or self._closed:
