@@ -88,6 +88,14 @@ class Peer:
         self.id, self.name, self.connection = id_, name, connection
 
 
+class CloseReport(collections.namedtuple("CloseReport", "confirmed unconfirmed receivers")):
+    """What `MeshNode.close()` found: messages confirmed and not confirmed by their receivers."""
+
+    @property
+    def is_complete(self):
+        return self.unconfirmed == 0
+
+
 class MeshNode:
     """A node of a swift-mesh mesh (docs/PROTOCOL.md, version 2). Make one with `build_mesh_node`."""
 
@@ -569,13 +577,16 @@ class MeshNode:
                         continue
                     # Only message frames go: a peer hello still queued stays first.
                     dropped = connection.drop_queued(0 if connection.is_open else connection.hello_length)
+                    connection.messages_sent -= dropped
                     self._dropped(dropped, record, topic, "dropped the oldest to make room")
                 connection.send(frame)
+                connection.messages_sent += 1
                 delivered += 1
         if waits:
             for record, connection in waits:
                 if await connection.wait_for_room(self.maximum_queued_bytes_per_peer // 2, self.policy.timeout):
-                    connection.send(frame)
+                    if connection.send(frame):
+                        connection.messages_sent += 1
                     delivered += 1
                 else:
                     self._dropped(1, record, topic, f"the peer's queue stayed full for {self.policy.timeout} s")
@@ -655,6 +666,14 @@ class MeshNode:
     def _peer_link_frames(self, connection, frames):
         """Answers to this node's calls are the only frames a receiver may send back."""
         for kind, body in frames:
+            if kind == p.KIND_CONFIRMED:
+                # The answer to this node's closing frame: how many messages the receiver took.
+                if connection.confirmed is None or connection.confirmed.done():
+                    raise p.ProtocolError("protocol violation: a confirmation without a closing frame")
+                if len(body) != 8 or body[0] & 0x80:
+                    raise p.ProtocolError(f"malformed frame: closing count of {len(body)} bytes, 8 expected")
+                connection.confirmed.set_result(int.from_bytes(body, "big"))
+                continue
             if kind not in (p.KIND_REPLY, p.KIND_FAILURE) or len(body) < 9:
                 raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}" if kind not in (p.KIND_REPLY, p.KIND_FAILURE)
                                       else f"malformed frame: answer of {len(body)} bytes is too short")
@@ -670,6 +689,8 @@ class MeshNode:
                 waiting.set_exception(ServiceError(text, code=body[8], provider=connection.label))
 
     def _peer_link_closed(self, connection, reason):
+        if connection.confirmed is not None and not connection.confirmed.done():
+            connection.confirmed.set_result(0)  # ended without an answer: nothing confirmed
         node_id = connection.label
         peer = self._peers.get(node_id)
         if peer is not None and peer.connection is connection:
@@ -1105,14 +1126,28 @@ class MeshNode:
         await self._closed_event.wait()
 
     async def close(self):
-        """Says goodbye, flushes queued messages (up to 2 s), and closes every connection."""
+        """Says goodbye, flushes queued messages and has each receiver confirm them (up to 2 s), and
+        closes every connection.
+
+        Returns a `CloseReport`: the messages sent on connections open at the close that their
+        receivers confirmed taking, those they did not, and who did not (PROTOCOL §8.3).
+        """
         if self._closed:
-            return
+            return CloseReport(0, 0, [])
         while (self._inbox or self._dispatcher is not None) and self._handlers:
             await asyncio.sleep(0.001)  # let the listeners finish what has arrived
         self._closed = True
         control = self._control
-        flushes = [peer.connection.close_after_flushing(2.0) for peer in self._peers.values()]
+        peers = list(self._peers.values())
+        results = await asyncio.gather(*(self._confirm(peer, 2.0) for peer in peers))
+        confirmed = sum(taken for taken, _ in results)
+        unconfirmed = sum(announced - taken for taken, announced in results)
+        receivers = [f"{peer.name} ({peer.id}) " + (f"confirmed {taken} of {announced}" if taken else f"did not confirm {announced}")
+                     for peer, (taken, announced) in zip(peers, results) if taken < announced]
+        if unconfirmed:
+            self.log.info("closing: %d of %d message(s) sent were not confirmed by their receivers (%s)",
+                          unconfirmed, confirmed + unconfirmed, "; ".join(receivers))
+        flushes = []
         if control is not None and not control.closed:
             if self._registered:
                 control.send(p.control_frame({"type": "bye"}))
@@ -1129,6 +1164,23 @@ class MeshNode:
             task.cancel()
         self._changed.set()
         self._closed_event.set()
+        return CloseReport(confirmed, unconfirmed, receivers)
+
+    async def _confirm(self, peer, timeout):
+        """Sends `peer` its closing frame and waits for the answer; returns (taken, announced)."""
+        connection = peer.connection
+        announced = connection.messages_sent
+        if connection.closed:
+            return 0, announced
+        connection.confirmed = self.loop.create_future()
+        connection.send(p.frame(p.KIND_CLOSING, announced.to_bytes(8, "big")))
+        taken = 0
+        try:
+            taken = min(announced, await asyncio.wait_for(asyncio.shield(connection.confirmed), timeout))
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
+        connection.close()
+        return taken, announced
 
     async def __aenter__(self):
         return self
