@@ -5,6 +5,10 @@ import Testing
 
 @testable import Mesh
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `close()` as a graceful stop (issue #22): what arrived is handled within a bound, running
 /// handlers finish, and a sender learns whether its receivers took what it sent (PROTOCOL §8.3).
 @Suite("Graceful close", .serialized)
@@ -162,6 +166,66 @@ struct GracefulCloseTests {
             #expect(sent.code == 0, "\(sent)")
             #expect(sent.trimmed == "sent 3 message(s) on real", "\(sent)")
             #expect(try await got.wait(for: 3).count == 3)
+        }
+    }
+
+    @Test("a sender still sending when its receiver stops: every message is handled or counted dropped")
+    func receiverStopsUnderASender() async throws {
+        try await withMesh { mesh in
+            let receiver = try await mesh.node("receiver")
+            let handled = Mutex(0)
+            try await receiver.listen("stream") { (_: String, _: Int) in handled.withLock { $0 += 1 } }
+            let sender = try await mesh.node("sender")
+            try await sender.waitForListener("stream")
+            let sending = Task {
+                var value = 0
+                while !Task.isCancelled, (try? await sender.send("stream", value)) != nil {
+                    value += 1
+                    if value.isMultiple(of: 64) { await Task.yield() }
+                }
+            }
+            try await eventually("1,000 messages handled", seconds: 20) { handled.withLock { $0 } >= 1000 }
+            let report = await receiver.close()
+            let receiverID = receiver.id
+            try await eventually("the sender to see the receiver leave", seconds: 10) {
+                await sender.currentTopology.nodes[receiverID] == nil
+            }
+            sending.cancel()
+            await sending.value
+            // The receiver confirms what it took when the sender closes its connection to it;
+            // the rest (refused while it was closing, or never read) is counted as dropped.
+            do {
+                try await eventually("every message sent to be handled or counted dropped", seconds: 10) {
+                    let statistics = await sender.statistics
+                    return handled.withLock { $0 } + statistics.messagesDropped == statistics.messagesSent
+                }
+            } catch {
+                Issue.record("\(await sender.statistics); handled \(handled.withLock { $0 }); \(report)")
+                throw error
+            }
+            let statistics = await sender.statistics
+            #expect(statistics.messagesDropped >= report.messagesUnhandled, "\(statistics) \(report)")
+            print("receiver stopped under a sender: \(statistics.messagesSent) sent, \(handled.withLock { $0 }) handled, \(statistics.messagesDropped) counted dropped; the receiver refused \(report.messagesUnhandled)")
+        }
+    }
+
+    @Test("SIGTERM: a worker process hands every job it was confirmed to hold to its listener before it exits")
+    func sigtermDrainsAWorker() async throws {
+        try await withMesh { mesh in
+            let worker = try ChildProcess(
+                "demo-worker", environment: ["MESH_COORDINATOR": mesh.address, "MESH_AUTHKEY": "", "MESH_LOG_LEVEL": "warning"])
+            defer { worker.terminate() }
+            try await worker.waitForOutput("ready")
+            let dispatcher = try await mesh.node("dispatcher")
+            try await dispatcher.waitForListener("jobs")
+            let count = 3000
+            for job in 1...count { try await dispatcher.send("jobs", ["job": job]) }
+            let report = await dispatcher.close()
+            #expect(report.messagesConfirmed == count, "\(report)")
+            // Confirmed: all are in the worker's inbox, most not printed yet. Stop it now.
+            worker.signal(SIGTERM)
+            #expect(try await worker.waitForExit(seconds: 30) == 0, "\(worker.output)")
+            #expect(occurrences(of: " got job ", in: worker.output) == count)
         }
     }
 

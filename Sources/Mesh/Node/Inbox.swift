@@ -124,15 +124,19 @@ final class Inbox: Sendable {
     }
 
     /// Refuses later pushes (counting them); the delivery task goes on with what is queued and
-    /// gets `[]` once it is all delivered. Connections paused by the backlog stay paused: the
-    /// node is closing them.
+    /// gets `[]` once it is all delivered. Connections paused by the backlog resume: what they
+    /// bring now is refused, and a closing sender's confirmation (PROTOCOL §8.3) is answered.
     func close() {
-        let waiter = state.withLock { state -> CheckedContinuation<[InboundBatch], Never>? in
+        let (waiter, paused) = state.withLock {
+            state -> (CheckedContinuation<[InboundBatch], Never>?, [Connection]) in
             state.closed = true
-            state.paused = []
-            defer { state.waiter = nil }
-            return state.waiter
+            defer {
+                state.waiter = nil
+                state.paused = []
+            }
+            return (state.waiter, state.paused)
         }
+        for connection in paused { connection.setReadingPaused(false) }
         waiter?.resume(returning: [])
     }
 
@@ -176,14 +180,14 @@ final class Inbox: Sendable {
     /// Gives up on what is not delivered yet: drops the queue and stops the delivery task before
     /// its next message.
     ///
-    /// - Returns: the messages taken in or offered that no listener has finished with: still
-    ///   queued, in a listener that has not returned, or refused after ``close()``.
+    /// - Returns: the messages taken in that no listener has finished with: still queued, or in
+    ///   a listener that has not returned.
     func abandon() -> Int {
         abandoned.store(true, ordering: .relaxed)
         return state.withLock { state in
             state.queue.removeAll()
             state.queuedBytes = 0
-            return state.pushedMessages - delivered.load(ordering: .relaxed) + state.refusedMessages
+            return state.pushedMessages - delivered.load(ordering: .relaxed)
         }
     }
 

@@ -16,8 +16,8 @@ extension MeshNode {
         public var messagesUnconfirmed = 0
         /// One entry per receiver that did not confirm everything: `name (id) confirmed 3 of 5`.
         public var unconfirmedReceivers: [String] = []
-        /// Messages this node received that no listener had finished with when the bound passed
-        /// (or that arrived after the close began); they were dropped and logged.
+        /// Messages this node received that no listener had finished with when the bound passed,
+        /// and messages that arrived after the close began; they were dropped and logged.
         public var messagesUnhandled = 0
         /// Service requests still in a handler, or waiting for one, when the bound passed.
         public var requestsUnfinished = 0
@@ -50,7 +50,7 @@ extension MeshNode {
     /// Leaves the mesh gracefully, and says what it could not finish.
     ///
     /// In order, like a service group's graceful shutdown: the node tells the coordinator it is
-    /// leaving, stops accepting connections and reading new input; hands every message it had
+    /// leaving, stops accepting connections and taking new messages and requests; hands every message it had
     /// received to its listeners and lets running service handlers finish (their replies go out),
     /// for up to ``closeBound``; then writes what it queued for each receiver and asks each to
     /// confirm how many messages it took (docs/PROTOCOL.md §8.3), for up to ``closeBound`` again;
@@ -93,14 +93,14 @@ extension MeshNode {
         if leaveFirst { heartbeatPump.stop() }
         peerDirectory.whenUnknown(nil)
 
-        // 1. Take nothing new. What peers send from now on stays in TCP's buffers; a sender
-        // closing meanwhile learns that it was not confirmed.
+        // 1. Take nothing new: no connections, no messages into the inbox, no requests. Open
+        // connections are still read, so what arrives now is counted as refused and a sender
+        // that closes (or sees this node leave) is told exactly what was taken.
         server?.close()
         server = nil
         unixServer?.close()
         unixServer = nil
         let inbound = inboundConnections.removeAll()
-        for connection in inbound { connection.setReadingPaused(true) }
         inbox.close()
 
         // 2. Finish what arrived: listeners get every queued message, handlers return and their
@@ -108,10 +108,10 @@ extension MeshNode {
         let drainDeadline = ContinuousClock.now + bound
         let delivered = await inbox.waitUntilDelivered(deadline: drainDeadline, loop: loop)
         report.requestsUnfinished = await services.drain(until: drainDeadline, loop: loop)
-        report.messagesUnhandled = delivered ? inbox.refusedCount : inbox.abandon()
-        if report.messagesUnhandled > 0 {
+        let abandoned = delivered ? 0 : inbox.abandon()
+        if abandoned > 0 {
             logger.warning(
-                "closing: \(report.messagesUnhandled) received message(s) were not handled by a listener within \(formatted(bound)); dropped")
+                "closing: \(abandoned) received message(s) were not handled by a listener within \(formatted(bound)); dropped")
         }
         if report.requestsUnfinished > 0 {
             logger.warning(
@@ -128,10 +128,16 @@ extension MeshNode {
             closing.append(connection)
         }
         for connection in inbound {
-            connection.closeAfterFlushing(deadline: sendDeadline)
+            // Its sender closes it once it sees this node leave, after asking what was taken.
+            connection.closeWhenPeerCloses(deadline: sendDeadline)
             closing.append(connection)
         }
         for connection in closing { await connection.waitUntilClosed() }
+        let refused = inbox.refusedCount
+        if refused > 0 {
+            logger.warning("closing: \(refused) message(s) arrived after the close began; not handled (their senders are told when they close)")
+        }
+        report.messagesUnhandled = abandoned + refused
         if !leaveFirst {
             heartbeatPump.stop()
             for connection in closeSession(flushingUntil: .now + bound) { await connection.waitUntilClosed() }

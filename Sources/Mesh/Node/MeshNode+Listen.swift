@@ -126,15 +126,17 @@ extension MeshNode {
         let routing = session.routingTopology
         peerDirectory.update(routing.nodes)
         for connection in router.setTopology(routing) {
+            // The receiver left: it confirms what it took (PROTOCOL §8.3), and what it did not
+            // is counted as dropped when the connection ends (``peerClosed``).
             guard let last = calls.latestDeadline(on: connection.id) else {
-                connection.closeAfterFlushing(deadline: .now + .seconds(1))
+                connection.closeConfirming(deadline: .now + .seconds(1))
                 continue
             }
             // Calls wait on it: a provider that left is finishing its running handlers (for up
             // to its close bound) and answers on this connection, then closes it. Keep it until
             // then, at most until the last call's deadline.
             let latest = min(last, .now + MeshNode.closeBound * 3)
-            loop.schedule(at: latest) { connection.closeAfterFlushing(deadline: .now + .seconds(1)) }
+            loop.schedule(at: latest) { connection.closeConfirming(deadline: .now + .seconds(1)) }
         }
         let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }
         for (waiterID, waiter) in ready {

@@ -330,6 +330,18 @@ package final class Connection: EventHandler, CustomStringConvertible {
         return announced
     }
 
+    /// Leaves the closing to the peer (a sender that learns this node left closes its connection
+    /// after a confirmation, PROTOCOL §8.3), writing what is queued meanwhile; closes anyway at `deadline`.
+    func closeWhenPeerCloses(deadline: ContinuousClock.Instant) {
+        loop.execute { [self] in
+            guard local.phase != .closed else { return }
+            loop.schedule(at: deadline) { [self] in
+                let unwritten = shared.withLock { $0.queue.unsent > 0 } || local.outgoingOffset < local.outgoing.count
+                finishClose(unwritten ? .flushTimedOut : nil)
+            }
+        }
+    }
+
     /// Loop thread, from the delegate: the peer confirmed `count` messages; the connection closes cleanly.
     ///
     /// - Throws: ``ConnectionError/protocolViolation(_:)`` when no closing frame was sent (the
