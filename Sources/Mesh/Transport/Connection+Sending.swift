@@ -108,4 +108,25 @@ extension Connection {
             shared.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume(returning: false)
         }
     }
+
+    // MARK: Confirming at close (PROTOCOL §8.3)
+
+    /// Loop thread, from the delegate: the peer confirmed `count` messages; the connection closes cleanly.
+    ///
+    /// - Throws: ``ConnectionError/protocolViolation(_:)`` when no closing frame was sent (the
+    ///   delegate's throw closes the connection).
+    func peerConfirmed(_ count: Int) throws(ConnectionError) {
+        let expected = shared.withLock { shared -> Bool in
+            guard shared.closingSent != nil else { return false }
+            shared.confirmed = count
+            return true
+        }
+        guard expected else { throw .protocolViolation("a confirmation without a closing frame") }
+        close()
+    }
+
+    /// What ``closeConfirming(deadline:)`` announced and what the peer confirmed (`nil` when it did not answer).
+    var confirmation: (announced: Int, confirmed: Int?)? {
+        shared.withLock { shared in shared.closingSent.map { ($0, shared.confirmed) } }
+    }
 }

@@ -342,25 +342,6 @@ package final class Connection: EventHandler, CustomStringConvertible {
         }
     }
 
-    /// Loop thread, from the delegate: the peer confirmed `count` messages; the connection closes cleanly.
-    ///
-    /// - Throws: ``ConnectionError/protocolViolation(_:)`` when no closing frame was sent (the
-    ///   delegate's throw closes the connection).
-    func peerConfirmed(_ count: Int) throws(ConnectionError) {
-        let expected = shared.withLock { shared -> Bool in
-            guard shared.closingSent != nil else { return false }
-            shared.confirmed = count
-            return true
-        }
-        guard expected else { throw .protocolViolation("a confirmation without a closing frame") }
-        loop.execute { [self] in finishClose(nil) }
-    }
-
-    /// What ``closeConfirming(deadline:)`` announced and what the peer confirmed (`nil` when it did not answer).
-    var confirmation: (announced: Int, confirmed: Int?)? {
-        shared.withLock { shared in shared.closingSent.map { ($0, shared.confirmed) } }
-    }
-
     /// Stops or resumes reading, which pushes back on the peer through TCP when a consumer lags.
     ///
     /// A pause asked for on the loop thread (by a delegate, while it reads) takes effect at once;
