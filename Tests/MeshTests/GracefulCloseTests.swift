@@ -274,6 +274,46 @@ struct GracefulCloseTests {
         }
     }
 
+    // MARK: The pure parts
+
+    @Test("a closing frame goes into a full queue, after everything; nothing into a closed one")
+    func closingFrameIgnoresTheLimit() {
+        var queue = OutboundQueue(limit: 100)
+        queue.open()
+        let message = OutboundQueueTests.frame(size: 90)
+        #expect(OutboundQueueTests.append(&queue, message).result == .queued)
+        #expect(OutboundQueueTests.append(&queue, message).result == .full)
+        let closing = ClosingFrame.closing(messages: 1)
+        #expect(closing.withUnsafeBytes { queue.appendIgnoringLimit($0) }.result == .queued)
+        #expect(OutboundQueueTests.takeAll(&queue) == message + closing)
+        _ = queue.close()
+        #expect(closing.withUnsafeBytes { queue.appendIgnoringLimit($0) }.result == .closed)
+    }
+
+    @Test("the inbox after close: refuses and counts pushes, delivers what it holds, and counts what it gives up")
+    func inboxDrainAndAbandon() async {
+        let inbox = Inbox(highWater: 1 << 20)
+        let sender = MeshPeer(id: "0000000000000001", name: "s")
+        let message = InboundMessage(topic: "t", encoding: .raw, payload: Data([1]))
+        #expect(inbox.push(InboundBatch(sender: sender, messages: [message, message, message]), bytes: 3, from: nil))
+        inbox.close()
+        #expect(!inbox.push(InboundBatch(sender: sender, messages: [message, message]), bytes: 2, from: nil))
+        #expect(inbox.refusedCount == 2)
+        // The delivery task still gets what was queued before the close, then the end.
+        let batches = await inbox.next()
+        #expect(batches.map(\.messages.count) == [3])
+        inbox.countDelivered()
+        #expect(!inbox.isAbandoned)
+        // Two were not handled when the bound passed.
+        #expect(inbox.abandon() == 2)
+        #expect(inbox.isAbandoned)
+        #expect(await inbox.next().isEmpty)
+        // The drain wait ends when the delivery task says so, or at its deadline.
+        #expect(!(await inbox.waitUntilDelivered(deadline: .now + .milliseconds(20), loop: .shared)))
+        inbox.deliveryEnded()
+        #expect(await inbox.waitUntilDelivered(deadline: .now + .seconds(30), loop: .shared))
+    }
+
     @Test("the closing frames' bodies: 8 bytes, big-endian, both ways")
     func closingFrameBodies() throws {
         let frame = ClosingFrame.closing(messages: 0x0102_0304_0506)
