@@ -14,7 +14,8 @@ await MeshProcess.run(
         goes to one of them, in turn.
 
         With --dispatch it joins as "dispatcher", waits up to 30 s until W workers listen on
-        "jobs" (default 1), sends jobs 1 to N, prints `dispatcher sent N jobs`, and exits.
+        "jobs" (default 1), sends jobs 1 to N, prints `dispatcher sent N jobs`, and exits once
+        the workers have confirmed taking them (exit 1 with one line when some did not).
 
           --dispatch N   send N jobs instead of working
           --workers W    with --dispatch: wait for W workers first
@@ -41,7 +42,8 @@ await MeshProcess.run(
         try await node.waitForListener("jobs", count: workers, timeout: .seconds(30))
         for job in 1...count { try await node.send("jobs", ["job": job]) }
         print("dispatcher sent \(count) jobs")
-        await node.close()
+        // Returns once every worker has confirmed taking its jobs; throws (exit 1, one line) if not.
+        try await node.closeConfirmed()
     } else {
         let node = try await buildMeshNode(name: "worker")
         let pid = ProcessInfo.processInfo.processIdentifier
@@ -50,6 +52,7 @@ await MeshProcess.run(
         }
         print("worker \(pid) ready")
         _ = await MeshProcess.waitForTerminationSignal()
-        await node.close()
+        // Handles every job already received before it exits; says so if it could not.
+        try await node.closeConfirmed()
     }
 }

@@ -148,6 +148,10 @@ enum Help {
                   --no-wait    send at once, even when nobody listens (the message is then lost)
                   --timeout S  how long to wait for a listener (default 5)
 
+                On exit each receiver confirms how many messages it took (within 2 s); messages
+                not confirmed (lost, or a receiver that does not answer) end it with one line and
+                exit status 1.
+
                 Ctrl-C before the messages asked for are sent prints what was sent and exits 130.
 
                 \(common)

@@ -122,6 +122,44 @@ struct LaunchTests {
         await expectAllGone(allPIDs(in: output))
     }
 
+    /// The launch file of ``endToEnd()``: three workers, a dispatcher of nine jobs, until it is done.
+    static let jobsFile = """
+        coordinator: start 127.0.0.1:0
+        until_done: dispatcher
+        nodes:
+          worker:
+            command: demo-worker
+            count: 3
+          dispatcher:
+            command: demo-worker --dispatch 9 --workers 3
+            after: [worker]
+            restart: never
+        """
+
+    @Test("until_done beside 3 CPU-burning loops: 9 of 9 jobs handled before the workers stop, 10 runs in a row")
+    func untilDoneUnderLoad() async throws {
+        // The issue's failure: the dispatcher exited, the workers were stopped 4 ms later, and
+        // one worker's 3 jobs were never handled. Load makes the window wide; with partial views
+        // (every other run) it is wide open, since a worker looks the dispatcher up when its
+        // hello arrives: before the confirmation, 0 of 20 such runs handled their 9 jobs.
+        let burners = try (0..<3).map { _ in try ChildProcess(path: "/bin/sh", ["-c", "exec yes > /dev/null"]) }
+        defer { for burner in burners { burner.terminate() } }
+        for run in 1...10 {
+            let view = run.isMultiple(of: 2) ? "partial" : "full"
+            var environment = LaunchTests.quiet
+            environment["MESH_TOPOLOGY_VIEW"] = view
+            let launch = try ChildProcess("mesh", ["launch", try write(LaunchTests.jobsFile)], environment: environment)
+            defer { launch.terminate() }
+            let code = try await launch.waitForExit(seconds: 120)
+            let output = launch.output
+            let handled = occurrences(of: " got job ", in: output)
+            #expect(code == 0 && handled == 9, "run \(run) (\(view) view): exit \(code), \(handled) of 9 jobs handled\n\(output)")
+            #expect(!output.contains("SIGKILL"), "run \(run): a worker had to be killed\n\(output)")
+            await expectAllGone(allPIDs(in: output))
+            if code != 0 || handled != 9 { break }
+        }
+    }
+
     // MARK: Restarts
 
     @Test("a SIGKILLed worker is back in the topology within seconds and served again; restart: never stays down")

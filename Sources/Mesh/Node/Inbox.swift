@@ -42,10 +42,21 @@ final class Inbox: Sendable {
         var waiter: CheckedContinuation<[InboundBatch], Never>?
         var paused: [Connection] = []
         var closed = false
+        /// Messages taken in, and messages offered after ``close()`` and refused.
+        var pushedMessages = 0
+        var refusedMessages = 0
+        /// The delivery task has ended (``deliveryEnded()``), and who waits for that.
+        var deliveryEnded = false
+        var drainWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextDrainWaiter: UInt64 = 0
     }
 
     let highWater: Int
     private let state = Mutex(State())
+    /// Messages whose listeners have returned (or that had none): counted by the delivery task.
+    private let delivered = Atomic<Int>(0)
+    /// Set by ``abandon()``: the delivery task stops before its next message.
+    private let abandoned = Atomic<Bool>(false)
 
     init(highWater: Int) {
         self.highWater = highWater
@@ -57,10 +68,16 @@ final class Inbox: Sendable {
     ///   own messages. Called on the loop thread (by the connection's delegate), where the pause
     ///   takes effect before this returns: a resume asked for after it, from any thread, is queued
     ///   to the loop and so cannot overtake it.
-    func push(_ batch: InboundBatch, bytes: Int, from connection: Connection?) {
-        let (wake, pause) = state.withLock {
-            state -> ((CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Connection?) in
-            guard !state.closed else { return (nil, nil) }
+    /// - Returns: `false` when the inbox is closed and refused the batch (counted).
+    @discardableResult
+    func push(_ batch: InboundBatch, bytes: Int, from connection: Connection?) -> Bool {
+        let (accepted, wake, pause) = state.withLock {
+            state -> (Bool, (CheckedContinuation<[InboundBatch], Never>, [InboundBatch])?, Connection?) in
+            guard !state.closed else {
+                state.refusedMessages += batch.messages.count
+                return (false, nil, nil)
+            }
+            state.pushedMessages += batch.messages.count
             state.queue.append(batch)
             state.queuedBytes += bytes
             var pause: Connection?
@@ -68,12 +85,13 @@ final class Inbox: Sendable {
                 state.paused.append(connection)
                 pause = connection
             }
-            guard let waiter = state.waiter else { return (nil, pause) }
+            guard let waiter = state.waiter else { return (true, nil, pause) }
             state.waiter = nil
-            return ((waiter, take(&state)), pause)
+            return (true, (waiter, take(&state)), pause)
         }
         pause?.setReadingPaused(true)
         if let (waiter, items) = wake { waiter.resume(returning: items) }
+        return accepted
     }
 
     /// Waits for messages and returns all that have gathered; `[]` once closed.
@@ -105,7 +123,9 @@ final class Inbox: Sendable {
         return ready
     }
 
-    /// Wakes the delivery task with `[]` and ignores later pushes.
+    /// Refuses later pushes (counting them); the delivery task goes on with what is queued and
+    /// gets `[]` once it is all delivered. Connections paused by the backlog resume: what they
+    /// bring now is refused, and a closing sender's confirmation (PROTOCOL §8.3) is answered.
     func close() {
         let (waiter, paused) = state.withLock {
             state -> (CheckedContinuation<[InboundBatch], Never>?, [Connection]) in
@@ -119,6 +139,60 @@ final class Inbox: Sendable {
         for connection in paused { connection.setReadingPaused(false) }
         waiter?.resume(returning: [])
     }
+
+    // MARK: Draining (closing the node)
+
+    /// True once ``abandon()`` was called: the delivery task checks it before each message.
+    var isAbandoned: Bool { abandoned.load(ordering: .relaxed) }
+
+    /// The delivery task handled one more message (its listeners returned, or it had none).
+    func countDelivered() { delivered.add(1, ordering: .relaxed) }
+
+    /// The delivery task has ended: wakes ``waitUntilDelivered(deadline:loop:)``.
+    func deliveryEnded() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            state.deliveryEnded = true
+            defer { state.drainWaiters = [:] }
+            return Array(state.drainWaiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: true) }
+    }
+
+    /// After ``close()``: waits until the delivery task has handed every queued message to its
+    /// listeners and ended, or `deadline` passes.
+    ///
+    /// - Returns: `true` when delivery ended in time.
+    func waitUntilDelivered(deadline: ContinuousClock.Instant, loop: EventLoop) async -> Bool {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let waiter = state.withLock { state -> UInt64? in
+                if state.deliveryEnded { return nil }
+                state.nextDrainWaiter += 1
+                state.drainWaiters[state.nextDrainWaiter] = continuation
+                return state.nextDrainWaiter
+            }
+            guard let waiter else { return continuation.resume(returning: true) }
+            loop.schedule(at: deadline) { [self] in
+                state.withLock { $0.drainWaiters.removeValue(forKey: waiter) }?.resume(returning: false)
+            }
+        }
+    }
+
+    /// Gives up on what is not delivered yet: drops the queue and stops the delivery task before
+    /// its next message.
+    ///
+    /// - Returns: the messages taken in that no listener has finished with: still queued, or in
+    ///   a listener that has not returned.
+    func abandon() -> Int {
+        abandoned.store(true, ordering: .relaxed)
+        return state.withLock { state in
+            state.queue.removeAll()
+            state.queuedBytes = 0
+            return state.pushedMessages - delivered.load(ordering: .relaxed)
+        }
+    }
+
+    /// Messages offered after ``close()`` and refused.
+    var refusedCount: Int { state.withLock { $0.refusedMessages } }
 
     /// True when the backlog is over the limit (a node's own messages to itself then drop).
     var isFull: Bool { state.withLock { $0.queuedBytes + $0.inProgressBytes > highWater } }

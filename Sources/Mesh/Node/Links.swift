@@ -50,6 +50,10 @@ final class PeerLink: ConnectionDelegate {
 
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
         while let header = try decoder.next() {
+            if header.kind == FrameKind.confirmed.rawValue {
+                try connection.peerConfirmed(try decoder.withBody(header) { body throws(FrameError) in try ClosingFrame.count(body) })
+                return
+            }
             guard let kind = FrameKind(rawValue: header.kind), kind == .reply || kind == .failure else {
                 throw FrameError.unexpectedKind(header.kind)
             }
@@ -61,6 +65,7 @@ final class PeerLink: ConnectionDelegate {
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
         var unsent = unsent
         if !opened, unsent.frames > 0 { unsent.frames -= 1 }  // the peer hello is not a message
+        if connection.confirmation != nil, unsent.frames > 0 { unsent.frames -= 1 }  // nor the closing frame
         // Calls waiting on this connection fail now, not at their timeout.
         calls.connectionClosed(connection.id, reason: error?.description ?? "connection closed")
         events.push(.peerClosed(nodeID, connection, error, unsent))
@@ -134,6 +139,8 @@ final class InboundLink: ConnectionDelegate {
     /// What this side knows about one inbound connection.
     private struct Peer {
         var sender: MeshPeer
+        /// Messages from this connection the inbox took: what a confirmation answers (§8.3).
+        var accepted = 0
         /// The last topic seen, as bytes and as a string: senders repeat topics, and reusing the
         /// string saves a validation and an allocation per message.
         var topicBytes: [UInt8] = []
@@ -255,16 +262,9 @@ final class InboundLink: ConnectionDelegate {
         }
         var peer = peers.removeValue(forKey: connection.id)
         defer {
-            if let peer {
+            if peer != nil {
+                if !messages.isEmpty { hand(&messages, bytes: bytes, from: &peer!, on: connection) }
                 peers[connection.id] = peer
-                if !messages.isEmpty {
-                    let count = messages.count
-                    counter.update {
-                        $0.messagesReceived += count
-                        $0.bytesReceived += bytes
-                    }
-                    inbox.push(InboundBatch(sender: peer.sender, messages: messages), bytes: bytes, from: connection)
-                }
             }
         }
         while let header = try decoder.next() {
@@ -282,6 +282,18 @@ final class InboundLink: ConnectionDelegate {
                         request: request, caller: caller, replyPath: .connection(connection),
                         bytes: header.body.count + Frame.headerLength),
                     from: connection)
+            case .closing:
+                // The sender is closing: confirm what it sent, once what arrived before is in the inbox.
+                guard peer != nil else { throw ConnectionError.protocolViolation("closing before peer hello") }
+                let announced = try decoder.withBody(header) { body throws(FrameError) in try ClosingFrame.count(body) }
+                if !messages.isEmpty {
+                    hand(&messages, bytes: bytes, from: &peer!, on: connection)
+                    bytes = 0
+                }
+                connection.send(ClosingFrame.confirmed(messages: peer!.accepted))
+                if announced != peer!.accepted {
+                    logger.debug("\(peer!.sender) closed its connection announcing \(announced) message(s); \(peer!.accepted) were taken")
+                }
             case .peerHello where peer == nil:
                 awaitingHello[connection.id] = nil
                 let hello = try decoder.withBody(header) { try PeerHello.decode($0) }
@@ -309,6 +321,20 @@ final class InboundLink: ConnectionDelegate {
                 throw FrameError.unexpectedKind(header.kind)
             }
         }
+    }
+
+    /// Loop thread: counts `messages` and hands them to the inbox; those it takes count for the
+    /// peer's confirmation. Empties `messages`.
+    private func hand(_ messages: inout [InboundMessage], bytes: Int, from peer: inout Peer, on connection: Connection) {
+        let count = messages.count
+        counter.update {
+            $0.messagesReceived += count
+            $0.bytesReceived += bytes
+        }
+        if inbox.push(InboundBatch(sender: peer.sender, messages: messages), bytes: bytes, from: connection) {
+            peer.accepted += count
+        }
+        messages = []
     }
 
     /// Loop thread: writes the count of held-back refusal lines once their second is over, so a

@@ -126,7 +126,17 @@ extension MeshNode {
         let routing = session.routingTopology
         peerDirectory.update(routing.nodes)
         for connection in router.setTopology(routing) {
-            connection.closeAfterFlushing(deadline: .now + .seconds(1))
+            // The receiver left: it confirms what it took (PROTOCOL §8.3), and what it did not
+            // is counted as dropped when the connection ends (``peerClosed``).
+            guard let last = calls.latestDeadline(on: connection.id) else {
+                connection.closeConfirming(deadline: .now + .seconds(1))
+                continue
+            }
+            // Calls wait on it: a provider that left is finishing its running handlers (for up
+            // to its close bound) and answers on this connection, then closes it. Keep it until
+            // then, at most until the last call's deadline.
+            let latest = min(last, .now + MeshNode.closeBound * 3)
+            loop.schedule(at: latest) { connection.closeConfirming(deadline: .now + .seconds(1)) }
         }
         let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }
         for (waiterID, waiter) in ready {
@@ -196,7 +206,7 @@ extension MeshNode {
                     var batches = batches
                     while true {
                         _ = await deliver(
-                            batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: false)
+                            batches, state: &state, inbox: inbox, listeners: listeners, logger: logger, counter: counter, onLoop: false)
                         var next = inbox.poll()
                         if next == nil, ContinuousClock.now < state.offLoopUntil {
                             // Still off the loop: wait here, not on the loop and hop back each time.
@@ -210,7 +220,7 @@ extension MeshNode {
                 if let more { batches = more } else { batches = await inbox.next() }
             } else {
                 let rest = await deliver(
-                    batches, state: &state, listeners: listeners, logger: logger, counter: counter, onLoop: true)
+                    batches, state: &state, inbox: inbox, listeners: listeners, logger: logger, counter: counter, onLoop: true)
                 // After a slow call, what was left of the batch goes to the pool (the branch above).
                 batches = rest.isEmpty ? await inbox.next() : rest
             }
@@ -226,8 +236,8 @@ extension MeshNode {
     /// - Returns: on the loop, after a call slower than ``slowListener``, the messages not
     ///   delivered yet, for the pool; else nothing.
     private static func deliver(
-        _ batches: [InboundBatch], state: inout DeliveryState, listeners: ListenerTable, logger: MeshLogger,
-        counter: StatisticsCounter, onLoop: Bool
+        _ batches: [InboundBatch], state: inout DeliveryState, inbox: Inbox, listeners: ListenerTable,
+        logger: MeshLogger, counter: StatisticsCounter, onLoop: Bool
     ) async -> [InboundBatch] {
         let table = listeners.snapshot
         state.lastEntries = nil
@@ -238,6 +248,8 @@ extension MeshNode {
             let batch = batches[batchIndex]
             let sender = batch.sender
             for messageIndex in batch.messages.indices {
+                // A node closing past its bound gave up on the rest (``Inbox/abandon()``).
+                if inbox.isAbandoned { break delivering }
                 let message = batch.messages[messageIndex]
                 if state.lastEntries == nil || message.topic != state.lastTopic {
                     if state.run.messagesReceived > 0 { state.perTopic[state.lastTopic, default: TopicStatistics()].add(state.run) }
@@ -259,6 +271,7 @@ extension MeshNode {
                 } else {
                     await deliver(message, from: sender, to: entries, logger: logger, counter: counter)
                 }
+                inbox.countDelivered()
                 // Timed on the loop only (batches there are short): on the pool a slow call
                 // holds up nobody else, and a backlog's messages are not charged a clock read each.
                 guard onLoop else { continue }

@@ -103,16 +103,16 @@ extension MeshNode {
     ) async {
         let frame = payload.withUnsafeBytes { MessageFrame.encode(topic: topic, encoding: encoding, payload: $0) }
         var connection: Connection? = failed
-        var result = failed.send(frame)
+        var result = failed.sendMessageFrame(frame)
         if result == .closed {
             // The connection died since it was last used: dial again, once.
             connection = router.reconnect(to: node, replacing: failed)
-            result = connection?.send(frame) ?? .closed
+            result = connection?.sendMessageFrame(frame) ?? .closed
         }
         if result == .full, let full = connection {
             switch configuration.whenPeerQueueFull {
             case .wait(let patience):
-                if await full.waitForSpace(until: .now + patience) { result = full.send(frame) }
+                if await full.waitForSpace(until: .now + patience) { result = full.sendMessageFrame(frame) }
             case .dropOldest:
                 let (outcome, dropped) = full.sendDroppingOldest(frame)
                 result = outcome
@@ -203,13 +203,26 @@ extension MeshNode {
     public nonisolated var lastDropReason: String? { router.lastDropReason }
 
     func peerClosed(id peerID: String, connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {
-        let node = router.peerClosed(id: peerID, connection: connection, failed: error != nil)
-        if let error, let node {
-            logger.warning("connection to \(node.name) (\(peerID)) at \(connection.remote) failed: \(error)")
+        let known = router.peerClosed(id: peerID, connection: connection, failed: error != nil)
+        if let error, let node = known {
+            if connection.confirmation != nil {
+                // Closing with a confirmation: the close report counts what was not confirmed.
+                logger.debug("connection to \(node.name) (\(peerID)) at \(connection.remote) ended while closing: \(error)")
+            } else {
+                logger.warning("connection to \(node.name) (\(peerID)) at \(connection.remote) failed: \(error)")
+            }
         }
-        if unsent.frames > 0 {
+        if let (announced, confirmed) = connection.confirmation, !router.isClosed {
+            // Closed because the receiver left: what it did not confirm (unsent frames included) is lost.
+            let lost = announced - min(confirmed ?? 0, announced)
+            if lost > 0 {
+                router.dropped(
+                    lost, bytes: unsent.bytes, for: known ?? peerDirectory.node(peerID), topic: nil, stillCounted: true,
+                    reason: "the receiver left without confirming them (\(error?.description ?? "it confirmed fewer"))")
+            }
+        } else if unsent.frames > 0 {
             router.dropped(
-                unsent.frames, bytes: unsent.bytes, for: node, topic: nil, stillCounted: true,
+                unsent.frames, bytes: unsent.bytes, for: known, topic: nil, stillCounted: true,
                 reason: error?.description ?? "connection closed")
         }
     }

@@ -220,6 +220,8 @@ public actor MeshNode {
     var topology: Topology { session.topology }
     var listenedTopics: Set<String> = []
     var isClosed = false
+    /// The close in progress or done: a second ``close()`` waits for it and gets its report.
+    var closing: Task<CloseReport, Never>?
     /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
     /// ``MeshError/closed`` after that is the expected end, not a failure.
     public internal(set) var wasAskedToStop = false
@@ -238,12 +240,12 @@ public actor MeshNode {
     /// The event-loop timer of each armed session timer.
     var sessionTimers: [CoordinatorSession.Timer: UInt64] = [:]
     var coordinatorAddress: SocketAddress?
-    private var server: Listener?
-    private var unixServer: Listener?
+    var server: Listener?
+    var unixServer: Listener?
     private var advertisedAddress: String?
-    private var tasks: [Task<Void, Never>] = []
+    var tasks: [Task<Void, Never>] = []
     /// The task that handles ``controlEvents``; one of ``tasks``.
-    private var controlTask: Task<Void, Never>?
+    var controlTask: Task<Void, Never>?
     /// The build's wait for its registration.
     var registration: CheckedContinuation<Void, any Error>?
     /// What this node follows with a partial view.
@@ -382,9 +384,10 @@ public actor MeshNode {
                 apply(.start)
             }
         } catch {
-            await shutdown(flush: .zero)
+            await close(within: .zero)
             throw error
         }
+        OpenNodes.shared.insert(self)
     }
 
     /// A listener whose accepted connections deliver into this node's inbox. The TCP and Unix
@@ -415,6 +418,7 @@ public actor MeshNode {
             // On the event loop: listeners run where the bytes arrive (see `MeshNode.deliver`).
             Task.detached(executorPreference: loop) {
                 await MeshNode.deliver(inbox: inbox, listeners: listeners, logger: logger, counter: counter)
+                inbox.deliveryEnded()
             })
         let events = controlEvents
         // Strong references here and below: close() cancels these tasks. (A weak reference
@@ -455,51 +459,7 @@ public actor MeshNode {
             local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted())
     }
 
-    // MARK: Closing
-
-    /// Leaves the mesh: tells the coordinator, sends what is queued (for up to 2 s), closes every
-    /// connection and ends every ``messages(_:as:)`` sequence. Later calls throw ``MeshError/closed``.
-    public func close() async {
-        await shutdown(flush: .seconds(2))
-    }
-
-    private func shutdown(flush: Duration) async {
-        guard !isClosed else { return }
-        isClosed = true
-        let deadline = ContinuousClock.now + flush
-        var closing = closeSession(flushingUntil: deadline)
-        heartbeatPump.stop()
-        peerDirectory.whenUnknown(nil)
-        services.close()
-        calls.close()
-        for connection in router.close() {
-            connection.closeAfterFlushing(deadline: deadline)
-            closing.append(connection)
-        }
-        server?.close()
-        server = nil
-        unixServer?.close()
-        unixServer = nil
-        for connection in inboundConnections.removeAll() {
-            connection.close()
-            closing.append(connection)
-        }
-        for connection in closing { await connection.waitUntilClosed() }
-        // A peer connection whose flush timed out just now has reported what it could not send.
-        // Ending the queue lets the control task handle what is left in it and stop; waiting for
-        // it counts those drops before close returns, so statistics read after close are complete.
-        controlEvents.finish()
-        await controlTask?.value
-        inbox.close()
-        listeners.removeAll()
-        for task in tasks { task.cancel() }
-        tasks.removeAll()
-        for waiter in topologyWaiters.values {
-            waiter.timer?.cancel()
-            waiter.continuation.resume(throwing: MeshError.closed)
-        }
-        topologyWaiters.removeAll()
-    }
+    // MARK: Closing (MeshNode+Close.swift)
 
     func checkOpen() throws(MeshError) {
         if isClosed { throw .closed }

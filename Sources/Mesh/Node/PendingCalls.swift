@@ -138,6 +138,11 @@ final class PendingCalls: Sendable {
         }
     }
 
+    /// The latest deadline of the calls waiting on `connectionID`; `nil` when none waits.
+    func latestDeadline(on connectionID: UInt64) -> ContinuousClock.Instant? {
+        state.withLock { state in state.waiting.values.filter { $0.connectionID == connectionID }.map(\.deadline).max() }
+    }
+
     /// Ends every call with ``MeshError/closed`` and refuses new ones.
     func close() {
         let failed = state.withLock { state -> [Waiting] in

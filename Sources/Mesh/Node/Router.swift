@@ -373,12 +373,12 @@ final class Router: Sendable {
         }
     }
 
-    /// Stops routing; returns the open peer connections for the caller to close.
-    func close() -> [Connection] {
+    /// Stops routing; returns the open peer connections, with their nodes' ids, for the caller to close.
+    func close() -> [(peerID: String, connection: Connection)] {
         state.withLock { state in
             state.closed = true
             defer { state.peers.removeAll() }
-            return Array(state.peers.values)
+            return state.peers.map { ($0.key, $0.value) }
         }
     }
 

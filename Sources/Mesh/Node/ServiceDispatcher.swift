@@ -45,6 +45,10 @@ final class ServiceDispatcher: Sendable {
         /// Workers inside a handler (the others are about to take the next request).
         var busy = 0
         var closed = false
+        /// Closing: no new requests; the admitted ones and the running handlers finish.
+        var draining = false
+        var drainWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextDrainWaiter: UInt64 = 0
         var served = 0
         var failed = 0
         var dropped = 0
@@ -97,7 +101,7 @@ final class ServiceDispatcher: Sendable {
     func submit(_ request: InboundRequest, from connection: Connection?) {
         let caller = connection?.id ?? Self.localCaller
         let (refusal, start) = state.withLock { state -> (ServiceAdmission<InboundRequest>.Refusal?, Bool) in
-            if state.closed { return (nil, false) }
+            if state.closed || state.draining { return (nil, false) }
             if let refusal = state.admission.admit(request, bytes: request.bytes, from: caller) {
                 state.refused += 1
                 return (refusal, false)
@@ -138,15 +142,21 @@ final class ServiceDispatcher: Sendable {
     /// finishes one of that caller's requests.
     private func work() async {
         while true {
-            let (next, spawn) = state.withLock { state -> (ServiceAdmission<InboundRequest>.Ticket?, Bool) in
+            let (next, spawn, drained) = state.withLock {
+                state -> (ServiceAdmission<InboundRequest>.Ticket?, Bool, [CheckedContinuation<Bool, Never>]) in
                 guard !state.closed, let ticket = state.admission.next() else {
                     state.running -= 1
-                    return (nil, false)
+                    guard state.running == 0, !state.drainWaiters.isEmpty else { return (nil, false, []) }
+                    defer { state.drainWaiters = [:] }
+                    return (nil, false, Array(state.drainWaiters.values))
                 }
                 state.busy += 1
-                return (ticket, Self.needsWorker(&state, limit: limit))
+                return (ticket, Self.needsWorker(&state, limit: limit), [])
             }
-            guard let next else { return }
+            guard let next else {
+                for waiter in drained { waiter.resume(returning: true) }
+                return
+            }
             if spawn { Task { await self.work() } }
             let (caller, bytes) = (next.caller, next.bytes)
             await serve(next.item)
@@ -218,6 +228,28 @@ final class ServiceDispatcher: Sendable {
         state.withLock { state in
             state.dropped += state.admission.dropWaiting(of: connection.id)
         }
+    }
+
+    /// Stops taking requests and waits until the admitted ones are served and every running
+    /// handler has returned (their answers queued on the callers' connections), or `deadline`.
+    ///
+    /// - Returns: the requests not finished by then: in a handler, or still waiting.
+    func drain(until deadline: ContinuousClock.Instant, loop: EventLoop) async -> Int {
+        let finished = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let waiter = state.withLock { state -> UInt64? in
+                state.draining = true
+                if state.running == 0 { return nil }
+                state.nextDrainWaiter += 1
+                state.drainWaiters[state.nextDrainWaiter] = continuation
+                return state.nextDrainWaiter
+            }
+            guard let waiter else { return continuation.resume(returning: true) }
+            loop.schedule(at: deadline) { [self] in
+                state.withLock { $0.drainWaiters.removeValue(forKey: waiter) }?.resume(returning: false)
+            }
+        }
+        if finished { return 0 }
+        return state.withLock { $0.busy + $0.admission.waiting }
     }
 
     /// Stops taking requests and forgets the waiting ones (their callers' connections are closing).

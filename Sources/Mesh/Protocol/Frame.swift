@@ -12,6 +12,39 @@ package enum FrameKind: UInt8, Sendable {
     case reply = 0x05
     /// A call that failed at the provider: call id, a reason code and a UTF-8 description.
     case failure = 0x06
+    /// A sender that is closing, dialling node → receiver: how many message frames it sent on
+    /// the connection (8 bytes, big-endian), asking the receiver to confirm them.
+    case closing = 0x07
+    /// The receiver's answer to ``closing``: how many message frames from this connection it
+    /// handed to its listeners' inbox (8 bytes, big-endian).
+    case confirmed = 0x08
+}
+
+/// The bodies of the two frames that end a data connection with a confirmation
+/// (docs/PROTOCOL.md §8.3): one 8-byte big-endian count each.
+enum ClosingFrame {
+    static func closing(messages: Int) -> [UInt8] { frame(.closing, messages) }
+    static func confirmed(messages: Int) -> [UInt8] { frame(.confirmed, messages) }
+
+    private static func frame(_ kind: FrameKind, _ count: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Frame.headerLength + 8)
+        Frame.appendHeader(kind: kind.rawValue, bodyLength: 8, to: &bytes)
+        let value = UInt64(max(0, count))
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+        return bytes
+    }
+
+    /// The count in a closing or confirmed frame's body.
+    ///
+    /// - Throws: ``FrameError/malformed(_:)`` unless the body is exactly 8 bytes holding at most `Int.max`.
+    static func count(_ body: UnsafeRawBufferPointer) throws(FrameError) -> Int {
+        guard body.count == 8 else { throw .malformed("closing count of \(body.count) bytes, 8 expected") }
+        var value: UInt64 = 0
+        for byte in body { value = value << 8 | UInt64(byte) }
+        guard value <= UInt64(Int.max) else { throw .malformed("closing count \(value) is out of range") }
+        return Int(value)
+    }
 }
 
 /// A whole frame, copied out of the stream (tests and the control plane use this form).

@@ -33,6 +33,9 @@ extension MeshProcess {
     ///   with ``waitForTerminationSignal()`` shuts down its own way; the body's task is also
     ///   cancelled, so a body still starting (`waitForListener`) ends at once, and that counts as a
     ///   clean stop.
+    /// - When the body ends (returning, failing or stopped by a signal), every node it left open
+    ///   is closed gracefully (``closeOpenNodes()``); a close that left something unfinished ends
+    ///   the process with its ``MeshNode/CloseReport`` on one line and exit status 1.
     /// - An error ends the process with `PROGRAM: REASON` on one line and exit status 1
     ///   (2 for ``UsageError``); success exits 0. No crash report, no backtrace.
     ///
@@ -53,6 +56,9 @@ extension MeshProcess {
         }
         let result = await work.result
         watcher.cancel()
+        // Nodes the body left open (it was stopped by a signal, or returned without closing
+        // them) close gracefully: what arrived is handled and what was sent is confirmed.
+        let unfinished = await closeOpenNodes()
         switch result {
         case .success:
             break
@@ -65,6 +71,7 @@ extension MeshProcess {
         case .failure(let error):
             fail("\(error)", code: 1)
         }
+        if let report = unfinished.first { fail("\(report)", code: 1) }
         exit(0)
     }
 

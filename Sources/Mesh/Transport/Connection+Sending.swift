@@ -19,7 +19,7 @@ extension Connection {
     func sendMessage(topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer)
         -> SendResult
     {
-        enqueue(byteCount: MessageFrame.frameLength(topicBytes: topic.count, payloadBytes: payload.count)) {
+        enqueue(byteCount: MessageFrame.frameLength(topicBytes: topic.count, payloadBytes: payload.count), messages: 1) {
             MessageFrame.append(topic: topic, encoding: encoding, payload: payload, to: &$0)
         }
     }
@@ -30,8 +30,15 @@ extension Connection {
     /// loop, after the lock; the frames that follow before it runs only append, and it writes
     /// them all. From another thread the job costs at most one eventfd wake-up, and none when the
     /// loop is awake; from the loop thread (a listener's reply) it runs in the same iteration.
-    func enqueue(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> SendResult {
-        let appended = shared.withLock { $0.queue.append(byteCount: byteCount, write) }
+    ///
+    /// - Parameter messages: how many message frames the bytes hold, counted for the closing
+    ///   frame (docs/PROTOCOL.md §8.3) when they are queued.
+    func enqueue(byteCount: Int, messages: Int = 0, _ write: (inout [UInt8]) -> Void) -> SendResult {
+        let appended = shared.withLock { shared in
+            let appended = shared.queue.append(byteCount: byteCount, write)
+            if appended.result == .queued { shared.messagesQueued += messages }
+            return appended
+        }
         if appended.scheduleFlush { loop.execute { self.flush() } }
         return appended.result
     }
@@ -41,7 +48,13 @@ extension Connection {
     ///
     /// - Returns: what happened to `frame`, and the frames and bytes dropped to make room.
     func sendDroppingOldest(_ frame: [UInt8]) -> (SendResult, dropped: Unsent) {
-        let appended = frame.withUnsafeBytes { raw in shared.withLock { $0.queue.appendDroppingOldest(raw) } }
+        let appended = frame.withUnsafeBytes { raw in
+            shared.withLock { shared in
+                let appended = shared.queue.appendDroppingOldest(raw)
+                shared.messagesQueued += (appended.result == .queued ? 1 : 0) - appended.dropped.frames
+                return appended
+            }
+        }
         if appended.scheduleFlush { loop.execute { self.flush() } }
         return (appended.result, appended.dropped)
     }
@@ -50,6 +63,11 @@ extension Connection {
     @discardableResult
     package func send(_ bytes: [UInt8]) -> SendResult {
         bytes.withUnsafeBytes { send($0) }
+    }
+
+    /// Queues one whole message frame (the slow path of a send), counted for the closing frame.
+    func sendMessageFrame(_ frame: [UInt8]) -> SendResult {
+        frame.withUnsafeBytes { raw in enqueue(byteCount: raw.count, messages: 1) { $0.append(contentsOf: raw) } }
     }
 
     /// Bytes queued and not yet written.
@@ -89,5 +107,26 @@ extension Connection {
         } onCancel: {
             shared.withLock { $0.waiters.removeValue(forKey: waiter) }?.resume(returning: false)
         }
+    }
+
+    // MARK: Confirming at close (PROTOCOL §8.3)
+
+    /// Loop thread, from the delegate: the peer confirmed `count` messages; the connection closes cleanly.
+    ///
+    /// - Throws: ``ConnectionError/protocolViolation(_:)`` when no closing frame was sent (the
+    ///   delegate's throw closes the connection).
+    func peerConfirmed(_ count: Int) throws(ConnectionError) {
+        let expected = shared.withLock { shared -> Bool in
+            guard shared.closingSent != nil else { return false }
+            shared.confirmed = count
+            return true
+        }
+        guard expected else { throw .protocolViolation("a confirmation without a closing frame") }
+        close()
+    }
+
+    /// What ``closeConfirming(deadline:)`` announced and what the peer confirmed (`nil` when it did not answer).
+    var confirmation: (announced: Int, confirmed: Int?)? {
+        shared.withLock { shared in shared.closingSent.map { ($0, shared.confirmed) } }
     }
 }

@@ -24,6 +24,9 @@ package enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertibl
     case frame(FrameError)
     case connectTimedOut(seconds: Int)
     case flushTimedOut
+    /// Closing with a confirmation (``Connection/closeConfirming(deadline:)``): the peer did not
+    /// answer by the deadline.
+    case closeUnconfirmed
     case protocolViolation(String)
 
     package var description: String {
@@ -33,6 +36,7 @@ package enum ConnectionError: Error, Sendable, Equatable, CustomStringConvertibl
         case .frame(let error): return error.description
         case .connectTimedOut(let seconds): return "connect timed out after \(seconds) s"
         case .flushTimedOut: return "closed before queued data was sent (flush deadline passed)"
+        case .closeUnconfirmed: return "the peer did not confirm what it received before the close deadline"
         case .protocolViolation(let reason): return "protocol violation: \(reason)"
         }
     }
@@ -160,6 +164,12 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter: UInt64 = 0
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Message frames queued on this connection and not dropped from its queue: what a
+        /// closing frame announces (counted under the lock the send takes anyway).
+        var messagesQueued = 0
+        /// What the closing frame announced, once sent, and what the peer confirmed, once answered.
+        var closingSent: Int?
+        var confirmed: Int?
     }
 
     private static let nextID = Atomic<UInt64>(1)
@@ -290,6 +300,47 @@ package final class Connection: EventHandler, CustomStringConvertible {
 
     // Loop-thread only, like `local`.
     private nonisolated(unsafe) var closeWhenFlushed = false
+
+    /// Ends a connection this side dialled with a confirmation: queues a closing frame with the
+    /// number of message frames queued on it (docs/PROTOCOL.md §8.3), writes everything, and
+    /// waits for the peer's answer, which the delegate hands to ``peerConfirmed(_:)``. At
+    /// `deadline` it closes anyway, with ``ConnectionError/flushTimedOut`` when bytes were left
+    /// unwritten, else ``ConnectionError/closeUnconfirmed``.
+    ///
+    /// - Returns: the messages announced, or `nil` when the connection had already closed.
+    @discardableResult
+    func closeConfirming(deadline: ContinuousClock.Instant) -> Int? {
+        let announced = shared.withLock { shared -> Int? in
+            guard shared.queue.phase != .closed else { return nil }
+            let count = shared.messagesQueued
+            let frame = ClosingFrame.closing(messages: count)
+            _ = frame.withUnsafeBytes { raw in shared.queue.appendIgnoringLimit(raw) }
+            shared.closingSent = count
+            return count
+        }
+        guard announced != nil else { return nil }
+        loop.execute { [self] in
+            guard local.phase != .closed else { return }
+            loop.schedule(at: deadline) { [self] in
+                let unwritten = shared.withLock { $0.queue.unsent > 0 } || local.outgoingOffset < local.outgoing.count
+                finishClose(unwritten ? .flushTimedOut : .closeUnconfirmed)
+            }
+            if local.phase == .open { flush() }
+        }
+        return announced
+    }
+
+    /// Leaves the closing to the peer (a sender that learns this node left closes its connection
+    /// after a confirmation, PROTOCOL §8.3), writing what is queued meanwhile; closes anyway at `deadline`.
+    func closeWhenPeerCloses(deadline: ContinuousClock.Instant) {
+        loop.execute { [self] in
+            guard local.phase != .closed else { return }
+            loop.schedule(at: deadline) { [self] in
+                let unwritten = shared.withLock { $0.queue.unsent > 0 } || local.outgoingOffset < local.outgoing.count
+                finishClose(unwritten ? .flushTimedOut : nil)
+            }
+        }
+    }
 
     /// Stops or resumes reading, which pushes back on the peer through TCP when a consumer lags.
     ///

@@ -111,6 +111,15 @@ struct OutboundQueue: Sendable {
         return Appended(result: .queued, scheduleFlush: askForFlush(), dropped: dropped)
     }
 
+    /// Appends one whole frame whatever the limit (a closing frame: a few bytes that must follow
+    /// everything queued).
+    mutating func appendIgnoringLimit(_ frame: UnsafeRawBufferPointer) -> Appended {
+        if phase == .closed { return Appended(result: .closed) }
+        pending.append(contentsOf: frame)
+        unsent += frame.count
+        return Appended(result: .queued, scheduleFlush: askForFlush())
+    }
+
     private mutating func askForFlush() -> Bool {
         guard phase == .open, !flushScheduled else { return false }
         flushScheduled = true

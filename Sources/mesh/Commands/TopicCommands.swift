@@ -91,8 +91,9 @@ enum TopicCommands {
             await node.close()
             throw error
         }
-        // Closing flushes what is queued; only then is it known whether everything went out.
-        await node.close()
+        // Closing flushes what is queued and asks each receiver to confirm what it took; only
+        // then is it known whether everything arrived.
+        let closed = await node.close()
         let (sent, stillWaiting) = progress.withLock { ($0.sent, $0.waiting) }
         // Stopped before it did what was asked: with --count (or the single default message),
         // not when it was sending until Ctrl-C.
@@ -104,6 +105,12 @@ enum TopicCommands {
             throw CommandLineError.interrupted("after \(sent) of \(count) message(s) on \(topic)", signal: signal)
         }
         let statistics = await node.statistics
+        // Messages never written are dropped, with the reason; those written and still not
+        // confirmed (lost at the receiver, or a receiver that does not answer) are named apart.
+        if closed.messagesUnconfirmed > statistics.messagesDropped {
+            throw CommandLineError.failed(
+                "\(closed.messagesUnconfirmed) of \(closed.messagesConfirmed + closed.messagesUnconfirmed) message(s) on \(topic) were not confirmed by their receivers (\(closed.unconfirmedReceivers.joined(separator: "; ")))")
+        }
         if let failure = sendFailure(
             topic: topic, sent: sent, dropped: statistics.messagesDropped, unrouted: statistics.messagesUnrouted,
             waited: waited, reason: node.lastDropReason)

@@ -10,11 +10,11 @@
 
     asyncio.run(main())
 """
-from .node import (AuthenticationFailed, CoordinatorUnreachable, FrameTooLarge, InvalidName, MeshNode, NodeClosed,
-                   Policy, RegistrationRejected, ServiceError, build_mesh_node)
+from .node import (AuthenticationFailed, CloseReport, CoordinatorUnreachable, FrameTooLarge, InvalidName, MeshNode,
+                   NodeClosed, Policy, RegistrationRejected, ServiceError, build_mesh_node)
 from .protocol import HandshakeError, MeshError, ProtocolError, WeakKeyError
 
-__all__ = ["build_mesh_node", "MeshNode", "Policy", "MeshError", "AuthenticationFailed", "CoordinatorUnreachable",
+__all__ = ["build_mesh_node", "MeshNode", "CloseReport", "Policy", "MeshError", "AuthenticationFailed", "CoordinatorUnreachable",
            "RegistrationRejected", "ServiceError", "InvalidName", "FrameTooLarge", "NodeClosed", "HandshakeError", "ProtocolError",
            "WeakKeyError"]
 __version__ = "0.1.0"

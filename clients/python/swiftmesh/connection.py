@@ -53,6 +53,10 @@ class Connection(asyncio.Protocol):
         self.purpose = None
         self.raw_frames = False
         self.hello_length = 0
+        # Message frames queued on a data connection this node dialled, and the receiver's
+        # answer to the closing frame once it came (PROTOCOL §8.3).
+        self.messages_sent = 0
+        self.confirmed = None
 
     # MARK: asyncio callbacks
 

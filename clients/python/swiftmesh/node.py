@@ -96,6 +96,14 @@ class Peer:
         self.id, self.name, self.connection = id_, name, connection
 
 
+class CloseReport(collections.namedtuple("CloseReport", "confirmed unconfirmed receivers")):
+    """What `MeshNode.close()` found: messages confirmed and not confirmed by their receivers."""
+
+    @property
+    def is_complete(self):
+        return self.unconfirmed == 0
+
+
 class MeshNode:
     """A node of a swift-mesh mesh (docs/PROTOCOL.md, version 2). Make one with `build_mesh_node`."""
 
@@ -150,6 +158,8 @@ class MeshNode:
         self._failed = {}
         self._peers = {}
         self._inbound = {}
+        # Messages taken from each inbound connection, for its closing frame's answer (PROTOCOL §8.3).
+        self._accepted = {}
         self._unknown = {}
         self._server = None
         self.host = None
@@ -605,13 +615,16 @@ class MeshNode:
                         continue
                     # Only message frames go: a peer hello still queued stays first.
                     dropped = connection.drop_queued(0 if connection.is_open else connection.hello_length)
+                    connection.messages_sent -= dropped
                     self._dropped(dropped, record, topic, "dropped the oldest to make room")
                 connection.send(frame)
+                connection.messages_sent += 1
                 delivered += 1
         if waits:
             for record, connection in waits:
                 if await connection.wait_for_room(self.maximum_queued_bytes_per_peer // 2, self.policy.timeout):
-                    connection.send(frame)
+                    if connection.send(frame):
+                        connection.messages_sent += 1
                     delivered += 1
                 else:
                     self._dropped(1, record, topic, f"the peer's queue stayed full for {self.policy.timeout} s")
@@ -691,6 +704,14 @@ class MeshNode:
     def _peer_link_frames(self, connection, frames):
         """Answers to this node's calls are the only frames a receiver may send back."""
         for kind, body in frames:
+            if kind == p.KIND_CONFIRMED:
+                # The answer to this node's closing frame: how many messages the receiver took.
+                if connection.confirmed is None or connection.confirmed.done():
+                    raise p.ProtocolError("protocol violation: a confirmation without a closing frame")
+                if len(body) != 8 or body[0] & 0x80:
+                    raise p.ProtocolError(f"malformed frame: closing count of {len(body)} bytes, 8 expected")
+                connection.confirmed.set_result(int.from_bytes(body, "big"))
+                continue
             if kind not in (p.KIND_REPLY, p.KIND_FAILURE) or len(body) < 9:
                 raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}" if kind not in (p.KIND_REPLY, p.KIND_FAILURE)
                                       else f"malformed frame: answer of {len(body)} bytes is too short")
@@ -706,6 +727,8 @@ class MeshNode:
                 waiting.set_exception(ServiceError(text, code=body[8], provider=connection.label))
 
     def _peer_link_closed(self, connection, reason):
+        if connection.confirmed is not None and not connection.confirmed.done():
+            connection.confirmed.set_result(0)  # ended without an answer: nothing confirmed
         node_id = connection.label
         peer = self._peers.get(node_id)
         if peer is not None and peer.connection is connection:
@@ -824,6 +847,20 @@ class MeshNode:
                     body = bytes(buffer[index + 5:end])
                     index = end
                     self._request(connection, peer, body)
+                elif kind == p.KIND_CLOSING and peer is not None:
+                    # The sender is closing: everything before this frame has been taken.
+                    if length != 9:
+                        raise p.ProtocolError(f"malformed frame: closing count of {length - 1} bytes, 8 expected")
+                    announced = int.from_bytes(buffer[index + 5:end], "big")
+                    if announced >= 1 << 63:
+                        raise p.ProtocolError(f"malformed frame: closing count {announced} is out of range")
+                    index = end
+                    taken = self._accepted.get(key, 0) + received
+                    connection.send(p.frame(p.KIND_CONFIRMED, taken.to_bytes(8, "big")))
+                    if taken != announced:
+                        self.log.debug("%s closed announcing %d message(s); %d were taken", peer[1], announced, taken)
+                elif kind == p.KIND_CLOSING:
+                    raise p.ProtocolError("protocol violation: closing before peer hello")
                 elif kind in (p.KIND_MESSAGE, p.KIND_REQUEST):
                     raise p.ProtocolError("protocol violation: message before peer hello")
                 elif kind == p.KIND_PEER_HELLO and peer is None:
@@ -854,6 +891,8 @@ class MeshNode:
                 del buffer[:index]
             stats["messagesReceived"] += received
             stats["bytesReceived"] += received_bytes
+            if received:
+                self._accepted[key] = self._accepted.get(key, 0) + received
 
     def _recheck_unknown(self, key):
         hello, connection = self._unknown[key]
@@ -881,6 +920,7 @@ class MeshNode:
     def _inbound_closed(self, connection, reason):
         key = id(connection)
         peer = self._inbound.pop(key, None)
+        self._accepted.pop(key, None)
         self._unknown.pop(key, None)
         self._paused_inbound.discard(connection)
         if reason is None or self._closed:
@@ -1184,14 +1224,28 @@ class MeshNode:
         await self._closed_event.wait()
 
     async def close(self):
-        """Says goodbye, flushes queued messages (up to 2 s), and closes every connection."""
+        """Says goodbye, flushes queued messages and has each receiver confirm them (up to 2 s), and
+        closes every connection.
+
+        Returns a `CloseReport`: the messages sent on connections open at the close that their
+        receivers confirmed taking, those they did not, and who did not (PROTOCOL §8.3).
+        """
         if self._closed:
-            return
+            return CloseReport(0, 0, [])
         while (self._inbox or self._dispatcher is not None) and self._handlers:
             await asyncio.sleep(0.001)  # let the listeners finish what has arrived
         self._closed = True
         control = self._control
-        flushes = [peer.connection.close_after_flushing(2.0) for peer in self._peers.values()]
+        peers = list(self._peers.values())
+        results = await asyncio.gather(*(self._confirm(peer, 2.0) for peer in peers))
+        confirmed = sum(taken for taken, _ in results)
+        unconfirmed = sum(announced - taken for taken, announced in results)
+        receivers = [f"{peer.name} ({peer.id}) " + (f"confirmed {taken} of {announced}" if taken else f"did not confirm {announced}")
+                     for peer, (taken, announced) in zip(peers, results) if taken < announced]
+        if unconfirmed:
+            self.log.info("closing: %d of %d message(s) sent were not confirmed by their receivers (%s)",
+                          unconfirmed, confirmed + unconfirmed, "; ".join(receivers))
+        flushes = []
         if control is not None and not control.closed:
             if self._registered:
                 control.send(p.control_frame({"type": "bye"}))
@@ -1208,6 +1262,23 @@ class MeshNode:
             task.cancel()
         self._changed.set()
         self._closed_event.set()
+        return CloseReport(confirmed, unconfirmed, receivers)
+
+    async def _confirm(self, peer, timeout):
+        """Sends `peer` its closing frame and waits for the answer; returns (taken, announced)."""
+        connection = peer.connection
+        announced = connection.messages_sent
+        if connection.closed:
+            return 0, announced
+        connection.confirmed = self.loop.create_future()
+        connection.send(p.frame(p.KIND_CLOSING, announced.to_bytes(8, "big")))
+        taken = 0
+        try:
+            taken = min(announced, await asyncio.wait_for(asyncio.shield(connection.confirmed), timeout))
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
+        connection.close()
+        return taken, announced
 
     async def __aenter__(self):
         return self

@@ -41,6 +41,8 @@ KIND_MESSAGE = 3
 KIND_REQUEST = 4
 KIND_REPLY = 5
 KIND_FAILURE = 6
+KIND_CLOSING = 7  # sender -> receiver, as it closes: messages it sent on the connection (PROTOCOL §8.3)
+KIND_CONFIRMED = 8  # receiver -> sender: messages from the connection it took
 
 ENCODING_RAW = 0
 ENCODING_CODEC = 1

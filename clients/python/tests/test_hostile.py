@@ -71,6 +71,12 @@ class HostileInputTests(MeshTestCase):
     async def test_unknown_kind(self):
         await self.attack(self.hello() + p.frame(9, b"x"), "unexpected frame kind 0x9")
 
+    async def test_closing_frames_before_hello_or_malformed(self):
+        await self.attack(p.frame(p.KIND_CLOSING, bytes(8)), "closing before peer hello")
+        await self.attack(self.hello() + p.frame(p.KIND_CLOSING, b"\x00\x01"), "closing count of 2 bytes")
+        await self.attack(self.hello() + p.frame(p.KIND_CLOSING, b"\xff" * 8), "out of range")
+        await self.attack(self.hello() + p.frame(p.KIND_CONFIRMED, bytes(8)), "unexpected frame kind 0x8")
+
     async def test_oversized_length_is_refused_before_allocation(self):
         await self.attack(self.hello() + b"\x7f\xff\xff\xff\x03", "exceeds the limit")
 

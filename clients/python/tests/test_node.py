@@ -101,6 +101,17 @@ class OpenMeshTests(MeshTestCase):
         await node.wait_for_listener("some-topic", timeout=10)
         await node.send("some-topic", {"hello": "open"})
         await line(receiver, '"hello": "open"')
+        got_python = []
+        listener = await self.node("open-listener")
+        await listener.listen("py", lambda t, d: got_python.append(d))
+        await node.wait_for_listener("py", timeout=10)
+        for n in range(100):
+            await node.send("py", n)
+        report = await node.close()  # confirmed by a Swift receiver and a Python one
+        self.assertEqual((report.confirmed, report.unconfirmed), (101, 0), report)
+        self.assertEqual(len(got_python), 100)  # confirmed: taken before the answer went out
+        node = await self.node("open-sender-2")
+        await node.wait_for_listener("some-topic", timeout=10)
         got = []
         await node.listen("back", lambda t, d: got.append(d))
         code, output = await run(self, self.mesh, "topic", "send", "back", '"x"')
@@ -136,6 +147,16 @@ class QueuePolicyTests(MeshTestCase):
             self.assertLessEqual(peer.queued_bytes, 64 * 1024 + 2048)
             self.assertGreater(sender.stats["messagesDropped"], 100)
             self.assertTrue(peer._out.startswith(p_frame_hello(sender)), "the peer hello stays first")
+
+    async def test_close_reports_what_a_receiver_did_not_confirm(self):
+        sender = await self.node("q-unconfirmed")
+        await self.stalled_receiver(sender)
+        for _ in range(3):
+            await sender.send("q", b"x")
+        report = await sender.close()
+        self.assertEqual((report.confirmed, report.unconfirmed), (0, 3))
+        self.assertEqual(report.receivers, ["stalled (00000000000000aa) did not confirm 3"])
+        self.assertFalse(report.is_complete)
 
     async def test_wait_policy_gives_up_after_its_timeout(self):
         sender = await self.node("q-wait", when_peer_queue_full=swiftmesh.Policy.wait(0.3),
