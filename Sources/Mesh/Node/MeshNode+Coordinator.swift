@@ -58,8 +58,8 @@ extension MeshNode {
 
     /// Tells the coordinator about a listen, unlisten, serve or unserve, when connected (a
     /// reconnect re-sends all).
-    func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil) {
-        apply(.sendRequested(ControlMessage(type, topic: topic, service: service)))
+    func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil, messageType: TopicType? = nil) {
+        apply(.sendRequested(ControlMessage(type, topic: topic, service: service, messageType: messageType)))
     }
 
     /// Ends the session as the node closes: says `bye` on the coordinator connection (returned, to
@@ -131,6 +131,8 @@ extension MeshNode {
         case .registrationFailed(let error):
             registration?.resume(throwing: error)
             registration = nil
+        case .refused(let topic, let reason):
+            refused(topic: topic, reason: reason)
         case .countReconnect:
             router.count { $0.coordinatorReconnects += 1 }
         case .stop:

@@ -187,6 +187,16 @@ public actor MeshNode {
     /// The topology as the coordinator session holds it.
     var topology: Topology { session.topology }
     var listenedTopics: Set<String> = []
+    /// Topics this node declared a send on (typed or latched sends), and the message types it
+    /// declared for topics, in its record.
+    var declaredSends: Set<String> = []
+    var declaredTypes: [String: TopicType] = [:]
+    /// Topics whose typed sends are declared and confirmed: checked on every typed send without
+    /// a hop to the actor.
+    nonisolated let confirmedSends = Mutex<Set<String>>([])
+    /// The last value sent on each latched topic, and who has had it.
+    var latched: [String: LatchedValue] = [:]
+    var latchedBytes = 0
     var isClosed = false
     /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
     /// ``MeshError/closed`` after that is the expected end, not a failure.
@@ -232,6 +242,8 @@ public actor MeshNode {
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
+        /// The topic whose refusal by the coordinator ends this wait with the refusal.
+        var refusable: String? = nil
         let continuation: CheckedContinuation<Void, any Error>
         var timer: Task<Void, Never>?
     }
@@ -415,7 +427,8 @@ public actor MeshNode {
         NodeRecord(
             id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
-            local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted())
+            local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted(),
+            sends: declaredSends.sorted(), types: declaredTypes)
     }
 
     // MARK: Closing

@@ -270,6 +270,11 @@ final class Router: Sendable {
 
     private static func turnKey(_ topic: String, _ group: String) -> String { topic + "\u{0}" + group }
 
+    /// The connection to `node`, dialled if there is none yet; `nil` when none could be opened.
+    func connection(to node: NodeRecord) -> Connection? {
+        state.withLock { $0.peers[node.id] } ?? dial(node)
+    }
+
     /// The connection to `node`, dialled again after a failure.
     func reconnect(to node: NodeRecord, replacing old: Connection) -> Connection? {
         let current = state.withLock { state -> Connection? in
