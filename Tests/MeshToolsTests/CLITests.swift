@@ -59,7 +59,7 @@ struct CLITests {
     @Test("--help answers on every level of the command tree, and --version prints the version")
     func helpOnEveryLevel() async throws {
         let levels: [[String]] = [
-            [], ["node"], ["topic"], ["node", "list"], ["node", "kill"], ["topic", "list"], ["topic", "echo"],
+            [], ["node"], ["topic"], ["node", "list"], ["node", "kill"], ["topic", "list"], ["topic", "info"], ["topic", "echo"],
             ["topic", "send"], ["topic", "hz"], ["topic", "bw"], ["status"], ["speedtest"],
         ]
         for words in levels {

@@ -141,6 +141,20 @@ public struct Topology: Sendable, Equatable {
         return result
     }
 
+    /// The nodes that declared a send on `topic` (a typed or latched send), ordered by id.
+    public func senders(of topic: String) -> [NodeRecord] {
+        nodes.values.filter { $0.sends.contains(topic) }.sorted { $0.id < $1.id }
+    }
+
+    /// Every topic some node declared a send on, with those nodes ordered by id.
+    public var senders: [String: [NodeRecord]] {
+        var result: [String: [NodeRecord]] = [:]
+        for node in nodes.values.sorted(by: { $0.id < $1.id }) {
+            for topic in node.sends { result[topic, default: []].append(node) }
+        }
+        return result
+    }
+
     /// Every topic someone listens to, with its listeners ordered by id.
     public var topics: [String: [NodeRecord]] {
         var result: [String: [NodeRecord]] = [:]
