@@ -1148,7 +1148,7 @@ class MeshNode:
             record = members[0] if len(members) == 1 else self._pick(("service", service, name), members)
         provider = f"{record['name']} ({record['id']})"
         if record["id"] == self.id:
-            code, answer = await self._answer(service, encoding, payload)
+            code, answer = await self._answer(service, encoding, payload, f"{self.name} ({self.id})")
             if code:
                 raise ServiceError(f"{service} on {provider} failed: {answer.decode('utf-8', 'replace')}", code, provider)
             response_encoding, body = answer
@@ -1188,11 +1188,12 @@ class MeshNode:
         if length == 0 or length > 255 or 10 + length >= len(body):
             raise p.ProtocolError(f"malformed frame: request service length {length}")
         service, encoding, payload = p.parse_message(body[8:])
-        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload))
+        caller = f"{peer[1]} ({peer[0]})"
+        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload, caller))
 
-    async def _serve_request(self, connection, call_id, service, encoding, payload):
+    async def _serve_request(self, connection, call_id, service, encoding, payload, caller):
         async with self._requests:
-            code, answer = await self._answer(service, encoding, payload)
+            code, answer = await self._answer(service, encoding, payload, caller)
         if code:
             text = answer[:MAXIMUM_FAILURE_TEXT].decode("utf-8", "ignore").encode("utf-8")
             frame = p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((code,)) + text)
@@ -1205,7 +1206,7 @@ class MeshNode:
             await connection.wait_for_room(self.maximum_queued_bytes_per_peer // 2, 5.0)
         connection.send(frame)
 
-    async def _answer(self, service, encoding, payload):
+    async def _answer(self, service, encoding, payload, caller="a caller"):
         """(0, (encoding, payload)) or (code, description bytes)."""
         handler = self._served.get(service)
         if handler is None:
@@ -1222,8 +1223,11 @@ class MeshNode:
             response = function(request)
             if inspect.isawaitable(response):
                 response = await response
-        except Exception as error:  # the handler's failure goes back to the caller
-            return 1, (str(error) or type(error).__name__).encode()
+        except Exception as error:  # the handler's failure goes back to the caller, and to this log
+            # KeyError('b') prints as 'b': the type is part of what the caller needs to know.
+            text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            self.log.warning("service %s failed for %s: %s", _escaped(service), _escaped(str(caller)), _escaped(text))
+            return 1, text.encode()
         try:
             response_encoding, body = _encode(response)
         except (TypeError, ValueError) as error:
