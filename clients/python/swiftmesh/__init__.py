@@ -11,6 +11,7 @@
     asyncio.run(main())
 """
 import asyncio
+import signal
 
 from .node import (AuthenticationFailed, CoordinatorUnreachable, FrameTooLarge, InvalidName, MeshNode, NodeClosed,
                    Policy, RegistrationRejected, ServiceError, TypeMismatch, build_mesh_node)
@@ -18,9 +19,24 @@ from .protocol import HandshakeError, MeshError, ProtocolError, WeakKeyError, fi
 
 
 async def forever():
-    """Waits until the program is stopped (Ctrl-C, SIGTERM or cancellation), as easymesh's `forever()`:
-    the last line of a program whose nodes only listen."""
-    await asyncio.Event().wait()
+    """Waits until the program is asked to stop (Ctrl-C or SIGTERM: it then returns) or is cancelled,
+    as easymesh's `forever()`: the last line of a program whose nodes only listen."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    # A parent may have blocked these (a Swift test runner does); Ctrl-C must still end the program.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    for number in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(number, stop.set)
+            installed.append(number)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    try:
+        await stop.wait()
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
 
 __all__ = ["build_mesh_node", "MeshNode", "Policy", "MeshError", "AuthenticationFailed", "CoordinatorUnreachable",
            "RegistrationRejected", "ServiceError", "InvalidName", "FrameTooLarge", "NodeClosed", "HandshakeError", "ProtocolError",

@@ -1,6 +1,8 @@
 """Typed and latched topics (PROTOCOL.md §16) from Python, against the real Swift coordinator and tools."""
 import asyncio
 import json
+import os
+import signal
 import time
 
 from support import MeshTestCase, eventually, line
@@ -71,6 +73,16 @@ class TypedTopicTests(MeshTestCase):
         echo = self.start("mesh", "topic", "echo", "map", "--count", "1")
         printed = json.loads(await line(echo, r'"topic":"map"'))
         self.assertEqual(printed["data"], {"version": 4})
+
+    async def test_the_readme_example_runs_as_written_and_stops_on_ctrl_c(self):
+        readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+        code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+        example = self.start_python("-c", code, PYTHONUNBUFFERED="1")  # a terminal would be line-buffered
+        await line(example, r"some-topic \{'hello': 'world!'\}")
+        example.stop(signal.SIGINT)
+        output = "\n".join(example.lines)
+        self.assertEqual(example.process.returncode, 0, output)
+        self.assertNotIn("Traceback", output)
 
     async def test_forever_waits_until_cancelled(self):
         task = asyncio.ensure_future(swiftmesh.forever())
