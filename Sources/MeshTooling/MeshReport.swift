@@ -59,7 +59,7 @@ package enum MeshReport {
         package var topic: String
         package var listeners: Int
         package var groups: [Group]
-        /// Nodes that declared a send on it (a typed or latched send).
+        /// Nodes that declared a send on it.
         package var senders: Int
         /// The message types declared on it, each once (normally one; more means records that
         /// disagree, which the coordinator refuses from then on).

@@ -142,6 +142,7 @@ struct TypedTopicTests {
             #expect(await !(mapper.currentTopology.nodes[mapper.id]?.topics.contains("cmd") ?? true))
             let got = Collector<Twist>()
             try await mapper.listen(twist) { (_: String, value: Twist) in got.append(value) }
+            try await talker.waitForListener("cmd", timeout: .seconds(5))
             try await talker.send(twist, Twist(linear: 2, angular: 1))
             #expect(try await got.wait(for: 1) == [Twist(linear: 2, angular: 1)])
         }

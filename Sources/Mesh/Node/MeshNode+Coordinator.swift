@@ -52,6 +52,11 @@ extension MeshNode {
                 apply(.timerFired(timer, due: due), now: firedAt)
             case .peerClosed(let id, let connection, let error, let unsent):
                 peerClosed(id: id, connection: connection, error: error, unsent: unsent)
+            case .firstSend(let topic):
+                // Untyped sends are declared without waiting: the send went out already.
+                if declaredSends.count < Router.maximumAnnouncedTopics, declaredSends.insert(topic).inserted {
+                    announce(.publish, topic: topic)
+                }
             }
         }
     }

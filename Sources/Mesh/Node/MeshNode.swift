@@ -152,6 +152,8 @@ public actor MeshNode {
         /// A timer of the coordinator session fired on the loop at `firedAt` (queued behind the
         /// frames the loop read before it).
         case timer(CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
+        /// The first send on a topic: the topology learns that this node sends there.
+        case firstSend(String)
     }
 
     /// This node's id: 16 hex digits, unique in the mesh (derived from a secret only this node holds; PROTOCOL.md, "Node ids").

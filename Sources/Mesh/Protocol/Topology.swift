@@ -16,8 +16,8 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     public var pid: Int32?
     /// When the node joined, in seconds since 1970 (the coordinator's clock).
     public var joined: Double?
-    /// Topics this node declared a send on (a typed or latched send), sorted (absent on the wire
-    /// when empty).
+    /// Topics this node sends on, sorted (absent on the wire when empty): declared at its first
+    /// send on each (at most 1,024), and before a typed or latched send.
     public var sends: [String]
     /// The message type this node declared for a topic it listens to or sends on, by topic
     /// (absent on the wire when empty). A topic missing here is untyped for this node.
@@ -141,7 +141,7 @@ public struct Topology: Sendable, Equatable {
         return result
     }
 
-    /// The nodes that declared a send on `topic` (a typed or latched send), ordered by id.
+    /// The nodes that declared a send on `topic`, ordered by id.
     public func senders(of topic: String) -> [NodeRecord] {
         nodes.values.filter { $0.sends.contains(topic) }.sorted { $0.id < $1.id }
     }
