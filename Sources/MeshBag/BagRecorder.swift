@@ -98,8 +98,10 @@ package final class BagRecorder: Sendable {
         var channels: [ChannelKey: UInt16] = [:]
         var lastKey: ChannelKey?
         var lastChannel: UInt16 = 0
-        /// The one Schema record every `json` channel names, once the first one is added.
+        /// The one Schema record every untyped `json` channel names, once the first one is added.
         var jsonSchema: UInt16?
+        /// A Schema record per declared message type, named after it.
+        var typedSchemas: [TopicType: UInt16] = [:]
         var messages = 0
         var payloadBytes = 0
         var topics: Set<String> = []
@@ -221,9 +223,26 @@ package final class BagRecorder: Sendable {
         }
     }
 
+    /// `{"title":"Pose","description":"swift-mesh message type Pose, fingerprint …"}`: a JSON
+    /// Schema that admits any value and says which type the channel carries.
+    static func schemaData(for type: TopicType) -> [UInt8] {
+        let description = "swift-mesh message type \(type.name)" + (type.fingerprint.map { ", fingerprint \($0)" } ?? "")
+        let object = ["title": type.name, "description": description]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(object)) ?? Data("{}".utf8))
+    }
+
     /// The listener: adds one message to the open chunk, writing the chunk out when it is full.
     private func write(_ message: MeshRawMessage, node: MeshNode) async {
         let now = BagRecorder.wallClockNanoseconds()
+        // A new channel takes the type its sender declared on the topic (a typed send), if any:
+        // looked up only for a message whose channel is not open yet.
+        let key = ChannelKey(topic: message.topic, senderID: message.sender.id, encoding: message.encoding)
+        var declared: TopicType?
+        if message.encoding == .codec, state.withLock({ $0.lastKey != key && $0.channels[key] == nil }) {
+            declared = await node.currentTopology.nodes[message.sender.id]?.types[message.topic]
+        }
         let flushBytes = options.flushBytes
         let maximumSize = options.maximumSize
         let backlogged = state.withLock { state -> Bool in
@@ -231,7 +250,6 @@ package final class BagRecorder: Sendable {
                 state.arrivedAfterStop += 1
                 return false
             }
-            let key = ChannelKey(topic: message.topic, senderID: message.sender.id, encoding: message.encoding)
             let channel: UInt16
             if key == state.lastKey {
                 channel = state.lastChannel
@@ -240,7 +258,13 @@ package final class BagRecorder: Sendable {
             } else {
                 let isJSON = message.encoding == .codec
                 var schema: UInt16 = 0
-                if isJSON {
+                if isJSON, let declared {
+                    // Named after the declared type, so viewers and `mcap info` show it; the JSON
+                    // Schema admits any value and carries the fingerprint in its description.
+                    schema = state.typedSchemas[declared] ?? state.writer.addSchema(
+                        name: declared.name, encoding: "jsonschema", data: BagRecorder.schemaData(for: declared))
+                    state.typedSchemas[declared] = schema
+                } else if isJSON {
                     // JSON Schema `{}` admits any JSON value: viewers that look for a schema find one.
                     schema = state.jsonSchema ?? state.writer.addSchema(name: "json", encoding: "jsonschema", data: Array("{}".utf8))
                     state.jsonSchema = schema

@@ -448,15 +448,19 @@ public actor MeshCoordinator {
     /// A registered node's request.
     private func handle(_ message: ControlMessage, from node: NodeRecord, on connection: Connection) {
         switch message.type {
-        case .listen, .unlisten:
+        case .listen, .unlisten, .publish:
             guard let topic = message.topic else { return reject(connection, "\(message.type) without a topic") }
-            do {
-                if message.type == .listen {
-                    try book.listen(node.id, to: topic)
-                } else {
-                    book.unlisten(node.id, from: topic)
+            do throws(TopologyBook.Rejection) {
+                switch message.type {
+                case .listen: try book.listen(node.id, to: topic, type: message.messageType)
+                case .publish: try book.publish(node.id, on: topic, type: message.messageType)
+                default: book.unlisten(node.id, from: topic)
                 }
                 logger.debug("\(node.name) (\(node.id)) \(message.type)s \"\(topic)\"")
+            } catch .typeMismatch(let reason) {
+                // The node asked for something the mesh cannot give; its session is fine.
+                logger.info("refused \(message.type) of \"\(topic)\": \(reason)")
+                connection.send(ControlMessage(.refused, topic: topic, reason: reason).encodedFrame())
             } catch {
                 reject(connection, "\(message.type) \"\(topic.prefix(80))\": \(error)")
             }

@@ -12,6 +12,8 @@ struct TopologyBook: Sendable {
         case invalidName(String)
         case invalidTopic(String)
         case full(String)
+        /// A declared message type disagrees with another node's on the same topic.
+        case typeMismatch(String)
 
         var description: String {
             switch self {
@@ -19,6 +21,7 @@ struct TopologyBook: Sendable {
             case .full(let reason): return reason
             case .invalidName(let reason): return reason
             case .invalidTopic(let reason): return reason
+            case .typeMismatch(let reason): return reason
             }
         }
     }
@@ -33,6 +36,8 @@ struct TopologyBook: Sendable {
     private(set) var topicBytes = 0
 
     private(set) var topology = Topology()
+    /// Who declared which message type on each topic: topic → node id → type.
+    private var declared: [String: [String: TopicType]] = [:]
     private var publishedVersion: UInt64 = 0
     private var unpublished: [TopologyChange] = []
 
@@ -72,9 +77,34 @@ struct TopologyBook: Sendable {
                 throw .invalidTopic(error.description)
             }
         }
-        let bytes = stored.topics.reduce(0) { $0 + $1.utf8.count }
+        stored.sends = Array(Set(node.sends)).sorted()
+        guard stored.sends.count <= TopologyBook.maximumTopicsPerNode else {
+            throw .invalidTopic("a node may send on at most \(TopologyBook.maximumTopicsPerNode) declared topics")
+        }
+        for topic in stored.sends {
+            do {
+                try validateName(topic, kind: "topic")
+            } catch {
+                throw .invalidTopic(error.description)
+            }
+        }
+        // A type only for a topic the node listens to or sends on; at most one per topic.
+        let typed = Set(stored.topics).union(stored.sends)
+        stored.types = node.types.filter { typed.contains($0.key) }
+        for type in stored.types.values {
+            do {
+                try type.validate()
+            } catch {
+                throw .invalidTopic(error.description)
+            }
+        }
+        let bytes = stored.topics.reduce(0) { $0 + $1.utf8.count } + stored.sends.reduce(0) { $0 + $1.utf8.count }
+            + stored.types.reduce(0) { $0 + $1.value.name.utf8.count + 16 }
         guard topicBytes + bytes <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
         topicBytes += bytes
+        // A record that disagrees with another (coordinators restarted and nodes re-registered in
+        // another order) is kept as it is: each node is the authority on its own record.
+        for (topic, type) in stored.types { declared[topic, default: [:]][stored.id] = type }
         record(.join(stored))
         return stored
     }
@@ -83,27 +113,98 @@ struct TopologyBook: Sendable {
     @discardableResult
     mutating func leave(_ id: String) -> NodeRecord? {
         guard let node = topology.nodes[id] else { return nil }
-        topicBytes -= node.topics.reduce(0) { $0 + $1.utf8.count }
+        topicBytes -= node.topics.reduce(0) { $0 + $1.utf8.count } + node.sends.reduce(0) { $0 + $1.utf8.count }
+            + node.types.reduce(0) { $0 + $1.value.name.utf8.count + 16 }
+        for topic in node.types.keys { undeclare(topic, by: id) }
         record(.leave(id))
         return node
     }
 
-    /// Adds `topic` to a node's listens; `false` when the node is unknown or already listens.
+    /// Adds `topic` to a node's listens, with the message type it declares; `false` when the
+    /// node is unknown or already listens with that type.
+    ///
+    /// - Throws: ``Rejection/typeMismatch(_:)`` when `type` disagrees with another node's
+    ///   declaration on `topic`, or with this node's own earlier one; nothing is recorded then.
     @discardableResult
-    mutating func listen(_ id: String, to topic: String) throws(Rejection) -> Bool {
-        do {
-            try validateName(topic, kind: "topic")
-        } catch {
-            throw .invalidTopic(error.description)
-        }
-        guard let node = topology.nodes[id], !node.topics.contains(topic) else { return false }
+    mutating func listen(_ id: String, to topic: String, type: TopicType? = nil) throws(Rejection) -> Bool {
+        try checkDeclaration(of: topic, type: type)
+        guard let node = topology.nodes[id] else { return false }
+        let declares = try declaration(type, on: topic, by: node)
+        guard !node.topics.contains(topic) || declares else { return false }
+        let bytes = (node.topics.contains(topic) ? 0 : topic.utf8.count) + (declares ? type!.name.utf8.count + 16 : 0)
         guard node.topics.count < TopologyBook.maximumTopicsPerNode else {
             throw .invalidTopic("a node may listen to at most \(TopologyBook.maximumTopicsPerNode) topics")
         }
-        guard topicBytes + topic.utf8.count <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
-        topicBytes += topic.utf8.count
-        record(.listen(id, topic))
+        guard topicBytes + bytes <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
+        topicBytes += bytes
+        if declares, let type { declared[topic, default: [:]][id] = type }
+        record(.listen(id, topic, type: declares ? type : nil))
         return true
+    }
+
+    /// Records that a node sends on `topic`, with the message type it declares; `false` when the
+    /// node is unknown or already declared that.
+    ///
+    /// - Throws: ``Rejection/typeMismatch(_:)`` as for ``listen(_:to:type:)``.
+    @discardableResult
+    mutating func publish(_ id: String, on topic: String, type: TopicType?) throws(Rejection) -> Bool {
+        try checkDeclaration(of: topic, type: type)
+        guard let node = topology.nodes[id] else { return false }
+        let declares = try declaration(type, on: topic, by: node)
+        guard !node.sends.contains(topic) || declares else { return false }
+        guard node.sends.count < TopologyBook.maximumTopicsPerNode else {
+            throw .invalidTopic("a node may send on at most \(TopologyBook.maximumTopicsPerNode) declared topics")
+        }
+        let bytes = (node.sends.contains(topic) ? 0 : topic.utf8.count) + (declares ? type!.name.utf8.count + 16 : 0)
+        guard topicBytes + bytes <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
+        topicBytes += bytes
+        if declares, let type { declared[topic, default: [:]][id] = type }
+        record(.publish(id, topic, type: declares ? type : nil))
+        return true
+    }
+
+    /// The type declared on `topic` by a node other than `id` that `type` disagrees with.
+    func disagreement(on topic: String, with type: TopicType, besides id: String) -> (node: NodeRecord, type: TopicType)? {
+        for (other, theirs) in declared[topic] ?? [:] where other != id && !theirs.agrees(with: type) {
+            if let node = topology.nodes[other] { return (node, theirs) }
+        }
+        return nil
+    }
+
+    private func checkDeclaration(of topic: String, type: TopicType?) throws(Rejection) {
+        do {
+            try validateName(topic, kind: "topic")
+            try type?.validate()
+        } catch {
+            throw .invalidTopic(error.description)
+        }
+    }
+
+    /// Whether `type` adds a declaration to `node`'s record on `topic`.
+    ///
+    /// - Throws: ``Rejection/typeMismatch(_:)`` naming both types and both nodes when it
+    ///   disagrees with what this node or another declared.
+    private func declaration(_ type: TopicType?, on topic: String, by node: NodeRecord) throws(Rejection) -> Bool {
+        guard let type else { return false }
+        if let own = node.types[topic] {
+            guard own.agrees(with: type) else {
+                throw .typeMismatch(
+                    "\(node.name) (\(node.id)) declares \(type) on \"\(topic)\", but it declared \(own) there before")
+            }
+            return false
+        }
+        if let (other, theirs) = disagreement(on: topic, with: type, besides: node.id) {
+            let does = other.sends.contains(topic) ? "sends" : "listens to"
+            throw .typeMismatch(
+                "\(node.name) (\(node.id)) declares \(type) on \"\(topic)\", but \(other.name) (\(other.id)) \(does)"
+                    + " it as \(theirs)")
+        }
+        return true
+    }
+
+    private mutating func undeclare(_ topic: String, by id: String) {
+        declared[topic]?[id] = nil
+        if declared[topic]?.isEmpty == true { declared[topic] = nil }
     }
 
     /// Removes `topic` from a node's listens; `false` when there was nothing to remove.
@@ -111,6 +212,10 @@ struct TopologyBook: Sendable {
     mutating func unlisten(_ id: String, from topic: String) -> Bool {
         guard let node = topology.nodes[id], node.topics.contains(topic) else { return false }
         topicBytes -= topic.utf8.count
+        if !node.sends.contains(topic), let type = node.types[topic] {
+            topicBytes -= type.name.utf8.count + 16
+            undeclare(topic, by: id)
+        }
         record(.unlisten(id, topic))
         return true
     }

@@ -163,7 +163,7 @@ struct ViewBook: Sendable {
                 views[session]?.held.remove(id)
                 append(change, to: session)
             }
-        case .listen, .unlisten, .serve, .unserve:
+        case .listen, .unlisten, .serve, .unserve, .publish:
             guard let id = change.id else { return }
             let holding = holders[id] ?? []
             for session in holding { append(change, to: session) }
@@ -286,6 +286,8 @@ struct ViewBook: Sendable {
             if let id = change.id, let service = change.service, topology.nodes[id] != nil { providers[service, default: []].insert(id) }
         case .unserve:
             if let id = change.id, let service = change.service { Self.remove(id, from: service, in: &providers) }
+        case .publish:
+            break
         }
         topology.apply(change)
     }

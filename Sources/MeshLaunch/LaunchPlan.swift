@@ -52,6 +52,9 @@ package struct LaunchPlan: Sendable, Equatable {
     /// The file's directory: relative paths in the file are relative to it.
     package var directory: String
     package var coordinator: Coordinator
+    /// Extra arguments for a coordinator launch starts (`coordinator_args`, for example
+    /// `--http 127.0.0.1:8080`); launch sets `--host` and `--port` itself.
+    package var coordinatorArguments: [String] = []
     /// The key file (absolute), when the file names one.
     package var authkeyFile: String?
     /// Entries whose end ends the launch: once every copy of each has exited and will not be
@@ -60,7 +63,7 @@ package struct LaunchPlan: Sendable, Equatable {
     /// In file order.
     package var entries: [Entry]
 
-    static let topKeys = ["coordinator", "authkey_file", "nodes", "stop_timeout", "until_done"]
+    static let topKeys = ["coordinator", "coordinator_args", "authkey_file", "nodes", "stop_timeout", "until_done"]
     static let entryKeys = [
         "command", "shell", "count", "restart", "env", "cwd", "delay", "after", "stop_timeout", "max_restarts",
     ]
@@ -87,6 +90,13 @@ package struct LaunchPlan: Sendable, Equatable {
             environment["MESH_COORDINATOR"].flatMap { $0.isEmpty ? nil : $0 } ?? MeshDefaults.coordinatorAddress)
         if let node = top.value("coordinator") {
             coordinator = try reader.coordinator(node)
+        }
+        var coordinatorArguments: [String] = []
+        if let node = top.value("coordinator_args") {
+            coordinatorArguments = try reader.command(node, of: "coordinator_args", usesShell: false).0
+            if let set = coordinatorArguments.first(where: { ["--host", "--port"].contains($0) }) {
+                throw reader.error(node, "coordinator_args may not set \(set): launch sets it from \"coordinator\"")
+            }
         }
         let authkeyFile = try top.value("authkey_file").map { node throws(LaunchFileError) in
             absolute(try reader.string(node, "authkey_file"), in: directory)
@@ -138,8 +148,8 @@ package struct LaunchPlan: Sendable, Equatable {
             }
         }
         return LaunchPlan(
-            file: file, directory: directory, coordinator: coordinator, authkeyFile: authkeyFile,
-            untilDone: untilDone, entries: entries)
+            file: file, directory: directory, coordinator: coordinator, coordinatorArguments: coordinatorArguments,
+            authkeyFile: authkeyFile, untilDone: untilDone, entries: entries)
     }
 
     /// The first circle of `after` references, as names ending where they start.

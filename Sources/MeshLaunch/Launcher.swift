@@ -306,7 +306,7 @@ package actor Launcher {
         let path = try Launcher.resolveProgram(
             "mesh-coordinator", planDirectory: plan.directory, environment: options.environment,
             directories: options.programDirectories, preferDirectories: true)
-        let arguments = ["mesh-coordinator", "--host", host, "--port", String(port)]
+        let arguments = ["mesh-coordinator", "--host", host, "--port", String(port)] + plan.coordinatorArguments
         entries.append(
             RunEntry(
                 name: "coordinator", path: path, arguments: arguments,
@@ -334,7 +334,8 @@ package actor Launcher {
         let address = coordinatorAddress!
         // A restarted coordinator comes back on the same port, where the nodes look for it.
         if let (_, realPort) = SchemaReader.hostAndPort(address) {
-            entries[entries.count - 1].arguments = ["mesh-coordinator", "--host", host, "--port", String(realPort)]
+            entries[entries.count - 1].arguments =
+                ["mesh-coordinator", "--host", host, "--port", String(realPort)] + plan.coordinatorArguments
         }
         hub.say("coordinator listening on \(address)")
         return address

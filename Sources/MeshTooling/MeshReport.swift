@@ -59,16 +59,58 @@ package enum MeshReport {
         package var topic: String
         package var listeners: Int
         package var groups: [Group]
+        /// Nodes that declared a send on it.
+        package var senders: Int
+        /// The message types declared on it, each once (normally one; more means records that
+        /// disagree, which the coordinator refuses from then on).
+        package var types: [TopicType]
 
-        package init(topic: String, listeners: [NodeRecord]) {
+        package init(topic: String, listeners: [NodeRecord], senders: [NodeRecord] = []) {
             self.topic = topic
             self.listeners = listeners.count
             self.groups = Group.of(listeners)
+            self.senders = senders.count
+            var types: [TopicType] = []
+            for node in (listeners + senders) {
+                if let type = node.types[topic], !types.contains(type) { types.append(type) }
+            }
+            self.types = types.sorted { $0.description < $1.description }
         }
 
-        /// Every topic of `topology`, sorted by name.
+        /// `Pose (7343ed982d6d6e7f)`, several joined with ", ", or "-" for an untyped topic.
+        package var typeText: String { types.isEmpty ? "-" : types.map(\.description).joined(separator: ", ") }
+
+        /// Every topic of `topology` someone listens to or declared a send on, sorted by name.
         package static func all(in topology: Topology) -> [Topic] {
-            topology.topics.sorted { $0.key < $1.key }.map { Topic(topic: $0.key, listeners: $0.value) }
+            let listeners = topology.topics
+            let senders = topology.senders
+            return Set(listeners.keys).union(senders.keys).sorted().map {
+                Topic(topic: $0, listeners: listeners[$0] ?? [], senders: senders[$0] ?? [])
+            }
+        }
+    }
+
+    /// One topic in full, as `mesh topic info --json` prints it.
+    package struct TopicInfo: Encodable, Sendable, Equatable {
+        package struct Member: Encodable, Sendable, Equatable {
+            package var name: String
+            package var id: String
+            /// The type this node declared there, if any.
+            package var type: TopicType?
+        }
+
+        package var topic: String
+        package var types: [TopicType]
+        package var senders: [Member]
+        package var listeners: [Member]
+
+        package init(topic: String, in topology: Topology) {
+            self.topic = topic
+            let listening = topology.listeners(of: topic)
+            let sending = topology.senders(of: topic)
+            types = Topic(topic: topic, listeners: listening, senders: sending).types
+            senders = sending.map { Member(name: $0.name, id: $0.id, type: $0.types[topic]) }
+            listeners = listening.map { Member(name: $0.name, id: $0.id, type: $0.types[topic]) }
         }
     }
 

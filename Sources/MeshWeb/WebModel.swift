@@ -64,6 +64,9 @@ struct RateTracker: Sendable {
             || stats.messagesDropped < before.messagesDropped || stats.decodeFailures < before.decodeFailures
     }
 
+    /// Whether the node's rates are known: two heartbeats far enough apart have been heard.
+    func knowsRates(_ id: String) -> Bool { samples[id]?.previous != nil }
+
     /// The node's rates per second, zero before its second heartbeat.
     func rates(_ id: String) -> NodeRates {
         guard let entry = samples[id], let previous = entry.previous else { return NodeRates() }
@@ -116,6 +119,10 @@ struct WebView: Encodable, Sendable {
         var lastHeard: Double
         var stats: MeshStatistics
         var rates: NodeRates
+        /// False until two heartbeats gave a rate: the page shows "–" rather than a made-up 0.
+        var ratesKnown: Bool
+        /// A node of the `mesh` tool (its names start with `mesh-`): short-lived, never a pool.
+        var tool: Bool
     }
 
     struct Group: Encodable, Sendable {
@@ -132,13 +139,25 @@ struct WebView: Encodable, Sendable {
         /// Messages and bytes per second handed to its listeners, summed over the listening nodes.
         var messagesPerSecond: Double
         var bytesPerSecond: Double
+        /// Nodes that declared a send on it, by id.
+        var senders: [String]
+        /// The declared message type(s), `Pose (7343ed982d6d6e7f)`, or nil when untyped.
+        var type: String?
         /// Total messages handed to its listeners, summed over the nodes listening now.
         var messagesReceived: Int
+    }
+
+    /// One service and the nodes that provide it.
+    struct Service: Encodable, Sendable {
+        var service: String
+        var nodes: [String]
+        var groups: [Group]
     }
 
     var coordinator: Coordinator
     var nodes: [Node]
     var topics: [Topic]
+    var services: [Service]
     var events: [CoordinatorEvent]
     /// Connections refused since the start, by reason (every reason, zeros included).
     var refused: [String: Int]
@@ -152,9 +171,15 @@ struct WebView: Encodable, Sendable {
             return Node(
                 name: record.name, id: record.id, address: record.address.description, pid: record.pid,
                 topics: record.topics, joined: record.joined, uptime: record.joined.map { max(0, clock - $0) },
-                lastHeard: status?.lastHeard ?? 0, stats: status?.stats ?? MeshStatistics(), rates: rates.rates(record.id))
+                lastHeard: status?.lastHeard ?? 0, stats: status?.stats ?? MeshStatistics(), rates: rates.rates(record.id),
+                ratesKnown: rates.knowsRates(record.id), tool: record.name.hasPrefix("mesh-"))
         }
-        topics = snapshot.topology.topics.sorted { $0.key < $1.key }.map { topic, listeners in
+        let listening = snapshot.topology.topics
+        let sending = snapshot.topology.senders
+        let allTopics = Set(listening.keys).union(sending.keys).sorted()
+        topics = allTopics.map { topic in
+            let listeners = listening[topic] ?? []
+            let senders = sending[topic] ?? []
             let members = Dictionary(grouping: listeners, by: \.name)
             var messages = 0.0
             var bytes = 0.0
@@ -167,10 +192,18 @@ struct WebView: Encodable, Sendable {
                 let (sum, overflow) = total.addingReportingOverflow(statuses[node.id]?.stats.topics?[topic]?.messagesReceived ?? 0)
                 total = overflow ? .max : sum
             }
+            let report = MeshReport.Topic(topic: topic, listeners: listeners, senders: senders)
             return Topic(
                 topic: topic, listeners: listeners.count,
                 groups: members.keys.sorted().map { Group(name: $0, members: members[$0]?.count ?? 0) },
-                nodes: listeners.map(\.id), messagesPerSecond: messages, bytesPerSecond: bytes, messagesReceived: total)
+                nodes: listeners.map(\.id), messagesPerSecond: messages, bytesPerSecond: bytes,
+                senders: senders.map(\.id), type: report.types.isEmpty ? nil : report.typeText, messagesReceived: total)
+        }
+        services = snapshot.topology.services.sorted { $0.key < $1.key }.map { service, providers in
+            let members = Dictionary(grouping: providers, by: \.name)
+            return Service(
+                service: service, nodes: providers.map(\.id),
+                groups: members.keys.sorted().map { Group(name: $0, members: members[$0]?.count ?? 0) })
         }
         coordinator = Coordinator(
             address: snapshot.address, uptime: snapshot.status.uptime, version: snapshot.status.version,

@@ -51,6 +51,8 @@ enum WebPage {
         .rate.bad { fill:var(--bad); font-weight:600; }
         .column { font-size:11px; letter-spacing:.8px; fill:var(--muted); font-weight:600; }
         path.edge { fill:none; stroke-width:1.8; opacity:.75; }
+        path.edge.send { stroke-dasharray:6 4; }
+        .node.tool rect.frame { stroke-dasharray:3 3; }
         #empty { color:var(--muted); padding:30px 0; text-align:center; }
         table { border-collapse:collapse; width:100%; font-size:12.5px; }
         th, td { text-align:right; padding:4px 8px; border-bottom:1px solid var(--line); white-space:nowrap; }
@@ -113,12 +115,16 @@ enum WebPage {
         // The box kinds drawn in the right-hand column: each reads one array of /api/view.
         // A kind's items name the nodes they connect to in `nodes` (ids).
         const KINDS = [
-          { kind: "topic", list: v => v.topics || [], key: t => t.topic, title: t => t.topic,
-            sub: t => t.listeners + (t.listeners === 1 ? " listener" : " listeners") + " · " + t.groups.length +
+          { kind: "topic", list: v => v.topics || [], key: t => t.topic, title: t => t.topic + (t.type ? " : " + t.type : ""),
+            senders: t => t.senders || [],
+            sub: t => (t.senders || []).length + ((t.senders || []).length === 1 ? " sender · " : " senders · ") +
+              t.listeners + (t.listeners === 1 ? " listener" : " listeners") + " · " + t.groups.length +
               (t.groups.length === 1 ? " group" : " groups"),
             rate: t => rate(t.messagesPerSecond) + " msg/s · " + bytes(t.bytesPerSecond) + "/s", color: "#d98a00" },
           { kind: "service", list: v => v.services || [], key: s => s.service || s.name, title: s => s.service || s.name,
-            sub: s => (s.nodes || []).length + " servers", rate: s => s.requestsPerSecond != null ? rate(s.requestsPerSecond) + " req/s" : "",
+            senders: s => [],
+            sub: s => (s.nodes || []).length + ((s.nodes || []).length === 1 ? " provider" : " providers") + " · " +
+              (s.groups || []).map(g => g.name + (g.members > 1 ? " ×" + g.members : "")).join(", "), rate: s => s.requestsPerSecond != null ? rate(s.requestsPerSecond) + " req/s" : "",
             color: "#2e9d57" },
         ];
 
@@ -159,13 +165,17 @@ enum WebPage {
           const g = el("g", { class: "box node", "data-node-id": node.id, "data-node-name": node.name,
                               transform: "translate(" + x + "," + y + ")" }, svg);
           if (node.rates.messagesDropped > 0) g.classList.add("dropping");
+          if (node.tool) g.classList.add("tool");
           el("rect", { class: "frame", width: NODE_W, height: NODE_H }, g);
-          label(g, 12, 20, node.name, "title");
+          label(g, 12, 20, node.name + (node.tool ? " (mesh tool)" : ""), "title");
           label(g, NODE_W - 12, 20, short(node.id), "sub").setAttribute("text-anchor", "end");
-          label(g, 12, 39, "↑ " + rate(node.rates.messagesSent) + " msg/s  ↓ " + rate(node.rates.messagesReceived) + " msg/s", "rate");
+          // Rates need two heartbeats: until then "–", never a made-up 0.
+          const known = node.ratesKnown !== false;
+          label(g, 12, 39, "↑ " + (known ? rate(node.rates.messagesSent) : "–") + " msg/s  ↓ " +
+                (known ? rate(node.rates.messagesReceived) : "–") + " msg/s", "rate");
           const drops = node.stats.messagesDropped, fails = node.stats.decodeFailures;
           const bad = node.rates.messagesDropped > 0 || node.rates.decodeFailures > 0;
-          label(g, 12, 56, bytes(node.rates.bytesSent + node.rates.bytesReceived) + "/s · drops " + drops +
+          label(g, 12, 56, (known ? bytes(node.rates.bytesSent + node.rates.bytesReceived) : "–") + "/s · drops " + drops +
                 (node.rates.messagesDropped > 0 ? " (" + rate(node.rates.messagesDropped) + "/s)" : "") +
                 (fails > 0 ? " · decode failures " + fails : ""), bad ? "rate bad" : "rate");
           const title = el("title", {}, g);
@@ -185,6 +195,9 @@ enum WebPage {
         function renderGraph(view) {
           const svg = document.getElementById("graph");
           clear(svg);
+          const marker = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7,
+                                        orient: "auto-start-reverse" }, el("defs", {}, svg));
+          el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#d98a00" }, marker);
           document.getElementById("empty").hidden = view.nodes.length > 0;
           const width = Math.max(720, document.getElementById("graph-wrap").clientWidth - 4);
           label(svg, 24, 22, "NODES", "column");
@@ -193,9 +206,11 @@ enum WebPage {
 
           // Nodes that share a name form a pool: drawn together, framed.
           const pools = [], byName = new Map();
+          // The mesh tool's nodes (mesh-send, ...) share names but are no pool: each stands alone.
           for (const node of view.nodes) {
-            if (!byName.has(node.name)) { const p = { name: node.name, nodes: [] }; byName.set(node.name, p); pools.push(p); }
-            byName.get(node.name).nodes.push(node);
+            const key = node.tool ? "\u0000" + node.id : node.name;
+            if (!byName.has(key)) { const p = { name: node.name, nodes: [] }; byName.set(key, p); pools.push(p); }
+            byName.get(key).nodes.push(node);
           }
           const anchor = new Map();
           const nodeLayer = el("g", {}, null), edgeLayer = el("g", {}, svg);
@@ -232,6 +247,14 @@ enum WebPage {
               const x1 = x + NODE_W, x2 = boxX, dx = (x2 - x1) * 0.45;
               el("path", { class: "edge", stroke: box.kind.color, d: "M" + x1 + "," + ny + " C" + (x1 + dx) + "," + ny + " " +
                 (x2 - dx) + "," + ty + " " + x2 + "," + ty }, edgeLayer);
+            }
+            // A sender's edge: dashed, with an arrow towards the topic.
+            for (const id of box.kind.senders(box.item)) {
+              const ny = anchor.get(id);
+              if (ny === undefined) continue;
+              const x1 = x + NODE_W, x2 = boxX, dx = (x2 - x1) * 0.45;
+              el("path", { class: "edge send", stroke: box.kind.color, "data-sender": id, "marker-end": "url(#arrow)",
+                d: "M" + x1 + "," + (ny - 8) + " C" + (x1 + dx) + "," + (ny - 8) + " " + (x2 - dx) + "," + (ty - 8) + " " + x2 + "," + (ty - 8) }, edgeLayer);
             }
             next = top + BOX_H + GAP;
             height = Math.max(height, next);
@@ -325,7 +348,13 @@ enum WebPage {
         async function refresh() {
           const live = document.getElementById("live");
           try {
-            const response = await fetch("api/view", { cache: "no-store", credentials: "same-origin" });
+            // From the origin, never from the page's own URL: opened with mesh:TOKEN@ in it, that
+            // URL holds credentials, and a fetch from it is refused before it is sent.
+            const response = await fetch(location.origin + "/api/view", { cache: "no-store", credentials: "same-origin" });
+            if (response.status === 401) {
+              throw new Error("this mesh needs its token: open " + location.protocol + "//mesh:TOKEN@" + location.host +
+                              "/ or send Authorization: Bearer TOKEN (mesh http-token prints it)");
+            }
             if (!response.ok) throw new Error("HTTP " + response.status);
             last = await response.json();
             render(last);

@@ -32,6 +32,7 @@ enum Command: String, CaseIterable, Sendable {
     case nodeList = "node list"
     case nodeKill = "node kill"
     case topicList = "topic list"
+    case topicInfo = "topic info"
     case topicEcho = "topic echo"
     case topicSend = "topic send"
     case topicHz = "topic hz"
@@ -50,7 +51,7 @@ enum Command: String, CaseIterable, Sendable {
     /// Options that take a value, on top of the common ones.
     var valueOptions: Set<String> {
         switch self {
-        case .nodeList, .nodeKill, .topicList, .status, .httpToken: return []
+        case .nodeList, .nodeKill, .topicList, .topicInfo, .status, .httpToken: return []
         case .topicEcho: return ["--count"]
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
@@ -68,7 +69,7 @@ enum Command: String, CaseIterable, Sendable {
     /// Options without a value, on top of `--help`.
     var flags: Set<String> {
         switch self {
-        case .nodeList, .topicList, .status, .topicHz, .topicBw, .speedtest: return ["--json"]
+        case .nodeList, .topicList, .topicInfo, .status, .topicHz, .topicBw, .speedtest: return ["--json"]
         case .nodeKill: return ["--json", "--all"]
         case .topicEcho, .httpToken: return []
         case .topicSend: return ["--no-wait"]
@@ -87,7 +88,7 @@ enum Command: String, CaseIterable, Sendable {
         switch self {
         case .nodeList, .topicList, .status, .speedtest, .keygen, .httpToken: return []
         case .nodeKill: return ["NAME|ID or --all"]
-        case .topicEcho, .topicHz, .topicBw: return ["TOPIC"]
+        case .topicEcho, .topicHz, .topicBw, .topicInfo: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]
         case .launch: return ["FILE"]
         case .serviceList: return []

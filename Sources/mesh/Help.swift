@@ -21,7 +21,8 @@ enum Help {
         Commands:
           node list                list the nodes: name, id, address, uptime, topics
           node kill NAME|ID        ask nodes to stop cleanly (--all for every node)
-          topic list               list the topics with their listeners and groups
+          topic list               list the topics with their types, senders, listeners and groups
+          topic info TOPIC         a topic's type, senders and listeners
           topic echo TOPIC         print each message on a topic as one JSON line
           topic send TOPIC JSON    send a JSON value on a topic
           topic hz TOPIC           print the message rate on a topic every second
@@ -60,7 +61,8 @@ enum Help {
         usage: mesh topic <list|echo|send|hz|bw> [options]
 
         Commands:
-          topic list [--json]                          topics, listener counts and groups
+          topic list [--json]                          topics, types, sender and listener counts, groups
+          topic info TOPIC [--json]                    a topic's type, senders and listeners
           topic echo TOPIC [--count N]                 print messages as JSON lines
           topic send TOPIC JSON [--rate HZ] [--count N] [--no-wait] [--timeout S]
           topic hz TOPIC [--window S] [--count N] [--json]
@@ -113,10 +115,24 @@ enum Help {
             return """
                 usage: mesh topic list [--json] [common options]
 
-                Lists every topic some node listens to: TOPIC, LISTENERS (nodes) and GROUPS (node
-                names, with the number of members; each message goes to one member per group).
+                Lists every topic some node listens to or declared a send on: TOPIC, TYPE (the
+                message type declared there, with its fingerprint; "-" when untyped), SENDERS and
+                LISTENERS (nodes) and GROUPS (listening node names, with the number of members;
+                each message goes to one member per group).
 
                   --json    print a JSON array of objects instead of a table
+
+                \(common)
+                """
+        case .topicInfo:
+            return """
+                usage: mesh topic info TOPIC [--json] [common options]
+
+                Prints a topic's declared message type (name and fingerprint), the nodes that
+                declared a send on it and the nodes that listen to it, each with the type it
+                declared. Exits 1 when no node sends on or listens to TOPIC.
+
+                  --json    print one JSON object instead
 
                 \(common)
                 """
@@ -128,7 +144,10 @@ enum Help {
                 message as one JSON line:
                   {"topic":"T","sender":"NAME","senderId":"ID","data":VALUE}           JSON payloads
                   {"topic":"T","sender":"NAME","senderId":"ID","bytes":N,"base64":"…"}  anything else
-                Stops after N messages, or on Ctrl-C.
+                Stops after N messages, or on Ctrl-C. Once the coordinator has recorded the listen
+                it prints "listening on TOPIC" on standard error: from then on a send reaches it,
+                so a script starts echo, waits for that line, then sends. It declares no type,
+                so it prints messages of any type.
 
                   --count N  stop after N messages
 
@@ -142,6 +161,8 @@ enum Help {
                 Joins the mesh as a node named mesh-send, waits for a listener on TOPIC, and sends
                 the JSON value (any JSON: object, array, string, number, true, false, null) the way
                 a Swift node sends an Encodable value, so listeners decode it into their own type.
+                JSON may also be `-` (read standard input) or `@FILE` (read FILE), up to 8 MiB:
+                large values do not fit on a command line.
 
                   --count N    send N times (default 1; with --rate and no --count: until Ctrl-C)
                   --rate HZ    send HZ messages a second (default: as fast as possible)

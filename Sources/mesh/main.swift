@@ -23,6 +23,7 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .nodeList: try await NodeCommands.list(arguments, context)
     case .nodeKill: try await NodeCommands.kill(arguments, context)
     case .topicList: try await TopicCommands.list(arguments, context)
+    case .topicInfo: try await TopicCommands.info(arguments, context)
     case .topicEcho: try await TopicCommands.echo(arguments, context)
     case .topicSend: try await TopicCommands.send(arguments, context)
     case .topicHz: try await TopicRateCommands.run(arguments, context, bandwidth: false)

@@ -146,7 +146,8 @@ struct BagTests {
             let before = BagTests.wallClock()
             var generator = SplitMix64(seed: 13)
             for index in 0..<10 {
-                try await senderA.send("pose", Pose(x: Double(index), y: -1.5, label: "p\(index) ✓"))
+                // A typed topic: its channel's schema is named after the type.
+                try await senderA.send(Topic<Pose>("pose"), Pose(x: Double(index), y: -1.5, label: "p\(index) ✓"))
                 try await senderA.send("blob", Data((0..<(index * 37)).map { _ in UInt8.random(in: 0...255, using: &generator) }))
                 try await senderB.send("note", ["index": "\(index)", "text": "hello \"mesh\""])
                 try await senderB.send("jobs", Job(id: index))
@@ -210,7 +211,8 @@ struct BagTests {
                 #expect(theirs["sequence"] as? Int == Int(ours.sequence))
                 #expect(theirs["encoding"] as? String == channel.messageEncoding)
                 #expect((theirs["metadata"] as? [String: String]) == channel.metadata)
-                #expect(theirs["schema"] as? String == (channel.messageEncoding == "json" ? "json" : nil))
+                let schema = channel.topic == "pose" ? "Pose" : channel.messageEncoding == "json" ? "json" : nil
+                #expect(theirs["schema"] as? String == schema)
             }
             let statistics = try #require(python["statistics"] as? [String: Any])
             #expect(statistics["message_count"] as? Int == total)

@@ -419,6 +419,26 @@ struct LaunchTests {
         await expectAllGone(allPIDs(in: output))
     }
 
+    @Test("coordinator_args reach the coordinator launch starts: --http serves the web view; --port is refused")
+    func coordinatorArguments() async throws {
+        let text = """
+            coordinator: start 127.0.0.1:0
+            coordinator_args: --http 127.0.0.1:0
+            until_done: [done]
+            nodes:
+              done:
+                command: /bin/sh -c "exit 0"
+            """
+        let run = try launch(text)
+        let output = try await run.waitForOutput("web view on http://127.0.0.1:")
+        #expect(output.contains("[coordinator] mesh-coordinator web view on http://127.0.0.1:"), "\(output)")
+        #expect(try await run.waitForExit(seconds: 30) == 0, "\(run.output)")
+
+        let refused = try launch(text.replacingOccurrences(of: "--http 127.0.0.1:0", with: "--port 7000"), ["--check"])
+        #expect(try await refused.waitForExit(seconds: 20) == 2, "a bad file is a usage error")
+        #expect(refused.output.contains("coordinator_args may not set --port"), "\(refused.output)")
+    }
+
     @Test("lines from copies printing at once come out whole and prefixed; long and unterminated lines too")
     func wholeLines() async throws {
         let launch = try launch(
@@ -493,12 +513,24 @@ struct LaunchTests {
 
     @Test("the demos answer --help, and fail with one line and exit 1, no backtrace")
     func demosHelpAndFailures() async throws {
-        for demo in ["demo-receiver", "demo-sender", "demo-worker"] {
+        for demo in ["demo-receiver", "demo-sender", "demo-worker", "demo-service"] {
             let help = try await ChildProcess.run(path: executablesDirectory.appendingPathComponent(demo).path, ["--help"])
             #expect(help.status == 0)
             #expect(help.output.hasPrefix("usage: \(demo)"), "\(help.output)")
             #expect(help.output.contains("$MESH_COORDINATOR"))
         }
+        // The Python demos too (no mesh needed: --help must not start a node).
+        let client = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("clients/python").path
+        for demo in ["receiver", "sender"] {
+            let help = try await ChildProcess.run(
+                path: "/usr/bin/env", ["PYTHONPATH=\(client)", "python3", "-m", "swiftmesh.demo.\(demo)", "--help"])
+            #expect(help.status == 0, "\(help.output)")
+            #expect(help.output.hasPrefix("usage: python -m swiftmesh.demo.\(demo)"), "\(help.output)")
+        }
+        let serviceArgument = try await ChildProcess.run(
+            path: executablesDirectory.appendingPathComponent("demo-service").path, ["--bogus"])
+        #expect(serviceArgument.status == 2, "\(serviceArgument.output)")
         let port = try freeLoopbackPort()
         let unreachable = try ChildProcess(
             "demo-sender", environment: LaunchTests.quiet.merging(["MESH_COORDINATOR": "127.0.0.1:\(port)"]) { $1 })

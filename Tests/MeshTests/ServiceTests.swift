@@ -153,7 +153,8 @@ struct ServiceTests {
     @Test("a throwing handler's message reaches the caller with service and provider; bad requests and responses are reported")
     func errorsTravelBack() async throws {
         try await withMesh { mesh in
-            let provider = try await mesh.node("grumpy")
+            let capture = LogCapture()
+            let provider = try await mesh.node("grumpy") { $0.logger = capture.logger("grumpy", level: .warning) }
             let caller = try await mesh.node("caller")
             try await provider.serve("refuse") { (_: String) async throws -> String in throw Refusal() }
             try await provider.serve("add") { (request: AddRequest) async throws -> AddResponse in
@@ -165,6 +166,9 @@ struct ServiceTests {
 
             let refused = await serviceError { let _: String = try await caller.call("refuse", "please") }
             #expect(refused == .handlerFailed(service: "refuse", provider: peer, reason: "refused: the dog ate it"))
+            // The provider's log says it too: service, caller and error.
+            let logged = capture.all.filter { $0.contains("service \"refuse\" failed for caller (\(caller.id))") }
+            #expect(logged.count == 1 && logged[0].contains("Refusal: refused: the dog ate it"), "\(capture.all)")
             let text = refused.map { MeshError.service($0).description } ?? ""
             #expect(text.contains("refuse") && text.contains("grumpy") && text.contains(provider.id) && text.contains("the dog ate it"), "\(text)")
 

@@ -89,6 +89,7 @@ struct WebBrowserTests {
         #expect(Set(drawn["rows"] as? [String] ?? []) == Set(ids), "a table row per node")
         #expect(drawn["live"] as? String == "live")
         #expect((drawn["edges"] as? Int) == 4, "one edge per listener: receiver and three workers")
+        #expect((drawn["sendEdges"] as? Int) == 2, "the sender's two topics, as dashed arrows: \(drawn)")
         #expect((drawn["events"] as? [String] ?? []).contains { $0.contains("refused") && $0.contains("not_a_mesh_peer") })
         let gone = try #require(result["goneAfter"] as? Double, "the killed node never left the page: \(result)")
         print("web view: drawn \(result["drawnAfter"] ?? "?") s after load; killed node gone from the page after \(String(format: "%.2f", gone)) s; screenshot \(screenshot.path)")
@@ -125,6 +126,45 @@ struct WebBrowserTests {
         await view.stop()
     }
 
+    struct Map: Codable, Sendable {
+        var cells: [Int]
+    }
+
+    @Test func servicesSendersToolNodesAndATokenInTheURL() async throws {
+        guard let chromium = Self.chromium() else {
+            Issue.record("chromium is not installed (.ci/run installs it: apt-get install chromium)")
+            return
+        }
+        let key = "the browser test key, long enough"
+        let view = try await RunningWebView.start(authkey: key)
+        let provider = try await view.mesh.node("calculator", authkey: key)
+        try await provider.serve("add") { (numbers: [Int]) async throws -> Int in numbers.reduce(0, +) }
+        let viewer = try await view.mesh.node("viewer", authkey: key)
+        try await viewer.listen("map") { (_: String, _: Data) in }
+        let mapper = try await view.mesh.node("mapper", authkey: key)
+        try await mapper.send(Topic<Map>("map"), Map(cells: [1, 2]))
+        // Two of the mesh tool's nodes at once share a name, and are still no pool.
+        let tools = [try await view.mesh.node("mesh-send", authkey: key), try await view.mesh.node("mesh-send", authkey: key)]
+        let ids = [provider.id, viewer.id, mapper.id] + tools.map(\.id)
+        let screenshot = Self.artifacts.appendingPathComponent("web-view-services.png")
+        try FileManager.default.createDirectory(at: Self.artifacts, withIntermediateDirectories: true)
+        let token = try MeshWebServer.token(forAuthkey: key)
+        // The token in the URL, as a bookmark or a kiosk holds it, and no header.
+        let result = try await Self.drive([
+            "chromium": chromium, "url": "http://mesh:\(token)@127.0.0.1:\(view.port)/", "nodes": ids, "topics": ["map"],
+            "screenshot": screenshot.path, "settle": 1.5,
+        ])
+        let drawn = try #require(result["drawn"] as? [String: Any])
+        #expect(drawn["live"] as? String == "live", "\(drawn)")
+        #expect(drawn["services"] as? [String] == ["add"], "\(drawn)")
+        #expect(drawn["senders"] as? [String] == [mapper.id], "\(drawn)")
+        #expect(Set(drawn["tools"] as? [String] ?? []) == Set(tools.map(\.id)), "\(drawn)")
+        #expect(!(drawn["pools"] as? [String] ?? []).contains("mesh-send"), "\(drawn)")
+        #expect((drawn["titles"] as? [String] ?? []).contains("map : Map (\(Topic<Map>("map").type.fingerprint!))"), "\(drawn)")
+        for node in [provider, viewer, mapper] + tools { await node.close() }
+        await view.stop()
+    }
+
     /// Runs the driver script with `configuration`; returns its RESULT object.
     static func drive(_ configuration: [String: Any]) async throws -> [String: Any] {
         let script = FileManager.default.temporaryDirectory.appendingPathComponent("mesh-web-view-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).py")
@@ -154,8 +194,13 @@ struct WebBrowserTests {
           topics: [...document.querySelectorAll('#graph g.topic')].map(g => g.getAttribute('data-topic')),
           pools: [...document.querySelectorAll('#graph g.pool')].map(g => g.getAttribute('data-pool')),
           rows: [...document.querySelectorAll('#node-rows tr')].map(r => r.getAttribute('data-node-id')),
-          edges: document.querySelectorAll('#graph path.edge').length,
+          edges: document.querySelectorAll('#graph path.edge:not(.send)').length,
+          sendEdges: document.querySelectorAll('#graph path.edge.send').length,
           events: [...document.querySelectorAll('#events li')].map(li => li.textContent),
+          services: [...document.querySelectorAll('#graph g.service')].map(g => g.getAttribute('data-service')),
+          senders: [...document.querySelectorAll('#graph path.edge.send')].map(p => p.getAttribute('data-sender')),
+          tools: [...document.querySelectorAll('#graph g.node.tool')].map(g => g.getAttribute('data-node-id')),
+          titles: [...document.querySelectorAll('#graph g.topic text.title')].map(t => t.textContent),
           live: (document.getElementById('live') || {}).textContent,
           height: Math.ceil(document.querySelector('main').getBoundingClientRect().bottom) })"""
 

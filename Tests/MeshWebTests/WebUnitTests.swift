@@ -220,11 +220,14 @@ struct WebUnitTests {
         let start = ContinuousClock.now
         tracker.update([NodeStatus(node: record, stats: stats, lastHeard: 0)], now: start)
         #expect(tracker.rates("a") == NodeRates())
+        // One heartbeat gives no rate: the page shows "–" until the second.
+        #expect(!tracker.knowsRates("a"))
         stats.messagesSent = 100
         stats.bytesSent = 6400
         stats.topics = ["t": TopicStatistics(messagesReceived: 50, bytesReceived: 500)]
         // Heard 0.5 s before a poll 1.5 s in: the heartbeat came 1 s after the first.
         tracker.update([NodeStatus(node: record, stats: stats, lastHeard: 0.5)], now: start + .milliseconds(1500))
+        #expect(tracker.knowsRates("a"))
         #expect(abs(tracker.rates("a").messagesSent - 100) < 0.01)
         #expect(abs(tracker.rates("a").bytesSent - 6400) < 0.1)
         #expect(abs(tracker.topicRates("a", topic: "t").messages - 50) < 0.01)

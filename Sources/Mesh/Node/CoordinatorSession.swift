@@ -116,6 +116,8 @@ struct CoordinatorSession: Sendable {
         case stop
         /// Log a line.
         case log(MeshLogger.Level, String)
+        /// The coordinator did not record a `listen` or `publish` of `topic`.
+        case refused(topic: String, reason: String)
     }
 
     enum Phase: Sendable, Equatable {
@@ -284,6 +286,9 @@ struct CoordinatorSession: Sendable {
             return []
         case .shutdown:
             return [.log(.info, "stopping: \(message.reason ?? "the coordinator asked")"), .stop]
+        case .refused:
+            guard let topic = message.topic else { return [] }
+            return [.refused(topic: topic, reason: message.reason ?? "no reason given")]
         default:
             return [.log(.warning, "unexpected \(message.type) message from the coordinator; ignored")]
         }

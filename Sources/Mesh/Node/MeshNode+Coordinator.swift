@@ -52,14 +52,19 @@ extension MeshNode {
                 apply(.timerFired(timer, due: due), now: firedAt)
             case .peerClosed(let id, let connection, let error, let unsent):
                 peerClosed(id: id, connection: connection, error: error, unsent: unsent)
+            case .firstSend(let topic):
+                // Untyped sends are declared without waiting: the send went out already.
+                if declaredSends.count < Router.maximumAnnouncedTopics, declaredSends.insert(topic).inserted {
+                    announce(.publish, topic: topic)
+                }
             }
         }
     }
 
     /// Tells the coordinator about a listen, unlisten, serve or unserve, when connected (a
     /// reconnect re-sends all).
-    func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil) {
-        apply(.sendRequested(ControlMessage(type, topic: topic, service: service)))
+    func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil, messageType: TopicType? = nil) {
+        apply(.sendRequested(ControlMessage(type, topic: topic, service: service, messageType: messageType)))
     }
 
     /// Ends the session as the node closes: says `bye` on the coordinator connection (returned, to
@@ -137,6 +142,8 @@ extension MeshNode {
         case .registrationFailed(let error):
             registration?.resume(throwing: error)
             registration = nil
+        case .refused(let topic, let reason):
+            refused(topic: topic, reason: reason)
         case .countReconnect:
             router.count { $0.coordinatorReconnects += 1 }
         case .stop:

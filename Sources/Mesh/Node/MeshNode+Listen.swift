@@ -67,6 +67,7 @@ extension MeshNode {
         try checkOpen()
         listeners.removeAll(topic: topic)
         guard listenedTopics.remove(topic) != nil else { return }
+        if !declaredSends.contains(topic) { declaredTypes[topic] = nil }
         announce(.unlisten, topic: topic)
         guard isConnectedToCoordinator else { return }
         let me = id
@@ -81,13 +82,13 @@ extension MeshNode {
     ///   - handle: decodes and delivers one message (built by the caller, so the delivery task
     ///     makes one call into user code per message, not a chain of wrappers).
     ///   - deliver: delivers a value already decoded for another listener of the same type.
-    private func addListener<T: Decodable & Sendable>(
-        _ topic: String, type: T.Type, finish: @escaping @Sendable () -> Void,
+    func addListener<T: Decodable & Sendable>(
+        _ topic: String, type: T.Type, declaring declared: TopicType? = nil, finish: @escaping @Sendable () -> Void,
         handle: @escaping @Sendable (InboundMessage, MeshPeer) async throws -> Void,
         deliver: @escaping @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
     ) async throws {
         let codec = self.codec
-        try await addListener(topic) { entryID in
+        try await addListener(topic, declaring: declared) { entryID in
             ListenerTable.Entry(
                 id: entryID, type: ObjectIdentifier(T.self), handle: handle,
                 decode: { message in try decodePayload(T.self, from: message.payload, codec: codec) },
@@ -95,25 +96,38 @@ extension MeshNode {
         }
     }
 
-    /// Registers the listener `makeEntry` builds (given its id) and tells the coordinator.
-    func addListener(_ topic: String, makeEntry: (UInt64) -> ListenerTable.Entry) async throws {
+    /// Registers the listener `makeEntry` builds (given its id) and tells the coordinator, with
+    /// the message type it declares, if any.
+    ///
+    /// - Throws: ``MeshError/typeMismatch(topic:reason:)`` when `declared` disagrees with a type
+    ///   declared on `topic` before, by this node or another.
+    func addListener(
+        _ topic: String, declaring declared: TopicType? = nil, makeEntry: (UInt64) -> ListenerTable.Entry
+    ) async throws {
         try checkOpen()
         try validateName(topic, kind: "topic")
+        let declares = try checkDeclaration(declared, on: topic)
         nextWaiterID += 1
         let entryID = nextWaiterID
         listeners.add(makeEntry(entryID), topic: topic)
-        guard listenedTopics.insert(topic).inserted else { return }
-        announce(.listen, topic: topic)
+        let newTopic = listenedTopics.insert(topic).inserted
+        if declares, let declared { declaredTypes[topic] = declared }
+        guard newTopic || declares else { return }
+        announce(.listen, topic: topic, messageType: declares ? declared : nil)
         guard isConnectedToCoordinator else { return }
         let me = id
         do {
-            try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the listen") {
-                $0.nodes[me]?.topics.contains(topic) ?? false
+            try await waitForTopology(
+                timeout: configuration.connectTimeout, describing: "the coordinator to record the listen", refusable: topic
+            ) {
+                guard let record = $0.nodes[me] else { return false }
+                return record.topics.contains(topic) && (!declares || record.types[topic] != nil)
             }
         } catch {
             // Leave nothing behind that the caller cannot reach: a stream nobody reads would
             // stall this node's delivery, and a retried listen would run its handler twice.
             listeners.remove(id: entryID, topic: topic)
+            if declares, !declaredSends.contains(topic) { declaredTypes[topic] = nil }
             if listeners.snapshot[topic] == nil, listenedTopics.remove(topic) != nil { announce(.unlisten, topic: topic) }
             throw error
         }
@@ -138,6 +152,7 @@ extension MeshNode {
             let latest = min(last, .now + MeshNode.closeBound * 3)
             loop.schedule(at: latest) { connection.closeConfirming(deadline: .now + .seconds(1)) }
         }
+        deliverLatched()
         let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }
         for (waiterID, waiter) in ready {
             topologyWaiters[waiterID] = nil

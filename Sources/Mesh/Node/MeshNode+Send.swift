@@ -82,7 +82,7 @@ extension MeshNode {
         }
     }
 
-    private nonisolated func deliverLocally(topic: String, encoding: PayloadEncoding, payload: Data, frameBytes: Int) {
+    nonisolated func deliverLocally(topic: String, encoding: PayloadEncoding, payload: Data, frameBytes: Int) {
         guard !inbox.isFull else {
             router.dropped(
                 1, bytes: frameBytes, for: nil, topic: topic, stillCounted: true,
@@ -163,9 +163,11 @@ extension MeshNode {
         }
     }
 
-    /// Suspends until `condition` holds for the topology, or `timeout` passes.
+    /// Suspends until `condition` holds for the topology, or `timeout` passes, or (with
+    /// `refusable`) the coordinator refuses a declaration on that topic.
     func waitForTopology(
-        timeout: Duration, describing what: String, _ condition: @escaping @Sendable (Topology) -> Bool
+        timeout: Duration, describing what: String, refusable: String? = nil,
+        _ condition: @escaping @Sendable (Topology) -> Bool
     ) async throws {
         try checkOpen()
         if condition(topology) { return }
@@ -177,11 +179,23 @@ extension MeshNode {
                     try? await Task.sleep(for: timeout)
                     if !Task.isCancelled { self.expireWaiter(waiterID, what: what, timeout: timeout) }
                 }
-                topologyWaiters[waiterID] = TopologyWaiter(isSatisfied: condition, continuation: continuation, timer: timer)
+                topologyWaiters[waiterID] = TopologyWaiter(
+                    isSatisfied: condition, refusable: refusable, continuation: continuation, timer: timer)
             }
         } onCancel: {
             // Runs after the waiter is stored: the hop needs the actor, which the body holds until then.
             Task { await self.cancelWaiter(waiterID) }
+        }
+    }
+
+    /// The coordinator did not record a `listen` or `publish` of `topic`: the waits for it end
+    /// with the reason.
+    func refused(topic: String, reason: String) {
+        logger.warning("the coordinator refused a declaration on \"\(topic)\": \(reason)")
+        for (waiterID, waiter) in topologyWaiters where waiter.refusable == topic {
+            topologyWaiters[waiterID] = nil
+            waiter.timer?.cancel()
+            waiter.continuation.resume(throwing: MeshError.typeMismatch(topic: topic, reason: reason))
         }
     }
 

@@ -43,6 +43,7 @@ extension MeshNode {
         try checkOpen()
         try validateName(service, kind: "service")
         let codec = self.codec
+        let logger = self.logger
         let added = services.add(service) { request, caller in
             let value: Request
             do {
@@ -54,6 +55,9 @@ extension MeshNode {
             do {
                 response = try await handler(value, caller)
             } catch {
+                // The caller gets the description; the provider's operator sees it too.
+                logger.warning(
+                    "service \"\(service)\" failed for \(caller.name) (\(caller.id)): \(Swift.type(of: error)): \(error)")
                 return .failure(.handlerFailed, String(describing: error))
             }
             do {

@@ -184,6 +184,8 @@ public actor MeshNode {
         /// A timer of the coordinator session fired on the loop at `firedAt` (queued behind the
         /// frames the loop read before it).
         case timer(CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
+        /// The first send on a topic: the topology learns that this node sends there.
+        case firstSend(String)
     }
 
     /// This node's id: 16 hex digits, unique in the mesh (derived from a secret only this node holds; PROTOCOL.md, "Node ids").
@@ -219,6 +221,16 @@ public actor MeshNode {
     /// The topology as the coordinator session holds it.
     var topology: Topology { session.topology }
     var listenedTopics: Set<String> = []
+    /// Topics this node declared a send on (typed or latched sends), and the message types it
+    /// declared for topics, in its record.
+    var declaredSends: Set<String> = []
+    var declaredTypes: [String: TopicType] = [:]
+    /// Topics whose typed sends are declared and confirmed: checked on every typed send without
+    /// a hop to the actor.
+    nonisolated let confirmedSends = Mutex<Set<String>>([])
+    /// The last value sent on each latched topic, and who has had it.
+    var latched: [String: LatchedValue] = [:]
+    var latchedBytes = 0
     var isClosed = false
     /// The close in progress or done: a second ``close()`` waits for it and gets its report.
     var closing: Task<CloseReport, Never>?
@@ -267,6 +279,8 @@ public actor MeshNode {
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
+        /// The topic whose refusal by the coordinator ends this wait with the refusal.
+        var refusable: String? = nil
         let continuation: CheckedContinuation<Void, any Error>
         var timer: Task<Void, Never>?
     }
@@ -456,7 +470,8 @@ public actor MeshNode {
         NodeRecord(
             id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
-            local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted())
+            local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted(),
+            sends: declaredSends.sorted(), types: declaredTypes)
     }
 
     // MARK: Closing (MeshNode+Close.swift)

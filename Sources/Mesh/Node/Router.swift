@@ -35,6 +35,8 @@ final class Router: Sendable {
         /// Why the last message was dropped, for a summary after the fact.
         var lastDropReason: String?
         var closed = false
+        /// Topics this node has sent on, told to the topology once each (up to a bound).
+        var sentTopics: Set<String> = []
     }
 
     private let state: Mutex<State>
@@ -98,13 +100,18 @@ final class Router: Sendable {
     func route(
         _ topic: String, frameBytes: Int, _ deliver: (Connection?, RouteMember) -> Void
     ) throws(MeshError) -> Bool {
+        var firstSend = false
         let receivers = try state.withLock { state throws(MeshError) -> Receivers in
             if state.closed { throw .closed }
             let routeIndex: Dictionary<String, [Group]>.Index
             if let index = state.routes.index(forKey: topic) {
                 routeIndex = index
             } else {
+                // Only when the route is not cached: the common send never looks at this set.
                 try validateName(topic, kind: "topic")
+                if state.sentTopics.count < Router.maximumAnnouncedTopics {
+                    firstSend = state.sentTopics.insert(topic).inserted
+                }
                 state.routes[topic] = makeRoute(topic, in: &state)
                 routeIndex = state.routes.index(forKey: topic)!
             }
@@ -142,6 +149,7 @@ final class Router: Sendable {
             }
             return receivers
         }
+        if firstSend { events.push(.firstSend(topic)) }
         guard let first = receivers.first else { return false }
         serve(first, topic: topic, frameBytes: frameBytes, deliver)
         for receiver in receivers.rest { serve(receiver, topic: topic, frameBytes: frameBytes, deliver) }
@@ -269,6 +277,14 @@ final class Router: Sendable {
     }
 
     private static func turnKey(_ topic: String, _ group: String) -> String { topic + "\u{0}" + group }
+
+    /// The most topics a node tells the topology it sends on; past them it still sends, untold.
+    static let maximumAnnouncedTopics = 1_024
+
+    /// The connection to `node`, dialled if there is none yet; `nil` when none could be opened.
+    func connection(to node: NodeRecord) -> Connection? {
+        state.withLock { $0.peers[node.id] } ?? dial(node)
+    }
 
     /// The connection to `node`, dialled again after a failure.
     func reconnect(to node: NodeRecord, replacing old: Connection) -> Connection? {

@@ -13,7 +13,7 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         case welcome
         /// coordinator → node or tool: `reason`; the coordinator then closes.
         case rejected
-        /// node → coordinator: `topic`.
+        /// node → coordinator: `topic`, and `messageType` when the listener declares one.
         case listen
         /// node → coordinator: `topic`.
         case unlisten
@@ -44,6 +44,11 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         /// node with a partial view → coordinator: `interest` (more records to hold); answered
         /// with a `delta` that carries the same `interest`.
         case interest
+        /// node → coordinator: `topic` and, for a typed send, `messageType` (this node sends on it).
+        case publish
+        /// coordinator → node: the `listen` or `publish` of `topic` was not recorded, and `reason`
+        /// says why (a message type that disagrees with another node's); the session stays.
+        case refused
     }
 
     package var type: Kind
@@ -70,12 +75,14 @@ package struct ControlMessage: Codable, Sendable, Equatable {
     package var view: TopologyView?
     /// With `register` and `interest` from a node with a partial view, and with the `delta` answering an `interest`.
     package var interest: ViewInterest?
+    /// With `listen` and `publish`: the message type declared for `topic`.
+    package var messageType: TopicType?
 
     package init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
         status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil,
-        service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil
+        service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil, messageType: TopicType? = nil
     ) {
         self.type = type
         self.node = node
@@ -92,6 +99,7 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         self.service = service
         self.view = view
         self.interest = interest
+        self.messageType = messageType
     }
 
     /// The whole frame: header plus JSON body.

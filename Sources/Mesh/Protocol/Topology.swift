@@ -16,13 +16,20 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     public var pid: Int32?
     /// When the node joined, in seconds since 1970 (the coordinator's clock).
     public var joined: Double?
+    /// Topics this node sends on, sorted (absent on the wire when empty): declared at its first
+    /// send on each (at most 1,024), and before a typed or latched send.
+    public var sends: [String]
+    /// The message type this node declared for a topic it listens to or sends on, by topic
+    /// (absent on the wire when empty). A topic missing here is untyped for this node.
+    public var types: [String: TopicType]
     /// Set when the node also accepts peers on the abstract Unix socket `@swift-mesh-ID`: a short
     /// name for its host and network namespace. A peer with the same value can dial that socket.
     public var local: String?
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
-        joined: Double? = nil, local: String? = nil, services: [String] = []
+        joined: Double? = nil, local: String? = nil, services: [String] = [], sends: [String] = [],
+        types: [String: TopicType] = [:]
     ) {
         self.id = id
         self.name = name
@@ -33,10 +40,12 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         self.pid = pid
         self.joined = joined
         self.local = local
+        self.sends = sends
+        self.types = types
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, host, port, topics, services, pid, joined, local
+        case id, name, host, port, topics, services, pid, joined, local, sends, types
     }
 
     public init(from decoder: any Decoder) throws {
@@ -50,6 +59,8 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         pid = try container.decodeIfPresent(Int32.self, forKey: .pid)
         joined = try container.decodeIfPresent(Double.self, forKey: .joined)
         local = try container.decodeIfPresent(String.self, forKey: .local)
+        sends = try container.decodeIfPresent([String].self, forKey: .sends) ?? []
+        types = try container.decodeIfPresent([String: TopicType].self, forKey: .types) ?? [:]
     }
 
     /// Writes `services` only when there are some, so records of nodes without services (most
@@ -65,6 +76,14 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encodeIfPresent(pid, forKey: .pid)
         try container.encodeIfPresent(joined, forKey: .joined)
         try container.encodeIfPresent(local, forKey: .local)
+        if !sends.isEmpty { try container.encode(sends, forKey: .sends) }
+        if !types.isEmpty { try container.encode(types, forKey: .types) }
+    }
+
+    /// The type this node declared for `topic` that `type` does not agree with, if any.
+    public func disagreement(on topic: String, with type: TopicType) -> TopicType? {
+        guard let declared = types[topic], !declared.agrees(with: type) else { return nil }
+        return declared
     }
 
     /// Where peers on other hosts dial this node.
@@ -122,6 +141,20 @@ public struct Topology: Sendable, Equatable {
         return result
     }
 
+    /// The nodes that declared a send on `topic`, ordered by id.
+    public func senders(of topic: String) -> [NodeRecord] {
+        nodes.values.filter { $0.sends.contains(topic) }.sorted { $0.id < $1.id }
+    }
+
+    /// Every topic some node declared a send on, with those nodes ordered by id.
+    public var senders: [String: [NodeRecord]] {
+        var result: [String: [NodeRecord]] = [:]
+        for node in nodes.values.sorted(by: { $0.id < $1.id }) {
+            for topic in node.sends { result[topic, default: []].append(node) }
+        }
+        return result
+    }
+
     /// Every topic someone listens to, with its listeners ordered by id.
     public var topics: [String: [NodeRecord]] {
         var result: [String: [NodeRecord]] = [:]
@@ -146,8 +179,20 @@ public struct Topology: Sendable, Equatable {
         case .leave:
             guard let id = change.id else { return false }
             return nodes.removeValue(forKey: id) != nil
-        case .listen: return add(change.topic, to: \.topics, of: change.id)
-        case .unlisten: return remove(change.topic, from: \.topics, of: change.id)
+        case .listen:
+            let added = add(change.topic, to: \.topics, of: change.id)
+            return declare(change.type, for: change.topic, of: change.id) || added
+        case .unlisten:
+            let removed = remove(change.topic, from: \.topics, of: change.id)
+            if let id = change.id, let topic = change.topic, var node = nodes[id], !node.sends.contains(topic),
+                node.types.removeValue(forKey: topic) != nil
+            {
+                nodes[id] = node
+            }
+            return removed
+        case .publish:
+            let added = add(change.topic, to: \.sends, of: change.id)
+            return declare(change.type, for: change.topic, of: change.id) || added
         case .serve: return add(change.service, to: \.services, of: change.id)
         case .unserve: return remove(change.service, from: \.services, of: change.id)
         }
@@ -158,6 +203,14 @@ public struct Topology: Sendable, Equatable {
         guard let id, let name, var node = nodes[id], !node[keyPath: list].contains(name) else { return false }
         node[keyPath: list].append(name)
         node[keyPath: list].sort()
+        nodes[id] = node
+        return true
+    }
+
+    /// Sets the type a node declared for `topic`; `false` when nothing changed.
+    private mutating func declare(_ type: TopicType?, for topic: String?, of id: String?) -> Bool {
+        guard let type, let topic, let id, var node = nodes[id], node.types[topic] != type else { return false }
+        node.types[topic] = type
         nodes[id] = node
         return true
     }
@@ -206,7 +259,7 @@ package struct TopologySnapshot: Codable, Sendable, Equatable {
 /// One change to the topology.
 package struct TopologyChange: Codable, Sendable, Equatable {
     package enum Operation: String, Codable, Sendable {
-        case join, leave, listen, unlisten, serve, unserve
+        case join, leave, listen, unlisten, serve, unserve, publish
     }
 
     package var op: Operation
@@ -214,15 +267,20 @@ package struct TopologyChange: Codable, Sendable, Equatable {
     package var node: NodeRecord?
     /// The node's id, for `leave`, `listen`, `unlisten`, `serve` and `unserve`.
     package var id: String?
-    /// The topic, for `listen` and `unlisten`.
+    /// The topic, for `listen`, `unlisten` and `publish`.
     package var topic: String?
+    /// The message type declared with a `listen` or `publish`, when there is one.
+    package var type: TopicType?
     /// The service, for `serve` and `unserve`.
     package var service: String?
 
     package static func join(_ node: NodeRecord) -> TopologyChange { TopologyChange(op: .join, node: node) }
     package static func leave(_ id: String) -> TopologyChange { TopologyChange(op: .leave, id: id) }
-    package static func listen(_ id: String, _ topic: String) -> TopologyChange {
-        TopologyChange(op: .listen, id: id, topic: topic)
+    package static func listen(_ id: String, _ topic: String, type: TopicType? = nil) -> TopologyChange {
+        TopologyChange(op: .listen, id: id, topic: topic, type: type)
+    }
+    package static func publish(_ id: String, _ topic: String, type: TopicType?) -> TopologyChange {
+        TopologyChange(op: .publish, id: id, topic: topic, type: type)
     }
     package static func unlisten(_ id: String, _ topic: String) -> TopologyChange {
         TopologyChange(op: .unlisten, id: id, topic: topic)

@@ -31,6 +31,9 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     case requestRefused(reason: String)
     /// A service call failed; the ``ServiceError`` says which side and why.
     case service(ServiceError)
+    /// The message type declared for `topic` disagrees with another declaration there; `reason`
+    /// names both types and both nodes.
+    case typeMismatch(topic: String, reason: String)
 
     public var description: String {
         switch self {
@@ -64,6 +67,8 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
                 + " with --allow-weak-key, MESH_ALLOW_WEAK_KEY=1 or allowWeakKey in the configuration"
         case .service(let error):
             return error.description
+        case .typeMismatch(_, let reason):
+            return "message types disagree: \(reason)"
         }
     }
 }

@@ -7,8 +7,29 @@ import Synchronization
 enum TopicCommands {
     static func list(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
-        Format.printListing(MeshReport.Topic.all(in: topology), arguments, header: ["TOPIC", "LISTENERS", "GROUPS"]) {
-            [$0.topic, String($0.listeners), MeshReport.groupsText($0.groups)]
+        Format.printListing(
+            MeshReport.Topic.all(in: topology), arguments, header: ["TOPIC", "TYPE", "SENDERS", "LISTENERS", "GROUPS"]
+        ) {
+            [$0.topic, $0.typeText, String($0.senders), String($0.listeners), MeshReport.groupsText($0.groups)]
+        }
+    }
+
+    /// `mesh topic info TOPIC`: its type, and who sends and listens, one line each.
+    static func info(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+        let topic = arguments.positionals[0]
+        let topology = try await context.withInspector { try await $0.topology(timeout: context.timeout) }
+        let info = MeshReport.TopicInfo(topic: topic, in: topology)
+        if arguments.has("--json") { return print(Format.json(info)) }
+        guard !info.senders.isEmpty || !info.listeners.isEmpty else {
+            throw CommandLineError.failed("no node sends on or listens to \(topic)")
+        }
+        print("topic:     \(Format.text(topic))")
+        print("type:      \(info.types.isEmpty ? "- (untyped)" : info.types.map(\.description).joined(separator: ", "))")
+        for (title, members) in [("senders", info.senders), ("listeners", info.listeners)] {
+            print("\(title):\(String(repeating: " ", count: 10 - title.count))\(members.count)")
+            for member in members {
+                print("  \(Format.text(member.name)) (\(member.id))\(member.type.map { "  \($0)" } ?? "")")
+            }
         }
     }
 
@@ -19,6 +40,8 @@ enum TopicCommands {
         let node = try await context.node(named: "mesh-echo-\(ProcessInfo.processInfo.processIdentifier)")
         do {
             let messages = try await node.messages(topic, as: Data.self)
+            // The listen is recorded: a send from now on reaches this echo. Scripts wait for this line.
+            FileHandle.standardError.write(Data("listening on \(Format.text(topic))\n".utf8))
             _ = try await runUntilSignal(onSignal: { await node.close() }) {
                 var seen = 0
                 for try await message in messages {
@@ -35,6 +58,54 @@ enum TopicCommands {
         await node.close()
     }
 
+    /// The most bytes of JSON read from standard input or a file: a message's own limit.
+    static let maximumJSONBytes = 8 << 20
+
+    /// A JSON value given as text, as `-` (standard input) or as `@FILE`.
+    ///
+    /// - Throws: ``CommandLineError`` naming the file and the reason, or the JSON's first error.
+    static func jsonArgument(_ argument: String) throws -> JSONValue {
+        let bytes: Data
+        let source: String
+        if argument == "-" {
+            source = "standard input"
+            bytes = try readBounded(FileHandle.standardInput, source: source)
+        } else if argument.hasPrefix("@") {
+            let path = String(argument.dropFirst())
+            source = path
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                throw CommandLineError.failed("cannot read \(Format.text(path)): \(String(cString: strerror(errno)))")
+            }
+            defer { try? handle.close() }
+            bytes = try readBounded(handle, source: source)
+        } else {
+            source = "\"\(argument.prefix(40))\""
+            bytes = Data(argument.utf8)
+        }
+        do {
+            return try JSONValue(parsing: bytes)
+        } catch {
+            throw CommandLineError.usage("invalid JSON in \(Format.text(source)): \(JSONValue.describe(error))")
+        }
+    }
+
+    private static func readBounded(_ handle: FileHandle, source: String) throws -> Data {
+        var bytes = Data()
+        while true {
+            let chunk: Data
+            do {
+                chunk = try handle.read(upToCount: 1 << 16) ?? Data()
+            } catch {
+                throw CommandLineError.failed("cannot read \(Format.text(source)): \(error.localizedDescription)")
+            }
+            if chunk.isEmpty { return bytes }
+            bytes.append(chunk)
+            guard bytes.count <= maximumJSONBytes else {
+                throw CommandLineError.failed("\(Format.text(source)) holds more than \(maximumJSONBytes) bytes, the most a message may")
+            }
+        }
+    }
+
     /// `{"topic":…,"sender":…,"senderId":…,"data":…}` for a JSON payload, else `…,"bytes":N,"base64":…}`.
     static func echoLine(_ message: MeshMessage<Data>) -> String {
         let head =
@@ -47,12 +118,7 @@ enum TopicCommands {
 
     static func send(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
         let topic = arguments.positionals[0]
-        let value: JSONValue
-        do {
-            value = try JSONValue(parsing: Data(arguments.positionals[1].utf8))
-        } catch {
-            throw CommandLineError.usage("invalid JSON \"\(arguments.positionals[1].prefix(40))\": \(JSONValue.describe(error))")
-        }
+        let value = try jsonArgument(arguments.positionals[1])
         let rate = try arguments.positiveNumber("--rate")
         // With a rate and no count: until Ctrl-C.
         let count = try arguments.integer("--count", in: 1...Int.max) ?? (rate == nil ? 1 : nil)

@@ -27,11 +27,18 @@ STAT_KEYS = ("messagesSent", "bytesSent", "messagesReceived", "bytesReceived", "
              "decodeFailures", "messagesUnrouted", "reconnects", "coordinatorReconnects")
 MAXIMUM_TOPIC_COUNTERS = 1024
 CONTROL_TYPES = {"register", "welcome", "rejected", "listen", "unlisten", "delta", "sync", "topology",
-                 "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve"}
+                 "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve",
+                 "publish", "refused"}
+MAXIMUM_LATCHED_TOPICS = 1024
+MAXIMUM_LATCHED_BYTES = 64 << 20
 
 
 class AuthenticationFailed(p.MeshError):
     pass
+
+
+class TypeMismatch(p.MeshError):
+    """A declared message type disagrees with another declaration on the same topic."""
 
 
 class CoordinatorUnreachable(p.MeshError):
@@ -153,6 +160,10 @@ class MeshNode:
         self._call_id = 0
         self._requests = None
         self._listened = set()
+        self._declared_sends = set()
+        self._declared_types = {}
+        self._refusals = {}
+        self._latched = {}
         self._routes = {}
         self._turns = {}
         self._failed = {}
@@ -264,6 +275,10 @@ class MeshNode:
             record["local"] = self._scope
         if self._served:
             record["services"] = sorted(self._served)
+        if self._declared_sends:
+            record["sends"] = sorted(self._declared_sends)
+        if self._declared_types:
+            record["types"] = dict(self._declared_types)
         return record
 
     # MARK: the coordinator
@@ -322,6 +337,14 @@ class MeshNode:
             else:
                 self.log.error("the coordinator rejected %s: %s", self.name, _escaped(reason))
             connection.close(f"rejected: {reason}")
+        elif kind == "refused":
+            topic = message.get("topic")
+            if isinstance(topic, str):
+                reason = str(message.get("reason", "no reason given"))
+                self.log.warning("the coordinator refused a declaration on %s: %s", _escaped(topic), _escaped(reason))
+                self._refusals[topic] = reason
+                self._changed.set()
+                self._changed = asyncio.Event()
         elif kind == "shutdown":
             self.log.info("stopping: %s", _escaped(str(message.get("reason", ""))))
             self.loop.create_task(self.close())
@@ -366,19 +389,24 @@ class MeshNode:
                 self._provisional.pop(change["node"]["id"], None)
             elif op == "leave":
                 self._remember_leaving(nodes.pop(change.get("id"), None))
-            elif op in ("listen", "unlisten", "serve", "unserve"):
+            elif op in ("listen", "unlisten", "serve", "unserve", "publish"):
                 record = nodes.get(change.get("id"))
-                field = "topics" if op in ("listen", "unlisten") else "services"
-                value = change.get("topic" if field == "topics" else "service")
+                field = {"listen": "topics", "unlisten": "topics", "publish": "sends"}.get(op, "services")
+                value = change.get("service" if field == "services" else "topic")
                 if record is None or not isinstance(value, str):
                     continue
                 values = set(record.get(field) or [])
-                values.add(value) if op in ("listen", "serve") else values.discard(value)
+                values.add(value) if op in ("listen", "serve", "publish") else values.discard(value)
                 record = dict(record)
                 record[field] = sorted(values)
+                types = dict(record.get("types") or {})
+                if op in ("listen", "publish") and isinstance(change.get("type"), dict):
+                    types[value] = change["type"]
+                elif op == "unlisten" and value not in (record.get("sends") or ()):
+                    types.pop(value, None)
+                record["types"] = types
                 nodes[record["id"]] = record
-            else:
-                raise p.ProtocolError(f"malformed frame: control message: unknown change {op!r}")
+            # A change this client does not know is about something it does not use: skipped.
         self.version = end
         self._topology_changed()
 
@@ -409,6 +437,8 @@ class MeshNode:
 
     def _topology_changed(self):
         self._routes.clear()
+        if self._latched:
+            self._deliver_latched()
         known = self._known_nodes()
         for node_id in list(self._peers):
             if node_id not in known:
@@ -517,22 +547,94 @@ class MeshNode:
 
     # MARK: the public API
 
-    async def listen(self, topic, callback, raw=False):
+    async def listen(self, topic, callback, raw=False, type_name=None, schema=None):
         """Calls `callback(topic, data)` (sync or async) for each message on `topic`.
 
         `data` is the decoded JSON value, or `bytes` when the sender sent raw bytes or `raw` is set.
+        With `type_name` (and optionally `schema`, see `swiftmesh.shape`) it declares the messages'
+        type, and raises `TypeMismatch` when a sender or listener declared another there.
         Returns once the coordinator has published the listen (or at once while it is away).
         """
         self._check_open()
         problem = p.name_problem(topic, "topic")
         if problem:
             raise InvalidName(problem)
+        declared = self._check_declaration(topic, p.topic_type(type_name, schema))
+        new_topic = topic not in self._listened
+        if not new_topic and not declared:
+            self._handlers[topic] = (callback, raw)
+            return
+        self._refusals.pop(topic, None)
+        if declared:
+            self._declared_types[topic] = declared
+        previous = self._handlers.get(topic)
         self._handlers[topic] = (callback, raw)
-        if topic not in self._listened:
-            self._listened.add(topic)
-            self._announce("listen", topic)
+        self._listened.add(topic)
+        message = {"type": "listen", "topic": topic}
+        if declared:
+            message["messageType"] = declared
+        if self._control is not None and not self._control.closed:
+            self._control.send(p.control_frame(message))
         if self._registered:
-            await self._wait_for(lambda: topic in self.topology.get(self.id, {}).get("topics", ()), 5.0)
+            def recorded():
+                record = self.topology.get(self.id, {})
+                return topic in record.get("topics", ()) and (not declared or topic in (record.get("types") or {}))
+            await self._wait_for(lambda: recorded() or topic in self._refusals, 5.0)
+            if topic in self._refusals:
+                if declared and topic not in self._declared_sends:
+                    self._declared_types.pop(topic, None)
+                if new_topic:
+                    self._handlers.pop(topic, None)
+                    self._listened.discard(topic)
+                    self._announce("unlisten", topic)
+                elif previous is not None:
+                    self._handlers[topic] = previous
+                raise TypeMismatch(f"message types disagree: {self._refusals.pop(topic)}")
+
+    def _check_declaration(self, topic, declared):
+        """The declaration to add for `topic`, or None; raises TypeMismatch on a disagreement this node can see."""
+        if declared is None:
+            return None
+        own = self._declared_types.get(topic)
+        if own is not None:
+            if not p.types_agree(own, declared):
+                raise TypeMismatch(f"message types disagree: {self.name} ({self.id}) declares {p.type_text(declared)} "
+                                   f"on \"{topic}\", but it declared {p.type_text(own)} there before")
+            return None
+        for record in sorted(self._known_nodes().values(), key=lambda r: r["id"]):
+            theirs = (record.get("types") or {}).get(topic)
+            if record["id"] != self.id and isinstance(theirs, dict) and not p.types_agree(theirs, declared):
+                does = "sends" if topic in (record.get("sends") or ()) else "listens to"
+                raise TypeMismatch(f"message types disagree: {self.name} ({self.id}) declares {p.type_text(declared)} "
+                                   f"on \"{topic}\", but {record['name']} ({record['id']}) {does} it as {p.type_text(theirs)}")
+        return declared
+
+    async def _declare_send(self, topic, declared):
+        """Declares a send on `topic` (with its type) and waits for the coordinator's record or refusal."""
+        declared = self._check_declaration(topic, declared)
+        if topic in self._declared_sends and not declared:
+            return
+        self._refusals.pop(topic, None)
+        new_topic = topic not in self._declared_sends
+        self._declared_sends.add(topic)
+        if declared:
+            self._declared_types[topic] = declared
+        message = {"type": "publish", "topic": topic}
+        if declared:
+            message["messageType"] = declared
+        if self._control is not None and not self._control.closed:
+            self._control.send(p.control_frame(message))
+        if self._registered:
+            def recorded():
+                record = self.topology.get(self.id, {})
+                return topic in (record.get("sends") or ()) and (not declared or topic in (record.get("types") or {}))
+            await self._wait_for(lambda: recorded() or topic in self._refusals, 5.0)
+            if topic in self._refusals:
+                if new_topic:
+                    self._declared_sends.discard(topic)
+                if declared and topic not in self._listened:
+                    self._declared_types.pop(topic, None)
+                raise TypeMismatch(f"message types disagree: {self._refusals.pop(topic)}")
 
     async def stop_listening(self, topic):
         self._check_open()
@@ -552,9 +654,12 @@ class MeshNode:
         if not await self._wait_for(lambda: len(self.listeners(topic)) >= count, timeout):
             raise asyncio.TimeoutError(f"no listener on {topic} within {timeout} s")
 
-    async def send(self, topic, data):
+    async def send(self, topic, data, type_name=None, schema=None, latched=False):
         """Sends `data` (bytes-like: raw; anything else: JSON) to the listeners of `topic`.
 
+        With `type_name` (and optionally `schema`) the first send declares the messages' type and
+        raises `TypeMismatch` when listeners declared another. With `latched`, the node keeps the
+        value and hands it to every node that starts listening later, before anything newer.
         Returns the number of receivers it was handed to (0: nobody listens; counted as unrouted).
         """
         if self._closed:
@@ -566,6 +671,12 @@ class MeshNode:
             payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if len(payload) > self.maximum_message_size:
             raise FrameTooLarge(f"payload of {len(payload)} bytes exceeds the limit of {self.maximum_message_size} bytes")
+        declared = p.topic_type(type_name, schema)
+        if latched or declared is not None:
+            if topic not in self._declared_sends or (declared is not None and topic not in self._declared_types):
+                await self._declare_send(topic, declared)
+        if latched:
+            return self._send_latched(topic, encoding, payload)
         route = self._routes.get(topic)
         if route is None:
             problem = p.name_problem(topic, "topic")
@@ -631,6 +742,57 @@ class MeshNode:
         self.stats["messagesSent"] += delivered
         self.stats["bytesSent"] += delivered * len(frame)
         return delivered
+
+    def _latched_frame(self, topic, encoding, payload):
+        topic_bytes = topic.encode("utf-8")
+        body = bytes((p.KIND_MESSAGE,)) + len(topic_bytes).to_bytes(2, "big") + topic_bytes + bytes((encoding,)) + payload
+        return len(body).to_bytes(4, "big") + body
+
+    def _send_latched(self, topic, encoding, payload):
+        """Keeps the value and hands it to every listening node (a pool's members included)."""
+        previous = self._latched.get(topic)
+        if previous is None and len(self._latched) >= MAXIMUM_LATCHED_TOPICS:
+            raise p.MeshError(f"this node keeps latched values on {MAXIMUM_LATCHED_TOPICS} topics already, the most it may")
+        total = sum(len(v[1]) for v in self._latched.values()) - (len(previous[1]) if previous else 0) + len(payload)
+        if total > MAXIMUM_LATCHED_BYTES:
+            raise p.MeshError(f"latched values would take {total} bytes on this node; the most is {MAXIMUM_LATCHED_BYTES}")
+        listeners = [r for r in self._known_nodes().values() if topic in r.get("topics", ())]
+        self._latched[topic] = (encoding, payload, {r["id"] for r in listeners if r["id"] != self.id})
+        if not listeners:
+            self.stats["messagesUnrouted"] += 1
+        frame = self._latched_frame(topic, encoding, payload)
+        for record in sorted(listeners, key=lambda r: r["id"]):
+            self._send_direct(record, topic, encoding, payload, frame)
+        return len(listeners)
+
+    def _deliver_latched(self):
+        known = self._known_nodes()
+        for topic, (encoding, payload, served) in list(self._latched.items()):
+            listening = {node_id for node_id, r in known.items() if topic in r.get("topics", ()) and node_id != self.id}
+            self._latched[topic] = (encoding, payload, listening)
+            newcomers = sorted(listening - served)
+            if newcomers:
+                frame = self._latched_frame(topic, encoding, payload)
+                for node_id in newcomers:
+                    self._send_direct(known[node_id], topic, encoding, payload, frame)
+
+    def _send_direct(self, record, topic, encoding, payload, frame):
+        if record["id"] == self.id:
+            self._deliver_local(topic, encoding, payload, len(frame))
+            return
+        peer = self._peers.get(record["id"])
+        if peer is None or peer.connection.closed:
+            peer = self._dial(record, reconnect=peer is not None)
+            if peer is None:
+                self._dropped(1, record, topic, "no connection could be opened for its latched value")
+                return
+        if peer.connection.queued_bytes + len(frame) > self.maximum_queued_bytes_per_peer:
+            self._dropped(1, record, topic, "the peer's queue was full when its latched value was due")
+            return
+        peer.connection.send(frame)
+        peer.connection.messages_sent += 1  # for its closing frame (PROTOCOL §8.3)
+        self.stats["messagesSent"] += 1
+        self.stats["bytesSent"] += len(frame)
 
     def _dropped(self, count, record, topic, reason):
         if count <= 0:
@@ -1067,7 +1229,7 @@ class MeshNode:
             record = members[0] if len(members) == 1 else self._pick(("service", service, name), members)
         provider = f"{record['name']} ({record['id']})"
         if record["id"] == self.id:
-            code, answer = await self._answer(service, encoding, payload)
+            code, answer = await self._answer(service, encoding, payload, f"{self.name} ({self.id})")
             if code:
                 raise ServiceError(f"{service} on {provider} failed: {answer.decode('utf-8', 'replace')}", code, provider)
             response_encoding, body = answer
@@ -1134,7 +1296,9 @@ class MeshNode:
         held[1] += size
         self._held_requests += 1
         self._held_bytes += size
-        self.loop.create_task(self._serve_request(connection, call_id, service, encoding, payload, key, held, size))
+        caller = f"{peer[1]} ({peer[0]})"
+        self.loop.create_task(
+            self._serve_request(connection, call_id, service, encoding, payload, key, held, size, caller))
 
     def _log_refusal(self, text):
         """At most ten refusal lines a second, then one line with how many were held back."""
@@ -1151,10 +1315,10 @@ class MeshNode:
             held_back += 1
         self._refusal_window = (start, written, held_back)
 
-    async def _serve_request(self, connection, call_id, service, encoding, payload, key, held, size):
+    async def _serve_request(self, connection, call_id, service, encoding, payload, key, held, size, caller):
         """Runs one admitted request and answers it; its place and bytes are held until then."""
         try:
-            await self._run_request(connection, call_id, service, encoding, payload, held[2])
+            await self._run_request(connection, call_id, service, encoding, payload, held[2], caller)
         finally:
             held[0] -= 1
             held[1] -= size
@@ -1163,13 +1327,13 @@ class MeshNode:
             if held[0] == 0 and self._held.get(key) is held:
                 del self._held[key]
 
-    async def _run_request(self, connection, call_id, service, encoding, payload, running):
+    async def _run_request(self, connection, call_id, service, encoding, payload, running, caller):
         async with running:
             async with self._requests:
                 if connection.closed:
                     self.log.debug("skipped call %d: its caller's connection closed while it waited", call_id)
                     return
-                code, answer = await self._answer(service, encoding, payload)
+                code, answer = await self._answer(service, encoding, payload, caller)
         if code:
             text = answer[:MAXIMUM_FAILURE_TEXT].decode("utf-8", "ignore").encode("utf-8")
             frame = p.frame(p.KIND_FAILURE, call_id.to_bytes(8, "big") + bytes((code,)) + text)
@@ -1182,7 +1346,7 @@ class MeshNode:
             await connection.wait_for_room(self.maximum_queued_bytes_per_peer // 2, 5.0)
         connection.send(frame)
 
-    async def _answer(self, service, encoding, payload):
+    async def _answer(self, service, encoding, payload, caller="a caller"):
         """(0, (encoding, payload)) or (code, description bytes)."""
         handler = self._served.get(service)
         if handler is None:
@@ -1199,8 +1363,11 @@ class MeshNode:
             response = function(request)
             if inspect.isawaitable(response):
                 response = await response
-        except Exception as error:  # the handler's failure goes back to the caller
-            return 1, (str(error) or type(error).__name__).encode()
+        except Exception as error:  # the handler's failure goes back to the caller, and to this log
+            # KeyError('b') prints as 'b': the type is part of what the caller needs to know.
+            text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            self.log.warning("service %s failed for %s: %s", _escaped(service), _escaped(str(caller)), _escaped(text))
+            return 1, text.encode()
         try:
             response_encoding, body = _encode(response)
         except (TypeError, ValueError) as error:

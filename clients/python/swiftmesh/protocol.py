@@ -500,3 +500,64 @@ def is_loopback(host):
 def same_host(advertised, source):
     """The coordinator's rule: equal, or both loopback."""
     return advertised == source or (is_loopback(advertised) and is_loopback(source))
+
+
+# Typed topics (PROTOCOL.md §16.1)
+
+def shape(schema):
+    """The canonical shape string of `schema`: a shape string as it is, `bool`/`int`/`float`/`str`,
+    a one-element list `[S]`, or a dict of field name to schema (a name ending in "?" may be absent;
+    `{"*": S}` is a dictionary)."""
+    if isinstance(schema, str):
+        return schema
+    if schema is bool:
+        return "bool"
+    if schema is int:
+        return "int"
+    if schema is float:
+        return "float"
+    if schema is str:
+        return "string"
+    if isinstance(schema, list) and len(schema) == 1:
+        return "[" + shape(schema[0]) + "]"
+    if isinstance(schema, dict):
+        fields = []
+        for key, value in schema.items():
+            name, optional = (key[:-1], True) if key.endswith("?") else (key, False)
+            fields.append((name.encode("utf-8"), name + ("?:" if optional else ":") + shape(value)))
+        return "{" + ",".join(text for _, text in sorted(fields)) + "}"
+    raise TypeError(f"not a schema: {schema!r}")
+
+
+def fingerprint(schema):
+    """16 hex digits: the first 8 bytes of SHA-256 of the schema's shape."""
+    return hashlib.sha256(shape(schema).encode("utf-8")).hexdigest()[:16]
+
+
+def topic_type(type_name, schema=None):
+    """The declaration for `type_name` (None when no type is declared)."""
+    if type_name is None:
+        if schema is not None:
+            raise ValueError("a schema needs a type_name")
+        return None
+    problem = name_problem(type_name, "type name")
+    if problem:
+        raise ValueError(problem)
+    declared = {"name": type_name}
+    if schema is not None:
+        declared["fingerprint"] = fingerprint(schema)
+    return declared
+
+
+def types_agree(a, b):
+    if a.get("name") != b.get("name"):
+        return False
+    if a.get("fingerprint") is None or b.get("fingerprint") is None:
+        return True
+    return a["fingerprint"] == b["fingerprint"]
+
+
+def type_text(declared):
+    fp = declared.get("fingerprint")
+    return f"{declared.get('name')} ({fp})" if fp else str(declared.get("name"))
+

@@ -39,7 +39,15 @@ class ServiceTests(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(swiftmesh.ServiceError) as failure:
             await caller.call("fail", {}, timeout=5)
         self.assertEqual(failure.exception.code, 1)
-        self.assertIn("division by zero", str(failure.exception))
+        self.assertIn("ZeroDivisionError: division by zero", str(failure.exception))
+        # A KeyError keeps its type (its text alone is just 'b'), and the provider logs the failure.
+        await provider.serve("lookup", lambda request: {}[request])
+        with self.assertLogs("swiftmesh", level="WARNING") as logged:
+            with self.assertRaises(swiftmesh.ServiceError) as failure:
+                await caller.call("lookup", "b", timeout=5)
+        self.assertIn("KeyError: 'b'", str(failure.exception))
+        self.assertTrue(any("service lookup failed for caller" in line and "KeyError: 'b'" in line
+                            for line in logged.output), logged.output)
         with self.assertRaises(swiftmesh.ServiceError) as failure:
             await caller.call("add", b"raw bytes", timeout=5)  # reach the handler as bytes: it raises
         self.assertEqual(failure.exception.code, 1)

@@ -17,9 +17,17 @@ def _quoted(text):
     return f'"{escaped}"'
 
 
-def run(main):
-    """Runs a demo; a failure is one line `PROGRAM: REASON` and exit 1, never a traceback."""
+def run(main, usage=None):
+    """Runs a demo; `--help` or `-h` prints `usage` and exits 0; any other argument is a usage error
+    (exit 2); a failure is one line `PROGRAM: REASON` and exit 1, never a traceback."""
     program = sys.argv[0].rsplit("/", 1)[-1].replace(".py", "")
+    arguments = sys.argv[1:]
+    if "--help" in arguments or "-h" in arguments:
+        print(usage or f"usage: python -m swiftmesh.demo.{program}")
+        sys.exit(0)
+    if arguments:
+        print(f"{program}: unknown argument {arguments[0]!r} (try --help)", file=sys.stderr)
+        sys.exit(2)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
