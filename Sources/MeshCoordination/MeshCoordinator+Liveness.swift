@@ -12,11 +12,25 @@ extension MeshCoordinator {
     /// - Parameter due: when this check was meant to run.
     func evictSilentNodes(due: ContinuousClock.Instant) {
         let now = ContinuousClock.now
-        // A check that comes late means this process was too busy to read: what the nodes sent
-        // meanwhile may be waiting unread. Give them the time the coordinator lost.
+        // A check that comes late means this process was too busy to read (or stopped): what the
+        // nodes sent meanwhile may be waiting unread, so the time lost since the check was due is
+        // theirs. Never into the future: a credited time that ran ahead would arm the next check
+        // after a real deadline, and the lateness measured then would be too short. A session also
+        // gets, once until it is heard again, one heartbeat interval more: when the whole machine
+        // stalled (node and coordinator frozen together), the node is otherwise left exactly a
+        // timeout behind as both resume, before its first heartbeat can arrive.
         let lateBy = due.duration(to: now)
         if lateBy > min(configuration.heartbeatTimeout / 8, .milliseconds(250)) {
-            for id in sessions.keys { sessions[id]?.lastHeard += lateBy }
+            for id in sessions.keys {
+                guard var session = sessions[id] else { continue }
+                var heard = session.lastHeard + lateBy
+                if !session.stallGraced {
+                    heard += configuration.heartbeatTimeout / 3  // a heartbeat interval, by default
+                    session.stallGraced = true
+                }
+                session.lastHeard = min(heard, now)
+                sessions[id] = session
+            }
         }
         let timeout = configuration.heartbeatTimeout
         let cutoff = now - timeout

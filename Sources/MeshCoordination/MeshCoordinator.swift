@@ -103,6 +103,9 @@ public actor MeshCoordinator {
         var expensiveRequests = 0
         var windowStart = ContinuousClock.now
         var lastHeard: ContinuousClock.Instant
+        /// Given the one-interval grace of a stall of the coordinator's own since it last heard
+        /// from this session (see ``MeshCoordinator/evictSilentNodes(due:)``).
+        var stallGraced = false
         var leaving = false
         var stats = MeshStatistics()
         /// When a delta or welcome last went to this session (a heartbeat answer is then not needed).
@@ -341,6 +344,7 @@ public actor MeshCoordinator {
         case .control(let connection, let message):
             guard sessions[connection.id] != nil else { return }
             sessions[connection.id]?.lastHeard = .now
+            sessions[connection.id]?.stallGraced = false
             handle(message, from: connection)
         case .closed(let connection, let error):
             closed(connection, error: error)
