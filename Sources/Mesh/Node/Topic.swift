@@ -60,7 +60,7 @@ extension MeshNode {
     /// coordinator, then none); on a latched topic the value is also kept for later listeners.
     ///
     /// - Throws: ``MeshError/typeMismatch(topic:reason:)`` when the topic is declared with
-    ///   another type; otherwise what ``send(_:_:)-(String,_)`` throws.
+    ///   another type; otherwise what the string-topic `send` throws.
     public nonisolated(nonsending) func send<Message>(_ topic: Topic<Message>, _ value: Message) async throws {
         if topic.latched {
             let (encoding, payload) = try encoded(value, topic: topic.name)
@@ -195,7 +195,7 @@ extension MeshNode {
     /// are taken in one order. The node keeps at most ``maximumLatchedTopics`` topics and
     /// ``maximumLatchedBytes`` bytes of latched values.
     /// - Throws: ``MeshError/requestRefused(reason:)`` past those bounds; otherwise what
-    ///   ``send(_:_:)-(String,_)`` throws.
+    ///   the string-topic `send` throws.
     public nonisolated(nonsending) func send<T: Encodable & Sendable>(_ topic: String, _ value: T, latched: Bool) async throws {
         guard latched else { return try await send(topic, value) }
         let (encoding, payload) = try encoded(value, topic: topic)
