@@ -14,9 +14,17 @@ extension MeshNode {
     public func listen<T: Decodable & Sendable>(
         _ topic: String, as type: T.Type = T.self, _ handler: @escaping @Sendable (String, T) async -> Void
     ) async throws {
+        try await listenValues(topic, declaring: nil, handler)
+    }
+
+    /// The body of both `listen` forms that hand over topic and value: `declaring` is the typed
+    /// form's message type.
+    func listenValues<T: Decodable & Sendable>(
+        _ topic: String, declaring declared: TopicType?, _ handler: @escaping @Sendable (String, T) async -> Void
+    ) async throws {
         let codec = self.codec
         try await addListener(
-            topic, type: type, finish: {},
+            topic, type: T.self, declaring: declared, finish: {},
             handle: { message, _ in
                 await handler(message.topic, try decodePayload(T.self, from: message.payload, codec: codec))
             },
@@ -27,9 +35,16 @@ extension MeshNode {
     public func listen<T: Decodable & Sendable>(
         _ topic: String, as type: T.Type = T.self, handler: @escaping @Sendable (MeshMessage<T>) async -> Void
     ) async throws {
+        try await listenMessages(topic, declaring: nil, handler)
+    }
+
+    /// The body of both `listen` forms that hand over a ``MeshMessage``.
+    func listenMessages<T: Decodable & Sendable>(
+        _ topic: String, declaring declared: TopicType?, _ handler: @escaping @Sendable (MeshMessage<T>) async -> Void
+    ) async throws {
         let codec = self.codec
         try await addListener(
-            topic, type: type, finish: {},
+            topic, type: T.self, declaring: declared, finish: {},
             handle: { message, sender in
                 let value = try decodePayload(T.self, from: message.payload, codec: codec)
                 await handler(MeshMessage(topic: message.topic, value: value, sender: sender))
@@ -48,10 +63,15 @@ extension MeshNode {
     public func messages<T: Decodable & Sendable>(_ topic: String, as type: T.Type = T.self) async throws
         -> MeshMessages<T>
     {
+        try await messages(topic, declaring: nil)
+    }
+
+    /// The body of both `messages` forms.
+    func messages<T: Decodable & Sendable>(_ topic: String, declaring declared: TopicType?) async throws -> MeshMessages<T> {
         let channel = MessageChannel<MeshMessage<T>>(capacity: configuration.streamBufferSize)
         let codec = self.codec
         try await addListener(
-            topic, type: type, finish: { channel.finish() },
+            topic, type: T.self, declaring: declared, finish: { channel.finish() },
             handle: { message, sender in
                 let value = try decodePayload(T.self, from: message.payload, codec: codec)
                 await channel.send(MeshMessage(topic: message.topic, value: value, sender: sender))

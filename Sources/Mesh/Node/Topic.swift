@@ -79,13 +79,7 @@ extension MeshNode {
     public func listen<Message>(
         _ topic: Topic<Message>, _ handler: @escaping @Sendable (String, Message) async -> Void
     ) async throws {
-        let codec = self.codec
-        try await addListener(
-            topic.name, type: Message.self, declaring: topic.type, finish: {},
-            handle: { message, _ in
-                await handler(message.topic, try decodePayload(Message.self, from: message.payload, codec: codec))
-            },
-            deliver: { message, _, value in await handler(message.topic, value as! Message) })
+        try await listenValues(topic.name, declaring: topic.type, handler)
     }
 
     /// Calls `handler` with each message on `topic`, with its sender, after declaring the
@@ -93,32 +87,12 @@ extension MeshNode {
     public func listen<Message>(
         _ topic: Topic<Message>, handler: @escaping @Sendable (MeshMessage<Message>) async -> Void
     ) async throws {
-        let codec = self.codec
-        try await addListener(
-            topic.name, type: Message.self, declaring: topic.type, finish: {},
-            handle: { message, sender in
-                let value = try decodePayload(Message.self, from: message.payload, codec: codec)
-                await handler(MeshMessage(topic: message.topic, value: value, sender: sender))
-            },
-            deliver: { message, sender, value in
-                await handler(MeshMessage(topic: message.topic, value: value as! Message, sender: sender))
-            })
+        try await listenMessages(topic.name, declaring: topic.type, handler)
     }
 
     /// The messages on `topic` as an asynchronous sequence, after declaring the listener's type.
     public func messages<Message>(_ topic: Topic<Message>) async throws -> MeshMessages<Message> {
-        let channel = MessageChannel<MeshMessage<Message>>(capacity: configuration.streamBufferSize)
-        let codec = self.codec
-        try await addListener(
-            topic.name, type: Message.self, declaring: topic.type, finish: { channel.finish() },
-            handle: { message, sender in
-                let value = try decodePayload(Message.self, from: message.payload, codec: codec)
-                await channel.send(MeshMessage(topic: message.topic, value: value, sender: sender))
-            },
-            deliver: { message, sender, value in
-                await channel.send(MeshMessage(topic: message.topic, value: value as! Message, sender: sender))
-            })
-        return MeshMessages(channel: channel)
+        try await messages(topic.name, declaring: topic.type)
     }
 
     /// Whether `declared` adds a declaration on `topic` for this node.
