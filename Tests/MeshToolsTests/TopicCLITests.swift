@@ -94,4 +94,23 @@ struct TopicCLITests {
         print("echo then send: \(delivered) of 20 delivered")
         #expect(delivered == 20)
     }
+
+    @Test("echo in the background and send at once, without waiting for its line (send waits for the listener): 20 of 20")
+    func echoAndSendAtOnce() async throws {
+        let (coordinator, address) = try await startCoordinatorProcess()
+        defer { coordinator.terminate() }
+        var delivered = 0
+        for run in 0..<20 {
+            let echo = try MeshCLI.start(["topic", "echo", "greetings", "--count", "1", "--coordinator", address])
+            defer { echo.terminate() }
+            let send = try await MeshCLI.run(["topic", "send", "greetings", "{\"run\":\(run)}", "--coordinator", address])
+            #expect(send.code == 0, "\(send)")
+            let result = try await echo.result(seconds: 20)
+            if result.code == 0, result.output.contains("\"data\":{\"run\":\(run)}") { delivered += 1 } else {
+                Issue.record("run \(run): \(result)")
+            }
+        }
+        print("echo and send at once: \(delivered) of 20 delivered")
+        #expect(delivered == 20)
+    }
 }
