@@ -77,14 +77,17 @@ final class PeerDirectory: Sendable {
     private struct State {
         var nodes: [String: NodeRecord] = [:]
         var departed: [String: (record: NodeRecord, at: ContinuousClock.Instant)] = [:]
+        /// When ``departed`` was last pruned: at most once a second, so a storm of leaves costs
+        /// O(changes) per delta too.
+        var prunedAt: ContinuousClock.Instant?
     }
 
     static let memory = Duration.seconds(5)
     private let state = Mutex(State())
     private let onChange = Mutex<(@Sendable () -> Void)?>(nil)
 
-    func update(_ new: [String: NodeRecord]) {
-        let now = ContinuousClock.now
+    /// Takes a whole new set of nodes (a full copy of the topology): O(nodes).
+    func update(_ new: [String: NodeRecord], now: ContinuousClock.Instant = .now) {
         state.withLock { state in
             for (id, record) in state.nodes where new[id] == nil { state.departed[id] = (record, now) }
             for id in new.keys { state.departed[id] = nil }
@@ -94,19 +97,38 @@ final class PeerDirectory: Sendable {
         onChange.withLock { $0 }?()
     }
 
+    /// Takes one update's records (`nil`: the node left): O(records), plus forgetting the
+    /// departed nodes whose ``memory`` ran out.
+    func apply(_ records: [(id: String, record: NodeRecord?)], now: ContinuousClock.Instant = .now) {
+        state.withLock { state in
+            for (id, record) in records {
+                if let record {
+                    state.nodes[id] = record
+                    state.departed[id] = nil
+                } else if let old = state.nodes.removeValue(forKey: id) {
+                    state.departed[id] = (old, now)
+                }
+            }
+            if !state.departed.isEmpty, state.prunedAt.map({ now - $0 >= .seconds(1) }) ?? true {
+                state.departed = state.departed.filter { now - $0.value.at < PeerDirectory.memory }
+                state.prunedAt = now
+            }
+        }
+        onChange.withLock { $0 }?()
+    }
+
     /// Remembers nodes a delta let join, whether or not they are still there after it.
-    func remember(_ joined: [NodeRecord]) {
+    func remember(_ joined: [NodeRecord], now: ContinuousClock.Instant = .now) {
         guard !joined.isEmpty else { return }
-        let now = ContinuousClock.now
         state.withLock { state in
             for record in joined where state.nodes[record.id] == nil { state.departed[record.id] = (record, now) }
         }
     }
 
-    func node(_ id: String) -> NodeRecord? {
+    func node(_ id: String, now: ContinuousClock.Instant = .now) -> NodeRecord? {
         state.withLock { state in
             if let node = state.nodes[id] { return node }
-            guard let departed = state.departed[id], ContinuousClock.now - departed.at < PeerDirectory.memory else {
+            guard let departed = state.departed[id], now - departed.at < PeerDirectory.memory else {
                 return nil
             }
             return departed.record

@@ -121,9 +121,9 @@ extension MeshNode {
             }
         case .cancel(let timer):
             if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
-        case .topologyChanged(let joined):
+        case .topologyChanged(let joined, let changes):
             if !joined.isEmpty { peerDirectory.remember(joined) }
-            topologyChanged()
+            topologyChanged(changes)
         case .acknowledge(let answered):
             acknowledge(answered)
         case .releaseInterestWaiters:

@@ -71,7 +71,7 @@ extension MeshNode {
         announce(.unlisten, topic: topic)
         guard isConnectedToCoordinator else { return }
         let me = id
-        try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the unlisten") {
+        try await waitForTopology(.node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the unlisten") {
             !($0.nodes[me]?.topics.contains(topic) ?? false)
         }
     }
@@ -118,7 +118,8 @@ extension MeshNode {
         let me = id
         do {
             try await waitForTopology(
-                timeout: configuration.connectTimeout, describing: "the coordinator to record the listen", refusable: topic
+                .node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the listen",
+                refusable: topic
             ) {
                 guard let record = $0.nodes[me] else { return false }
                 return record.topics.contains(topic) && (!declares || record.types[topic] != nil)
@@ -135,17 +136,30 @@ extension MeshNode {
 
     // MARK: Topology
 
-    /// Drops cached routes, lets go of nodes that left, and wakes waiters whose condition now holds.
-    func topologyChanged() {
-        let routing = session.routingTopology
-        peerDirectory.update(routing.nodes)
-        for connection in router.setTopology(routing) {
+    /// Drops the cached routes `changes` touch, lets go of nodes that left, and wakes waiters
+    /// whose condition now holds: in proportion to the changes, unless they are ``TopologyChanges/everything``.
+    func topologyChanged(_ changes: TopologyChanges) {
+        let closing: [Connection]
+        if changes.everything {
+            let routing = session.routingTopology
+            peerDirectory.update(routing.nodes)
+            closing = router.setTopology(routing)
+        } else {
+            // Only the touched records: the router and the directory keep their own copies, so
+            // the session's topology is not shared with them and applying a delta copies nothing.
+            let records = changes.nodes.map { (id: $0, record: session.routingRecord($0)) }
+            peerDirectory.apply(records)
+            closing = router.apply(records, topics: changes.topics, services: changes.services, version: topology.version)
+        }
+        for connection in closing {
             connection.closeAfterFlushing(deadline: .now + .seconds(1))
         }
-        deliverLatched()
-        let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }
-        for (waiterID, waiter) in ready {
-            topologyWaiters[waiterID] = nil
+        deliverLatched(changes)
+        guard !topologyWaiters.isEmpty else { return }
+        let current = topology
+        for waiterID in topologyWaiters.candidates(for: changes) {
+            guard let waiter = topologyWaiters[waiterID], waiter.isSatisfied(current) else { continue }
+            topologyWaiters.remove(waiterID)
             waiter.timer?.cancel()
             waiter.continuation.resume()
         }

@@ -203,7 +203,8 @@ public actor MeshNode {
     /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
     /// ``MeshError/closed`` after that is the expected end, not a failure.
     public internal(set) var wasAskedToStop = false
-    var topologyWaiters: [UInt64: TopologyWaiter] = [:]
+    /// Waits for the topology, indexed by what each waits for (TopologyChanges.swift).
+    var topologyWaiters = TopologyWaiters<TopologyWaiter>()
     /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
     var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
@@ -472,7 +473,7 @@ public actor MeshNode {
         listeners.removeAll()
         for task in tasks { task.cancel() }
         tasks.removeAll()
-        for waiter in topologyWaiters.values {
+        for (_, waiter) in topologyWaiters.all {
             waiter.timer?.cancel()
             waiter.continuation.resume(throwing: MeshError.closed)
         }

@@ -197,18 +197,38 @@ final class Router: Sendable {
 
     /// Empties the route cache, keeping each group's round-robin turn for the rebuilt route.
     private func dropRoutes(in state: inout State) {
-        for (topic, groups) in state.routes {
-            for group in groups where !group.members.isEmpty {
-                state.turns[Router.turnKey(topic, group.members[0].node.name)] = group.turn
-            }
-        }
+        for (topic, groups) in state.routes { keepTurns(groups, topic: topic, in: &state) }
         state.routes.removeAll(keepingCapacity: true)
-        for (service, groups) in state.serviceRoutes {
-            for group in groups where !group.members.isEmpty {
-                state.turns[Router.serviceTurnKey(service, group.members[0].node.name)] = group.turn
+        for (service, groups) in state.serviceRoutes { keepTurns(groups, service: service, in: &state) }
+        state.serviceRoutes.removeAll(keepingCapacity: true)
+    }
+
+    /// Drops the cached routes of `topics` and `services` only, keeping their turns; the others stay.
+    private func dropRoutes(topics: Set<String>, services: Set<String>, in state: inout State) {
+        if !state.routes.isEmpty {
+            for topic in topics {
+                guard let groups = state.routes.removeValue(forKey: topic) else { continue }
+                keepTurns(groups, topic: topic, in: &state)
             }
         }
-        state.serviceRoutes.removeAll(keepingCapacity: true)
+        if !state.serviceRoutes.isEmpty {
+            for service in services {
+                guard let groups = state.serviceRoutes.removeValue(forKey: service) else { continue }
+                keepTurns(groups, service: service, in: &state)
+            }
+        }
+    }
+
+    private func keepTurns(_ groups: [Group], topic: String, in state: inout State) {
+        for group in groups where !group.members.isEmpty {
+            state.turns[Router.turnKey(topic, group.members[0].node.name)] = group.turn
+        }
+    }
+
+    private func keepTurns(_ groups: [Group], service: String, in state: inout State) {
+        for group in groups where !group.members.isEmpty {
+            state.turns[Router.serviceTurnKey(service, group.members[0].node.name)] = group.turn
+        }
     }
 
     private static func serviceTurnKey(_ service: String, _ group: String) -> String { "\u{1}" + service + "\u{0}" + group }
@@ -376,6 +396,32 @@ final class Router: Sendable {
             return gone
         }
     }
+
+    /// Takes one update's records (`nil`: the node is gone) and drops only the cached routes of
+    /// the topics and services it touched: work in proportion to the update, not to the mesh.
+    /// Returns the connections to nodes that left.
+    func apply(
+        _ records: [(id: String, record: NodeRecord?)], topics: Set<String>, services: Set<String>, version: UInt64
+    ) -> [Connection] {
+        state.withLock { state in
+            state.topology.version = version
+            var gone: [Connection] = []
+            for (id, record) in records {
+                state.topology.nodes[id] = record
+                guard record == nil else { continue }
+                if let connection = state.peers.removeValue(forKey: id) { gone.append(connection) }
+                state.failed[id] = nil
+            }
+            dropRoutes(topics: topics, services: services, in: &state)
+            return gone
+        }
+    }
+
+    /// The topics whose routes are cached (for tests).
+    var cachedRoutes: Set<String> { state.withLock { Set($0.routes.keys) } }
+
+    /// The services whose routes are cached (for tests).
+    var cachedServiceRoutes: Set<String> { state.withLock { Set($0.serviceRoutes.keys) } }
 
     /// Notes that a peer connection closed; returns whether it was the current one.
     func peerClosed(id peerID: String, connection: Connection, failed: Bool) -> NodeRecord? {
