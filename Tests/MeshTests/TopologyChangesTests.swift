@@ -115,8 +115,9 @@ struct TopologyChangesTests {
 
         // This node stops listening to "b" and providing "y".
         let updated = Self.record(Self.me, "solo", topics: ["a"], services: ["x"])
-        let gone = router.apply([(id: Self.me, record: updated)], topics: ["b"], services: ["y"], version: 2)
-        #expect(gone.isEmpty)
+        let departures = router.apply([(id: Self.me, record: updated)], topics: ["b"], services: ["y"], version: 2)
+        #expect(departures.connections.isEmpty && departures.records.isEmpty)
+        #expect(router.node(Self.me) == updated)
         #expect(router.cachedRoutes == ["a"], "an untouched route was dropped, or a touched one kept")
         #expect(router.cachedServiceRoutes == ["x"])
         // The rebuilt routes see the new record; the kept one still delivers.
@@ -133,26 +134,37 @@ struct TopologyChangesTests {
         #expect(router.cachedRoutes.isEmpty && router.cachedServiceRoutes.isEmpty)
     }
 
-    @Test("the peer directory takes joins, remembers a node that left for a while, then forgets it")
+    @Test("a node that leaves stays known to the peer directory for a while, then is forgotten; the router's records come first")
     func peerDirectoryForgetsDeparted() {
+        let router = Self.router()
         let directory = PeerDirectory()
+        directory.resolve { router.node($0) }
         let start = ContinuousClock.now
         let peer = Self.record("00000000000000bb", "peer")
         let other = Self.record("00000000000000cc", "other")
-        directory.update([Self.me: Self.record(Self.me, "me")], now: start)
-        directory.apply([(id: peer.id, record: peer), (id: other.id, record: other)], now: start)
+        router.setTopology(Topology(TopologySnapshot(version: 1, nodes: [Self.record(Self.me, "me")])))
+        router.apply([(id: peer.id, record: peer), (id: other.id, record: other)], topics: [], services: [], version: 2)
         #expect(directory.node(peer.id, now: start) == peer)
 
-        directory.apply([(id: peer.id, record: nil)], now: start + .seconds(1))
+        let left = router.apply([(id: peer.id, record: nil)], topics: [], services: [], version: 3)
+        #expect(left.records == [peer])
+        directory.changed(departed: left.records, now: start + .seconds(1))
         #expect(directory.node(peer.id, now: start + .seconds(2)) == peer, "a node that just left is forgotten at once")
         #expect(directory.node(peer.id, now: start + .seconds(7)) == nil, "a departed node is remembered forever")
-        #expect(directory.node(other.id, now: start + .seconds(7)) == other)
-        #expect(directory.node(Self.me, now: start + .seconds(7)) != nil)
+        #expect(directory.node(other.id, now: start + .seconds(60)) == other, "a node still in the topology was forgotten")
 
-        // Pruning forgets it for good, and a node that comes back is known again.
-        directory.apply([(id: other.id, record: nil)], now: start + .seconds(8))
-        directory.apply([(id: peer.id, record: peer)], now: start + .seconds(9))
+        // A full copy without `other`: it departs too; pruning then forgets the expired `peer`.
+        let gone = router.setTopology(Topology(TopologySnapshot(version: 9, nodes: [Self.record(Self.me, "me")])))
+        #expect(gone.records == [other])
+        directory.changed(departed: gone.records, now: start + .seconds(8))
+        #expect(directory.node(other.id, now: start + .seconds(9)) == other)
+        #expect(directory.node(other.id, now: start + .seconds(14)) == nil)
+        #expect(directory.node(peer.id, now: start + .seconds(2)) == nil, "an expired record was kept past a prune")
+        // A node that comes back is known again; a closed node's directory knows nobody.
+        router.apply([(id: peer.id, record: peer)], topics: [], services: [], version: 10)
         #expect(directory.node(peer.id, now: start + .seconds(60)) == peer)
-        #expect(directory.node(other.id, now: start + .seconds(60)) == nil)
+        directory.clear()
+        #expect(directory.node(peer.id, now: start + .seconds(60)) == nil)
+        #expect(directory.node(Self.me) == nil)
     }
 }

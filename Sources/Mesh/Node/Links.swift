@@ -70,12 +70,13 @@ final class PeerLink: ConnectionDelegate {
 /// The nodes a node may accept messages from: its topology (and the nodes it still routes to
 /// while they re-register), shared with the loop thread that checks each peer's hello.
 ///
-/// Nodes that left, or that joined and left within one delta, stay known for ``memory``: a
-/// sender that joins, sends and leaves at once (`mesh topic send`) has its messages read even
-/// when the receiver never saw it in its topology.
+/// It holds no copy of the topology: it asks the router, which holds the records the node
+/// routes with (one copy fewer per node, and no O(nodes) work per delta). What it keeps is the
+/// nodes that left, or that joined and left within one delta: they stay known for ``memory``,
+/// so a sender that joins, sends and leaves at once (`mesh topic send`) has its messages read
+/// even when the receiver never saw it in its topology.
 final class PeerDirectory: Sendable {
     private struct State {
-        var nodes: [String: NodeRecord] = [:]
         var departed: [String: (record: NodeRecord, at: ContinuousClock.Instant)] = [:]
         /// When ``departed`` was last pruned: at most once a second, so a storm of leaves costs
         /// O(changes) per delta too.
@@ -85,30 +86,15 @@ final class PeerDirectory: Sendable {
     static let memory = Duration.seconds(5)
     private let state = Mutex(State())
     private let onChange = Mutex<(@Sendable () -> Void)?>(nil)
+    private let current = Mutex<(@Sendable (String) -> NodeRecord?)?>(nil)
 
-    /// Takes a whole new set of nodes (a full copy of the topology): O(nodes).
-    func update(_ new: [String: NodeRecord], now: ContinuousClock.Instant = .now) {
-        state.withLock { state in
-            for (id, record) in state.nodes where new[id] == nil { state.departed[id] = (record, now) }
-            for id in new.keys { state.departed[id] = nil }
-            state.departed = state.departed.filter { now - $0.value.at < PeerDirectory.memory }
-            state.nodes = new
-        }
-        onChange.withLock { $0 }?()
-    }
+    /// Where the records of the nodes in the topology are found (the router's).
+    func resolve(with lookup: @escaping @Sendable (String) -> NodeRecord?) { current.withLock { $0 = lookup } }
 
-    /// Takes one update's records (`nil`: the node left): O(records), plus forgetting the
-    /// departed nodes whose ``memory`` ran out.
-    func apply(_ records: [(id: String, record: NodeRecord?)], now: ContinuousClock.Instant = .now) {
+    /// Notes that the topology changed: `departed` are the records of the nodes that left.
+    func changed(departed: [NodeRecord], now: ContinuousClock.Instant = .now) {
         state.withLock { state in
-            for (id, record) in records {
-                if let record {
-                    state.nodes[id] = record
-                    state.departed[id] = nil
-                } else if let old = state.nodes.removeValue(forKey: id) {
-                    state.departed[id] = (old, now)
-                }
-            }
+            for record in departed { state.departed[record.id] = (record, now) }
             if !state.departed.isEmpty, state.prunedAt.map({ now - $0 >= .seconds(1) }) ?? true {
                 state.departed = state.departed.filter { now - $0.value.at < PeerDirectory.memory }
                 state.prunedAt = now
@@ -117,20 +103,17 @@ final class PeerDirectory: Sendable {
         onChange.withLock { $0 }?()
     }
 
-    /// Remembers nodes a delta let join, whether or not they are still there after it.
-    func remember(_ joined: [NodeRecord], now: ContinuousClock.Instant = .now) {
-        guard !joined.isEmpty else { return }
-        state.withLock { state in
-            for record in joined where state.nodes[record.id] == nil { state.departed[record.id] = (record, now) }
-        }
+    /// Forgets every node (the node closed).
+    func clear() {
+        state.withLock { $0 = State() }
+        current.withLock { $0 = nil }
     }
 
     func node(_ id: String, now: ContinuousClock.Instant = .now) -> NodeRecord? {
-        state.withLock { state in
-            if let node = state.nodes[id] { return node }
-            guard let departed = state.departed[id], now - departed.at < PeerDirectory.memory else {
-                return nil
-            }
+        // The lookup runs with no lock of this directory held: it takes the router's.
+        if let lookup = current.withLock({ $0 }), let node = lookup(id) { return node }
+        return state.withLock { state in
+            guard let departed = state.departed[id], now - departed.at < PeerDirectory.memory else { return nil }
             return departed.record
         }
     }

@@ -122,8 +122,7 @@ extension MeshNode {
         case .cancel(let timer):
             if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
         case .topologyChanged(let joined, let changes):
-            if !joined.isEmpty { peerDirectory.remember(joined) }
-            topologyChanged(changes)
+            topologyChanged(changes, joined: joined)
         case .acknowledge(let answered):
             acknowledge(answered)
         case .releaseInterestWaiters:

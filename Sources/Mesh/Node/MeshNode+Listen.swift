@@ -138,20 +138,22 @@ extension MeshNode {
 
     /// Drops the cached routes `changes` touch, lets go of nodes that left, and wakes waiters
     /// whose condition now holds: in proportion to the changes, unless they are ``TopologyChanges/everything``.
-    func topologyChanged(_ changes: TopologyChanges) {
-        let closing: [Connection]
+    ///
+    /// - Parameter joined: the records the delta let join; those gone again after it stay known
+    ///   to the peer directory for a while (they may have sent something first).
+    func topologyChanged(_ changes: TopologyChanges, joined: [NodeRecord] = []) {
+        var departures: Router.Departures
         if changes.everything {
-            let routing = session.routingTopology
-            peerDirectory.update(routing.nodes)
-            closing = router.setTopology(routing)
+            departures = router.setTopology(session.routingTopology)
         } else {
-            // Only the touched records: the router and the directory keep their own copies, so
-            // the session's topology is not shared with them and applying a delta copies nothing.
+            // Only the touched records: the router keeps its own copy, so the session's topology
+            // is not shared with it and applying the next delta copies nothing.
             let records = changes.nodes.map { (id: $0, record: session.routingRecord($0)) }
-            peerDirectory.apply(records)
-            closing = router.apply(records, topics: changes.topics, services: changes.services, version: topology.version)
+            departures = router.apply(records, topics: changes.topics, services: changes.services, version: topology.version)
         }
-        for connection in closing {
+        departures.records += joined.filter { session.routingRecord($0.id) == nil }
+        peerDirectory.changed(departed: departures.records)
+        for connection in departures.connections {
             connection.closeAfterFlushing(deadline: .now + .seconds(1))
         }
         deliverLatched(changes)

@@ -210,10 +210,10 @@ public actor MeshNode {
     var nextWaiterID: UInt64 = 0
     /// Registering, deltas, heartbeats, liveness and reconnecting, as a state machine (see
     /// MeshNode+Coordinator.swift for the shell that performs its actions).
-    lazy var session = CoordinatorSession(
-        configuration: .init(
-            coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
-            heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
+    ///
+    /// A stored property, not `lazy`: a lazy one is mutated through its getter and setter, so
+    /// every event copied the session and, with it, the whole topology (O(nodes) per delta).
+    var session: CoordinatorSession
     /// The session's current attempt and its connection to the coordinator.
     var controlLink: (attempt: CoordinatorSession.Attempt, connection: Connection)?
     /// The event-loop timer of each armed session timer.
@@ -256,6 +256,10 @@ public actor MeshNode {
         self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
+        self.session = CoordinatorSession(
+            configuration: .init(
+                coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
+                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
         let loop = EventLoop.shared
         self.loop = loop
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
@@ -273,6 +277,8 @@ public actor MeshNode {
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
             options: MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data), events: events,
             logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls, loop: loop)
+        let router = self.router
+        peerDirectory.resolve { router.node($0) }
     }
 
     /// The topology as this node holds it: with ``TopologyView/full`` every node; with
@@ -449,6 +455,7 @@ public actor MeshNode {
         var closing = closeSession(flushingUntil: deadline)
         heartbeatPump.stop()
         peerDirectory.whenUnknown(nil)
+        peerDirectory.clear()
         services.close()
         calls.close()
         for connection in router.close() {

@@ -382,38 +382,57 @@ final class Router: Sendable {
         for line in lines { logger.warning(line) }
     }
 
-    /// Takes a new topology: forgets cached routes and returns connections to nodes that left.
-    func setTopology(_ topology: Topology) -> [Connection] {
+    /// What a topology update let go of.
+    struct Departures {
+        /// Connections to nodes that left, for the caller to close.
+        var connections: [Connection] = []
+        /// The records of the nodes that left.
+        var records: [NodeRecord] = []
+    }
+
+    /// Takes a new topology: forgets cached routes and returns what left.
+    @discardableResult
+    func setTopology(_ topology: Topology) -> Departures {
         state.withLock { state in
+            var departures = Departures()
+            for (id, record) in state.topology.nodes where topology.nodes[id] == nil { departures.records.append(record) }
             state.topology = topology
             dropRoutes(in: &state)
-            var gone: [Connection] = []
             for (peerID, connection) in state.peers where topology.nodes[peerID] == nil {
-                gone.append(connection)
+                departures.connections.append(connection)
                 state.peers[peerID] = nil
             }
             state.failed = state.failed.filter { topology.nodes[$0.key] != nil }
-            return gone
+            return departures
         }
+    }
+
+    /// The record of node `id` in the topology the router routes with.
+    func node(_ id: String) -> NodeRecord? {
+        state.withLock { $0.topology.nodes[id] }
     }
 
     /// Takes one update's records (`nil`: the node is gone) and drops only the cached routes of
     /// the topics and services it touched: work in proportion to the update, not to the mesh.
-    /// Returns the connections to nodes that left.
+    /// Returns what left.
+    @discardableResult
     func apply(
         _ records: [(id: String, record: NodeRecord?)], topics: Set<String>, services: Set<String>, version: UInt64
-    ) -> [Connection] {
+    ) -> Departures {
         state.withLock { state in
             state.topology.version = version
-            var gone: [Connection] = []
+            var departures = Departures()
             for (id, record) in records {
-                state.topology.nodes[id] = record
-                guard record == nil else { continue }
-                if let connection = state.peers.removeValue(forKey: id) { gone.append(connection) }
+                if let record {
+                    state.topology.nodes[id] = record
+                    continue
+                }
+                if let old = state.topology.nodes.removeValue(forKey: id) { departures.records.append(old) }
+                if let connection = state.peers.removeValue(forKey: id) { departures.connections.append(connection) }
                 state.failed[id] = nil
             }
             dropRoutes(topics: topics, services: services, in: &state)
-            return gone
+            return departures
         }
     }
 
@@ -439,6 +458,12 @@ final class Router: Sendable {
     func close() -> [Connection] {
         state.withLock { state in
             state.closed = true
+            // A closed node routes nothing: let go of its copy of the topology and its routes,
+            // keeping the records of the peers being closed (their drops are logged by name).
+            let peers = state.peers
+            state.topology.nodes = state.topology.nodes.filter { peers[$0.key] != nil }
+            state.routes = [:]
+            state.serviceRoutes = [:]
             defer { state.peers.removeAll() }
             return Array(state.peers.values)
         }
