@@ -167,4 +167,26 @@ struct TopologyChangesTests {
         #expect(directory.node(peer.id, now: start + .seconds(60)) == nil)
         #expect(directory.node(Self.me) == nil)
     }
+
+    @Test("nodes of one process share a large frame's decoding only when its bytes are the same; a malformed one still fails")
+    func sharedDecoding() throws {
+        let records = (0..<20).map { Self.record(String(format: "%016x", $0 + 1), "n\($0)", topics: ["t\($0)"]) }
+        let delta = TopologyDelta(from: 1, to: 2, changes: records.map { .join($0) })
+        let body = Array(ControlMessage(.delta, delta: delta).encodedFrame().dropFirst(Frame.headerLength))
+        #expect(body.count >= SharedControlDecoding.minimumBytes)
+        let first = try SharedControlDecoding.decode(body)
+        let again = try SharedControlDecoding.decode(Array(body))
+        #expect(first.delta == delta && again.delta == delta)
+        // One byte different (another node's name): decoded for itself, not taken from the cache.
+        var other = body
+        let nameAt = other.indices.first { other[$0] == UInt8(ascii: "n") && other[$0 + 1] == UInt8(ascii: "0") && other[$0 - 1] == UInt8(ascii: "\"") }!
+        other[nameAt] = UInt8(ascii: "m")
+        let changed = try SharedControlDecoding.decode(other)
+        #expect(changed.delta?.changes[0].node?.name == "m0")
+        #expect(try SharedControlDecoding.decode(body).delta?.changes[0].node?.name == "n0")
+        var broken = body
+        broken[broken.count - 1] = UInt8(ascii: "[")
+        #expect(throws: FrameError.self) { try SharedControlDecoding.decode(broken) }
+        #expect(throws: FrameError.self) { try SharedControlDecoding.decode(broken) }
+    }
 }

@@ -160,7 +160,12 @@ final class InboundLink: ConnectionDelegate {
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
-    private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:]
+    private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:] {
+        didSet { waitingHellos.store(unknown.count, ordering: .sequentiallyConsistent) }
+    }
+    /// How many hellos ``unknown`` holds, read off the loop: a topology change wakes the loop
+    /// to check them again only when there are some (a join storm makes thousands of changes).
+    private let waitingHellos = Atomic<Int>(0)
     /// Open connections that have not sent their peer hello yet, and since when.
     private nonisolated(unsafe) var awaitingHello: [UInt64: (connection: Connection, since: ContinuousClock.Instant)] = [:]
     private nonisolated(unsafe) var sweepScheduled = false
@@ -180,7 +185,7 @@ final class InboundLink: ConnectionDelegate {
         self.services = services
         self.directory = directory
         directory.whenChanged { [weak self] in
-            guard let link = self else { return }
+            guard let link = self, link.waitingHellos.load(ordering: .sequentiallyConsistent) > 0 else { return }
             loop.execute { link.recheckUnknownPeers() }
         }
     }
@@ -299,6 +304,9 @@ final class InboundLink: ConnectionDelegate {
                     // Not in the topology yet: hold the rest of the stream until it is, or give up.
                     unknown[connection.id] = (hello, connection)
                     connection.setReadingPaused(true)
+                    // The record may have arrived between the check and the count going up,
+                    // when a change did not look: look again once.
+                    loop.execute { [self] in recheckUnknownPeers() }
                     directory.lookUp(hello.id)
                     let patience = InboundLink.unknownPeerPatience
                     _ = loop.schedule(after: patience) { [self] in

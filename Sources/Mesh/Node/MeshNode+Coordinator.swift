@@ -35,7 +35,7 @@ extension MeshNode {
                 guard let attempt = attempt(of: connection) else { continue }  // from a connection given up
                 let message: ControlMessage
                 do throws(FrameError) {
-                    message = try ControlMessage.decode(body)
+                    message = try SharedControlDecoding.decode(body)
                 } catch {
                     connection.close(error: .frame(error))
                     continue
