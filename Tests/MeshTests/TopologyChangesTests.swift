@@ -37,6 +37,24 @@ struct TopologyChangesTests {
         #expect(TopologyChanges().touches(.anyChange) && !TopologyChanges().touches(.node(Self.me)))
     }
 
+    @Test("a listen or serve keeps the record's list sorted, in place or, for a list that came unsorted, by sorting it")
+    func listsStaySorted() {
+        var topology = Topology(
+            TopologySnapshot(
+                version: 1,
+                nodes: [Self.record(Self.me, "me", topics: ["a", "c"]), Self.record("00000000000000bb", "b", topics: ["z", "m"])]))
+        let applied = [
+            topology.apply(.listen(Self.me, "b")), topology.apply(.listen(Self.me, "d")), topology.apply(.listen(Self.me, "c")),
+            topology.apply(.serve(Self.me, "s")), topology.apply(.listen("00000000000000bb", "a")),
+            topology.apply(.listen("00000000000000ff", "a")),
+        ]
+        // A topic already listed, and a listen of an unknown node, change nothing.
+        #expect(applied == [true, true, false, true, true, false])
+        #expect(topology.nodes[Self.me]?.topics == ["a", "b", "c", "d"])
+        #expect(topology.nodes[Self.me]?.services == ["s"])
+        #expect(topology.nodes["00000000000000bb"]?.topics == ["a", "m", "z"])
+    }
+
     typealias Condition = (Topology) -> Bool
 
     /// Applies `delta`, then wakes (removes and returns, by label) the waits whose condition holds

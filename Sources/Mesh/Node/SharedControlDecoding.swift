@@ -9,21 +9,28 @@ import Synchronization
 /// program) would otherwise decode each delta once per node: in a join storm of N nodes, N²
 /// records of JSON, which is what kept a 1,000-node process from answering its heartbeats.
 /// A frame is reused only when its bytes equal a cached one's exactly; a decoded message is a
-/// value, so sharing it shares nothing mutable. Small frames (heartbeats, acknowledgements)
-/// are decoded as before: comparing would cost as much as decoding.
+/// value, so sharing it shares nothing mutable. Small frames (heartbeats) are decoded as
+/// before: comparing would cost as much as decoding.
 enum SharedControlDecoding {
     /// Frames shorter than this are always decoded.
-    static let minimumBytes = 1_024
-    /// How many decoded frames are kept (the nodes of one process receive the same delta at
-    /// about the same time; a few are enough).
-    static let capacity = 4
+    static let minimumBytes = 128
+    /// How many decoded frames are kept: nodes busy with a backlog read the same delta up to
+    /// seconds apart, while a join storm makes dozens of deltas a second.
+    static let capacity = 256
+    /// The most bytes of frames kept (the oldest go first).
+    static let maximumBytes = 16 << 20
 
     private struct Entry: Sendable {
         let body: [UInt8]
         let message: ControlMessage
     }
 
-    private static let recent = Mutex<[Entry]>([])
+    private struct Recent: Sendable {
+        var entries: [Entry] = []
+        var bytes = 0
+    }
+
+    private static let recent = Mutex(Recent())
 
     /// The message in `body`, decoded here or by another node of this process.
     ///
@@ -31,14 +38,21 @@ enum SharedControlDecoding {
     static func decode(_ body: [UInt8]) throws(FrameError) -> ControlMessage {
         guard body.count >= minimumBytes else { return try ControlMessage.decode(body) }
         // Compared with no lock held: the entries are values, copied out in one step.
-        let entries = recent.withLock { $0 }
-        for entry in entries where entry.body.count == body.count && same(entry.body, body) {
+        let entries = recent.withLock { $0.entries }
+        // Newest first: the frame most likely to match is the one other nodes just read.
+        for entry in entries.reversed() where entry.body.count == body.count && same(entry.body, body) {
             return entry.message
         }
         let message = try ControlMessage.decode(body)
         recent.withLock { recent in
-            if recent.count >= capacity { recent.removeFirst() }
-            recent.append(Entry(body: body, message: message))
+            recent.entries.append(Entry(body: body, message: message))
+            recent.bytes += body.count
+            var drop = 0
+            while recent.entries.count - drop > capacity || (recent.bytes > maximumBytes && drop < recent.entries.count - 1) {
+                recent.bytes -= recent.entries[drop].body.count
+                drop += 1
+            }
+            if drop > 0 { recent.entries.removeFirst(drop) }
         }
         return message
     }
