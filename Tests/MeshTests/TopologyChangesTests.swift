@@ -188,6 +188,13 @@ struct TopologyChangesTests {
 
     @Test("nodes of one process share a large frame's decoding only when its bytes are the same; a malformed one still fails")
     func sharedDecoding() throws {
+        // As if two nodes were open in this process (with one, nothing is kept).
+        SharedControlDecoding.nodeOpened()
+        SharedControlDecoding.nodeOpened()
+        defer {
+            SharedControlDecoding.nodeClosed()
+            SharedControlDecoding.nodeClosed()
+        }
         let records = (0..<20).map { Self.record(String(format: "%016x", $0 + 1), "n\($0)", topics: ["t\($0)"]) }
         let delta = TopologyDelta(from: 1, to: 2, changes: records.map { .join($0) })
         let body = Array(ControlMessage(.delta, delta: delta).encodedFrame().dropFirst(Frame.headerLength))

@@ -279,6 +279,7 @@ public actor MeshNode {
             logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls, loop: loop)
         let router = self.router
         peerDirectory.resolve { router.node($0) }
+        SharedControlDecoding.nodeOpened()
     }
 
     /// The topology as this node holds it: with ``TopologyView/full`` every node; with
@@ -451,6 +452,7 @@ public actor MeshNode {
     private func shutdown(flush: Duration) async {
         guard !isClosed else { return }
         isClosed = true
+        SharedControlDecoding.nodeClosed()
         let deadline = ContinuousClock.now + flush
         var closing = closeSession(flushingUntil: deadline)
         heartbeatPump.stop()

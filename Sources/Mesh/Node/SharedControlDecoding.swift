@@ -10,8 +10,18 @@ import Synchronization
 /// records of JSON, which is what kept a 1,000-node process from answering its heartbeats.
 /// A frame is reused only when its bytes equal a cached one's exactly; a decoded message is a
 /// value, so sharing it shares nothing mutable. Small frames (heartbeats) are decoded as
-/// before: comparing would cost as much as decoding.
+/// before: comparing would cost as much as decoding. A process with one open node keeps nothing.
 enum SharedControlDecoding {
+    /// Nodes open in this process.
+    private static let openNodes = Atomic<Int>(0)
+
+    static func nodeOpened() { openNodes.add(1, ordering: .relaxed) }
+
+    static func nodeClosed() {
+        guard openNodes.subtract(1, ordering: .relaxed).newValue <= 1 else { return }
+        recent.withLock { $0 = Recent() }
+    }
+
     /// Frames shorter than this are always decoded.
     static let minimumBytes = 128
     /// How many decoded frames are kept: nodes busy with a backlog read the same delta up to
@@ -36,7 +46,7 @@ enum SharedControlDecoding {
     ///
     /// - Throws: what ``ControlMessage/decode(_:)`` throws (a malformed frame is never cached).
     static func decode(_ body: [UInt8]) throws(FrameError) -> ControlMessage {
-        guard body.count >= minimumBytes else { return try ControlMessage.decode(body) }
+        guard body.count >= minimumBytes, openNodes.load(ordering: .relaxed) > 1 else { return try ControlMessage.decode(body) }
         // Compared with no lock held: the entries are values, copied out in one step.
         let entries = recent.withLock { $0.entries }
         // Newest first: the frame most likely to match is the one other nodes just read.
