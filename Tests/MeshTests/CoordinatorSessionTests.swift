@@ -120,6 +120,10 @@ struct CoordinatorSessionTests {
         let first = CoordinatorSession.Attempt(number: 1)
         #expect(started.contains(.dial(first)))
         #expect(started.contains(.register(first, view: nil, interest: nil)))
+        // A welcome handled seconds late (a busy process) must not leave the coordinator without beats.
+        #expect(
+            started.firstIndex(of: .pumpHeartbeats(first)).map { $0 > started.firstIndex(of: .register(first, view: nil, interest: nil))! } == true,
+            "the heartbeat pump does not cover the connection from the register on")
         #expect(started.contains(.schedule(.registration, at: driver.at(5))))
         #expect(started.contains(.schedule(.heartbeat, at: driver.at(1))))
         #expect(driver.session.armed[.welcome] == nil, "the build's own deadline covers the first welcome")

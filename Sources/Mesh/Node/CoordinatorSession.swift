@@ -421,6 +421,11 @@ struct CoordinatorSession: Sendable {
         var actions: [Action] = [
             .dial(attempt),
             .register(attempt, view: partial ? .partial : nil, interest: partial && !interest.isEmpty ? interest : nil),
+            // The coordinator counts this node's silence from the register on. In a process too
+            // busy to handle the welcome for seconds (a join storm), the loop-thread pump keeps
+            // the heartbeats going meanwhile, so the coordinator does not evict a node that is
+            // only slow (the register counts as the first beat).
+            .pumpHeartbeats(attempt),
         ]
         // The build's registration has a deadline of its own, which also covers this attempt's welcome.
         if !registering { actions.append(schedule(.welcome, at: now + configuration.connectTimeout)) }
