@@ -40,11 +40,14 @@ enum MeshRoles {
 
     // MARK: Coordinator
 
-    /// A coordinator on 127.0.0.1 with a free port; prints `READY host:port`.
+    /// A coordinator on 127.0.0.1 with a free port; prints `READY host:port`. Logs warnings, or
+    /// what `MESH_BENCH_COORDINATOR_LOG` (a level name) asks for.
     static func coordinator() async throws {
+        let level = ProcessInfo.processInfo.environment["MESH_BENCH_COORDINATOR_LOG"].flatMap(MeshLogger.Level.init(name:))
         let coordinator = MeshCoordinator(
             configuration: .init(
-                host: "127.0.0.1", port: 0, authkey: benchAuthkey, logger: MeshLogger(label: "coordinator", level: .warning)))
+                host: "127.0.0.1", port: 0, authkey: benchAuthkey,
+                logger: MeshLogger(label: "coordinator", level: level ?? .warning)))
         let address = try await coordinator.start()
         emit("READY \(address)")
         try await coordinator.run()

@@ -120,6 +120,10 @@ struct CoordinatorSessionTests {
         let first = CoordinatorSession.Attempt(number: 1)
         #expect(started.contains(.dial(first)))
         #expect(started.contains(.register(first, view: nil, interest: nil)))
+        // A welcome handled seconds late (a busy process) must not leave the coordinator without beats.
+        #expect(
+            started.firstIndex(of: .pumpHeartbeats(first)).map { $0 > started.firstIndex(of: .register(first, view: nil, interest: nil))! } == true,
+            "the heartbeat pump does not cover the connection from the register on")
         #expect(started.contains(.schedule(.registration, at: driver.at(5))))
         #expect(started.contains(.schedule(.heartbeat, at: driver.at(1))))
         #expect(driver.session.armed[.welcome] == nil, "the build's own deadline covers the first welcome")
@@ -135,7 +139,7 @@ struct CoordinatorSessionTests {
         #expect(driver.session.topology.nodes[peer.id] == peer)
         #expect(actions.contains(.registered))
         #expect(actions.contains(.pumpHeartbeats(first)))
-        #expect(actions.contains(.topologyChanged(joined: [])))
+        #expect(actions.contains(.topologyChanged(joined: [], changes: .everything)))
         #expect(actions.contains(.cancel(.registration)))
         #expect(actions.contains(.schedule(.liveness, at: driver.at(0.2 + 5))))
         #expect(actions.lines(.debug) == ["registered as \(SessionDriver.selfID) with the coordinator at 127.0.0.1:6374"])
@@ -223,7 +227,9 @@ struct CoordinatorSessionTests {
         let peer = record("00000000000000bb", "peer")
 
         var actions = driver.handle(.received(attempt, delta(3, 4, [.join(peer)])))
-        #expect(actions == [.topologyChanged(joined: [peer])])
+        var joined = TopologyChanges()
+        joined.add(peer)
+        #expect(actions == [.topologyChanged(joined: [peer], changes: joined)])
         #expect(driver.session.topology.version == 4)
         #expect(driver.session.topology.nodes[peer.id] == peer)
 
@@ -239,7 +245,7 @@ struct CoordinatorSessionTests {
         // The full copy answers the sync.
         let copy = ControlMessage(.topology, topology: TopologySnapshot(version: 7, nodes: []))
         actions = driver.handle(.received(attempt, copy))
-        #expect(actions == [.topologyChanged(joined: [])])
+        #expect(actions == [.topologyChanged(joined: [], changes: .everything)])
         #expect(driver.session.topology.version == 7 && driver.session.topology.nodes.isEmpty)
 
         // A delta answering an interest acknowledges it, applied or not.
@@ -404,13 +410,22 @@ struct CoordinatorSessionTests {
         #expect(driver.session.routingTopology.nodes.count == 3)
 
         actions = driver.handle(.received(driver.attempt, delta(1, 2, [.join(back)])))
-        #expect(actions == [.topologyChanged(joined: [back])])
+        var rejoined = TopologyChanges()
+        rejoined.add(back)
+        #expect(actions == [.topologyChanged(joined: [back], changes: rejoined)])
+        #expect(driver.session.routingRecord(back.id) == back)
         #expect(Set(driver.session.provisional.keys) == [gone.id])
         for _ in 0..<5 {
             driver.handle(.received(driver.attempt, ControlMessage(.heartbeat)))
             driver.advance(by: 1.01)
         }
         #expect(driver.session.provisional.isEmpty)
+        #expect(driver.session.routingRecord(gone.id) == nil, "an expired provisional node is still routed to")
+        let expiry = driver.history.contains { action in
+            guard case .topologyChanged(_, let changes) = action else { return false }
+            return changes.nodes == [gone.id] && !changes.everything
+        }
+        #expect(expiry, "the expiry did not tell the node which record went")
         #expect(driver.session.routingTopology.nodes.count == 2)
         #expect(driver.history.lines(.info).contains(
             "1 node(s) did not re-register with the new coordinator within 5.000 s; no longer routing to them: gone"))

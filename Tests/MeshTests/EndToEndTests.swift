@@ -130,7 +130,7 @@ struct EndToEndTests {
             try await plannerA.listen("events") { (_: String, n: Int) in planners.append(n) }
             try await plannerB.listen("events") { (_: String, n: Int) in planners.append(n) }
             let sender = try await mesh.node("source")
-            try await sender.waitForTopology(timeout: .seconds(5), describing: "three listeners") {
+            try await sender.waitForTopology(.topic("events"), timeout: .seconds(5), describing: "three listeners") {
                 $0.listeners(of: "events").count == 3
             }
             for n in 0..<20 { try await sender.send("events", n) }
@@ -154,7 +154,7 @@ struct EndToEndTests {
                 members.append(member)
             }
             let sender = try await mesh.node("camera", loadBalancing: .broadcast)
-            try await sender.waitForTopology(timeout: .seconds(5), describing: "three displays") {
+            try await sender.waitForTopology(.topic("frame"), timeout: .seconds(5), describing: "three displays") {
                 $0.listeners(of: "frame").count == 3
             }
             for n in 0..<5 { try await sender.send("frame", n) }

@@ -556,17 +556,22 @@ struct AdmissionFloodTests {
 struct PeerDirectoryTests {
     @Test("a node that joined and left within one delta, or left since, is still known for a while")
     func departedNodesAreRemembered() {
+        let router = TopologyChangesTests.router()
         let directory = PeerDirectory()
+        directory.resolve { router.node($0) }
         let a = NodeRecord(id: "aaaaaaaaaaaaaaaa", name: "a", host: "127.0.0.1", port: 1)
         let b = NodeRecord(id: "bbbbbbbbbbbbbbbb", name: "b", host: "127.0.0.1", port: 2)
-        directory.update([a.id: a])
+        router.setTopology(Topology(TopologySnapshot(version: 1, nodes: [a])))
+        #expect(directory.node(a.id) == a)
         #expect(directory.node(b.id) == nil)
-        // A delta where b joins and leaves: the topology after it never holds b.
-        directory.remember([b])
-        directory.update([a.id: a])
+        // A delta where b joins and leaves: the topology after it never holds b; the node
+        // passes b's record as departed.
+        directory.changed(departed: [b])
         #expect(directory.node(b.id) == b)
         // a leaves: still known, as departed.
-        directory.update([:])
+        let departures = router.apply([(id: a.id, record: nil)], topics: [], services: [], version: 2)
+        directory.changed(departed: departures.records)
+        #expect(router.node(a.id) == nil)
         #expect(directory.node(a.id) == a)
         #expect(directory.node("cccccccccccccccc") == nil)
     }

@@ -98,8 +98,9 @@ struct CoordinatorSession: Sendable {
         /// Disarm the timer.
         case cancel(Timer)
         /// ``CoordinatorSession/topology`` or the provisional nodes changed: route with
-        /// ``CoordinatorSession/routingTopology``, wake waits; `joined` are the records a delta added.
-        case topologyChanged(joined: [NodeRecord])
+        /// ``CoordinatorSession/routingTopology`` (the records of `changes`' nodes, unless it is
+        /// ``TopologyChanges/everything``), wake waits; `joined` are the records a delta added.
+        case topologyChanged(joined: [NodeRecord], changes: TopologyChanges)
         /// The coordinator has answered for this interest (partial view).
         case acknowledge(ViewInterest)
         /// No coordinator for now: interest waits route with what the node holds.
@@ -192,6 +193,11 @@ struct CoordinatorSession: Sendable {
         return routing
     }
 
+    /// One node's record as the node routes with it: in the topology, else provisional; `nil` when gone.
+    func routingRecord(_ nodeID: String) -> NodeRecord? {
+        topology.nodes[nodeID] ?? provisional[nodeID]
+    }
+
     /// The backoff before dialling again after `failures` failed attempts: 100 ms, doubling, at most 1 s.
     static func backoff(afterFailures failures: Int) -> Duration {
         .milliseconds(min(1000, 50 << min(failures, 5)))
@@ -267,9 +273,11 @@ struct CoordinatorSession: Sendable {
         case .delta:
             guard isRegistered, let delta = message.delta else { return [] }
             var actions: [Action] = []
+            // Read before applying: a leaving node's record says what it listened to.
+            let changes = TopologyChanges(delta.changes, before: topology)
             switch topology.apply(delta) {
             case .applied:
-                actions += topologyChanged(joined: delta.changes.compactMap { $0.op == .join ? $0.node : nil })
+                actions += topologyChanged(joined: delta.changes.compactMap { $0.op == .join ? $0.node : nil }, changes)
             case .alreadyKnown:
                 break
             case .gap:
@@ -281,7 +289,7 @@ struct CoordinatorSession: Sendable {
         case .topology:
             guard let snapshot = message.topology else { return [] }
             topology = Topology(snapshot)
-            return topologyChanged(joined: [])
+            return topologyChanged(joined: [], .everything)
         case .heartbeat:
             return []
         case .shutdown:
@@ -310,7 +318,7 @@ struct CoordinatorSession: Sendable {
             if !provisional.isEmpty { actions.append(schedule(.grace, at: now + Self.reregistrationGrace)) }
         }
         topology = fresh
-        actions += topologyChanged(joined: [])
+        actions += topologyChanged(joined: [], .everything)
         // A coordinator that predates partial views sends the full topology and says nothing.
         hasPartialView = configuration.partialView && view == .partial
         if hasPartialView {
@@ -413,6 +421,11 @@ struct CoordinatorSession: Sendable {
         var actions: [Action] = [
             .dial(attempt),
             .register(attempt, view: partial ? .partial : nil, interest: partial && !interest.isEmpty ? interest : nil),
+            // The coordinator counts this node's silence from the register on. In a process too
+            // busy to handle the welcome for seconds (a join storm), the loop-thread pump keeps
+            // the heartbeats going meanwhile, so the coordinator does not evict a node that is
+            // only slow (the register counts as the first beat).
+            .pumpHeartbeats(attempt),
         ]
         // The build's registration has a deadline of its own, which also covers this attempt's welcome.
         if !registering { actions.append(schedule(.welcome, at: now + configuration.connectTimeout)) }
@@ -450,9 +463,9 @@ struct CoordinatorSession: Sendable {
 
     // MARK: Topology
 
-    private mutating func topologyChanged(joined: [NodeRecord]) -> [Action] {
+    private mutating func topologyChanged(joined: [NodeRecord], _ changes: TopologyChanges) -> [Action] {
         if !provisional.isEmpty { provisional = provisional.filter { topology.nodes[$0.key] == nil } }
-        return [.topologyChanged(joined: joined)]
+        return [.topologyChanged(joined: joined, changes: changes)]
     }
 
     private mutating func expireProvisional() -> [Action] {
@@ -465,7 +478,10 @@ struct CoordinatorSession: Sendable {
             actions.append(
                 .log(.info, "\(gone.count) node(s) did not re-register with the new coordinator within \(formatted(Self.reregistrationGrace)); no longer routing to them: \(names)"))
         }
-        return actions + [.topologyChanged(joined: [])]
+        // The provisional nodes the topology lacks are gone; the others are routed as they were.
+        var changes = TopologyChanges()
+        for node in gone.values { changes.add(node) }
+        return actions + [.topologyChanged(joined: [], changes: changes)]
     }
 
     // MARK: Timers

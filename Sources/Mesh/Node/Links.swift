@@ -75,45 +75,50 @@ final class PeerLink: ConnectionDelegate {
 /// The nodes a node may accept messages from: its topology (and the nodes it still routes to
 /// while they re-register), shared with the loop thread that checks each peer's hello.
 ///
-/// Nodes that left, or that joined and left within one delta, stay known for ``memory``: a
-/// sender that joins, sends and leaves at once (`mesh topic send`) has its messages read even
-/// when the receiver never saw it in its topology.
+/// It holds no copy of the topology: it asks the router, which holds the records the node
+/// routes with (one copy fewer per node, and no O(nodes) work per delta). What it keeps is the
+/// nodes that left, or that joined and left within one delta: they stay known for ``memory``,
+/// so a sender that joins, sends and leaves at once (`mesh topic send`) has its messages read
+/// even when the receiver never saw it in its topology.
 final class PeerDirectory: Sendable {
     private struct State {
-        var nodes: [String: NodeRecord] = [:]
         var departed: [String: (record: NodeRecord, at: ContinuousClock.Instant)] = [:]
+        /// When ``departed`` was last pruned: at most once a second, so a storm of leaves costs
+        /// O(changes) per delta too.
+        var prunedAt: ContinuousClock.Instant?
     }
 
     static let memory = Duration.seconds(5)
     private let state = Mutex(State())
     private let onChange = Mutex<(@Sendable () -> Void)?>(nil)
+    private let current = Mutex<(@Sendable (String) -> NodeRecord?)?>(nil)
 
-    func update(_ new: [String: NodeRecord]) {
-        let now = ContinuousClock.now
+    /// Where the records of the nodes in the topology are found (the router's).
+    func resolve(with lookup: @escaping @Sendable (String) -> NodeRecord?) { current.withLock { $0 = lookup } }
+
+    /// Notes that the topology changed: `departed` are the records of the nodes that left.
+    func changed(departed: [NodeRecord], now: ContinuousClock.Instant = .now) {
         state.withLock { state in
-            for (id, record) in state.nodes where new[id] == nil { state.departed[id] = (record, now) }
-            for id in new.keys { state.departed[id] = nil }
-            state.departed = state.departed.filter { now - $0.value.at < PeerDirectory.memory }
-            state.nodes = new
+            for record in departed { state.departed[record.id] = (record, now) }
+            if !state.departed.isEmpty, state.prunedAt.map({ now - $0 >= .seconds(1) }) ?? true {
+                state.departed = state.departed.filter { now - $0.value.at < PeerDirectory.memory }
+                state.prunedAt = now
+            }
         }
         onChange.withLock { $0 }?()
     }
 
-    /// Remembers nodes a delta let join, whether or not they are still there after it.
-    func remember(_ joined: [NodeRecord]) {
-        guard !joined.isEmpty else { return }
-        let now = ContinuousClock.now
-        state.withLock { state in
-            for record in joined where state.nodes[record.id] == nil { state.departed[record.id] = (record, now) }
-        }
+    /// Forgets every node (the node closed).
+    func clear() {
+        state.withLock { $0 = State() }
+        current.withLock { $0 = nil }
     }
 
-    func node(_ id: String) -> NodeRecord? {
-        state.withLock { state in
-            if let node = state.nodes[id] { return node }
-            guard let departed = state.departed[id], ContinuousClock.now - departed.at < PeerDirectory.memory else {
-                return nil
-            }
+    func node(_ id: String, now: ContinuousClock.Instant = .now) -> NodeRecord? {
+        // The lookup runs with no lock of this directory held: it takes the router's.
+        if let lookup = current.withLock({ $0 }), let node = lookup(id) { return node }
+        return state.withLock { state in
+            guard let departed = state.departed[id], now - departed.at < PeerDirectory.memory else { return nil }
             return departed.record
         }
     }
@@ -162,7 +167,12 @@ final class InboundLink: ConnectionDelegate {
     // Loop-thread only, keyed by connection id.
     private nonisolated(unsafe) var peers: [UInt64: Peer] = [:]
     /// Hellos from nodes not in the topology yet, with their connections, waiting for it.
-    private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:]
+    private nonisolated(unsafe) var unknown: [UInt64: (hello: PeerHello, connection: Connection)] = [:] {
+        didSet { waitingHellos.store(unknown.count, ordering: .sequentiallyConsistent) }
+    }
+    /// How many hellos ``unknown`` holds, read off the loop: a topology change wakes the loop
+    /// to check them again only when there are some (a join storm makes thousands of changes).
+    private let waitingHellos = Atomic<Int>(0)
     /// Open connections that have not sent their peer hello yet, and since when.
     private nonisolated(unsafe) var awaitingHello: [UInt64: (connection: Connection, since: ContinuousClock.Instant)] = [:]
     private nonisolated(unsafe) var sweepScheduled = false
@@ -182,7 +192,7 @@ final class InboundLink: ConnectionDelegate {
         self.services = services
         self.directory = directory
         directory.whenChanged { [weak self] in
-            guard let link = self else { return }
+            guard let link = self, link.waitingHellos.load(ordering: .sequentiallyConsistent) > 0 else { return }
             loop.execute { link.recheckUnknownPeers() }
         }
     }
@@ -306,6 +316,9 @@ final class InboundLink: ConnectionDelegate {
                     // Not in the topology yet: hold the rest of the stream until it is, or give up.
                     unknown[connection.id] = (hello, connection)
                     connection.setReadingPaused(true)
+                    // The record may have arrived between the check and the count going up,
+                    // when a change did not look: look again once.
+                    loop.execute { [self] in recheckUnknownPeers() }
                     directory.lookUp(hello.id)
                     let patience = InboundLink.unknownPeerPatience
                     _ = loop.schedule(after: patience) { [self] in

@@ -77,6 +77,7 @@ extension MeshNode {
     func close(within bound: Duration) async -> CloseReport {
         if let closing { return await closing.value }
         isClosed = true
+        SharedControlDecoding.nodeClosed()
         let task = Task { await self.shutdown(bound: bound) }
         closing = task
         return await task.value
@@ -92,6 +93,7 @@ extension MeshNode {
         var closing = leaveFirst ? closeSession(flushingUntil: .now + bound + bound) : []
         if leaveFirst { heartbeatPump.stop() }
         peerDirectory.whenUnknown(nil)
+        peerDirectory.clear()
 
         // 1. Take nothing new: no connections, no messages into the inbox, no requests. Open
         // connections are still read, so what arrives now is counted as refused and a sender
@@ -166,7 +168,7 @@ extension MeshNode {
         listeners.removeAll()
         for task in tasks { task.cancel() }
         tasks.removeAll()
-        for waiter in topologyWaiters.values {
+        for (_, waiter) in topologyWaiters.all {
             waiter.timer?.cancel()
             waiter.continuation.resume(throwing: MeshError.closed)
         }

@@ -35,7 +35,7 @@ extension MeshNode {
                 guard let attempt = attempt(of: connection) else { continue }  // from a connection given up
                 let message: ControlMessage
                 do throws(FrameError) {
-                    message = try ControlMessage.decode(body)
+                    message = try SharedControlDecoding.decode(body)
                 } catch {
                     connection.close(error: .frame(error))
                     continue
@@ -127,9 +127,8 @@ extension MeshNode {
             }
         case .cancel(let timer):
             if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
-        case .topologyChanged(let joined):
-            if !joined.isEmpty { peerDirectory.remember(joined) }
-            topologyChanged()
+        case .topologyChanged(let joined, let changes):
+            topologyChanged(changes, joined: joined)
         case .acknowledge(let answered):
             acknowledge(answered)
         case .releaseInterestWaiters:

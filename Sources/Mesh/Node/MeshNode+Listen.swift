@@ -91,7 +91,7 @@ extension MeshNode {
         announce(.unlisten, topic: topic)
         guard isConnectedToCoordinator else { return }
         let me = id
-        try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the unlisten") {
+        try await waitForTopology(.node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the unlisten") {
             !($0.nodes[me]?.topics.contains(topic) ?? false)
         }
     }
@@ -138,7 +138,8 @@ extension MeshNode {
         let me = id
         do {
             try await waitForTopology(
-                timeout: configuration.connectTimeout, describing: "the coordinator to record the listen", refusable: topic
+                .node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the listen",
+                refusable: topic
             ) {
                 guard let record = $0.nodes[me] else { return false }
                 return record.topics.contains(topic) && (!declares || record.types[topic] != nil)
@@ -155,11 +156,24 @@ extension MeshNode {
 
     // MARK: Topology
 
-    /// Drops cached routes, lets go of nodes that left, and wakes waiters whose condition now holds.
-    func topologyChanged() {
-        let routing = session.routingTopology
-        peerDirectory.update(routing.nodes)
-        for connection in router.setTopology(routing) {
+    /// Drops the cached routes `changes` touch, lets go of nodes that left, and wakes waiters
+    /// whose condition now holds: in proportion to the changes, unless they are ``TopologyChanges/everything``.
+    ///
+    /// - Parameter joined: the records the delta let join; those gone again after it stay known
+    ///   to the peer directory for a while (they may have sent something first).
+    func topologyChanged(_ changes: TopologyChanges, joined: [NodeRecord] = []) {
+        var departures: Router.Departures
+        if changes.everything {
+            departures = router.setTopology(session.routingTopology)
+        } else {
+            // Only the touched records: the router keeps its own copy, so the session's topology
+            // is not shared with it and applying the next delta copies nothing.
+            let records = changes.nodes.map { (id: $0, record: session.routingRecord($0)) }
+            departures = router.apply(records, topics: changes.topics, services: changes.services, version: topology.version)
+        }
+        departures.records += joined.filter { session.routingRecord($0.id) == nil }
+        peerDirectory.changed(departed: departures.records)
+        for connection in departures.connections {
             // The receiver left: it confirms what it took (PROTOCOL §8.3), and what it did not
             // is counted as dropped when the connection ends (``peerClosed``).
             guard let last = calls.latestDeadline(on: connection.id) else {
@@ -172,10 +186,12 @@ extension MeshNode {
             let latest = min(last, .now + MeshNode.closeBound * 3)
             loop.schedule(at: latest) { connection.closeConfirming(deadline: .now + .seconds(1)) }
         }
-        deliverLatched()
-        let ready = topologyWaiters.filter { $0.value.isSatisfied(topology) }
-        for (waiterID, waiter) in ready {
-            topologyWaiters[waiterID] = nil
+        deliverLatched(changes)
+        guard !topologyWaiters.isEmpty else { return }
+        let current = topology
+        for waiterID in topologyWaiters.candidates(for: changes) {
+            guard let waiter = topologyWaiters[waiterID], waiter.isSatisfied(current) else { continue }
+            topologyWaiters.remove(waiterID)
             waiter.timer?.cancel()
             waiter.continuation.resume()
         }

@@ -69,7 +69,7 @@ extension MeshNode {
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``;
     ///   `CancellationError`.
     public func waitForTopologyChange(from version: UInt64, timeout: Duration) async throws -> Topology {
-        try await waitForTopology(timeout: timeout, describing: "a topology change") { $0.version != version }
+        try await waitForTopology(.anyChange, timeout: timeout, describing: "a topology change") { $0.version != version }
         return topology
     }
 }

@@ -148,7 +148,7 @@ extension MeshNode {
     public func waitForListener(_ topic: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         let what = count == 1 ? "a listener on \"\(topic)\"" : "\(count) listeners on \"\(topic)\""
         try await need(ViewInterest(topics: [topic]))
-        try await waitForTopology(timeout: timeout, describing: what) { topology in
+        try await waitForTopology(.topic(topic), timeout: timeout, describing: what) { topology in
             topology.nodes.values.count { $0.topics.contains(topic) } >= count
         }
     }
@@ -158,15 +158,18 @@ extension MeshNode {
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``.
     public func waitForNodes(named name: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         try await need(ViewInterest(names: [name]))
-        try await waitForTopology(timeout: timeout, describing: "\(count) node(s) named \"\(name)\"") { topology in
+        try await waitForTopology(.name(name), timeout: timeout, describing: "\(count) node(s) named \"\(name)\"") { topology in
             topology.nodes.values.count { $0.name == name } >= count
         }
     }
 
     /// Suspends until `condition` holds for the topology, or `timeout` passes, or (with
     /// `refusable`) the coordinator refuses a declaration on that topic.
+    ///
+    /// - Parameter key: what `condition` reads: it is checked again only after a change touching
+    ///   that (or a full copy of the topology), so a delta costs in proportion to its changes.
     func waitForTopology(
-        timeout: Duration, describing what: String, refusable: String? = nil,
+        _ key: TopologyWaitKey, timeout: Duration, describing what: String, refusable: String? = nil,
         _ condition: @escaping @Sendable (Topology) -> Bool
     ) async throws {
         try checkOpen()
@@ -179,8 +182,9 @@ extension MeshNode {
                     try? await Task.sleep(for: timeout)
                     if !Task.isCancelled { self.expireWaiter(waiterID, what: what, timeout: timeout) }
                 }
-                topologyWaiters[waiterID] = TopologyWaiter(
-                    isSatisfied: condition, refusable: refusable, continuation: continuation, timer: timer)
+                topologyWaiters.add(
+                    waiterID, key: key,
+                    TopologyWaiter(isSatisfied: condition, refusable: refusable, continuation: continuation, timer: timer))
             }
         } onCancel: {
             // Runs after the waiter is stored: the hop needs the actor, which the body holds until then.
@@ -192,21 +196,21 @@ extension MeshNode {
     /// with the reason.
     func refused(topic: String, reason: String) {
         logger.warning("the coordinator refused a declaration on \"\(topic)\": \(reason)")
-        for (waiterID, waiter) in topologyWaiters where waiter.refusable == topic {
-            topologyWaiters[waiterID] = nil
+        for (waiterID, waiter) in topologyWaiters.all.sorted(by: { $0.id < $1.id }) where waiter.refusable == topic {
+            topologyWaiters.remove(waiterID)
             waiter.timer?.cancel()
             waiter.continuation.resume(throwing: MeshError.typeMismatch(topic: topic, reason: reason))
         }
     }
 
     private func cancelWaiter(_ waiterID: UInt64) {
-        guard let waiter = topologyWaiters.removeValue(forKey: waiterID) else { return }
+        guard let waiter = topologyWaiters.remove(waiterID) else { return }
         waiter.timer?.cancel()
         waiter.continuation.resume(throwing: CancellationError())
     }
 
     private func expireWaiter(_ waiterID: UInt64, what: String, timeout: Duration) {
-        guard let waiter = topologyWaiters.removeValue(forKey: waiterID) else { return }
+        guard let waiter = topologyWaiters.remove(waiterID) else { return }
         let (seconds, attoseconds) = timeout.components
         waiter.continuation.resume(
             throwing: MeshError.timedOut(waitingFor: what, seconds: Double(seconds) + Double(attoseconds) / 1e18))

@@ -75,7 +75,7 @@ extension MeshNode {
         guard isConnectedToCoordinator else { return }
         let me = id
         do {
-            try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the service") {
+            try await waitForTopology(.node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the service") {
                 $0.nodes[me]?.services.contains(service) ?? false
             }
         } catch {
@@ -96,7 +96,8 @@ extension MeshNode {
         announce(.unserve, service: service)
         guard isConnectedToCoordinator else { return }
         let me = id
-        try await waitForTopology(timeout: configuration.connectTimeout, describing: "the coordinator to record the end of the service") {
+        try await waitForTopology(
+            .node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the end of the service") {
             !($0.nodes[me]?.services.contains(service) ?? false)
         }
     }
@@ -107,7 +108,7 @@ extension MeshNode {
     public func waitForService(_ service: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         let what = count == 1 ? "a provider of \"\(service)\"" : "\(count) providers of \"\(service)\""
         try await need(ViewInterest(services: [service]))
-        try await waitForTopology(timeout: timeout, describing: what) { topology in
+        try await waitForTopology(.service(service), timeout: timeout, describing: what) { topology in
             topology.nodes.values.count { $0.services.contains(service) } >= count
         }
     }

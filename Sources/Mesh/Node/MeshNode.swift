@@ -237,16 +237,17 @@ public actor MeshNode {
     /// True once `mesh node kill` (a coordinator's shutdown request) closed this node: a
     /// ``MeshError/closed`` after that is the expected end, not a failure.
     public internal(set) var wasAskedToStop = false
-    var topologyWaiters: [UInt64: TopologyWaiter] = [:]
+    /// Waits for the topology, indexed by what each waits for (TopologyChanges.swift).
+    var topologyWaiters = TopologyWaiters<TopologyWaiter>()
     /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
     var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
     /// Registering, deltas, heartbeats, liveness and reconnecting, as a state machine (see
     /// MeshNode+Coordinator.swift for the shell that performs its actions).
-    lazy var session = CoordinatorSession(
-        configuration: .init(
-            coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
-            heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
+    ///
+    /// A stored property, not `lazy`: a lazy one is mutated through its getter and setter, so
+    /// every event copied the session and, with it, the whole topology (O(nodes) per delta).
+    var session: CoordinatorSession
     /// The session's current attempt and its connection to the coordinator.
     var controlLink: (attempt: CoordinatorSession.Attempt, connection: Connection)?
     /// The event-loop timer of each armed session timer.
@@ -290,6 +291,10 @@ public actor MeshNode {
         self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
+        self.session = CoordinatorSession(
+            configuration: .init(
+                coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
+                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
         let loop = EventLoop.shared
         self.loop = loop
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
@@ -311,6 +316,9 @@ public actor MeshNode {
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
             options: MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data), events: events,
             logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls, loop: loop)
+        let router = self.router
+        peerDirectory.resolve { router.node($0) }
+        SharedControlDecoding.nodeOpened()
     }
 
     /// The topology as this node holds it: with ``TopologyView/full`` every node; with

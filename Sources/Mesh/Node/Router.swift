@@ -197,18 +197,38 @@ final class Router: Sendable {
 
     /// Empties the route cache, keeping each group's round-robin turn for the rebuilt route.
     private func dropRoutes(in state: inout State) {
-        for (topic, groups) in state.routes {
-            for group in groups where !group.members.isEmpty {
-                state.turns[Router.turnKey(topic, group.members[0].node.name)] = group.turn
-            }
-        }
+        for (topic, groups) in state.routes { keepTurns(groups, topic: topic, in: &state) }
         state.routes.removeAll(keepingCapacity: true)
-        for (service, groups) in state.serviceRoutes {
-            for group in groups where !group.members.isEmpty {
-                state.turns[Router.serviceTurnKey(service, group.members[0].node.name)] = group.turn
+        for (service, groups) in state.serviceRoutes { keepTurns(groups, service: service, in: &state) }
+        state.serviceRoutes.removeAll(keepingCapacity: true)
+    }
+
+    /// Drops the cached routes of `topics` and `services` only, keeping their turns; the others stay.
+    private func dropRoutes(topics: Set<String>, services: Set<String>, in state: inout State) {
+        if !state.routes.isEmpty {
+            for topic in topics {
+                guard let groups = state.routes.removeValue(forKey: topic) else { continue }
+                keepTurns(groups, topic: topic, in: &state)
             }
         }
-        state.serviceRoutes.removeAll(keepingCapacity: true)
+        if !state.serviceRoutes.isEmpty {
+            for service in services {
+                guard let groups = state.serviceRoutes.removeValue(forKey: service) else { continue }
+                keepTurns(groups, service: service, in: &state)
+            }
+        }
+    }
+
+    private func keepTurns(_ groups: [Group], topic: String, in state: inout State) {
+        for group in groups where !group.members.isEmpty {
+            state.turns[Router.turnKey(topic, group.members[0].node.name)] = group.turn
+        }
+    }
+
+    private func keepTurns(_ groups: [Group], service: String, in state: inout State) {
+        for group in groups where !group.members.isEmpty {
+            state.turns[Router.serviceTurnKey(service, group.members[0].node.name)] = group.turn
+        }
     }
 
     private static func serviceTurnKey(_ service: String, _ group: String) -> String { "\u{1}" + service + "\u{0}" + group }
@@ -362,20 +382,65 @@ final class Router: Sendable {
         for line in lines { logger.warning(line) }
     }
 
-    /// Takes a new topology: forgets cached routes and returns connections to nodes that left.
-    func setTopology(_ topology: Topology) -> [Connection] {
+    /// What a topology update let go of.
+    struct Departures {
+        /// Connections to nodes that left, for the caller to close.
+        var connections: [Connection] = []
+        /// The records of the nodes that left.
+        var records: [NodeRecord] = []
+    }
+
+    /// Takes a new topology: forgets cached routes and returns what left.
+    @discardableResult
+    func setTopology(_ topology: Topology) -> Departures {
         state.withLock { state in
+            var departures = Departures()
+            for (id, record) in state.topology.nodes where topology.nodes[id] == nil { departures.records.append(record) }
             state.topology = topology
             dropRoutes(in: &state)
-            var gone: [Connection] = []
             for (peerID, connection) in state.peers where topology.nodes[peerID] == nil {
-                gone.append(connection)
+                departures.connections.append(connection)
                 state.peers[peerID] = nil
             }
             state.failed = state.failed.filter { topology.nodes[$0.key] != nil }
-            return gone
+            return departures
         }
     }
+
+    /// The record of node `id` in the topology the router routes with.
+    func node(_ id: String) -> NodeRecord? {
+        state.withLock { $0.topology.nodes[id] }
+    }
+
+    /// Takes one update's records (`nil`: the node is gone) and drops only the cached routes of
+    /// the topics and services it touched: work in proportion to the update, not to the mesh.
+    /// Returns what left.
+    @discardableResult
+    func apply(
+        _ records: [(id: String, record: NodeRecord?)], topics: Set<String>, services: Set<String>, version: UInt64
+    ) -> Departures {
+        state.withLock { state in
+            state.topology.version = version
+            var departures = Departures()
+            for (id, record) in records {
+                if let record {
+                    state.topology.nodes[id] = record
+                    continue
+                }
+                if let old = state.topology.nodes.removeValue(forKey: id) { departures.records.append(old) }
+                if let connection = state.peers.removeValue(forKey: id) { departures.connections.append(connection) }
+                state.failed[id] = nil
+            }
+            dropRoutes(topics: topics, services: services, in: &state)
+            return departures
+        }
+    }
+
+    /// The topics whose routes are cached (for tests).
+    var cachedRoutes: Set<String> { state.withLock { Set($0.routes.keys) } }
+
+    /// The services whose routes are cached (for tests).
+    var cachedServiceRoutes: Set<String> { state.withLock { Set($0.serviceRoutes.keys) } }
 
     /// Notes that a peer connection closed; returns whether it was the current one.
     func peerClosed(id peerID: String, connection: Connection, failed: Bool) -> NodeRecord? {
@@ -393,6 +458,12 @@ final class Router: Sendable {
     func close() -> [(peerID: String, connection: Connection)] {
         state.withLock { state in
             state.closed = true
+            // A closed node routes nothing: let go of its copy of the topology and its routes,
+            // keeping the records of the peers being closed (their drops are logged by name).
+            let peers = state.peers
+            state.topology.nodes = state.topology.nodes.filter { peers[$0.key] != nil }
+            state.routes = [:]
+            state.serviceRoutes = [:]
             defer { state.peers.removeAll() }
             return state.peers.map { ($0.key, $0.value) }
         }

@@ -136,7 +136,7 @@ extension MeshNode {
                 let me = id
                 do {
                     try await waitForTopology(
-                        timeout: configuration.connectTimeout, describing: "the coordinator to record the send",
+                        .node(me), timeout: configuration.connectTimeout, describing: "the coordinator to record the send",
                         refusable: topic
                     ) {
                         guard let record = $0.nodes[me] else { return false }
@@ -219,9 +219,10 @@ extension MeshNode {
     /// Hands each latched value to the listening nodes that have not had one, after the
     /// router took the new topology: it runs on this node, as latched sends do, so a newer
     /// latched send cannot overtake it.
-    func deliverLatched() {
+    func deliverLatched(_ changes: TopologyChanges = .everything) {
         guard !latched.isEmpty else { return }
-        for (topic, value) in latched {
+        // Only a topic whose listeners may have changed can have newcomers (or lose some).
+        for (topic, value) in latched where changes.everything || changes.topics.contains(topic) {
             let listening = Set(topology.listeners(of: topic).map(\.id)).subtracting([id])
             let newcomers = listening.subtracting(value.served)
             latched[topic]?.served = listening

@@ -199,11 +199,24 @@ public struct Topology: Sendable, Equatable {
     }
 
     /// Adds `name` to a node's sorted topics or services; `false` when unknown or already there.
+    ///
+    /// In place: a copy of the record taken out of the dictionary would share its list, and
+    /// appending would copy the list (every node applies every change of a full view).
     private mutating func add(_ name: String?, to list: WritableKeyPath<NodeRecord, [String]>, of id: String?) -> Bool {
-        guard let id, let name, var node = nodes[id], !node[keyPath: list].contains(name) else { return false }
-        node[keyPath: list].append(name)
-        node[keyPath: list].sort()
-        nodes[id] = node
+        guard let id, let name, let index = nodes.index(forKey: id) else { return false }
+        let at: Int?
+        do {
+            let names = nodes.values[index][keyPath: list]
+            guard !names.contains(name) else { return false }
+            // Where it goes in a sorted list; `nil` for a list that came unsorted: sort it all.
+            at = zip(names, names.dropFirst()).allSatisfy { $0 <= $1 } ? (names.firstIndex { $0 > name } ?? names.endIndex) : nil
+        }
+        if let at {
+            nodes.values[index][keyPath: list].insert(name, at: at)
+        } else {
+            nodes.values[index][keyPath: list].append(name)
+            nodes.values[index][keyPath: list].sort()
+        }
         return true
     }
 
