@@ -47,6 +47,8 @@ struct DepartedNodes: Sendable {
         var kept = node
         kept.topics = []
         kept.services = []
+        kept.sends = []
+        kept.types = [:]
         records[node.id] = (kept, now)
         order.append((node.id, now))
         var dropped = 0

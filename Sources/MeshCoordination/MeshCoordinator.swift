@@ -465,6 +465,11 @@ public actor MeshCoordinator {
                 // The node asked for something the mesh cannot give; its session is fine.
                 logger.info("refused \(message.type) of \"\(topic)\": \(reason)")
                 connection.send(ControlMessage(.refused, topic: topic, reason: reason).encodedFrame())
+            } catch let error where message.type == .publish {
+                // A send's declaration is for people, never for routing: a full mesh (or a bad
+                // topic) refuses it, and the node sends on undeclared.
+                logger.info("refused publish of \"\(topic.prefix(80))\": \(error)")
+                connection.send(ControlMessage(.refused, topic: topic, reason: error.description).encodedFrame())
             } catch {
                 reject(connection, "\(message.type) \"\(topic.prefix(80))\": \(error)")
             }

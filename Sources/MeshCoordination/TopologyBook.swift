@@ -91,15 +91,18 @@ struct TopologyBook: Sendable {
         // A type only for a topic the node listens to or sends on; at most one per topic.
         let typed = Set(stored.topics).union(stored.sends)
         stored.types = node.types.filter { typed.contains($0.key) }
-        for type in stored.types.values {
-            do {
-                try type.validate()
-            } catch {
-                throw .invalidTopic(error.description)
-            }
-        }
-        let bytes = stored.topics.reduce(0) { $0 + $1.utf8.count } + stored.sends.reduce(0) { $0 + $1.utf8.count }
+        // A declaration that does not check out is left out, not a reason to refuse the node.
+        stored.types = stored.types.filter { (try? $0.value.validate()) != nil }
+        var bytes = stored.topics.reduce(0) { $0 + $1.utf8.count } + stored.sends.reduce(0) { $0 + $1.utf8.count }
             + stored.types.reduce(0) { $0 + $1.value.name.utf8.count + 16 }
+        if topicBytes + bytes > maximumTopicBytes, !stored.sends.isEmpty {
+            // Sends are for people (`mesh topic info`, the web view); routing never reads them.
+            // A full mesh still takes the node, without them.
+            let listened = Set(stored.topics)
+            stored.sends = []
+            stored.types = stored.types.filter { listened.contains($0.key) }
+            bytes = stored.topics.reduce(0) { $0 + $1.utf8.count } + stored.types.reduce(0) { $0 + $1.value.name.utf8.count + 16 }
+        }
         guard topicBytes + bytes <= maximumTopicBytes else { throw .full(Self.topicBytesFull(maximumTopicBytes)) }
         topicBytes += bytes
         // A record that disagrees with another (coordinators restarted and nodes re-registered in
@@ -174,9 +177,13 @@ struct TopologyBook: Sendable {
     private func checkDeclaration(of topic: String, type: TopicType?) throws(Rejection) {
         do {
             try validateName(topic, kind: "topic")
-            try type?.validate()
         } catch {
             throw .invalidTopic(error.description)
+        }
+        do {
+            try type?.validate()
+        } catch {
+            throw .typeMismatch("the type declared on \"\(topic)\" is not valid: \(error.description)")
         }
     }
 

@@ -54,11 +54,31 @@ struct TypedTopicTests {
     }
 
     @Test("a recursive type is cut off at the depth limit, and the same every time")
-    func recursive() {
-        let shape = TypeShape.of(Tree.self)
+    func recursive() throws {
+        let shape = try #require(TypeShape.of(Tree.self))
         #expect(shape.hasPrefix("{children:[{children:[{"))
         #expect(shape.contains("…"))
         #expect(TypeShape.of(Tree.self) == shape)
+    }
+
+    enum Gear: String, Codable, Sendable { case low, high }  // not CaseIterable: "" is no Gear
+
+    struct Shift: Codable, Sendable {
+        var gear: Gear
+        var speed: Double
+    }
+
+    struct Tagged: Codable, Sendable {
+        var id: UUID
+        var link: URL
+        var at: Date
+    }
+
+    @Test("a type whose decoding refuses the defaults part-way declares its name only, never a partial shape; UUID and URL are strings")
+    func partialShapes() {
+        #expect(TypeShape.of(Shift.self) == nil)
+        #expect(TopicType(of: Shift.self) == TopicType(name: "Shift", fingerprint: nil))
+        #expect(TypeShape.of(Tagged.self) == "{at:float,id:string,link:string}")
     }
 
     @Test("the fingerprint is the first 16 hex digits of the shape's SHA-256 (computed independently with Python's hashlib)")
@@ -174,6 +194,24 @@ struct TypedTopicTests {
             let agreeing = try await mesh.node("planner")
             try await agreeing.send(Topic<Pose>("pose"), pose)
             #expect(try await got.wait(for: 1) == [pose])
+        }
+    }
+
+    @Test("one node sending two types on one topic: the second is refused at its first send, not sent")
+    func oneNodeTwoTypes() async throws {
+        try await withMesh { mesh in
+            let listener = try await mesh.node("mapper")
+            let got = Collector<Data>()
+            try await listener.listen("pose") { (_: String, data: Data) in got.append(data) }
+            let sender = try await mesh.node("talker")
+            try await sender.waitForListener("pose", timeout: .seconds(5))
+            try await sender.send(Topic<Pose>("pose"), Pose(x: 1, y: 2, theta: 0, frame: nil))
+            await #expect(throws: MeshError.self) { try await sender.send(Topic<Twist>("pose"), Twist(linear: 1, angular: 1)) }
+            // An invalid declared name is refused at once, and the node stays in the mesh.
+            await #expect(throws: MeshError.self) { try await sender.send(Topic<Pose>("other", typeName: ""), Pose(x: 0, y: 0, theta: 0)) }
+            #expect(await sender.isConnectedToCoordinator)
+            try await sender.send(Topic<Pose>("pose"), Pose(x: 3, y: 4, theta: 0, frame: nil))
+            #expect(try await got.wait(for: 2).count == 2)
         }
     }
 

@@ -93,7 +93,6 @@ extension MeshNode {
         var closing = leaveFirst ? closeSession(flushingUntil: .now + bound + bound) : []
         if leaveFirst { heartbeatPump.stop() }
         peerDirectory.whenUnknown(nil)
-        peerDirectory.clear()
 
         // 1. Take nothing new: no connections, no messages into the inbox, no requests. Open
         // connections are still read, so what arrives now is counted as refused and a sender
@@ -168,6 +167,8 @@ extension MeshNode {
         listeners.removeAll()
         for task in tasks { task.cancel() }
         tasks.removeAll()
+        // Last: the report above names receivers through it.
+        peerDirectory.clear()
         for (_, waiter) in topologyWaiters.all {
             waiter.timer?.cancel()
             waiter.continuation.resume(throwing: MeshError.closed)

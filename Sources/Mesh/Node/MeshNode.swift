@@ -227,7 +227,8 @@ public actor MeshNode {
     var declaredTypes: [String: TopicType] = [:]
     /// Topics whose typed sends are declared and confirmed: checked on every typed send without
     /// a hop to the actor.
-    nonisolated let confirmedSends = Mutex<Set<String>>([])
+    /// By topic, the type recorded for this node's sends (`nil`: declared untyped).
+    nonisolated let confirmedSends = Mutex<[String: TopicType?]>([:])
     /// The last value sent on each latched topic, and who has had it.
     var latched: [String: LatchedValue] = [:]
     var latchedBytes = 0

@@ -100,22 +100,26 @@ final class ServiceDispatcher: Sendable {
     /// - Parameter connection: the connection it came on (its caller), `nil` for a local call.
     func submit(_ request: InboundRequest, from connection: Connection?) {
         let caller = connection?.id ?? Self.localCaller
-        let (refusal, start) = state.withLock { state -> (ServiceAdmission<InboundRequest>.Refusal?, Bool) in
-            if state.closed || state.draining { return (nil, false) }
+        let (refusal, closing, start) = state.withLock { state -> (ServiceAdmission<InboundRequest>.Refusal?, Bool, Bool) in
+            if state.closed || state.draining {
+                state.refused += 1
+                return (nil, true, false)
+            }
             if let refusal = state.admission.admit(request, bytes: request.bytes, from: caller) {
                 state.refused += 1
-                return (refusal, false)
+                return (refusal, false, false)
             }
-            return (nil, Self.needsWorker(&state, limit: limit))
+            return (nil, false, Self.needsWorker(&state, limit: limit))
         }
-        if let refusal { refuse(request, refusal) }
+        if let refusal { refuse(request, reason: refusal.description) }
+        // A provider that is closing answers at once, so its callers need not wait for the close.
+        if closing { refuse(request, reason: "busy: this provider is closing; call another or retry") }
         if start { Task { await self.work() } }
     }
 
     /// Answers a refused request with a "busy" failure, at once and without waiting for room.
-    private func refuse(_ inbound: InboundRequest, _ refusal: ServiceAdmission<InboundRequest>.Refusal) {
+    private func refuse(_ inbound: InboundRequest, reason: String) {
         let request = inbound.request
-        let reason = refusal.description
         // One caller can send refusable requests as fast as it can write: a few lines a second.
         let line = "refused call \(request.id) to \"\(request.service)\" from \(inbound.caller): \(reason)"
         let lines = state.withLock { $0.refusalLog.record("refused service requests", line, now: .now) }

@@ -66,9 +66,13 @@ extension MeshNode {
             let (encoding, payload) = try encoded(value, topic: topic.name)
             return try await sendLatched(topic.name, declaring: topic.type, encoding: encoding, payload: payload)
         }
-        if !confirmedSends.withLock({ $0.contains(topic.name) }) {
-            try await declareSend(topic.name, type: topic.type)
+        // The fast path only when this very type was recorded for this topic: another type (or
+        // an untyped send before) takes the slow path, which checks and declares it.
+        let recorded = confirmedSends.withLock { confirmed -> Bool in
+            guard case .some(.some(let type)) = confirmed[topic.name] else { return false }
+            return type == topic.type
         }
+        if !recorded { try await declareSend(topic.name, type: topic.type) }
         try await send(topic.name, value)
     }
 
@@ -102,6 +106,7 @@ extension MeshNode {
     ///   checks again, against every node).
     func checkDeclaration(_ declared: TopicType?, on topic: String) throws -> Bool {
         guard let declared else { return false }
+        try declared.validate()
         if let own = declaredTypes[topic] {
             guard own.agrees(with: declared) else {
                 throw MeshError.typeMismatch(
@@ -145,11 +150,14 @@ extension MeshNode {
                 } catch {
                     if newTopic { declaredSends.remove(topic) }
                     if declares, !listenedTopics.contains(topic) { declaredTypes[topic] = nil }
+                    // A concurrent declaration that skipped the wait took this one's for granted.
+                    confirmedSends.withLock { _ = $0.removeValue(forKey: topic) }
                     throw error
                 }
             }
         }
-        confirmedSends.withLock { _ = $0.insert(topic) }
+        let recorded = declaredTypes[topic]
+        confirmedSends.withLock { $0[topic] = .some(recorded) }
     }
 
     private nonisolated func encoded<T: Encodable>(_ value: T, topic: String) throws -> (PayloadEncoding, Data) {
@@ -191,14 +199,22 @@ extension MeshNode {
             throw MeshError.requestRefused(
                 reason: "latched values would take \(bytes) bytes on this node; the most is \(Self.maximumLatchedBytes)")
         }
-        if !confirmedSends.withLock({ $0.contains(topic) }) || (type != nil && declaredTypes[topic] == nil) {
+        if confirmedSends.withLock({ $0[topic] == nil }) || (type != nil && declaredTypes[topic] != type) {
             try await declareSend(topic, type: type)
         }
         try await prepareRoute(topic: topic)
-        // Between the checks and here nothing else ran on this node that could latch the topic:
-        // the awaits above only waited for the coordinator, and a second latched send on the same
-        // topic meanwhile is simply the newer value.
+        // Other latched sends may have run during the awaits above: the bounds again, now.
         try checkOpen()
+        let current = latched[topic]
+        if current == nil, latched.count >= Self.maximumLatchedTopics {
+            throw MeshError.requestRefused(
+                reason: "this node keeps latched values on \(Self.maximumLatchedTopics) topics already, the most it may")
+        }
+        let total = latchedBytes - (current?.payload.count ?? 0) + payload.count
+        guard total <= Self.maximumLatchedBytes else {
+            throw MeshError.requestRefused(
+                reason: "latched values would take \(total) bytes on this node; the most is \(Self.maximumLatchedBytes)")
+        }
         latchedBytes += payload.count - (latched[topic]?.payload.count ?? 0)
         // A latched value is state (a map, a configuration), not a job: every listening node gets
         // it, a member of a worker pool included.

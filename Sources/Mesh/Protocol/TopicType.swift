@@ -19,10 +19,11 @@ public struct TopicType: Codable, Sendable, Hashable, CustomStringConvertible {
         self.fingerprint = fingerprint
     }
 
-    /// The declaration of a Swift `Decodable` type: its name and the fingerprint of its shape.
+    /// The declaration of a Swift `Decodable` type: its name and the fingerprint of its shape, or
+    /// the name alone when the shape cannot be seen whole (see docs/PROTOCOL.md §16.1).
     public init<T: Decodable>(of type: T.Type) {
         name = String(describing: type)
-        fingerprint = TypeShape.fingerprint(of: TypeShape.of(type))
+        fingerprint = TypeShape.of(type).map(TypeShape.fingerprint(of:))
     }
 
     /// `false` when messages of one type cannot be read as the other.

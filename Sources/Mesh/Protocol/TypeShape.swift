@@ -21,10 +21,18 @@ package enum TypeShape {
     /// Deeper than this, a shape is cut off with `…` (a recursive type has no end).
     package static let maximumDepth = 12
 
-    /// The shape of `type`.
-    package static func of<T: Decodable>(_ type: T.Type) -> String {
+    /// The shape of `type`, or `nil` when its decoding refused the recorder's defaults before it
+    /// asked for everything (an enum that is not `CaseIterable`, a value that validates itself):
+    /// a shape seen only in part would fingerprint two different types alike, so none is given.
+    package static func of<T: Decodable>(_ type: T.Type) -> String? {
         let root = ShapeNode()
-        _ = try? T(from: ShapeDecoder(node: root, depth: 0))
+        do {
+            _ = try T(from: ShapeDecoder(node: root, depth: 0))
+        } catch is ShapeTooDeep {
+            // A recursive type: the shape stops at the depth limit, the same every time.
+        } catch {
+            return nil
+        }
         return root.shape
     }
 
@@ -137,6 +145,8 @@ private func primitiveDefault<T>(_ type: T.Type, into node: ShapeNode) -> T? {
     let name: String
     switch type {
     case is Bool.Type: (value, name) = (false, "bool")
+    case is UUID.Type: (value, name) = (UUID(), "string")
+    case is URL.Type: (value, name) = (URL(fileURLWithPath: "/"), "string")
     case is String.Type: (value, name) = ("", "string")
     case is Double.Type: (value, name) = (0.0 as Double, "float")
     case is Float.Type: (value, name) = (0.0 as Float, "float")

@@ -34,7 +34,10 @@ extension Connection {
     /// - Parameter messages: how many message frames the bytes hold, counted for the closing
     ///   frame (docs/PROTOCOL.md §8.3) when they are queued.
     func enqueue(byteCount: Int, messages: Int = 0, _ write: (inout [UInt8]) -> Void) -> SendResult {
-        let appended = shared.withLock { shared in
+        let appended = shared.withLock { shared -> OutboundQueue.Appended in
+            // After the closing frame a message would not be counted in it: refused, so the
+            // sender counts it as dropped instead of as confirmed (PROTOCOL §8.3).
+            if messages > 0, shared.closingSent != nil { return OutboundQueue.Appended(result: .closed) }
             let appended = shared.queue.append(byteCount: byteCount, write)
             if appended.result == .queued { shared.messagesQueued += messages }
             return appended
@@ -50,6 +53,7 @@ extension Connection {
     func sendDroppingOldest(_ frame: [UInt8]) -> (SendResult, dropped: Unsent) {
         let appended = frame.withUnsafeBytes { raw in
             shared.withLock { shared in
+                if shared.closingSent != nil { return OutboundQueue.Appended(result: .closed) }
                 let appended = shared.queue.appendDroppingOldest(raw)
                 shared.messagesQueued += (appended.result == .queued ? 1 : 0) - appended.dropped.frames
                 return appended
