@@ -90,11 +90,23 @@ final class PeerDirectory: Sendable {
 
     static let memory = Duration.seconds(5)
     private let state = Mutex(State())
-    private let onChange = Mutex<(@Sendable () -> Void)?>(nil)
-    private let current = Mutex<(@Sendable (String) -> NodeRecord?)?>(nil)
+    /// The closures live in boxes: a closure stored in a `Mutex` and read back with
+    /// `withLock { $0 }` was re-wrapped in a conversion thunk on every read here (Swift 6.3 on
+    /// Linux), so after a few thousand lookups one call ran through thousands of thunks and
+    /// overflowed the stack. A class reference is read back as it is.
+    private final class Box<Function: Sendable>: Sendable {
+        let function: Function
+        init(_ function: Function) { self.function = function }
+    }
+
+    private let onChange = Mutex<Box<@Sendable () -> Void>?>(nil)
+    private let current = Mutex<Box<@Sendable (String) -> NodeRecord?>?>(nil)
 
     /// Where the records of the nodes in the topology are found (the router's).
-    func resolve(with lookup: @escaping @Sendable (String) -> NodeRecord?) { current.withLock { $0 = lookup } }
+    func resolve(with lookup: @escaping @Sendable (String) -> NodeRecord?) {
+        let box = Box(lookup)
+        current.withLock { $0 = box }
+    }
 
     /// Notes that the topology changed: `departed` are the records of the nodes that left.
     func changed(departed: [NodeRecord], now: ContinuousClock.Instant = .now) {
@@ -105,7 +117,7 @@ final class PeerDirectory: Sendable {
                 state.prunedAt = now
             }
         }
-        onChange.withLock { $0 }?()
+        onChange.withLock { $0 }?.function()
     }
 
     /// Forgets every node (the node closed).
@@ -116,22 +128,28 @@ final class PeerDirectory: Sendable {
 
     func node(_ id: String, now: ContinuousClock.Instant = .now) -> NodeRecord? {
         // The lookup runs with no lock of this directory held: it takes the router's.
-        if let lookup = current.withLock({ $0 }), let node = lookup(id) { return node }
+        if let lookup = current.withLock({ $0 }), let node = lookup.function(id) { return node }
         return state.withLock { state in
             guard let departed = state.departed[id], now - departed.at < PeerDirectory.memory else { return nil }
             return departed.record
         }
     }
 
-    func whenChanged(_ body: @escaping @Sendable () -> Void) { onChange.withLock { $0 = body } }
+    func whenChanged(_ body: @escaping @Sendable () -> Void) {
+        let box = Box(body)
+        onChange.withLock { $0 = box }
+    }
 
-    private let onUnknown = Mutex<(@Sendable (String) -> Void)?>(nil)
+    private let onUnknown = Mutex<Box<@Sendable (String) -> Void>?>(nil)
 
     /// What to do when a hello names a node not held here (a partial view asks the coordinator).
-    func whenUnknown(_ body: (@Sendable (String) -> Void)?) { onUnknown.withLock { $0 = body } }
+    func whenUnknown(_ body: (@Sendable (String) -> Void)?) {
+        let box = body.map { Box($0) }
+        onUnknown.withLock { $0 = box }
+    }
 
     /// Reports a hello from a node not held here.
-    func lookUp(_ id: String) { onUnknown.withLock { $0 }?(id) }
+    func lookUp(_ id: String) { onUnknown.withLock { $0 }?.function(id) }
 }
 
 /// Reads the messages a peer sends to this node and passes them to the inbox in batches.
