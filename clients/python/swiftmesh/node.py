@@ -164,6 +164,7 @@ class MeshNode:
         self._declared_types = {}
         self._refusals = {}
         self._latched = {}
+        self._close_report = None
         self._routes = {}
         self._turns = {}
         self._failed = {}
@@ -1398,9 +1399,17 @@ class MeshNode:
         receivers confirmed taking, those they did not, and who did not (PROTOCOL §8.3).
         """
         if self._closed:
-            return CloseReport(0, 0, [])
+            return self._close_report or CloseReport(0, 0, [])
+        # Let the listeners finish what has arrived, for up to 2 s (as the Swift node does); what
+        # is still waiting then is logged and counted, not handled.
+        deadline = self.loop.time() + 2.0
         while (self._inbox or self._dispatcher is not None) and self._handlers:
-            await asyncio.sleep(0.001)  # let the listeners finish what has arrived
+            if self.loop.time() >= deadline:
+                left = len(self._inbox)
+                self.stats["messagesDropped"] += left
+                self.log.warning("closing: %d received message(s) not handed to listeners within 2 s", left)
+                break
+            await asyncio.sleep(0.001)
         self._closed = True
         control = self._control
         peers = list(self._peers.values())
@@ -1419,8 +1428,6 @@ class MeshNode:
             flushes.append(control.close_after_flushing(1.0))
         if flushes:
             await asyncio.gather(*flushes, return_exceptions=True)
-        for key, peer in list(self._inbound.items()):
-            pass
         if self._server is not None:
             self._server.close()
         if self._unix_server is not None:
@@ -1429,7 +1436,8 @@ class MeshNode:
             task.cancel()
         self._changed.set()
         self._closed_event.set()
-        return CloseReport(confirmed, unconfirmed, receivers)
+        self._close_report = CloseReport(confirmed, unconfirmed, receivers)
+        return self._close_report
 
     async def _confirm(self, peer, timeout):
         """Sends `peer` its closing frame and waits for the answer; returns (taken, announced)."""
