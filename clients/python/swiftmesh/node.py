@@ -985,6 +985,12 @@ class MeshNode:
                     encoding = buffer[topic_end]
                     if encoding > 1:
                         raise p.ProtocolError(f"malformed frame: unknown payload encoding {encoding}")
+                    if self._closed:
+                        # This node has closed: refused and counted, not handed to a listener and
+                        # not confirmed as taken (PROTOCOL §8.3).
+                        index = end
+                        self.stats["messagesDropped"] += 1
+                        continue
                     received += 1
                     received_bytes += length + 4
                     index = end

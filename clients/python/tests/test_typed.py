@@ -91,3 +91,25 @@ class TypedTopicTests(MeshTestCase):
         task.cancel()
         with self.assertRaises(asyncio.CancelledError):
             await task
+
+
+class ClosedReceiverTests(MeshTestCase):
+    async def test_nothing_reaches_a_listener_after_close_returns(self):
+        receiver = await self.node("receiver")
+        calls = []
+        closed = {"at": None}
+        await receiver.listen("t", lambda topic, data: calls.append((closed["at"] is not None, data)))
+        sender = await self.node("sender")
+        await sender.wait_for_listener("t", timeout=10)
+        for n in range(5):
+            await sender.send("t", n)
+        self.assertTrue(await eventually(lambda: len(calls) == 5, 10))
+        await receiver.close()
+        closed["at"] = time.monotonic()
+        # Sends that still find the departed receiver's connection: refused there, not delivered.
+        for n in range(5, 50):
+            await sender.send("t", n)
+        report = await sender.close()
+        self.assertFalse(any(after for after, _ in calls), calls)
+        self.assertEqual([data for _, data in calls], list(range(5)))
+        self.assertEqual(report.confirmed + report.unconfirmed >= 5, True, report)
