@@ -184,37 +184,34 @@ extension MeshNode {
         try await sendLatched(topic, declaring: nil, encoding: encoding, payload: payload)
     }
 
-    /// Keeps the value, routes it like any send, and marks every current listener as served.
-    func sendLatched(_ topic: String, declaring type: TopicType?, encoding: PayloadEncoding, payload: Data) async throws {
-        guard payload.count <= configuration.maximumMessageSize else {
-            throw MeshError.frameTooLarge(size: payload.count, limit: configuration.maximumMessageSize)
-        }
+    /// Whether a latched value of `payloadBytes` on `topic` fits ``maximumLatchedTopics`` and
+    /// ``maximumLatchedBytes``, counting the value it replaces as freed.
+    private func checkLatchedBounds(_ topic: String, payloadBytes: Int) throws {
         let previous = latched[topic]
         if previous == nil, latched.count >= Self.maximumLatchedTopics {
             throw MeshError.requestRefused(
                 reason: "this node keeps latched values on \(Self.maximumLatchedTopics) topics already, the most it may")
         }
-        let bytes = latchedBytes - (previous?.payload.count ?? 0) + payload.count
+        let bytes = latchedBytes - (previous?.payload.count ?? 0) + payloadBytes
         guard bytes <= Self.maximumLatchedBytes else {
             throw MeshError.requestRefused(
                 reason: "latched values would take \(bytes) bytes on this node; the most is \(Self.maximumLatchedBytes)")
         }
+    }
+
+    /// Keeps the value, routes it like any send, and marks every current listener as served.
+    func sendLatched(_ topic: String, declaring type: TopicType?, encoding: PayloadEncoding, payload: Data) async throws {
+        guard payload.count <= configuration.maximumMessageSize else {
+            throw MeshError.frameTooLarge(size: payload.count, limit: configuration.maximumMessageSize)
+        }
+        try checkLatchedBounds(topic, payloadBytes: payload.count)
         if confirmedSends.withLock({ $0[topic] == nil }) || (type != nil && declaredTypes[topic] != type) {
             try await declareSend(topic, type: type)
         }
         try await prepareRoute(topic: topic)
         // Other latched sends may have run during the awaits above: the bounds again, now.
         try checkOpen()
-        let current = latched[topic]
-        if current == nil, latched.count >= Self.maximumLatchedTopics {
-            throw MeshError.requestRefused(
-                reason: "this node keeps latched values on \(Self.maximumLatchedTopics) topics already, the most it may")
-        }
-        let total = latchedBytes - (current?.payload.count ?? 0) + payload.count
-        guard total <= Self.maximumLatchedBytes else {
-            throw MeshError.requestRefused(
-                reason: "latched values would take \(total) bytes on this node; the most is \(Self.maximumLatchedBytes)")
-        }
+        try checkLatchedBounds(topic, payloadBytes: payload.count)
         latchedBytes += payload.count - (latched[topic]?.payload.count ?? 0)
         // A latched value is state (a map, a configuration), not a job: every listening node gets
         // it, a member of a worker pool included.
