@@ -61,7 +61,9 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
         case .timedOut, .silentAcceptor: self = .handshakeTimeout
         case .evicted: self = .handshakeEvicted
         case .closedDuringHandshake: self = .closedDuringHandshake
-        case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer: self = .authentication
+        case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer, .staticKeyNotProven, .impostor,
+            .wrongCoordinatorKey, .peerKeyUnknown:
+            self = .authentication
         case .purposeNotServed, .purposeRefused: self = .wrongPurpose
         case .wrongPeer, .peerProtocolError: self = .other
         }

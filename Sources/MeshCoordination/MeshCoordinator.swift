@@ -56,6 +56,12 @@ public actor MeshCoordinator {
         /// The most topics, services, names and ids the partial views of all sessions follow
         /// together; a `register` or `interest` past it is rejected.
         public var maximumInterests: Int
+        /// The coordinator's static key pair (protocol version 3); `nil` makes a fresh one at start.
+        /// Load one with `NodeIdentity(contentsOfFile:)` so nodes can pin it across restarts.
+        public var identity: NodeIdentity? = nil
+        /// Which keys may register which node names; `nil` lets every member use any name.
+        /// Needs a key: ``MeshCoordinator/start()`` refuses it for an open mesh.
+        public var names: NameBindings? = nil
 
         public init(
             host: String? = nil, port: UInt16 = MeshDefaults.coordinatorPort, authkey: String? = nil,
@@ -225,12 +231,16 @@ public actor MeshCoordinator {
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
+        self.identity = configuration.identity ?? NodeIdentity()
         self.logger = configuration.logger
         self.loop = EventLoop.shared
         self.link = Link(events: events)
         self.views = ViewBook(maximumInterests: configuration.maximumInterests)
         self.budget = ReplyBudget(limit: configuration.maximumQueuedReplyBytes)
     }
+
+    /// The coordinator's static key pair: nodes learn its public key in the handshake, or pin it.
+    public nonisolated let identity: NodeIdentity
 
     /// The current topology (for tests and the `mesh` tool).
     public var topology: Topology { book.topology }
@@ -258,6 +268,11 @@ public actor MeshCoordinator {
         }
         let bindAddress = try await SocketAddress.resolve(configuration.host, defaultPort: configuration.port)
         let keyed = !(configuration.authkey ?? "").isEmpty
+        if configuration.names != nil, !keyed {
+            throw MeshError.invalidNamesFile(
+                path: "the configuration",
+                reason: "a names file needs a keyed mesh: in an open mesh nothing proves a node's key (set an authkey)")
+        }
         if !bindAddress.isLoopback, !keyed, !configuration.insecure {
             throw MeshError.invalidAddress(
                 bindAddress.description,
@@ -316,7 +331,8 @@ public actor MeshCoordinator {
         let mesh: Handshake.Access = meshKey.map { .key($0) } ?? .open
         let admin: Handshake.Access = adminKey.map { .key($0) } ?? .open
         return Connection.Options(
-            handshake: .accept(served: [.control: mesh, .inspect: mesh, .admin: admin], localID: nil),
+            handshake: .accept(
+                served: [.control: mesh, .inspect: mesh, .admin: admin], identity: nil, staticKey: identity.privateKey),
             maximumFrameLength: configuration.maximumFrameLength,
             maximumPendingBytes: 64 << 20)
     }
@@ -375,7 +391,7 @@ public actor MeshCoordinator {
                 return reject(connection, "expected register first, got \(message.type)")
             }
             register(
-                message.node, secret: message.secret, view: message.view, interest: message.interest, stats: message.stats,
+                message.node, view: message.view, interest: message.interest, stats: message.stats,
                 on: connection)
         } else {
             guard message.type == .inspect else {
@@ -511,19 +527,26 @@ public actor MeshCoordinator {
 
     /// A request from the `mesh` tool (an inspecting connection).
     private func register(
-        _ record: NodeRecord?, secret: String?, view: TopologyView?, interest: ViewInterest?, stats: MeshStatistics?,
+        _ record: NodeRecord?, view: TopologyView?, interest: ViewInterest?, stats: MeshStatistics?,
         on connection: Connection
     ) {
         guard var node = record else { return reject(connection, "register without a node record") }
         guard NodeID.isValid(node.id) else {
             return reject(connection, "node id \"\(node.id.prefix(40))\" is not 16 lowercase hex digits")
         }
-        // The id in the authenticated handshake, and the secret behind the id: no one else's id.
+        // The id in the handshake, and the key the id derives from; in a keyed mesh the handshake
+        // proved that key, so no one registers an id that is not theirs.
         guard node.id == connection.peerID else {
             return reject(connection, "register names node \(node.id) but the handshake was for \(connection.peerID)")
         }
-        guard let secret, NodeID.matches(id: node.id, secretHex: secret) else {
-            return reject(connection, "register for node \(node.id) without the secret that id is made from")
+        guard let keyHex = node.key, NodeID.matches(id: node.id, keyHex: keyHex) else {
+            return reject(connection, "register for node \(node.id) without the public key that id derives from")
+        }
+        if let proven = connection.peerKey, NodeID.publicKeyBytes(keyHex) != proven {
+            return reject(connection, "register for node \(node.id) names a public key other than the one its handshake proved")
+        }
+        if let names = configuration.names, let refusal = names.refusal(name: node.name, key: keyHex) {
+            return reject(connection, refusal)
         }
         if node.host.isEmpty { node.host = connection.remote.host }
         if !configuration.allowForeignHosts, !connection.remote.isSameHost(as: node.host) {

@@ -90,6 +90,51 @@ extension Noise {
             return plaintext
         }
 
+        /// Seals a transport message in place: `EncryptWithAd` over the first `count` bytes of
+        /// `buffer`, whose tag goes into the 16 bytes after them; `n` goes up by one.
+        ///
+        /// - Parameters:
+        ///   - buffer: The plaintext followed by 16 bytes of room for the tag.
+        ///   - count: How many bytes of `buffer` are plaintext.
+        ///   - additional: The associated data.
+        /// - Throws: ``Noise/Error/nonceExhausted`` once `n` reached 2^64 - 1;
+        ///   ``Noise/Error/missingKey(_:)`` for an empty cipher state.
+        package mutating func sealInPlace(
+            _ buffer: UnsafeMutableRawBufferPointer, count: Int, authenticating additional: UnsafeRawBufferPointer
+        ) throws {
+            guard let key else { throw Error.missingKey("a transport key") }
+            guard nonce != .max else { throw Error.nonceExhausted }
+            precondition(buffer.count >= count + ChaChaPoly.tagByteCount, "sealInPlace: no room for the tag")
+            key.seal(
+                counter: nonce, authenticating: additional,
+                plaintext: UnsafeRawBufferPointer(rebasing: buffer[..<count]), into: buffer)
+            nonce += 1
+        }
+
+        /// Opens a transport message in place: checks the tag that ends `buffer` and decrypts the
+        /// bytes before it where they lie; `n` goes up by one on success only.
+        ///
+        /// - Parameters:
+        ///   - buffer: The ciphertext followed by its 16-byte tag.
+        ///   - additional: The associated data.
+        /// - Returns: The plaintext's length, at the start of `buffer`.
+        /// - Throws: ``Noise/Error/decryptionFailed`` for a wrong tag or a buffer shorter than a
+        ///   tag; ``Noise/Error/nonceExhausted`` once `n` reached 2^64 - 1.
+        package mutating func openInPlace(
+            _ buffer: UnsafeMutableRawBufferPointer, authenticating additional: UnsafeRawBufferPointer
+        ) throws -> Int {
+            guard let key else { throw Error.missingKey("a transport key") }
+            guard nonce != .max else { throw Error.nonceExhausted }
+            let length: Int
+            do {
+                length = try key.open(counter: nonce, authenticating: additional, ciphertext: UnsafeRawBufferPointer(buffer), into: buffer)
+            } catch {
+                throw Error.decryptionFailed
+            }
+            nonce += 1
+            return length
+        }
+
         /// `Rekey()`: replaces `k` with the first 32 bytes of encrypting 32 zeros with nonce
         /// 2^64 - 1 (section 4.2's default `REKEY`); `n` is unchanged.
         package mutating func rekey() {

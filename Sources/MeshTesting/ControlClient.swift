@@ -11,14 +11,15 @@ package final class ControlClient: ConnectionDelegate {
     private let holder = Mutex<Connection?>(nil)
     /// The id this client registers with (its hello carries it).
     package let id: String
-    /// The secret behind ``id``: another client made with it registers as the same process.
-    package let secret: String
+    /// The static key pair behind ``id``: another client made with it registers as the same process.
+    package let identity: NodeIdentity
     /// Keeps messages without their topology, delta and status: a client that only fills a
     /// topology for a test need not hold every copy of it.
     private let lean: Bool
 
-    private init(lean: Bool, identity: (id: String, secret: String)?) {
-        (id, secret) = identity ?? NodeID.make()
+    private init(lean: Bool, identity: NodeIdentity?) {
+        self.identity = identity ?? NodeIdentity()
+        self.id = self.identity.id
         self.lean = lean
     }
 
@@ -28,17 +29,17 @@ package final class ControlClient: ConnectionDelegate {
     ///
     /// - Parameters:
     ///   - lean: keep what arrives without its topologies, deltas and status.
-    ///   - identity: the node id and secret to use (an earlier client's, to come back as the same
-    ///     process); fresh ones when `nil`.
+    ///   - identity: the key pair to use (an earlier client's, to come back as the same
+    ///     process); a fresh one when `nil`.
     package static func connect(
         to address: String, purpose: Handshake.Purpose = .control, key: String? = nil, lean: Bool = false,
-        identity: (id: String, secret: String)? = nil
+        identity: NodeIdentity? = nil
     ) throws -> ControlClient {
         let client = ControlClient(lean: lean, identity: identity)
         let options = Connection.Options(
             handshake: .connect(
-                purpose: purpose, key: try MeshKey.stretched(key), localID: purpose == .control ? NodeID.bytes(client.id) : nil,
-                expectedPeerID: nil),
+                purpose: purpose, key: try MeshKey.stretched(key), identity: purpose == .control ? client.identity : nil,
+                expectedPeerID: nil, expectedPeerKey: nil),
             maximumFrameLength: 64 << 20, maximumPendingBytes: 64 << 20)
         guard let target = SocketAddress.parse(address, defaultPort: 0) else {
             throw MeshError.invalidAddress(address, reason: "not HOST:PORT")
@@ -60,8 +61,8 @@ package final class ControlClient: ConnectionDelegate {
     ) async throws {
         send(
             ControlMessage(
-                .register, node: NodeRecord(id: id, name: name, host: "", port: port, topics: topics), stats: stats, secret: secret,
-                view: view, interest: interest))
+                .register, node: NodeRecord(id: id, name: name, host: "", port: port, topics: topics, key: identity.publicKeyHex),
+                stats: stats, view: view, interest: interest))
         _ = try await waitFor(.welcome, seconds: seconds)
     }
 

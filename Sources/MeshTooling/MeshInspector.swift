@@ -68,7 +68,10 @@ package actor MeshInspector {
         let purpose: Handshake.Purpose = adminKey == nil ? .inspect : .admin
         let key = try MeshKey.stretched(adminKey ?? authkey)
         let options = Connection.Options(
-            handshake: .connect(purpose: purpose, key: key, localID: nil, expectedPeerID: nil),
+            // The tool has no identity of its own: a fresh static key for each connection.
+            handshake: .connect(
+                purpose: purpose, key: key, identity: nil, expectedPeerID: nil,
+                expectedPeerKey: MeshDefaults.coordinatorKeyFromEnvironment.flatMap(NodeID.publicKeyBytes)),
             maximumFrameLength: 64 << 20, maximumPendingBytes: 1 << 20, handshakeTimeout: timeout,
             connectTimeout: timeout)
         let connection = try Connection.connect(

@@ -8,6 +8,7 @@ let usage = """
     usage: mesh-coordinator [--host H] [--port P] [--authkey KEY | --authkey-file PATH]
                             [--admin-key-file PATH] [--allow-weak-key] [--insecure]
                             [--allow-foreign-hosts] [--log-level L] [--http HOST:PORT]
+                            [--identity-file PATH] [--names-file PATH]
 
       --host H            address to listen on (default 127.0.0.1 without a key, 0.0.0.0 with one)
       --port P            TCP port (default 6374; 0 picks a free one)
@@ -17,6 +18,12 @@ let usage = """
       --admin-key-file PATH
                           the key `mesh status` and `mesh node kill` must prove (default: the
                           mesh key); nodes holding only the mesh key then cannot use them
+      --identity-file PATH
+                          the coordinator's static key pair (`mesh keygen --node`), so nodes can
+                          pin its public key (MESH_COORDINATOR_KEY) across restarts; without it
+                          a fresh pair is made at start and its public key printed
+      --names-file PATH   which node keys may use which names ("worker: KEY, KEY", one name a
+                          line; "*: closed" refuses names not listed); needs a key
       --allow-weak-key    accept a key that is easy to guess (a passphrase of a few words);
                           refused by default; also MESH_ALLOW_WEAK_KEY=1
       --insecure          allow listening beyond loopback with no key (an open mesh, on
@@ -62,6 +69,8 @@ var port = MeshDefaults.coordinatorPort
 var authkey: String? = nil
 var level: MeshLogger.Level? = nil
 var http: String? = nil
+var identity: NodeIdentity? = nil
+var names: NameBindings? = nil
 var arguments = CommandLine.arguments.dropFirst()
 func value(for option: String, from arguments: inout ArraySlice<String>) -> String {
     guard let next = arguments.popFirst() else { fail("\(option) needs a value; see mesh-coordinator --help") }
@@ -81,6 +90,18 @@ while let argument = arguments.popFirst() {
         authkey = readKeyFile(value(for: argument, from: &arguments))
     case "--admin-key-file":
         adminKey = readKeyFile(value(for: argument, from: &arguments))
+    case "--identity-file":
+        do {
+            identity = try NodeIdentity(contentsOfFile: value(for: argument, from: &arguments))
+        } catch {
+            fail(error.description)
+        }
+    case "--names-file":
+        do {
+            names = try NameBindings(contentsOfFile: value(for: argument, from: &arguments))
+        } catch {
+            fail(error.description)
+        }
     case "--insecure": insecure = true
     case "--allow-foreign-hosts": allowForeignHosts = true
     case "--allow-weak-key": allowWeakKey = true
@@ -116,6 +137,8 @@ var configuration = MeshCoordinator.Configuration(
     host: host, port: port, authkey: authkey, logger: logger, adminKey: adminKey, insecure: insecure,
     allowForeignHosts: allowForeignHosts)
 configuration.allowWeakKey = allowWeakKey
+configuration.identity = identity
+configuration.names = names
 let coordinator = MeshCoordinator(configuration: configuration)
 let address: SocketAddress
 do {
@@ -142,6 +165,9 @@ if let http {
     } catch {
         fail("--http: \(error)")
     }
+}
+if !(authkey ?? "").isEmpty {
+    FileHandle.standardOutput.write(Data("mesh-coordinator static key \(coordinator.identity.publicKeyHex)\n".utf8))
 }
 // Written unbuffered: scripts and tests wait for this line to learn the port.
 FileHandle.standardOutput.write(Data("mesh-coordinator listening on \(address)\n".utf8))

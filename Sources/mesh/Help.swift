@@ -29,7 +29,7 @@ enum Help {
           topic bw TOPIC           print the bandwidth on a topic every second
           status                   the coordinator's uptime and each node's counters
           speedtest                measure throughput between two nodes in this process
-          keygen                   print a new random key (mesh keygen > mesh.key)
+          keygen                   print a new random key (mesh keygen > mesh.key), or a node key (--node)
           launch FILE              start a whole system from a launch file and keep it running
           http-token               print the token for the coordinator's web view (--http)
           service list             list the services with their providers and groups
@@ -262,6 +262,8 @@ enum Help {
         case .keygen:
             return """
                 usage: mesh keygen [--base64]
+                       mesh keygen --node
+                       mesh keygen --public NODE_KEY_FILE
 
                 Prints a new random key: 32 bytes from the system's random generator, as 64 hex
                 digits (or 44 base64 characters with --base64). The printed text is the key; use
@@ -273,6 +275,12 @@ enum Help {
                 by every program unless --allow-weak-key or MESH_ALLOW_WEAK_KEY=1 says it is meant.
 
                   --base64  print the key in base64 instead of hex
+                  --node    print a new node key pair's private key (64 hex digits) for a stable
+                            node or coordinator identity: mesh keygen --node > node.key, then
+                            MESH_IDENTITY_FILE=node.key or mesh-coordinator --identity-file node.key
+                  --public FILE
+                            print the public key and node id of a node key file (for a names
+                            file, or to pin a coordinator with MESH_COORDINATOR_KEY)
                 """
         }
     }

@@ -30,7 +30,15 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
-    case .keygen: print(MeshKeyFile.newKey(arguments.has("--base64") ? .base64 : .hex))
+    case .keygen:
+        if let path = arguments.values["--public"] {
+            let identity = try NodeIdentity(contentsOfFile: path)
+            print("\(identity.publicKeyHex)  node id \(identity.id)")
+        } else if arguments.has("--node") {
+            print(NodeIdentity.generateKeyFileText(), terminator: "")
+        } else {
+            print(MeshKeyFile.newKey(arguments.has("--base64") ? .base64 : .hex))
+        }
     case .launch: try await LaunchCommand.run(arguments, context)
     case .httpToken:
         guard let key = context.adminKey ?? context.authkey else {

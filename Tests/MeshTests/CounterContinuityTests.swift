@@ -41,7 +41,7 @@ extension ResilienceTests {
                 }
                 // The same process registers again, saying nothing of its counters (as an older
                 // client would): the coordinator continues from 92, not from 0.
-                let again = try ControlClient.connect(to: mesh.address, identity: (first.id, first.secret))
+                let again = try ControlClient.connect(to: mesh.address, identity: first.identity)
                 defer { again.close() }
                 try await again.register(name: "counted", topics: ["jobs"])
                 let resumed = await Self.received(first.id, in: mesh.coordinator)

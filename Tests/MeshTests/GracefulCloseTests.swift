@@ -341,7 +341,7 @@ final class SilentReceiver: ConnectionDelegate {
         let silent = SilentReceiver()
         let client = try ControlClient.connect(to: mesh.address)
         let options = Connection.Options(
-            handshake: .accept(served: [.data: .open], localID: NodeID.bytes(client.id)), maximumFrameLength: 1 << 20,
+            handshake: .accept(served: [.data: .open], identity: client.identity, staticKey: nil), maximumFrameLength: 1 << 20,
             maximumPendingBytes: 1 << 20)
         let listener = try Listener(binding: .ipv4(host: "127.0.0.1", port: 0), loop: .shared) { socket, peer in
             let connection = Connection.accept(socket, from: peer, options: options, delegate: silent, loop: .shared)
@@ -384,7 +384,7 @@ final class FrameProbe: ConnectionDelegate {
     static func dial(port: UInt16, as id: String) throws -> FrameProbe {
         let probe = FrameProbe()
         let options = Connection.Options(
-            handshake: .connect(purpose: .data, key: nil, localID: NodeID.bytes(id), expectedPeerID: nil),
+            handshake: .connect(purpose: .data, key: nil, identity: NodeIdentity(claiming: id), expectedPeerID: nil, expectedPeerKey: nil),
             maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
         let connection = try Connection.connect(
             to: .ipv4(host: "127.0.0.1", port: port), options: options, delegate: probe, loop: .shared)

@@ -5,29 +5,33 @@ import Testing
 @testable import Mesh
 
 extension Handshake {
-    /// A connector for node control, or an acceptor serving every purpose with one key.
-    init(role: Role, key: SymmetricKey?, nonce: [UInt8]? = nil) {
+    /// A connector for node control, or an acceptor serving every purpose but data with one key
+    /// (a coordinator), each with a fresh static key unless given one.
+    init(role: Role, key: SymmetricKey?, nonce: [UInt8]? = nil, identity: NodeIdentity = NodeIdentity()) {
         switch role {
         case .connector:
-            self.init(connectingFor: .control, key: key, nonce: nonce)
+            self.init(
+                connectingFor: .control, key: key, localID: identity.idBytes, staticKey: identity.privateKey, nonce: nonce)
         case .acceptor:
             let access: Access = key.map { .key($0) } ?? .open
-            self.init(accepting: Dictionary(uniqueKeysWithValues: Purpose.allCases.map { ($0, access) }), nonce: nonce)
+            self.init(
+                accepting: [.control: access, .inspect: access, .admin: access], staticKey: identity.privateKey,
+                nonce: nonce)
         }
     }
 }
 
-/// A version 2 hello: magic, version, key flag, purpose, nonce, id.
+/// A version 3 hello: magic, version, key flag, purpose, nonce, id.
 private func hello(keyed: Bool, purpose: UInt8 = 1, nonce: [UInt8], id: [UInt8] = Handshake.noID) -> [UInt8] {
-    Array("MESH".utf8) + [2, keyed ? 1 : 0, purpose] + nonce + id
+    Array("MESH".utf8) + [3, keyed ? 1 : 0, purpose] + nonce + id
 }
 
 /// The handshake state machine, two instances talking to each other in memory.
 @Suite struct HandshakeTests {
-    private static let key = SymmetricKey(data: Array("correct horse battery staple".utf8))
-    private static let otherKey = SymmetricKey(data: Array("correct horse battery stapler".utf8))
-    private static let connectorNonce = [UInt8](repeating: 0xC1, count: Handshake.nonceLength)
-    private static let acceptorNonce = [UInt8](repeating: 0xA2, count: Handshake.nonceLength)
+    static let key = SymmetricKey(data: Array("correct horse battery staple, 32".utf8))
+    static let otherKey = SymmetricKey(data: Array("correct horse battery stapler, 3".utf8))
+    static let connectorNonce = [UInt8](repeating: 0xC1, count: Handshake.nonceLength)
+    static let acceptorNonce = [UInt8](repeating: 0xA2, count: Handshake.nonceLength)
 
     /// What one side ended with, and every message it sent.
     struct Outcome {
@@ -37,18 +41,20 @@ private func hello(keyed: Bool, purpose: UInt8 = 1, nonce: [UInt8], id: [UInt8] 
     }
 
     /// Both sides start, then bytes move each way (never more than `bytesWanted` at a time) until
-    /// neither side has anything left to deliver.
-    private static func run(
-        _ connector: inout Handshake, _ acceptor: inout Handshake
+    /// neither side has anything left to deliver. `tamper` may change the bytes on the way.
+    static func run(
+        _ connector: inout Handshake, _ acceptor: inout Handshake,
+        tamper: (_ toAcceptor: Bool, _ bytes: inout [UInt8]) -> Void = { _, _ in }
     ) -> (connector: Outcome, acceptor: Outcome) {
         var outcomes = (connector: Outcome(), acceptor: Outcome())
         var toAcceptor: [UInt8] = []
         var toConnector: [UInt8] = []
 
-        func perform(_ actions: [Handshake.Action], into outcome: inout Outcome, outbox: inout [UInt8]) {
+        func perform(_ actions: [Handshake.Action], into outcome: inout Outcome, outbox: inout [UInt8], toAcceptor: Bool) {
             for action in actions {
                 switch action {
-                case .send(let bytes):
+                case .send(var bytes):
+                    tamper(toAcceptor, &bytes)
                     outcome.sent.append(bytes)
                     outbox += bytes
                 case .established:
@@ -61,394 +67,422 @@ private func hello(keyed: Bool, purpose: UInt8 = 1, nonce: [UInt8], id: [UInt8] 
             }
         }
 
-        perform(connector.start(), into: &outcomes.connector, outbox: &toAcceptor)
-        perform(acceptor.start(), into: &outcomes.acceptor, outbox: &toConnector)
+        perform(connector.start(), into: &outcomes.connector, outbox: &toAcceptor, toAcceptor: true)
+        perform(acceptor.start(), into: &outcomes.acceptor, outbox: &toConnector, toAcceptor: false)
         var rounds = 0
-        while rounds < 100 {
+        while rounds < 1000 {
             rounds += 1
             var progressed = false
             if !toAcceptor.isEmpty, acceptor.bytesWanted > 0 {
                 let chunk = Array(toAcceptor.prefix(acceptor.bytesWanted))
                 toAcceptor.removeFirst(chunk.count)
-                perform(acceptor.receive(chunk), into: &outcomes.acceptor, outbox: &toConnector)
+                perform(acceptor.receive(chunk), into: &outcomes.acceptor, outbox: &toConnector, toAcceptor: false)
                 progressed = true
             }
             if !toConnector.isEmpty, connector.bytesWanted > 0 {
                 let chunk = Array(toConnector.prefix(connector.bytesWanted))
                 toConnector.removeFirst(chunk.count)
-                perform(connector.receive(chunk), into: &outcomes.connector, outbox: &toAcceptor)
+                perform(connector.receive(chunk), into: &outcomes.connector, outbox: &toAcceptor, toAcceptor: true)
                 progressed = true
             }
             if !progressed { break }
         }
-        #expect(rounds < 100, "the handshake did not settle")
+        #expect(rounds < 1000, "the handshake did not settle")
         return outcomes
     }
 
-    private static func pair(
-        connectorKey: SymmetricKey?, acceptorKey: SymmetricKey?, fixedNonces: Bool = true
-    ) -> (connector: Outcome, acceptor: Outcome) {
-        var connector = Handshake(
-            role: .connector, key: connectorKey, nonce: fixedNonces ? connectorNonce : nil)
-        var acceptor = Handshake(role: .acceptor, key: acceptorKey, nonce: fixedNonces ? acceptorNonce : nil)
+    static func pair(connectorKey: SymmetricKey?, acceptorKey: SymmetricKey?) -> (connector: Outcome, acceptor: Outcome) {
+        var connector = Handshake(role: .connector, key: connectorKey, nonce: connectorNonce)
+        var acceptor = Handshake(role: .acceptor, key: acceptorKey, nonce: acceptorNonce)
         let outcomes = run(&connector, &acceptor)
         #expect(connector.isEstablished == outcomes.connector.established)
         #expect(acceptor.isEstablished == outcomes.acceptor.established)
         return outcomes
     }
 
-    /// The single action a call is expected to return, when it is a failure.
-    private static func failure(of actions: [Handshake.Action]) -> HandshakeError? {
-        for action in actions { if case .fail(let error) = action { return error } }
-        return nil
+    /// A data connection: `dialler` dials the node `target` knowing its record's key; the port is
+    /// served by `holder`'s static key while its hello says `target`'s id.
+    static func data(
+        dialler: NodeIdentity, target: NodeIdentity, holder: NodeIdentity? = nil, connectorKey: SymmetricKey? = key,
+        acceptorKey: SymmetricKey? = key, tamper: (_ toAcceptor: Bool, _ bytes: inout [UInt8]) -> Void = { _, _ in }
+    ) -> (Handshake, Handshake, (connector: Outcome, acceptor: Outcome)) {
+        let holder = holder ?? target
+        var connector = Handshake(
+            connectingFor: .data, key: connectorKey, localID: dialler.idBytes, staticKey: dialler.privateKey,
+            expectedPeerID: target.idBytes, expectedPeerKey: target.publicKey)
+        var acceptor = Handshake(
+            accepting: [.data: acceptorKey.map { .key($0) } ?? .open], localID: target.idBytes,
+            staticKey: holder.privateKey)
+        let outcome = run(&connector, &acceptor, tamper: tamper)
+        return (connector, acceptor, outcome)
     }
 
-    // MARK: outcomes
+    /// Seals `plaintext` with one side's sending state and opens it with the other's receiving one.
+    static func carries(_ from: Handshake, to: Handshake, _ plaintext: [UInt8] = Array("hello".utf8)) -> Bool {
+        guard var sending = from.transport?.sending, var receiving = to.transport?.receiving,
+            let sealed = try? sending.encrypt(plaintext), let opened = try? receiving.decrypt(sealed)
+        else { return false }
+        return opened == plaintext
+    }
 
-    @Test func noKeyOnEitherSideEstablishes() {
+    // MARK: open mesh
+
+    @Test func noKeyOnEitherSideEstablishesWithTheHellosAlone() {
         let outcome = Self.pair(connectorKey: nil, acceptorKey: nil)
         #expect(outcome.connector.established && outcome.acceptor.established)
-        #expect(outcome.connector.failure == nil && outcome.acceptor.failure == nil)
-        // Only the hellos travel.
-        #expect(outcome.connector.sent.map(\.count) == [Handshake.helloLength])
-        #expect(outcome.acceptor.sent.map(\.count) == [Handshake.helloLength])
-    }
-
-    @Test func helloCarriesMagicVersionKeyFlagPurposeNonceAndID() {
-        let id: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
-        var open = Handshake(connectingFor: .data, key: nil, localID: id, nonce: Self.connectorNonce)
-        #expect(open.start() == [.send(hello(keyed: false, purpose: 4, nonce: Self.connectorNonce, id: id))])
-        // The acceptor answers the connector's hello, echoing the purpose it serves.
-        var keyed = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
-        #expect(keyed.start().isEmpty)
-        #expect(keyed.receive(hello(keyed: true, nonce: Self.connectorNonce)) == [.send(hello(keyed: true, nonce: Self.acceptorNonce))])
-    }
-
-    @Test func sameKeyEstablishes() {
-        let outcome = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-        #expect(outcome.connector.established && outcome.acceptor.established)
-        #expect(outcome.connector.failure == nil && outcome.acceptor.failure == nil)
-        // hello, then a proof; hello, then a verdict (0) with the acceptor's proof.
-        #expect(outcome.connector.sent.map(\.count) == [Handshake.helloLength, Handshake.proofLength])
-        #expect(outcome.acceptor.sent.map(\.count) == [Handshake.helloLength, Handshake.verdictLength])
-        #expect(outcome.acceptor.sent.last?.first == 0)
-        // The two proofs use different labels.
-        #expect(outcome.connector.sent[1] != Array(outcome.acceptor.sent[1].dropFirst()))
-    }
-
-    @Test func sameKeyProofsDifferPerConnection() {
-        let first = Self.pair(connectorKey: Self.key, acceptorKey: Self.key, fixedNonces: false)
-        let second = Self.pair(connectorKey: Self.key, acceptorKey: Self.key, fixedNonces: false)
-        #expect(first.connector.established && second.connector.established)
-        #expect(first.acceptor.established && second.acceptor.established)
-        #expect(first.connector.sent[0] != second.connector.sent[0], "fresh nonce per hello")
-        #expect(first.connector.sent[1] != second.connector.sent[1], "connector proof reused")
-        #expect(first.acceptor.sent[1] != second.acceptor.sent[1], "acceptor proof reused")
-    }
-
-    @Test func fixedNoncesGiveTheSameProofs() {
-        let first = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-        let second = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-        #expect(first.connector.sent == second.connector.sent)
-        #expect(first.acceptor.sent == second.acceptor.sent)
-    }
-
-    @Test func wrongKeyFailsOnBothSides() {
-        let outcome = Self.pair(connectorKey: Self.key, acceptorKey: Self.otherKey)
-        #expect(!outcome.connector.established && !outcome.acceptor.established)
-        #expect(outcome.acceptor.failure == .peerProofInvalid)
-        #expect(outcome.connector.failure == .rejectedByPeer)
-        // The rejecting verdict carries no proof of the acceptor's key.
-        #expect(outcome.acceptor.sent.last == [1] + [UInt8](repeating: 0, count: Handshake.proofLength))
-    }
-
-    @Test func keyOnlyOnTheAcceptor() {
-        let outcome = Self.pair(connectorKey: nil, acceptorKey: Self.key)
-        #expect(outcome.connector.failure == .peerRequiresKey)
-        #expect(outcome.acceptor.failure == .peerHasNoKey)
-        #expect(!outcome.connector.established && !outcome.acceptor.established)
-    }
-
-    @Test func keyOnlyOnTheConnector() {
-        let outcome = Self.pair(connectorKey: Self.key, acceptorKey: nil)
-        #expect(outcome.connector.failure == .peerHasNoKey)
-        #expect(outcome.acceptor.failure == .peerRequiresKey)
-        #expect(!outcome.connector.established && !outcome.acceptor.established)
-        // Neither side sent a proof.
         #expect(outcome.connector.sent.count == 1 && outcome.acceptor.sent.count == 1)
     }
 
-    // MARK: attacks
+    @Test func helloCarriesMagicVersionThreeKeyFlagPurposeNonceAndID() {
+        let identity = NodeIdentity()
+        let outcome = {
+            var connector = Handshake(role: .connector, key: Self.key, nonce: Self.connectorNonce, identity: identity)
+            var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
+            return Self.run(&connector, &acceptor)
+        }()
+        #expect(outcome.connector.sent[0] == hello(keyed: true, nonce: Self.connectorNonce, id: identity.idBytes))
+        #expect(outcome.acceptor.sent[0] == hello(keyed: true, nonce: Self.acceptorNonce))
+        #expect(Handshake.helloLength == 47)
+    }
 
-    /// The connector's proof, handed back to it as the acceptor's, must not pass.
-    @Test func reflectedProofIsRejected() throws {
-        var connector = Handshake(role: .connector, key: Self.key, nonce: Self.connectorNonce)
-        _ = connector.start()
-        // The attacker answers with a hello that echoes the connector's own nonce.
-        let actions = connector.receive(hello(keyed: true, nonce: Self.connectorNonce))
-        guard case .send(let proof) = try #require(actions.first) else {
-            Issue.record("expected the connector's proof, got \(actions)")
+    // MARK: keyed: coordinator connections (XXpsk3)
+
+    @Test func sameKeyEstablishesAControlConnectionWithTwoWorkingDirections() throws {
+        let node = NodeIdentity()
+        let coordinator = NodeIdentity()
+        var connector = Handshake(role: .connector, key: Self.key, identity: node)
+        var acceptor = Handshake(role: .acceptor, key: Self.key, identity: coordinator)
+        let outcome = Self.run(&connector, &acceptor)
+        #expect(outcome.connector.established && outcome.acceptor.established)
+        // Hello, M1, M3 from the node; hello, M2, confirmation from the coordinator.
+        #expect(outcome.connector.sent.map(\.count) == [47, 2 + 48, 2 + 64])
+        #expect(outcome.acceptor.sent.map(\.count) == [47, 2 + 96, 2 + 16])
+        #expect(acceptor.peerStaticKey == node.publicKey)
+        #expect(connector.peerStaticKey == coordinator.publicKey)
+        #expect(Self.carries(connector, to: acceptor) && Self.carries(acceptor, to: connector))
+    }
+
+    @Test func everyConnectionHasFreshEphemeralsSoNothingRepeats() {
+        let first = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
+        let second = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
+        #expect(first.connector.sent[1] != second.connector.sent[1])
+        #expect(first.acceptor.sent[1] != second.acceptor.sent[1])
+    }
+
+    @Test func wrongKeyOnAControlConnectionFailsOnBothSides() {
+        let outcome = Self.pair(connectorKey: Self.key, acceptorKey: Self.otherKey)
+        #expect(outcome.acceptor.failure == .peerProofInvalid)
+        #expect(outcome.connector.failure == .rejectedByPeer)
+        #expect(!outcome.connector.established && !outcome.acceptor.established)
+        // The refusal is a zero length where the confirmation would have been.
+        #expect(outcome.acceptor.sent.last == Handshake.refusal)
+    }
+
+    @Test func keyOnOneSideOnlyFailsOnTheFlags() {
+        let acceptorOnly = Self.pair(connectorKey: nil, acceptorKey: Self.key)
+        #expect(acceptorOnly.acceptor.failure == .peerHasNoKey)
+        #expect(acceptorOnly.connector.failure == .peerRequiresKey)
+        let connectorOnly = Self.pair(connectorKey: Self.key, acceptorKey: nil)
+        #expect(connectorOnly.acceptor.failure == .peerRequiresKey)
+        #expect(connectorOnly.connector.failure == .peerHasNoKey)
+    }
+
+    @Test func aNodeClaimingAnotherNodesIDOnControlIsAnImpostor() {
+        let victim = NodeIdentity()
+        var connector = Handshake(role: .connector, key: Self.key, identity: NodeIdentity(claiming: victim.id))
+        var acceptor = Handshake(role: .acceptor, key: Self.key)
+        let outcome = Self.run(&connector, &acceptor)
+        guard case .impostor(let claimed, _) = outcome.acceptor.failure else {
+            Issue.record("expected impostor, got \(String(describing: outcome.acceptor.failure))")
             return
         }
-        #expect(proof.count == Handshake.proofLength)
-        let verdict = connector.receive([0] + proof)
-        #expect(verdict == [.fail(.peerProofInvalid)])
-        #expect(!connector.isEstablished)
-        #expect(connector.bytesWanted == 0)
+        #expect(claimed == victim.idBytes)
+        #expect(outcome.connector.failure == .rejectedByPeer)
     }
 
-    /// The acceptor's proof, handed to an acceptor as if from a connector, must not pass either.
-    @Test func acceptorProofCannotPassAsAConnectorProof() throws {
-        let outcome = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-        let acceptorProof = Array(try #require(outcome.acceptor.sent.last).dropFirst())
+    @Test func aPinnedCoordinatorKeyRefusesAnyOtherCoordinator() {
+        let pinned = NodeIdentity()
+        let node = NodeIdentity()
+        var connector = Handshake(
+            connectingFor: .control, key: Self.key, localID: node.idBytes, staticKey: node.privateKey,
+            expectedPeerKey: pinned.publicKey)
+        var stranger = Handshake(role: .acceptor, key: Self.key)
+        let outcome = Self.run(&connector, &stranger)
+        #expect(outcome.connector.failure == .wrongCoordinatorKey(pinned: pinned.publicKey, found: stranger.peerStaticKey ?? []) || {
+            if case .wrongCoordinatorKey = outcome.connector.failure { return true }
+            return false
+        }())
+        #expect(outcome.acceptor.failure == .rejectedByPeer)
+        // The node never sent its static key to the stranger: its last message is the refusal.
+        #expect(outcome.connector.sent.last == Handshake.refusal)
+
+        var again = Handshake(
+            connectingFor: .control, key: Self.key, localID: node.idBytes, staticKey: node.privateKey,
+            expectedPeerKey: pinned.publicKey)
+        var real = Handshake(role: .acceptor, key: Self.key, identity: pinned)
+        let good = Self.run(&again, &real)
+        #expect(good.connector.established && good.acceptor.established)
+    }
+
+    @Test func aPurposeChangedOnTheWayBreaksTheHandshake() {
+        var connector = Handshake(role: .connector, key: Self.key)
+        var acceptor = Handshake(role: .acceptor, key: Self.key)
+        // The connector asks for control; the relay turns it into inspect. The coordinator serves
+        // both, but the prologues differ, so the third message fails.
+        var first = true
+        let outcome = Self.run(&connector, &acceptor) { toAcceptor, bytes in
+            if toAcceptor, first, bytes.count == 47 {
+                bytes[6] = Handshake.Purpose.inspect.rawValue
+                first = false
+            }
+        }
+        #expect(!outcome.acceptor.established && !outcome.connector.established)
+    }
+
+    @Test func aPurposeThePortDoesNotServeIsRefusedOnBothSides() {
+        var connector = Handshake(connectingFor: .data, key: Self.key)
+        var acceptor = Handshake(role: .acceptor, key: Self.key)
+        let outcome = Self.run(&connector, &acceptor)
+        #expect(outcome.acceptor.failure == .purposeNotServed(4))
+        #expect(outcome.connector.failure == .purposeRefused(4))
+    }
+
+    // MARK: keyed: data connections (IKpsk1)
+
+    @Test func aDataConnectionToAKnownNodeEstablishesInOneRoundTrip() {
+        let dialler = NodeIdentity()
+        let target = NodeIdentity()
+        let (connector, acceptor, outcome) = Self.data(dialler: dialler, target: target)
+        #expect(outcome.connector.established && outcome.acceptor.established)
+        // The acceptor's hello first; then hello + M1; M2; the connector's confirmation.
+        #expect(outcome.acceptor.sent.map(\.count) == [47, 2 + 48])
+        #expect(outcome.connector.sent.map(\.count) == [47, 2 + 96, 2 + 16])
+        #expect(acceptor.peerStaticKey == dialler.publicKey)
+        #expect(Self.carries(connector, to: acceptor) && Self.carries(acceptor, to: connector))
+    }
+
+    @Test func aDataPortWithTheWrongMeshKeyRefusesAtTheFirstMessage() {
+        let (_, _, outcome) = Self.data(dialler: NodeIdentity(), target: NodeIdentity(), acceptorKey: Self.otherKey)
+        #expect(outcome.acceptor.failure == .peerProofInvalid)
+        #expect(outcome.connector.failure == .rejectedByPeer)
+        // The acceptor answered nothing but its hello and the refusal.
+        #expect(outcome.acceptor.sent.map(\.count) == [47, 2])
+    }
+
+    @Test func posingAsAnotherNodeOnDataIsRefused() {
+        // A key holder dials with the victim's id in its hello, but its own static key.
+        let victim = NodeIdentity()
+        let (_, _, outcome) = Self.data(dialler: NodeIdentity(claiming: victim.id), target: NodeIdentity())
+        guard case .impostor(let claimed, let keyID) = outcome.acceptor.failure else {
+            Issue.record("expected impostor, got \(String(describing: outcome.acceptor.failure))")
+            return
+        }
+        #expect(claimed == victim.idBytes && keyID != victim.idBytes)
+        #expect(outcome.connector.failure == .rejectedByPeer)
+    }
+
+    @Test func aPortHeldByAnotherKeyCannotAnswerForTheNode() {
+        // The hello says the target's id, but the process on the port holds another key: it cannot
+        // read the first message, so it cannot answer, and the connector never establishes.
+        let target = NodeIdentity()
+        let (_, _, outcome) = Self.data(dialler: NodeIdentity(), target: target, holder: NodeIdentity())
+        #expect(!outcome.connector.established && !outcome.acceptor.established)
+        #expect(outcome.connector.failure == .rejectedByPeer)
+    }
+
+    @Test func aRecordWhoseKeyIsNotTheIDsIsNotDialled() {
+        let target = NodeIdentity()
+        var connector = Handshake(
+            connectingFor: .data, key: Self.key, localID: NodeIdentity().idBytes, expectedPeerID: target.idBytes,
+            expectedPeerKey: NodeIdentity().publicKey)
+        var acceptor = Handshake(accepting: [.data: .key(Self.key)], localID: target.idBytes, staticKey: target.privateKey)
+        let outcome = Self.run(&connector, &acceptor)
+        guard case .peerKeyUnknown = outcome.connector.failure else {
+            Issue.record("expected peerKeyUnknown, got \(String(describing: outcome.connector.failure))")
+            return
+        }
+        // Nothing was written: the check comes before the connector's hello.
+        #expect(outcome.connector.sent.isEmpty)
+    }
+
+    @Test func aReplayedFirstMessageGetsNoSession() {
+        let dialler = NodeIdentity()
+        let target = NodeIdentity()
+        let (_, _, recorded) = Self.data(dialler: dialler, target: target)
+        // Replay the dialler's recorded bytes to a fresh acceptor: its hello has a new nonce, so
+        // the prologue differs and the recorded first message no longer authenticates.
+        var acceptor = Handshake(accepting: [.data: .key(Self.key)], localID: target.idBytes, staticKey: target.privateKey)
+        _ = acceptor.start()
+        var actions: [Handshake.Action] = []
+        for byte in recorded.connector.sent.joined() where acceptor.bytesWanted > 0 {
+            actions += acceptor.receive([byte])
+        }
+        #expect(!acceptor.isEstablished)
+        #expect(actions.contains(.fail(.peerProofInvalid)))
+    }
+
+    @Test func anyAlteredHandshakeByteFailsTheHandshake() {
+        // Flip each byte of the Noise messages in turn; no flip may still establish both sides.
+        let dialler = NodeIdentity()
+        let target = NodeIdentity()
+        for index in [49, 60, 100, 140] {
+            var count = 0
+            let (_, _, outcome) = Self.data(dialler: dialler, target: target) { toAcceptor, bytes in
+                guard toAcceptor else { return }
+                if count <= index, index < count + bytes.count { bytes[index - count] ^= 0x01 }
+                count += bytes.count
+            }
+            #expect(!(outcome.connector.established && outcome.acceptor.established), "flip at \(index)")
+        }
+    }
+
+    // MARK: framing and limits
+
+    @Test func aZeroLengthIsARefusalAndAnOverlongMessageIsAProtocolError() {
+        var connector = Handshake(role: .connector, key: Self.key)
+        _ = connector.start()
+        _ = connector.receive(hello(keyed: true, nonce: Self.acceptorNonce))
+        #expect(connector.bytesWanted == 2)
+        #expect(connector.receive([0, 0]) == [.fail(.rejectedByPeer)])
+
+        var other = Handshake(role: .connector, key: Self.key)
+        _ = other.start()
+        _ = other.receive(hello(keyed: true, nonce: Self.acceptorNonce))
+        let actions = other.receive([0x04, 0x01])
+        guard case .fail(.peerProtocolError(let reason))? = actions.last else {
+            Issue.record("expected a protocol error, got \(actions)")
+            return
+        }
+        #expect(reason.contains("1025"))
+    }
+
+    @Test func bytesWantedNeverReachesPastTheCurrentStep() {
+        let recorded = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
         var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
         _ = acceptor.start()
-        #expect(acceptor.receive(hello(keyed: true, nonce: Self.connectorNonce)).count == 1)
-        #expect(Self.failure(of: acceptor.receive(acceptorProof)) == .peerProofInvalid)
+        var wanted: [Int] = []
+        for byte in recorded.connector.sent.joined() {
+            wanted.append(acceptor.bytesWanted)
+            _ = acceptor.receive([byte])
+        }
+        // Hello, then for M1 and M3: 2 length bytes, then exactly the message.
+        let expected = Array((1...47).reversed()) + [2, 1] + Array((1...48).reversed()) + [2, 1] + Array((1...64).reversed())
+        #expect(wanted == expected)
     }
-
-    /// A proof recorded from one connection is useless against an acceptor with a new nonce.
-    @Test func replayedProofIsRejected() throws {
-        let recorded = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-        let hello = recorded.connector.sent[0]
-        let proof = recorded.connector.sent[1]
-
-        var acceptor = Handshake(
-            role: .acceptor, key: Self.key, nonce: [UInt8](repeating: 0xA3, count: Handshake.nonceLength))
-        _ = acceptor.start()
-        #expect(Self.failure(of: acceptor.receive(hello)) == nil)
-        #expect(acceptor.bytesWanted == Handshake.proofLength)
-        let actions = acceptor.receive(proof)
-        #expect(Self.failure(of: actions) == .peerProofInvalid)
-        #expect(!acceptor.isEstablished)
-
-        // The same replay against the original nonce is accepted: the nonce is what stopped it.
-        var original = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
-        _ = original.start()
-        _ = original.receive(hello)
-        #expect(original.receive(proof).contains(.established))
-    }
-
-    // MARK: wrong programs and versions
 
     @Test func httpRequestIsNotAMeshPeer() {
         var acceptor = Handshake(role: .acceptor, key: nil)
         _ = acceptor.start()
         let request = Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
-        let actions = acceptor.receive(request.prefix(4))
-        #expect(actions == [.fail(.notAMeshPeer(firstBytes: Array("GET ".utf8)))])
-        #expect(!acceptor.isEstablished)
-        #expect(acceptor.bytesWanted == 0)
-        // A failed handshake ignores anything after.
+        #expect(acceptor.receive(request.prefix(4)) == [.fail(.notAMeshPeer(firstBytes: Array("GET ".utf8)))])
         #expect(acceptor.receive(request.dropFirst(4)).isEmpty)
     }
 
-    @Test func wrongMagicIsCaughtAtTheFirstWrongByte() {
-        var connector = Handshake(role: .connector, key: nil)
-        _ = connector.start()
-        #expect(connector.receive(Array("ME".utf8)).isEmpty)
-        #expect(connector.receive(Array("T".utf8)) == [.fail(.notAMeshPeer(firstBytes: Array("MET".utf8)))])
-    }
-
-    @Test func versionOneIsAVersionMismatch() {
-        var acceptor = Handshake(role: .acceptor, key: nil)
+    @Test func versionTwoIsAVersionMismatchNamingBoth() {
+        var acceptor = Handshake(role: .acceptor, key: Self.key)
         _ = acceptor.start()
-        let actions = acceptor.receive(Array("MESH".utf8) + [1])
-        #expect(actions == [.fail(.versionMismatch(peer: 1, local: 2))])
-        #expect(!acceptor.isEstablished)
+        let actions = acceptor.receive(Array("MESH".utf8) + [2])
+        #expect(actions == [.fail(.versionMismatch(peer: 2, local: 3))])
+        let text = HandshakeError.versionMismatch(peer: 2, local: 3).description
+        #expect(text.contains("version 2") && text.contains("version 3"))
     }
-
-    @Test func truncatedHelloLeavesTheHandshakeWaiting() {
-        var acceptor = Handshake(role: .acceptor, key: nil)
-        _ = acceptor.start()
-        let bytes = hello(keyed: false, nonce: Self.connectorNonce)
-        #expect(acceptor.receive(bytes.prefix(20)).isEmpty)
-        #expect(!acceptor.isEstablished)
-        #expect(acceptor.bytesWanted == Handshake.helloLength - 20)
-        #expect(acceptor.receive(bytes.dropFirst(20)).last == .established)
-        #expect(acceptor.bytesWanted == 0)
-    }
-
-    @Test func truncatedProofLeavesTheHandshakeWaiting() {
-        let recorded = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-        var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
-        _ = acceptor.start()
-        _ = acceptor.receive(recorded.connector.sent[0])
-        #expect(acceptor.receive(recorded.connector.sent[1].prefix(31)).isEmpty)
-        #expect(!acceptor.isEstablished)
-        #expect(acceptor.bytesWanted == 1)
-    }
-
-    @Test func bytesWantedStaysWithinEachStage() {
-        #expect(Handshake.helloLength == 47)
-        #expect(Handshake.proofLength == 32)
-        #expect(Handshake.verdictLength == 33)
-        let recorded = Self.pair(connectorKey: Self.key, acceptorKey: Self.key)
-
-        // Feed each side the other's bytes one at a time, noting what it asks for before each byte.
-        func wants(_ handshake: inout Handshake, fed stream: [UInt8]) -> [Int] {
-            #expect(handshake.bytesWanted == Handshake.helloLength, "before start")
-            _ = handshake.start()
-            var wanted: [Int] = []
-            for byte in stream {
-                wanted.append(handshake.bytesWanted)
-                _ = handshake.receive([byte])
-            }
-            #expect(handshake.isEstablished)
-            #expect(handshake.bytesWanted == 0)
-            return wanted
-        }
-        var connector = Handshake(role: .connector, key: Self.key, nonce: Self.connectorNonce)
-        var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
-        let connectorWants = wants(&connector, fed: Array(recorded.acceptor.sent.joined()))
-        let acceptorWants = wants(&acceptor, fed: Array(recorded.connector.sent.joined()))
-        #expect(connectorWants == Array((1...47).reversed()) + Array((1...33).reversed()))
-        #expect(acceptorWants == Array((1...47).reversed()) + Array((1...32).reversed()))
-    }
-
-    @Test func establishedHandshakeIgnoresFurtherBytes() {
-        var connector = Handshake(role: .connector, key: nil, nonce: Self.connectorNonce)
-        _ = connector.start()
-        #expect(connector.receive(hello(keyed: false, nonce: Self.acceptorNonce)) == [.established])
-        #expect(connector.bytesWanted == 0)
-        #expect(connector.receive([0, 0, 0, 1, 1]).isEmpty)
-        #expect(connector.isEstablished)
-    }
-
-    // MARK: version 2: purposes, ids, session keys
-
-    /// Runs a connector and an acceptor built by the caller.
-    private static func exchange(_ connector: Handshake, _ acceptor: Handshake) -> (
-        Handshake, Handshake, (connector: Outcome, acceptor: Outcome)
-    ) {
-        var connector = connector
-        var acceptor = acceptor
-        let outcome = run(&connector, &acceptor)
-        return (connector, acceptor, outcome)
-    }
-
-    @Test func aPurposeThePortDoesNotServeIsRefusedOnBothSides() {
-        // A node's coordinator handshake offered to a peer port (which serves only data).
-        let (_, _, outcome) = Self.exchange(
-            Handshake(connectingFor: .control, key: Self.key),
-            Handshake(accepting: [.data: .key(Self.key)]))
-        #expect(outcome.acceptor.failure == .purposeNotServed(Handshake.Purpose.control.rawValue))
-        #expect(outcome.connector.failure == .purposeRefused(Handshake.Purpose.control.rawValue))
-        #expect(outcome.connector.sent.count == 1, "no proof is sent to a port that refused the purpose")
-    }
-
-    @Test func eachPurposeUsesItsOwnKey() {
-        let served: [Handshake.Purpose: Handshake.Access] = [.inspect: .key(Self.key), .admin: .key(Self.otherKey)]
-        let admin = Self.exchange(Handshake(connectingFor: .admin, key: Self.otherKey), Handshake(accepting: served))
-        #expect(admin.2.connector.established && admin.2.acceptor.established)
-        #expect(admin.1.purpose == .admin)
-        // The mesh key does not open an admin connection.
-        let meshKeyAsAdmin = Self.exchange(Handshake(connectingFor: .admin, key: Self.key), Handshake(accepting: served))
-        #expect(meshKeyAsAdmin.2.acceptor.failure == .peerProofInvalid)
-        #expect(meshKeyAsAdmin.2.connector.failure == .rejectedByPeer)
-    }
-
-    @Test func aPurposeChangedOnTheWayBreaksTheProof() throws {
-        // A relay rewrites the purpose byte of a control hello to "admin".
-        var connector = Handshake(connectingFor: .inspect, key: Self.key, nonce: Self.connectorNonce)
-        var acceptor = Handshake(role: .acceptor, key: Self.key, nonce: Self.acceptorNonce)
-        guard case .send(var connectorHello) = try #require(connector.start().first) else { return }
-        connectorHello[6] = Handshake.Purpose.admin.rawValue
-        guard case .send(var acceptorHello) = try #require(acceptor.receive(connectorHello).first) else { return }
-        acceptorHello[6] = Handshake.Purpose.inspect.rawValue  // and back, so the connector goes on
-        guard case .send(let proof) = try #require(connector.receive(acceptorHello).first) else { return }
-        #expect(Self.failure(of: acceptor.receive(proof)) == .peerProofInvalid)
-    }
-
-    @Test func aConnectorExpectingAnotherNodeGivesUpBeforeProving() {
-        let expected: [UInt8] = [1, 1, 1, 1, 1, 1, 1, 1]
-        let found: [UInt8] = [2, 2, 2, 2, 2, 2, 2, 2]
-        let (connector, _, outcome) = Self.exchange(
-            Handshake(connectingFor: .data, key: Self.key, expectedPeerID: expected),
-            Handshake(accepting: [.data: .key(Self.key)], localID: found))
-        #expect(outcome.connector.failure == .wrongPeer(expected: expected, found: found))
-        #expect(outcome.connector.sent.isEmpty, "a connector dialling a known node writes nothing to the wrong one")
-        #expect(connector.peerID == found)
-        // The right node passes.
-        let right = Self.exchange(
-            Handshake(connectingFor: .data, key: Self.key, expectedPeerID: expected),
-            Handshake(accepting: [.data: .key(Self.key)], localID: expected))
-        #expect(right.2.connector.established && right.2.acceptor.established)
-    }
-
-    @Test func aDataPortSpeaksFirstAndAConnectorToAKnownNodeWaitsForIt() {
-        let id: [UInt8] = [9, 9, 9, 9, 9, 9, 9, 9]
-        var acceptor = Handshake(accepting: [.data: .key(Self.key)], localID: id, nonce: Self.acceptorNonce)
-        #expect(acceptor.start() == [.send(hello(keyed: true, purpose: 4, nonce: Self.acceptorNonce, id: id))])
-        var connector = Handshake(connectingFor: .data, key: Self.key, expectedPeerID: id, nonce: Self.connectorNonce)
-        #expect(connector.start().isEmpty)
-        #expect(connector.isAwaitingAcceptor)
-        // Its hello and proof go out together, once the acceptor's hello named the expected node.
-        let answer = connector.receive(hello(keyed: true, purpose: 4, nonce: Self.acceptorNonce, id: id))
-        #expect(answer.count == 2)
-        #expect(answer.first == .send(hello(keyed: true, purpose: 4, nonce: Self.connectorNonce)))
-        #expect(!connector.isAwaitingAcceptor)
-        // The coordinator (several purposes) still waits for the connector's hello.
-        var coordinator = Handshake(accepting: [.control: .open, .inspect: .open])
-        #expect(coordinator.start().isEmpty)
-    }
-
-    @Test func whatAnotherProgramSaysFirstEndsTheHandshakeWithNothingWritten() {
-        for banner in ["SSH-2.0-OpenSSH_9.6\r\n", "HTTP/1.1 400 Bad Request\r\n", "MESH\u{1}"] {
-            var connector = Handshake(connectingFor: .data, key: nil, expectedPeerID: [1, 2, 3, 4, 5, 6, 7, 8])
-            #expect(connector.start().isEmpty)
-            var actions: [Handshake.Action] = []
-            for byte in Array(banner.utf8) where actions.isEmpty { actions = connector.receive([byte]) }
-            #expect(actions.count == 1, "\(banner): \(actions)")
-            #expect(Self.failure(of: actions) != nil, "\(banner)")
-        }
-        // Keys that do not match: the connector gives up before it writes anything.
-        var keyless = Handshake(connectingFor: .data, key: nil, expectedPeerID: [1, 2, 3, 4, 5, 6, 7, 8])
-        _ = keyless.start()
-        #expect(keyless.receive(hello(keyed: true, purpose: 4, nonce: Self.acceptorNonce, id: [1, 2, 3, 4, 5, 6, 7, 8])) == [.fail(.peerRequiresKey)])
-    }
-
-    @Test func bothSidesDeriveTheSameSessionKeysOnePerDirection() throws {
-        let (connector, acceptor, outcome) = Self.exchange(
-            Handshake(role: .connector, key: Self.key), Handshake(role: .acceptor, key: Self.key))
-        #expect(outcome.connector.established && outcome.acceptor.established)
-        let mine = try #require(connector.sessionKeys)
-        let theirs = try #require(acceptor.sessionKeys)
-        func tag(_ key: HMAC<SHA256>.Key) -> String { HMAC<SHA256>.authenticationCode(for: [1, 2, 3], using: key).description }
-        #expect(tag(mine.sending) == tag(theirs.receiving))
-        #expect(tag(mine.receiving) == tag(theirs.sending))
-        #expect(tag(mine.sending) != tag(mine.receiving))
-        // An open handshake has none.
-        let open = Self.exchange(Handshake(role: .connector, key: nil), Handshake(role: .acceptor, key: nil))
-        #expect(open.0.sessionKeys == nil && open.1.sessionKeys == nil)
-        // A second connection gets other keys.
-        let again = Self.exchange(Handshake(role: .connector, key: Self.key), Handshake(role: .acceptor, key: Self.key))
-        #expect(tag(try #require(again.0.sessionKeys).sending) != tag(mine.sending))
-    }
-
-    // MARK: errors
 
     @Test func errorDescriptionsSayWhatWentWrong() {
-        let keyErrors: [HandshakeError] = [.peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer]
+        let keyErrors: [HandshakeError] = [.peerRequiresKey, .peerHasNoKey, .peerProofInvalid]
         for error in keyErrors {
             #expect(error.isAuthenticationFailure)
             #expect(error.description.contains("key"), "\(error)")
         }
-        let protocolErrors: [HandshakeError] = [
-            .notAMeshPeer(firstBytes: Array("GET / HTTP/1.1\r\n\0".utf8)), .versionMismatch(peer: 2, local: 1),
-            .closedDuringHandshake, .timedOut(seconds: 5), .purposeNotServed(4), .purposeRefused(1),
-            .wrongPeer(expected: [1, 2, 3, 4, 5, 6, 7, 8], found: Handshake.noID),
-        ]
-        for error in protocolErrors {
-            #expect(!error.isAuthenticationFailure)
-            #expect(!error.description.isEmpty)
-        }
-        let versionText = HandshakeError.versionMismatch(peer: 2, local: 1).description
-        #expect(versionText.contains("protocol") && versionText.contains("2") && versionText.contains("1"))
-        let notMesh = HandshakeError.notAMeshPeer(firstBytes: Array("GET / HTTP/1.1\r\n\0".utf8)).description
-        #expect(notMesh.contains("not a mesh peer"))
-        #expect(notMesh.contains("GET / HTTP/1.1"))
-        #expect(!notMesh.contains("\r") && !notMesh.contains("\n") && !notMesh.contains("\0"))
+        let impostor = HandshakeError.impostor(claimed: [1, 2, 3, 4, 5, 6, 7, 8], keyID: [9, 9, 9, 9, 9, 9, 9, 9])
+        #expect(impostor.description.contains("0102030405060708") && impostor.description.contains("0909090909090909"))
         #expect(HandshakeError.timedOut(seconds: 5).description.contains("5"))
+    }
+}
+
+/// Records under the transport keys: ChaCha20-Poly1305, counters, rekeying.
+@Suite struct RecordTests {
+    static func ciphers() -> (Noise.CipherState, Noise.CipherState) {
+        let key = [UInt8](repeating: 7, count: 32)
+        return (Noise.CipherState(key: key), Noise.CipherState(key: key))
+    }
+
+    static func sealed(_ sealer: inout RecordSealer, _ frames: [[UInt8]]) throws -> [UInt8] {
+        var output: [UInt8] = []
+        for frame in frames {
+            try frame.withUnsafeBytes { try sealer.seal($0, into: &output) }
+        }
+        return output
+    }
+
+    @Test func recordsOpenInOrderAndHideTheirFrames() throws {
+        let (send, receive) = Self.ciphers()
+        var sealer = RecordSealer(cipher: send)
+        let frame = Frame(kind: 1, body: Array(#"{"type":"heartbeat","topic":"secret-topic"}"#.utf8)).encoded
+        let wire = try Self.sealed(&sealer, [frame, frame])
+        #expect(wire.count == 2 * (4 + frame.count + 16))
+        #expect(!String(decoding: wire, as: UTF8.self).contains("secret-topic"))
+        // The same frame twice seals to different bytes (the nonce counts).
+        #expect(wire[4..<(4 + frame.count)] != wire[(8 + frame.count + 16)..<(8 + 2 * frame.count + 16)])
+        var opener = RecordOpener(cipher: receive, maximumRecordLength: 1 << 20)
+        opener.decoder.append(wire)
+        var frames = FrameDecoder(maximumFrameLength: 1 << 20)
+        try opener.open(into: &frames)
+        #expect(try frames.decode()?.encoded == frame)
+        #expect(try frames.decode()?.encoded == frame)
+    }
+
+    @Test func aFlippedBitADroppedOrAReplayedRecordClosesTheConnection() throws {
+        let frame = Frame(kind: 1, body: Array("x".utf8)).encoded
+        for attack in ["flip", "drop", "replay"] {
+            let (send, receive) = Self.ciphers()
+            var sealer = RecordSealer(cipher: send)
+            let first = try Self.sealed(&sealer, [frame])
+            let second = try Self.sealed(&sealer, [frame])
+            var wire: [UInt8]
+            switch attack {
+            case "flip": wire = first + second; wire[6] ^= 1
+            case "drop": wire = second
+            default: wire = first + first
+            }
+            var opener = RecordOpener(cipher: receive, maximumRecordLength: 1 << 20)
+            opener.decoder.append(wire)
+            var frames = FrameDecoder(maximumFrameLength: 1 << 20)
+            #expect(throws: ConnectionError.self, "\(attack)") { try opener.open(into: &frames) }
+        }
+    }
+
+    @Test func aRecordTooShortForAFrameIsRefusedAsSoonAsItsLengthArrives() {
+        let (_, receive) = Self.ciphers()
+        var opener = RecordOpener(cipher: receive, maximumRecordLength: 1 << 20)
+        opener.decoder.append([0, 0, 0, 16])
+        var frames = FrameDecoder(maximumFrameLength: 1 << 20)
+        #expect(throws: ConnectionError.protocolViolation("record of 16 bytes holds no frame")) {
+            try opener.open(into: &frames)
+        }
+    }
+
+    @Test func bothSidesRekeyAtTheIntervalAndKeepTalking() throws {
+        let frame = Frame(kind: 1, body: Array("tick".utf8)).encoded
+        let (send, receive) = Self.ciphers()
+        var sealer = RecordSealer(cipher: send, rekeyInterval: 4)
+        var plain = RecordSealer(cipher: send)
+        var opener = RecordOpener(cipher: receive, maximumRecordLength: 1 << 20, rekeyInterval: 4)
+        var frames = FrameDecoder(maximumFrameLength: 1 << 20)
+        var withRekey: [UInt8] = []
+        var without: [UInt8] = []
+        for _ in 0..<10 {
+            withRekey += try Self.sealed(&sealer, [frame])
+            without += try Self.sealed(&plain, [frame])
+        }
+        // The first four records match an unrekeyed sealer; the fifth is under the new key.
+        let size = 4 + frame.count + 16
+        #expect(withRekey[0..<(4 * size)] == without[0..<(4 * size)])
+        #expect(withRekey[(4 * size)..<(5 * size)] != without[(4 * size)..<(5 * size)])
+        opener.decoder.append(withRekey)
+        try opener.open(into: &frames)
+        var count = 0
+        while try frames.decode() != nil { count += 1 }
+        #expect(count == 10)
+        #expect(opener.sequence == 10)
     }
 }

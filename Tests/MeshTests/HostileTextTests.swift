@@ -136,11 +136,11 @@ final class RawNode: Sendable {
     static func register(port: UInt16, id: String, name: String, topics: [String], keepOpen: Bool) async throws
         -> RawNode
     {
-        // A well-formed id comes with its own secret and goes in the handshake, as a node's would;
-        // a malformed one is sent as it is (and must be refused).
-        let identity = NodeID.isValid(id) ? NodeID.make() : (id: id, secret: "")
-        let record = NodeRecord(id: identity.id, name: name, host: "", port: 1, topics: topics)
-        let registration = ControlMessage(.register, node: record, secret: identity.secret).encodedFrame()
+        // A well-formed id is replaced by one with its own key pair and goes in the handshake, as a
+        // node's would; a malformed one is sent as it is (and must be refused).
+        let identity = NodeID.isValid(id) ? NodeIdentity() : NodeIdentity(claiming: id)
+        let record = NodeRecord(id: identity.id, name: name, host: "", port: 1, topics: topics, key: identity.publicKeyHex)
+        let registration = ControlMessage(.register, node: record).encodedFrame()
         let helloID = NodeID.bytes(identity.id) ?? Handshake.noID
         let heartbeat = ControlMessage(.heartbeat).encodedFrame()
         let ready = Mutex<CheckedContinuation<RawNode, any Error>?>(nil)

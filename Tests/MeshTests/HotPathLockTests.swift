@@ -28,7 +28,7 @@ struct HotPathLockTests {
         let router = Router(
             nodeID: selfID, nodeName: "solo", loadBalancing: .roundRobin,
             options: Connection.Options(
-                handshake: .connect(purpose: .data, key: nil, localID: nil, expectedPeerID: nil),
+                handshake: .connect(purpose: .data, key: nil, identity: nil, expectedPeerID: nil, expectedPeerKey: nil),
                 maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20),
             events: EventQueue(), logger: .silent, preferUnix: false, calls: PendingCalls(logger: .silent, loop: .shared),
             loop: .shared)

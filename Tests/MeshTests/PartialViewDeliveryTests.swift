@@ -46,7 +46,7 @@ struct PartialViewDeliveryTests {
             var mostCoordinatorInterests = 0
             for _ in 0..<12 {
                 for _ in 0..<100 {
-                    let (fake, _) = NodeID.make()
+                    let fake = NodeIdentity().id
                     let client = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: nil, id: fake)
                     client.connection.send(PeerHello(id: fake, name: "ghost").encodedFrame())
                     flood.append(client)

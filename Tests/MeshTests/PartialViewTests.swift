@@ -120,7 +120,7 @@ struct PartialViewTests {
             let forged = payload.withUnsafeBytes { MessageFrame.encode(topic: "inbox", encoding: .codec, payload: $0) }
             renamed.connection.send(forged)
             try await renamed.waitForClose()
-            let (ownID, _) = NodeID.make()
+            let ownID = NodeIdentity().id
             let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: key, id: ownID)
             impostor.connection.send(PeerHello(id: sender.id, name: "sender").encodedFrame())
             impostor.connection.send(forged)

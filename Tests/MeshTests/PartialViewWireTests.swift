@@ -18,7 +18,7 @@ struct PartialViewWireTests {
         #expect(
             Self.json(
                 ControlMessage(
-                    .register, node: worker, secret: "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", view: .partial,
+                    .register, node: worker, view: .partial,
                     interest: ViewInterest(topics: ["jobs"])))
                 == #"{"interest":{"topics":["jobs"]},"node":{"host":"","id":"1b99f5ab762afc6f","name":"worker","pid":4242,"port":40123,"topics":["results"]},"secret":"f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff","type":"register","view":"partial"}"#)
         let asked = ViewInterest(topics: ["jobs/urgent"], ids: ["0b7d2e55a1c39f08"])
@@ -31,7 +31,7 @@ struct PartialViewWireTests {
             Self.json(answer)
                 == #"{"delta":{"changes":[{"node":{"host":"10.0.0.5","id":"0b7d2e55a1c39f08","joined":1732233590.5,"name":"sender","pid":4100,"port":40999,"topics":["jobs/urgent"]},"op":"join"}],"from":3,"to":4},"interest":{"ids":["0b7d2e55a1c39f08"],"topics":["jobs/urgent"]},"type":"delta"}"#)
         // A register without the new fields is what it always was.
-        #expect(!Self.json(ControlMessage(.register, node: worker, secret: "00")).contains("view"))
+        #expect(!Self.json(ControlMessage(.register, node: worker)).contains("view"))
         // And both decode back.
         let decoded = try [UInt8](Self.json(answer).utf8).withUnsafeBytes { try ControlMessage.decode($0) }
         #expect(decoded == answer)

@@ -123,7 +123,7 @@ struct SecurityReviewTests {
             let port = try #require(await target.listenAddress).port
             var dialled: [RogueClient] = []
             for _ in 0..<20 {
-                let (id, _) = NodeID.make()
+                let id = NodeIdentity().id
                 dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id))
             }
             let squatters = dialled
@@ -158,7 +158,7 @@ struct SecurityReviewTests {
             var connections: [Connection] = []
             for index in 0..<attempts {
                 let options = Connection.Options(
-                    handshake: .connect(purpose: .control, key: key, localID: nil, expectedPeerID: nil),
+                    handshake: .connect(purpose: .control, key: key, identity: nil, expectedPeerID: nil, expectedPeerKey: nil),
                     maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
                 let connection = try Connection.connect(to: address, options: options, delegate: counter, loop: .shared)
                 if index < attempts / 3 {
@@ -201,7 +201,9 @@ struct SecurityReviewTests {
             var connections: [Connection] = []
             for _ in 0..<attempts {
                 let options = Connection.Options(
-                    handshake: .connect(purpose: .data, key: key, localID: NodeID.bytes(target.id), expectedPeerID: nil),
+                    handshake: .connect(
+                        purpose: .data, key: key, identity: NodeIdentity(claiming: target.id), expectedPeerID: nil,
+                        expectedPeerKey: nil),
                     maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
                 let connection = try Connection.connect(to: address, options: options, delegate: counter, loop: .shared)
                 connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)

@@ -26,10 +26,12 @@ final class RogueClient: ConnectionDelegate {
         to address: String, purpose: Handshake.Purpose, key: String?, id: String? = nil, expecting peerID: String? = nil
     ) async throws -> RogueClient {
         let client = RogueClient()
+        // An id made by validRegister comes with its key pair; any other id is claimed without one.
+        let identity = id.map { id in RogueClient.identities.withLock { $0[id] } ?? NodeIdentity(claiming: id) }
         let options = Connection.Options(
             handshake: .connect(
-                purpose: purpose, key: try MeshKey.stretched(key), localID: id.flatMap(NodeID.bytes),
-                expectedPeerID: peerID.flatMap(NodeID.bytes)),
+                purpose: purpose, key: try MeshKey.stretched(key), identity: identity,
+                expectedPeerID: peerID.flatMap(NodeID.bytes), expectedPeerKey: nil),
             maximumFrameLength: 64 << 20, maximumPendingBytes: 64 << 20)
         let connection = try Connection.connect(
             to: SocketAddress.parse(address, defaultPort: 0)!, options: options, delegate: client, loop: .shared)
@@ -63,12 +65,17 @@ final class RogueClient: ConnectionDelegate {
         try await eventually("the rogue connection to be closed", seconds: seconds) { self.isClosed }
     }
 
-    /// A register for a fresh, valid identity (its own id and secret).
+    /// The key pairs of the ids ``validRegister(name:host:port:topics:)`` made, for ``connect``.
+    static let identities = Mutex<[String: NodeIdentity]>([:])
+
+    /// A register for a fresh, valid identity (its own key pair, which ``connect`` then uses).
     static func validRegister(name: String, host: String = "", port: UInt16 = 1, topics: [String] = []) -> (
         id: String, message: ControlMessage
     ) {
-        let (id, secret) = NodeID.make()
-        return (id, ControlMessage(.register, node: NodeRecord(id: id, name: name, host: host, port: port, topics: topics), secret: secret))
+        let identity = NodeIdentity()
+        identities.withLock { $0[identity.id] = identity }
+        let record = NodeRecord(id: identity.id, name: name, host: host, port: port, topics: topics, key: identity.publicKeyHex)
+        return (identity.id, ControlMessage(.register, node: record))
     }
 }
 
@@ -143,7 +150,8 @@ final class Relay: Sendable {
             close(upstream)
         }
         // Bytes of handshake still to pass untouched, each way, and the record streams after.
-        var handshakeLeft = [Handshake.helloLength + Handshake.proofLength, Handshake.helloLength + Handshake.verdictLength]
+        // Version 3 control: node hello, M1 and M3; coordinator hello, M2 and the confirmation.
+        var handshakeLeft = [Handshake.helloLength + 2 + 48 + 2 + 64, Handshake.helloLength + 2 + 96 + 2 + 16]
         var pending: [[UInt8]] = [[], []]
         var recordsSeen = [0, 0]
         var injected = false
@@ -322,7 +330,7 @@ struct SecurityTests {
             let order = payload.withUnsafeBytes { MessageFrame.encode(topic: "orders", encoding: .codec, payload: $0) }
 
             // 1. Claims the victim's id and name, with a handshake made as another id.
-            let (ownID, _) = NodeID.make()
+            let ownID = NodeIdentity().id
             let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
             impostor.connection.send(PeerHello(id: victim.id, name: victim.name).encodedFrame())
             impostor.connection.send(order)
@@ -362,20 +370,20 @@ struct SecurityTests {
 
             // The real node's id, from another connection (no secret for it).
             let squatter = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: real.id)
-            squatter.send(ControlMessage(.register, node: NodeRecord(id: real.id, name: "real", host: "", port: 1), secret: NodeID.make().secret))
+            squatter.send(ControlMessage(.register, node: NodeRecord(id: real.id, name: "real", host: "", port: 1, key: NodeIdentity().publicKeyHex)))
             let refused = try #require(try await squatter.messages.wait(for: 1).first)
             #expect(refused.type == .rejected, "\(refused)")
 
             // An id that does not match the handshake's.
             let (other, register) = RogueClient.validRegister(name: "mismatch")
-            let mismatch = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: NodeID.make().id)
+            let mismatch = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: NodeIdentity().id)
             mismatch.send(register)
             #expect(try await mismatch.messages.wait(for: 1).first?.type == .rejected)
             _ = other
 
             // Ids must be 16 lowercase hex digits.
             let shouting = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key)
-            shouting.send(ControlMessage(.register, node: NodeRecord(id: "ABCDEF0123456789", name: "x", host: "", port: 1), secret: "00"))
+            shouting.send(ControlMessage(.register, node: NodeRecord(id: "ABCDEF0123456789", name: "x", host: "", port: 1)))
             #expect(try await shouting.messages.wait(for: 1).first?.type == .rejected)
 
             #expect(await mesh.coordinator.topology.nodes.keys.sorted() == [real.id])

@@ -123,7 +123,9 @@ extension ResilienceTests {
         static func dataOptions(id: String, key: String? = nil) -> Connection.Options {
             Connection.Options(
                 handshake: .connect(
-                    purpose: .data, key: try? MeshKey.stretched(key), localID: NodeID.bytes(id), expectedPeerID: nil),
+                    purpose: .data, key: try? MeshKey.stretched(key),
+                    identity: RogueClient.identities.withLock { $0[id] } ?? NodeIdentity(claiming: id), expectedPeerID: nil,
+                    expectedPeerKey: nil),
                 maximumFrameLength: 16 << 20, maximumPendingBytes: 16 << 20)
         }
 

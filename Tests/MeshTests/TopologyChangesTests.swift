@@ -113,7 +113,7 @@ struct TopologyChangesTests {
         Router(
             nodeID: me, nodeName: "solo", loadBalancing: .roundRobin,
             options: Connection.Options(
-                handshake: .connect(purpose: .data, key: nil, localID: nil, expectedPeerID: nil),
+                handshake: .connect(purpose: .data, key: nil, identity: nil, expectedPeerID: nil, expectedPeerKey: nil),
                 maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20),
             events: EventQueue(), logger: .silent, preferUnix: false, calls: PendingCalls(logger: .silent, loop: .shared),
             loop: .shared)

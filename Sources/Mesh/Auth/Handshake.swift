@@ -1,25 +1,31 @@
 import MeshCrypto
 
-/// The opening exchange of every mesh connection (protocol version 2), as a pure state machine.
+/// The opening exchange of every mesh connection (protocol version 3), as a pure state machine.
 ///
 /// A hello is magic bytes, protocol version, whether the side uses a key, the connection's
-/// ``Purpose``, a fresh 32-byte nonce and the side's node id (zeros for the `mesh` tool). For
-/// control, inspect and admin connections the connecting side sends its hello at once; the
-/// accepting side reads it, decides whether it serves that purpose and with which key, and answers
-/// with a hello of its own (the purpose echoed, or 0 for "not served here"). For **data**
-/// connections the order is reversed: a port that serves data (and nothing else) sends its hello
-/// as soon as it accepts, and a connector that dials a known node (at an address the topology
-/// gave it) writes nothing at all until that hello has arrived with the node id it expected. So a
-/// node that advertises someone else's port makes its senders dial that port, but they write not
-/// one byte to it. With a key, the connector then proves it with
-/// `HMAC(key, "swift-mesh/2 connector" ‖ connectorHello ‖ acceptorHello)`; the acceptor checks
-/// that in constant time and answers with a verdict byte and its own proof under the label
-/// `"swift-mesh/2 acceptor"`. Both hellos are in both proofs, so the purpose, the nonces and the
-/// ids cannot be changed on the way; the labels stop a proof being reflected; the nonces stop one
-/// being replayed; the key never crosses the wire.
+/// ``Purpose``, a fresh 32-byte nonce and the side's node id (zeros for the coordinator and the
+/// `mesh` tool). For control, inspect and admin connections the connecting side sends its hello at
+/// once; the accepting side reads it, decides whether it serves that purpose and with which key,
+/// and answers with a hello of its own (the purpose echoed, or 0 for "not served here"). For
+/// **data** connections the order is reversed: a port that serves data (and nothing else) sends its
+/// hello as soon as it accepts, and a connector that dials a known node writes nothing at all until
+/// that hello has arrived with the node id it expected.
 ///
-/// A keyed handshake ends with two session keys, one per direction, derived with HKDF-SHA256 from
-/// the key and the transcript (see ``SessionKeys``): every frame after it is authenticated.
+/// In an open mesh the hellos are the whole handshake. With a key, a Noise handshake follows
+/// (revision 34, suite `25519_ChaChaPoly_SHA256`, the stretched mesh key as PSK, both hellos in the
+/// prologue), the connector as initiator:
+///
+/// - **data**: `Noise_IKpsk1`. The connector knows the acceptor's static key from the topology; the
+///   acceptor learns the connector's from the first message and checks that the id the connector
+///   claimed derives from it. One round trip; only the holder of the node's private key can answer.
+/// - **control, inspect, admin**: `Noise_XXpsk3`. A node need not know the coordinator's key (it
+///   may pin it); the coordinator learns the node's key in the third message.
+///
+/// Each handshake message travels behind a 2-byte length; a length of 0 is a refusal. After the
+/// pattern's last message, the side that received it answers with a **confirmation**: an empty
+/// transport message under its sending key. The connection then carries ChaCha20-Poly1305 records
+/// (see ``RecordSealer``) under the keys of Noise's `Split()`. Every connection draws fresh
+/// ephemeral keys, so a recorded session cannot be opened later with the mesh key or a static key.
 ///
 /// Feed received bytes to ``receive(_:)`` (never more than ``bytesWanted``) and perform the
 /// returned actions. No sockets, no clocks: the connection owns those.
@@ -69,18 +75,23 @@ package struct Handshake: Sendable {
     }
 
     static let magic: [UInt8] = Array("MESH".utf8)
-    static let version: UInt8 = 2
+    static let version: UInt8 = 3
     static let nonceLength = 32
     static let idLength = 8
     /// magic, version, flags, purpose, nonce, id.
     static let helloLength = 4 + 1 + 1 + 1 + nonceLength + idLength
-    static let proofLength = 32
-    static let verdictLength = 1 + proofLength
-    private static let connectorLabel = Array("swift-mesh/2 connector".utf8)
-    private static let acceptorLabel = Array("swift-mesh/2 acceptor".utf8)
+    /// The longest handshake message a side reads; the patterns' messages are at most 96 bytes.
+    static let maximumMessageLength = 1024
+    /// What the prologue starts with, before both hellos.
+    static let prologueLabel = Array("swift-mesh/3".utf8)
+    /// Both sides' hellos and this label go into the Noise prologue, so neither can be changed.
+    static let dataProtocol = "Noise_IKpsk1_25519_ChaChaPoly_SHA256"
+    static let coordinatorProtocol = "Noise_XXpsk3_25519_ChaChaPoly_SHA256"
+    /// A refusal in place of a handshake message: a length of zero.
+    static let refusal: [UInt8] = [0, 0]
 
     private enum Stage: Sendable, Equatable {
-        case idle, awaitingHello, awaitingProof, awaitingVerdict, established, failed
+        case idle, awaitingHello, awaitingLength, awaitingMessage, established, failed
     }
 
     let role: Role
@@ -92,6 +103,14 @@ package struct Handshake: Sendable {
     private let served: [Purpose: Access]
     /// The id the connector expects the acceptor to have (a node dialling a peer).
     private let expectedPeerID: [UInt8]?
+    /// The static public key the connector expects the acceptor to prove: a peer's key from its
+    /// record (data), or a pinned coordinator key (control, inspect, admin).
+    private let expectedPeerKey: [UInt8]?
+    /// This side's static key pair, for a keyed handshake; a side without one (the `mesh` tool)
+    /// makes a fresh one when it needs it.
+    private var staticKey: Curve25519.KeyAgreement.PrivateKey?
+    /// An ephemeral key to use instead of a fresh one: for test vectors only.
+    private let fixedEphemeral: Curve25519.KeyAgreement.PrivateKey?
     /// Drawn when this side's hello is made: an accepted socket that never sends costs none.
     private var localNonce: [UInt8]
     private let localID: [UInt8]
@@ -99,29 +118,49 @@ package struct Handshake: Sendable {
     private var peerHello: [UInt8] = []
     private var stage = Stage.idle
     private var buffer: [UInt8] = []
+    private var messageLength = 0
+    private var noise: Noise.HandshakeState?
+    /// True once this side sent the pattern's last message and waits for the peer's confirmation.
+    private var awaitingConfirmation = false
 
     /// The peer's id from its hello (zeros when it has none), once its hello arrived.
     private(set) var peerID: [UInt8] = []
-    /// The per-direction keys, once a keyed handshake is established; `nil` for an open mesh.
-    private(set) var sessionKeys: SessionKeys?
+    /// The peer's static public key, once a keyed handshake has proven it.
+    private(set) var peerStaticKey: [UInt8]?
+    /// The transport's cipher states, once a keyed handshake is established; `nil` for an open mesh.
+    private(set) var transport: Transport?
+
+    /// The two directions of a keyed connection after the handshake: Noise's `Split()`.
+    struct Transport: Sendable {
+        var sending: Noise.CipherState
+        var receiving: Noise.CipherState
+    }
 
     /// A connecting side.
     ///
     /// - Parameters:
     ///   - purpose: what the connection is for.
-    ///   - key: the stretched authkey, or `nil` for an open mesh.
+    ///   - key: the stretched authkey (the Noise PSK), or `nil` for an open mesh.
     ///   - localID: this node's id (8 bytes), or `nil` for none (zeros on the wire).
+    ///   - staticKey: this side's static key pair; `nil` makes a fresh one if a keyed handshake needs it.
     ///   - expectedPeerID: the id the acceptor must have, when dialling a known node.
+    ///   - expectedPeerKey: the static public key the acceptor must prove (32 bytes): the peer's
+    ///     record's key for data, a pinned coordinator key otherwise.
     ///   - nonce: 32 bytes; defaults to fresh bytes from the system's secure generator.
+    ///   - ephemeral: for test vectors only.
     init(
-        connectingFor purpose: Purpose, key: SymmetricKey?, localID: [UInt8]? = nil, expectedPeerID: [UInt8]? = nil,
-        nonce: [UInt8]? = nil
+        connectingFor purpose: Purpose, key: SymmetricKey?, localID: [UInt8]? = nil,
+        staticKey: Curve25519.KeyAgreement.PrivateKey? = nil, expectedPeerID: [UInt8]? = nil,
+        expectedPeerKey: [UInt8]? = nil, nonce: [UInt8]? = nil, ephemeral: Curve25519.KeyAgreement.PrivateKey? = nil
     ) {
         self.role = .connector
         self.purpose = purpose
         self.key = key
         self.served = [:]
         self.expectedPeerID = expectedPeerID
+        self.expectedPeerKey = expectedPeerKey
+        self.staticKey = staticKey
+        self.fixedEphemeral = ephemeral
         self.localID = localID ?? Handshake.noID
         self.localNonce = nonce ?? Handshake.freshNonce()
     }
@@ -131,13 +170,22 @@ package struct Handshake: Sendable {
     /// - Parameters:
     ///   - served: the purposes this port serves, each open or with its key; others are refused.
     ///   - localID: this node's id (8 bytes), or `nil` for none (the coordinator).
+    ///   - staticKey: this side's static key pair (a node's, or the coordinator's).
     ///   - nonce: 32 bytes; defaults to fresh bytes from the system's secure generator.
-    init(accepting served: [Purpose: Access], localID: [UInt8]? = nil, nonce: [UInt8]? = nil) {
+    ///   - ephemeral: for test vectors only.
+    init(
+        accepting served: [Purpose: Access], localID: [UInt8]? = nil,
+        staticKey: Curve25519.KeyAgreement.PrivateKey? = nil, nonce: [UInt8]? = nil,
+        ephemeral: Curve25519.KeyAgreement.PrivateKey? = nil
+    ) {
         self.role = .acceptor
         self.purpose = nil
         self.key = nil
         self.served = served
         self.expectedPeerID = nil
+        self.expectedPeerKey = nil
+        self.staticKey = staticKey
+        self.fixedEphemeral = ephemeral
         self.localID = localID ?? Handshake.noID
         self.localNonce = nonce ?? []
     }
@@ -147,13 +195,12 @@ package struct Handshake: Sendable {
     /// True once the handshake succeeded.
     var isEstablished: Bool { stage == .established }
 
-
     /// How many more bytes the current stage needs; the connection reads no more than this.
     var bytesWanted: Int {
         switch stage {
         case .idle, .awaitingHello: return Handshake.helloLength - buffer.count
-        case .awaitingProof: return Handshake.proofLength - buffer.count
-        case .awaitingVerdict: return Handshake.verdictLength - buffer.count
+        case .awaitingLength: return 2 - buffer.count
+        case .awaitingMessage: return messageLength - buffer.count
         case .established, .failed: return 0
         }
     }
@@ -213,19 +260,18 @@ package struct Handshake: Sendable {
         switch stage {
         case .awaitingHello:
             return role == .connector ? connectorReceivedHello(message) : acceptorReceivedHello(message)
-        case .awaitingProof:
-            guard let key else { return fail(.peerRequiresKey) }
-            let expected = proof(label: Handshake.connectorLabel, key: key)
-            guard constantTimeEquals(message, expected) else {
-                return [.send([1] + [UInt8](repeating: 0, count: Handshake.proofLength))] + fail(.peerProofInvalid)
+        case .awaitingLength:
+            let length = Int(message[0]) << 8 | Int(message[1])
+            if length == 0 { return fail(.rejectedByPeer) }
+            guard length <= Handshake.maximumMessageLength else {
+                return fail(.peerProtocolError("handshake message of \(length) bytes; at most \(Handshake.maximumMessageLength) are allowed"))
             }
-            return [.send([0] + proof(label: Handshake.acceptorLabel, key: key))] + establish()
-        case .awaitingVerdict:
-            guard let key else { return fail(.peerRequiresKey) }
-            guard message[0] == 0 else { return fail(.rejectedByPeer) }
-            let expected = proof(label: Handshake.acceptorLabel, key: key)
-            guard constantTimeEquals(message[1...], expected) else { return fail(.peerProofInvalid) }
-            return establish()
+            messageLength = length
+            stage = .awaitingMessage
+            return []
+        case .awaitingMessage:
+            stage = .awaitingLength
+            return awaitingConfirmation ? receivedConfirmation(message) : receivedNoiseMessage(message)
         case .idle, .established, .failed:
             return []
         }
@@ -243,9 +289,7 @@ package struct Handshake: Sendable {
             case (nil, true): return fail(.peerRequiresKey)
             case (.some, false): return fail(.peerHasNoKey)
             case (nil, false): return establish()
-            case (.some, true):
-                stage = .awaitingProof
-                return []
+            case (.some, true): return startNoise()
             }
         }
         guard let asked = Purpose(rawValue: message[6]), let access = served[asked] else {
@@ -260,9 +304,7 @@ package struct Handshake: Sendable {
         case (nil, true): return [.send(localHello)] + fail(.peerRequiresKey)
         case (.some, false): return [.send(localHello)] + fail(.peerHasNoKey)
         case (nil, false): return [.send(localHello)] + establish()
-        case (.some, true):
-            stage = .awaitingProof
-            return [.send(localHello)]
+        case (.some, true): return [.send(localHello)] + startNoise()
         }
     }
 
@@ -278,6 +320,9 @@ package struct Handshake: Sendable {
             return fail(.wrongPeer(expected: expectedPeerID, found: peerID))
         }
         let peerUsesKey = message[5] & 1 == 1
+        if key != nil, peerUsesKey, purpose == .data, let problem = dataKeyProblem {
+            return fail(.peerKeyUnknown(problem))  // before this side writes a byte
+        }
         // A connector that dialled a known node speaks only now, once the acceptor showed its id.
         var actions: [Action] = []
         if localHello.isEmpty, let purpose {
@@ -293,31 +338,148 @@ package struct Handshake: Sendable {
         case (nil, true): return fail(.peerRequiresKey)
         case (.some, false): return fail(.peerHasNoKey)
         case (nil, false): return actions + establish()
-        case (.some(let key), true):
-            stage = .awaitingVerdict
-            return actions + [.send(proof(label: Handshake.connectorLabel, key: key))]
+        case (.some, true): return actions + startNoise()
         }
+    }
+
+    /// Both hellos are in and both sides use a key: set up the Noise handshake, and as the
+    /// initiator send its first message.
+    private mutating func startNoise() -> [Action] {
+        guard let key, let purpose else { return fail(.peerProtocolError("keyed handshake without a purpose")) }
+        let (connectorHello, acceptorHello) = role == .connector ? (localHello, peerHello) : (peerHello, localHello)
+        let prologue = Handshake.prologueLabel + connectorHello + acceptorHello
+        let psk = key.withUnsafeBytes { Array($0) }
+        let isData = purpose == .data
+        var remoteStatic: Curve25519.KeyAgreement.PublicKey?
+        if role == .connector, isData {
+            if let problem = dataKeyProblem { return fail(.peerKeyUnknown(problem)) }
+            remoteStatic = expectedPeerKey.flatMap { try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: $0) }
+        }
+        let localStatic = staticKey ?? Curve25519.KeyAgreement.PrivateKey()
+        staticKey = localStatic
+        do {
+            noise = try Noise.HandshakeState(
+                protocolName: isData ? Handshake.dataProtocol : Handshake.coordinatorProtocol,
+                role: role == .connector ? .initiator : .responder, prologue: prologue, staticKey: localStatic,
+                ephemeralKey: fixedEphemeral, remoteStaticKey: remoteStatic, presharedKeys: [psk])
+        } catch {
+            return fail(.peerProtocolError("cannot start the Noise handshake: \(error)"))
+        }
+        stage = .awaitingLength
+        return role == .connector ? writeNext() : []
+    }
+
+    /// Why a data connector cannot start IKpsk1 with the acceptor's key from its record, or `nil`.
+    private var dataKeyProblem: String? {
+        guard let expectedPeerKey, (try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: expectedPeerKey)) != nil else {
+            return "its topology record carries no public key (a node of an older version?)"
+        }
+        guard NodeID.idBytes(forPublicKey: expectedPeerKey) == peerID else {
+            return "the public key in its topology record is not the key its id derives from"
+        }
+        return nil
+    }
+
+    /// Writes the next handshake message when it is this side's turn; after the pattern's last
+    /// message, splits and waits for the peer's confirmation.
+    private mutating func writeNext() -> [Action] {
+        guard var state = noise, state.isMyTurn, !state.isFinished else { return [] }
+        let message: [UInt8]
+        do {
+            message = try state.writeMessage()
+        } catch {
+            return fail(.peerProtocolError("cannot write the handshake message: \(error)"))
+        }
+        noise = state
+        if state.isFinished {
+            guard let split = try? state.split() else { return fail(.peerProtocolError("split before the handshake ended")) }
+            transport = Transport(sending: split.send, receiving: split.receive)
+            awaitingConfirmation = true
+        }
+        return [.send(Handshake.framed(message))]
+    }
+
+    /// A whole handshake message from the peer.
+    private mutating func receivedNoiseMessage(_ message: [UInt8]) -> [Action] {
+        guard var state = noise else { return fail(.peerProtocolError("handshake message before the hellos")) }
+        let index = state.messageIndex
+        let carriesPSK = state.pattern.messages[index].tokens.contains(.psk)
+        let payload: [UInt8]
+        do {
+            payload = try state.readMessage(message)
+        } catch Noise.Error.invalidPublicKey {
+            return refuse(.peerProtocolError("the peer's key in handshake message \(index + 1) has small order"))
+        } catch Noise.Error.decryptionFailed {
+            // A message that mixed in the PSK fails for a wrong key. The data connector's second
+            // message fails when the acceptor does not hold the node's private key.
+            if carriesPSK { return refuse(.peerProofInvalid) }
+            if role == .connector, purpose == .data { return refuse(.staticKeyNotProven) }
+            return refuse(.peerProtocolError("handshake message \(index + 1) failed authentication"))
+        } catch {
+            return refuse(.peerProtocolError("handshake message \(index + 1): \(error)"))
+        }
+        guard payload.isEmpty else {
+            return refuse(.peerProtocolError("handshake message \(index + 1) carries \(payload.count) payload bytes; none are allowed"))
+        }
+        noise = state
+        if let remote = state.remoteStaticKey, peerStaticKey == nil {
+            let remoteBytes = Array(remote.rawRepresentation)
+            peerStaticKey = remoteBytes
+            if role == .acceptor, purpose == .data || purpose == .control {
+                // The id the peer claimed in its hello must be the one its proven key gives.
+                let derived = NodeID.idBytes(forPublicKey: remoteBytes)
+                guard derived == peerID else { return refuse(.impostor(claimed: peerID, keyID: derived)) }
+            }
+            if role == .connector, purpose != .data, let expectedPeerKey, expectedPeerKey != remoteBytes {
+                return refuse(.wrongCoordinatorKey(pinned: expectedPeerKey, found: remoteBytes))
+            }
+        }
+        if state.isFinished {
+            // This side read the last message: split, confirm, and the handshake is done.
+            guard let split = try? state.split() else { return fail(.peerProtocolError("split before the handshake ended")) }
+            var sending = split.send
+            guard let confirmation = try? sending.encrypt([]) else { return fail(.peerProtocolError("cannot confirm")) }
+            transport = Transport(sending: sending, receiving: split.receive)
+            return [.send(Handshake.framed(confirmation))] + establish()
+        }
+        return writeNext()
+    }
+
+    /// The peer's confirmation: an empty transport message under its sending key.
+    private mutating func receivedConfirmation(_ message: [UInt8]) -> [Action] {
+        guard var current = transport else { return fail(.peerProtocolError("confirmation before the handshake ended")) }
+        do {
+            let plaintext = try current.receiving.decrypt(message)
+            guard plaintext.isEmpty else { return fail(.peerProtocolError("the confirmation carries \(plaintext.count) bytes")) }
+        } catch {
+            return fail(.peerProofInvalid)
+        }
+        transport = current
+        return establish()
     }
 
     private mutating func establish() -> [Action] {
         stage = .established
-        if let key {
-            let (connectorHello, acceptorHello) = role == .connector ? (localHello, peerHello) : (peerHello, localHello)
-            sessionKeys = SessionKeys(key: key, connectorHello: connectorHello, acceptorHello: acceptorHello, role: role)
-        }
+        noise = nil
         return [.established]
+    }
+
+    /// Fails, first writing a refusal where this side's next handshake message would have gone.
+    private mutating func refuse(_ error: HandshakeError) -> [Action] {
+        [.send(Handshake.refusal)] + fail(error)
     }
 
     private mutating func fail(_ error: HandshakeError) -> [Action] {
         stage = .failed
         buffer.removeAll()
+        noise = nil
+        transport = nil
         return [.fail(error)]
     }
 
-    /// The MAC this side or the peer must show: over the label, then both hellos, connector's first.
-    private func proof(label: [UInt8], key: SymmetricKey) -> [UInt8] {
-        let (connectorHello, acceptorHello) = role == .connector ? (localHello, peerHello) : (peerHello, localHello)
-        return Array(HMAC<SHA256>.authenticationCode(for: label + connectorHello + acceptorHello, using: key))
+    /// A handshake message behind its 2-byte big-endian length.
+    static func framed(_ message: [UInt8]) -> [UInt8] {
+        [UInt8(message.count >> 8), UInt8(truncatingIfNeeded: message.count)] + message
     }
 
     /// Checks what has arrived of a hello so far; `nil` while it still looks right.
@@ -344,36 +506,6 @@ package struct Handshake: Sendable {
     }
 }
 
-/// The two keys of an authenticated session, one per direction, and the MAC every record carries.
-///
-/// Derived with HKDF-SHA256: the input keying material is the (stretched) mesh key, the salt is
-/// SHA-256 of both hellos (connector's first), and the info is `"swift-mesh/2 connector to acceptor"`
-/// or `"swift-mesh/2 acceptor to connector"`. A relay that forwards the handshake learns neither key.
-struct SessionKeys: Sendable {
-    /// Authenticates what this side sends.
-    let sending: HMAC<SHA256>.Key
-    /// Checks what this side receives.
-    let receiving: HMAC<SHA256>.Key
-
-    static let connectorToAcceptor = Array("swift-mesh/2 connector to acceptor".utf8)
-    static let acceptorToConnector = Array("swift-mesh/2 acceptor to connector".utf8)
-
-    init(key: SymmetricKey, connectorHello: [UInt8], acceptorHello: [UInt8], role: Handshake.Role) {
-        let salt = Array(SHA256.hash(data: connectorHello + acceptorHello))
-        let prk = HKDF<SHA256>.extract(inputKeyMaterial: key, salt: salt)
-        let toAcceptor = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Self.connectorToAcceptor, outputByteCount: 32)
-        let toConnector = HKDF<SHA256>.expand(pseudoRandomKey: prk, info: Self.acceptorToConnector, outputByteCount: 32)
-        switch role {
-        case .connector:
-            sending = HMAC<SHA256>.Key(toAcceptor)
-            receiving = HMAC<SHA256>.Key(toConnector)
-        case .acceptor:
-            sending = HMAC<SHA256>.Key(toConnector)
-            receiving = HMAC<SHA256>.Key(toAcceptor)
-        }
-    }
-}
-
 /// Why a handshake failed. Each case reads as a sentence about the peer.
 package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The peer's first bytes are not a mesh hello (another program on the port).
@@ -384,10 +516,20 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
     case peerRequiresKey
     /// This side has an authkey; the peer uses none.
     case peerHasNoKey
-    /// The peer's proof did not match: it holds a different key (or none).
+    /// The peer's handshake message that mixed in the key did not authenticate: it holds a
+    /// different key (or none).
     case peerProofInvalid
-    /// The peer checked our proof and rejected it: our key differs from its key.
+    /// The peer refused our handshake (a zero-length message): it found our key wrong, or our
+    /// identity not the one we claimed.
     case rejectedByPeer
+    /// The acceptor dialled did not prove it holds the private key of the node at that address.
+    case staticKeyNotProven
+    /// The peer claimed one node id in its hello, but its proven static key gives another.
+    case impostor(claimed: [UInt8], keyID: [UInt8])
+    /// The coordinator proved a static key other than the one pinned in the configuration.
+    case wrongCoordinatorKey(pinned: [UInt8], found: [UInt8])
+    /// A connector dialling a node has no usable public key for it.
+    case peerKeyUnknown(String)
     /// The peer closed the connection during the handshake.
     case closedDuringHandshake
     /// The handshake did not finish within its deadline.
@@ -409,7 +551,7 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
     /// True for failures caused by the key, as opposed to the protocol.
     var isAuthenticationFailure: Bool {
         switch self {
-        case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer: return true
+        case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer, .wrongCoordinatorKey: return true
         default: return false
         }
     }
@@ -434,7 +576,15 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
         case .peerProofInvalid:
             return "peer failed to prove it knows the authkey (wrong key)"
         case .rejectedByPeer:
-            return "peer rejected our authkey (wrong key)"
+            return "peer rejected our handshake (wrong key, or an identity it does not accept)"
+        case .staticKeyNotProven:
+            return "peer did not prove it holds the private key of the node expected at this address"
+        case .impostor(let claimed, let keyID):
+            return "peer claims to be node \(lowercaseHexID(claimed)), but its static key belongs to node \(lowercaseHexID(keyID))"
+        case .wrongCoordinatorKey(let pinned, let found):
+            return "coordinator's static key \(lowercaseHexID(found)) is not the pinned key \(lowercaseHexID(pinned))"
+        case .peerKeyUnknown(let reason):
+            return "cannot authenticate the peer: \(reason)"
         case .closedDuringHandshake:
             return "peer closed the connection during the handshake (wrong key, or a different protocol?)"
         case .timedOut(let seconds):

@@ -1,48 +1,54 @@
 import MeshCrypto
 
-/// Seals the frames a keyed connection writes into authenticated records.
+/// Seals the frames a keyed connection writes into encrypted records (protocol version 3).
 ///
-/// A record is a 4-byte big-endian length `L`, then `L - 32` bytes of whole frames, then a 32-byte
-/// HMAC-SHA256 tag under the direction's session key over the record's sequence number (8 bytes,
-/// big-endian, counting from 0 in each direction and never sent), the length and the frames.
-/// The sequence number is implicit, so a relay that drops, reorders, replays or injects a record
-/// makes the next tag fail, and the receiver closes the connection.
+/// A record is a 4-byte big-endian length `L`, then `L - 16` bytes of ciphertext, then the 16-byte
+/// Poly1305 tag: Noise's `EncryptWithAd` of whole frames under the direction's transport key, with
+/// the 4 length bytes as associated data and the direction's message counter as the nonce (never
+/// sent). So a relay that drops, reorders, replays or injects a record makes the next tag fail,
+/// and the receiver closes the connection; and nobody without the transport key reads a byte.
+///
+/// Every ``rekeyInterval`` messages a direction replaces its key with Noise's `Rekey()`; the
+/// counter keeps counting. A key in use therefore says nothing about the records sealed before
+/// its last rekey.
 struct RecordSealer: Sendable {
-    static let tagLength = 32
+    static let tagLength = 16
     /// Frames are gathered into records of about this many bytes; one larger frame goes alone.
     static let targetRecordLength = 64 * 1024
+    /// Messages per key in each direction before `Rekey()`: 2^20.
+    static let defaultRekeyInterval: UInt64 = 1 << 20
 
     /// The longest record a receiver must accept for frames up to `maximumFrameLength`.
     static func maximumRecordLength(maximumFrameLength: Int) -> Int {
         max(targetRecordLength, 4 + maximumFrameLength) + tagLength
     }
 
-    private let key: HMAC<SHA256>.Key
-    private(set) var sequence: UInt64 = 0
+    private var cipher: Noise.CipherState
+    private let rekeyInterval: UInt64
 
-    init(key: HMAC<SHA256>.Key) {
-        self.key = key
+    init(cipher: Noise.CipherState, rekeyInterval: UInt64 = defaultRekeyInterval) {
+        self.cipher = cipher
+        self.rekeyInterval = max(2, rekeyInterval)
     }
+
+    /// The next record's nonce.
+    var sequence: UInt64 { cipher.nonce }
 
     /// Appends the record holding `frames` to `output`.
-    mutating func seal(_ frames: UnsafeRawBufferPointer, into output: inout [UInt8]) {
-        let length = UInt32(frames.count + Self.tagLength)
-        let header = RecordSealer.bigEndian(length)
+    ///
+    /// - Throws: ``Noise/Error/nonceExhausted`` after 2^64 - 1 records: the connection must end.
+    mutating func seal(_ frames: UnsafeRawBufferPointer, into output: inout [UInt8]) throws {
+        let header = RecordSealer.bigEndian(UInt32(frames.count + Self.tagLength))
         output.append(contentsOf: header)
+        let start = output.count
         output.append(contentsOf: frames)
-        let tag = RecordSealer.tag(key: key, sequence: sequence, header: header, frames: frames)
-        output.append(contentsOf: tag)
-        sequence &+= 1
-    }
-
-    static func tag(key: HMAC<SHA256>.Key, sequence: UInt64, header: [UInt8], frames: UnsafeRawBufferPointer)
-        -> HashedAuthenticationCode<SHA256>
-    {
-        var mac = HMAC<SHA256>(key: key)
-        withUnsafeBytes(of: sequence.bigEndian) { mac.update(bufferPointer: $0) }
-        header.withUnsafeBytes { mac.update(bufferPointer: $0) }
-        mac.update(bufferPointer: frames)
-        return mac.finalize()
+        output.append(contentsOf: repeatElement(0, count: Self.tagLength))
+        try output.withUnsafeMutableBytes { raw in
+            try header.withUnsafeBytes { ad in
+                try cipher.sealInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[start...]), count: frames.count, authenticating: ad)
+            }
+        }
+        if cipher.nonce % rekeyInterval == 0 { cipher.rekey() }
     }
 
     static func bigEndian(_ value: UInt32) -> [UInt8] {
@@ -51,43 +57,47 @@ struct RecordSealer: Sendable {
     }
 }
 
-/// Checks and unwraps the records a keyed connection reads (see ``RecordSealer``).
+/// Checks, decrypts and unwraps the records a keyed connection reads (see ``RecordSealer``).
 struct RecordOpener: Sendable {
     /// Raw bytes from the socket, split at record lengths; a length over the limit throws before
     /// any allocation, as for frames.
     var decoder: FrameDecoder
-    private let key: HMAC<SHA256>.Key
-    private(set) var sequence: UInt64 = 0
+    private var cipher: Noise.CipherState
+    private let rekeyInterval: UInt64
 
-    init(key: HMAC<SHA256>.Key, maximumRecordLength: Int) {
-        self.key = key
+    init(cipher: Noise.CipherState, maximumRecordLength: Int, rekeyInterval: UInt64 = RecordSealer.defaultRekeyInterval) {
+        self.cipher = cipher
+        self.rekeyInterval = max(2, rekeyInterval)
         self.decoder = FrameDecoder(maximumFrameLength: maximumRecordLength)
     }
 
-    /// Verifies every complete record received and appends its frames to `frames`.
+    /// The next record's nonce.
+    var sequence: UInt64 { cipher.nonce }
+
+    /// Opens every complete record received, in place, and appends its frames to `frames`.
     ///
-    /// - Throws: ``ConnectionError/protocolViolation(_:)`` for a record whose tag does not match
-    ///   (bytes injected, altered, dropped, reordered or replayed), ``FrameError`` for a bad length.
+    /// - Throws: ``ConnectionError/protocolViolation(_:)`` for a record whose length leaves no
+    ///   room for a frame (checked as soon as the length is in) or whose tag does not match (bytes
+    ///   injected, altered, dropped, reordered or replayed); ``FrameError`` for a bad length.
     mutating func open(into frames: inout FrameDecoder) throws {
-        while let record = try decoder.nextRecord() {
-            guard record.count > RecordSealer.tagLength else {
-                throw ConnectionError.protocolViolation("record of \(record.count) bytes is shorter than its tag")
+        while true {
+            if let length = decoder.nextLength, length <= RecordSealer.tagLength {
+                throw ConnectionError.protocolViolation("record of \(length) bytes holds no frame")
             }
-            let body = record.lowerBound..<(record.upperBound - RecordSealer.tagLength)
+            guard let record = try decoder.nextRecord() else { return }
             let header = RecordSealer.bigEndian(UInt32(record.count))
-            let valid = decoder.withBytes(record) { raw -> Bool in
-                let frameBytes = UnsafeRawBufferPointer(rebasing: raw[0..<body.count])
-                let expected = RecordSealer.tag(key: key, sequence: sequence, header: header, frames: frameBytes)
-                return expected.withUnsafeBytes { expectedBytes in
-                    constantTimeEquals(expectedBytes, UnsafeRawBufferPointer(rebasing: raw[body.count...]))
-                }
+            let number = cipher.nonce
+            var cipher = self.cipher
+            let opened = decoder.withMutableBytes(record) { raw -> Int? in
+                header.withUnsafeBytes { ad in try? cipher.openInPlace(raw, authenticating: ad) }
             }
-            guard valid else {
+            guard let opened else {
                 throw ConnectionError.protocolViolation(
-                    "record \(sequence) failed authentication: bytes were injected, altered, dropped or replayed on the way")
+                    "record \(number) failed authentication: bytes were injected, altered, dropped or replayed on the way")
             }
-            decoder.withBytes(body) { frames.append($0) }
-            sequence &+= 1
+            if cipher.nonce % rekeyInterval == 0 { cipher.rekey() }
+            self.cipher = cipher
+            decoder.withBytes(record.lowerBound..<(record.lowerBound + opened)) { frames.append($0) }
         }
     }
 }

@@ -98,7 +98,7 @@ extension MeshNode {
             let current = statistics
             lastReportedStatistics = current
             connection.send(
-                ControlMessage(.register, node: record, stats: current, secret: idSecret, view: view, interest: interest)
+                ControlMessage(.register, node: record, stats: current, view: view, interest: interest)
                     .encodedFrame())
         case .send(let attempt, let message):
             connection(for: attempt)?.send(message.encodedFrame())
@@ -162,7 +162,7 @@ extension MeshNode {
 
     private func dial(_ attempt: CoordinatorSession.Attempt) -> CoordinatorSession.Event? {
         guard !isClosed, let address = coordinatorAddress else { return .connectionClosed(attempt, nil) }
-        var options = MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .control)
+        var options = MeshNode.connectionOptions(configuration, key: key, identity: identity, purpose: .control)
         options.maximumFrameLength = max(options.maximumFrameLength, 64 << 20)
         options.maximumPendingBytes = 64 << 20
         do {

@@ -67,6 +67,17 @@ public actor MeshNode {
         /// `$MESH_TOPOLOGY_VIEW`) holds every node's record, for code that reads ``MeshNode/currentTopology``
         /// to see the whole mesh.
         public var topologyView: TopologyView
+        /// This node's static key pair, which its id derives from. `nil` (the default) loads the key
+        /// file named by ``identityFile``, or makes a fresh pair: a new id every start.
+        public var identity: NodeIdentity?
+        /// A key file from `mesh keygen --node` for an id that survives restarts; defaults to
+        /// `$MESH_IDENTITY_FILE`. Used when ``identity`` is `nil`; a file that cannot be used fails
+        /// the build with ``MeshError/invalidIdentity(path:reason:)``.
+        public var identityFile: String? = MeshDefaults.identityFileFromEnvironment
+        /// The coordinator's static public key (64 hex digits) to insist on in a keyed mesh;
+        /// defaults to `$MESH_COORDINATOR_KEY`. `nil` accepts any coordinator that proves the mesh
+        /// key, and logs its key once.
+        public var coordinatorKey: String? = MeshDefaults.coordinatorKeyFromEnvironment
 
         public init(
             coordinator: String = MeshDefaults.coordinatorFromEnvironment,
@@ -188,10 +199,12 @@ public actor MeshNode {
         case firstSend(String)
     }
 
-    /// This node's id: 16 hex digits, unique in the mesh (derived from a secret only this node holds; PROTOCOL.md, "Node ids").
+    /// This node's id: 16 hex digits, unique in the mesh (derived from its static public key; PROTOCOL.md, "Node ids").
     public nonisolated let id: String
-    /// Shown to the coordinator when registering, to prove the id is this node's.
-    nonisolated let idSecret: String
+    /// This node's static key pair; in a keyed mesh every handshake proves it.
+    public nonisolated let identity: NodeIdentity
+    /// Why the configured key file could not be used, which `start` reports.
+    nonisolated let identityProblem: MeshError?
     /// The stretched authkey, `nil` for an open mesh (or a key too short, which `start` reports).
     nonisolated let key: SymmetricKey?
     /// This node's name; nodes sharing it form a worker pool.
@@ -288,7 +301,21 @@ public actor MeshNode {
     }
 
     init(name: String, configuration: Configuration) {
-        (self.id, self.idSecret) = NodeID.make()
+        var identityProblem: MeshError?
+        if let given = configuration.identity {
+            self.identity = given
+        } else if let path = configuration.identityFile, !path.isEmpty {
+            do {
+                self.identity = try NodeIdentity(contentsOfFile: path)
+            } catch {
+                self.identity = NodeIdentity()
+                identityProblem = error
+            }
+        } else {
+            self.identity = NodeIdentity()
+        }
+        self.identityProblem = identityProblem
+        self.id = identity.id
         self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
@@ -315,7 +342,7 @@ public actor MeshNode {
             maximumMessageSize: configuration.maximumMessageSize, logger: logger)
         self.router = Router(
             nodeID: id, nodeName: name, loadBalancing: configuration.loadBalancing,
-            options: MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data), events: events,
+            options: MeshNode.connectionOptions(configuration, key: key, identity: identity, purpose: .data), events: events,
             logger: logger, preferUnix: configuration.sameHostTransport == .unixSocket, calls: calls, loop: loop)
         let router = self.router
         peerDirectory.resolve { router.node($0) }
@@ -361,6 +388,11 @@ public actor MeshNode {
 
     func start() async throws {
         try validateName(name, kind: "node name")
+        if let identityProblem { throw identityProblem }
+        if let pin = configuration.coordinatorKey, !pin.isEmpty, NodeID.publicKeyBytes(pin.lowercased()) == nil {
+            throw MeshError.invalidIdentity(
+                path: "MESH_COORDINATOR_KEY", reason: "the coordinator key must be 64 hex digits (its public key), got \"\(pin.prefix(80))\"")
+        }
         if let authkey = configuration.authkey, !authkey.isEmpty {
             try MeshKey.validate(authkey, allowWeak: configuration.allowWeakKey)
         }
@@ -459,16 +491,17 @@ public actor MeshNode {
 
     /// Options for the peer connections this node accepts.
     var connectionOptions: Connection.Options {
-        var options = MeshNode.connectionOptions(configuration, key: key, id: id, purpose: .data)
-        options.handshake = .accept(served: [.data: key.map { .key($0) } ?? .open], localID: NodeID.bytes(id))
+        var options = MeshNode.connectionOptions(configuration, key: key, identity: identity, purpose: .data)
+        options.handshake = .accept(served: [.data: key.map { .key($0) } ?? .open], identity: identity, staticKey: nil)
         return options
     }
 
     static func connectionOptions(
-        _ configuration: Configuration, key: SymmetricKey?, id: String, purpose: Handshake.Purpose
+        _ configuration: Configuration, key: SymmetricKey?, identity: NodeIdentity, purpose: Handshake.Purpose
     ) -> Connection.Options {
-        Connection.Options(
-            handshake: .connect(purpose: purpose, key: key, localID: NodeID.bytes(id), expectedPeerID: nil),
+        let pinned = purpose == .data ? nil : configuration.coordinatorKey.flatMap(NodeID.publicKeyBytes)
+        return Connection.Options(
+            handshake: .connect(purpose: purpose, key: key, identity: identity, expectedPeerID: nil, expectedPeerKey: pinned),
             maximumFrameLength: configuration.maximumMessageSize + 64 * 1024,
             maximumPendingBytes: configuration.maximumQueuedBytesPerPeer,
             connectTimeout: configuration.connectTimeout,
@@ -480,7 +513,7 @@ public actor MeshNode {
             id: id, name: name, host: advertisedAddress ?? "", port: server?.address.port ?? 0,
             topics: listenedTopics.sorted(), pid: ProcessInfo.processInfo.processIdentifier,
             local: unixServer.map { _ in MeshDefaults.localScope }, services: servedServices.sorted(),
-            sends: declaredSends.sorted(), types: declaredTypes)
+            sends: declaredSends.sorted(), types: declaredTypes, key: identity.publicKeyHex)
     }
 
     // MARK: Closing (MeshNode+Close.swift)

@@ -329,7 +329,7 @@ final class Router: Sendable {
         do {
             let address = node.address(from: MeshDefaults.localScope, preferUnix: preferUnix)
             var options = self.options
-            options.handshake = options.handshake.expecting(NodeID.bytes(node.id))
+            options.handshake = options.handshake.expecting(NodeID.bytes(node.id), key: node.key.flatMap(NodeID.publicKeyBytes))
             made = try Connection.connect(
                 to: address, options: options, delegate: PeerLink(nodeID: node.id, events: events, calls: calls),
                 loop: loop, startNow: false)

@@ -66,8 +66,6 @@ package struct ControlMessage: Codable, Sendable, Equatable {
     /// With `killed`: ids of the nodes that stopped, and of those that did not in time.
     package var stopped: [String]?
     package var remaining: [String]?
-    /// With `register`: the node's id secret, 32 hex digits (see ``NodeID``).
-    package var secret: String?
     /// With `serve` and `unserve`: the service's name.
     package var service: String?
     /// With `register`: `partial` asks for a partial view (absent: the full view); with
@@ -81,7 +79,7 @@ package struct ControlMessage: Codable, Sendable, Equatable {
     package init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
-        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil, secret: String? = nil,
+        status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil,
         service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil, messageType: TopicType? = nil
     ) {
         self.type = type
@@ -95,7 +93,6 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         self.status = status
         self.stopped = stopped
         self.remaining = remaining
-        self.secret = secret
         self.service = service
         self.view = view
         self.interest = interest

@@ -190,6 +190,23 @@ package struct FrameDecoder: Sendable {
         }
     }
 
+    /// Calls `body` with the bytes at `range` of the decoder's storage, writable (a record opened
+    /// in place).
+    mutating func withMutableBytes<R>(_ range: Range<Int>, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeMutableBytes { raw -> R in
+            try body(UnsafeMutableRawBufferPointer(rebasing: raw[range]))
+        }
+    }
+
+    /// The next length prefix, once its 4 bytes are in (before the bytes it counts).
+    var nextLength: Int? {
+        guard writeIndex - readIndex >= 4 else { return nil }
+        return storage.withUnsafeBytes { raw -> Int in
+            Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
+                | Int(raw[readIndex + 3])
+        }
+    }
+
     /// Calls `body` with the bytes of a frame returned by ``next()``.
     package func withBody<R>(_ header: Header, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withBytes(header.body, body)

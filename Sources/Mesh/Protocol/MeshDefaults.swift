@@ -28,6 +28,16 @@ public enum MeshDefaults {
     }()
 
     /// `$MESH_AUTHKEY`, when set and not empty.
+    /// `$MESH_IDENTITY_FILE`: a node key file from `mesh keygen --node`, or `nil`.
+    public static var identityFileFromEnvironment: String? {
+        ProcessInfo.processInfo.environment["MESH_IDENTITY_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// `$MESH_COORDINATOR_KEY`: the coordinator's public key (64 hex digits) to pin, or `nil`.
+    public static var coordinatorKeyFromEnvironment: String? {
+        ProcessInfo.processInfo.environment["MESH_COORDINATOR_KEY"].flatMap { $0.isEmpty ? nil : $0.lowercased() }
+    }
+
     public static var authkeyFromEnvironment: String? {
         ProcessInfo.processInfo.environment["MESH_AUTHKEY"].flatMap { $0.isEmpty ? nil : $0 }
     }

@@ -1,15 +1,13 @@
 import MeshCrypto
 
-/// Node ids: 16 lowercase hex digits, derived from a secret only the node holds.
+/// Node ids: 16 lowercase hex digits, derived from the node's static public key.
 ///
-/// A node picks 16 random bytes (its id secret) and its id is the first 8 bytes of
-/// `SHA-256("swift-mesh/2 node id" ‖ secret)`, in hex. It shows the secret to the coordinator when
-/// it registers, and the coordinator checks the id against it: another key holder can make up
-/// new ids, but cannot claim one that belongs to a running node (say, right after a coordinator
-/// restart, before the real node re-registers) without that node's secret.
+/// Every node holds an X25519 key pair (made at start, or loaded from a key file for a stable
+/// identity), and its id is the first 8 bytes of `SHA-256("swift-mesh/3 node id" ‖ public key)`,
+/// in hex. In a keyed mesh the Noise handshake proves that the peer holds the private half of the
+/// key its id comes from, so an id cannot be claimed by anyone but the node that holds its key.
 package enum NodeID {
-    static let secretLength = 16
-    private static let label = Array("swift-mesh/2 node id".utf8)
+    private static let label = Array("swift-mesh/3 node id".utf8)
 
     /// True for exactly 16 lowercase hex digits.
     package static func isValid(_ id: String) -> Bool {
@@ -30,24 +28,36 @@ package enum NodeID {
         return result
     }
 
-    /// A fresh secret and the id it gives.
-    package static func make() -> (id: String, secret: String) {
-        var generator = SystemRandomNumberGenerator()
-        let secret = (0..<secretLength).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return (id(forSecret: secret), lowercaseHexID(secret))
+    /// The id a static public key gives.
+    ///
+    /// - Parameters:
+    ///   - publicKey: The 32 bytes of an X25519 public key.
+    /// - Returns: 16 lowercase hex digits.
+    package static func id<Bytes: Sequence>(forPublicKey publicKey: Bytes) -> String where Bytes.Element == UInt8 {
+        lowercaseHexID(Array(SHA256.hash(data: label + Array(publicKey)).prefix(8)))
     }
 
-    /// The id a secret gives.
-    static func id(forSecret secret: [UInt8]) -> String {
-        lowercaseHexID(Array(SHA256.hash(data: label + secret).prefix(8)))
+    /// The 8 id bytes a static public key gives.
+    package static func idBytes<Bytes: Sequence>(forPublicKey publicKey: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        Array(SHA256.hash(data: label + Array(publicKey)).prefix(8))
     }
 
-    /// True when `secretHex` (32 lowercase hex digits) is the secret behind `id`.
-    package static func matches(id: String, secretHex: String) -> Bool {
-        let utf8 = Array(secretHex.utf8)
-        guard utf8.count == secretLength * 2, isValid(String(secretHex.prefix(16))), isValid(String(secretHex.suffix(16)))
-        else { return false }
-        let secret = (bytes(String(secretHex.prefix(16))) ?? []) + (bytes(String(secretHex.suffix(16))) ?? [])
-        return constantTimeEquals(Array(id.utf8), Array(self.id(forSecret: secret).utf8))
+    /// The 32 bytes of a public key written as 64 lowercase hex digits, or `nil`.
+    package static func publicKeyBytes(_ hex: String) -> [UInt8]? {
+        let utf8 = Array(hex.utf8)
+        guard utf8.count == 64 else { return nil }
+        var result: [UInt8] = []
+        result.reserveCapacity(32)
+        for index in stride(from: 0, to: 64, by: 16) {
+            guard let part = bytes(String(decoding: utf8[index..<(index + 16)], as: UTF8.self)) else { return nil }
+            result += part
+        }
+        return result
+    }
+
+    /// True when `keyHex` is a public key (64 lowercase hex digits) whose id is `id`.
+    package static func matches(id: String, keyHex: String) -> Bool {
+        guard let key = publicKeyBytes(keyHex) else { return false }
+        return self.id(forPublicKey: key) == id
     }
 }

@@ -1,6 +1,6 @@
 /// One node as the mesh knows it: who it is, where peers reach it, what it listens to.
 public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
-    /// Unique for the life of the node process: 16 hex digits chosen at random by the node.
+    /// 16 hex digits derived from the node's static public key (see `key`): unique to the key.
     public var id: String
     /// The node's name; nodes sharing a name form a worker pool.
     public var name: String
@@ -25,13 +25,18 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     /// Set when the node also accepts peers on the abstract Unix socket `@swift-mesh-ID`: a short
     /// name for its host and network namespace. A peer with the same value can dial that socket.
     public var local: String?
+    /// The node's static X25519 public key, 64 lowercase hex digits; the id derives from it, and in a
+    /// keyed mesh a peer dialling this node completes the handshake only with the holder of its
+    /// private key (protocol version 3).
+    public var key: String?
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
         joined: Double? = nil, local: String? = nil, services: [String] = [], sends: [String] = [],
-        types: [String: TopicType] = [:]
+        types: [String: TopicType] = [:], key: String? = nil
     ) {
         self.id = id
+        self.key = key
         self.name = name
         self.host = host
         self.port = port
@@ -45,7 +50,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, host, port, topics, services, pid, joined, local, sends, types
+        case id, name, host, port, topics, services, pid, joined, local, sends, types, key
     }
 
     public init(from decoder: any Decoder) throws {
@@ -61,6 +66,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         local = try container.decodeIfPresent(String.self, forKey: .local)
         sends = try container.decodeIfPresent([String].self, forKey: .sends) ?? []
         types = try container.decodeIfPresent([String: TopicType].self, forKey: .types) ?? [:]
+        key = try container.decodeIfPresent(String.self, forKey: .key)
     }
 
     /// Writes `services` only when there are some, so records of nodes without services (most
@@ -78,6 +84,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encodeIfPresent(local, forKey: .local)
         if !sends.isEmpty { try container.encode(sends, forKey: .sends) }
         if !types.isEmpty { try container.encode(types, forKey: .types) }
+        try container.encodeIfPresent(key, forKey: .key)
     }
 
     /// The type this node declared for `topic` that `type` does not agree with, if any.

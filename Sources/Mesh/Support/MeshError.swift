@@ -34,6 +34,10 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The message type declared for `topic` disagrees with another declaration there; `reason`
     /// names both types and both nodes.
     case typeMismatch(topic: String, reason: String)
+    /// A node or coordinator key file (`mesh keygen --node`) could not be used.
+    case invalidIdentity(path: String, reason: String)
+    /// The coordinator's names file (which keys may use which node names) could not be used.
+    case invalidNamesFile(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -67,6 +71,10 @@ public enum MeshError: Error, Sendable, Equatable, CustomStringConvertible {
                 + " with --allow-weak-key, MESH_ALLOW_WEAK_KEY=1 or allowWeakKey in the configuration"
         case .service(let error):
             return error.description
+        case .invalidIdentity(let path, let reason):
+            return "cannot use the key file \(path): \(reason)"
+        case .invalidNamesFile(let path, let reason):
+            return "cannot use the names file \(path): \(reason)"
         case .typeMismatch(_, let reason):
             return "message types disagree: \(reason)"
         }

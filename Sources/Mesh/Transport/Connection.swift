@@ -61,6 +61,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var maximumPendingBytes: Int
         var handshakeTimeout: Duration = .seconds(5)
         var connectTimeout: Duration = .seconds(5)
+        /// Records per transport key in each direction before Noise's `Rekey()` (keyed mesh).
+        var rekeyInterval: UInt64 = RecordSealer.defaultRekeyInterval
         /// When set, the loop thread takes at most about this many queued bytes at a time, so
         /// frames not yet taken can still be dropped by ``Connection/sendDroppingOldest(_:)``.
         /// `nil` takes everything queued in one step (cheapest).
@@ -81,24 +83,32 @@ package final class Connection: EventHandler, CustomStringConvertible {
 
     /// How a connection opens: the handshake's parameters (see ``Handshake``).
     package enum HandshakeSetup: Sendable {
-        /// Dial for `purpose`, proving `key` (nil: open mesh); `expectedPeerID` is checked
-        /// against the acceptor's hello when set.
-        case connect(purpose: Handshake.Purpose, key: SymmetricKey?, localID: [UInt8]?, expectedPeerID: [UInt8]?)
-        /// Accept the purposes in `served`.
-        case accept(served: [Handshake.Purpose: Handshake.Access], localID: [UInt8]?)
+        /// Dial for `purpose`, proving `key` (nil: open mesh) with the static key of `identity`
+        /// (nil: a fresh one when a keyed handshake needs it). `expectedPeerID` is checked against
+        /// the acceptor's hello when set, and `expectedPeerKey` is the static key the acceptor must
+        /// prove: a peer's key from its record, or a pinned coordinator key.
+        case connect(
+            purpose: Handshake.Purpose, key: SymmetricKey?, identity: NodeIdentity?, expectedPeerID: [UInt8]?,
+            expectedPeerKey: [UInt8]?)
+        /// Accept the purposes in `served`, as `identity` (a node), or with the static key `staticKey`
+        /// and no id (the coordinator).
+        case accept(served: [Handshake.Purpose: Handshake.Access], identity: NodeIdentity?, staticKey: Curve25519.KeyAgreement.PrivateKey?)
 
-        /// The same setup expecting `peerID` at the other end (a connector only).
-        func expecting(_ peerID: [UInt8]?) -> HandshakeSetup {
-            guard case .connect(let purpose, let key, let localID, _) = self else { return self }
-            return .connect(purpose: purpose, key: key, localID: localID, expectedPeerID: peerID)
+        /// The same setup expecting node `peerID` with static key `peerKey` at the other end (a
+        /// connector only).
+        func expecting(_ peerID: [UInt8]?, key peerKey: [UInt8]? = nil) -> HandshakeSetup {
+            guard case .connect(let purpose, let key, let identity, _, _) = self else { return self }
+            return .connect(purpose: purpose, key: key, identity: identity, expectedPeerID: peerID, expectedPeerKey: peerKey)
         }
 
         func makeHandshake() -> Handshake {
             switch self {
-            case .connect(let purpose, let key, let localID, let expectedPeerID):
-                return Handshake(connectingFor: purpose, key: key, localID: localID, expectedPeerID: expectedPeerID)
-            case .accept(let served, let localID):
-                return Handshake(accepting: served, localID: localID)
+            case .connect(let purpose, let key, let identity, let expectedPeerID, let expectedPeerKey):
+                return Handshake(
+                    connectingFor: purpose, key: key, localID: identity?.idBytes, staticKey: identity?.privateKey,
+                    expectedPeerID: expectedPeerID, expectedPeerKey: expectedPeerKey)
+            case .accept(let served, let identity, let staticKey):
+                return Handshake(accepting: served, localID: identity?.idBytes, staticKey: identity?.privateKey ?? staticKey)
             }
         }
     }
@@ -209,6 +219,10 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// The purpose the handshake settled, once open.
     package var purpose: Handshake.Purpose? { settledPurpose.withLock { $0 } }
     private let peerIdentity = Mutex("")
+    private let peerStaticKey = Mutex<[UInt8]?>(nil)
+
+    /// The peer's static public key (32 bytes), once a keyed handshake proved it; `nil` in an open mesh.
+    package var peerKey: [UInt8]? { peerStaticKey.withLock { $0 } }
     private let settledPurpose = Mutex<Handshake.Purpose?>(nil)
 
     package var description: String { "\(remote)" }
@@ -432,12 +446,14 @@ package final class Connection: EventHandler, CustomStringConvertible {
                 flush()
             case .established:
                 peerIdentity.withLock { $0 = lowercaseHexID(local.handshake.peerID) }
+                peerStaticKey.withLock { $0 = local.handshake.peerStaticKey }
                 settledPurpose.withLock { $0 = local.handshake.purpose }
-                if let keys = local.handshake.sessionKeys {
-                    local.sealer = RecordSealer(key: keys.sending)
+                if let transport = local.handshake.transport {
+                    local.sealer = RecordSealer(cipher: transport.sending, rekeyInterval: options.rekeyInterval)
                     local.opener = RecordOpener(
-                        key: keys.receiving, maximumRecordLength: RecordSealer.maximumRecordLength(
-                            maximumFrameLength: options.maximumFrameLength))
+                        cipher: transport.receiving,
+                        maximumRecordLength: RecordSealer.maximumRecordLength(maximumFrameLength: options.maximumFrameLength),
+                        rekeyInterval: options.rekeyInterval)
                 }
                 local.admission?.leave(self)
                 local.admission = nil
@@ -571,8 +587,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
                         let cut = OutboundQueue.frameBoundary(
                             in: local.plain, from: local.plainOffset, atMost: RecordSealer.targetRecordLength)
                         local.sealedFrames = local.plainOffset..<cut
-                        local.plain.withUnsafeBytes { raw in
-                            local.sealer!.seal(UnsafeRawBufferPointer(rebasing: raw[local.plainOffset..<cut]), into: &local.outgoing)
+                        try local.plain.withUnsafeBytes { raw in
+                            try local.sealer!.seal(UnsafeRawBufferPointer(rebasing: raw[local.plainOffset..<cut]), into: &local.outgoing)
                         }
                         local.plainOffset = cut
                     } else {
