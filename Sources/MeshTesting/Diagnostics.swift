@@ -134,12 +134,12 @@ package enum RawClient {
     }
 }
 
-/// A mesh hello with no key: "MESH", version 1, flags 0, a 32-byte nonce.
+/// A mesh hello with no key: "MESH", version 3, flags 0, the purpose, a 32-byte nonce and a zero id.
 ///
 /// - Parameter purpose: 1 for a node's control connection (the coordinator's port), 4 for peer
 ///   data (a node's port).
 package func openMeshHello<G: RandomNumberGenerator>(purpose: UInt8 = 1, using generator: inout G) -> [UInt8] {
-    Array("MESH".utf8) + [2, 0, purpose] + (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    Array("MESH".utf8) + [3, 0, purpose] + (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
         + [UInt8](repeating: 0, count: 8)
 }
 

@@ -123,7 +123,7 @@ struct SecurityReviewTests {
             let port = try #require(await target.listenAddress).port
             var dialled: [RogueClient] = []
             for _ in 0..<20 {
-                let id = NodeIdentity().id
+                let id = RogueClient.freshIdentity()
                 dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id))
             }
             let squatters = dialled

@@ -65,6 +65,13 @@ final class RogueClient: ConnectionDelegate {
         try await eventually("the rogue connection to be closed", seconds: seconds) { self.isClosed }
     }
 
+    /// A new key pair that ``connect`` will use for its id: a node of its own, not an impostor.
+    static func freshIdentity() -> String {
+        let identity = NodeIdentity()
+        identities.withLock { $0[identity.id] = identity }
+        return identity.id
+    }
+
     /// The key pairs of the ids ``validRegister(name:host:port:topics:)`` made, for ``connect``.
     static let identities = Mutex<[String: NodeIdentity]>([:])
 
@@ -329,8 +336,8 @@ struct SecurityTests {
             let payload = Array(#""sell everything""#.utf8)
             let order = payload.withUnsafeBytes { MessageFrame.encode(topic: "orders", encoding: .codec, payload: $0) }
 
-            // 1. Claims the victim's id and name, with a handshake made as another id.
-            let ownID = NodeIdentity().id
+            // 1. Claims the victim's id and name, with a handshake made as another id (its own key).
+            let ownID = RogueClient.freshIdentity()
             let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
             impostor.connection.send(PeerHello(id: victim.id, name: victim.name).encodedFrame())
             impostor.connection.send(order)
@@ -368,15 +375,18 @@ struct SecurityTests {
             let answer = try #require(try await rogue.messages.wait(for: 1).first)
             #expect(answer.type == .rejected && (answer.reason ?? "").contains("not the address this node connects from"))
 
-            // The real node's id, from another connection (no secret for it).
+            // The real node's id, from another connection without its private key: since version 3
+            // the handshake itself refuses it (the id derives from the key it proves), before any
+            // register is read.
             let squatter = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: real.id)
-            squatter.send(ControlMessage(.register, node: NodeRecord(id: real.id, name: "real", host: "", port: 1, key: NodeIdentity().publicKeyHex)))
-            let refused = try #require(try await squatter.messages.wait(for: 1).first)
-            #expect(refused.type == .rejected, "\(refused)")
+            squatter.send(ControlMessage(.register, node: NodeRecord(id: real.id, name: "real", host: "", port: 1, key: real.identity.publicKeyHex)))
+            try await squatter.waitForClose()
+            #expect(squatter.messages.values.isEmpty)
+            #expect(squatter.closeError == .handshake(.rejectedByPeer), "\(String(describing: squatter.closeError))")
 
             // An id that does not match the handshake's.
             let (other, register) = RogueClient.validRegister(name: "mismatch")
-            let mismatch = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: NodeIdentity().id)
+            let mismatch = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key, id: RogueClient.freshIdentity())
             mismatch.send(register)
             #expect(try await mismatch.messages.wait(for: 1).first?.type == .rejected)
             _ = other

@@ -101,7 +101,9 @@ extension ResilienceTests {
                 let port = try #require(await provider.listenAddress?.port)
                 for key in ["the wrong key for services", nil] {
                     let probe = ProbeLink()
-                    let options = Self.dataOptions(id: "0123456789abcdef", key: key)
+                    var options = Self.dataOptions(id: "0123456789abcdef", key: key)
+                    // Dialled as a sender would: the provider's id and key from its record.
+                    options.handshake = options.handshake.expecting(provider.identity.idBytes, key: provider.identity.publicKey)
                     let connection = try Connection.connect(to: .ipv4(host: "127.0.0.1", port: port), options: options, delegate: probe, loop: .shared)
                     connection.send(PeerHello(id: "0123456789abcdef", name: "intruder").encodedFrame())
                     connection.send(Data([0x7b]).withUnsafeBytes { ServiceFrame.request(id: 1, service: "secret", encoding: .codec, payload: $0) })
