@@ -72,9 +72,13 @@ struct WireCaptureTests {
     static func contains(_ haystack: [UInt8], _ needle: String) -> Bool {
         let bytes = Array(needle.utf8)
         guard haystack.count >= bytes.count else { return false }
-        return haystack.withUnsafeBytes { raw in
-            memmem(raw.baseAddress, raw.count, bytes, bytes.count) != nil
+        let first = bytes[0]
+        var index = 0
+        while index <= haystack.count - bytes.count {
+            if haystack[index] == first, haystack[index..<(index + bytes.count)].elementsEqual(bytes) { return true }
+            index += 1
         }
+        return false
     }
 
     @Test("with a key, the capture holds no node name, topic, service or payload; without one it holds them all")
