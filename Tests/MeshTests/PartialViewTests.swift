@@ -114,14 +114,15 @@ struct PartialViewTests {
             let port = try #require(await receiver.listenAddress).port
             let bystander = try await mesh.node("bystander", authkey: key)
             let renamed = try await RogueClient.connect(
-                to: "127.0.0.1:\(port)", purpose: .data, key: key, id: bystander.id)
+                to: "127.0.0.1:\(port)", purpose: .data, key: key, id: bystander.id, peer: receiver.identity)
             renamed.connection.send(PeerHello(id: bystander.id, name: "not-bystander").encodedFrame())
             let payload = Array(#""forged""#.utf8)
             let forged = payload.withUnsafeBytes { MessageFrame.encode(topic: "inbox", encoding: .codec, payload: $0) }
             renamed.connection.send(forged)
             try await renamed.waitForClose()
-            let ownID = NodeIdentity().id
-            let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: key, id: ownID)
+            let ownID = RogueClient.freshIdentity()
+            let impostor = try await RogueClient.connect(
+                to: "127.0.0.1:\(port)", purpose: .data, key: key, id: ownID, peer: receiver.identity)
             impostor.connection.send(PeerHello(id: sender.id, name: "sender").encodedFrame())
             impostor.connection.send(forged)
             try await impostor.waitForClose()

@@ -124,7 +124,7 @@ struct SecurityReviewTests {
             var dialled: [RogueClient] = []
             for _ in 0..<20 {
                 let id = RogueClient.freshIdentity()
-                dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id))
+                dialled.append(try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: SecurityTests.key, id: id, peer: target.identity))
             }
             let squatters = dialled
             try await eventually("the squatters' handshakes to finish", seconds: 5) {
@@ -202,8 +202,8 @@ struct SecurityReviewTests {
             for _ in 0..<attempts {
                 let options = Connection.Options(
                     handshake: .connect(
-                        purpose: .data, key: key, identity: NodeIdentity(claiming: target.id), expectedPeerID: nil,
-                        expectedPeerKey: nil),
+                        purpose: .data, key: key, identity: NodeIdentity(), expectedPeerID: target.identity.idBytes,
+                        expectedPeerKey: target.identity.publicKey),
                     maximumFrameLength: 1 << 20, maximumPendingBytes: 1 << 20)
                 let connection = try Connection.connect(to: address, options: options, delegate: counter, loop: .shared)
                 connection.send(Frame(kind: 0x7f, body: [1, 2, 3]).encoded)

@@ -23,7 +23,8 @@ final class RogueClient: ConnectionDelegate {
 
     /// Dials `address` for `purpose` with `key` (plain text, stretched as a node would).
     static func connect(
-        to address: String, purpose: Handshake.Purpose, key: String?, id: String? = nil, expecting peerID: String? = nil
+        to address: String, purpose: Handshake.Purpose, key: String?, id: String? = nil, expecting peerID: String? = nil,
+        peer: NodeIdentity? = nil
     ) async throws -> RogueClient {
         let client = RogueClient()
         // An id made by validRegister comes with its key pair; any other id is claimed without one.
@@ -31,7 +32,7 @@ final class RogueClient: ConnectionDelegate {
         let options = Connection.Options(
             handshake: .connect(
                 purpose: purpose, key: try MeshKey.stretched(key), identity: identity,
-                expectedPeerID: peerID.flatMap(NodeID.bytes), expectedPeerKey: nil),
+                expectedPeerID: peer?.idBytes ?? peerID.flatMap(NodeID.bytes), expectedPeerKey: peer?.publicKey),
             maximumFrameLength: 64 << 20, maximumPendingBytes: 64 << 20)
         let connection = try Connection.connect(
             to: SocketAddress.parse(address, defaultPort: 0)!, options: options, delegate: client, loop: .shared)
@@ -338,19 +339,19 @@ struct SecurityTests {
 
             // 1. Claims the victim's id and name, with a handshake made as another id (its own key).
             let ownID = RogueClient.freshIdentity()
-            let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
+            let impostor = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID, peer: target.identity)
             impostor.connection.send(PeerHello(id: victim.id, name: victim.name).encodedFrame())
             impostor.connection.send(order)
             try await impostor.waitForClose()
 
             // 2. Its own id, which is not in the mesh: held, then closed when the topology never has it.
-            let stranger = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID)
+            let stranger = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: ownID, peer: target.identity)
             stranger.connection.send(PeerHello(id: ownID, name: "stranger").encodedFrame())
             stranger.connection.send(order)
             try await stranger.waitForClose(seconds: Double(InboundLink.unknownPeerPatience.components.seconds) + 3)
 
             // 3. The victim's real id and a wrong name.
-            let renamed = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: victim.id)
+            let renamed = try await RogueClient.connect(to: "127.0.0.1:\(port)", purpose: .data, key: Self.key, id: victim.id, peer: target.identity)
             renamed.connection.send(PeerHello(id: victim.id, name: "not-victim").encodedFrame())
             renamed.connection.send(order)
             try await renamed.waitForClose()
@@ -392,7 +393,8 @@ struct SecurityTests {
             _ = other
 
             // Ids must be 16 lowercase hex digits.
-            let shouting = try await RogueClient.connect(to: mesh.address, purpose: .control, key: Self.key)
+            let shouting = try await RogueClient.connect(
+                to: mesh.address, purpose: .control, key: Self.key, id: RogueClient.freshIdentity())
             shouting.send(ControlMessage(.register, node: NodeRecord(id: "ABCDEF0123456789", name: "x", host: "", port: 1)))
             #expect(try await shouting.messages.wait(for: 1).first?.type == .rejected)
 

@@ -19,7 +19,7 @@ struct WireCaptureTests {
         defer { try? FileManager.default.removeItem(atPath: file) }
         let tcpdump = Process()
         tcpdump.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        tcpdump.arguments = ["tcpdump", "-i", "lo", "-U", "-s", "0", "-w", file, "tcp"]
+        tcpdump.arguments = ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-s", "0", "-w", file, "tcp"]
         let errors = Pipe()
         tcpdump.standardError = errors
         tcpdump.standardOutput = FileHandle.nullDevice
@@ -40,7 +40,7 @@ struct WireCaptureTests {
                 started.withLock { $0.contains("listening on") } || !tcpdump.isRunning
             }
         } catch {
-            tcpdump.terminate()
+            kill(tcpdump.processIdentifier, SIGKILL)
             throw error
         }
         guard tcpdump.isRunning else {
@@ -62,8 +62,10 @@ struct WireCaptureTests {
             #expect(reply.contains("reply-\(marker)"))
             try await eventually("the listener to get all 20", seconds: 10) { received.withLock { $0 } == 20 }
         }
-        // Let the last segments reach the file, then stop tcpdump and read it.
-        tcpdump.interrupt()
+        // Every packet is in the file already (--immediate-mode hands each to tcpdump at once, -U
+        // writes it at once). The test process may
+        // ignore SIGINT and SIGTERM, which a child inherits, so the stop is SIGKILL.
+        kill(tcpdump.processIdentifier, SIGKILL)
         try await eventually("tcpdump to stop", seconds: 10) { !tcpdump.isRunning }
         reader.readabilityHandler = nil
         return FileManager.default.contents(atPath: file).map { [UInt8]($0) }

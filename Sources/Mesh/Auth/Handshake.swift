@@ -68,7 +68,7 @@ package struct Handshake: Sendable {
     }
 
     /// What the connection should do next.
-    enum Action: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         case send([UInt8])
         case established
         case fail(HandshakeError)
@@ -148,7 +148,7 @@ package struct Handshake: Sendable {
     ///     record's key for data, a pinned coordinator key otherwise.
     ///   - nonce: 32 bytes; defaults to fresh bytes from the system's secure generator.
     ///   - ephemeral: for test vectors only.
-    init(
+    package init(
         connectingFor purpose: Purpose, key: SymmetricKey?, localID: [UInt8]? = nil,
         staticKey: Curve25519.KeyAgreement.PrivateKey? = nil, expectedPeerID: [UInt8]? = nil,
         expectedPeerKey: [UInt8]? = nil, nonce: [UInt8]? = nil, ephemeral: Curve25519.KeyAgreement.PrivateKey? = nil
@@ -173,7 +173,7 @@ package struct Handshake: Sendable {
     ///   - staticKey: this side's static key pair (a node's, or the coordinator's).
     ///   - nonce: 32 bytes; defaults to fresh bytes from the system's secure generator.
     ///   - ephemeral: for test vectors only.
-    init(
+    package init(
         accepting served: [Purpose: Access], localID: [UInt8]? = nil,
         staticKey: Curve25519.KeyAgreement.PrivateKey? = nil, nonce: [UInt8]? = nil,
         ephemeral: Curve25519.KeyAgreement.PrivateKey? = nil
@@ -193,10 +193,10 @@ package struct Handshake: Sendable {
     static let noID = [UInt8](repeating: 0, count: idLength)
 
     /// True once the handshake succeeded.
-    var isEstablished: Bool { stage == .established }
+    package var isEstablished: Bool { stage == .established }
 
     /// How many more bytes the current stage needs; the connection reads no more than this.
-    var bytesWanted: Int {
+    package var bytesWanted: Int {
         switch stage {
         case .idle, .awaitingHello: return Handshake.helloLength - buffer.count
         case .awaitingLength: return 2 - buffer.count
@@ -225,7 +225,7 @@ package struct Handshake: Sendable {
 
     /// Begins the exchange: this side's hello to send when it speaks first (see ``speaksFirst``),
     /// else nothing.
-    mutating func start() -> [Action] {
+    package mutating func start() -> [Action] {
         stage = .awaitingHello
         switch role {
         case .connector:
@@ -246,7 +246,7 @@ package struct Handshake: Sendable {
     }
 
     /// Consumes bytes from the peer (at most ``bytesWanted``) and returns what to do.
-    mutating func receive<Bytes: Collection>(_ bytes: Bytes) -> [Action] where Bytes.Element == UInt8 {
+    package mutating func receive<Bytes: Collection>(_ bytes: Bytes) -> [Action] where Bytes.Element == UInt8 {
         guard stage != .established, stage != .failed else { return [] }
         if stage == .idle { stage = .awaitingHello }
         buffer.append(contentsOf: bytes)

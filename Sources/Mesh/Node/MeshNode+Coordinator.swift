@@ -30,6 +30,13 @@ extension MeshNode {
         for event in batch {
             switch event {
             case .opened(let connection):
+                if let proven = connection.peerKey, loggedCoordinatorKey != proven {
+                    // Learned from the handshake; a pinned key was already checked there.
+                    loggedCoordinatorKey = proven
+                    logger.info(
+                        "the coordinator proved static key \(lowercaseHex(proven))"
+                            + (configuration.coordinatorKey == nil ? " (pin it with MESH_COORDINATOR_KEY)" : ""))
+                }
                 if let attempt = attempt(of: connection) { apply(.connected(attempt)) }
             case .frame(let connection, let body):
                 guard let attempt = attempt(of: connection) else { continue }  // from a connection given up

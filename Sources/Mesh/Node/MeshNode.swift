@@ -291,6 +291,8 @@ public actor MeshNode {
     nonisolated let heartbeatPump: HeartbeatPump
     /// The counters the last heartbeat carried.
     var lastReportedStatistics: MeshStatistics?
+    /// The coordinator's static key as last logged (keyed mesh).
+    var loggedCoordinatorKey: [UInt8]?
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
