@@ -23,6 +23,9 @@ extension Noise {
         private var presharedKeys: ArraySlice<[UInt8]>
         /// The index of the next message in the pattern.
         package private(set) var messageIndex = 0
+        /// Set when a `readMessage` failed on the peer's encrypted static key, before its payload:
+        /// in `IK` that means the initiator encrypted to another responder key than this side's.
+        package private(set) var staticKeyUnreadable = false
 
         /// `Initialize(...)`: starts a handshake.
         ///
@@ -189,7 +192,11 @@ extension Noise {
                     if pattern.isPresharedKeyHandshake { symmetricState.mixKey(bytes) }
                 case .s:
                     let length = Noise.dhLength + (symmetricState.cipherState.hasKey ? ChaChaPoly.tagByteCount : 0)
-                    let bytes = try symmetricState.decryptAndHash(try take(length))
+                    let sealed = try take(length)
+                    guard let bytes = try? symmetricState.decryptAndHash(sealed) else {
+                        staticKeyUnreadable = true
+                        throw Error.decryptionFailed
+                    }
                     remoteStaticKey = try Curve25519.KeyAgreement.PublicKey(rawRepresentation: bytes)
                 case .psk:
                     symmetricState.mixKeyAndHash(presharedKeys.removeFirst())

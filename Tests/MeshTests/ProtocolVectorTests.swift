@@ -97,6 +97,10 @@ import Testing
         sent(dialler.receive(log.last!.1.prefix(2)) + dialler.receive(log.last!.1.dropFirst(2)), "data: confirmation")
         _ = port.receive(log.last!.1.prefix(2)) + port.receive(log.last!.1.dropFirst(2))
         #expect(dialler.isEstablished && port.isEstablished)
+        var dataSealer = RecordSealer(cipher: try #require(dialler.transport).sending)
+        var dataRecord: [UInt8] = []
+        try heartbeatFrame.withUnsafeBytes { try dataSealer.seal($0, into: &dataRecord) }
+        log.append(("data: first record from the node", dataRecord))
         for (name, bytes) in log where name != "-" { values[name] = hex(bytes) }
         return values
     }
@@ -151,6 +155,8 @@ enum ProtocolVectors {
             "4d455348030101000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f6d7ed78321a0c5f2",
         "coordinator public key":
             "5869aff450549732cbaaed5e5df9b30a6da31cb0e5742bad5ad4a1a768f1a67b",
+        "data: first record from the node":
+            "000000295794d969ee80aa08d6aaf00e441134910916d506dd2b2b3c0236c19bc9a36e33ba5dc220ec54a36355",
         "data: M1":
             "006064b101b1d0be5a8704bd078f9895001fc03e8e9f9522f188dd128d9846d48466a3ef36bbac23690c8a322884b0dd3ac64949ef316f8e9bb77a01e522b60e11faa59309427ac1ef56b6240edad319b726c35a20496a90be1ccc2092f8549a2655",
         "data: M2":

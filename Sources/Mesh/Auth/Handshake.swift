@@ -87,6 +87,8 @@ package struct Handshake: Sendable {
     /// Both sides' hellos and this label go into the Noise prologue, so neither can be changed.
     static let dataProtocol = "Noise_IKpsk1_25519_ChaChaPoly_SHA256"
     static let coordinatorProtocol = "Noise_XXpsk3_25519_ChaChaPoly_SHA256"
+    /// A Poly1305 tag: what an empty payload or the confirmation costs.
+    static let tagLength = 16
     /// A refusal in place of a handshake message: a length of zero.
     static let refusal: [UInt8] = [0, 0]
 
@@ -263,8 +265,20 @@ package struct Handshake: Sendable {
         case .awaitingLength:
             let length = Int(message[0]) << 8 | Int(message[1])
             if length == 0 { return fail(.rejectedByPeer) }
+            // Both checks come before any of the message is read. A side reading a handshake
+            // message owes the next one (or the confirmation), so it refuses; a side reading the
+            // confirmation owes nothing.
+            let owesNext = !awaitingConfirmation
             guard length <= Handshake.maximumMessageLength else {
-                return fail(.peerProtocolError("handshake message of \(length) bytes; at most \(Handshake.maximumMessageLength) are allowed"))
+                let error = HandshakeError.peerProtocolError(
+                    "handshake message of \(length) bytes; at most \(Handshake.maximumMessageLength) are allowed")
+                return owesNext ? refuse(error) : fail(error)
+            }
+            let expected = awaitingConfirmation
+                ? Handshake.tagLength : noise.map { Handshake.messageLength($0.pattern.messages[$0.messageIndex].tokens) } ?? 0
+            guard length == expected else {
+                let error = HandshakeError.peerProtocolError("handshake message of \(length) bytes; \(expected) expected")
+                return owesNext ? refuse(error) : fail(error)
             }
             messageLength = length
             stage = .awaitingMessage
@@ -300,6 +314,9 @@ package struct Handshake: Sendable {
         purpose = asked
         if case .key(let chosen) = access { key = chosen }
         localHello = hello(purpose: asked.rawValue, keyed: key != nil)
+        if asked == .inspect || asked == .admin, peerID != Handshake.noID {
+            return [.send(localHello)] + fail(.peerProtocolError("the hello of an inspect or admin connection names a node"))
+        }
         switch (key, peerUsesKey) {
         case (nil, true): return [.send(localHello)] + fail(.peerRequiresKey)
         case (.some, false): return [.send(localHello)] + fail(.peerHasNoKey)
@@ -410,6 +427,9 @@ package struct Handshake: Sendable {
         } catch Noise.Error.invalidPublicKey {
             return refuse(.peerProtocolError("the peer's key in handshake message \(index + 1) has small order"))
         } catch Noise.Error.decryptionFailed {
+            if state.staticKeyUnreadable {
+                return refuse(.peerProtocolError("handshake message failed authentication: the peer does not have this node's public key"))
+            }
             // A message that mixed in the PSK fails for a wrong key. The data connector's second
             // message fails when the acceptor does not hold the node's private key.
             if carriesPSK { return refuse(.peerProofInvalid) }
@@ -443,6 +463,18 @@ package struct Handshake: Sendable {
             return [.send(Handshake.framed(confirmation))] + establish()
         }
         return writeNext()
+    }
+
+    /// The size of a handshake message with an empty payload, in the patterns used here (where
+    /// every static key and payload is encrypted): 32 per `e`, 48 per `s`, 16 for the payload's tag.
+    static func messageLength(_ tokens: [Noise.Token]) -> Int {
+        tokens.reduce(Handshake.tagLength) { total, token in
+            switch token {
+            case .e: return total + 32
+            case .s: return total + 32 + Handshake.tagLength
+            default: return total
+            }
+        }
     }
 
     /// The peer's confirmation: an empty transport message under its sending key.
