@@ -1,4 +1,4 @@
-"""swiftmesh: a pure-Python node for swift-mesh meshes (wire protocol version 2).
+"""swiftmesh: a pure-Python node for swift-mesh meshes (wire protocol version 3).
 
     import asyncio, swiftmesh
 
