@@ -85,8 +85,9 @@ class Handshake:
     `ciphers` is (sending, receiving) CipherStates for a keyed mesh, None for an open one, and
     `peer_static` the peer's proven static key.
 
-    - `identity`: this node's Identity (control, data). Inspect and admin connections, and a
-      missing identity, use a fresh key pair and the all-zero id.
+    - `identity`: this side's Identity. Its id goes into the hello of a node's control and data
+      connections; a coordinator (an acceptor that does not serve data), inspect and admin
+      connections send the all-zero id. Without one, a fresh key pair is used.
     - `peer_key`: the static key of the node a data connector dials (from its topology record).
     - `coordinator_key`: a pinned coordinator key (32 bytes) for a control connector.
     - `ephemeral`: a fixed ephemeral KeyPair, for worked examples only.
@@ -97,7 +98,9 @@ class Handshake:
         self.connector = connector
         self.purpose = purpose
         self.key = key
-        named = identity is not None and purpose not in (PURPOSE_INSPECT, PURPOSE_ADMIN)
+        # A node's hello carries its id; the coordinator's and the `mesh` tool's carry zeros.
+        named = identity is not None and purpose not in (PURPOSE_INSPECT, PURPOSE_ADMIN) and (
+            connector or PURPOSE_DATA in (served or {}))
         self.static = identity.keypair if identity is not None else noise.KeyPair.generate()
         self.local_id = identity.id_bytes if named else NO_ID
         self.expected_peer_id = expected_peer_id

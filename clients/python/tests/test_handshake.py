@@ -254,3 +254,41 @@ class RecordTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WorkedExampleTests(unittest.TestCase):
+    """The state machines, run with the fixed keys of docs/PROTOCOL.md section 3.8, write exactly the
+    bytes scripts/protocol_vectors.py prints for the document (which drives the Noise module by hand)."""
+
+    def test_the_handshakes_reproduce_the_documents_example(self):
+        import importlib.util
+        import os
+        spec = importlib.util.spec_from_file_location(
+            "protocol_vectors", os.path.join(support.ROOT, "scripts", "protocol_vectors.py"))
+        v = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(v)
+        a, b, coordinator = p.Identity(v.NODE_A), p.Identity(v.NODE_B), p.Identity(v.COORDINATOR)
+        e_c, e_a = noise.KeyPair(v.EPHEMERAL_C), noise.KeyPair(v.EPHEMERAL_A)
+        key = p.stretch_key(v.AUTHKEY)
+        self.assertEqual(a.id, "6d7ed78321a0c5f2")
+
+        connector = p.Handshake(True, p.PURPOSE_CONTROL, key, a, nonce=v.NC, ephemeral=e_c)
+        acceptor = p.Handshake(False, served={p.PURPOSE_CONTROL: key}, identity=coordinator, nonce=v.NA, ephemeral=e_a)
+        c_error, a_error, wrote = run(connector, acceptor)
+        self.assertEqual((c_error, a_error), (None, None))
+        self.assertEqual(bytes(wrote[0]), v.control_hc + v.framed(v.control_m1) + v.framed(v.control_m3))
+        self.assertEqual(bytes(wrote[1]), v.control_ha + v.framed(v.control_m2) + v.framed(v.control_confirmation))
+        wire = bytearray()
+        p.seal_records(connector.ciphers[0], bytearray(v.heartbeat), wire)
+        self.assertEqual(bytes(wire), v.control_record)
+
+        connector = p.Handshake(True, p.PURPOSE_DATA, key, a, expected_peer_id=b.id_bytes, peer_key=b.public,
+                                nonce=v.NC, ephemeral=e_c)
+        acceptor = p.Handshake(False, served={p.PURPOSE_DATA: key}, identity=b, nonce=v.NA, ephemeral=e_a)
+        c_error, a_error, wrote = run(connector, acceptor)
+        self.assertEqual((c_error, a_error), (None, None))
+        self.assertEqual(bytes(wrote[1]), v.data_ha + v.framed(v.data_m2))
+        self.assertEqual(bytes(wrote[0]), v.data_hc + v.framed(v.data_m1) + v.framed(v.data_confirmation))
+        wire = bytearray()
+        p.seal_records(connector.ciphers[0], bytearray(v.heartbeat), wire)
+        self.assertEqual(bytes(wire), v.data_record)
