@@ -185,8 +185,13 @@ class Handshake:
         if self.stage == "length":
             return self._length(int.from_bytes(message, "big"))
         if self.stage == "message":
+            due = REFUSAL if self._due_to_write else b""
             self.stage = "length"
-            return getattr(self, "_read_" + self.expecting)(message)
+            try:
+                return getattr(self, "_read_" + self.expecting)(message)
+            except noise.NoiseError as error:
+                # Writing the answer failed (a low-order ephemeral key shows up only in its DH).
+                self._fail("peerProtocolError", f"peer broke the handshake protocol: {error}", due)
         return b"", False
 
     # Hellos

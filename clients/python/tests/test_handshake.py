@@ -292,3 +292,33 @@ class WorkedExampleTests(unittest.TestCase):
         wire = bytearray()
         p.seal_records(connector.ciphers[0], bytearray(v.heartbeat), wire)
         self.assertEqual(bytes(wire), v.data_record)
+
+
+class LowOrderKeyTests(unittest.TestCase):
+    """An all-zero (low-order) ephemeral key makes every DH with it zero: refused, never a crash."""
+
+    class ZeroKey:
+        public = bytes(32)
+
+    def test_in_data_m1_the_acceptor_refuses(self):
+        connector, acceptor, _, _ = data_pair()
+        wrote, _ = feed(connector, acceptor.start())
+        m1 = bytearray(wrote[47:])
+        m1[2:34] = bytes(32)  # es fails at once on the acceptor
+        _, error = feed(acceptor, wrote[:47] + bytes(m1))
+        self.assertEqual(error.reason, "peerProtocolError")
+        self.assertIn("all-zero", str(error))
+        self.assertEqual(acceptor.pending, REFUSAL)
+
+    def test_in_control_m1_the_coordinator_refuses_when_it_answers(self):
+        # XX's M1 has no DH: a correctly tagged M1 with the zero point fails only at M2's ee.
+        connector, acceptor, _, _ = control_pair()
+        answer, _ = feed(acceptor, connector.start())
+        connector.ephemeral = self.ZeroKey()
+        m1, error = feed(connector, answer)
+        self.assertIsNone(error)
+        self.assertEqual(m1[2:34], bytes(32))
+        _, error = feed(acceptor, m1)
+        self.assertEqual(error.reason, "peerProtocolError")
+        self.assertIn("all-zero", str(error))
+        self.assertEqual(acceptor.pending, REFUSAL)
