@@ -19,6 +19,7 @@ log = logging.getLogger("swiftmesh")
 HEARTBEAT_INTERVAL = 1.0
 CONNECT_TIMEOUT = 5.0
 REREGISTRATION_GRACE = 5.0
+PEER_HELLO_PATIENCE = 5.0
 UNKNOWN_PEER_PATIENCE = 5.0
 FAILED_AVOIDANCE = 1.0
 MAXIMUM_MESSAGE_SIZE = 8 << 20
@@ -948,9 +949,18 @@ class MeshNode:
         handshake = p.Handshake(False, served={p.PURPOSE_DATA: self._key}, identity=self.identity,
                                 rekey_interval=self._rekey_interval)
         connection = Connection(handshake, self.maximum_message_size + 65536, self._inbound_frames,
-                                self._inbound_closed)
+                                self._inbound_closed, on_open=self._inbound_opened)
         connection.raw_frames = True
         return connection
+
+    def _inbound_opened(self, connection):
+        """A dialler sends its peer hello right after the handshake; one that has not within
+        PEER_HELLO_PATIENCE only holds a descriptor (PROTOCOL §8.2)."""
+        def check():
+            key = id(connection)
+            if not connection.closed and key not in self._inbound and key not in self._unknown:
+                connection.close(f"protocol violation: no peer hello within {PEER_HELLO_PATIENCE:.3f} s of the handshake")
+        self.loop.call_later(PEER_HELLO_PATIENCE, check)
 
     def _check_hello(self, hello, connection):
         """None: wait for the topology; else an error text or ''."""
