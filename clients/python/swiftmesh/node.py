@@ -1263,15 +1263,22 @@ class MeshNode:
         groups = {}
         for record in providers:
             groups.setdefault(record["name"], []).append(record)
+        # One group, then one member of it (PROTOCOL §15.2): a group is available when any member is.
         names = sorted(groups)
-        if self.load_balancing == "random":
-            members = sorted(groups[self._random.choice(names)], key=lambda r: r["id"])
-            record = self._pick(("service", service, "random"), members)
+        if len(providers) == 1:
+            record = providers[0]
         else:
-            group_key = ("service-group", service)
-            turn = self._turns.get(group_key, 0)
-            name = names[turn % len(names)]
-            self._turns[group_key] = (turn % len(names)) + 1
+            now = time.monotonic()
+            available = [n for n in names if any(self._available(m, now) for m in groups[n])]
+            if self.load_balancing == "random":
+                name = self._random.choice(available or names)
+            else:
+                group_key = ("service-group", service)
+                start = self._turns.get(group_key, 0) % len(names)
+                pick = next((i % len(names) for i in range(start, start + len(names))
+                             if names[i % len(names)] in available), start)
+                self._turns[group_key] = pick + 1
+                name = names[pick]
             members = sorted(groups[name], key=lambda r: r["id"])
             record = members[0] if len(members) == 1 else self._pick(("service", service, name), members)
         provider = f"{record['name']} ({record['id']})"
