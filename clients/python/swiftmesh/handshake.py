@@ -12,6 +12,8 @@ from .protocol import (HELLO_LENGTH, ID_LENGTH, MAGIC, MAXIMUM_HANDSHAKE_MESSAGE
                        MeshError, ProtocolError, node_id_for_key)
 
 REFUSAL = b"\x00\x00"
+PROOF_INVALID = "peer failed to prove it knows the authkey (wrong key)"
+REJECTED = "peer rejected our handshake (wrong key, or an identity it does not accept)"
 DATA_PATTERN = "IKpsk1"
 CONTROL_PATTERN = "XXpsk3"
 # The sizes of the handshake messages (all payloads are empty, and each still carries its 16-byte
@@ -60,9 +62,9 @@ def public_key_problem(record):
     """Why a topology record's `key` cannot be dialled with (None when it can)."""
     text = record.get("key")
     if not isinstance(text, str) or len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        return "its record has no public key"
+        return "cannot authenticate the peer: its topology record carries no public key (a node of an older version?)"
     if node_id_for_key(bytes.fromhex(text)) != record.get("id"):
-        return "its record's public key does not give its id"
+        return "cannot authenticate the peer: the public key in its topology record is not the key its id derives from"
     return None
 
 
@@ -70,6 +72,10 @@ def public_key_problem(record):
 
 def hello(purpose, keyed, nonce, node_id):
     return MAGIC + bytes([VERSION, 1 if keyed else 0, purpose]) + nonce + node_id
+
+
+def _small_order(number):
+    return f"peer broke the handshake protocol: the peer's key in handshake message {number} has small order"
 
 
 def _framed(message):
@@ -186,12 +192,13 @@ class Handshake:
             return self._length(int.from_bytes(message, "big"))
         if self.stage == "message":
             due = REFUSAL if self._due_to_write else b""
+            number = {"m1": 1, "m2": 2, "m3": 3}.get(self.expecting)
             self.stage = "length"
             try:
                 return getattr(self, "_read_" + self.expecting)(message)
-            except noise.NoiseError as error:
-                # Writing the answer failed (a low-order ephemeral key shows up only in its DH).
-                self._fail("peerProtocolError", f"peer broke the handshake protocol: {error}", due)
+            except noise.NoiseError:
+                # Writing the answer failed: a low-order ephemeral key shows up only in its DH.
+                self._fail("peerProtocolError", _small_order(number), due)
         return b"", False
 
     # Hellos
@@ -277,15 +284,16 @@ class Handshake:
 
     def _length(self, length):
         if length == 0:
-            self._fail("rejectedByPeer", "peer rejected our authkey (wrong key)")
+            self._fail("rejectedByPeer", REJECTED)
         refusal = REFUSAL if self._due_to_write else b""
         if length > MAXIMUM_HANDSHAKE_MESSAGE:
-            self._fail("peerProtocolError", f"peer broke the handshake protocol: handshake message of {length} "
-                       f"bytes exceeds the limit of {MAXIMUM_HANDSHAKE_MESSAGE} bytes", refusal)
+            self._fail("peerProtocolError", f"peer broke the handshake protocol: handshake message of {length} bytes; "
+                       f"at most {MAXIMUM_HANDSHAKE_MESSAGE} are allowed", refusal)
         expected = self._expected_length()
         if length != expected:
-            self._fail("peerProtocolError", f"peer broke the handshake protocol: handshake message of {length} "
-                       f"bytes, {expected} expected", refusal)
+            # Every message of both patterns has one size (all payloads are empty): nothing else is read.
+            self._fail("peerProtocolError", f"peer broke the handshake protocol: handshake message of {length} bytes; "
+                       f"{expected} expected", refusal)
         self.length = length
         self.stage = "message"
         return b"", False
@@ -302,26 +310,35 @@ class Handshake:
         """True while this side owes the next handshake message (it refuses with 00 00)."""
         return self.expecting in ("m1", "m2", "m3")
 
+    def _read(self, message, number):
+        """Reads Noise message `number`; a failure refuses with 00 00 and says why (section 3.3)."""
+        try:
+            self.noise.read_message(message)
+        except noise.NoiseError as error:
+            if error.token == "dh":
+                self._fail("peerProtocolError", _small_order(number), REFUSAL)
+            carries_psk = "psk" in self.noise.messages[number - 1]
+            if self.purpose == PURPOSE_DATA and not self.connector and error.token == "s":
+                # IKpsk1's s is encrypted under es alone: the dialler used another key for this node.
+                self._fail("peerProtocolError", "peer broke the handshake protocol: handshake message failed "
+                           "authentication: the peer does not have this node's public key", REFUSAL)
+            if carries_psk:
+                self._fail("peerProofInvalid", PROOF_INVALID, REFUSAL)
+            if self.purpose == PURPOSE_DATA and self.connector:
+                self._fail("staticKeyNotProven", "peer did not prove it holds the private key of the node expected "
+                           "at this address", REFUSAL)
+            self._fail("peerProtocolError", f"peer broke the handshake protocol: handshake message {number} failed "
+                       "authentication", REFUSAL)
+
     def _read_m1(self, message):
         if self.purpose != PURPOSE_DATA:
             # XXpsk3 responder (a coordinator): e; answer with e, ee, s, es.
             self.noise = self._noise(CONTROL_PATTERN)
-            try:
-                self.noise.read_message(message)
-            except noise.NoiseError as error:
-                self._fail("peerProtocolError", f"peer broke the handshake protocol: {error}", REFUSAL)
+            self._read(message, 1)
             return self._expect("m3", _framed(self.noise.write_message()))
         # Data acceptor (IKpsk1 responder): the connector's e, es, s, ss, psk.
         self.noise = self._noise(DATA_PATTERN)
-        try:
-            self.noise.read_message(message)
-        except noise.NoiseError as error:
-            if error.token == "s":
-                self._fail("peerProtocolError", "peer broke the handshake protocol: handshake message failed "
-                           "authentication: the peer does not have this node's public key", REFUSAL)
-            if error.token == "payload":
-                self._fail("peerProofInvalid", "peer failed to prove it knows the authkey (wrong key)", REFUSAL)
-            self._fail("peerProtocolError", f"peer broke the handshake protocol: {error}", REFUSAL)
+        self._read(message, 1)
         self._check_claimed_id(REFUSAL)
         answer = _framed(self.noise.write_message())
         self.ciphers = self.noise.split()
@@ -331,39 +348,27 @@ class Handshake:
         self.peer_static = self.noise.rs
         owner = node_id_for_key(self.peer_static)
         if owner != self.peer_id.hex():
-            self._fail("impostor", f"peer's static key belongs to node {owner}, not to node {self.peer_id.hex()} "
-                       "it claims to be", refusal)
+            self._fail("impostor", f"peer claims to be node {self.peer_id.hex()}, but its static key belongs to "
+                       f"node {owner}", refusal)
 
     def _read_m2(self, message):
-        try:
-            self.noise.read_message(message)
-        except noise.NoiseError as error:
-            if self.purpose == PURPOSE_DATA:
-                # The acceptor lacks the mesh key or the private key of the node it stands for.
-                self._fail("peerProofInvalid", "peer failed to prove it knows the authkey (wrong key)", REFUSAL)
-            self._fail("peerProtocolError", f"peer broke the handshake protocol: handshake message failed "
-                       f"authentication ({error})", REFUSAL)
+        self._read(message, 2)
         self.peer_static = self.noise.rs
         if self.purpose == PURPOSE_DATA:
             self.ciphers = self.noise.split()
             confirmation = self.ciphers[0].encrypt_with_ad(b"", b"")
             return _framed(confirmation), self._establish()
         if self.coordinator_key is not None and self.peer_static != self.coordinator_key:
-            self._fail("wrongCoordinatorKey", f"the coordinator proved the static key {self.peer_static.hex()}, "
-                       f"not the pinned key {self.coordinator_key.hex()} (wrong key, or another coordinator)",
-                       REFUSAL)
+            # Refused instead of M3: this node's static key is never sent to that coordinator.
+            self._fail("wrongCoordinatorKey", f"coordinator's static key {self.peer_static.hex()} is not the pinned "
+                       f"key {self.coordinator_key.hex()}", REFUSAL)
         answer = _framed(self.noise.write_message())
         self.ciphers = self.noise.split()
         return self._expect("confirmation", answer)
 
     def _read_m3(self, message):
         """Coordinator (XXpsk3 responder): s, se, psk; then the confirmation."""
-        try:
-            self.noise.read_message(message)
-        except noise.NoiseError as error:
-            if error.token == "payload":
-                self._fail("peerProofInvalid", "peer failed to prove it knows the authkey (wrong key)", REFUSAL)
-            self._fail("peerProtocolError", f"peer broke the handshake protocol: {error}", REFUSAL)
+        self._read(message, 3)
         if self.purpose == PURPOSE_CONTROL:
             self._check_claimed_id(REFUSAL)
         elif self.peer_id != NO_ID:
@@ -377,7 +382,7 @@ class Handshake:
         try:
             self.ciphers[1].decrypt_with_ad(b"", message)
         except noise.NoiseError:
-            self._fail("peerProofInvalid", "peer failed to prove it knows the authkey (wrong key)")
+            self._fail("peerProofInvalid", PROOF_INVALID)
         if not self.connector:
             self.peer_static = self.noise.rs
         return b"", self._establish()

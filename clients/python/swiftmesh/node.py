@@ -857,8 +857,8 @@ class MeshNode:
             if problem is not None:
                 if node_id not in self._unkeyed:
                     self._unkeyed.add(node_id)
-                    self.log.warning("not connecting to %s (%s): %s", _escaped(record.get("name", "?")), node_id,
-                                     problem)
+                    self.log.warning("connection to %s (%s) failed: %s (not dialled)", _escaped(record.get("name", "?")),
+                                     node_id, problem)
                 return None
             peer_key = bytes.fromhex(record["key"])
         handshake = p.Handshake(True, p.PURPOSE_DATA, self._key, self.identity, expected_peer_id=bytes.fromhex(node_id),

@@ -68,7 +68,8 @@ class HandshakeError(MeshError):
         return self.reason in AUTHENTICATION_FAILURES
 
 
-AUTHENTICATION_FAILURES = ("peerRequiresKey", "peerHasNoKey", "peerProofInvalid", "rejectedByPeer", "impostor",
+# As the Swift code counts them: a node that fails one of these while starting raises AuthenticationFailed.
+AUTHENTICATION_FAILURES = ("peerRequiresKey", "peerHasNoKey", "peerProofInvalid", "rejectedByPeer",
                            "wrongCoordinatorKey")
 
 

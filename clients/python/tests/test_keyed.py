@@ -66,7 +66,7 @@ class KeyedMeshTests(unittest.IsolatedAsyncioTestCase):
     async def test_a_pinned_coordinator_key_that_differs_fails_authentication(self):
         with self.assertRaises(swiftmesh.AuthenticationFailed) as failure:
             await self.node("pinned", coordinator_key=p.Identity.generate().public.hex())
-        self.assertIn("not the pinned key", str(failure.exception))
+        self.assertIn("is not the pinned key", str(failure.exception))
 
     async def test_a_data_port_gives_a_peer_hello_5_s(self):
         target = await self.node("target")
@@ -88,9 +88,9 @@ class KeyedMeshTests(unittest.IsolatedAsyncioTestCase):
         await listener.listen("t", lambda topic, data: None)
         await sender.wait_for_listener("t", timeout=5)
         record = sender.topology[listener.id]
-        for broken, text in ((dict(record, key=None), "its record has no public key"),
+        for broken, text in ((dict(record, key=None), "its topology record carries no public key"),
                              (dict(record, key=p.Identity.generate().public.hex()),
-                              "its record's public key does not give its id")):
+                              "the public key in its topology record is not the key its id derives from")):
             with self.subTest(text):
                 sender._unkeyed.clear()
                 sender.topology[listener.id] = broken
