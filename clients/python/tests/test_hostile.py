@@ -117,7 +117,7 @@ class HostileInputTests(MeshTestCase):
 
     async def test_a_dialler_claiming_another_nodes_id_is_refused(self):
         # A key holder that puts the honest sender's id in its hello, without the sender's private key.
-        await self.refused("it claims to be", claimed_id=self.sender.id)
+        await self.refused(f"peer claims to be node {self.sender.id}, but its static key belongs to node", claimed_id=self.sender.id)
 
     async def test_a_dialler_without_the_nodes_public_key_is_refused(self):
         await self.refused("the peer does not have this node's public key", peer_key=p.Identity.generate().public)
