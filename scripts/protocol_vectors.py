@@ -19,11 +19,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from swiftmesh import noise  # noqa: E402
 
 AUTHKEY = "5ede06b6f51adaad884861af2520cd1c1be8e590afcb7c0a289860b2d53071f9"  # made by `mesh keygen`
-NODE_A = bytes(range(0x01, 0x21))            # the connecting node's static private key: 01 .. 20
-NODE_B = bytes(range(0x21, 0x41))            # the dialled node's static private key: 21 .. 40
-COORDINATOR = bytes(range(0x41, 0x61))       # the coordinator's static private key: 41 .. 60
-EPHEMERAL_C = bytes(range(0x61, 0x81))       # the connector's ephemeral private key: 61 .. 80
-EPHEMERAL_A = bytes(range(0x81, 0xa1))       # the acceptor's ephemeral private key: 81 .. a0
+NODE_A = bytes(range(0x01, 0x21))            # the node's static private key: 01 .. 20
+COORDINATOR = bytes(range(0x21, 0x41))       # the coordinator's static private key: 21 .. 40
+EPHEMERAL_C = bytes(range(0x41, 0x61))       # the node's ephemeral private key (it connects both times): 41 .. 60
+EPHEMERAL_COORDINATOR = bytes(range(0x61, 0x81))  # the coordinator's ephemeral private key: 61 .. 80
+NODE_B = bytes(range(0x81, 0xa1))            # the peer's (the dialled node's) static private key: 81 .. a0
+EPHEMERAL_B = bytes(range(0xa1, 0xc1))       # the peer's ephemeral private key: a1 .. c0
 NC = bytes(range(0x00, 0x20))                # connector nonce 00 .. 1f
 NA = bytes(range(0xa0, 0xc0))                # acceptor nonce a0 .. bf
 CONTROL, DATA = 1, 4
@@ -62,7 +63,8 @@ control_hc = hello(CONTROL, NC, id_a)
 control_ha = hello(CONTROL, NA, bytes(8))
 control_prologue = b"swift-mesh/3" + control_hc + control_ha
 initiator = noise.HandshakeState("XXpsk3", True, control_prologue, s=a, e=noise.KeyPair(EPHEMERAL_C), psks=[key])
-responder = noise.HandshakeState("XXpsk3", False, control_prologue, s=coordinator, e=noise.KeyPair(EPHEMERAL_A),
+responder = noise.HandshakeState("XXpsk3", False, control_prologue, s=coordinator,
+                                 e=noise.KeyPair(EPHEMERAL_COORDINATOR),
                                  psks=[key])
 control_m1 = initiator.write_message()
 responder.read_message(control_m1)
@@ -85,7 +87,7 @@ data_hc = hello(DATA, NC, id_a)
 data_prologue = b"swift-mesh/3" + data_hc + data_ha
 initiator = noise.HandshakeState("IKpsk1", True, data_prologue, s=a, e=noise.KeyPair(EPHEMERAL_C), rs=b.public,
                                  psks=[key])
-responder = noise.HandshakeState("IKpsk1", False, data_prologue, s=b, e=noise.KeyPair(EPHEMERAL_A), psks=[key])
+responder = noise.HandshakeState("IKpsk1", False, data_prologue, s=b, e=noise.KeyPair(EPHEMERAL_B), psks=[key])
 data_m1 = initiator.write_message()
 responder.read_message(data_m1)
 data_m2 = responder.write_message()
@@ -103,11 +105,12 @@ VALUES = [
     ("stretched key K, the PSK (PBKDF2-HMAC-SHA256)", key),
     ("node A public key (private 01 .. 20)", a.public),
     ("node A id = SHA-256(\"swift-mesh/3 node id\" || public key)[0..<8]", id_a),
-    ("node B public key (private 21 .. 40)", b.public),
+    ("coordinator public key (private 21 .. 40)", coordinator.public),
+    ("node A ephemeral public key (private 41 .. 60)", noise.KeyPair(EPHEMERAL_C).public),
+    ("coordinator ephemeral public key (private 61 .. 80)", noise.KeyPair(EPHEMERAL_COORDINATOR).public),
+    ("node B public key (private 81 .. a0)", b.public),
     ("node B id", id_b),
-    ("coordinator public key (private 41 .. 60)", coordinator.public),
-    ("connector ephemeral public key (private 61 .. 80)", noise.KeyPair(EPHEMERAL_C).public),
-    ("acceptor ephemeral public key (private 81 .. a0)", noise.KeyPair(EPHEMERAL_A).public),
+    ("node B ephemeral public key (private a1 .. c0)", noise.KeyPair(EPHEMERAL_B).public),
     ("control: connector hello Hc (node A)", control_hc),
     ("control: acceptor hello Ha (coordinator)", control_ha),
     ("control: prologue = \"swift-mesh/3\" || Hc || Ha", control_prologue),

@@ -281,12 +281,14 @@ class WorkedExampleTests(unittest.TestCase):
         v = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(v)
         a, b, coordinator = p.Identity(v.NODE_A), p.Identity(v.NODE_B), p.Identity(v.COORDINATOR)
-        e_c, e_a = noise.KeyPair(v.EPHEMERAL_C), noise.KeyPair(v.EPHEMERAL_A)
+        e_c, e_coordinator, e_b = (noise.KeyPair(v.EPHEMERAL_C), noise.KeyPair(v.EPHEMERAL_COORDINATOR),
+                                    noise.KeyPair(v.EPHEMERAL_B))
         key = p.stretch_key(v.AUTHKEY)
         self.assertEqual(a.id, "6d7ed78321a0c5f2")
 
         connector = p.Handshake(True, p.PURPOSE_CONTROL, key, a, nonce=v.NC, ephemeral=e_c)
-        acceptor = p.Handshake(False, served={p.PURPOSE_CONTROL: key}, identity=coordinator, nonce=v.NA, ephemeral=e_a)
+        acceptor = p.Handshake(False, served={p.PURPOSE_CONTROL: key}, identity=coordinator, nonce=v.NA,
+                               ephemeral=e_coordinator)
         c_error, a_error, wrote = run(connector, acceptor)
         self.assertEqual((c_error, a_error), (None, None))
         self.assertEqual(bytes(wrote[0]), v.control_hc + v.framed(v.control_m1) + v.framed(v.control_m3))
@@ -297,7 +299,7 @@ class WorkedExampleTests(unittest.TestCase):
 
         connector = p.Handshake(True, p.PURPOSE_DATA, key, a, expected_peer_id=b.id_bytes, peer_key=b.public,
                                 nonce=v.NC, ephemeral=e_c)
-        acceptor = p.Handshake(False, served={p.PURPOSE_DATA: key}, identity=b, nonce=v.NA, ephemeral=e_a)
+        acceptor = p.Handshake(False, served={p.PURPOSE_DATA: key}, identity=b, nonce=v.NA, ephemeral=e_b)
         c_error, a_error, wrote = run(connector, acceptor)
         self.assertEqual((c_error, a_error), (None, None))
         self.assertEqual(bytes(wrote[1]), v.data_ha + v.framed(v.data_m2))
