@@ -444,7 +444,9 @@ class RecordOpener:
                     break
                 try:
                     frames += self.cipher.decrypt_with_ad(buffer[index:index + 4], buffer[index + 4:end])
-                except noise.NoiseError:
+                except noise.NoiseError as error:
+                    if error.token == "nonce":
+                        raise ProtocolError(f"record {self.opened}: {error}") from None
                     raise ProtocolError(
                         f"protocol violation: record {self.opened} failed authentication: bytes were injected, "
                         "altered, dropped or replayed on the way") from None

@@ -256,6 +256,20 @@ class RecordTests(unittest.TestCase):
         self.assertEqual(send.n, 3 * interval + 1)  # counters never reset
         self.assertEqual(send.k, receive.k)
 
+    def test_a_direction_ends_before_its_counter_wraps(self):
+        send, receive = self.ciphers()
+        send.n = receive.n = 2 ** 64 - 2  # the last nonce a record may use
+        wire = bytearray()
+        p.seal_records(send, bytearray(p.frame(1, b"last")), wire)
+        out = bytearray()
+        p.RecordOpener(receive, 1 << 20).open(wire, out)
+        self.assertEqual(bytes(out), p.frame(1, b"last"))
+        with self.assertRaises(noise.NoiseError):  # 2^64 - 1 is Rekey's: the connection closes
+            p.seal_records(send, bytearray(p.frame(1, b"one more")), bytearray())
+        with self.assertRaises(p.ProtocolError) as caught:
+            p.RecordOpener(receive, 1 << 20).open(wire, bytearray())
+        self.assertIn("the nonce counter is used up", str(caught.exception))
+
     def test_rekey_is_noises_rekey(self):
         key = bytes(range(32))
         cipher = noise.CipherState(key)
