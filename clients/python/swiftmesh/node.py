@@ -326,8 +326,7 @@ class MeshNode:
             if proven is not None and self._coordinator_key is None and proven != self._coordinator_key_logged:
                 # Membership is proven by the mesh key; the coordinator's own key is shown so it can be pinned.
                 self._coordinator_key_logged = proven
-                self.log.info("coordinator at %s has the static key %s (pin it with MESH_COORDINATOR_KEY)",
-                              self.coordinator, proven.hex())
+                self.log.info("the coordinator proved static key %s (pin it with MESH_COORDINATOR_KEY)", proven.hex())
             fresh = self._snapshot_nodes(snapshot)
             if self._coordinator_lost_at is not None:
                 self._provisional = {k: v for k, v in self.topology.items() if k != self.id and k not in fresh}
