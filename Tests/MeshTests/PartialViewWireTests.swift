@@ -14,13 +14,15 @@ struct PartialViewWireTests {
 
     @Test("register, interest and the answering delta encode as the protocol document shows")
     func examples() throws {
-        let worker = NodeRecord(id: "1b99f5ab762afc6f", name: "worker", host: "", port: 40123, topics: ["results"], pid: 4242)
+        let worker = NodeRecord(
+            id: "6d7ed78321a0c5f2", name: "worker", host: "", port: 40123, topics: ["results"], pid: 4242,
+            key: "07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c")
         #expect(
             Self.json(
                 ControlMessage(
                     .register, node: worker, view: .partial,
                     interest: ViewInterest(topics: ["jobs"])))
-                == #"{"interest":{"topics":["jobs"]},"node":{"host":"","id":"1b99f5ab762afc6f","name":"worker","pid":4242,"port":40123,"topics":["results"]},"type":"register","view":"partial"}"#)
+                == #"{"interest":{"topics":["jobs"]},"node":{"host":"","id":"6d7ed78321a0c5f2","key":"07a37cbc142093c8b755dc1b10e86cb426374ad16aa853ed0bdfc0b2b86d1c7c","name":"worker","pid":4242,"port":40123,"topics":["results"]},"type":"register","view":"partial"}"#)
         let asked = ViewInterest(topics: ["jobs/urgent"], ids: ["0b7d2e55a1c39f08"])
         #expect(Self.json(ControlMessage(.interest, interest: asked)) == #"{"interest":{"ids":["0b7d2e55a1c39f08"],"topics":["jobs/urgent"]},"type":"interest"}"#)
         let sender = NodeRecord(

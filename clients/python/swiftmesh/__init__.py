@@ -1,4 +1,4 @@
-"""swiftmesh: a pure-Python node for swift-mesh meshes (wire protocol version 2).
+"""swiftmesh: a pure-Python node for swift-mesh meshes (wire protocol version 3).
 
     import asyncio, swiftmesh
 
@@ -15,7 +15,7 @@ import signal
 
 from .node import (AuthenticationFailed, CloseReport, CoordinatorUnreachable, FrameTooLarge, InvalidName, MeshNode,
                    NodeClosed, Policy, RegistrationRejected, ServiceError, TypeMismatch, build_mesh_node)
-from .protocol import HandshakeError, MeshError, ProtocolError, WeakKeyError, fingerprint, shape
+from .protocol import HandshakeError, Identity, MeshError, ProtocolError, WeakKeyError, fingerprint, shape
 
 
 async def forever():
@@ -40,5 +40,5 @@ async def forever():
 
 __all__ = ["build_mesh_node", "MeshNode", "CloseReport", "Policy", "MeshError", "AuthenticationFailed", "CoordinatorUnreachable",
            "RegistrationRejected", "ServiceError", "InvalidName", "FrameTooLarge", "NodeClosed", "HandshakeError", "ProtocolError",
-           "WeakKeyError", "TypeMismatch", "forever", "shape", "fingerprint"]
+           "WeakKeyError", "TypeMismatch", "Identity", "forever", "shape", "fingerprint"]
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""One mesh connection on asyncio: the handshake, then frames, sealed into records with a key."""
+"""One mesh connection on asyncio: the handshake, then frames, sealed into ChaCha20-Poly1305 records with a key."""
 import asyncio
 import socket
 import time
@@ -38,7 +38,6 @@ class Connection(asyncio.Protocol):
         self._early = bytearray()
         self._out = bytearray()
         self._wire = bytearray()
-        self._sequence = 0
         self._sending_key = None
         self._opener = None
         self._flush_scheduled = False
@@ -144,9 +143,9 @@ class Connection(asyncio.Protocol):
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        if handshake.session_keys is not None:
-            self._sending_key = handshake.session_keys.sending
-            self._opener = p.RecordOpener(handshake.session_keys.receiving, self.maximum_frame_length)
+        if handshake.ciphers is not None:
+            self._sending_key = handshake.ciphers[0]
+            self._opener = p.RecordOpener(handshake.ciphers[1], self.maximum_frame_length)
         if not self.opened.done():
             self.opened.set_result(True)
         if self.on_open:
@@ -246,7 +245,11 @@ class Connection(asyncio.Protocol):
         self._out = bytearray()
         if self._sending_key is not None:
             wire = bytearray()
-            self._sequence = p.seal_records(self._sending_key, self._sequence, frames, wire)
+            try:
+                p.seal_records(self._sending_key, frames, wire)
+            except Exception as error:  # the nonce counter used up (after 2^64 records)
+                self.close(f"cannot seal a record: {error}")
+                return
             self.transport.write(wire)
         else:
             self.transport.write(frames)

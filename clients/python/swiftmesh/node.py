@@ -11,6 +11,7 @@ import struct
 import time
 
 from . import protocol as p
+from .handshake import public_key_problem
 from .connection import Connection, ConnectionClosed
 
 log = logging.getLogger("swiftmesh")
@@ -18,6 +19,7 @@ log = logging.getLogger("swiftmesh")
 HEARTBEAT_INTERVAL = 1.0
 CONNECT_TIMEOUT = 5.0
 REREGISTRATION_GRACE = 5.0
+PEER_HELLO_PATIENCE = 5.0
 UNKNOWN_PEER_PATIENCE = 5.0
 FAILED_AVOIDANCE = 1.0
 MAXIMUM_MESSAGE_SIZE = 8 << 20
@@ -112,12 +114,13 @@ class CloseReport(collections.namedtuple("CloseReport", "confirmed unconfirmed r
 
 
 class MeshNode:
-    """A node of a swift-mesh mesh (docs/PROTOCOL.md, version 2). Make one with `build_mesh_node`."""
+    """A node of a swift-mesh mesh (docs/PROTOCOL.md, version 3). Make one with `build_mesh_node`."""
 
     def __init__(self, name, coordinator=None, authkey=None, load_balancing="round_robin",
                  when_peer_queue_full=None, maximum_message_size=MAXIMUM_MESSAGE_SIZE,
                  maximum_queued_bytes_per_peer=MAXIMUM_QUEUED_BYTES_PER_PEER, maximum_inbox_bytes=MAXIMUM_INBOX_BYTES,
-                 same_host_transport=None, logger=None):
+                 same_host_transport=None, logger=None, identity_file=None, coordinator_key=None,
+                 rekey_interval=p.REKEY_INTERVAL):
         problem = p.name_problem(name, "node name")
         if problem:
             raise InvalidName(problem)
@@ -138,7 +141,14 @@ class MeshNode:
         self.same_host_unix = transport == "unix"
         self._scope = p.local_scope() if self.same_host_unix else None
         self._unix_server = None
-        self.id, self._secret = p.make_node_id()
+        # The node's static key pair (protocol version 3): from a key file for a stable id, else fresh.
+        identity_file = identity_file or os.environ.get("MESH_IDENTITY_FILE") or None
+        self.identity = p.Identity.load(identity_file) if identity_file else p.Identity.generate()
+        self.id = self.identity.id
+        pinned = coordinator_key if coordinator_key is not None else (os.environ.get("MESH_COORDINATOR_KEY") or None)
+        self._coordinator_key = _public_key(pinned, "the coordinator key (MESH_COORDINATOR_KEY)") if pinned else None
+        self._coordinator_key_logged = False
+        self._rekey_interval = rekey_interval
         self._key = None
         self.stats = dict.fromkeys(STAT_KEYS, 0)
         # Per topic: [messages, payload bytes] handed to this node's listeners (at most 1,024 topics).
@@ -168,6 +178,7 @@ class MeshNode:
         self._routes = {}
         self._turns = {}
         self._failed = {}
+        self._unkeyed = set()
         self._peers = {}
         self._inbound = {}
         # Messages taken from each inbound connection, for its closing frame's answer (PROTOCOL §8.3).
@@ -227,7 +238,8 @@ class MeshNode:
         if self._closed:
             return
         host, port = p.parse_address(self.coordinator)
-        handshake = p.Handshake(True, p.PURPOSE_CONTROL, self._key, bytes.fromhex(self.id))
+        handshake = p.Handshake(True, p.PURPOSE_CONTROL, self._key, self.identity,
+                                coordinator_key=self._coordinator_key, rekey_interval=self._rekey_interval)
         connection = Connection(handshake, max(self.maximum_message_size + 65536, 64 << 20),
                                 self._control_frames, self._control_closed)
         self._control = connection
@@ -254,8 +266,7 @@ class MeshNode:
         # again continues them instead of starting from 0 (docs/PROTOCOL.md section 5.5).
         stats = self._stats_report()
         self._last_reported = stats
-        connection.send(p.control_frame({"type": "register", "node": self._record(), "secret": self._secret,
-                                         "stats": stats}))
+        connection.send(p.control_frame({"type": "register", "node": self._record(), "stats": stats}))
 
     async def _listen_unix(self):
         """Also accepts peers on this node's abstract Unix socket (MESH_SAME_HOST_TRANSPORT=unix)."""
@@ -271,7 +282,7 @@ class MeshNode:
 
     def _record(self):
         record = {"id": self.id, "name": self.name, "host": "", "port": self.port,
-                  "topics": sorted(self._listened), "pid": os.getpid()}
+                  "topics": sorted(self._listened), "pid": os.getpid(), "key": self.identity.public.hex()}
         if self._scope is not None and self._unix_server is not None:
             record["local"] = self._scope
         if self._served:
@@ -311,6 +322,11 @@ class MeshNode:
                 raise p.ProtocolError("malformed frame: control message: welcome without topology")
             self._registered = True
             self._reconnect_attempt = 0
+            proven = connection.handshake.peer_static
+            if proven is not None and self._coordinator_key is None and proven != self._coordinator_key_logged:
+                # Membership is proven by the mesh key; the coordinator's own key is shown so it can be pinned.
+                self._coordinator_key_logged = proven
+                self.log.info("the coordinator proved static key %s (pin it with MESH_COORDINATOR_KEY)", proven.hex())
             fresh = self._snapshot_nodes(snapshot)
             if self._coordinator_lost_at is not None:
                 self._provisional = {k: v for k, v in self.topology.items() if k != self.id and k not in fresh}
@@ -465,7 +481,7 @@ class MeshNode:
         self._control = None
         if self._registration is not None and not self._registration.done():
             text = reason or "closed"
-            if "handshake: " in text and any(word in text for word in ("authkey", "wrong key")):
+            if connection.handshake.failure in p.AUTHENTICATION_FAILURES:
                 error = AuthenticationFailed(f"coordinator at {self.coordinator}: {text}")
             elif text.startswith("rejected: "):
                 return
@@ -713,6 +729,7 @@ class MeshNode:
                 if peer is None or peer.connection.closed:
                     peer = self._dial(record, reconnect=peer is not None)
                     if peer is None:
+                        self.stats["messagesDropped"] += 1
                         continue
                 connection = peer.connection
                 if ((connection._write_paused or len(connection._out) + len(frame) > limit)
@@ -831,8 +848,20 @@ class MeshNode:
 
     def _dial(self, record, reconnect=False):
         node_id = record["id"]
-        handshake = p.Handshake(True, p.PURPOSE_DATA, self._key, bytes.fromhex(self.id),
-                                expected_peer_id=bytes.fromhex(node_id))
+        peer_key = None
+        if self._key is not None:
+            # The handshake proves the peer holds the private half of this key: without one that
+            # gives the record's id, there is nobody to prove anything to (PROTOCOL §3.3).
+            problem = public_key_problem(record)
+            if problem is not None:
+                if node_id not in self._unkeyed:
+                    self._unkeyed.add(node_id)
+                    self.log.warning("connection to %s (%s) failed: %s (not dialled)", _escaped(record.get("name", "?")),
+                                     node_id, problem)
+                return None
+            peer_key = bytes.fromhex(record["key"])
+        handshake = p.Handshake(True, p.PURPOSE_DATA, self._key, self.identity, expected_peer_id=bytes.fromhex(node_id),
+                                peer_key=peer_key, rekey_interval=self._rekey_interval)
         connection = Connection(handshake, self.maximum_message_size + 65536, self._peer_link_frames,
                                 self._peer_link_closed, label=node_id)
         hello = json.dumps({"id": self.id, "name": self.name}, separators=(",", ":"), ensure_ascii=False)
@@ -916,11 +945,21 @@ class MeshNode:
     # MARK: receiving
 
     def _accept_peer(self):
-        handshake = p.Handshake(False, served={p.PURPOSE_DATA: self._key}, local_id=bytes.fromhex(self.id))
+        handshake = p.Handshake(False, served={p.PURPOSE_DATA: self._key}, identity=self.identity,
+                                rekey_interval=self._rekey_interval)
         connection = Connection(handshake, self.maximum_message_size + 65536, self._inbound_frames,
-                                self._inbound_closed)
+                                self._inbound_closed, on_open=self._inbound_opened)
         connection.raw_frames = True
         return connection
+
+    def _inbound_opened(self, connection):
+        """A dialler sends its peer hello right after the handshake; one that has not within
+        PEER_HELLO_PATIENCE only holds a descriptor (PROTOCOL §8.2)."""
+        def check():
+            key = id(connection)
+            if not connection.closed and key not in self._inbound and key not in self._unknown:
+                connection.close(f"protocol violation: no peer hello within {PEER_HELLO_PATIENCE:.3f} s of the handshake")
+        self.loop.call_later(PEER_HELLO_PATIENCE, check)
 
     def _check_hello(self, hello, connection):
         """None: wait for the topology; else an error text or ''."""
@@ -1223,15 +1262,22 @@ class MeshNode:
         groups = {}
         for record in providers:
             groups.setdefault(record["name"], []).append(record)
+        # One group, then one member of it (PROTOCOL §15.2): a group is available when any member is.
         names = sorted(groups)
-        if self.load_balancing == "random":
-            members = sorted(groups[self._random.choice(names)], key=lambda r: r["id"])
-            record = self._pick(("service", service, "random"), members)
+        if len(providers) == 1:
+            record = providers[0]
         else:
-            group_key = ("service-group", service)
-            turn = self._turns.get(group_key, 0)
-            name = names[turn % len(names)]
-            self._turns[group_key] = (turn % len(names)) + 1
+            now = time.monotonic()
+            available = [n for n in names if any(self._available(m, now) for m in groups[n])]
+            if self.load_balancing == "random":
+                name = self._random.choice(available or names)
+            else:
+                group_key = ("service-group", service)
+                start = self._turns.get(group_key, 0) % len(names)
+                pick = next((i % len(names) for i in range(start, start + len(names))
+                             if names[i % len(names)] in available), start)
+                self._turns[group_key] = pick + 1
+                name = names[pick]
             members = sorted(groups[name], key=lambda r: r["id"])
             record = members[0] if len(members) == 1 else self._pick(("service", service, name), members)
         provider = f"{record['name']} ({record['id']})"
@@ -1244,6 +1290,9 @@ class MeshNode:
             peer = self._peers.get(record["id"])
             if peer is None or peer.connection.closed:
                 peer = self._dial(record)
+                if peer is None:
+                    raise ServiceError(f"cannot call {service} on {provider}: its record has no usable public key",
+                                       provider=provider)
             self._call_id += 1
             call_id = self._call_id
             waiting = self.loop.create_future()
@@ -1479,6 +1528,17 @@ def _encode(value):
 
 def _escaped(text):
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _public_key(text, what):
+    """32 bytes from 64 hex digits, or a ValueError that names `what`."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ValueError(f"{what} must be 64 hex digits (a public key), not {text!r}")
+    return key
 
 
 async def _to_thread(function, *args):

@@ -1,33 +1,30 @@
-"""The swift-mesh wire protocol, version 2 (docs/PROTOCOL.md), as pure functions and values.
+"""The swift-mesh wire protocol, version 3 (docs/PROTOCOL.md), as pure functions and values.
 
 No sockets and no clocks here: the handshake is a state machine fed bytes, records are sealed
-and opened from buffers, frames are split from a bytearray.
+and opened from buffers, frames are split from a bytearray. The handshake, node identities and
+records live in `handshake.py` and are re-exported here.
 """
 import hashlib
-import hmac
 import json
 import os
 import struct
 import unicodedata
 
 MAGIC = b"MESH"
-VERSION = 2
+VERSION = 3
 NONCE_LENGTH = 32
 ID_LENGTH = 8
 HELLO_LENGTH = 4 + 1 + 1 + 1 + NONCE_LENGTH + ID_LENGTH  # 47
-PROOF_LENGTH = 32
-VERDICT_LENGTH = 1 + PROOF_LENGTH
-CONNECTOR_LABEL = b"swift-mesh/2 connector"
-ACCEPTOR_LABEL = b"swift-mesh/2 acceptor"
-C2A_INFO = b"swift-mesh/2 connector to acceptor"
-A2C_INFO = b"swift-mesh/2 acceptor to connector"
-KEY_SALT = b"swift-mesh/2 authkey"
+PROLOGUE_LABEL = b"swift-mesh/3"
+KEY_SALT = b"swift-mesh/2 authkey"  # unchanged from version 2: the same key text gives the same PSK
 KEY_ROUNDS = 100_000
 MINIMUM_KEY_LENGTH = 16
-NODE_ID_LABEL = b"swift-mesh/2 node id"
+NODE_ID_LABEL = b"swift-mesh/3 node id"
 NO_ID = bytes(ID_LENGTH)
-TAG_LENGTH = 32
+TAG_LENGTH = 16
 TARGET_RECORD_LENGTH = 64 * 1024
+MAXIMUM_HANDSHAKE_MESSAGE = 1024
+REKEY_INTERVAL = 1 << 20  # a direction rekeys after every 2^20 records (section 3.4)
 
 PURPOSE_CONTROL = 1
 PURPOSE_INSPECT = 2
@@ -68,7 +65,12 @@ class HandshakeError(MeshError):
 
     @property
     def is_authentication_failure(self):
-        return self.reason in ("peerRequiresKey", "peerHasNoKey", "peerProofInvalid", "rejectedByPeer")
+        return self.reason in AUTHENTICATION_FAILURES
+
+
+# As the Swift code counts them: a node that fails one of these while starting raises AuthenticationFailed.
+AUTHENTICATION_FAILURES = ("peerRequiresKey", "peerHasNoKey", "peerProofInvalid", "rejectedByPeer",
+                           "wrongCoordinatorKey")
 
 
 class WeakKeyError(MeshError):
@@ -97,14 +99,9 @@ def stretch_key(text):
     return key
 
 
-def node_id_for_secret(secret):
-    return hashlib.sha256(NODE_ID_LABEL + secret).digest()[:ID_LENGTH].hex()
-
-
-def make_node_id():
-    """A fresh (id, secret hex) pair."""
-    secret = os.urandom(16)
-    return node_id_for_secret(secret), secret.hex()
+def node_id_for_key(public):
+    """The id (16 hex digits) of a 32-byte static public key: SHA-256("swift-mesh/3 node id" || key)."""
+    return hashlib.sha256(NODE_ID_LABEL + bytes(public)).digest()[:ID_LENGTH].hex()
 
 
 def is_valid_node_id(text):
@@ -127,270 +124,6 @@ def name_problem(name, kind="name"):
     if _has_control_characters(name):
         return f"{kind} contains control characters"
     return None
-
-
-# MARK: the handshake
-
-def _hello(purpose, keyed, nonce, node_id):
-    return MAGIC + bytes([VERSION, 1 if keyed else 0, purpose]) + nonce + node_id
-
-
-def _hkdf_expand(prk, info):
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
-
-
-class SessionKeys:
-    """One key per direction, from the stretched key and both hellos (section 3.3)."""
-
-    def __init__(self, key, connector_hello, acceptor_hello, connector):
-        salt = hashlib.sha256(connector_hello + acceptor_hello).digest()
-        prk = hmac.new(salt, key, hashlib.sha256).digest()
-        c2a = _hkdf_expand(prk, C2A_INFO)
-        a2c = _hkdf_expand(prk, A2C_INFO)
-        self.sending, self.receiving = (c2a, a2c) if connector else (a2c, c2a)
-
-
-class Handshake:
-    """The version 2 handshake as a state machine.
-
-    `receive(data)` takes at most `bytes_wanted` bytes and returns (to_send, done); it raises
-    HandshakeError on failure, after which `pending` holds bytes worth one attempt to write.
-    """
-
-    def __init__(self, connector, purpose=None, key=None, local_id=None, expected_peer_id=None,
-                 served=None, nonce=None):
-        self.connector = connector
-        self.purpose = purpose
-        self.key = key
-        self.local_id = local_id or NO_ID
-        self.expected_peer_id = expected_peer_id
-        self.served = served or {}
-        self.nonce = nonce or os.urandom(NONCE_LENGTH)
-        self.local_hello = b""
-        self.peer_hello = b""
-        self.peer_id = b""
-        self.stage = "hello"
-        self.buffer = bytearray()
-        self.session_keys = None
-        self.established = False
-        self.pending = b""
-
-    @property
-    def speaks_first(self):
-        """A connector that does not dial a known node, and an acceptor that serves data only.
-
-        A connector dialling a known node (`expected_peer_id`) writes nothing until that node's
-        hello has arrived with the expected id, so a node that advertises someone else's port
-        never makes its senders write to it (docs/PROTOCOL.md section 3.1)."""
-        if self.connector:
-            return self.expected_peer_id is None
-        return set(self.served) == {PURPOSE_DATA}
-
-    @property
-    def awaiting_acceptor(self):
-        """True while a connector dialling a known node waits for its hello, having sent nothing."""
-        return self.connector and self.stage == "hello" and not self.local_hello
-
-    def start(self):
-        """This side's hello when it speaks first, else nothing."""
-        if not self.speaks_first:
-            return b""
-        if not self.connector:
-            self.purpose = PURPOSE_DATA
-            self.key = self.served[PURPOSE_DATA]
-        self.local_hello = _hello(self.purpose, self.key is not None, self.nonce, self.local_id)
-        return self.local_hello
-
-    @property
-    def bytes_wanted(self):
-        need = {"hello": HELLO_LENGTH, "proof": PROOF_LENGTH, "verdict": VERDICT_LENGTH}.get(self.stage, 0)
-        return need - len(self.buffer)
-
-    def _fail(self, reason, text, pending=b""):
-        self.stage = "failed"
-        self.pending = pending
-        raise HandshakeError(reason, text)
-
-    def receive(self, data):
-        self.buffer += data
-        if self.stage == "hello":
-            head = bytes(self.buffer[:4])
-            if head != MAGIC[:len(head)]:
-                shown = "".join(chr(b) if 0x20 <= b < 0x7f else "." for b in self.buffer[:16])
-                self._fail("notAMeshPeer", f'peer is not a mesh peer (its first bytes were "{shown}"); '
-                           "is another program on this port?")
-            if len(self.buffer) > 4 and self.buffer[4] != VERSION:
-                self._fail("versionMismatch", f"protocol mismatch: peer speaks mesh protocol version "
-                           f"{self.buffer[4]}, this client speaks version {VERSION}")
-        if self.bytes_wanted > 0:
-            return b"", False
-        message = bytes(self.buffer)
-        self.buffer.clear()
-        if self.stage == "hello":
-            return self._connector_hello(message) if self.connector else self._acceptor_hello(message)
-        if self.stage == "proof":
-            if not hmac.compare_digest(message, self._proof(CONNECTOR_LABEL)):
-                self._fail("peerProofInvalid", "peer failed to prove it knows the authkey (wrong key)",
-                           b"\x01" + bytes(PROOF_LENGTH))
-            return b"\x00" + self._proof(ACCEPTOR_LABEL), self._establish()
-        if self.stage == "verdict":
-            if message[0] != 0:
-                self._fail("rejectedByPeer", "peer rejected our authkey (wrong key)")
-            if not hmac.compare_digest(message[1:], self._proof(ACCEPTOR_LABEL)):
-                self._fail("peerProofInvalid", "peer failed to prove it knows the authkey (wrong key)")
-            return b"", self._establish()
-        return b"", False
-
-    def _key_mismatch(self, peer_keyed, answer=b""):
-        if self.key is None and peer_keyed:
-            self._fail("peerRequiresKey", "peer requires an authkey but none is configured here "
-                       "(set MESH_AUTHKEY)", answer)
-        if self.key is not None and not peer_keyed:
-            self._fail("peerHasNoKey", "an authkey is configured here but the peer does not use one", answer)
-
-    def _acceptor_hello(self, message):
-        self.peer_hello = message
-        self.peer_id = message[39:47]
-        peer_keyed = message[5] & 1 == 1
-        asked = message[6]
-        if self.local_hello:
-            # This side spoke first (a data port): its hello and its key choice are out already.
-            if asked != PURPOSE_DATA:
-                name = PURPOSE_NAMES.get(asked, f"unknown purpose {asked}")
-                self._fail("purposeNotServed", f"peer asked for a {name} connection, which this port does not serve")
-            self._key_mismatch(peer_keyed)
-            if self.key is None:
-                return b"", self._establish()
-            self.stage = "proof"
-            return b"", False
-        if asked not in self.served:
-            self.local_hello = _hello(0, peer_keyed, self.nonce, self.local_id)
-            name = PURPOSE_NAMES.get(asked, f"unknown purpose {asked}")
-            self._fail("purposeNotServed", f"peer asked for a {name} connection, which this port does not serve",
-                       self.local_hello)
-        self.purpose = asked
-        self.key = self.served[asked]
-        self.local_hello = _hello(asked, self.key is not None, self.nonce, self.local_id)
-        self._key_mismatch(peer_keyed, self.local_hello)
-        if self.key is None:
-            return self.local_hello, self._establish()
-        self.stage = "proof"
-        return self.local_hello, False
-
-    def _connector_hello(self, message):
-        self.peer_hello = message
-        self.peer_id = message[39:47]
-        if message[6] != self.purpose:
-            if message[6] == 0 or (self.local_hello and message[6] == PURPOSE_DATA):
-                name = PURPOSE_NAMES.get(self.purpose, "?")
-                self._fail("purposeRefused", f"peer does not serve {name} connections on this port (wrong port?)")
-            self._fail("peerProtocolError", f"peer broke the handshake protocol: echoed purpose {message[6]}")
-        if self.expected_peer_id is not None and self.expected_peer_id != self.peer_id:
-            self._fail("wrongPeer", f"peer is node {self.peer_id.hex()}, not the node "
-                       f"{self.expected_peer_id.hex()} expected at this address")
-        self._key_mismatch(message[5] & 1 == 1)
-        answer = b""
-        if not self.local_hello:
-            # Dialled a known node: speak only now that it has shown the expected id.
-            self.local_hello = _hello(self.purpose, self.key is not None, self.nonce, self.local_id)
-            answer = self.local_hello
-        if self.key is None:
-            return answer, self._establish()
-        self.stage = "verdict"
-        return answer + self._proof(CONNECTOR_LABEL), False
-
-    def _transcript(self):
-        return self.local_hello + self.peer_hello if self.connector else self.peer_hello + self.local_hello
-
-    def _proof(self, label):
-        return hmac.new(self.key, label + self._transcript(), hashlib.sha256).digest()
-
-    def _establish(self):
-        self.stage = "established"
-        self.established = True
-        if self.key is not None:
-            transcript = self._transcript()
-            self.session_keys = SessionKeys(
-                self.key, transcript[:HELLO_LENGTH], transcript[HELLO_LENGTH:], self.connector)
-        return True
-
-
-# MARK: records
-
-def seal_records(key, sequence, frames, out):
-    """Appends `frames` (whole frames, back to back) to `out` as records of about 64 KiB.
-
-    Returns the next sequence number.
-    """
-    total = len(frames)
-    start = 0
-    view = memoryview(frames)
-    while start < total:
-        end = start
-        while end + 4 <= total:
-            length = int.from_bytes(view[end:end + 4], "big")
-            following = end + 4 + length
-            if following - start > TARGET_RECORD_LENGTH and end > start:
-                break
-            end = following
-        end = min(end, total)
-        header = struct.pack(">I", end - start + TAG_LENGTH)
-        mac = hmac.new(key, struct.pack(">Q", sequence), hashlib.sha256)
-        mac.update(header)
-        chunk = view[start:end]
-        mac.update(chunk)
-        out += header
-        out += chunk
-        out += mac.digest()
-        sequence += 1
-        start = end
-    return sequence
-
-
-class RecordOpener:
-    """Checks records as they arrive and hands back their frames (section 3.4)."""
-
-    def __init__(self, key, maximum_frame_length):
-        self.key = key
-        self.sequence = 0
-        self.limit = max(TARGET_RECORD_LENGTH, 4 + maximum_frame_length) + TAG_LENGTH
-        self.buffer = bytearray()
-
-    def open(self, data, frames):
-        """Adds received bytes; appends the frames of every complete, valid record to `frames`."""
-        buffer = self.buffer
-        buffer += data
-        index = 0
-        size = len(buffer)
-        try:
-            while size - index >= 4:
-                length = int.from_bytes(buffer[index:index + 4], "big")
-                if length == 0:
-                    raise ProtocolError("frame with zero length")
-                if length > self.limit:
-                    raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.limit} bytes")
-                if length <= TAG_LENGTH:
-                    raise ProtocolError(f"protocol violation: record of {length} bytes is shorter than its tag")
-                end = index + 4 + length
-                if end > size:
-                    break
-                body_end = end - TAG_LENGTH
-                mac = hmac.new(self.key, struct.pack(">Q", self.sequence), hashlib.sha256)
-                mac.update(buffer[index:body_end])
-                if not hmac.compare_digest(mac.digest(), bytes(buffer[body_end:end])):
-                    raise ProtocolError(
-                        f"protocol violation: record {self.sequence} failed authentication: bytes were injected, "
-                        "altered, dropped or replayed on the way")
-                frames += buffer[index + 4:body_end]
-                self.sequence += 1
-                index = end
-        finally:
-            if index:
-                del buffer[:index]
-
-    @property
-    def holds_partial(self):
-        return len(self.buffer) > 0
 
 
 # MARK: frames
@@ -561,3 +294,5 @@ def type_text(declared):
     fp = declared.get("fingerprint")
     return f"{declared.get('name')} ({fp})" if fp else str(declared.get("name"))
 
+
+from .handshake import Handshake, Identity, RecordOpener, seal_records  # noqa: E402,F401  (re-exported)

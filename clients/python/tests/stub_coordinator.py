@@ -1,7 +1,7 @@
 """A minimal coordinator in Python that also knows services (serve, unserve, `services`).
 
-Only for testing the client's services until a Swift coordinator with both protocol version 2 and
-services (#9) exists: registration, snapshot, one delta per change, heartbeat answers.
+For testing the client's services, and its protocol version 3 handshakes, without the Swift
+binaries: registration (with version 3's key check), snapshot, one delta per change, heartbeat answers.
 """
 import asyncio
 import json
@@ -47,6 +47,12 @@ class StubCoordinator:
             node_id = self.sessions.get(connection)
             if kind == "register":
                 record = dict(message["node"], host=connection.remote, joined=0.0)
+                proven = connection.handshake.peer_static
+                if (not isinstance(record.get("key"), str) or p.node_id_for_key(bytes.fromhex(record["key"])) != record["id"]
+                        or (proven is not None and proven.hex() != record["key"])):
+                    self._send(connection, {"type": "rejected", "reason": "the record's key is not the node's"})
+                    connection.close("rejected")
+                    return
                 self.nodes[record["id"]] = record
                 self._change({"op": "join", "node": record})
                 self.sessions[connection] = record["id"]

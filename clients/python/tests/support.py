@@ -157,6 +157,25 @@ class MeshTestCase(unittest.IsolatedAsyncioTestCase):
         return node
 
 
+async def drive(handshake, reader, writer, timeout=5.0):
+    """Runs a protocol.Handshake over a stream until it is established; on failure writes what it
+    owes (a refusal) and raises its HandshakeError."""
+    first = handshake.start()
+    if first:
+        writer.write(first)
+    while not handshake.established:
+        piece = await asyncio.wait_for(reader.readexactly(handshake.bytes_wanted), timeout)
+        try:
+            answer, _ = handshake.receive(piece)
+        except swiftmesh.HandshakeError:
+            if handshake.pending:
+                writer.write(handshake.pending)
+            raise
+        if answer:
+            writer.write(answer)
+    return handshake
+
+
 async def eventually(predicate, timeout, interval=0.05):
     """Waits until `predicate()` is true; False after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@ import asyncio
 import json
 import logging
 
-from support import MeshTestCase, eventually
+from support import MeshTestCase, drive, eventually
 
 from swiftmesh import protocol as p
 
@@ -11,23 +11,23 @@ from swiftmesh import protocol as p
 class RawPeer:
     """A hand-driven data connection to a node's peer port, with the mesh key."""
 
-    def __init__(self, reader, writer, keys):
-        self.reader, self.writer, self.keys, self.sequence = reader, writer, keys, 0
+    def __init__(self, reader, writer, handshake):
+        self.reader, self.writer, self.handshake = reader, writer, handshake
 
     @classmethod
-    async def open(cls, node, key_text, local_id=None):
-        handshake = p.Handshake(True, p.PURPOSE_DATA, p.stretch_key(key_text), local_id or p.NO_ID,
-                                expected_peer_id=bytes.fromhex(node.id))
+    async def open(cls, node, key_text, identity=None, claimed_id=None, peer_key=None):
+        """Dials `node` as `identity` (fresh by default), claiming `claimed_id` in the hello if given."""
+        handshake = p.Handshake(True, p.PURPOSE_DATA, p.stretch_key(key_text), identity or p.Identity.generate(),
+                                expected_peer_id=bytes.fromhex(node.id), peer_key=peer_key or node.identity.public)
+        if claimed_id is not None:
+            handshake.local_id = bytes.fromhex(claimed_id)
         reader, writer = await asyncio.open_connection(node.host, node.port)
-        writer.write(handshake.start())
-        proof, _ = handshake.receive(await asyncio.wait_for(reader.readexactly(47), 5))
-        writer.write(proof)
-        handshake.receive(await asyncio.wait_for(reader.readexactly(33), 5))
-        return cls(reader, writer, handshake.session_keys)
+        await drive(handshake, reader, writer)
+        return cls(reader, writer, handshake)
 
     def send_frames(self, frames):
         out = bytearray()
-        self.sequence = p.seal_records(self.keys.sending, self.sequence, bytearray(frames), out)
+        p.seal_records(self.handshake.ciphers[0], bytearray(frames), out)
         self.writer.write(out)
 
     async def closed_by_peer(self, timeout=5):
@@ -54,7 +54,7 @@ class HostileInputTests(MeshTestCase):
 
     async def attack(self, frames, expected):
         with self.assertLogs("swiftmesh", logging.WARNING) as logs:
-            peer = await RawPeer.open(self.node_, self.key, bytes.fromhex(self.sender.id))
+            peer = await RawPeer.open(self.node_, self.key, self.sender.identity)
             peer.send_frames(frames)
             self.assertTrue(await peer.closed_by_peer())
             await asyncio.sleep(0.05)
@@ -94,15 +94,40 @@ class HostileInputTests(MeshTestCase):
 
     async def test_tampered_record_fails_authentication(self):
         with self.assertLogs("swiftmesh", logging.WARNING) as logs:
-            peer = await RawPeer.open(self.node_, self.key, bytes.fromhex(self.sender.id))
+            peer = await RawPeer.open(self.node_, self.key, self.sender.identity)
             out = bytearray()
-            p.seal_records(peer.keys.sending, 0, bytearray(self.hello() + p.message_frame(b"t", 1, b"{}")), out)
+            p.seal_records(peer.handshake.ciphers[0], bytearray(self.hello() + p.message_frame(b"t", 1, b"{}")), out)
             out[10] ^= 1
             peer.writer.write(out)
             self.assertTrue(await peer.closed_by_peer())
             await asyncio.sleep(0.05)
         self.assertTrue(any("failed authentication" in line for line in logs.output), logs.output)
         self.assertEqual(self.got, [])
+        await self.still_works()
+
+    async def refused(self, expected, **dial):
+        """Dials the target with `dial`'s changes: it must refuse with 00 00 and log `expected`."""
+        with self.assertLogs("swiftmesh", logging.WARNING) as logs:
+            with self.assertRaises(p.HandshakeError) as refusal:
+                await RawPeer.open(self.node_, self.key, **dial)
+            self.assertEqual(refusal.exception.reason, "rejectedByPeer")
+            self.assertTrue(await eventually(lambda: any(expected in line for line in logs.output), 5), logs.output)
+        self.assertEqual(self.got, [])
+        await self.still_works()
+
+    async def test_a_dialler_claiming_another_nodes_id_is_refused(self):
+        # A key holder that puts the honest sender's id in its hello, without the sender's private key.
+        await self.refused(f"peer claims to be node {self.sender.id}, but its static key belongs to node", claimed_id=self.sender.id)
+
+    async def test_a_dialler_without_the_nodes_public_key_is_refused(self):
+        await self.refused("the peer does not have this node's public key", peer_key=p.Identity.generate().public)
+
+    async def test_a_dialler_with_the_wrong_mesh_key_is_refused(self):
+        with self.assertLogs("swiftmesh", logging.WARNING) as logs:
+            with self.assertRaises(p.HandshakeError) as refusal:
+                await RawPeer.open(self.node_, "not the mesh key but long enough")
+            self.assertEqual(refusal.exception.reason, "rejectedByPeer")
+            self.assertTrue(await eventually(lambda: any("wrong key" in line for line in logs.output), 5))
         await self.still_works()
 
     async def test_not_a_mesh_peer_and_flood_of_garbage(self):
@@ -113,7 +138,7 @@ class HostileInputTests(MeshTestCase):
                 # A data port speaks first: its own 47-byte hello, then nothing but the close.
                 received = await asyncio.wait_for(reader.read(), 5)
                 self.assertEqual(len(received), 47, received)
-                self.assertEqual(received[:7], b"MESH\x02\x01\x04", received)
+                self.assertEqual(received[:7], b"MESH\x03\x01\x04", received)
                 writer.close()
         self.assertTrue(any("not a mesh peer" in line for line in logs.output), logs.output)
         await self.still_works()
@@ -133,7 +158,7 @@ class HostileInputTests(MeshTestCase):
     async def test_invalid_json_payload_counts_a_decode_failure(self):
         await self.sender.send("t", b"not json")  # raw bytes reach a listener as bytes
         self.assertTrue(await eventually(lambda: b"not json" in self.got, 5))
-        peer = await RawPeer.open(self.node_, self.key, bytes.fromhex(self.sender.id))
+        peer = await RawPeer.open(self.node_, self.key, self.sender.identity)
         with self.assertLogs("swiftmesh", logging.WARNING):
             peer.send_frames(self.hello() + p.message_frame(b"t", 1, b"{bad json"))
             self.assertTrue(await eventually(lambda: self.node_.stats["decodeFailures"] == 1, 5))

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from support import MeshTestCase, eventually, line, run
+from support import MeshTestCase, drive, eventually, line, run
 
 import swiftmesh
 
@@ -101,13 +101,11 @@ class InteropTests(MeshTestCase):
         node = await self.node("guarded")
         handshake = swiftmesh.protocol.Handshake(True, swiftmesh.protocol.PURPOSE_DATA,
                                                  swiftmesh.protocol.stretch_key("not-the-mesh-key-at-all"),
-                                                 expected_peer_id=bytes.fromhex(node.id))
+                                                 swiftmesh.protocol.Identity.generate(),
+                                                 expected_peer_id=bytes.fromhex(node.id), peer_key=node.identity.public)
         reader, writer = await asyncio.open_connection(node.host, node.port)
-        writer.write(handshake.start())
-        answer, _ = handshake.receive(await asyncio.wait_for(reader.readexactly(47), 5))
-        writer.write(answer)
         with self.assertRaises(swiftmesh.HandshakeError) as failure:
-            handshake.receive(await asyncio.wait_for(reader.readexactly(33), 5))
+            await drive(handshake, reader, writer)
         self.assertEqual(failure.exception.reason, "rejectedByPeer")
         writer.close()
         receiver = self.start("demo-receiver")

@@ -132,7 +132,11 @@ class QueuePolicyTests(MeshTestCase):
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
         self.addCleanup(server.close)
         port = server.sockets[0].getsockname()[1]
-        record = {"id": "00000000000000aa", "name": "stalled", "host": "127.0.0.1", "port": port, "topics": ["q"]}
+        # A valid identity, so a keyed sender dials it (protocol version 3 dials only records whose key gives the id).
+        identity = swiftmesh.Identity.generate()
+        self.stalled_id = identity.id
+        record = {"id": identity.id, "key": identity.public.hex(), "name": "stalled", "host": "127.0.0.1", "port": port,
+                  "topics": ["q"]}
         sender.topology[record["id"]] = record
         sender._topology_changed()
 
@@ -143,7 +147,7 @@ class QueuePolicyTests(MeshTestCase):
             await self.stalled_receiver(sender)
             for _ in range(200):
                 await sender.send("q", b"x" * 1024)
-            peer = sender._peers["00000000000000aa"].connection
+            peer = sender._peers[self.stalled_id].connection
             self.assertLessEqual(peer.queued_bytes, 64 * 1024 + 2048)
             self.assertGreater(sender.stats["messagesDropped"], 100)
             self.assertTrue(peer._out.startswith(p_frame_hello(sender)), "the peer hello stays first")
@@ -155,7 +159,7 @@ class QueuePolicyTests(MeshTestCase):
             await sender.send("q", b"x")
         report = await sender.close()
         self.assertEqual((report.confirmed, report.unconfirmed), (0, 3))
-        self.assertEqual(report.receivers, ["stalled (00000000000000aa) did not confirm 3"])
+        self.assertEqual(report.receivers, [f"stalled ({self.stalled_id}) did not confirm 3"])
         self.assertFalse(report.is_complete)
 
     async def test_wait_policy_gives_up_after_its_timeout(self):

@@ -4,6 +4,7 @@ Services between Python and Swift nodes are tested against the real binaries in
 `test_interop.InteropTests.test_services_both_ways`.
 """
 import asyncio
+import time
 import unittest
 
 from support import KEY, eventually  # first: it puts the client on sys.path
@@ -90,6 +91,21 @@ class ServiceTests(unittest.IsolatedAsyncioTestCase):
         answered = await asyncio.gather(*flood)
         self.assertEqual(sum(1 for r in answered if not isinstance(r, Exception)), 256)
         self.assertEqual((provider._held_requests, provider._held_bytes, provider._held), (0, 0, {}))
+
+    async def test_groups_take_turns_then_members_within_each(self):
+        # PROTOCOL §15.2: one group per call in name order, and each group's members in id order.
+        a = sorted([await self.node("a"), await self.node("a")], key=lambda n: n.id)
+        b = await self.node("b")
+        for provider in (*a, b):
+            await provider.serve("who", lambda request, provider=provider: provider.id)
+        caller = await self.node("caller")
+        self.assertTrue(await eventually(lambda: len(caller.providers("who")) == 3, 5))
+        answers = [await caller.call("who", None, timeout=5) for _ in range(6)]
+        self.assertEqual(answers, [a[0].id, b.id, a[1].id, b.id, a[0].id, b.id])
+        # A group whose every member failed less than 1 s ago is skipped; its turn goes to the next.
+        caller._failed[b.id] = time.monotonic()
+        answers = [await caller.call("who", None, timeout=5) for _ in range(2)]
+        self.assertEqual(answers, [a[1].id, a[0].id])
 
     async def test_calls_take_turns_and_fail_when_the_provider_goes(self):
         first, second = await self.node("pool"), await self.node("pool")
