@@ -28,6 +28,11 @@ struct CoordinatorSession: Sendable {
         var heartbeatInterval: Duration
         /// True for ``TopologyView/partial``.
         var partialView: Bool
+        /// True when this is one of several coordinators: the build's registration deadline does
+        /// not end the session (another coordinator may have registered the node), and an
+        /// attempt that fails during the build is retried like any later one. The node reports
+        /// the build failed only when every coordinator missed the deadline.
+        var keepsTrying = false
 
         /// Silence after which the coordinator counts as lost: five heartbeat intervals, at least
         /// 1 s (the coordinator leaves a heartbeat unanswered when it sent that node something in
@@ -350,10 +355,15 @@ struct CoordinatorSession: Sendable {
             registering = false
             let seconds = Double(configuration.connectTimeout.components.seconds)
             let last = registrationRetryReason.map { " (the last attempt: \($0))" } ?? ""
+            let failure = MeshError.coordinatorUnreachable(address: configuration.coordinator, reason: "no registration within \(seconds) s\(last)")
+            if configuration.keepsTrying {
+                // One of several: the node may be registered elsewhere. Keep dialling; the attempt
+                // in progress now has a welcome deadline of its own.
+                guard case .connecting = phase else { return [.registrationFailed(failure)] }
+                return [.registrationFailed(failure), schedule(.welcome, at: now + configuration.connectTimeout)]
+            }
             let actions: [Action] = phase.attempt.map { [.close($0)] } ?? []
-            return actions + finish() + [
-                .registrationFailed(.coordinatorUnreachable(address: configuration.coordinator, reason: "no registration within \(seconds) s\(last)"))
-            ]
+            return actions + finish() + [.registrationFailed(failure)]
         case .welcome:
             // Registered neither way (a partition right after the handshake, say): start over.
             guard case .connecting(let attempt, let handshakeDone) = phase else { return [] }
@@ -441,7 +451,7 @@ struct CoordinatorSession: Sendable {
         phase = .waiting
         var actions = cancel(.welcome) + cancel(.liveness) + [.pumpHeartbeats(nil), .releaseInterestWaiters]
         if registering {
-            guard retryDuringBuild else {
+            guard retryDuringBuild || configuration.keepsTrying else {
                 registering = false
                 return actions + finish() + [.registrationFailed(failure)]
             }

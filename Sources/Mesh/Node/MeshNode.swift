@@ -12,7 +12,9 @@ import Synchronization
 public actor MeshNode {
     /// Everything a node can be tuned with; the defaults suit most meshes.
     public struct Configuration: Sendable {
-        /// The coordinator's `HOST:PORT`.
+        /// The coordinator's `HOST:PORT`, or several, separated by commas
+        /// (`a:6374,b:6374,c:6374`): the node registers with each and routes by the first one
+        /// that is up, failing over to the next when it is lost (PROTOCOL.md, "Several coordinators").
         public var coordinator: String
         /// The shared key, or `nil` for an open mesh.
         public var authkey: String?
@@ -181,9 +183,9 @@ public actor MeshNode {
         case frame(Connection, [UInt8])
         case closed(Connection, ConnectionError?)
         case peerClosed(String, Connection, ConnectionError?, Connection.Unsent)
-        /// A timer of the coordinator session fired on the loop at `firedAt` (queued behind the
+        /// A timer of the session with the coordinator at a place in the list fired on the loop at `firedAt` (queued behind the
         /// frames the loop read before it).
-        case timer(CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
+        case timer(Int, CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
         /// The first send on a topic: the topology learns that this node sends there.
         case firstSend(String)
     }
@@ -243,17 +245,19 @@ public actor MeshNode {
     /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
     var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
-    /// Registering, deltas, heartbeats, liveness and reconnecting, as a state machine (see
-    /// MeshNode+Coordinator.swift for the shell that performs its actions).
+    /// Each coordinator of the list, with its session: registering, deltas, heartbeats, liveness
+    /// and reconnecting, as a state machine (see MeshNode+Coordinator.swift for the shell that
+    /// performs its actions). One element unless several coordinators are configured.
     ///
-    /// A stored property, not `lazy`: a lazy one is mutated through its getter and setter, so
-    /// every event copied the session and, with it, the whole topology (O(nodes) per delta).
-    var session: CoordinatorSession
-    /// The session's current attempt and its connection to the coordinator.
-    var controlLink: (attempt: CoordinatorSession.Attempt, connection: Connection)?
-    /// The event-loop timer of each armed session timer.
-    var sessionTimers: [CoordinatorSession.Timer: UInt64] = [:]
-    var coordinatorAddress: SocketAddress?
+    /// Stored, and mutated in place (`slots[i].session.handle`): a session mutated through a
+    /// getter and setter copied the whole topology on every event (O(nodes) per delta).
+    var slots: [CoordinatorSlot]
+    /// The place in ``slots`` of the coordinator this node routes by.
+    var primary = 0
+    /// The session of the coordinator this node routes by.
+    var session: CoordinatorSession { slots[primary].session }
+    /// Bumped by every change this node announces of its own record (PROTOCOL.md, "Several coordinators").
+    var recordVersion: UInt64 = 0
     var server: Listener?
     var unixServer: Listener?
     private var advertisedAddress: String?
@@ -274,10 +278,6 @@ public actor MeshNode {
     /// True while registered with a partial view the coordinator confirmed in its welcome.
     var hasPartialView: Bool { session.hasPartialView }
     nonisolated let readyRoutes = ReadyRoutes()
-    /// Sends a bare heartbeat from the loop thread when the actor sends none in time.
-    nonisolated let heartbeatPump: HeartbeatPump
-    /// The counters the last heartbeat carried.
-    var lastReportedStatistics: MeshStatistics?
 
     struct TopologyWaiter {
         let isSatisfied: @Sendable (Topology) -> Bool
@@ -292,16 +292,24 @@ public actor MeshNode {
         self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
-        self.session = CoordinatorSession(
-            configuration: .init(
-                coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
-                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
         let loop = EventLoop.shared
         self.loop = loop
+        let listed = MeshDefaults.coordinatorList(configuration.coordinator)
+        // Nothing listed: kept as written, so resolving it reports the bad address.
+        let coordinators = listed.isEmpty ? [configuration.coordinator] : listed
+        let id = self.id
+        self.slots = coordinators.map { coordinator in
+            var session = CoordinatorSession.Configuration(
+                coordinator: coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
+                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial)
+            session.keepsTrying = coordinators.count > 1
+            return CoordinatorSlot(
+                session: CoordinatorSession(configuration: session),
+                pump: HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop))
+        }
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
         self.codec = configuration.codec
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
-        self.heartbeatPump = HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop)
         let events = EventQueue<ControlEvent>()
         self.controlEvents = events
         let calls = PendingCalls(logger: logger, loop: loop)
@@ -354,8 +362,8 @@ public actor MeshNode {
     /// The address this node accepts peer connections on.
     public var listenAddress: SocketAddress? { server?.address }
 
-    /// True while the node is registered with a live coordinator.
-    public var isConnectedToCoordinator: Bool { session.isRegistered }
+    /// True while the node is registered with a live coordinator (any one of several).
+    public var isConnectedToCoordinator: Bool { slots.contains { $0.session.isRegistered } }
 
     // MARK: Starting
 
@@ -364,9 +372,14 @@ public actor MeshNode {
         if let authkey = configuration.authkey, !authkey.isEmpty {
             try MeshKey.validate(authkey, allowWeak: configuration.allowWeakKey)
         }
-        let coordinatorText = configuration.coordinator
-        let address = try await SocketAddress.resolve(coordinatorText, defaultPort: MeshDefaults.coordinatorPort)
-        coordinatorAddress = address
+        for slot in slots.indices {
+            let text = slots[slot].session.configuration.coordinator
+            slots[slot].address = try await SocketAddress.resolve(text, defaultPort: MeshDefaults.coordinatorPort)
+        }
+        // The first coordinator picks the interface peers reach this node on.
+        guard let address = slots.first?.address else {
+            throw MeshError.invalidAddress(configuration.coordinator, reason: "no coordinator address given")
+        }
         if let advertised = configuration.advertisedHost, SocketAddress.parse(advertised, defaultPort: 0) == nil {
             // Peers dial numeric addresses only: resolve a name once, here, where failing is clear.
             advertisedAddress = try await SocketAddress.resolve(advertised, defaultPort: 0).host

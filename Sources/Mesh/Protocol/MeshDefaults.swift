@@ -16,6 +16,17 @@ public enum MeshDefaults {
             ?? coordinatorAddress
     }
 
+    /// The coordinators in `text`: `HOST:PORT` addresses separated by commas (spaces around each
+    /// are ignored, empty entries skipped), in order, each once. One address gives a list of one.
+    public static func coordinatorList(_ text: String) -> [String] {
+        var seen = Set<String>()
+        return text.split(separator: ",").compactMap { part in
+            let address = part.trimmingCharacters(in: .whitespaces)
+            guard !address.isEmpty, seen.insert(address).inserted else { return nil }
+            return address
+        }
+    }
+
     /// A short name for this host and network namespace: 12 hex digits of the SHA-256 of the
     /// machine id (or host name) and the namespace's inode. Nodes with the same value can reach
     /// each other's abstract Unix sockets.

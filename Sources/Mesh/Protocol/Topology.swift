@@ -25,11 +25,14 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     /// Set when the node also accepts peers on the abstract Unix socket `@swift-mesh-ID`: a short
     /// name for its host and network namespace. A peer with the same value can dial that socket.
     public var local: String?
+    /// The node's own count of changes to its record, sent by a node with several coordinators
+    /// (absent otherwise): of two views of one node, the one with the higher version is newer.
+    public var version: UInt64?
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
         joined: Double? = nil, local: String? = nil, services: [String] = [], sends: [String] = [],
-        types: [String: TopicType] = [:]
+        types: [String: TopicType] = [:], version: UInt64? = nil
     ) {
         self.id = id
         self.name = name
@@ -42,10 +45,11 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         self.local = local
         self.sends = sends
         self.types = types
+        self.version = version
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, host, port, topics, services, pid, joined, local, sends, types
+        case id, name, host, port, topics, services, pid, joined, local, sends, types, version
     }
 
     public init(from decoder: any Decoder) throws {
@@ -61,6 +65,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         local = try container.decodeIfPresent(String.self, forKey: .local)
         sends = try container.decodeIfPresent([String].self, forKey: .sends) ?? []
         types = try container.decodeIfPresent([String: TopicType].self, forKey: .types) ?? [:]
+        version = try container.decodeIfPresent(UInt64.self, forKey: .version)
     }
 
     /// Writes `services` only when there are some, so records of nodes without services (most
@@ -78,6 +83,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         try container.encodeIfPresent(local, forKey: .local)
         if !sends.isEmpty { try container.encode(sends, forKey: .sends) }
         if !types.isEmpty { try container.encode(types, forKey: .types) }
+        try container.encodeIfPresent(version, forKey: .version)
     }
 
     /// The type this node declared for `topic` that `type` does not agree with, if any.
