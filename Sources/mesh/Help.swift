@@ -32,6 +32,7 @@ enum Help {
           keygen                   print a new random key (mesh keygen > mesh.key)
           launch FILE              start a whole system from a launch file and keep it running
           http-token               print the token for the coordinator's web view (--http)
+          discover                 list the coordinators that announce themselves on the LAN
           service list             list the services with their providers and groups
           service call NAME JSON   call a service with a JSON request and print the reply
           bag record|info|play     record messages to an MCAP file, describe one, replay one
@@ -206,6 +207,22 @@ enum Help {
                 """
         case .launch:
             return LaunchCommand.help
+        case .discover:
+            return """
+                usage: mesh discover [--seconds S] [--mesh-name NAME] [--json] [common options]
+
+                Listens for coordinator beacons (mesh-coordinator --announce) on UDP port 6374 for
+                S seconds (default 3) and lists each sender once: the address it announces, its
+                mesh name, and whether a node of mesh NAME (default $MESH_NAME, else default)
+                with this key would use it, or why not (another mesh, a bad HMAC: another key).
+                Exits 1 when no beacon of that mesh was trusted. Contacts nobody.
+
+                  --seconds S       how long to listen (default 3)
+                  --mesh-name NAME  the mesh to check beacons against
+                  --json            print one JSON array instead
+
+                \(common)
+                """
         case .httpToken:
             return """
                 usage: mesh http-token [--authkey KEY | --authkey-file PATH]

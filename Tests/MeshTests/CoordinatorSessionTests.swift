@@ -239,6 +239,24 @@ struct CoordinatorSessionTests {
         #expect(!actions.contains(CoordinatorSession.Action.registered), "the build was already over")
     }
 
+    @Test("taking over from another coordinator's session keeps the nodes it lacks as provisional for the grace, until they appear or the grace ends")
+    func takeOverKeepsMissingNodes() {
+        var driver = SessionDriver(keepsTrying: true)
+        let a = record("00000000000000a1", "a")
+        let b = record("00000000000000b1", "b")
+        driver.register(nodes: [a], version: 1)
+        let before = [a.id: a, b.id: b, SessionDriver.selfID: record(SessionDriver.selfID, "self")]
+        let actions = driver.session.takeOver(from: before, now: driver.now)
+        #expect(actions == [.schedule(.grace, at: driver.now + CoordinatorSession.reregistrationGrace)])
+        #expect(driver.session.routingRecord(b.id) != nil, "a node the other view held is dropped at once")
+        #expect(driver.session.provisional[SessionDriver.selfID] == nil, "its own record is never provisional")
+        // Nothing missing: nothing to keep.
+        #expect(driver.session.takeOver(from: [a.id: a], now: driver.now).isEmpty)
+        // When the grace ends without it appearing, it is gone.
+        driver.advance(by: 6)
+        #expect(driver.session.routingRecord(b.id) == nil)
+    }
+
     @Test("closing during the build fails it as closed instead of leaving it waiting")
     func closeDuringRegistration() {
         var driver = SessionDriver()

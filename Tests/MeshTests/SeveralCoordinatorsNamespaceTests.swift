@@ -144,5 +144,60 @@ extension ResilienceTests {
             #expect(last.ordered, "messages missing, duplicated or reordered")
             #expect(!sender.standardError.contains("sending failed"), "\(sender.standardError)")
         }
+
+        @Test("LAN discovery: a node with nothing configured finds its mesh's coordinator by beacon and joins; a rogue's beacon (another key) and a stranger's (another mesh) are ignored and logged once")
+        func discovery() async throws {
+            let lab = NamespaceLab(roles: ["c1", "rogue", "stranger", "node"])
+            defer { lab.killProcesses() }
+            if let reason = await lab.setUp() {
+                print("discovery namespace test skipped: \(reason)")
+                await lab.tearDown()
+                return
+            }
+            var failure: (any Error)?
+            do {
+                try await withDeadline(60) { try await Self.discoveryScenario(lab) }
+            } catch {
+                failure = error
+            }
+            await lab.tearDown()
+            if let failure { throw failure }
+        }
+
+        private static func discoveryScenario(_ lab: NamespaceLab) async throws {
+            let key = MeshKeyFile.newKey()
+            let coordinators = [("c1", key, "lab"), ("rogue", MeshKeyFile.newKey(), "lab"), ("stranger", key, "other")]
+            for (role, roleKey, mesh) in coordinators {
+                let coordinator = try lab.start(
+                    "mesh-coordinator", ["--host", lab.address(role), "--port", "6374", "--announce", "--mesh-name", mesh], in: role,
+                    environment: ["MESH_AUTHKEY": roleKey])
+                try await coordinator.waitForOutput("mesh-coordinator listening on \(lab.address(role)):6374")
+                #expect(coordinator.output.contains("announcing mesh \"\(mesh)\""), "\(coordinator.output)")
+            }
+            let environment = ["MESH_AUTHKEY": key, "MESH_NAME": "lab"]
+
+            // `mesh discover` lists all three, and says which one a node of "lab" would use.
+            let discover = try lab.start("mesh", ["discover", "--seconds", "2"], in: "node", environment: environment)
+            #expect(try await discover.waitForExit(seconds: 20) == 0, "\(discover.output)")
+            let lines = discover.standardOutput.split(separator: "\n")
+            let c1 = "\(lab.address("c1")):6374"
+            #expect(lines.contains { $0.hasPrefix(c1) && $0.hasSuffix("yes") }, "\(discover.output)")
+            #expect(lines.contains { $0.contains(lab.address("rogue")) && $0.contains("bad HMAC") }, "\(discover.output)")
+            #expect(lines.contains { $0.contains(lab.address("stranger")) && $0.contains("another mesh") }, "\(discover.output)")
+
+            // A node with nothing configured but `discover` joins the one coordinator of its mesh.
+            let node = try lab.start(
+                "mesh-bench", ["_role", "fleet", "--coordinator", "discover", "--nodes", "1", "--name", "found"], in: "node",
+                environment: environment)
+            let joined = try await timeUntil("the node to find its coordinator and join", seconds: 20) {
+                node.standardOutput.contains("READY")
+            }
+            print("discovery: a node with nothing configured joined \(secondsText(joined)) after it started (it listens 1.5 s)")
+            try await eventually("the node to route by c1", seconds: 10) { state(of: node)?.routes == [c1] }
+            let ignored = node.standardError.split(separator: "\n").filter { $0.contains("ignored a coordinator beacon") }
+            #expect(ignored.filter { $0.contains(lab.address("rogue")) }.count == 1, "\(node.standardError)")
+            #expect(ignored.filter { $0.contains(lab.address("stranger")) }.count == 1, "\(node.standardError)")
+            #expect(ignored.count == 2, "\(node.standardError)")
+        }
     }
 }

@@ -494,6 +494,17 @@ struct CoordinatorSession: Sendable {
         return actions + [.topologyChanged(joined: [], changes: changes)]
     }
 
+    /// The node now routes by this session, taking over from another coordinator's (PROTOCOL.md
+    /// §7.2): the nodes `before` held that this topology lacks are kept as provisional for the
+    /// re-registration grace. This coordinator may not have them yet (a join storm, a restart),
+    /// and a departure this session did not see is no reason to stop routing to them at once.
+    mutating func takeOver(from before: [String: NodeRecord], now: ContinuousClock.Instant) -> [Action] {
+        let missing = before.filter { $0.key != configuration.nodeID && topology.nodes[$0.key] == nil && provisional[$0.key] == nil }
+        guard !missing.isEmpty else { return [] }
+        provisional.merge(missing) { held, _ in held }
+        return [schedule(.grace, at: now + Self.reregistrationGrace)]
+    }
+
     // MARK: Timers
 
     private mutating func schedule(_ timer: Timer, at deadline: ContinuousClock.Instant) -> Action {

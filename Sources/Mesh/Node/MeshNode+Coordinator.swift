@@ -57,7 +57,9 @@ extension MeshNode {
         let previous = slots[primary].session.configuration.coordinator
         // A real failover is worth an info line; the build's race of welcomes is not.
         let lost = failover && slots[primary].wasRegistered
+        let routed = slots[primary].session.routingTopology.nodes
         primary = next
+        for action in slots[next].session.takeOver(from: routed, now: .now) { _ = perform(action, slot: next) }
         logger.log(
             lost ? .info : .debug,
             "routing by the coordinator at \(slots[next].session.configuration.coordinator) now ("
@@ -276,6 +278,23 @@ extension MeshNode {
             if let link = slots[slot].link, link.connection === connection { return (slot, link.attempt) }
         }
         return nil
+    }
+}
+
+extension MeshNode {
+    /// A slot per coordinator of `coordinators`, each with its session and heartbeat pump.
+    static func slots(
+        for coordinators: [String], configuration: Configuration, nodeID: String, loop: EventLoop
+    ) -> [CoordinatorSlot] {
+        coordinators.map { coordinator in
+            var session = CoordinatorSession.Configuration(
+                coordinator: coordinator, nodeID: nodeID, connectTimeout: configuration.connectTimeout,
+                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial)
+            session.keepsTrying = coordinators.count > 1
+            return CoordinatorSlot(
+                session: CoordinatorSession(configuration: session),
+                pump: HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop))
+        }
     }
 }
 

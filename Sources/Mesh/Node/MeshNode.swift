@@ -16,6 +16,10 @@ public actor MeshNode {
         /// (`a:6374,b:6374,c:6374`): the node registers with each and routes by the first one
         /// that is up, failing over to the next when it is lost (PROTOCOL.md, "Several coordinators").
         public var coordinator: String
+        /// The mesh's name: with `coordinator` set to `discover`, the node registers with the
+        /// coordinators that announce this name on the LAN (`mesh-coordinator --announce`).
+        /// Defaults to `$MESH_NAME`, else `default`.
+        public var meshName: String = MeshDefaults.meshNameFromEnvironment
         /// The shared key, or `nil` for an open mesh.
         public var authkey: String?
         /// Accepts a key that ``MeshKey/estimatedStrength(_:)`` finds easy to guess (a passphrase
@@ -296,17 +300,8 @@ public actor MeshNode {
         self.loop = loop
         let listed = MeshDefaults.coordinatorList(configuration.coordinator)
         // Nothing listed: kept as written, so resolving it reports the bad address.
-        let coordinators = listed.isEmpty ? [configuration.coordinator] : listed
-        let id = self.id
-        self.slots = coordinators.map { coordinator in
-            var session = CoordinatorSession.Configuration(
-                coordinator: coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
-                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial)
-            session.keepsTrying = coordinators.count > 1
-            return CoordinatorSlot(
-                session: CoordinatorSession(configuration: session),
-                pump: HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop))
-        }
+        self.slots = MeshNode.slots(
+            for: listed.isEmpty ? [configuration.coordinator] : listed, configuration: configuration, nodeID: id, loop: loop)
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
         self.codec = configuration.codec
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
@@ -371,6 +366,13 @@ public actor MeshNode {
         try validateName(name, kind: "node name")
         if let authkey = configuration.authkey, !authkey.isEmpty {
             try MeshKey.validate(authkey, allowWeak: configuration.allowWeakKey)
+        }
+        if slots.count == 1, slots[0].session.configuration.coordinator == MeshDefaults.discover {
+            // Nothing configured but `discover`: the coordinators that announce this mesh on the LAN.
+            let window = min(configuration.connectTimeout, MeshDefaults.discoveryWindow)
+            let found = try await BeaconListener.discover(
+                mesh: configuration.meshName, key: key, window: window, settle: MeshDefaults.discoverySettle, logger: logger)
+            slots = MeshNode.slots(for: found, configuration: configuration, nodeID: id, loop: loop)
         }
         for slot in slots.indices {
             let text = slots[slot].session.configuration.coordinator
