@@ -2,7 +2,8 @@
 enum Help {
     static let common = """
         Common options:
-          --coordinator HOST:PORT  the coordinator (default $MESH_COORDINATOR, else 127.0.0.1:6374)
+          --coordinator HOST:PORT  the coordinator (default $MESH_COORDINATOR, else 127.0.0.1:6374);
+                                   several separated by commas: the first that answers is used
           --authkey KEY            the mesh's shared key (default $MESH_AUTHKEY; visible in `ps`)
           --authkey-file PATH      read the key from a file
           --admin-key-file PATH    the coordinator's admin key, for `status` and `node kill`
@@ -200,6 +201,9 @@ enum Help {
                 Prints the coordinator's uptime, topology version and node count, then a table of
                 each node's counters as of its last heartbeat (nodes report every second):
                 messages and bytes sent and received, drops, and when it was last heard from.
+                Given several coordinators (--coordinator a:6374,b:6374), it first lists each:
+                DEAD when it does not answer, else its node count and whether it holds the same
+                records as the first that answered.
 
                   --json    print one JSON object instead
 
