@@ -155,6 +155,18 @@ extension ResilienceTests {
             }
         }
 
+        @Test("mesh discover with nothing announced fails with one line; --announce on loopback is refused with one line")
+        func discoveryFailuresAreOneLine() async throws {
+            let run = try await MeshCLI.run(["discover", "--seconds", "0.3", "--mesh-name", "nobody-announces-this"], seconds: 20)
+            #expect(run.failureProblem(code: 1, mentioning: "no coordinator of mesh \"nobody-announces-this\"") == nil, "\(run)")
+            let coordinator = try ChildProcess(
+                "mesh-coordinator", ["--host", "127.0.0.1", "--port", "0", "--announce"], environment: MeshCLI.quiet)
+            defer { coordinator.terminate() }
+            #expect(try await coordinator.waitForExit(seconds: 20) == 1)
+            let lines = coordinator.standardError.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].hasPrefix("mesh-coordinator: --announce:"), "\(coordinator.output)")
+        }
+
         @Test("the agreement report: equal records agree, a missing, extra or older record is named, a dead one is listed")
         func agreementReport() {
             func status(_ records: [(String, UInt64?)]) -> CoordinatorStatus {

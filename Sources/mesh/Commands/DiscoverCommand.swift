@@ -43,9 +43,7 @@ enum DiscoverCommand {
         let listed = order.compactMap { rows[$0] }
         if arguments.has("--json") {
             print(Format.json(listed))
-        } else if listed.isEmpty {
-            print("no beacons heard in \(Format.fixed(seconds, decimals: 1)) s")
-        } else {
+        } else if !listed.isEmpty {
             print(
                 Format.table(
                     ["ADDRESS", "MESH", "FROM", "USE"],
@@ -57,7 +55,9 @@ enum DiscoverCommand {
                     }))
         }
         guard listed.contains(where: \.trusted) else {
-            throw CommandLineError.failed("no coordinator of mesh \"\(MeshText.escaped(mesh))\" was heard within \(Format.fixed(seconds, decimals: 1)) s")
+            throw CommandLineError.failed(
+                "no coordinator of mesh \"\(MeshText.escaped(mesh))\" was heard within \(Format.fixed(seconds, decimals: 1)) s"
+                    + (listed.isEmpty ? " (no beacon at all: is one started with --announce on this LAN?)" : ""))
         }
     }
 }
