@@ -467,6 +467,9 @@ public actor MeshCoordinator {
 
     /// A registered node's request.
     private func handle(_ message: ControlMessage, from node: NodeRecord, on connection: Connection) {
+        // A node with several coordinators numbers the changes of its record; the number is
+        // compared between coordinators (`mesh status`), never routed by.
+        if let version = message.version, book.noteVersion(node.id, version) { snapshotCache = nil }
         switch message.type {
         case .listen, .unlisten, .publish:
             guard let topic = message.topic else { return reject(connection, "\(message.type) without a topic") }

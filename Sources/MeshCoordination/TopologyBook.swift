@@ -251,6 +251,16 @@ struct TopologyBook: Sendable {
         return true
     }
 
+    /// Notes that a node's record is at `version` (its own count of changes; PROTOCOL.md,
+    /// "Several coordinators"): the highest seen is kept. Nothing routes by it, so it is no
+    /// topology change and no delta; `true` when the record's version moved.
+    @discardableResult
+    mutating func noteVersion(_ id: String, _ version: UInt64) -> Bool {
+        guard let held = topology.nodes[id], (held.version ?? 0) < version else { return false }
+        topology.nodes[id]?.version = version
+        return true
+    }
+
     /// True when something changed since the last ``takeDelta()``.
     var hasUnpublishedChanges: Bool { !unpublished.isEmpty }
 

@@ -63,7 +63,7 @@ package struct LaunchPlan: Sendable, Equatable {
     /// In file order.
     package var entries: [Entry]
 
-    static let topKeys = ["coordinator", "coordinator_args", "authkey_file", "nodes", "stop_timeout", "until_done"]
+    static let topKeys = ["coordinator", "coordinators", "coordinator_args", "authkey_file", "nodes", "stop_timeout", "until_done"]
     static let entryKeys = [
         "command", "shell", "count", "restart", "env", "cwd", "delay", "after", "stop_timeout", "max_restarts",
     ]
@@ -90,6 +90,12 @@ package struct LaunchPlan: Sendable, Equatable {
             environment["MESH_COORDINATOR"].flatMap { $0.isEmpty ? nil : $0 } ?? MeshDefaults.coordinatorAddress)
         if let node = top.value("coordinator") {
             coordinator = try reader.coordinator(node)
+        }
+        if let node = top.value("coordinators") {
+            if top.value("coordinator") != nil {
+                throw reader.error(node, "give either coordinator or coordinators, not both")
+            }
+            coordinator = try reader.coordinatorList(node)
         }
         var coordinatorArguments: [String] = []
         if let node = top.value("coordinator_args") {
@@ -274,6 +280,17 @@ struct SchemaReader {
         }
         throw error(
             node, "expected a number of seconds (such as 5, 0.5 or 500ms) for \(what), found \(node.kindDescription)")
+    }
+
+    /// `coordinators:`: a list of `HOST:PORT` (or one string with commas). The nodes register
+    /// with each (PROTOCOL.md §7.2); launch starts none of them.
+    func coordinatorList(_ node: DocumentNode) throws(LaunchFileError) -> LaunchPlan.Coordinator {
+        let addresses = try names(node, "coordinators").flatMap { MeshDefaults.coordinatorList($0) }
+        guard !addresses.isEmpty else { throw error(node, "expected at least one HOST:PORT for coordinators") }
+        for address in addresses where SchemaReader.hostAndPort(address) == nil {
+            throw error(node, "expected HOST:PORT in coordinators, found \"\(address)\"")
+        }
+        return .address(addresses.joined(separator: ","))
     }
 
     /// One entry name, or a list of them.

@@ -293,6 +293,9 @@ package actor Launcher {
                 hub.say("coordinator \(address) is already running; using it")
                 return address
             } catch MeshError.coordinatorUnreachable(_, let reason) {
+                guard MeshDefaults.coordinatorList(address).count == 1 else {
+                    throw LaunchError("none of the coordinators answers (\(reason)); launch starts a coordinator only for a single address")
+                }
                 guard let (host, port) = SchemaReader.hostAndPort(address) else { throw LaunchError("bad address \(address)") }
                 hub.say("no coordinator answers at \(address) (\(reason)); starting one")
                 return try await startCoordinator(host: host, port: port)

@@ -59,9 +59,34 @@ package actor MeshInspector {
     ///   - timeout: for connecting and for the first reply.
     ///   - loop: the event loop the connection runs on; the process's default unless told.
     /// - Throws: ``MeshError`` saying why: coordinator unreachable, authentication failed, protocol mismatch.
+    ///
+    /// `coordinator` may list several, separated by commas: they are tried in order and the first
+    /// that answers is used (each within `timeout`); when none does, the error names each one's failure.
     package static func connect(
         to coordinator: String, authkey: String?, adminKey: String? = nil, timeout: Duration = .seconds(5),
         loop: EventLoop = .shared
+    ) async throws -> MeshInspector {
+        let list = MeshDefaults.coordinatorList(coordinator)
+        guard list.count > 1 else {
+            return try await connectOne(to: coordinator, authkey: authkey, adminKey: adminKey, timeout: timeout, loop: loop)
+        }
+        var failures: [String] = []
+        for address in list {
+            do {
+                return try await connectOne(to: address, authkey: authkey, adminKey: adminKey, timeout: timeout, loop: loop)
+            } catch MeshError.coordinatorUnreachable(let address, let reason) {
+                failures.append("\(address): \(reason)")
+            } catch MeshError.timedOut(let what, _) {
+                failures.append("\(address): no answer (\(what))")
+            }
+        }
+        throw MeshError.coordinatorUnreachable(
+            address: coordinator, reason: "none of the \(list.count) coordinators answers (\(failures.joined(separator: "; ")))")
+    }
+
+    /// ``connect(to:authkey:adminKey:timeout:loop:)`` for one coordinator.
+    private static func connectOne(
+        to coordinator: String, authkey: String?, adminKey: String?, timeout: Duration, loop: EventLoop
     ) async throws -> MeshInspector {
         let address = try await SocketAddress.resolve(coordinator, defaultPort: MeshDefaults.coordinatorPort)
         let events = EventQueue<Event>()

@@ -15,6 +15,7 @@ enum MeshRoles {
         case "pinger": try await pinger(arguments)
         case "ponger": try await ponger(arguments)
         case "swarm": try await swarm(arguments)
+        case "fleet": try await FleetRole.run(arguments)
         case "service-provider": try await ServiceRoles.provider(arguments)
         case "service-sequential": try await ServiceRoles.sequential(arguments)
         case "service-pipelined": try await ServiceRoles.pipelined(arguments)

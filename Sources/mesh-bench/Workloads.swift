@@ -15,6 +15,8 @@ struct BenchSizes: Sendable {
     var w5Messages = 10_000
     var w5Workers = 4
     var w6Nodes = [100, 500, 1000, 2000]
+    /// W6 with this many coordinators: every node registers with each (PROTOCOL.md §7.2).
+    var w6Coordinators = 1
     var w7Warmup = 1_000
     var w7Calls = 10_000
     var w8Calls = 200_000
@@ -397,7 +399,9 @@ struct Workloads: Sendable {
         let view = ProcessInfo.processInfo.environment["MESH_TOPOLOGY_VIEW"] ?? "partial"
         for nodes in sizes.w6Nodes {
             var row = BenchRow(
-                workload: "w6", title: "W6 \(nodes) nodes join, each sends to the next (\(view) view)", unit: "s",
+                workload: "w6",
+                title: "W6 \(nodes) nodes join, each sends to the next (\(view) view"
+                    + (sizes.w6Coordinators > 1 ? ", \(sizes.w6Coordinators) coordinators)" : ")"), unit: "s",
                 floor: nodes == 1000 ? .below(5) : .none)
             let limit = deadline(nodes, 20e-3)
             await repeatRuns(&row, "mesh") { row in
@@ -405,8 +409,13 @@ struct Workloads: Sendable {
                 let children = ChildGroup(deadline: limit + 10)
                 defer { children.killAll() }
                 let coordinator = try children.start("coordinator", [])
-                let address = try await coordinator.line(startingWith: "READY", within: 30 * patience)
+                var address = try await coordinator.line(startingWith: "READY", within: 30 * patience)
                 let port = UInt16(address.split(separator: ":").last ?? "") ?? 0
+                // More coordinators: the nodes register with each; the first one is measured.
+                for _ in 1..<max(sizes.w6Coordinators, 1) {
+                    let other = try children.start("coordinator", [])
+                    address += "," + (try await other.line(startingWith: "READY", within: 30 * patience))
+                }
                 let before = ProcessUsage.read(pid: coordinator.pid)
                 let swarm = try children.start(
                     "swarm", ["--coordinator", address, "--nodes", "\(nodes)", "--wait", "\(Int(limit))", "--view", view])

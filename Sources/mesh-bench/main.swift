@@ -39,6 +39,7 @@ let usage = """
       --scale F       multiply every count by F (message sizes stay)
       --quick         tiny sizes, for smoke tests
       --w6-nodes L    W6's node counts, comma-separated (default 100,500,1000,2000)
+      --w6-coordinators N  W6 with N coordinators: every node registers with each (default 1)
       --json          print the report as one JSON object instead of a table
     """
 
@@ -51,6 +52,7 @@ struct BenchOptions {
     var quick = false
     var json = false
     var w6Nodes: [Int]?
+    var w6Coordinators: Int?
 
     init(_ arguments: [String]) throws {
         var rest = arguments[...]
@@ -75,6 +77,11 @@ struct BenchOptions {
                     throw BenchFailure.usage("--w6-nodes needs a comma-separated list of node counts above 1")
                 }
                 w6Nodes = parsed.compactMap { $0 }
+            case "--w6-coordinators":
+                guard let parsed = Int(try value(argument)), (1...9).contains(parsed) else {
+                    throw BenchFailure.usage("--w6-coordinators needs a number from 1 to 9")
+                }
+                w6Coordinators = parsed
             case "--quick": quick = true
             case "--json": json = true
             case "all": workloads += Workloads.names + Workloads.keyedNames + ["bag", "codec", "crypto"]
@@ -94,6 +101,7 @@ struct BenchOptions {
         var sizes = factor == 1 ? base : base.scaled(by: factor)
         if let messages { sizes.w1Messages = messages }
         if let w6Nodes { sizes.w6Nodes = w6Nodes }
+        if let w6Coordinators { sizes.w6Coordinators = w6Coordinators }
         return sizes
     }
 }

@@ -9,6 +9,7 @@ let usage = """
                             [--admin-key-file PATH] [--allow-weak-key] [--insecure]
                             [--allow-foreign-hosts] [--log-level L] [--http HOST:PORT]
                             [--identity-file PATH] [--names-file PATH]
+                            [--announce [--mesh-name NAME]]
 
       --host H            address to listen on (default 127.0.0.1 without a key, 0.0.0.0 with one)
       --port P            TCP port (default 6374; 0 picks a free one)
@@ -35,6 +36,10 @@ let usage = """
       --http HOST:PORT    also serve the web view and Prometheus /metrics there (off by default;
                           127.0.0.1:6375 is typical; with a key, requests need the token that
                           `mesh http-token` prints; see docs/HTTP.md)
+      --announce          send a beacon on the LAN every 0.5 s (UDP broadcast, port 6374) so
+                          nodes with MESH_COORDINATOR=discover find this coordinator; needs
+                          --host set to the address nodes reach; keyed meshes sign it
+      --mesh-name NAME    the mesh name the beacon carries (default $MESH_NAME, else default)
       --version           print the version
       --help              print this help
 
@@ -71,6 +76,8 @@ var level: MeshLogger.Level? = nil
 var http: String? = nil
 var identity: NodeIdentity? = nil
 var names: NameBindings? = nil
+var announce = false
+var meshName = MeshDefaults.meshNameFromEnvironment
 var arguments = CommandLine.arguments.dropFirst()
 func value(for option: String, from arguments: inout ArraySlice<String>) -> String {
     guard let next = arguments.popFirst() else { fail("\(option) needs a value; see mesh-coordinator --help") }
@@ -111,6 +118,12 @@ while let argument = arguments.popFirst() {
         level = parsed
     case "--http":
         http = value(for: argument, from: &arguments)
+    case "--announce": announce = true
+    case "--mesh-name":
+        meshName = value(for: argument, from: &arguments)
+        if meshName.isEmpty || meshName.utf8.count > 255 || meshName.contains(where: \.isNewline) {
+            fail("--mesh-name: a name of 1 to 255 bytes on one line")
+        }
     case "--version":
         print("mesh-coordinator \(MeshDefaults.version)")
         exit(0)
@@ -169,10 +182,24 @@ if let http {
 if !(authkey ?? "").isEmpty {
     FileHandle.standardOutput.write(Data("mesh-coordinator static key \(coordinator.identity.publicKeyHex)\n".utf8))
 }
+var announcer: BeaconAnnouncer? = nil
+if announce {
+    guard case .ipv4(let bound, _) = address, bound != "0.0.0.0", !address.isLoopback else {
+        fail("--announce: the beacon names this coordinator's address, so listen on the IPv4 address nodes reach (--host), not \(address)", code: 1)
+    }
+    do {
+        let key = try MeshKey.stretched(authkey)
+        announcer = try BeaconAnnouncer(Beacon(mesh: meshName, address: address.description, key: key), from: bound, logger: logger)
+        FileHandle.standardOutput.write(Data("mesh-coordinator announcing mesh \"\(MeshText.escaped(meshName))\" on the LAN (UDP \(Beacon.port))\n".utf8))
+    } catch {
+        fail("--announce: \(error)", code: 1)
+    }
+}
 // Written unbuffered: scripts and tests wait for this line to learn the port.
 FileHandle.standardOutput.write(Data("mesh-coordinator listening on \(address)\n".utf8))
 let server = Task { try await coordinator.run() }
 _ = await MeshProcess.waitForTerminationSignal()
+announcer?.stop()
 server.cancel()
 _ = await server.result
 web?.close()

@@ -42,6 +42,7 @@ enum Command: String, CaseIterable, Sendable {
     case keygen = "keygen"
     case launch = "launch"
     case httpToken = "http-token"
+    case discover = "discover"
     case serviceList = "service list"
     case serviceCall = "service call"
     case bagRecord = "bag record"
@@ -52,6 +53,7 @@ enum Command: String, CaseIterable, Sendable {
     var valueOptions: Set<String> {
         switch self {
         case .nodeList, .nodeKill, .topicList, .topicInfo, .status, .httpToken: return []
+        case .discover: return ["--seconds", "--mesh-name"]
         case .topicEcho: return ["--count"]
         case .topicSend: return ["--count", "--rate", "--timeout"]
         case .topicHz, .topicBw: return ["--count", "--window"]
@@ -69,7 +71,7 @@ enum Command: String, CaseIterable, Sendable {
     /// Options without a value, on top of `--help`.
     var flags: Set<String> {
         switch self {
-        case .nodeList, .topicList, .topicInfo, .status, .topicHz, .topicBw, .speedtest: return ["--json"]
+        case .nodeList, .topicList, .topicInfo, .status, .topicHz, .topicBw, .speedtest, .discover: return ["--json"]
         case .nodeKill: return ["--json", "--all"]
         case .topicEcho, .httpToken: return []
         case .topicSend: return ["--no-wait"]
@@ -86,7 +88,7 @@ enum Command: String, CaseIterable, Sendable {
     /// The names of the positional arguments, in order; all are required.
     var positionals: [String] {
         switch self {
-        case .nodeList, .topicList, .status, .speedtest, .keygen, .httpToken: return []
+        case .nodeList, .topicList, .status, .speedtest, .keygen, .httpToken, .discover: return []
         case .nodeKill: return ["NAME|ID or --all"]
         case .topicEcho, .topicHz, .topicBw, .topicInfo: return ["TOPIC"]
         case .topicSend: return ["TOPIC", "JSON"]

@@ -2,7 +2,8 @@
 enum Help {
     static let common = """
         Common options:
-          --coordinator HOST:PORT  the coordinator (default $MESH_COORDINATOR, else 127.0.0.1:6374)
+          --coordinator HOST:PORT  the coordinator (default $MESH_COORDINATOR, else 127.0.0.1:6374);
+                                   several separated by commas: the first that answers is used
           --authkey KEY            the mesh's shared key (default $MESH_AUTHKEY; visible in `ps`)
           --authkey-file PATH      read the key from a file
           --admin-key-file PATH    the coordinator's admin key, for `status` and `node kill`
@@ -32,6 +33,7 @@ enum Help {
           keygen                   print a new random key (mesh keygen > mesh.key), or a node key (--node)
           launch FILE              start a whole system from a launch file and keep it running
           http-token               print the token for the coordinator's web view (--http)
+          discover                 list the coordinators that announce themselves on the LAN
           service list             list the services with their providers and groups
           service call NAME JSON   call a service with a JSON request and print the reply
           bag record|info|play     record messages to an MCAP file, describe one, replay one
@@ -199,6 +201,9 @@ enum Help {
                 Prints the coordinator's uptime, topology version and node count, then a table of
                 each node's counters as of its last heartbeat (nodes report every second):
                 messages and bytes sent and received, drops, and when it was last heard from.
+                Given several coordinators (--coordinator a:6374,b:6374), it first lists each:
+                DEAD when it does not answer, else its node count and whether it holds the same
+                records as the first that answered.
 
                   --json    print one JSON object instead
 
@@ -206,6 +211,22 @@ enum Help {
                 """
         case .launch:
             return LaunchCommand.help
+        case .discover:
+            return """
+                usage: mesh discover [--seconds S] [--mesh-name NAME] [--json] [common options]
+
+                Listens for coordinator beacons (mesh-coordinator --announce) on UDP port 6374 for
+                S seconds (default 3) and lists each sender once: the address it announces, its
+                mesh name, and whether a node of mesh NAME (default $MESH_NAME, else default)
+                with this key would use it, or why not (another mesh, a bad HMAC: another key).
+                Exits 1 when no beacon of that mesh was trusted. Contacts nobody.
+
+                  --seconds S       how long to listen (default 3)
+                  --mesh-name NAME  the mesh to check beacons against
+                  --json            print one JSON array instead
+
+                \(common)
+                """
         case .httpToken:
             return """
                 usage: mesh http-token [--authkey KEY | --authkey-file PATH]

@@ -29,6 +29,7 @@ func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     case .topicHz: try await TopicRateCommands.run(arguments, context, bandwidth: false)
     case .topicBw: try await TopicRateCommands.run(arguments, context, bandwidth: true)
     case .status: try await StatusCommand.run(arguments, context)
+    case .discover: try await DiscoverCommand.run(arguments, context)
     case .speedtest: try await SpeedtestCommand.run(arguments, context)
     case .keygen:
         if let path = arguments.values["--public"] {

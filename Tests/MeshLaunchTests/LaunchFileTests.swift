@@ -99,6 +99,18 @@ struct LaunchFileTests {
         #expect(wrong?.message.contains("expected a whole number") == true)
     }
 
+    @Test("coordinators: a list of addresses, as a YAML list or one string with commas; not with coordinator, not empty, not a bad address")
+    func coordinatorList() throws {
+        let nodes = "nodes:\n  a:\n    command: demo-worker\n"
+        let listed = try parse("coordinators:\n  - 10.0.0.1:6374\n  - 10.0.0.2:6374\n" + nodes)
+        #expect(listed.coordinator == .address("10.0.0.1:6374,10.0.0.2:6374"))
+        let inline = try parse("coordinators: 10.0.0.1:6374, 10.0.0.3:7000\n" + nodes)
+        #expect(inline.coordinator == .address("10.0.0.1:6374,10.0.0.3:7000"))
+        #expect(failure("coordinator: 10.0.0.1:6374\ncoordinators: [10.0.0.2:6374]\n" + nodes)?.description.contains("not both") == true)
+        #expect(failure("coordinators: []\n" + nodes) != nil)
+        #expect(failure("coordinators: [10.0.0.1:notaport]\n" + nodes)?.description.contains("HOST:PORT") == true)
+    }
+
     @Test("YAML forms: block lists at the key's indentation, nested lists, quotes, escapes, comments, ---")
     func yamlForms() throws {
         let text = """

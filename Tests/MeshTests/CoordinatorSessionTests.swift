@@ -12,11 +12,15 @@ struct SessionDriver {
     /// Every action so far, in order.
     private(set) var history: [CoordinatorSession.Action] = []
 
-    init(partialView: Bool = false, heartbeatInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(5)) {
-        session = CoordinatorSession(
-            configuration: .init(
-                coordinator: "127.0.0.1:6374", nodeID: SessionDriver.selfID, connectTimeout: connectTimeout,
-                heartbeatInterval: heartbeatInterval, partialView: partialView))
+    init(
+        partialView: Bool = false, heartbeatInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(5),
+        keepsTrying: Bool = false
+    ) {
+        var configuration = CoordinatorSession.Configuration(
+            coordinator: "127.0.0.1:6374", nodeID: SessionDriver.selfID, connectTimeout: connectTimeout,
+            heartbeatInterval: heartbeatInterval, partialView: partialView)
+        configuration.keepsTrying = keepsTrying
+        session = CoordinatorSession(configuration: configuration)
         start = .now
         now = start
     }
@@ -204,6 +208,53 @@ struct CoordinatorSessionTests {
         #expect(actions.contains(.registrationFailed(MeshError(connectingTo: "127.0.0.1:6374", failure: .handshake(.rejectedByPeer)))))
         #expect(other.session.phase == .closed)
         #expect(other.session.armed.isEmpty)
+    }
+
+    @Test("one of several coordinators: failures during the build are retried, the deadline reports but does not end the session, and a later welcome registers")
+    func severalCoordinatorsKeepTrying() {
+        var driver = SessionDriver(keepsTrying: true)
+        driver.handle(.start)
+        // Refused at once (that coordinator is down): retried, not a failed build.
+        var actions = driver.handle(.connectionClosed(driver.attempt, .socket(.failed("connect", 111))))
+        #expect(!actions.contains { if case .registrationFailed = $0 { true } else { false } })
+        #expect(driver.session.phase == .waiting)
+        // The deadline: reported (the node decides whether every coordinator failed), and dialling goes on.
+        actions = driver.advance(to: driver.at(5))
+        #expect(actions.contains { if case .registrationFailed(.coordinatorUnreachable) = $0 { true } else { false } })
+        #expect(driver.session.phase != .closed, "the session ended at the build's deadline")
+        #expect(!driver.session.armed.isEmpty)
+        actions = driver.advance(by: 10)
+        #expect(!actions.dials.isEmpty, "no more dialling after the build's deadline")
+        // An attempt with no welcome is given up by its own deadline, then dialled again.
+        if case .connecting = driver.session.phase {
+            #expect(driver.session.armed[.welcome] != nil, "an attempt after the deadline has no welcome deadline")
+        }
+        // It comes back: registered, and no second `registered` or `registrationFailed`.
+        while driver.session.phase == .waiting { driver.advance(by: 0.5) }
+        let attempt = driver.attempt
+        driver.handle(.connected(attempt))
+        actions = driver.handle(.received(attempt, welcome(nodes: [record("00000000000000bb", "peer")], version: 3)))
+        #expect(driver.session.isRegistered)
+        #expect(driver.session.topology.nodes["00000000000000bb"] != nil)
+        #expect(!actions.contains(CoordinatorSession.Action.registered), "the build was already over")
+    }
+
+    @Test("taking over from another coordinator's session keeps the nodes it lacks as provisional for the grace, until they appear or the grace ends")
+    func takeOverKeepsMissingNodes() {
+        var driver = SessionDriver(keepsTrying: true)
+        let a = record("00000000000000a1", "a")
+        let b = record("00000000000000b1", "b")
+        driver.register(nodes: [a], version: 1)
+        let before = [a.id: a, b.id: b, SessionDriver.selfID: record(SessionDriver.selfID, "self")]
+        let actions = driver.session.takeOver(from: before, now: driver.now)
+        #expect(actions == [.schedule(.grace, at: driver.now + CoordinatorSession.reregistrationGrace)])
+        #expect(driver.session.routingRecord(b.id) != nil, "a node the other view held is dropped at once")
+        #expect(driver.session.provisional[SessionDriver.selfID] == nil, "its own record is never provisional")
+        // Nothing missing: nothing to keep.
+        #expect(driver.session.takeOver(from: [a.id: a], now: driver.now).isEmpty)
+        // When the grace ends without it appearing, it is gone.
+        driver.advance(by: 6)
+        #expect(driver.session.routingRecord(b.id) == nil)
     }
 
     @Test("closing during the build fails it as closed instead of leaving it waiting")

@@ -28,6 +28,11 @@ struct CoordinatorSession: Sendable {
         var heartbeatInterval: Duration
         /// True for ``TopologyView/partial``.
         var partialView: Bool
+        /// True when this is one of several coordinators: the build's registration deadline does
+        /// not end the session (another coordinator may have registered the node), and an
+        /// attempt that fails during the build is retried like any later one. The node reports
+        /// the build failed only when every coordinator missed the deadline.
+        var keepsTrying = false
 
         /// Silence after which the coordinator counts as lost: five heartbeat intervals, at least
         /// 1 s (the coordinator leaves a heartbeat unanswered when it sent that node something in
@@ -83,7 +88,7 @@ struct CoordinatorSession: Sendable {
     enum Action: Sendable, Equatable {
         /// Open a control connection to the coordinator, known as this attempt from now on.
         case dial(Attempt)
-        /// Send `register` with the node's current record and id secret.
+        /// Send `register` with the node's current record (and its public key).
         case register(Attempt, view: TopologyView?, interest: ViewInterest?)
         /// Send this message on the attempt's connection.
         case send(Attempt, ControlMessage)
@@ -350,10 +355,15 @@ struct CoordinatorSession: Sendable {
             registering = false
             let seconds = Double(configuration.connectTimeout.components.seconds)
             let last = registrationRetryReason.map { " (the last attempt: \($0))" } ?? ""
+            let failure = MeshError.coordinatorUnreachable(address: configuration.coordinator, reason: "no registration within \(seconds) s\(last)")
+            if configuration.keepsTrying {
+                // One of several: the node may be registered elsewhere. Keep dialling; the attempt
+                // in progress now has a welcome deadline of its own.
+                guard case .connecting = phase else { return [.registrationFailed(failure)] }
+                return [.registrationFailed(failure), schedule(.welcome, at: now + configuration.connectTimeout)]
+            }
             let actions: [Action] = phase.attempt.map { [.close($0)] } ?? []
-            return actions + finish() + [
-                .registrationFailed(.coordinatorUnreachable(address: configuration.coordinator, reason: "no registration within \(seconds) s\(last)"))
-            ]
+            return actions + finish() + [.registrationFailed(failure)]
         case .welcome:
             // Registered neither way (a partition right after the handshake, say): start over.
             guard case .connecting(let attempt, let handshakeDone) = phase else { return [] }
@@ -441,7 +451,7 @@ struct CoordinatorSession: Sendable {
         phase = .waiting
         var actions = cancel(.welcome) + cancel(.liveness) + [.pumpHeartbeats(nil), .releaseInterestWaiters]
         if registering {
-            guard retryDuringBuild else {
+            guard retryDuringBuild || configuration.keepsTrying else {
                 registering = false
                 return actions + finish() + [.registrationFailed(failure)]
             }
@@ -482,6 +492,17 @@ struct CoordinatorSession: Sendable {
         var changes = TopologyChanges()
         for node in gone.values { changes.add(node) }
         return actions + [.topologyChanged(joined: [], changes: changes)]
+    }
+
+    /// The node now routes by this session, taking over from another coordinator's (PROTOCOL.md
+    /// §7.2): the nodes `before` held that this topology lacks are kept as provisional for the
+    /// re-registration grace. This coordinator may not have them yet (a join storm, a restart),
+    /// and a departure this session did not see is no reason to stop routing to them at once.
+    mutating func takeOver(from before: [String: NodeRecord], now: ContinuousClock.Instant) -> [Action] {
+        let missing = before.filter { $0.key != configuration.nodeID && topology.nodes[$0.key] == nil && provisional[$0.key] == nil }
+        guard !missing.isEmpty else { return [] }
+        provisional.merge(missing) { held, _ in held }
+        return [schedule(.grace, at: now + Self.reregistrationGrace)]
     }
 
     // MARK: Timers

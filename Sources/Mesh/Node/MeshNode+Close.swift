@@ -91,7 +91,7 @@ extension MeshNode {
         // accept its connection (a partial view looks a sender up when it says hello).
         let leaveFirst = !listenedTopics.isEmpty || !servedServices.isEmpty
         var closing = leaveFirst ? closeSession(flushingUntil: .now + bound + bound) : []
-        if leaveFirst { heartbeatPump.stop() }
+        if leaveFirst { stopHeartbeatPumps() }
         peerDirectory.whenUnknown(nil)
 
         // 1. Take nothing new: no connections, no messages into the inbox, no requests. Open
@@ -140,7 +140,7 @@ extension MeshNode {
         }
         report.messagesUnhandled = abandoned + refused
         if !leaveFirst {
-            heartbeatPump.stop()
+            stopHeartbeatPumps()
             for connection in closeSession(flushingUntil: .now + bound) { await connection.waitUntilClosed() }
         }
         for (peerID, connection) in peers.sorted(by: { $0.peerID < $1.peerID }) {

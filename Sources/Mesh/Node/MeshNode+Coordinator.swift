@@ -5,27 +5,77 @@ import MeshCrypto
 /// session decides (registering, deltas, heartbeats, liveness, reconnecting); the node feeds it
 /// what happened and performs what it returns, with the sockets, the timers and the waiters.
 extension MeshNode {
-    // MARK: Feeding the session
+    // MARK: Feeding the sessions
 
-    /// Gives `event` to the session and performs the actions it returns, then those of the events
-    /// the actions themselves caused (a dial that fails at once), in order.
+    /// Gives `event` to every coordinator's session (the node is built, a listen to announce,
+    /// more interest, the close) and performs the actions each returns.
+    func apply(_ event: CoordinatorSession.Event, now: ContinuousClock.Instant = .now) {
+        for slot in slots.indices { apply(event, to: slot, now: now) }
+    }
+
+    /// Gives `event` to the session of the coordinator at `slot` and performs the actions it
+    /// returns, then those of the events the actions themselves caused (a dial that fails at
+    /// once), in order. With several coordinators, then checks which one the node routes by.
     ///
     /// - Parameters:
     ///   - event: what happened.
+    ///   - slot: the coordinator's place in the node's list.
     ///   - now: when; for a timer, the instant the loop ran it.
-    func apply(_ event: CoordinatorSession.Event, now: ContinuousClock.Instant = .now) {
+    func apply(_ event: CoordinatorSession.Event, to slot: Int, now: ContinuousClock.Instant = .now) {
         var pending = [(event, now)]
         var index = 0
         while index < pending.count {
             let (next, at) = pending[index]
             index += 1
-            for action in session.handle(next, now: at) {
-                if let followUp = perform(action) { pending.append((followUp, .now)) }
+            for action in slots[slot].session.handle(next, now: at) {
+                if let followUp = perform(action, slot: slot) { pending.append((followUp, .now)) }
             }
         }
+        guard slots.count > 1 else { return }
+        if slots[slot].session.isRegistered { slots[slot].wasRegistered = true }
+        let welcomedInBuild = slots[slot].welcomedInBuild
+        slots[slot].welcomedInBuild = false
+        choosePrimary(welcomedInBuild: welcomedInBuild ? slot : nil)
     }
 
-    /// Handles what the coordinator link, the peer links and the session's timers queued.
+    /// Fails over: once the coordinator the node routes by is lost, the first registered one in
+    /// the list takes over, and its topology (kept current all along by its own registration)
+    /// replaces the lost one's. While the current one is registered, the node moves only to a
+    /// coordinator earlier in its list whose first welcome came within the build's deadline (the
+    /// build's welcomes race); never to one that comes later or back after being lost: that one
+    /// holds only the nodes that registered with it so far.
+    private func choosePrimary(welcomedInBuild: Int?) {
+        let next: Int
+        let failover = !slots[primary].session.isRegistered
+        if failover {
+            guard let registered = slots.indices.first(where: { slots[$0].session.isRegistered }) else { return }
+            next = registered
+        } else {
+            guard let earlier = welcomedInBuild, earlier < primary else { return }
+            next = earlier
+        }
+        let previous = slots[primary].session.configuration.coordinator
+        // A real failover is worth an info line; the build's race of welcomes is not.
+        let lost = failover && slots[primary].wasRegistered
+        let routed = slots[primary].session.routingTopology.nodes
+        primary = next
+        for action in slots[next].session.takeOver(from: routed, now: .now) { _ = perform(action, slot: next) }
+        logger.log(
+            lost ? .info : .debug,
+            "routing by the coordinator at \(slots[next].session.configuration.coordinator) now ("
+                + (failover ? "\(previous) is unreachable" : "earlier in the list") + "); \(topology.nodes.count) node(s) in its view")
+        topologyChanged(.everything)
+        releaseInterestWaiters()
+        if hasPartialView { acknowledge(slots[next].session.interest) }
+    }
+
+    /// The coordinator this node routes by (`HOST:PORT` as configured), `nil` while none of its
+    /// list has it registered: with several coordinators, where failover has taken it.
+    package var routingCoordinator: String? {
+        slots[primary].session.isRegistered ? slots[primary].session.configuration.coordinator : nil
+    }
+
+    /// Handles what the coordinator links, the peer links and the sessions' timers queued.
     func handle(_ batch: [ControlEvent]) {
         for event in batch {
             switch event {
@@ -37,9 +87,9 @@ extension MeshNode {
                         "the coordinator proved static key \(lowercaseHex(proven))"
                             + (configuration.coordinatorKey == nil ? " (pin it with MESH_COORDINATOR_KEY)" : ""))
                 }
-                if let attempt = attempt(of: connection) { apply(.connected(attempt)) }
+                if let (slot, attempt) = attempt(of: connection) { apply(.connected(attempt), to: slot) }
             case .frame(let connection, let body):
-                guard let attempt = attempt(of: connection) else { continue }  // from a connection given up
+                guard let (slot, attempt) = attempt(of: connection) else { continue }  // from a connection given up
                 let message: ControlMessage
                 do throws(FrameError) {
                     message = try SharedControlDecoding.decode(body)
@@ -47,16 +97,16 @@ extension MeshNode {
                     connection.close(error: .frame(error))
                     continue
                 }
-                apply(.received(attempt, message))
+                apply(.received(attempt, message), to: slot)
             case .closed(let connection, let error):
-                guard let attempt = attempt(of: connection) else { continue }
-                controlLink = nil
-                apply(.connectionClosed(attempt, error))
-            case .timer(let timer, let due, let firedAt):
+                guard let (slot, attempt) = attempt(of: connection) else { continue }
+                slots[slot].link = nil
+                apply(.connectionClosed(attempt, error), to: slot)
+            case .timer(let slot, let timer, let due, let firedAt):
                 // Drops held back by the once-a-second limit are reported with each heartbeat tick,
-                // registered or not.
-                if timer == .heartbeat { router.reportHeldDrops() }
-                apply(.timerFired(timer, due: due), now: firedAt)
+                // registered or not (once per tick, whatever the number of coordinators).
+                if timer == .heartbeat, slot == 0 { router.reportHeldDrops() }
+                apply(.timerFired(timer, due: due), to: slot, now: firedAt)
             case .peerClosed(let id, let connection, let error, let unsent):
                 peerClosed(id: id, connection: connection, error: error, unsent: unsent)
             case .firstSend(let topic):
@@ -70,89 +120,108 @@ extension MeshNode {
 
     /// Tells the coordinator about a listen, unlisten, serve or unserve, when connected (a
     /// reconnect re-sends all).
+    ///
+    /// Each one is a change of this node's record: its version goes up by one. With several
+    /// coordinators the version rides along (and with the register), so they can tell whose view
+    /// of this node is the newer (PROTOCOL.md, "Several coordinators").
     func announce(_ type: ControlMessage.Kind, topic: String? = nil, service: String? = nil, messageType: TopicType? = nil) {
-        apply(.sendRequested(ControlMessage(type, topic: topic, service: service, messageType: messageType)))
+        recordVersion += 1
+        let version = slots.count > 1 ? recordVersion : nil
+        apply(.sendRequested(ControlMessage(type, topic: topic, service: service, messageType: messageType, version: version)))
     }
 
     /// Ends the session as the node closes: says `bye` on the coordinator connection (returned, to
     /// wait for once it is flushed by `deadline`), disarms the timers, wakes interest waits.
     func closeSession(flushingUntil deadline: ContinuousClock.Instant) -> [Connection] {
         var closing: [Connection] = []
-        for action in session.handle(.close, now: .now) {
-            guard case .leave(let attempt) = action, let connection = connection(for: attempt) else {
-                _ = perform(action)
-                continue
+        for slot in slots.indices {
+            for action in slots[slot].session.handle(.close, now: .now) {
+                guard case .leave(let attempt) = action, let connection = connection(for: attempt, slot: slot) else {
+                    _ = perform(action, slot: slot)
+                    continue
+                }
+                slots[slot].link = nil
+                connection.send(ControlMessage(.bye).encodedFrame())
+                connection.closeAfterFlushing(deadline: deadline)
+                closing.append(connection)
             }
-            controlLink = nil
-            connection.send(ControlMessage(.bye).encodedFrame())
-            connection.closeAfterFlushing(deadline: deadline)
-            closing.append(connection)
         }
         return closing
     }
 
+    /// Stops every coordinator's heartbeat pump (the node closes).
+    func stopHeartbeatPumps() {
+        for slot in slots { slot.pump.stop() }
+    }
+
     // MARK: Performing its actions
 
-    /// Does what the session asked; returns an event when doing it failed at once.
-    private func perform(_ action: CoordinatorSession.Action) -> CoordinatorSession.Event? {
+    /// Does what the session of the coordinator at `slot` asked; returns an event when doing it
+    /// failed at once.
+    private func perform(_ action: CoordinatorSession.Action, slot: Int) -> CoordinatorSession.Event? {
         switch action {
         case .dial(let attempt):
-            return dial(attempt)
+            return dial(attempt, slot: slot)
         case .register(let attempt, let view, let interest):
-            guard let connection = connection(for: attempt) else { return nil }
+            guard let connection = connection(for: attempt, slot: slot) else { return nil }
             // The counters since this process started ride along, so a coordinator that sees this
             // node again (a new session, or a restarted coordinator) continues them, never from 0.
             let current = statistics
-            lastReportedStatistics = current
+            slots[slot].lastReportedStatistics = current
+            var record = self.record
+            if slots.count > 1 { record.version = recordVersion }
             connection.send(
                 ControlMessage(.register, node: record, stats: current, view: view, interest: interest)
                     .encodedFrame())
         case .send(let attempt, let message):
-            connection(for: attempt)?.send(message.encodedFrame())
+            connection(for: attempt, slot: slot)?.send(message.encodedFrame())
         case .sendHeartbeat(let attempt):
-            guard let connection = connection(for: attempt) else { return nil }
+            guard let connection = connection(for: attempt, slot: slot) else { return nil }
             // Counters ride along only when they changed: an idle node's beat stays a few bytes.
             let current = statistics
-            let changed = current != lastReportedStatistics
-            lastReportedStatistics = current
+            let changed = current != slots[slot].lastReportedStatistics
+            slots[slot].lastReportedStatistics = current
             connection.send(ControlMessage(.heartbeat, stats: changed ? current : nil).encodedFrame())
-            heartbeatPump.beat(on: connection)
+            slots[slot].pump.beat(on: connection)
         case .close(let attempt):
-            guard let connection = connection(for: attempt) else { return nil }
-            controlLink = nil
+            guard let connection = connection(for: attempt, slot: slot) else { return nil }
+            slots[slot].link = nil
             connection.close()
         case .leave(let attempt):
-            guard let connection = connection(for: attempt) else { return nil }
-            controlLink = nil
+            guard let connection = connection(for: attempt, slot: slot) else { return nil }
+            slots[slot].link = nil
             connection.send(ControlMessage(.bye).encodedFrame())
             connection.closeAfterFlushing(deadline: .now + .seconds(2))
         case .schedule(let timer, let due):
-            if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
+            if let old = slots[slot].timers.removeValue(forKey: timer) { loop.cancelTimer(old) }
             let events = controlEvents
-            sessionTimers[timer] = loop.schedule(at: due) {
-                events.push(.timer(timer, due: due, firedAt: .now))
+            slots[slot].timers[timer] = loop.schedule(at: due) {
+                events.push(.timer(slot, timer, due: due, firedAt: .now))
             }
         case .cancel(let timer):
-            if let old = sessionTimers.removeValue(forKey: timer) { loop.cancelTimer(old) }
+            if let old = slots[slot].timers.removeValue(forKey: timer) { loop.cancelTimer(old) }
         case .topologyChanged(let joined, let changes):
-            topologyChanged(changes, joined: joined)
+            // Every coordinator's session keeps its own topology; the node routes by one of them.
+            if slot == primary { topologyChanged(changes, joined: joined) }
         case .acknowledge(let answered):
-            acknowledge(answered)
+            if slot == primary { acknowledge(answered) }
         case .releaseInterestWaiters:
-            releaseInterestWaiters()
+            if slot == primary { releaseInterestWaiters() }
         case .pumpHeartbeats(let attempt):
-            heartbeatPump.beat(on: attempt.flatMap { connection(for: $0) })
+            slots[slot].pump.beat(on: attempt.flatMap { connection(for: $0, slot: slot) })
         case .registered:
+            slots[slot].welcomedInBuild = true
             registration?.resume()
             registration = nil
         case .registrationFailed(let error):
-            registration?.resume(throwing: error)
-            registration = nil
+            registrationFailed(error, slot: slot)
         case .refused(let topic, let reason):
-            refused(topic: topic, reason: reason)
+            // Every coordinator refuses alike: the one the node routes by speaks for them.
+            if slot == primary { refused(topic: topic, reason: reason) }
         case .countReconnect:
             router.count { $0.coordinatorReconnects += 1 }
         case .stop:
+            guard !wasAskedToStop else { return nil }  // asked by several coordinators: once
             wasAskedToStop = true
             let action = configuration.onShutdownRequest
             Task {
@@ -167,30 +236,92 @@ extension MeshNode {
         return nil
     }
 
-    private func dial(_ attempt: CoordinatorSession.Attempt) -> CoordinatorSession.Event? {
-        guard !isClosed, let address = coordinatorAddress else { return .connectionClosed(attempt, nil) }
+    /// The build's registration failed with one coordinator: with one, the build fails; with
+    /// several, only once every one of them failed (a rejection says more than a timeout).
+    private func registrationFailed(_ error: MeshError, slot: Int) {
+        guard slots.count > 1 else {
+            registration?.resume(throwing: error)
+            registration = nil
+            return
+        }
+        slots[slot].missedRegistration = error
+        let failures = slots.compactMap(\.missedRegistration)
+        guard failures.count == slots.count, let registration else { return }
+        self.registration = nil
+        if let rejected = failures.first(where: { if case .registrationRejected = $0 { true } else { false } }) {
+            registration.resume(throwing: rejected)
+            return
+        }
+        let reasons = failures.map(\.description).joined(separator: "; ")
+        registration.resume(
+            throwing: MeshError.coordinatorUnreachable(
+                address: configuration.coordinator, reason: "none of the \(slots.count) coordinators registered this node: \(reasons)"))
+    }
+
+    private func dial(_ attempt: CoordinatorSession.Attempt, slot: Int) -> CoordinatorSession.Event? {
+        guard !isClosed, let address = slots[slot].address else { return .connectionClosed(attempt, nil) }
         var options = MeshNode.connectionOptions(configuration, key: key, identity: identity, purpose: .control)
         options.maximumFrameLength = max(options.maximumFrameLength, 64 << 20)
         options.maximumPendingBytes = 64 << 20
         do {
             let connection = try Connection.connect(
                 to: address, options: options, delegate: CoordinatorLink(events: controlEvents), loop: loop)
-            controlLink = (attempt, connection)
+            slots[slot].link = (attempt, connection)
             return nil
         } catch {
             return .connectionClosed(attempt, .socket(error))
         }
     }
 
-    /// The connection of `attempt`, while it is the current one.
-    private func connection(for attempt: CoordinatorSession.Attempt) -> Connection? {
-        guard let link = controlLink, link.attempt == attempt else { return nil }
+    /// The connection of `attempt` of the coordinator at `slot`, while it is the current one.
+    private func connection(for attempt: CoordinatorSession.Attempt, slot: Int) -> Connection? {
+        guard let link = slots[slot].link, link.attempt == attempt else { return nil }
         return link.connection
     }
 
-    /// The attempt `connection` belongs to, while it is the current one.
-    private func attempt(of connection: Connection) -> CoordinatorSession.Attempt? {
-        guard let link = controlLink, link.connection === connection else { return nil }
-        return link.attempt
+    /// The coordinator and attempt `connection` belongs to, while it is the current one.
+    private func attempt(of connection: Connection) -> (Int, CoordinatorSession.Attempt)? {
+        for slot in slots.indices {
+            if let link = slots[slot].link, link.connection === connection { return (slot, link.attempt) }
+        }
+        return nil
     }
+}
+
+extension MeshNode {
+    /// A slot per coordinator of `coordinators`, each with its session and heartbeat pump.
+    static func slots(
+        for coordinators: [String], configuration: Configuration, nodeID: String, loop: EventLoop
+    ) -> [CoordinatorSlot] {
+        coordinators.map { coordinator in
+            var session = CoordinatorSession.Configuration(
+                coordinator: coordinator, nodeID: nodeID, connectTimeout: configuration.connectTimeout,
+                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial)
+            session.keepsTrying = coordinators.count > 1
+            return CoordinatorSlot(
+                session: CoordinatorSession(configuration: session),
+                pump: HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop))
+        }
+    }
+}
+
+/// One coordinator in a node's list, as the node holds it: the session with it (with its own
+/// topology), its address, its current attempt and connection, its timers and its heartbeat pump.
+struct CoordinatorSlot {
+    var session: CoordinatorSession
+    var address: SocketAddress?
+    /// The session's current attempt and its connection to the coordinator.
+    var link: (attempt: CoordinatorSession.Attempt, connection: Connection)?
+    /// The event-loop timer of each armed session timer.
+    var timers: [CoordinatorSession.Timer: UInt64] = [:]
+    /// Sends a bare heartbeat from the loop thread when the actor sends none in time.
+    let pump: HeartbeatPump
+    /// The counters the last heartbeat to this coordinator carried.
+    var lastReportedStatistics: MeshStatistics?
+    /// Why the build's registration failed with this coordinator (several coordinators only).
+    var missedRegistration: MeshError?
+    /// True once this coordinator has welcomed the node (several coordinators only).
+    var wasRegistered = false
+    /// Its first welcome came within the build's deadline, and the node has not yet weighed it.
+    var welcomedInBuild = false
 }

@@ -12,8 +12,14 @@ import Synchronization
 public actor MeshNode {
     /// Everything a node can be tuned with; the defaults suit most meshes.
     public struct Configuration: Sendable {
-        /// The coordinator's `HOST:PORT`.
+        /// The coordinator's `HOST:PORT`, or several, separated by commas
+        /// (`a:6374,b:6374,c:6374`): the node registers with each and routes by the first one
+        /// that is up, failing over to the next when it is lost (PROTOCOL.md, "Several coordinators").
         public var coordinator: String
+        /// The mesh's name: with `coordinator` set to `discover`, the node registers with the
+        /// coordinators that announce this name on the LAN (`mesh-coordinator --announce`).
+        /// Defaults to `$MESH_NAME`, else `default`.
+        public var meshName: String = MeshDefaults.meshNameFromEnvironment
         /// The shared key, or `nil` for an open mesh.
         public var authkey: String?
         /// Accepts a key that ``MeshKey/estimatedStrength(_:)`` finds easy to guess (a passphrase
@@ -192,9 +198,9 @@ public actor MeshNode {
         case frame(Connection, [UInt8])
         case closed(Connection, ConnectionError?)
         case peerClosed(String, Connection, ConnectionError?, Connection.Unsent)
-        /// A timer of the coordinator session fired on the loop at `firedAt` (queued behind the
+        /// A timer of the session with the coordinator at a place in the list fired on the loop at `firedAt` (queued behind the
         /// frames the loop read before it).
-        case timer(CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
+        case timer(Int, CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
         /// The first send on a topic: the topology learns that this node sends there.
         case firstSend(String)
     }
@@ -256,17 +262,19 @@ public actor MeshNode {
     /// Waits in progress (`waitForListener`, `waitForNodes`, listen confirmations), for tests.
     var pendingWaitCount: Int { topologyWaiters.count }
     var nextWaiterID: UInt64 = 0
-    /// Registering, deltas, heartbeats, liveness and reconnecting, as a state machine (see
-    /// MeshNode+Coordinator.swift for the shell that performs its actions).
+    /// Each coordinator of the list, with its session: registering, deltas, heartbeats, liveness
+    /// and reconnecting, as a state machine (see MeshNode+Coordinator.swift for the shell that
+    /// performs its actions). One element unless several coordinators are configured.
     ///
-    /// A stored property, not `lazy`: a lazy one is mutated through its getter and setter, so
-    /// every event copied the session and, with it, the whole topology (O(nodes) per delta).
-    var session: CoordinatorSession
-    /// The session's current attempt and its connection to the coordinator.
-    var controlLink: (attempt: CoordinatorSession.Attempt, connection: Connection)?
-    /// The event-loop timer of each armed session timer.
-    var sessionTimers: [CoordinatorSession.Timer: UInt64] = [:]
-    var coordinatorAddress: SocketAddress?
+    /// Stored, and mutated in place (`slots[i].session.handle`): a session mutated through a
+    /// getter and setter copied the whole topology on every event (O(nodes) per delta).
+    var slots: [CoordinatorSlot]
+    /// The place in ``slots`` of the coordinator this node routes by.
+    var primary = 0
+    /// The session of the coordinator this node routes by.
+    var session: CoordinatorSession { slots[primary].session }
+    /// Bumped by every change this node announces of its own record (PROTOCOL.md, "Several coordinators").
+    var recordVersion: UInt64 = 0
     var server: Listener?
     var unixServer: Listener?
     private var advertisedAddress: String?
@@ -287,10 +295,6 @@ public actor MeshNode {
     /// True while registered with a partial view the coordinator confirmed in its welcome.
     var hasPartialView: Bool { session.hasPartialView }
     nonisolated let readyRoutes = ReadyRoutes()
-    /// Sends a bare heartbeat from the loop thread when the actor sends none in time.
-    nonisolated let heartbeatPump: HeartbeatPump
-    /// The counters the last heartbeat carried.
-    var lastReportedStatistics: MeshStatistics?
     /// The coordinator's static key as last logged (keyed mesh).
     var loggedCoordinatorKey: [UInt8]?
 
@@ -321,16 +325,15 @@ public actor MeshNode {
         self.key = try? MeshKey.stretched(configuration.authkey)
         self.name = name
         self.configuration = configuration
-        self.session = CoordinatorSession(
-            configuration: .init(
-                coordinator: configuration.coordinator, nodeID: id, connectTimeout: configuration.connectTimeout,
-                heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial))
         let loop = EventLoop.shared
         self.loop = loop
+        let listed = MeshDefaults.coordinatorList(configuration.coordinator)
+        // Nothing listed: kept as written, so resolving it reports the bad address.
+        self.slots = MeshNode.slots(
+            for: listed.isEmpty ? [configuration.coordinator] : listed, configuration: configuration, nodeID: id, loop: loop)
         self.logger = (configuration.logger ?? MeshLogger(label: name)).labeled(name)
         self.codec = configuration.codec
         self.inbox = Inbox(highWater: configuration.maximumInboxBytes)
-        self.heartbeatPump = HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop)
         let events = EventQueue<ControlEvent>()
         self.controlEvents = events
         let calls = PendingCalls(logger: logger, loop: loop)
@@ -383,8 +386,8 @@ public actor MeshNode {
     /// The address this node accepts peer connections on.
     public var listenAddress: SocketAddress? { server?.address }
 
-    /// True while the node is registered with a live coordinator.
-    public var isConnectedToCoordinator: Bool { session.isRegistered }
+    /// True while the node is registered with a live coordinator (any one of several).
+    public var isConnectedToCoordinator: Bool { slots.contains { $0.session.isRegistered } }
 
     // MARK: Starting
 
@@ -398,9 +401,21 @@ public actor MeshNode {
         if let authkey = configuration.authkey, !authkey.isEmpty {
             try MeshKey.validate(authkey, allowWeak: configuration.allowWeakKey)
         }
-        let coordinatorText = configuration.coordinator
-        let address = try await SocketAddress.resolve(coordinatorText, defaultPort: MeshDefaults.coordinatorPort)
-        coordinatorAddress = address
+        if slots.count == 1, slots[0].session.configuration.coordinator == MeshDefaults.discover {
+            // Nothing configured but `discover`: the coordinators that announce this mesh on the LAN.
+            let window = min(configuration.connectTimeout, MeshDefaults.discoveryWindow)
+            let found = try await BeaconListener.discover(
+                mesh: configuration.meshName, key: key, window: window, settle: MeshDefaults.discoverySettle, logger: logger)
+            slots = MeshNode.slots(for: found, configuration: configuration, nodeID: id, loop: loop)
+        }
+        for slot in slots.indices {
+            let text = slots[slot].session.configuration.coordinator
+            slots[slot].address = try await SocketAddress.resolve(text, defaultPort: MeshDefaults.coordinatorPort)
+        }
+        // The first coordinator picks the interface peers reach this node on.
+        guard let address = slots.first?.address else {
+            throw MeshError.invalidAddress(configuration.coordinator, reason: "no coordinator address given")
+        }
         if let advertised = configuration.advertisedHost, SocketAddress.parse(advertised, defaultPort: 0) == nil {
             // Peers dial numeric addresses only: resolve a name once, here, where failing is clear.
             advertisedAddress = try await SocketAddress.resolve(advertised, defaultPort: 0).host

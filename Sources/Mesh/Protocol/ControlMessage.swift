@@ -75,12 +75,16 @@ package struct ControlMessage: Codable, Sendable, Equatable {
     package var interest: ViewInterest?
     /// With `listen` and `publish`: the message type declared for `topic`.
     package var messageType: TopicType?
+    /// With `listen`, `unlisten`, `publish`, `serve` and `unserve` from a node with several
+    /// coordinators: its record's version after this change.
+    package var version: UInt64?
 
     package init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
         status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil,
-        service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil, messageType: TopicType? = nil
+        service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil, messageType: TopicType? = nil,
+        version: UInt64? = nil
     ) {
         self.type = type
         self.node = node
@@ -97,6 +101,7 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         self.view = view
         self.interest = interest
         self.messageType = messageType
+        self.version = version
     }
 
     /// The whole frame: header plus JSON body.

@@ -16,6 +16,30 @@ public enum MeshDefaults {
             ?? coordinatorAddress
     }
 
+    /// The coordinator address that means "find them on the LAN": `MESH_COORDINATOR=discover`.
+    public static let discover = "discover"
+    /// How long a node with `discover` listens for beacons at most (less when its connect
+    /// timeout is shorter).
+    public static let discoveryWindow: Duration = .seconds(3)
+    /// How long it listens at least, to hear every coordinator: three beacon intervals.
+    public static let discoverySettle: Duration = .milliseconds(1500)
+
+    /// `$MESH_NAME` when set and not empty, else `default`: the mesh name beacons carry.
+    public static var meshNameFromEnvironment: String {
+        ProcessInfo.processInfo.environment["MESH_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+    }
+
+    /// The coordinators in `text`: `HOST:PORT` addresses separated by commas (spaces around each
+    /// are ignored, empty entries skipped), in order, each once. One address gives a list of one.
+    public static func coordinatorList(_ text: String) -> [String] {
+        var seen = Set<String>()
+        return text.split(separator: ",").compactMap { part in
+            let address = part.trimmingCharacters(in: .whitespaces)
+            guard !address.isEmpty, seen.insert(address).inserted else { return nil }
+            return address
+        }
+    }
+
     /// A short name for this host and network namespace: 12 hex digits of the SHA-256 of the
     /// machine id (or host name) and the namespace's inode. Nodes with the same value can reach
     /// each other's abstract Unix sockets.

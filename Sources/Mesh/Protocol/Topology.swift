@@ -29,11 +29,14 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
     /// keyed mesh a peer dialling this node completes the handshake only with the holder of its
     /// private key (protocol version 3).
     public var key: String?
+    /// The node's own count of changes to its record, sent by a node with several coordinators
+    /// (absent otherwise): of two views of one node, the one with the higher version is newer.
+    public var version: UInt64?
 
     public init(
         id: String, name: String, host: String, port: UInt16, topics: [String] = [], pid: Int32? = nil,
         joined: Double? = nil, local: String? = nil, services: [String] = [], sends: [String] = [],
-        types: [String: TopicType] = [:], key: String? = nil
+        types: [String: TopicType] = [:], key: String? = nil, version: UInt64? = nil
     ) {
         self.id = id
         self.key = key
@@ -47,10 +50,11 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         self.local = local
         self.sends = sends
         self.types = types
+        self.version = version
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, name, host, port, topics, services, pid, joined, local, sends, types, key
+        case id, name, host, port, topics, services, pid, joined, local, sends, types, key, version
     }
 
     public init(from decoder: any Decoder) throws {
@@ -67,6 +71,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         sends = try container.decodeIfPresent([String].self, forKey: .sends) ?? []
         types = try container.decodeIfPresent([String: TopicType].self, forKey: .types) ?? [:]
         key = try container.decodeIfPresent(String.self, forKey: .key)
+        version = try container.decodeIfPresent(UInt64.self, forKey: .version)
     }
 
     /// Writes `services` only when there are some, so records of nodes without services (most
@@ -85,6 +90,7 @@ public struct NodeRecord: Codable, Sendable, Hashable, Identifiable {
         if !sends.isEmpty { try container.encode(sends, forKey: .sends) }
         if !types.isEmpty { try container.encode(types, forKey: .types) }
         try container.encodeIfPresent(key, forKey: .key)
+        try container.encodeIfPresent(version, forKey: .version)
     }
 
     /// The type this node declared for `topic` that `type` does not agree with, if any.

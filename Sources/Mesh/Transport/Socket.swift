@@ -186,6 +186,71 @@ package struct Socket: Sendable, Hashable {
         return probe.localAddress()
     }
 
+    // MARK: Datagrams (LAN discovery beacons)
+
+    /// A non-blocking IPv4 UDP socket bound to `address`, allowed to send broadcasts. With
+    /// `shared`, other sockets of this host may bind the same port, and each gets every
+    /// broadcast (several nodes and `mesh discover` listening at once).
+    ///
+    /// - Throws: ``SocketError/failed(_:_:)`` naming `socket` or `bind` and the errno.
+    package static func datagram(binding address: SocketAddress, shared: Bool) throws(SocketError) -> Socket {
+        guard case .ipv4 = address else { throw .failed("socket (beacons are IPv4 only) for \(address)", EAFNOSUPPORT) }
+        let fd = cmesh_socket(AF_INET, Int32(SOCK_DGRAM.rawValue))
+        guard fd >= 0 else { throw .failed("socket", errno) }
+        let socket = Socket(fd: fd)
+        var on: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, socklen_t(MemoryLayout<Int32>.size))
+        if shared { socket.setReuseAddress() }
+        guard address.withSockAddr({ bind(fd, $0, $1) }) == 0 else {
+            let error = errno
+            socket.close()
+            throw .failed("bind \(address)", error)
+        }
+        return socket
+    }
+
+    /// Sends one datagram to `destination`; `false` when the kernel had no room for it now
+    /// (it is not sent: a beacon is sent again soon anyway).
+    package func sendDatagram(_ bytes: [UInt8], to destination: SocketAddress) throws(SocketError) -> Bool {
+        while true {
+            let count = bytes.withUnsafeBytes { raw in
+                destination.withSockAddr { sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1) }
+            }
+            if count >= 0 { return true }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return false
+            default: throw SocketError(operation: "sendto \(destination)", errno: errno)
+            }
+        }
+    }
+
+    /// Reads one waiting datagram and who sent it; `nil` when none is waiting. A datagram longer
+    /// than `capacity` comes back with its true length in `size` and only `capacity` bytes.
+    package func receiveDatagram(capacity: Int) throws(SocketError) -> (bytes: [UInt8], size: Int, sender: SocketAddress)? {
+        var buffer = [UInt8](repeating: 0, count: capacity)
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { raw in
+                withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, raw.baseAddress, raw.count, Int32(MSG_TRUNC), $0, &length)
+                    }
+                }
+            }
+            if count >= 0 {
+                let sender = SocketAddress(storage: storage) ?? .ipv4(host: "?", port: 0)
+                return (Array(buffer.prefix(min(count, capacity))), count, sender)
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return nil
+            default: throw SocketError(operation: "recvfrom", errno: errno)
+            }
+        }
+    }
+
     /// Closes the descriptor. Call once.
     package func close() {
         _ = Glibc.close(fd)

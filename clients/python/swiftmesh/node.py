@@ -127,7 +127,12 @@ class MeshNode:
         if load_balancing not in ("round_robin", "random", "broadcast"):
             raise ValueError(f"unknown load balancing {load_balancing!r}")
         self.name = name
+        # One address, a list (a:6374,b:6374: the next is used when one is lost), or "discover".
         self.coordinator = coordinator or os.environ.get("MESH_COORDINATOR") or p.DEFAULT_COORDINATOR
+        self.mesh_name = os.environ.get("MESH_NAME") or "default"
+        self._coordinators = p.coordinator_list(self.coordinator) or [self.coordinator]
+        self._current = 0
+        self._tried_in_build = 1
         self._authkey_text = authkey if authkey is not None else (os.environ.get("MESH_AUTHKEY") or None)
         self.load_balancing = load_balancing
         self.policy = when_peer_queue_full or Policy.wait()
@@ -214,13 +219,22 @@ class MeshNode:
         self._key = await _to_thread(p.stretch_key, self._authkey_text)
         self._requests = asyncio.Semaphore(MAXIMUM_CONCURRENT_REQUESTS)
         self._registration = self.loop.create_future()
+        if self._coordinators == [p.DISCOVER]:
+            found = await discover_coordinators(self.mesh_name, self._key, log=self.log)
+            if not found:
+                await self._abort()
+                raise CoordinatorUnreachable(
+                    f"no coordinator of mesh {self.mesh_name!r} announced itself within {DISCOVERY_WINDOW} s "
+                    f"(start one with mesh-coordinator --announce --mesh-name {self.mesh_name})")
+            self._coordinators = found
+            self.coordinator = ",".join(found)
         await self._connect_coordinator()
         try:
             await asyncio.wait_for(asyncio.shield(self._registration), CONNECT_TIMEOUT * 2)
         except asyncio.TimeoutError:
             await self._abort()
             raise CoordinatorUnreachable(f"coordinator at {self.coordinator}: no registration within "
-                                         f"{CONNECT_TIMEOUT} s") from None
+                                         f"{CONNECT_TIMEOUT * 2} s") from None
         except BaseException:
             await self._abort()
             raise
@@ -237,7 +251,7 @@ class MeshNode:
     async def _connect_coordinator(self):
         if self._closed:
             return
-        host, port = p.parse_address(self.coordinator)
+        host, port = p.parse_address(self._address)
         handshake = p.Handshake(True, p.PURPOSE_CONTROL, self._key, self.identity,
                                 coordinator_key=self._coordinator_key, rekey_interval=self._rekey_interval)
         connection = Connection(handshake, max(self.maximum_message_size + 65536, 64 << 20),
@@ -279,6 +293,11 @@ class MeshNode:
             self._scope = None
             return None
         return await self.loop.create_unix_server(self._accept_peer, sock=sock)
+
+    @property
+    def _address(self):
+        """The coordinator of the list this node is registered with, or trying."""
+        return self._coordinators[self._current]
 
     def _record(self):
         record = {"id": self.id, "name": self.name, "host": "", "port": self.port,
@@ -485,6 +504,13 @@ class MeshNode:
                 error = AuthenticationFailed(f"coordinator at {self.coordinator}: {text}")
             elif text.startswith("rejected: "):
                 return
+            elif self._tried_in_build < len(self._coordinators):
+                # A list: the next one may answer (PROTOCOL.md section 7.2).
+                self.log.debug("coordinator at %s unreachable (%s); trying the next", self._address, text)
+                self._tried_in_build += 1
+                self._current = (self._current + 1) % len(self._coordinators)
+                self.loop.create_task(self._connect_coordinator())
+                return
             else:
                 error = CoordinatorUnreachable(f"coordinator at {self.coordinator}: {text}")
             self._registration.set_exception(error)
@@ -494,9 +520,14 @@ class MeshNode:
         if was_registered:
             self._coordinator_lost_at = time.monotonic()
             self.log.warning("lost the coordinator at %s (%s); keeping the last topology (%d node(s)) and retrying",
-                             self.coordinator, reason or "closed", len(self.topology))
+                             self._address, reason or "closed", len(self.topology))
         else:
             self.log.debug("coordinator still unreachable: %s", reason or "closed")
+        if len(self._coordinators) > 1:
+            # Fail over: the next coordinator of the list, at once after a loss.
+            self._current = (self._current + 1) % len(self._coordinators)
+            if was_registered:
+                self._reconnect_attempt = 0
         self._reconnect_attempt += 1
         delay = min(1000, 50 << min(self._reconnect_attempt, 5)) / 1000
         self.loop.call_later(delay, self._retry_coordinator)
@@ -1553,3 +1584,55 @@ async def build_mesh_node(name, coordinator=None, authkey=None, **options):
     """
     node = MeshNode(name, coordinator, authkey, **options)
     return await node.start()
+
+
+# MARK: LAN discovery (PROTOCOL.md section 7.3)
+
+DISCOVERY_WINDOW = 3.0
+DISCOVERY_SETTLE = 1.5
+
+
+class _BeaconProtocol(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.heard = []
+
+    def datagram_received(self, data, address):
+        if len(self.heard) < 10_000:
+            self.heard.append((data, address[0]))
+
+
+async def listen_for_beacons(seconds, port=p.BEACON_PORT):
+    """Every (datagram, sender host) heard on UDP `port` for `seconds`; several listeners may share it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.setblocking(False)
+    transport, protocol = await asyncio.get_event_loop().create_datagram_endpoint(_BeaconProtocol, sock=sock)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        transport.close()
+    return protocol.heard
+
+
+async def discover_coordinators(mesh, stretched, window=DISCOVERY_WINDOW, settle=DISCOVERY_SETTLE, log=log,
+                                port=p.BEACON_PORT):
+    """The coordinators that announce mesh `mesh` on the LAN with a beacon this key trusts, sorted.
+    Listens `settle` seconds, longer (up to `window`) while none is trusted; logs each ignored sender once."""
+    heard = await listen_for_beacons(settle, port)
+    found, logged = set(), set()
+
+    def weigh(items):
+        for data, sender in items:
+            address, reason = p.check_beacon(data, sender, mesh, stretched)
+            if address:
+                found.add(address)
+            elif sender not in logged:
+                logged.add(sender)
+                log.warning("ignored a coordinator beacon from %s: %s", sender, reason)
+    weigh(heard)
+    waited = settle
+    while not found and waited < window:
+        weigh(await listen_for_beacons(0.25, port))
+        waited += 0.25
+    return sorted(found)

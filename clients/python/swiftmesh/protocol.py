@@ -5,6 +5,7 @@ and opened from buffers, frames are split from a bytearray. The handshake, node 
 records live in `handshake.py` and are re-exported here.
 """
 import hashlib
+import hmac
 import json
 import os
 import struct
@@ -296,3 +297,68 @@ def type_text(declared):
 
 
 from .handshake import Handshake, Identity, RecordOpener, seal_records  # noqa: E402,F401  (re-exported)
+
+# MARK: coordinator lists and LAN beacons (PROTOCOL.md sections 7.2 and 7.3)
+
+DISCOVER = "discover"
+BEACON_FORMAT = "swift-mesh/1"
+BEACON_PORT = 6374
+BEACON_MAXIMUM_SIZE = 1024
+
+
+def coordinator_list(text):
+    """The addresses in `a:6374,b:6374`, in order, each once, blanks skipped."""
+    seen = []
+    for part in (text or "").split(","):
+        address = part.strip()
+        if address and address not in seen:
+            seen.append(address)
+    return seen
+
+
+def beacon_key(stretched):
+    """HKDF-SHA256 of the stretched mesh key, salt empty, info "swift-mesh/2 beacon", 32 bytes."""
+    prk = hmac.new(b"\x00" * 32, stretched, hashlib.sha256).digest()
+    return hmac.new(prk, b"swift-mesh/2 beacon" + b"\x01", hashlib.sha256).digest()
+
+
+def beacon_signed_bytes(beacon):
+    return f"{beacon['beacon']}\n{beacon['mesh']}\n{beacon['address']}\n{beacon['key']}\n".encode("utf-8")
+
+
+def check_beacon(datagram, sender, mesh, stretched):
+    """(address, None) for a beacon a node of `mesh` holding `stretched` may use, else (None, reason)."""
+    if len(datagram) > BEACON_MAXIMUM_SIZE:
+        return None, f"a datagram of {len(datagram)} bytes, larger than a beacon"
+    try:
+        beacon = json.loads(datagram)
+    except ValueError:
+        return None, "not a beacon"
+    fields = ("beacon", "mesh", "address", "key", "mac")
+    if not isinstance(beacon, dict) or not all(isinstance(beacon.get(field), str) for field in fields):
+        return None, "not a beacon"
+    if beacon["beacon"] != BEACON_FORMAT:
+        return None, "unknown beacon format"
+    if any("\n" in beacon[field] or len(beacon[field].encode("utf-8")) > 255 for field in ("mesh", "address", "key")):
+        return None, "a field too long or with a line break"
+    if beacon["mesh"] != mesh:
+        return None, f"another mesh ({beacon['mesh'][:80]!r})"
+    try:
+        host, port = parse_address(beacon["address"], 0)
+        socket_ok = 0 < port < 65536 and host and all(c in "0123456789abcdefABCDEF.:" for c in host)
+    except ValueError:
+        socket_ok = False
+    if not socket_ok:
+        return None, "address is not a numeric HOST:PORT"
+    if stretched is not None:
+        expected = hmac.new(beacon_key(stretched), beacon_signed_bytes(beacon), hashlib.sha256).hexdigest()
+        if not beacon["mac"]:
+            return None, "no HMAC, and this mesh is keyed"
+        if not hmac.compare_digest(expected, beacon["mac"].lower()):
+            return None, "bad HMAC (another key)"
+    else:
+        if beacon["mac"]:
+            return None, "a keyed mesh's beacon, and this node has no key"
+        if host != sender:
+            return None, f"an open mesh's beacon names {host}, not the host it came from"
+    return beacon["address"], None

@@ -1,0 +1,91 @@
+import Foundation
+import MeshCrypto
+import MeshTesting
+import Testing
+
+@testable import Mesh
+
+/// Coordinator beacons (PROTOCOL.md §7.3): what a node trusts, and every way a stranger's or a
+/// forger's datagram is turned away.
+@Suite("Beacons")
+struct BeaconTests {
+    static let key = try! MeshKey.stretched("beacon test key, long enough")!
+    static let otherKey = try! MeshKey.stretched("another mesh key, long enough")!
+
+    @Test("a keyed beacon checks out with the key, names its address and mesh, and leaves the key field empty for now")
+    func keyedBeaconTrusted() throws {
+        let beacon = Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.key)
+        #expect(beacon.key.isEmpty)
+        #expect(beacon.mac.count == 64)
+        guard case .trusted(let heard) = Beacon.check(beacon.encoded, from: "10.0.0.9", mesh: "lab", key: Self.key) else {
+            Issue.record("a good beacon was not trusted")
+            return
+        }
+        #expect(heard.address == "10.0.0.1:6374")
+    }
+
+    @Test("ignored: another key, another mesh, a changed address or key field, no HMAC, a keyed beacon without a key")
+    func forgeriesIgnored() throws {
+        let good = Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.key)
+        func reason(_ beacon: Beacon, mesh: String = "lab", key: SymmetricKey? = Self.key, from sender: String = "10.0.0.1") -> String? {
+            if case .ignored(_, let reason) = Beacon.check(beacon.encoded, from: sender, mesh: mesh, key: key) { return reason }
+            return nil
+        }
+        #expect(reason(Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.otherKey))?.contains("bad HMAC") == true)
+        #expect(reason(good, mesh: "other")?.contains("another mesh") == true)
+        var moved = good
+        moved.address = "10.6.6.6:6374"
+        #expect(reason(moved)?.contains("bad HMAC") == true, "an address changed in flight must not check out")
+        var fingerprint = good
+        fingerprint.key = "ab"
+        #expect(reason(fingerprint)?.contains("bad HMAC") == true, "the key field is covered by the HMAC")
+        var stripped = good
+        stripped.mac = ""
+        #expect(reason(stripped)?.contains("no HMAC") == true)
+        var garbled = good
+        garbled.mac = String(repeating: "zz", count: 32)
+        #expect(reason(garbled)?.contains("bad HMAC") == true)
+        #expect(reason(good, key: nil)?.contains("this node has no key") == true)
+    }
+
+    @Test("open meshes: a beacon without HMAC is trusted only when it names the host it came from")
+    func openMesh() {
+        let open = Beacon(mesh: "default", address: "10.0.0.1:6374", key: nil)
+        #expect(open.mac.isEmpty)
+        if case .trusted = Beacon.check(open.encoded, from: "10.0.0.1", mesh: "default", key: nil) {} else {
+            Issue.record("an open beacon from its own host was not trusted")
+        }
+        if case .ignored(_, let reason) = Beacon.check(open.encoded, from: "10.0.0.7", mesh: "default", key: nil) {
+            #expect(reason.contains("not the host it came from"))
+        } else {
+            Issue.record("an open beacon pointing elsewhere was trusted")
+        }
+    }
+
+    @Test("hostile datagrams: garbage, oversized, wrong format, bad addresses, line breaks, deep JSON: ignored, never a crash")
+    func hostileDatagrams() {
+        func ignored(_ bytes: [UInt8]) -> Bool {
+            if case .ignored = Beacon.check(bytes, from: "10.0.0.1", mesh: "lab", key: Self.key) { return true }
+            return false
+        }
+        #expect(ignored([]))
+        #expect(ignored(Array("not json".utf8)))
+        #expect(ignored([UInt8](repeating: 0x7b, count: 5000)))
+        #expect(ignored(Array(String(repeating: "[", count: 1000).utf8)))
+        for address in ["10.0.0.1", "unix:/tmp/x", "name.example:6374", "10.0.0.1:0", "10.0.0.1:99999", ""] {
+            #expect(ignored(Beacon(mesh: "lab", address: address, key: Self.key).encoded), "\(address)")
+        }
+        var format = Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.key)
+        format.beacon = "swift-mesh/9"
+        #expect(ignored(format.encoded))
+        #expect(ignored(Beacon(mesh: "lab\nx", address: "10.0.0.1:6374", key: Self.key).encoded))
+        #expect(ignored(Beacon(mesh: String(repeating: "m", count: 300), address: "10.0.0.1:6374", key: Self.key).encoded))
+    }
+
+    @Test("the beacon key is its own: derived with HKDF under its label, not the mesh key itself")
+    func beaconKeyDiffers() {
+        let derived = Beacon.beaconKey(Self.key)
+        #expect(derived.withUnsafeBytes { Array($0) } != Self.key.withUnsafeBytes { Array($0) })
+        #expect(Beacon.beaconKey(Self.key).withUnsafeBytes { Array($0) } == derived.withUnsafeBytes { Array($0) })
+    }
+}
