@@ -189,7 +189,11 @@ if announce {
     }
     do {
         let key = try MeshKey.stretched(authkey)
-        announcer = try BeaconAnnouncer(Beacon(mesh: meshName, address: address.description, key: key), from: bound, logger: logger)
+        // A keyed beacon names the coordinator's static key, which nodes that discover it pin.
+        let beacon = Beacon(
+            mesh: meshName, address: address.description, key: key,
+            fingerprint: key == nil ? "" : coordinator.identity.publicKeyHex)
+        announcer = try BeaconAnnouncer(beacon, from: bound, logger: logger)
         FileHandle.standardOutput.write(Data("mesh-coordinator announcing mesh \"\(MeshText.escaped(meshName))\" on the LAN (UDP \(Beacon.port))\n".utf8))
     } catch {
         fail("--announce: \(error)", code: 1)

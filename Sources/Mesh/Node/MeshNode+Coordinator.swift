@@ -261,6 +261,7 @@ extension MeshNode {
     private func dial(_ attempt: CoordinatorSession.Attempt, slot: Int) -> CoordinatorSession.Event? {
         guard !isClosed, let address = slots[slot].address else { return .connectionClosed(attempt, nil) }
         var options = MeshNode.connectionOptions(configuration, key: key, identity: identity, purpose: .control)
+        if let pin = slots[slot].pinnedKey { options.handshake = options.handshake.expecting(nil, key: pin) }
         options.maximumFrameLength = max(options.maximumFrameLength, 64 << 20)
         options.maximumPendingBytes = 64 << 20
         do {
@@ -310,6 +311,9 @@ extension MeshNode {
 struct CoordinatorSlot {
     var session: CoordinatorSession
     var address: SocketAddress?
+    /// The static key this coordinator must prove, from its authenticated beacon (discovery in
+    /// a keyed mesh); `nil` leaves the configured pin, if any.
+    var pinnedKey: [UInt8]?
     /// The session's current attempt and its connection to the coordinator.
     var link: (attempt: CoordinatorSession.Attempt, connection: Connection)?
     /// The event-loop timer of each armed session timer.

@@ -406,7 +406,12 @@ public actor MeshNode {
             let window = min(configuration.connectTimeout, MeshDefaults.discoveryWindow)
             let found = try await BeaconListener.discover(
                 mesh: configuration.meshName, key: key, window: window, settle: MeshDefaults.discoverySettle, logger: logger)
-            slots = MeshNode.slots(for: found, configuration: configuration, nodeID: id, loop: loop)
+            slots = MeshNode.slots(for: found.map(\.address), configuration: configuration, nodeID: id, loop: loop)
+            if key != nil {
+                // An authenticated beacon names the coordinator's static key: the handshake must
+                // prove exactly that key, so a beacon cannot send the node to another coordinator.
+                for (slot, beacon) in zip(slots.indices, found) { slots[slot].pinnedKey = NodeID.publicKeyBytes(beacon.key) }
+            }
         }
         for slot in slots.indices {
             let text = slots[slot].session.configuration.coordinator

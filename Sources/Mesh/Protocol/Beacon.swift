@@ -15,8 +15,9 @@ package struct Beacon: Codable, Sendable, Equatable {
     package var mesh: String
     /// Where the coordinator accepts nodes: `HOST:PORT`, numeric.
     package var address: String
-    /// Reserved for the coordinator's static public key fingerprint (hex) of protocol v3; empty
-    /// until then, and covered by the HMAC already.
+    /// The coordinator's static public key (64 hex digits) in a keyed mesh, covered by the HMAC:
+    /// a node that discovers the coordinator insists on exactly this key in the handshake. Empty
+    /// in an open mesh.
     package var key: String
     /// HMAC-SHA256 in hex over ``signedBytes``, empty for an open mesh.
     package var mac: String

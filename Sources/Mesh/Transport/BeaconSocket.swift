@@ -80,14 +80,15 @@ package enum BeaconListener {
     }
 
     /// The coordinators a node with nothing configured registers with: every one heard for
-    /// `mesh` with a trusted beacon, sorted (so every node of the LAN prefers the same one).
+    /// `mesh` with a trusted beacon, sorted (so every node of the LAN prefers the same one), each
+    /// with the static public key its beacon names (empty in an open mesh).
     /// Listens for at least `settle` (a few beacon intervals, to hear every coordinator), then
     /// stops as soon as it has a trusted beacon; at most `window`. Each sender whose beacons are ignored is logged once, with the reason.
     ///
     /// - Throws: ``MeshError/coordinatorUnreachable(address:reason:)`` when none was heard.
     package static func discover(
         mesh: String, key: SymmetricKey?, window: Duration, settle: Duration, port: UInt16 = Beacon.port, logger: MeshLogger
-    ) async throws -> [String] {
+    ) async throws -> [(address: String, key: String)] {
         let heard: [Heard]
         do {
             heard = try await listen(for: window, mesh: mesh, key: key, port: port) { heard, elapsed in
@@ -97,11 +98,11 @@ package enum BeaconListener {
             throw MeshError.coordinatorUnreachable(address: "discover", reason: "cannot listen for beacons on UDP port \(port): \(error)")
         }
         var logged = Set<String>()
-        var found: Set<String> = []
+        var found: [String: String] = [:]
         for item in heard {
             switch item.verdict {
             case .trusted(let beacon):
-                found.insert(beacon.address)
+                found[beacon.address] = beacon.key
             case .ignored(_, let reason):
                 if logged.insert(item.sender).inserted {
                     logger.warning("ignored a coordinator beacon from \(MeshText.escaped(item.sender)): \(MeshText.escaped(reason))")
@@ -114,7 +115,7 @@ package enum BeaconListener {
                 reason: "no coordinator of mesh \"\(MeshText.escaped(mesh))\" announced itself within \(formatted(window))"
                     + " (start one with mesh-coordinator --announce --mesh-name \(MeshText.escaped(mesh)), on the same LAN)")
         }
-        logger.info("found \(found.count) coordinator(s) of mesh \"\(MeshText.escaped(mesh))\" on the LAN: \(found.sorted().joined(separator: ", "))")
-        return found.sorted()
+        logger.info("found \(found.count) coordinator(s) of mesh \"\(MeshText.escaped(mesh))\" on the LAN: \(found.keys.sorted().joined(separator: ", "))")
+        return found.sorted { $0.key < $1.key }.map { (address: $0.key, key: $0.value) }
     }
 }
