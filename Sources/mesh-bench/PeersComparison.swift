@@ -113,9 +113,9 @@ struct PeersComparison: Sendable {
 
         var text: String {
             let bound = "\(atMost ? "≤" : "≥") \(PeersComparison.ratioText(limit))"
-            let ratioText = ratio.map { PeersComparison.ratioText($0) } ?? "—"
+            guard let ratio else { return "\(peer.label) (\(bound)) \(outcome.rawValue)" }
             let lostText = lost > 0 ? ", \(lost) lost" : ""
-            return "\(ratioText) \(peer.label) (\(bound)) \(outcome.rawValue)\(lostText)"
+            return "\(PeersComparison.ratioText(ratio)) \(peer.label) (\(bound)) \(outcome.rawValue)\(lostText)"
         }
     }
 

@@ -112,6 +112,8 @@ struct PeersComparisonTests {
         #expect(others.allSatisfy { $0.outcome == .unmeasured && $0.ratio == nil })
         let table = run.table()
         #expect(table.contains("floors met: 0 of 1 (5 not measured"))
+        #expect(table.contains("2.95× ZeroMQ (≥ 1.00×) missed, 12 lost"), "\(table)")
+        #expect(run.floors.first { $0.metric == .w2p50 && $0.peer == .swiftNIO }?.text == "SwiftNIO (≤ 1.30×) not measured")
         #expect(table.contains("[1 failed]"))
         #expect(table.contains("rows not in this table: Some future peer (C)"))
     }
