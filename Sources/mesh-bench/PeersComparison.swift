@@ -211,7 +211,7 @@ struct PeersComparison: Sendable {
             var floor = Floor(
                 metric: definition.metric, peer: definition.peer, limit: definition.limit, atMost: definition.atMost,
                 ratio: nil, outcome: .unmeasured, lost: lostHere)
-            if let ours, let peer, peer.value > 0 {
+            if let ours, let peer, ours.reps > 0, peer.reps > 0, peer.value > 0 {
                 let ratio = ours.value / peer.value
                 floor.ratio = ratio
                 let within = definition.atMost ? ratio <= definition.limit : ratio >= definition.limit
@@ -289,7 +289,7 @@ struct PeersComparison: Sendable {
     private func cell(_ figure: Figure?, showRange: Bool) -> String {
         guard let figure else { return "—" }
         let errors = figure.errors > 0 ? " [\(figure.errors) failed]" : ""
-        guard figure.reps > 0 else { return "failed" + errors }
+        guard figure.reps > 0 else { return "every rep failed (\(figure.errors))" }
         var text = Format.number(figure.value)
         if showRange, figure.reps > 1 {
             text += " (\(Format.number(figure.minimum))–\(Format.number(figure.maximum)))"

@@ -31,6 +31,22 @@ struct PeersComparisonTests {
         #expect(run.oursRanCleanly)
     }
 
+    @Test("a run recorded by peers.py itself (2026-12-07 18:51, `bash scripts/peers --reps 3 --out`): its six floors")
+    func recordedByPeersPy() throws {
+        let url = Self.fixture.deletingLastPathComponent().appendingPathComponent("peers-2026-12-07-1851.json")
+        let run = try PeersComparison(json: Data(contentsOf: url))
+        #expect(run.systems == [.ours, .rawTCP, .rawBatched, .zeroMQ, .swiftNIO, .nats, .cycloneDDS])
+        #expect(run.oursRanCleanly)
+        let ratios = run.floors.map { floor in (floor.ratio ?? 0) }
+        let expected = [
+            209.59 / 23.8, 209.59 / 28.2, 319.586 / 99.0,
+            1_105_042.980000257 / 1_161_663.3911534443, 0.6072108073732616, 1509.5441334383484 / 1736.6092643828715,
+        ]
+        for (ratio, want) in zip(ratios, expected) { #expect(abs(ratio - want) < 1e-9) }
+        #expect(run.floors.map(\.outcome) == [.missed, .missed, .missed, .missed, .missed, .met])
+        #expect(run.table().contains("0.95× ZeroMQ (≥ 1.00×) missed"))
+    }
+
     @Test("W2 takes each system's best rep: its p50, and the p99 of that same rep")
     func roundTripsTakeTheBestRep() throws {
         let run = try Self.recorded()
@@ -116,6 +132,17 @@ struct PeersComparisonTests {
         #expect(run.floors.first { $0.metric == .w2p50 && $0.peer == .swiftNIO }?.text == "SwiftNIO (≤ 1.30×) not measured")
         #expect(table.contains("[1 failed]"))
         #expect(table.contains("rows not in this table: Some future peer (C)"))
+    }
+
+    @Test("a workload whose every rep failed shows so, and its floor is not judged")
+    func everyRepFailed() throws {
+        let run = try PeersComparison(json: Data(#"""
+            {"mesh client: x": {"W4": [{"error": "sub not ready"}, {"error": "sub not ready"}]},
+             "ZeroMQ 4.3 PUB/SUB, HWM=0 (C)": {"W4": [{"rate": 1000000, "lost": 0}]}}
+            """#.utf8))
+        #expect(run.floors.first { $0.metric == .w4 }?.outcome == .unmeasured)
+        #expect(run.table().contains("every rep failed (2)"))
+        #expect(run.ourErrors == ["W4: sub not ready"])
     }
 
     @Test("a file that is not peers.py's result is refused with the reason", arguments: [
