@@ -1,4 +1,5 @@
 import Foundation
+import Mesh
 
 /// One run of `../shared/peers/peers.py` read back from its `--out` JSON, put side by side:
 /// each workload, our figure with its spread, each peer's figure from the same run, and the
@@ -281,8 +282,11 @@ struct PeersComparison: Sendable {
         if judged < floors.count { text += " (\(floors.count - judged) not measured: a system or workload missing from the run)" }
         text += "\n  figures: medians over the reps; W2: each system's best rep (lowest p50), and the p99 of that rep"
         text += "\n  ratios: ours / the peer's figure in the same run; a floor with our messages lost is missed"
-        for error in ourErrors { text += "\n  our client failed a rep of \(error)" }
-        if !unknownRows.isEmpty { text += "\n  rows not in this table: " + unknownRows.joined(separator: ", ") }
+        // peers.py's errors carry the tail of a program's stderr: newlines and escapes are shown, not obeyed.
+        for error in ourErrors { text += "\n  our client failed a rep of \(MeshText.escaped(error))" }
+        if !unknownRows.isEmpty {
+            text += "\n  rows not in this table: " + unknownRows.map(MeshText.escaped).joined(separator: ", ")
+        }
         return text
     }
 

@@ -145,6 +145,20 @@ struct PeersComparisonTests {
         #expect(run.ourErrors == ["W4: sub not ready"])
     }
 
+    @Test("hostile content: figures that are not numbers are left out; errors and names print on one line, escaped")
+    func hostileContent() throws {
+        let run = try PeersComparison(json: Data(#"""
+            {"mesh client: x": {"W1": [{"rate": "fast", "lost": "none"}, {"rate": 5, "lost": 0}, {"error": "boom\n| forged row\u001b[2J"}]},
+             "evil\u001b]0;title\u0007 row": {"W1": []}}
+            """#.utf8))
+        #expect(run.figures[.ours]?[.w1] == PeersComparison.Figure(value: 5, minimum: 5, maximum: 5, reps: 1, errors: 1))
+        let table = run.table()
+        #expect(!table.contains("\u{1B}") && !table.contains("\u{7}"))
+        #expect(!table.contains("\n| forged row"))
+        #expect(table.contains(#"boom\u{A}| forged row\u{1B}[2J"#))
+        #expect(table.contains(#"evil\u{1B}]0;title\u{7} row"#))
+    }
+
     @Test("a file that is not peers.py's result is refused with the reason", arguments: [
         "not json", "[1, 2]", #"{"mesh client: x": [1]}"#, #"{"mesh client: x": {"W1": {"rate": 1}}}"#,
     ])
