@@ -125,6 +125,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         // The executables (`mesh`, the demos, `mesh-bench`) and the Python client, run as processes.
         .testTarget(name: "MeshToolsTests", dependencies: ["Mesh", "MeshCrypto", "MeshTesting"], swiftSettings: swiftSettings),
+        // mesh-bench's pure parts (the peers comparison), imported with @testable, and its `peers` command.
+        .testTarget(
+            name: "MeshBenchTests", dependencies: ["mesh-bench", "MeshTesting"], exclude: ["Fixtures"],
+            swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

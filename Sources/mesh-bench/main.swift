@@ -26,6 +26,11 @@ let usage = """
       crypto   SHA-256 MB/s on 1 MiB inputs and HMAC-SHA256 µs per 64-byte message,
                next to OpenSSL (through python3's hashlib/hmac) measured in the same run
 
+    peers [--reps N] [--only ...] [--workloads ...] [--out FILE] [--peers-dir DIR] [--from FILE] [--json]
+             runs ../shared/peers/peers.py (ZeroMQ, SwiftNIO, NATS, Cyclone DDS, raw TCP) with this
+             executable's `peer` roles as the mesh client, and prints W1-W4 beside the peers'
+             figures from the same run with the ratios of issue #21's floors, met or missed
+             (`mesh-bench peers --help` for the options)
     peer ROLE ...  the client roles of ../shared/peers/peers.py (sub, pub, pong, ping), for
              `python3 ../shared/peers/peers.py --client "mesh-bench peer"` with a coordinator running
 
@@ -132,6 +137,23 @@ if arguments.first == "peer" {
         exit(0)
     } catch {
         warn("mesh-bench peer: \(error)")
+        exit(1)
+    }
+}
+
+// The peers beside our client, in one run: see PeersCommand.swift.
+if arguments.first == "peers" {
+    if arguments.contains("--help") || arguments.contains("-h") {
+        print(PeersCommand.usage)
+        exit(0)
+    }
+    do {
+        exit(try await PeersCommand.run(Array(arguments.dropFirst())))
+    } catch BenchFailure.usage(let message) {
+        warn("mesh-bench peers: \(message)\n\(PeersCommand.usage)")
+        exit(2)
+    } catch {
+        warn("mesh-bench peers: \(error)")
         exit(1)
     }
 }

@@ -201,6 +201,19 @@ struct CoordinatorSessionTests {
         let reason = "no registration within 5.0 s (the last attempt: \(busy))"
         #expect(actions.contains(.registrationFailed(.coordinatorUnreachable(address: "127.0.0.1:6374", reason: reason))))
 
+        // Unanswered or evicted handshakes are a busy coordinator too (a join storm): retried.
+        for failure in [ConnectionError.handshake(.timedOut(seconds: 5)), .handshake(.evicted(limit: 1024))] {
+            var storm = SessionDriver()
+            storm.handle(.start)
+            actions = storm.handle(.connectionClosed(storm.attempt, failure))
+            #expect(storm.session.phase == .waiting, "\(failure)")
+            #expect(actions.contains(.schedule(.reconnect, at: storm.at(0.1))), "\(failure)")
+            #expect(!actions.contains { if case .registrationFailed = $0 { true } else { false } }, "\(failure)")
+            #expect(
+                MeshError(connectingTo: "127.0.0.1:6374", failure: failure)
+                    == .coordinatorUnreachable(address: "127.0.0.1:6374", reason: failure.description))
+        }
+
         // A wrong key is not retried.
         var other = SessionDriver()
         other.handle(.start)

@@ -203,6 +203,16 @@ struct CoordinatorSession: Sendable {
         topology.nodes[nodeID] ?? provisional[nodeID]
     }
 
+    /// Whether a handshake with the coordinator ended the way a busy one ends it: closed past its
+    /// admission limit, evicted to make room, or not answered within the handshake's timeout (a
+    /// join storm of thousands). Retried within the build's deadline instead of failing the build.
+    static func isBusyCoordinator(_ error: ConnectionError?) -> Bool {
+        switch error {
+        case .handshake(.closedDuringHandshake), .handshake(.timedOut), .handshake(.evicted): return true
+        default: return false
+        }
+    }
+
     /// The backoff before dialling again after `failures` failed attempts: 100 ms, doubling, at most 1 s.
     static func backoff(afterFailures failures: Int) -> Duration {
         .milliseconds(min(1000, 50 << min(failures, 5)))
@@ -235,7 +245,7 @@ struct CoordinatorSession: Sendable {
             guard let current = phase.attempt, current == attempt else { return [] }
             return attemptEnded(
                 reason: error?.description ?? "closed", failure: MeshError(connectingTo: configuration.coordinator, failure: error),
-                retryDuringBuild: error == .handshake(.closedDuringHandshake), now: now)
+                retryDuringBuild: Self.isBusyCoordinator(error), now: now)
         case .timerFired(let timer, let due):
             guard armed[timer] == due else { return [] }  // cancelled or moved since it was queued
             armed[timer] = nil

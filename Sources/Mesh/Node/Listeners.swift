@@ -27,6 +27,14 @@ final class ListenerTable: Sendable {
         /// Delivers a value from ``decode``.
         let deliver: @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
         let finish: @Sendable () -> Void
+        /// A batch listener's call (``MeshNode/listenBatches(_:as:_:)``): the messages of one run on
+        /// its topic in one read, and where to report each that does not decode. `nil` for a
+        /// listener of single messages; when set, the delivery task calls this instead of ``handle``.
+        var handleBatch: BatchHandler? = nil
+
+        typealias BatchHandler = @Sendable (
+            _ messages: ArraySlice<InboundMessage>, _ sender: MeshPeer, _ failed: (InboundMessage, any Error) -> Void
+        ) async -> Void
     }
 
     private let table = Mutex<[String: [Entry]]>([:])

@@ -54,6 +54,52 @@ extension MeshNode {
             })
     }
 
+    /// Calls `handler` once per read with the messages on `topic` it brought, decoded as `T`, in
+    /// arrival order: for the most throughput, one call where ``listen(_:as:_:)`` makes many.
+    ///
+    /// A read is what the node took from one sender's connection at once: under load, up to
+    /// hundreds of messages; when messages trickle in, often one. The values of one call are the
+    /// messages on `topic` that came one after another in that read; a message on another topic
+    /// in between ends the call, so deliveries across this node's topics keep their arrival order.
+    /// Everything else is as with `listen`: calls come one at a time for the node, a slow call
+    /// makes the senders wait rather than losing messages, and a message that does not decode as
+    /// `T` is logged with its topic and sender, counted, and left out of its batch (a batch whose
+    /// messages all fail to decode makes no call). Beside a `listen` on the same topic, the batch
+    /// call comes before that listener's calls for the same messages.
+    /// - Parameters:
+    ///   - topic: the topic; 1 to 255 bytes of UTF-8.
+    ///   - type: the value type; `Data` or `[UInt8]` receive the raw payloads.
+    ///   - handler: called with the topic and the values of one read, never with none.
+    /// - Throws: ``MeshError/closed`` or ``MeshError/invalidName(_:reason:)``.
+    public func listenBatches<T: Decodable & Sendable>(
+        _ topic: String, as type: T.Type = T.self, _ handler: @escaping @Sendable (String, [T]) async -> Void
+    ) async throws {
+        let codec = self.codec
+        try await addListener(topic) { entryID in
+            ListenerTable.Entry(
+                id: entryID, type: ObjectIdentifier(T.self),
+                handle: { message, _ in
+                    await handler(message.topic, [try decodePayload(T.self, from: message.payload, codec: codec)])
+                },
+                decode: { message in try decodePayload(T.self, from: message.payload, codec: codec) },
+                deliver: { message, _, value in await handler(message.topic, [value as! T]) },
+                finish: {},
+                handleBatch: { messages, _, failed in
+                    var values: [T] = []
+                    values.reserveCapacity(messages.count)
+                    for message in messages {
+                        do {
+                            values.append(try decodePayload(T.self, from: message.payload, codec: codec))
+                        } catch {
+                            failed(message, error)
+                        }
+                    }
+                    guard let first = messages.first, !values.isEmpty else { return }
+                    await handler(first.topic, values)
+                })
+        }
+    }
+
     /// The messages on `topic` as an asynchronous sequence.
     ///
     /// The sequence buffers ``Configuration/streamBufferSize`` messages; when the loop reading it
@@ -203,6 +249,8 @@ extension MeshNode {
     struct DeliveryState {
         var lastTopic = ""
         var lastEntries: [ListenerTable.Entry]?
+        /// The batch listeners of ``lastTopic`` (``ListenerTable/Entry/handleBatch``); ``lastEntries`` holds the others.
+        var lastBatchEntries: [ListenerTable.Entry] = []
         /// Per-topic counts, gathered per run of one topic and added to the counter once per batch.
         var perTopic: [String: TopicStatistics] = [:]
         var run = TopicStatistics()
@@ -298,6 +346,8 @@ extension MeshNode {
         delivering: for batchIndex in batches.indices {
             let batch = batches[batchIndex]
             let sender = batch.sender
+            /// The end of the run of one topic the batch listeners last got from this read.
+            var batchedThrough = 0
             for messageIndex in batch.messages.indices {
                 // A node closing past its bound gave up on the rest (``Inbox/abandon()``).
                 if inbox.isAbandoned { break delivering }
@@ -306,13 +356,35 @@ extension MeshNode {
                     if state.run.messagesReceived > 0 { state.perTopic[state.lastTopic, default: TopicStatistics()].add(state.run) }
                     state.run = TopicStatistics()
                     state.lastTopic = message.topic
-                    state.lastEntries = table[message.topic] ?? []
+                    let all = table[message.topic] ?? []
+                    if all.contains(where: { $0.handleBatch != nil }) {
+                        state.lastEntries = all.filter { $0.handleBatch == nil }
+                        state.lastBatchEntries = all.filter { $0.handleBatch != nil }
+                    } else {
+                        state.lastEntries = all
+                        if !state.lastBatchEntries.isEmpty { state.lastBatchEntries = [] }
+                    }
                 }
                 state.run.messagesReceived += 1
                 state.run.bytesReceived += message.payload.count
                 let entries = state.lastEntries!
+                // Inside a run the batch listeners already have: not timed, never split (below).
+                var insideRun = false
+                if !state.lastBatchEntries.isEmpty {
+                    if messageIndex >= batchedThrough {
+                        var end = messageIndex + 1
+                        while end < batch.messages.count, batch.messages[end].topic == message.topic { end += 1 }
+                        batchedThrough = end
+                        await deliverBatch(
+                            batch.messages[messageIndex..<end], from: sender, to: state.lastBatchEntries, logger: logger,
+                            counter: counter)
+                    }
+                    insideRun = messageIndex + 1 < batchedThrough
+                }
                 if entries.isEmpty {
-                    logger.debug("message on \"\(message.topic)\" from \(sender) arrived after its listener stopped; skipped")
+                    if state.lastBatchEntries.isEmpty {
+                        logger.debug("message on \"\(message.topic)\" from \(sender) arrived after its listener stopped; skipped")
+                    }
                 } else if entries.count == 1 {
                     do {
                         try await entries[0].handle(message, sender)
@@ -325,7 +397,9 @@ extension MeshNode {
                 inbox.countDelivered()
                 // Timed on the loop only (batches there are short): on the pool a slow call
                 // holds up nobody else, and a backlog's messages are not charged a clock read each.
-                guard onLoop else { continue }
+                // A batch listener's run is timed as a whole at its last message, so what is left
+                // for the pool after a slow call never holds messages a batch listener already had.
+                guard onLoop, !insideRun else { continue }
                 let now = ContinuousClock.now
                 let took = now - callStart
                 if took > sluggishListener, took > slowListener || isSluggish(&state, at: now) {
@@ -379,6 +453,18 @@ extension MeshNode {
         state.offLoopUntil = now + state.penalty
         logger.debug(
             "a listener of \"\(topic)\" took \(formatted(took)) on the event-loop thread; this node's listeners run on the cooperative pool for \(formatted(state.penalty))")
+    }
+
+    /// The batch listeners of one topic: each gets the run of messages in one call.
+    private static func deliverBatch(
+        _ messages: ArraySlice<InboundMessage>, from sender: MeshPeer, to entries: [ListenerTable.Entry],
+        logger: MeshLogger, counter: StatisticsCounter
+    ) async {
+        for entry in entries {
+            await entry.handleBatch?(messages, sender) { message, error in
+                decodeFailed(message, from: sender, error, logger: logger, counter: counter)
+            }
+        }
     }
 
     /// Several listeners on one topic: decode once per listener type, then deliver to each.

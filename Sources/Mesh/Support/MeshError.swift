@@ -88,6 +88,9 @@ extension MeshError {
         switch failure {
         case .handshake(let error) where error.isAuthenticationFailure:
             self = .authenticationFailed(peer: peer, reason: error.description)
+        case .handshake(.timedOut), .handshake(.evicted):
+            // A coordinator too busy to answer in time (or a program that says nothing), not a wrong protocol.
+            self = .coordinatorUnreachable(address: address, reason: failure?.description ?? "no handshake")
         case .handshake(let error):
             self = .protocolMismatch(peer: peer, reason: error.description)
         case .socket(.failed(_, let code)) where code == ECONNREFUSED:
