@@ -56,7 +56,7 @@ struct Workloads: Sendable {
 
     static let names = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"]
     /// W1-W4 again with an authkey on every node and the coordinator, so every frame travels in
-    /// authenticated records: run next to the keyless ones to see what authentication costs.
+    /// encrypted records (protocol version 3): run next to the keyless ones to see what encryption costs.
     static let keyedNames = ["w1k", "w2k", "w3k", "w4k"]
     /// The key the keyed workloads use (any 16+ bytes; it only has to be the same everywhere).
     static let benchKey = "12b2fc3562d549d2fed3716b9618171260f5776ab44b1b19b684ee72110096ed"  // as `mesh keygen` prints

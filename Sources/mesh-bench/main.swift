@@ -18,7 +18,7 @@ let usage = """
       w7       sequential service calls of 64 bytes: p50/p99 in µs, next to W2's round trip
                measured in the same run
       w8       pipelined service calls of 64 bytes, 64 in flight: calls/s
-      w1k-w4k  W1-W4 with an authkey: every frame in authenticated records (`all` adds them)
+      w1k-w4k  W1-W4 with an authkey: every frame in encrypted records (`all` adds them)
       bag      `mesh bag record` taking 1,000,000 64-byte and 1,000 1 MiB messages into an
                MCAP file: msgs/s and MB/s (against the mesh's W3 in the same run), lost
       codec    the default JSONCodec encoding and decoding W1's Codable record, next to

@@ -383,6 +383,28 @@ private func hello(keyed: Bool, purpose: UInt8 = 1, nonce: [UInt8], id: [UInt8] 
         }
     }
 
+    @Test func aSmallOrderEphemeralKeyInTheFirstMessageIsRefusedWithItsReason() throws {
+        // Anyone can make a valid XXpsk3 first message (no key is mixed in yet): here its `e` is
+        // the point 0, which the coordinator only meets in a Diffie-Hellman when it answers.
+        var acceptor = Handshake(role: .acceptor, key: Self.key)
+        _ = acceptor.start()
+        let identity = NodeIdentity()
+        let connectorHello = hello(keyed: true, nonce: Self.connectorNonce, id: identity.idBytes)
+        guard case .send(let acceptorHello)? = acceptor.receive(connectorHello).first else {
+            Issue.record("no answer to the hello")
+            return
+        }
+        var symmetric = Noise.SymmetricState(protocolName: Array(Handshake.coordinatorProtocol.utf8))
+        symmetric.mixHash(Handshake.prologueLabel + connectorHello + acceptorHello)
+        let zero = [UInt8](repeating: 0, count: 32)
+        symmetric.mixHash(zero)
+        symmetric.mixKey(zero)
+        let first = zero + (try symmetric.encryptAndHash([]))
+        _ = acceptor.receive(Array(Handshake.framed(first).prefix(2)))
+        let actions = acceptor.receive(first)
+        #expect(actions == [.send(Handshake.refusal), .fail(.peerProtocolError("the peer's key in handshake message 1 has small order"))])
+    }
+
     @Test func aDiallerWithAnotherKeyForTheNodeIsToldSo() {
         // The dialler encrypts its static key to a key the port does not hold.
         let target = NodeIdentity()

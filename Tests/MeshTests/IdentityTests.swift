@@ -70,6 +70,24 @@ struct IdentityTests {
         }
     }
 
+    @Test("in a keyed mesh, messages larger than a record arrive whole and in order between small ones")
+    func largeMessagesSpanRecords() async throws {
+        try await withMesh(authkey: Self.key) { mesh in
+            let receiver = try await mesh.node("big-receiver", authkey: Self.key)
+            let sender = try await mesh.node("big-sender", authkey: Self.key)
+            let got = Collector<Data>()
+            try await receiver.listen("big") { (_: String, data: Data) in got.append(data) }
+            try await sender.waitForListener("big", timeout: .seconds(10))
+            var sent: [Data] = []
+            for (index, size) in [10, 3 << 20, 7, 65_536 - 9, 65_536, 200_003, 1].enumerated() {
+                let data = Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) })
+                sent.append(data)
+                try await sender.send("big", data)
+            }
+            #expect(try await got.wait(for: sent.count, seconds: 20) == sent)
+        }
+    }
+
     // MARK: names file
 
     @Test("names files parse keys, comments and the closed rule, and say which line is wrong")

@@ -28,6 +28,8 @@ struct WireCaptureTests {
         } catch {
             return nil
         }
+        // Whatever happens below, tcpdump does not outlive the test.
+        defer { if tcpdump.isRunning { kill(tcpdump.processIdentifier, SIGKILL) } }
         // tcpdump says "listening on lo" once it captures; a missing binary or no permission ends it.
         let started = Mutex("")
         let reader = errors.fileHandleForReading
@@ -35,13 +37,8 @@ struct WireCaptureTests {
             let chunk = handle.availableData
             started.withLock { $0 += String(decoding: chunk, as: UTF8.self) }
         }
-        do {
-            try await eventually("tcpdump to start", seconds: 10) {
-                started.withLock { $0.contains("listening on") } || !tcpdump.isRunning
-            }
-        } catch {
-            kill(tcpdump.processIdentifier, SIGKILL)
-            throw error
+        try await eventually("tcpdump to start", seconds: 10) {
+            started.withLock { $0.contains("listening on") } || !tcpdump.isRunning
         }
         guard tcpdump.isRunning else {
             print("capture test skipped: tcpdump could not capture: \(started.withLock { $0 })")

@@ -404,6 +404,9 @@ package struct Handshake: Sendable {
         let message: [UInt8]
         do {
             message = try state.writeMessage()
+        } catch Noise.Error.invalidPublicKey {
+            // XX's responder meets the peer's ephemeral key in a DH only when it writes M2.
+            return refuse(.peerProtocolError("the peer's key in handshake message \(state.messageIndex) has small order"))
         } catch {
             return fail(.peerProtocolError("cannot write the handshake message: \(error)"))
         }
@@ -427,7 +430,7 @@ package struct Handshake: Sendable {
         } catch Noise.Error.invalidPublicKey {
             return refuse(.peerProtocolError("the peer's key in handshake message \(index + 1) has small order"))
         } catch Noise.Error.decryptionFailed {
-            if state.staticKeyUnreadable {
+            if state.staticKeyUnreadable, role == .acceptor, purpose == .data {
                 return refuse(.peerProtocolError("handshake message failed authentication: the peer does not have this node's public key"))
             }
             // A message that mixed in the PSK fails for a wrong key. The data connector's second

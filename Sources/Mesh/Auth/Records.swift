@@ -3,7 +3,8 @@ import MeshCrypto
 /// Seals the frames a keyed connection writes into encrypted records (protocol version 3).
 ///
 /// A record is a 4-byte big-endian length `L`, then `L - 16` bytes of ciphertext, then the 16-byte
-/// Poly1305 tag: Noise's `EncryptWithAd` of whole frames under the direction's transport key, with
+/// Poly1305 tag: Noise's `EncryptWithAd` of the next piece of the frame stream (at most 64 KiB, so
+/// a large frame spans several records) under the direction's transport key, with
 /// the 4 length bytes as associated data and the direction's message counter as the nonce (never
 /// sent). So a relay that drops, reorders, replays or injects a record makes the next tag fail,
 /// and the receiver closes the connection; and nobody without the transport key reads a byte.
@@ -13,7 +14,7 @@ import MeshCrypto
 /// its last rekey.
 struct RecordSealer: Sendable {
     static let tagLength = 16
-    /// Frames are gathered into records of about this many bytes; one larger frame goes alone.
+    /// The most bytes of the frame stream one record carries; the Swift sender cuts there.
     static let targetRecordLength = 64 * 1024
     /// Messages per key in each direction before `Rekey()`: 2^20.
     static let defaultRekeyInterval: UInt64 = 1 << 20
@@ -34,7 +35,7 @@ struct RecordSealer: Sendable {
     /// The next record's nonce.
     var sequence: UInt64 { cipher.nonce }
 
-    /// Appends the record holding `frames` to `output`.
+    /// Appends the record holding `frames` (a piece of the frame stream) to `output`.
     ///
     /// - Throws: ``Noise/Error/nonceExhausted`` after 2^64 - 1 records: the connection must end.
     mutating func seal(_ frames: UnsafeRawBufferPointer, into output: inout [UInt8]) throws {
@@ -64,6 +65,8 @@ struct RecordOpener: Sendable {
     var decoder: FrameDecoder
     private var cipher: Noise.CipherState
     private let rekeyInterval: UInt64
+    /// Records opened so far in this direction (the confirmation is not one), for error texts.
+    private var opened: UInt64 = 0
 
     init(cipher: Noise.CipherState, maximumRecordLength: Int, rekeyInterval: UInt64 = RecordSealer.defaultRekeyInterval) {
         self.cipher = cipher
@@ -86,7 +89,7 @@ struct RecordOpener: Sendable {
             }
             guard let record = try decoder.nextRecord() else { return }
             let header = RecordSealer.bigEndian(UInt32(record.count))
-            let number = cipher.nonce
+            let number = opened
             var cipher = self.cipher
             let opened = decoder.withMutableBytes(record) { raw -> Int? in
                 header.withUnsafeBytes { ad in try? cipher.openInPlace(raw, authenticating: ad) }
@@ -97,6 +100,7 @@ struct RecordOpener: Sendable {
             }
             if cipher.nonce % rekeyInterval == 0 { cipher.rekey() }
             self.cipher = cipher
+            opened += 1
             decoder.withBytes(record.lowerBound..<(record.lowerBound + opened)) { frames.append($0) }
         }
     }

@@ -405,11 +405,13 @@ public actor MeshNode {
             // Nothing configured but `discover`: the coordinators that announce this mesh on the LAN.
             let window = min(configuration.connectTimeout, MeshDefaults.discoveryWindow)
             let found = try await BeaconListener.discover(
-                mesh: configuration.meshName, key: key, window: window, settle: MeshDefaults.discoverySettle, logger: logger)
+                mesh: configuration.meshName, key: key,
+                pinned: key == nil ? nil : configuration.coordinatorKey.map { $0.lowercased() }, window: window, settle: MeshDefaults.discoverySettle, logger: logger)
             slots = MeshNode.slots(for: found.map(\.address), configuration: configuration, nodeID: id, loop: loop)
             if key != nil {
                 // An authenticated beacon names the coordinator's static key: the handshake must
-                // prove exactly that key, so a beacon cannot send the node to another coordinator.
+                // prove exactly that key. A key pinned in the configuration still rules: a beacon
+                // naming another key was left out by discover.
                 for (slot, beacon) in zip(slots.indices, found) { slots[slot].pinnedKey = NodeID.publicKeyBytes(beacon.key) }
             }
         }
@@ -521,7 +523,7 @@ public actor MeshNode {
     static func connectionOptions(
         _ configuration: Configuration, key: SymmetricKey?, identity: NodeIdentity, purpose: Handshake.Purpose
     ) -> Connection.Options {
-        let pinned = purpose == .data ? nil : configuration.coordinatorKey.flatMap(NodeID.publicKeyBytes)
+        let pinned = purpose == .data ? nil : configuration.coordinatorKey.flatMap { NodeID.publicKeyBytes($0.lowercased()) }
         return Connection.Options(
             handshake: .connect(purpose: purpose, key: key, identity: identity, expectedPeerID: nil, expectedPeerKey: pinned),
             maximumFrameLength: configuration.maximumMessageSize + 64 * 1024,

@@ -87,7 +87,8 @@ package enum BeaconListener {
     ///
     /// - Throws: ``MeshError/coordinatorUnreachable(address:reason:)`` when none was heard.
     package static func discover(
-        mesh: String, key: SymmetricKey?, window: Duration, settle: Duration, port: UInt16 = Beacon.port, logger: MeshLogger
+        mesh: String, key: SymmetricKey?, pinned: String? = nil, window: Duration, settle: Duration,
+        port: UInt16 = Beacon.port, logger: MeshLogger
     ) async throws -> [(address: String, key: String)] {
         let heard: [Heard]
         do {
@@ -99,15 +100,31 @@ package enum BeaconListener {
         }
         var logged = Set<String>()
         var found: [String: String] = [:]
+        var conflicting = Set<String>()
         for item in heard {
             switch item.verdict {
             case .trusted(let beacon):
-                found[beacon.address] = beacon.key
+                if let pinned, beacon.key != pinned {
+                    if logged.insert(item.sender).inserted {
+                        logger.warning(
+                            "ignored a coordinator beacon from \(MeshText.escaped(item.sender)): it names a static key other than"
+                                + " the pinned coordinator key")
+                    }
+                } else if let earlier = found[beacon.address], earlier != beacon.key {
+                    // Two members announce one address with different keys: trust neither.
+                    conflicting.insert(beacon.address)
+                } else {
+                    found[beacon.address] = beacon.key
+                }
             case .ignored(_, let reason):
                 if logged.insert(item.sender).inserted {
                     logger.warning("ignored a coordinator beacon from \(MeshText.escaped(item.sender)): \(MeshText.escaped(reason))")
                 }
             }
+        }
+        for address in conflicting {
+            found[address] = nil
+            logger.warning("ignored the beacons for \(MeshText.escaped(address)): they name different static keys")
         }
         guard !found.isEmpty else {
             throw MeshError.coordinatorUnreachable(

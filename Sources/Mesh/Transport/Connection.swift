@@ -439,7 +439,16 @@ package final class Connection: EventHandler, CustomStringConvertible {
     }
 
     private func perform(_ actions: [Handshake.Action]) {
+        for case .fail(let error) in actions {
+            // A refusal or an answer that goes with a failure is written once, best effort, by
+            // finishClose; the failure, not a write error, is what the connection ends with.
+            for case .send(let bytes) in actions { local.outgoing.append(contentsOf: bytes) }
+            finishClose(.handshake(error))
+            return
+        }
         for action in actions {
+            // A write that failed has closed the connection: nothing after it may reopen it.
+            guard local.phase != .closed else { return }
             switch action {
             case .send(let bytes):
                 local.outgoing.append(contentsOf: bytes)
@@ -557,8 +566,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
     /// Writes handshake bytes, then queued frames, until done or the kernel's buffer is full.
     ///
     /// With session keys, queued frames are sealed into records of at most ``RecordSealer/targetRecordLength``
-    /// bytes of frames (or one larger frame) as they are written; a record's queue space is
-    /// given back once the whole record is with the kernel.
+    /// bytes of the frame stream (a large frame spans several) as they are written; a record's
+    /// queue space is given back once the whole record is with the kernel.
     func flush() {
         loop.preconditionInEventLoop()
         var rounds = 0
@@ -584,8 +593,9 @@ package final class Connection: EventHandler, CustomStringConvertible {
                             local.plainOffset = 0
                             if !takeQueued(into: &local.plain) { return finishedFlushing() }
                         }
-                        let cut = OutboundQueue.frameBoundary(
-                            in: local.plain, from: local.plainOffset, atMost: RecordSealer.targetRecordLength)
+                        // Records are cut every 64 KiB of the frame stream, through a frame if need
+                        // be, so a large message is sealed, sent and opened in pieces as it goes.
+                        let cut = min(local.plain.count, local.plainOffset + RecordSealer.targetRecordLength)
                         local.sealedFrames = local.plainOffset..<cut
                         try local.plain.withUnsafeBytes { raw in
                             try local.sealer!.seal(UnsafeRawBufferPointer(rebasing: raw[local.plainOffset..<cut]), into: &local.outgoing)
@@ -687,16 +697,14 @@ package final class Connection: EventHandler, CustomStringConvertible {
             unsent.frames += partial.frames
             unsent.bytes += partial.bytes
         }
-        if !local.sealedFrames.isEmpty, local.outgoingOffset < local.outgoing.count {
-            // A record not wholly written is useless to the peer: all its frames count as unsent.
-            let record = OutboundQueue.countFrames(in: Array(local.plain[local.sealedFrames]), after: 0)
-            unsent.frames += record.frames
-            unsent.bytes += record.bytes
-        }
-        if local.plainOffset < local.plain.count {
-            let unsealed = OutboundQueue.countFrames(in: Array(local.plain[local.plainOffset...]), after: 0)
-            unsent.frames += unsealed.frames
-            unsent.bytes += unsealed.bytes
+        // A record not wholly written is useless to the peer, and a frame is delivered only once
+        // every record it lies in is: each frame that ends past what whole records carried is unsent.
+        let carried = !local.sealedFrames.isEmpty && local.outgoingOffset < local.outgoing.count
+            ? local.sealedFrames.lowerBound : local.plainOffset
+        if carried < local.plain.count {
+            let rest = OutboundQueue.countFrames(in: local.plain, after: carried)
+            unsent.frames += rest.frames
+            unsent.bytes += rest.bytes
         }
         local.plain = []
         local.sealedFrames = 0..<0

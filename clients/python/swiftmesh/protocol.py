@@ -332,7 +332,7 @@ def check_beacon(datagram, sender, mesh, stretched):
         return None, f"a datagram of {len(datagram)} bytes, larger than a beacon"
     try:
         beacon = json.loads(datagram)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deep nesting, well within 1,024 bytes
         return None, "not a beacon"
     fields = ("beacon", "mesh", "address", "key", "mac")
     if not isinstance(beacon, dict) or not all(isinstance(beacon.get(field), str) for field in fields):
@@ -354,6 +354,8 @@ def check_beacon(datagram, sender, mesh, stretched):
         expected = hmac.new(beacon_key(stretched), beacon_signed_bytes(beacon), hashlib.sha256).hexdigest()
         if not beacon["mac"]:
             return None, "no HMAC, and this mesh is keyed"
+        if not beacon["mac"].isascii():  # compare_digest refuses text that is not ASCII
+            return None, "bad HMAC (another key)"
         if not hmac.compare_digest(expected, beacon["mac"].lower()):
             return None, "bad HMAC (another key)"
     else:

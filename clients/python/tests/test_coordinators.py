@@ -33,8 +33,12 @@ class BeaconTests(unittest.TestCase):
         moved = VECTOR.replace(b"10.250.0.1:6374", b"10.6.6.6:6374")
         self.assertIn("bad HMAC", p.check_beacon(moved, "x", "lab", key)[1])
         self.assertIn("no key", p.check_beacon(VECTOR, "x", "lab", None)[1])
-        for junk in (b"", b"[", b"{}", b"x" * 5000, b'{"beacon": 1}'):
+        for junk in (b"", b"[", b"{}", b"x" * 5000, b'{"beacon": 1}', b"[" * 1000):
             self.assertIsNone(p.check_beacon(junk, "x", "lab", key)[0])
+        # A MAC that is not ASCII (compare_digest would raise) is a bad MAC, not a crash.
+        unicode_mac = json.loads(VECTOR)
+        unicode_mac["mac"] = "\u00e9" * 64
+        self.assertIn("bad HMAC", p.check_beacon(json.dumps(unicode_mac).encode(), "x", "lab", key)[1])
         beacon = json.loads(VECTOR)
         beacon["mac"], beacon["address"] = "", "10.0.0.1:6374"
         self.assertIsNone(p.check_beacon(json.dumps(beacon).encode(), "10.0.0.2", "lab", None)[0])
