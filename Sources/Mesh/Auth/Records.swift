@@ -91,17 +91,17 @@ struct RecordOpener: Sendable {
             let header = RecordSealer.bigEndian(UInt32(record.count))
             let number = opened
             var cipher = self.cipher
-            let opened = decoder.withMutableBytes(record) { raw -> Int? in
+            let length = decoder.withMutableBytes(record) { raw -> Int? in
                 header.withUnsafeBytes { ad in try? cipher.openInPlace(raw, authenticating: ad) }
             }
-            guard let opened else {
+            guard let length else {
                 throw ConnectionError.protocolViolation(
                     "record \(number) failed authentication: bytes were injected, altered, dropped or replayed on the way")
             }
             if cipher.nonce % rekeyInterval == 0 { cipher.rekey() }
             self.cipher = cipher
             opened += 1
-            decoder.withBytes(record.lowerBound..<(record.lowerBound + opened)) { frames.append($0) }
+            decoder.withBytes(record.lowerBound..<(record.lowerBound + length)) { frames.append($0) }
         }
     }
 }
