@@ -111,6 +111,32 @@ extension Noise {
             nonce += 1
         }
 
+        /// Opens a transport message into `output`: checks the tag that ends `ciphertext` and writes
+        /// the plaintext there; `n` goes up by one on success only.
+        ///
+        /// - Parameters:
+        ///   - ciphertext: The ciphertext followed by its 16-byte tag.
+        ///   - output: At least `ciphertext.count - 16` bytes, not overlapping `ciphertext`.
+        ///   - additional: The associated data.
+        /// - Returns: The plaintext's length.
+        /// - Throws: ``Noise/Error/decryptionFailed`` for a wrong tag or a message shorter than a
+        ///   tag; ``Noise/Error/nonceExhausted`` once `n` reached 2^64 - 1.
+        package mutating func open(
+            _ ciphertext: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer,
+            authenticating additional: UnsafeRawBufferPointer
+        ) throws -> Int {
+            guard let key else { throw Error.missingKey("a transport key") }
+            guard nonce != .max else { throw Error.nonceExhausted }
+            let length: Int
+            do {
+                length = try key.open(counter: nonce, authenticating: additional, ciphertext: ciphertext, into: output)
+            } catch {
+                throw Error.decryptionFailed
+            }
+            nonce += 1
+            return length
+        }
+
         /// Opens a transport message in place: checks the tag that ends `buffer` and decrypts the
         /// bytes before it where they lie; `n` goes up by one on success only.
         ///

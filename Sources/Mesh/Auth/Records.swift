@@ -77,7 +77,7 @@ struct RecordOpener: Sendable {
     /// The next record's nonce.
     var sequence: UInt64 { cipher.nonce }
 
-    /// Opens every complete record received, in place, and appends its frames to `frames`.
+    /// Opens every complete record received into `frames`, which reads the stream of frames.
     ///
     /// - Throws: ``ConnectionError/protocolViolation(_:)`` for a record whose length leaves no
     ///   room for a frame (checked as soon as the length is in) or whose tag does not match (bytes
@@ -91,17 +91,21 @@ struct RecordOpener: Sendable {
             let header = RecordSealer.bigEndian(UInt32(record.count))
             let number = opened
             var cipher = self.cipher
-            let length = decoder.withMutableBytes(record) { raw -> Int? in
-                header.withUnsafeBytes { ad in try? cipher.openInPlace(raw, authenticating: ad) }
+            // Opened straight into the frame buffer: the plaintext is written once.
+            let length = decoder.withBytes(record) { sealed -> Int? in
+                header.withUnsafeBytes { ad in
+                    frames.readInto(minimumSpace: sealed.count - RecordSealer.tagLength) { space in
+                        try? cipher.open(sealed, into: space, authenticating: ad)
+                    }
+                }
             }
-            guard let length else {
+            guard length != nil else {
                 throw ConnectionError.protocolViolation(
                     "record \(number) failed authentication: bytes were injected, altered, dropped or replayed on the way")
             }
             if cipher.nonce % rekeyInterval == 0 { cipher.rekey() }
             self.cipher = cipher
             opened += 1
-            decoder.withBytes(record.lowerBound..<(record.lowerBound + length)) { frames.append($0) }
         }
     }
 }

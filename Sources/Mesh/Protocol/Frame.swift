@@ -190,14 +190,6 @@ package struct FrameDecoder: Sendable {
         }
     }
 
-    /// Calls `body` with the bytes at `range` of the decoder's storage, writable (a record opened
-    /// in place).
-    mutating func withMutableBytes<R>(_ range: Range<Int>, _ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
-        try storage.withUnsafeMutableBytes { raw -> R in
-            try body(UnsafeMutableRawBufferPointer(rebasing: raw[range]))
-        }
-    }
-
     /// The next length prefix, once its 4 bytes are in (before the bytes it counts).
     var nextLength: Int? {
         guard writeIndex - readIndex >= 4 else { return nil }
