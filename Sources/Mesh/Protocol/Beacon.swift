@@ -94,7 +94,7 @@ package struct Beacon: Codable, Sendable, Equatable {
         }
         if let meshKey {
             let expected = Array(HMAC<SHA256>.authenticationCode(for: beacon.signedBytes, using: beaconKey(meshKey)))
-            guard let mac = hexBytes(beacon.mac), mac.count == 32, constantTimeEquals(mac, expected) else {
+            guard let mac = NodeIdentity.hexBytes(beacon.mac), mac.count == 32, constantTimeEquals(mac, expected) else {
                 return .ignored(beacon, reason: beacon.mac.isEmpty ? "no HMAC, and this mesh is keyed" : "bad HMAC (another key)")
             }
         } else {
@@ -104,29 +104,5 @@ package struct Beacon: Codable, Sendable, Equatable {
             }
         }
         return .trusted(beacon)
-    }
-
-    /// Lower-case or upper-case hex to bytes; `nil` for anything else.
-    static func hexBytes(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        var index = 0
-        while index < digits.count {
-            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
-    }
-
-    private static func nibble(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
