@@ -26,7 +26,7 @@ public struct NameBindings: Sendable, Equatable {
     /// - Parameters:
     ///   - text: The file's contents.
     ///   - path: The file's name, for errors.
-    /// - Throws: ``MeshError/invalidNamesFile(path:reason:)`` naming the line and what is wrong.
+    /// - Throws: `MeshError.invalidNamesFile(path:reason:)` naming the line and what is wrong.
     public init(parsing text: String, path: String = "names file") throws(MeshError) {
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first
@@ -62,7 +62,7 @@ public struct NameBindings: Sendable, Equatable {
 
     /// Reads and parses a names file.
     ///
-    /// - Throws: ``MeshError/invalidNamesFile(path:reason:)``.
+    /// - Throws: `MeshError.invalidNamesFile(path:reason:)`.
     public init(contentsOfFile path: String) throws(MeshError) {
         let text: String
         do {

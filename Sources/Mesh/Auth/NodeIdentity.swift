@@ -10,7 +10,7 @@ public struct NodeIdentity: Sendable {
     package let privateKey: Curve25519.KeyAgreement.PrivateKey
     /// The public key, 32 bytes.
     public let publicKey: [UInt8]
-    /// 16 lowercase hex digits (see ``NodeID``).
+    /// 16 lowercase hex digits: the first 8 bytes of SHA-256("swift-mesh/3 node id" ‖ public key).
     public let id: String
     /// The id as 8 bytes.
     package let idBytes: [UInt8]
