@@ -12,10 +12,9 @@ struct BeaconTests {
     static let key = try! MeshKey.stretched("beacon test key, long enough")!
     static let otherKey = try! MeshKey.stretched("another mesh key, long enough")!
 
-    @Test("a keyed beacon checks out with the key, names its address and mesh, and leaves the key field empty for now")
+    @Test("a keyed beacon checks out with the key and names its address and mesh")
     func keyedBeaconTrusted() throws {
         let beacon = Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.key)
-        #expect(beacon.key.isEmpty)
         #expect(beacon.mac.count == 64)
         guard case .trusted(let heard) = Beacon.check(beacon.encoded, from: "10.0.0.9", mesh: "lab", key: Self.key) else {
             Issue.record("a good beacon was not trusted")
@@ -87,5 +86,31 @@ struct BeaconTests {
         let derived = Beacon.beaconKey(Self.key)
         #expect(derived.withUnsafeBytes { Array($0) } != Self.key.withUnsafeBytes { Array($0) })
         #expect(Beacon.beaconKey(Self.key).withUnsafeBytes { Array($0) } == derived.withUnsafeBytes { Array($0) })
+    }
+
+    @Test("a configured pin rules over beacons, and two beacons naming different keys for one address are both ignored")
+    func pinsAndConflictingKeys() {
+        let real = NodeIdentity().publicKeyHex
+        let rogue = NodeIdentity().publicKeyHex
+        func heard(_ sender: String, _ address: String, _ key: String) -> BeaconListener.Heard {
+            BeaconListener.Heard(
+                sender: sender, verdict: .trusted(Beacon(mesh: "lab", address: address, key: Self.key, fingerprint: key)))
+        }
+        let beacons = [heard("10.0.0.1", "10.0.0.1:6374", real), heard("10.0.0.6", "10.0.0.6:6374", rogue)]
+        // Without a pin, both coordinators are used, each with the key its beacon names.
+        let open = BeaconListener.choose(from: beacons, pinned: nil)
+        #expect(open.found.map(\.address) == ["10.0.0.1:6374", "10.0.0.6:6374"])
+        #expect(open.found.map(\.key) == [real, rogue])
+        // With a pin, a beacon naming another key is ignored, once per sender.
+        let pinned = BeaconListener.choose(from: beacons + beacons, pinned: real)
+        #expect(pinned.found.map(\.address) == ["10.0.0.1:6374"])
+        #expect(pinned.warnings.count == 1 && pinned.warnings[0].contains("10.0.0.6"))
+        // A member that announces the real coordinator's address with its own key: neither is trusted.
+        let spoofed = BeaconListener.choose(
+            from: [heard("10.0.0.1", "10.0.0.1:6374", real), heard("10.0.0.6", "10.0.0.1:6374", rogue),
+                   heard("10.0.0.1", "10.0.0.1:6374", real)],
+            pinned: nil)
+        #expect(spoofed.found.isEmpty)
+        #expect(spoofed.warnings == ["ignored the beacons for 10.0.0.1:6374: they name different static keys"])
     }
 }

@@ -59,8 +59,11 @@ struct IdentityTests {
         try await withMesh(authkey: Self.key) { mesh in
             let right = mesh.coordinator.identity.publicKeyHex
             let pinned = try await mesh.node("pinned", authkey: Self.key) { $0.coordinatorKey = right }
+            // Hex in either case is the same key.
+            let shouting = try await mesh.node("pinned-upper", authkey: Self.key) { $0.coordinatorKey = right.uppercased() }
+            #expect(await shouting.isConnectedToCoordinator)
             #expect(await pinned.isConnectedToCoordinator)
-            let wrong = NodeIdentity().publicKeyHex
+            let wrong = NodeIdentity().publicKeyHex.uppercased()
             do {
                 _ = try await mesh.node("misled", authkey: Self.key) { $0.coordinatorKey = wrong }
                 Issue.record("a node joined a coordinator whose key it did not pin")

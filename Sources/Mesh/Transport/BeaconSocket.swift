@@ -98,6 +98,29 @@ package enum BeaconListener {
         } catch {
             throw MeshError.coordinatorUnreachable(address: "discover", reason: "cannot listen for beacons on UDP port \(port): \(error)")
         }
+        let (found, warnings) = choose(from: heard, pinned: pinned)
+        for warning in warnings { logger.warning(warning) }
+        guard !found.isEmpty else {
+            throw MeshError.coordinatorUnreachable(
+                address: "discover",
+                reason: "no coordinator of mesh \"\(MeshText.escaped(mesh))\" announced itself within \(formatted(window))"
+                    + " (start one with mesh-coordinator --announce --mesh-name \(MeshText.escaped(mesh)), on the same LAN)")
+        }
+        logger.info(
+            "found \(found.count) coordinator(s) of mesh \"\(MeshText.escaped(mesh))\" on the LAN: \(found.map(\.address).joined(separator: ", "))")
+        return found
+    }
+
+    /// Which coordinators the beacons heard point to, sorted by address, each with the static key
+    /// its beacons name; and the warnings to log (each ignoring sender once).
+    ///
+    /// A beacon naming a key other than `pinned` (the configured coordinator key) is ignored: a
+    /// pin rules over beacons. Two trusted beacons that name different keys for one address are
+    /// both ignored: one of them comes from another member, and nothing says which.
+    package static func choose(from heard: [Heard], pinned: String?) -> (
+        found: [(address: String, key: String)], warnings: [String]
+    ) {
+        var warnings: [String] = []
         var logged = Set<String>()
         var found: [String: String] = [:]
         var conflicting = Set<String>()
@@ -106,33 +129,25 @@ package enum BeaconListener {
             case .trusted(let beacon):
                 if let pinned, beacon.key != pinned {
                     if logged.insert(item.sender).inserted {
-                        logger.warning(
+                        warnings.append(
                             "ignored a coordinator beacon from \(MeshText.escaped(item.sender)): it names a static key other than"
                                 + " the pinned coordinator key")
                     }
                 } else if let earlier = found[beacon.address], earlier != beacon.key {
-                    // Two members announce one address with different keys: trust neither.
                     conflicting.insert(beacon.address)
-                } else {
+                } else if !conflicting.contains(beacon.address) {
                     found[beacon.address] = beacon.key
                 }
             case .ignored(_, let reason):
                 if logged.insert(item.sender).inserted {
-                    logger.warning("ignored a coordinator beacon from \(MeshText.escaped(item.sender)): \(MeshText.escaped(reason))")
+                    warnings.append("ignored a coordinator beacon from \(MeshText.escaped(item.sender)): \(MeshText.escaped(reason))")
                 }
             }
         }
-        for address in conflicting {
+        for address in conflicting.sorted() {
             found[address] = nil
-            logger.warning("ignored the beacons for \(MeshText.escaped(address)): they name different static keys")
+            warnings.append("ignored the beacons for \(MeshText.escaped(address)): they name different static keys")
         }
-        guard !found.isEmpty else {
-            throw MeshError.coordinatorUnreachable(
-                address: "discover",
-                reason: "no coordinator of mesh \"\(MeshText.escaped(mesh))\" announced itself within \(formatted(window))"
-                    + " (start one with mesh-coordinator --announce --mesh-name \(MeshText.escaped(mesh)), on the same LAN)")
-        }
-        logger.info("found \(found.count) coordinator(s) of mesh \"\(MeshText.escaped(mesh))\" on the LAN: \(found.keys.sorted().joined(separator: ", "))")
-        return found.sorted { $0.key < $1.key }.map { (address: $0.key, key: $0.value) }
+        return (found.sorted { $0.key < $1.key }.map { (address: $0.key, key: $0.value) }, warnings)
     }
 }
