@@ -47,11 +47,7 @@ package final class Listener: EventHandler {
         guard token.withLock({ $0 }) != nil else { return }  // closed; the fd may be reused
         // A bounded batch per wake-up keeps a connection flood from starving established peers.
         for _ in 0..<64 {
-            // The resume goes through the loop, so it always lands after this pause.
-            if let admission, !admission.makeRoom(on: loop, onRoom: { [self] in loop.execute { self.setAccepting(true) } }) {
-                setAccepting(false)
-                return
-            }
+            admission?.makeRoom()
             do {
                 guard let (client, peer) = try socket.accept() else { return }
                 onAccept(client, peer)
@@ -75,10 +71,6 @@ package final class Listener: EventHandler {
     static let acceptRetryDelay = Duration.milliseconds(100)
 
     /// Pauses or resumes accepting (connections wait in the kernel's backlog meanwhile).
-    private func setAccepting(_ accepting: Bool) {
-        guard let registered = token.withLock({ $0 }) else { return }
-        loop.update(socket, token: registered, interest: accepting ? .read : [])
-    }
 
     /// Stops accepting and closes the listening socket. Safe to call twice.
     package func close() {
@@ -97,127 +89,61 @@ package final class Listener: EventHandler {
 /// connections that never authenticate cannot use up the process's descriptors or memory, nor
 /// keep real peers out.
 ///
-/// At the cap, room is made at once by closing the oldest connection that has not sent a byte
-/// (a real peer sends its hello the moment it connects, so the silent ones are the flood); when
-/// every waiting connection has sent something, the one that has been quiet longest goes once it
-/// has been quiet for ``stallGrace`` (a real peer answers within a round trip; one that sent a
-/// byte or a hello and stopped is the flood, and would otherwise hold its place for
-/// ``patience``), and failing that the oldest one waiting over ``patience``. Only when none of
-/// them qualifies does accepting pause, and a timer resumes it when the first would: new
-/// connections wait in the kernel's backlog meanwhile, so a burst of a thousand real joins is
-/// slowed, not refused. Evictions are counted (``evictions``) rather than logged one by one.
+/// Waiting connections are kept in order of how long they have been quiet: one moves to the back
+/// when it is accepted and whenever it sends something. At the cap, the one at the front (the
+/// quietest) is closed to make room, whatever the clock says. A real peer sends its hello the
+/// moment it connects and the rest within a round trip, so it stays near the back; the flood's
+/// sockets, silent or stalled, drift to the front and go first. A real peer is closed only if a
+/// thousand newer or busier connections arrive within its round trip. Accepting never pauses.
+/// Evictions are counted (``evictions``) rather than logged one by one; the handshake's own 5 s
+/// deadline still ends any connection that never finishes.
 package final class HandshakeAdmission: Sendable {
-    private struct Waiting {
-        let connection: Connection
-        let since: ContinuousClock.Instant
-        /// When the peer last sent something; `nil` while it has sent nothing.
-        var lastHeard: ContinuousClock.Instant?
-        var heard: Bool { lastHeard != nil }
-        var quietSince: ContinuousClock.Instant { lastHeard ?? since }
-    }
-
     private struct State {
-        var waiting: [Waiting] = []
-        var onRoom: (@Sendable () -> Void)?
+        /// Quietest first.
+        var waiting: [Connection] = []
         var evictions = 0
-        var recheckScheduled = false
     }
 
     /// The most connections allowed mid-handshake.
     let limit: Int
-    /// How long a handshake that has started may wait before a newcomer may take its place.
-    let patience: Duration
-    /// How long a connection that has sent nothing is left alone at the cap (one loop turn, so
-    /// its hello already in the socket gets read).
-    let silentGrace: Duration
-    /// How long a connection that has sent something may then stay quiet at the cap before the
-    /// quietest such one may make room (well over a round trip).
-    let stallGrace: Duration
     private let state = Mutex(State())
 
-    package init(
-        limit: Int = 1024, patience: Duration = .seconds(1), silentGrace: Duration = .milliseconds(20),
-        stallGrace: Duration = .milliseconds(100)
-    ) {
+    package init(limit: Int = 1024) {
         self.limit = limit
-        self.patience = patience
-        self.silentGrace = silentGrace
-        self.stallGrace = stallGrace
     }
 
     /// Connections closed to make room so far.
     var evictions: Int { state.withLock { $0.evictions } }
 
-    /// Whether another connection may be accepted now, closing a stale one to make room if needed;
-    /// when not, `onRoom` is called (once) as soon as a place frees or the oldest passes its
-    /// patience.
-    ///
-    /// - Parameter loop: the listener's loop, where the recheck timer runs.
-    func makeRoom(on loop: EventLoop, onRoom: @escaping @Sendable () -> Void) -> Bool {
-        let now = ContinuousClock.now
-        let (room, evicted, recheckAt) = state.withLock { state -> (Bool, Connection?, ContinuousClock.Instant?) in
-            if state.waiting.count < limit { return (true, nil, nil) }
-            // The quietest first: `waiting` is kept in order of quiet time (a connection moves to
-            // the end when heard), so a newcomer whose hello is still unread comes after the
-            // flood's sockets, silent or stalled. Only the front is looked at: it is the quietest.
-            let silentCutoff = now - silentGrace
-            let stallCutoff = now - stallGrace
-            let patienceCutoff = now - patience
-            if let index = state.waiting.prefix(64).firstIndex(where: { $0.quietSince <= ($0.heard ? stallCutoff : silentCutoff) })
-                ?? state.waiting.firstIndex(where: { $0.since < patienceCutoff })
-            {
-                state.evictions += 1
-                return (true, state.waiting.remove(at: index).connection, nil)
-            }
-            state.onRoom = onRoom
-            guard !state.recheckScheduled, let oldest = state.waiting.map(\.since).min() else { return (false, nil, nil) }
-            state.recheckScheduled = true
-            let eligible = state.waiting.prefix(64).map { $0.quietSince + ($0.heard ? stallGrace : silentGrace) }.min()
-            return (false, nil, min(oldest + patience, eligible ?? oldest + patience))
+    /// Makes room for one more connection: at the cap, closes the quietest one waiting.
+    func makeRoom() {
+        let evicted = state.withLock { state -> Connection? in
+            guard state.waiting.count >= limit else { return nil }
+            state.evictions += 1
+            return state.waiting.removeFirst()
         }
+        // Closed outside the lock: closing runs the connection's own bookkeeping.
         evicted?.close(error: .handshake(.evicted(limit: limit)))
-        if let recheckAt {
-            // Nothing may leave before then: look again at that moment rather than waiting for a
-            // handshake to end (idle sockets end only at their deadline).
-            _ = loop.schedule(at: recheckAt + .milliseconds(1)) { [self] in
-                let wake = state.withLock { state -> (@Sendable () -> Void)? in
-                    state.recheckScheduled = false
-                    defer { state.onRoom = nil }
-                    return state.onRoom
-                }
-                wake?()
-            }
-        }
-        return room
     }
 
-    /// Takes a place for `connection`.
+    /// Takes a place for `connection`, at the back.
     func enter(_ connection: Connection) {
-        state.withLock { $0.waiting.append(Waiting(connection: connection, since: .now)) }
+        state.withLock { $0.waiting.append(connection) }
     }
 
-    /// Notes that `connection` has sent something (again): it is not an idle socket, and it
-    /// counts as quiet from now.
+    /// Notes that `connection` has sent something (again): it moves to the back.
     func heard(_ connection: Connection) {
         state.withLock { state in
-            if let index = state.waiting.firstIndex(where: { $0.connection === connection }) {
-                var waiting = state.waiting.remove(at: index)
-                waiting.lastHeard = .now
-                state.waiting.append(waiting)
+            if let index = state.waiting.lastIndex(where: { $0 === connection }), index != state.waiting.count - 1 {
+                state.waiting.append(state.waiting.remove(at: index))
             }
         }
     }
 
     /// Gives the place back (the handshake ended, either way).
     func leave(_ connection: Connection) {
-        let onRoom = state.withLock { state -> (@Sendable () -> Void)? in
-            if let index = state.waiting.firstIndex(where: { $0.connection === connection }) {
-                state.waiting.remove(at: index)
-            }
-            guard state.waiting.count < limit, let onRoom = state.onRoom else { return nil }
-            state.onRoom = nil
-            return onRoom
+        state.withLock { state in
+            if let index = state.waiting.lastIndex(where: { $0 === connection }) { state.waiting.remove(at: index) }
         }
-        onRoom?()
     }
 }
