@@ -369,7 +369,7 @@ package struct Handshake: Sendable {
         let isData = purpose == .data
         var remoteStatic: Curve25519.KeyAgreement.PublicKey?
         if role == .connector, isData {
-            if let problem = dataKeyProblem { return fail(.peerKeyUnknown(problem)) }
+            // Checked usable (dataKeyProblem) before this side wrote its hello.
             remoteStatic = expectedPeerKey.flatMap { try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: $0) }
         }
         let localStatic = staticKey ?? Curve25519.KeyAgreement.PrivateKey()

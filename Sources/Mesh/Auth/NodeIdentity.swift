@@ -37,7 +37,7 @@ public struct NodeIdentity: Sendable {
     }
 
     /// The public key as 64 lowercase hex digits, as node records carry it.
-    public var publicKeyHex: String { lowercaseHex(publicKey) }
+    public var publicKeyHex: String { lowercaseHexID(publicKey) }
 
     /// The identity in a key file: the 32-byte private key as 64 hex digits, then optional
     /// whitespace and line ends.
@@ -64,7 +64,7 @@ public struct NodeIdentity: Sendable {
 
     /// What `mesh keygen --node` writes: a fresh private key as 64 lowercase hex digits.
     public static func generateKeyFileText() -> String {
-        lowercaseHex(Array(Curve25519.KeyAgreement.PrivateKey().rawRepresentation)) + "\n"
+        lowercaseHexID(Array(Curve25519.KeyAgreement.PrivateKey().rawRepresentation)) + "\n"
     }
 
     /// Hex text (either case) as bytes, or `nil`.
@@ -89,9 +89,4 @@ public struct NodeIdentity: Sendable {
         }
         return result
     }
-}
-
-/// Bytes as lowercase hex digits.
-func lowercaseHex(_ bytes: [UInt8]) -> String {
-    lowercaseHexID(bytes)
 }

@@ -84,7 +84,7 @@ extension MeshNode {
                     // Learned from the handshake; a pinned key was already checked there.
                     loggedCoordinatorKey = proven
                     logger.info(
-                        "the coordinator proved static key \(lowercaseHex(proven))"
+                        "the coordinator proved static key \(lowercaseHexID(proven))"
                             + (configuration.coordinatorKey == nil ? " (pin it with MESH_COORDINATOR_KEY)" : ""))
                 }
                 if let (slot, attempt) = attempt(of: connection) { apply(.connected(attempt), to: slot) }

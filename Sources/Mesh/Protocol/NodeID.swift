@@ -44,15 +44,9 @@ package enum NodeID {
 
     /// The 32 bytes of a public key written as 64 lowercase hex digits, or `nil`.
     package static func publicKeyBytes(_ hex: String) -> [UInt8]? {
-        let utf8 = Array(hex.utf8)
-        guard utf8.count == 64 else { return nil }
-        var result: [UInt8] = []
-        result.reserveCapacity(32)
-        for index in stride(from: 0, to: 64, by: 16) {
-            guard let part = bytes(String(decoding: utf8[index..<(index + 16)], as: UTF8.self)) else { return nil }
-            result += part
-        }
-        return result
+        // Lowercase only, as records carry keys: one spelling per key.
+        guard hex.utf8.count == 64, !hex.utf8.contains(where: { (0x41...0x46).contains($0) }) else { return nil }
+        return NodeIdentity.hexBytes(hex)
     }
 
     /// True when `keyHex` is a public key (64 lowercase hex digits) whose id is `id`.
