@@ -60,7 +60,7 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
         case .versionMismatch: self = .versionMismatch
         case .timedOut, .silentAcceptor: self = .handshakeTimeout
         case .evicted: self = .handshakeEvicted
-        case .closedDuringHandshake: self = .closedDuringHandshake
+        case .closedDuringHandshake, .closedSilently: self = .closedDuringHandshake
         case .peerRequiresKey, .peerHasNoKey, .peerProofInvalid, .rejectedByPeer, .staticKeyNotProven, .impostor,
             .wrongCoordinatorKey, .peerKeyUnknown:
             self = .authentication

@@ -541,7 +541,10 @@ public actor MeshCoordinator {
     private func closed(_ connection: Connection, error: ConnectionError?) {
         guard let session = forget(connection) else {
             // Never got past the handshake, or already evicted (and logged) for silence.
-            if case .handshake(let failure) = error {
+            if case .handshake(.closedSilently) = error {
+                // A port check (a node with nothing configured looks for a coordinator on its host).
+                logger.debug("connection from \(connection.remote) closed before sending anything (a port check)")
+            } else if case .handshake(let failure) = error {
                 refusals.log(
                     "refused connections", level: .warning, to: logger,
                     "rejected connection from \(connection.remote): \(failure)")

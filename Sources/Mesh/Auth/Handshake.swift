@@ -567,6 +567,9 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
     case peerKeyUnknown(String)
     /// The peer closed the connection during the handshake.
     case closedDuringHandshake
+    /// The peer closed the connection before sending a byte: a port check (a node looking for a
+    /// coordinator on its own host, a health check), not a failed handshake.
+    case closedSilently
     /// The handshake did not finish within its deadline.
     case timedOut(seconds: Int)
     /// A connector dialling a known node heard no hello from its address within the deadline; it
@@ -622,6 +625,8 @@ package enum HandshakeError: Error, Sendable, Equatable, CustomStringConvertible
             return "cannot authenticate the peer: \(reason)"
         case .closedDuringHandshake:
             return "peer closed the connection during the handshake (wrong key, or a different protocol?)"
+        case .closedSilently:
+            return "peer closed the connection before sending anything (a port check?)"
         case .timedOut(let seconds):
             return "no handshake from peer within \(seconds) s"
         case .silentAcceptor(let seconds):

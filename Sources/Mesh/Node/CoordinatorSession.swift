@@ -208,7 +208,7 @@ struct CoordinatorSession: Sendable {
     /// join storm of thousands). Retried within the build's deadline instead of failing the build.
     static func isBusyCoordinator(_ error: ConnectionError?) -> Bool {
         switch error {
-        case .handshake(.closedDuringHandshake), .handshake(.timedOut), .handshake(.evicted): return true
+        case .handshake(.closedDuringHandshake), .handshake(.closedSilently), .handshake(.timedOut), .handshake(.evicted): return true
         default: return false
         }
     }

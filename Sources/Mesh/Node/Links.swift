@@ -412,8 +412,8 @@ final class InboundLink: ConnectionDelegate {
         guard let error else { return }
         let who = peer.map { "\($0.sender) at \(connection.remote)" } ?? "\(connection.remote)"
         switch error {
-        case .socket(.disconnected):
-            logger.debug("connection from \(who) closed")
+        case .socket(.disconnected), .handshake(.closedSilently):
+            logger.debug("connection from \(who) closed: \(error)")
         case .handshake:
             refusals.log("refused peer connections", level: .warning, to: logger, "closed the connection from \(who): \(error)")
             scheduleRefusalSummary()

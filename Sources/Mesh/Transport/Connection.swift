@@ -92,7 +92,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var readPaused = false
         /// Holds a place in the listener's handshake admission until the handshake ends.
         var admission: HandshakeAdmission?
-        /// Bytes read since the handshake, and the count when the stall timer was last armed.
+        /// Bytes read (the handshake's too), and the count when the stall timer was last armed.
         var bytesRead = 0
         var stallBaseline = 0
         var stallTimer: UInt64?
@@ -430,6 +430,7 @@ package final class Connection: EventHandler, CustomStringConvertible {
                 var scratch = [UInt8](repeating: 0, count: max(1, local.handshake.bytesWanted))
                 let count = try scratch.withUnsafeMutableBytes { raw in try socket.read(into: raw) }
                 guard let count else { return }
+                local.bytesRead += count
                 local.admission?.heard(self)
                 perform(local.handshake.receive(scratch[..<count]))
                 return
@@ -460,7 +461,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
                 if count < space { return }
             }
         } catch let error as SocketError {
-            finishClose(local.phase == .handshaking && isDisconnect(error) ? .handshake(.closedDuringHandshake) : .socket(error))
+            guard local.phase == .handshaking, isDisconnect(error) else { return finishClose(.socket(error)) }
+            finishClose(.handshake(local.bytesRead == 0 ? .closedSilently : .closedDuringHandshake))
         } catch let error as FrameError {
             finishClose(.frame(error))
         } catch let error as ConnectionError {
