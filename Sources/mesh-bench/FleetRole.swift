@@ -6,7 +6,7 @@ import Synchronization
 /// namespaces (a host's worth of nodes per process instead of one process per node).
 ///
 /// Builds `--nodes` nodes named `--name` plus their index, with the full view, against
-/// `--coordinator` (one address or a list) and `$MESH_AUTHKEY`, accepting peers on the interface
+/// `--coordinator` (one address or a list; without it, what a node with nothing configured does) and `$MESH_AUTHKEY`, accepting peers on the interface
 /// toward the first coordinator. With `--listen TOPIC` the first node counts the integers it gets
 /// there (and whether they came in order, 0, 1, 2, ...); with `--send TOPIC` the first node waits
 /// for a listener and sends `--messages` integers, one every 2 ms. Prints `READY`, then every
@@ -37,7 +37,7 @@ enum FleetRole {
         let count = try arguments.int("nodes")
         let name = try arguments.string("name")
         var configuration = MeshNode.Configuration(
-            coordinator: try arguments.string("coordinator"), authkey: ProcessInfo.processInfo.environment["MESH_AUTHKEY"],
+            coordinator: (try? arguments.string("coordinator")) ?? MeshDefaults.nodeCoordinatorFromEnvironment, authkey: ProcessInfo.processInfo.environment["MESH_AUTHKEY"],
             logger: MeshLogger(label: name, level: .warning))
         configuration.topologyView = .full
         var nodes: [MeshNode] = []

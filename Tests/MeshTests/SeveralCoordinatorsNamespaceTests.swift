@@ -149,7 +149,7 @@ extension ResilienceTests {
             #expect(!sender.standardError.contains("sending failed"), "\(sender.standardError)")
         }
 
-        @Test("LAN discovery: a node with nothing configured finds its mesh's coordinator by beacon and joins; a rogue's beacon (another key) and a stranger's (another mesh) are ignored and logged once")
+        @Test("LAN discovery: a node with nothing configured finds its mesh's coordinator by beacon and joins; a rogue's beacon (another key) and a stranger's (another mesh) are ignored and logged once; with a coordinator on its own host, it uses that one")
         func discovery() async throws {
             let lab = NamespaceLab(roles: ["c1", "rogue", "stranger", "node"])
             defer { lab.killProcesses() }
@@ -189,10 +189,9 @@ extension ResilienceTests {
             #expect(lines.contains { $0.contains(lab.address("rogue")) && $0.contains("bad HMAC") }, "\(discover.output)")
             #expect(lines.contains { $0.contains(lab.address("stranger")) && $0.contains("another mesh") }, "\(discover.output)")
 
-            // A node with nothing configured but `discover` joins the one coordinator of its mesh.
-            let node = try lab.start(
-                "mesh-bench", ["_role", "fleet", "--coordinator", "discover", "--nodes", "1", "--name", "found"], in: "node",
-                environment: environment)
+            // A node with nothing configured (no coordinator on its own host) joins the one
+            // coordinator of its mesh on the LAN.
+            let node = try lab.start("mesh-bench", ["_role", "fleet", "--nodes", "1", "--name", "found"], in: "node", environment: environment)
             let joined = try await timeUntil("the node to find its coordinator and join", seconds: 20) {
                 node.standardOutput.contains("READY")
             }
@@ -202,6 +201,19 @@ extension ResilienceTests {
             #expect(ignored.filter { $0.contains(lab.address("rogue")) }.count == 1, "\(node.standardError)")
             #expect(ignored.filter { $0.contains(lab.address("stranger")) }.count == 1, "\(node.standardError)")
             #expect(ignored.count == 2, "\(node.standardError)")
+
+            // With a coordinator on its own host (127.0.0.1:6374), a node with nothing configured
+            // uses that one, without listening to the LAN; the port check that found it is not
+            // logged as a refused connection.
+            let local = try lab.start(
+                "mesh-coordinator", ["--host", "127.0.0.1", "--port", "6374"], in: "node", environment: ["MESH_AUTHKEY": key])
+            try await local.waitForOutput("mesh-coordinator listening on 127.0.0.1:6374")
+            let homebody = try lab.start("mesh-bench", ["_role", "fleet", "--nodes", "1", "--name", "homebody"], in: "node", environment: environment)
+            try await eventually("the node to route by the coordinator on its host", seconds: 20) {
+                state(of: homebody)?.routes == [MeshDefaults.coordinatorAddress]
+            }
+            #expect(!homebody.standardError.contains("ignored a coordinator beacon"), "\(homebody.standardError)")
+            #expect(!local.standardError.contains("rejected"), "\(local.standardError)")
         }
     }
 }

@@ -161,6 +161,30 @@ extension ResilienceTests {
             }
         }
 
+        @Test("nothing configured, no coordinator on this host or on the LAN: the build fails after the LAN's window, saying both")
+        func nothingConfiguredAndNothingFound() async throws {
+            let local = SocketAddress.ipv4(host: "127.0.0.1", port: MeshDefaults.coordinatorPort)
+            if await PortProbe.isListening(at: local, timeout: .seconds(1), loop: .shared) {
+                print("skipped: something listens on \(MeshDefaults.coordinatorAddress) on this host")
+                return
+            }
+            var configuration = MeshNode.Configuration(coordinator: MeshDefaults.automatic, authkey: nil)
+            configuration.meshName = "nobody-announces-this"
+            configuration.connectTimeout = .seconds(2)
+            let started = ContinuousClock.now
+            await #expect {
+                try await buildMeshNode(name: "loner", configuration: configuration)
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("coordinator unreachable at \(MeshDefaults.coordinatorAddress)")
+                    && text.contains("nothing was configured (MESH_COORDINATOR)")
+                    && text.contains("no coordinator of mesh \"nobody-announces-this\" announced itself")
+            }
+            // The LAN's window (2 s here, the connect timeout), then one more try on this host: a bounded wait.
+            let took = started.duration(to: .now)
+            #expect(took >= .seconds(2) && took < .seconds(15), "took \(took)")
+        }
+
         @Test("mesh discover with nothing announced fails with one line; --announce on loopback is refused with one line")
         func discoveryFailuresAreOneLine() async throws {
             let run = try await MeshCLI.run(["discover", "--seconds", "0.3", "--mesh-name", "nobody-announces-this"], seconds: 20)

@@ -290,6 +290,56 @@ extension MeshNode {
 }
 
 extension MeshNode {
+    /// Settles which coordinators the node registers with, before anything is dialled: the list
+    /// as configured; for `discover`, those announcing the mesh on the LAN; for `auto` (nothing
+    /// configured), the one on this host if it accepts a connection now, else the LAN's, else this
+    /// host's again (one that started meanwhile), within what is left of the connect timeout.
+    ///
+    /// - Throws: ``MeshError/coordinatorUnreachable(address:reason:)`` when `discover` hears none.
+    func findCoordinators() async throws {
+        guard slots.count == 1 else { return }
+        let wanted = slots[0].session.configuration.coordinator
+        guard wanted == MeshDefaults.discover || wanted == MeshDefaults.automatic else { return }
+        let started = ContinuousClock.now
+        if wanted == MeshDefaults.automatic {
+            let local = SocketAddress.ipv4(host: "127.0.0.1", port: MeshDefaults.coordinatorPort)
+            if await PortProbe.isListening(at: local, timeout: configuration.connectTimeout, loop: loop) {
+                slots = MeshNode.slots(for: [MeshDefaults.coordinatorAddress], configuration: configuration, nodeID: id, loop: loop)
+                return
+            }
+            logger.info(
+                "no coordinator configured, and none at \(MeshDefaults.coordinatorAddress) on this host: listening for one of mesh"
+                    + " \"\(MeshText.escaped(configuration.meshName))\" on the LAN")
+        }
+        let window = min(configuration.connectTimeout, MeshDefaults.discoveryWindow)
+        let found: [(address: String, key: String)]
+        do {
+            found = try await BeaconListener.discover(
+                mesh: configuration.meshName, key: key,
+                pinned: key == nil ? nil : configuration.coordinatorKey.map { $0.lowercased() }, window: window,
+                settle: MeshDefaults.discoverySettle, logger: logger)
+        } catch let error as MeshError where wanted == MeshDefaults.automatic {
+            // Nothing on the LAN either: this host's coordinator may have started meanwhile.
+            var rest = configuration
+            rest.connectTimeout = max(configuration.connectTimeout - started.duration(to: .now), .seconds(1))
+            slots = MeshNode.slots(for: [MeshDefaults.coordinatorAddress], configuration: rest, nodeID: id, loop: loop)
+            var reason = error.description
+            if case .coordinatorUnreachable(_, let text) = error { reason = text }
+            automaticSearch = reason
+            logger.info("\(reason); trying \(MeshDefaults.coordinatorAddress) again")
+            return
+        }
+        slots = MeshNode.slots(for: found.map(\.address), configuration: configuration, nodeID: id, loop: loop)
+        if key != nil {
+            // An authenticated beacon names the coordinator's static key: the handshake must
+            // prove exactly that key. A key pinned in the configuration still rules: a beacon
+            // naming another key was left out by discover.
+            for (slot, beacon) in zip(slots.indices, found) { slots[slot].pinnedKey = NodeID.publicKeyBytes(beacon.key) }
+        }
+    }
+}
+
+extension MeshNode {
     /// A slot per coordinator of `coordinators`, each with its session and heartbeat pump.
     static func slots(
         for coordinators: [String], configuration: Configuration, nodeID: String, loop: EventLoop

@@ -15,9 +15,14 @@ public actor MeshNode {
         /// The coordinator's `HOST:PORT`, or several, separated by commas
         /// (`a:6374,b:6374,c:6374`): the node registers with each and routes by the first one
         /// that is up, failing over to the next when it is lost (PROTOCOL.md, "Several coordinators").
+        /// `discover` registers with the coordinators that announce ``meshName`` on the LAN.
+        /// Defaults to `$MESH_COORDINATOR`, else `auto` (``MeshDefaults/automatic``): the
+        /// coordinator on this host when one listens at 127.0.0.1:6374, else those the LAN
+        /// announces, else this host's again (one started meanwhile).
         public var coordinator: String
-        /// The mesh's name: with `coordinator` set to `discover`, the node registers with the
-        /// coordinators that announce this name on the LAN (`mesh-coordinator --announce`).
+        /// The mesh's name: with `coordinator` set to `discover` (or left to `auto` with no
+        /// coordinator on this host), the node registers with the coordinators that announce this
+        /// name on the LAN (`mesh-coordinator --announce`).
         /// Defaults to `$MESH_NAME`, else `default`.
         public var meshName: String = MeshDefaults.meshNameFromEnvironment
         /// The shared key, or `nil` for an open mesh.
@@ -86,7 +91,7 @@ public actor MeshNode {
         public var coordinatorKey: String? = MeshDefaults.coordinatorKeyFromEnvironment
 
         public init(
-            coordinator: String = MeshDefaults.coordinatorFromEnvironment,
+            coordinator: String = MeshDefaults.nodeCoordinatorFromEnvironment,
             authkey: String? = MeshDefaults.authkeyFromEnvironment,
             loadBalancing: LoadBalancing = .roundRobin,
             codec: any MeshCodec = JSONCodec(),
@@ -271,6 +276,9 @@ public actor MeshNode {
     var slots: [CoordinatorSlot]
     /// The place in ``slots`` of the coordinator this node routes by.
     var primary = 0
+    /// With nothing configured (`auto`) and no coordinator found on this host or the LAN: what
+    /// the LAN search found, added to the error if this host's coordinator never answers either.
+    var automaticSearch: String?
     /// The session of the coordinator this node routes by.
     var session: CoordinatorSession { slots[primary].session }
     /// Bumped by every change this node announces of its own record (PROTOCOL.md, "Several coordinators").
@@ -401,20 +409,7 @@ public actor MeshNode {
         if let authkey = configuration.authkey, !authkey.isEmpty {
             try MeshKey.validate(authkey, allowWeak: configuration.allowWeakKey)
         }
-        if slots.count == 1, slots[0].session.configuration.coordinator == MeshDefaults.discover {
-            // Nothing configured but `discover`: the coordinators that announce this mesh on the LAN.
-            let window = min(configuration.connectTimeout, MeshDefaults.discoveryWindow)
-            let found = try await BeaconListener.discover(
-                mesh: configuration.meshName, key: key,
-                pinned: key == nil ? nil : configuration.coordinatorKey.map { $0.lowercased() }, window: window, settle: MeshDefaults.discoverySettle, logger: logger)
-            slots = MeshNode.slots(for: found.map(\.address), configuration: configuration, nodeID: id, loop: loop)
-            if key != nil {
-                // An authenticated beacon names the coordinator's static key: the handshake must
-                // prove exactly that key. A key pinned in the configuration still rules: a beacon
-                // naming another key was left out by discover.
-                for (slot, beacon) in zip(slots.indices, found) { slots[slot].pinnedKey = NodeID.publicKeyBytes(beacon.key) }
-            }
-        }
+        try await findCoordinators()
         for slot in slots.indices {
             let text = slots[slot].session.configuration.coordinator
             slots[slot].address = try await SocketAddress.resolve(text, defaultPort: MeshDefaults.coordinatorPort)
@@ -464,6 +459,10 @@ public actor MeshNode {
             }
         } catch {
             await close(within: .zero)
+            if let automaticSearch, case .coordinatorUnreachable(let address, let reason) = error as? MeshError {
+                throw MeshError.coordinatorUnreachable(
+                    address: address, reason: "\(reason); nothing was configured (MESH_COORDINATOR), and \(automaticSearch)")
+            }
             throw error
         }
         OpenNodes.shared.insert(self)

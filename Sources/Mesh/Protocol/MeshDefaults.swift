@@ -10,14 +10,24 @@ public enum MeshDefaults {
     /// This build's version, printed by `--version`.
     public static let version = "0.1.0"
 
-    /// `$MESH_COORDINATOR`, else ``coordinatorAddress``.
+    /// `$MESH_COORDINATOR`, else ``coordinatorAddress``: where the `mesh` tool looks.
     public static var coordinatorFromEnvironment: String {
         ProcessInfo.processInfo.environment["MESH_COORDINATOR"].flatMap { $0.isEmpty ? nil : $0 }
             ?? coordinatorAddress
     }
 
+    /// `$MESH_COORDINATOR`, else ``automatic``: where a node looks when nothing else is said.
+    public static var nodeCoordinatorFromEnvironment: String {
+        ProcessInfo.processInfo.environment["MESH_COORDINATOR"].flatMap { $0.isEmpty ? nil : $0 } ?? automatic
+    }
+
     /// The coordinator address that means "find them on the LAN": `MESH_COORDINATOR=discover`.
     public static let discover = "discover"
+    /// A node's coordinator when none is configured (`MESH_COORDINATOR` unset or `auto`): the one
+    /// on this host if ``coordinatorAddress`` accepts connections, else every coordinator that
+    /// announces the node's mesh on the LAN (as ``discover``), else this host's again (one
+    /// started meanwhile).
+    public static let automatic = "auto"
     /// How long a node with `discover` listens for beacons at most (less when its connect
     /// timeout is shorter).
     public static let discoveryWindow: Duration = .seconds(3)
