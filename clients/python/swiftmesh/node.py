@@ -120,17 +120,19 @@ class MeshNode:
                  when_peer_queue_full=None, maximum_message_size=MAXIMUM_MESSAGE_SIZE,
                  maximum_queued_bytes_per_peer=MAXIMUM_QUEUED_BYTES_PER_PEER, maximum_inbox_bytes=MAXIMUM_INBOX_BYTES,
                  same_host_transport=None, logger=None, identity_file=None, coordinator_key=None,
-                 rekey_interval=p.REKEY_INTERVAL):
+                 rekey_interval=p.REKEY_INTERVAL, mesh_name=None):
         problem = p.name_problem(name, "node name")
         if problem:
             raise InvalidName(problem)
         if load_balancing not in ("round_robin", "random", "broadcast"):
             raise ValueError(f"unknown load balancing {load_balancing!r}")
         self.name = name
-        # One address, a list (a:6374,b:6374: the next is used when one is lost), or "discover".
-        self.coordinator = coordinator or os.environ.get("MESH_COORDINATOR") or p.DEFAULT_COORDINATOR
-        self.mesh_name = os.environ.get("MESH_NAME") or "default"
+        # One address, a list (a:6374,b:6374: the next is used when one is lost), "discover", or
+        # "auto" (nothing configured): this host's coordinator if one listens, else the LAN's.
+        self.coordinator = coordinator or os.environ.get("MESH_COORDINATOR") or p.AUTOMATIC
+        self.mesh_name = mesh_name or os.environ.get("MESH_NAME") or "default"
         self._coordinators = p.coordinator_list(self.coordinator) or [self.coordinator]
+        self._beacon_keys = {}  # address -> the static key its authenticated beacon names (keyed mesh)
         self._current = 0
         self._tried_in_build = 1
         self._authkey_text = authkey if authkey is not None else (os.environ.get("MESH_AUTHKEY") or None)
@@ -219,15 +221,32 @@ class MeshNode:
         self._key = await _to_thread(p.stretch_key, self._authkey_text)
         self._requests = asyncio.Semaphore(MAXIMUM_CONCURRENT_REQUESTS)
         self._registration = self.loop.create_future()
-        if self._coordinators == [p.DISCOVER]:
-            found = await discover_coordinators(self.mesh_name, self._key, log=self.log)
-            if not found:
+        searched = None
+        if self._coordinators == [p.AUTOMATIC] and await _is_listening(p.DEFAULT_COORDINATOR):
+            self._coordinators = [p.DEFAULT_COORDINATOR]
+        elif self._coordinators in ([p.DISCOVER], [p.AUTOMATIC]):
+            automatic = self._coordinators == [p.AUTOMATIC]
+            if automatic:
+                self.log.info("no coordinator configured, and none at %s on this host: listening for one of mesh %r "
+                              "on the LAN", p.DEFAULT_COORDINATOR, self.mesh_name)
+            found = await discover_coordinators(self.mesh_name, self._key, log=self.log,
+                                                pinned=self._coordinator_key.hex() if self._coordinator_key else None)
+            searched = (f"no coordinator of mesh {self.mesh_name!r} announced itself within {DISCOVERY_WINDOW} s "
+                        f"(start one with mesh-coordinator --announce --mesh-name {self.mesh_name}, on the same LAN)")
+            if found:
+                searched = None
+                self._coordinators = [address for address, _ in found]
+                if self._key is not None:
+                    # An authenticated beacon names its coordinator's static key: the handshake must prove it.
+                    self._beacon_keys = {address: bytes.fromhex(key) for address, key in found if key}
+            elif automatic:
+                # Nothing on the LAN either: this host's coordinator may have started meanwhile.
+                self.log.info("%s; trying %s again", searched, p.DEFAULT_COORDINATOR)
+                self._coordinators = [p.DEFAULT_COORDINATOR]
+            else:
                 await self._abort()
-                raise CoordinatorUnreachable(
-                    f"no coordinator of mesh {self.mesh_name!r} announced itself within {DISCOVERY_WINDOW} s "
-                    f"(start one with mesh-coordinator --announce --mesh-name {self.mesh_name})")
-            self._coordinators = found
-            self.coordinator = ",".join(found)
+                raise CoordinatorUnreachable(searched)
+            self.coordinator = ",".join(self._coordinators)
         await self._connect_coordinator()
         try:
             await asyncio.wait_for(asyncio.shield(self._registration), CONNECT_TIMEOUT * 2)
@@ -235,6 +254,11 @@ class MeshNode:
             await self._abort()
             raise CoordinatorUnreachable(f"coordinator at {self.coordinator}: no registration within "
                                          f"{CONNECT_TIMEOUT * 2} s") from None
+        except CoordinatorUnreachable as error:
+            await self._abort()
+            if searched:
+                raise CoordinatorUnreachable(f"{error}; nothing was configured (MESH_COORDINATOR), and {searched}") from None
+            raise
         except BaseException:
             await self._abort()
             raise
@@ -252,8 +276,9 @@ class MeshNode:
         if self._closed:
             return
         host, port = p.parse_address(self._address)
+        pinned = self._coordinator_key or self._beacon_keys.get(self._address)
         handshake = p.Handshake(True, p.PURPOSE_CONTROL, self._key, self.identity,
-                                coordinator_key=self._coordinator_key, rekey_interval=self._rekey_interval)
+                                coordinator_key=pinned, rekey_interval=self._rekey_interval)
         connection = Connection(handshake, max(self.maximum_message_size + 65536, 64 << 20),
                                 self._control_frames, self._control_closed)
         self._control = connection
@@ -1579,7 +1604,9 @@ async def _to_thread(function, *args):
 async def build_mesh_node(name, coordinator=None, authkey=None, **options):
     """Makes a node, registers it with the coordinator, and returns it once welcomed.
 
-    `coordinator` defaults to $MESH_COORDINATOR (else 127.0.0.1:6374) and `authkey` to $MESH_AUTHKEY.
+    `coordinator` defaults to $MESH_COORDINATOR, else "auto": the coordinator on this host if one
+    listens at 127.0.0.1:6374, else those announcing `mesh_name` ($MESH_NAME, else "default") on the
+    LAN. `authkey` defaults to $MESH_AUTHKEY.
     Raises AuthenticationFailed, CoordinatorUnreachable or RegistrationRejected.
     """
     node = MeshNode(name, coordinator, authkey, **options)
@@ -1616,23 +1643,49 @@ async def listen_for_beacons(seconds, port=p.BEACON_PORT):
 
 
 async def discover_coordinators(mesh, stretched, window=DISCOVERY_WINDOW, settle=DISCOVERY_SETTLE, log=log,
-                                port=p.BEACON_PORT):
-    """The coordinators that announce mesh `mesh` on the LAN with a beacon this key trusts, sorted.
-    Listens `settle` seconds, longer (up to `window`) while none is trusted; logs each ignored sender once."""
+                                port=p.BEACON_PORT, pinned=None):
+    """The coordinators that announce mesh `mesh` on the LAN with a beacon this key trusts, sorted,
+    each as (address, the static key its beacon names in hex, "" in an open mesh). Listens `settle`
+    seconds, longer (up to `window`) while none is trusted; logs each ignored sender once.
+    A beacon naming a key other than `pinned` (hex) is ignored; beacons that name different keys for
+    one address are all ignored (one of them comes from another member, and nothing says which)."""
     heard = await listen_for_beacons(settle, port)
-    found, logged = set(), set()
+    found, logged, conflicting = {}, set(), set()
+
+    def ignore(sender, reason):
+        if sender not in logged:
+            logged.add(sender)
+            log.warning("ignored a coordinator beacon from %s: %s", sender, reason)
 
     def weigh(items):
         for data, sender in items:
-            address, reason = p.check_beacon(data, sender, mesh, stretched)
-            if address:
-                found.add(address)
-            elif sender not in logged:
-                logged.add(sender)
-                log.warning("ignored a coordinator beacon from %s: %s", sender, reason)
+            beacon, reason = p.trusted_beacon(data, sender, mesh, stretched)
+            if not beacon:
+                ignore(sender, reason)
+            elif pinned and beacon["key"].lower() != pinned.lower():
+                ignore(sender, "it names a static key other than the pinned coordinator key")
+            elif found.get(beacon["address"], beacon["key"].lower()) != beacon["key"].lower():
+                conflicting.add(beacon["address"])
+            elif beacon["address"] not in conflicting:
+                found[beacon["address"]] = beacon["key"].lower()
     weigh(heard)
     waited = settle
-    while not found and waited < window:
+    while not (found.keys() - conflicting) and waited < window:
         weigh(await listen_for_beacons(0.25, port))
         waited += 0.25
-    return sorted(found)
+    for address in sorted(conflicting):
+        found.pop(address, None)
+        log.warning("ignored the beacons for %s: they name different static keys", address)
+    return sorted(found.items())
+
+
+async def _is_listening(address):
+    """True when `address` (HOST:PORT) accepts a TCP connection: how a node with nothing configured
+    learns whether a coordinator runs on its own host. Closed at once, without a byte written."""
+    host, port = p.parse_address(address)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True

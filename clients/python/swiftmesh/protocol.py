@@ -301,6 +301,7 @@ from .handshake import Handshake, Identity, RecordOpener, seal_records  # noqa: 
 # MARK: coordinator lists and LAN beacons (PROTOCOL.md sections 7.2 and 7.3)
 
 DISCOVER = "discover"
+AUTOMATIC = "auto"  # nothing configured: this host's coordinator, else the LAN's (section 7.3)
 BEACON_FORMAT = "swift-mesh/1"
 BEACON_PORT = 6374
 BEACON_MAXIMUM_SIZE = 1024
@@ -328,6 +329,13 @@ def beacon_signed_bytes(beacon):
 
 def check_beacon(datagram, sender, mesh, stretched):
     """(address, None) for a beacon a node of `mesh` holding `stretched` may use, else (None, reason)."""
+    beacon, reason = trusted_beacon(datagram, sender, mesh, stretched)
+    return (beacon["address"], None) if beacon else (None, reason)
+
+
+def trusted_beacon(datagram, sender, mesh, stretched):
+    """(the beacon's fields, None) for a beacon a node of `mesh` holding `stretched` may use, else
+    (None, reason)."""
     if len(datagram) > BEACON_MAXIMUM_SIZE:
         return None, f"a datagram of {len(datagram)} bytes, larger than a beacon"
     try:
@@ -363,4 +371,4 @@ def check_beacon(datagram, sender, mesh, stretched):
             return None, "a keyed mesh's beacon, and this node has no key"
         if host != sender:
             return None, f"an open mesh's beacon names {host}, not the host it came from"
-    return beacon["address"], None
+    return beacon, None

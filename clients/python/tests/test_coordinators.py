@@ -1,8 +1,11 @@
 """Coordinator lists and LAN beacons (PROTOCOL.md sections 7.2 and 7.3): parsing, the beacon checks
 against a beacon the Swift coordinator sent, and failing over to the next coordinator of a list."""
 import asyncio
+import hashlib
+import hmac
 import json
 import os
+import socket
 import signal
 import unittest
 
@@ -43,6 +46,69 @@ class BeaconTests(unittest.TestCase):
         beacon["mac"], beacon["address"] = "", "10.0.0.1:6374"
         self.assertIsNone(p.check_beacon(json.dumps(beacon).encode(), "10.0.0.2", "lab", None)[0])
         self.assertEqual(p.check_beacon(json.dumps(beacon).encode(), "10.0.0.1", "lab", None)[0], "10.0.0.1:6374")
+
+
+def _signed_beacon(stretched, address, key, mesh="lab"):
+    beacon = {"beacon": p.BEACON_FORMAT, "mesh": mesh, "address": address, "key": key, "mac": ""}
+    beacon["mac"] = hmac.new(p.beacon_key(stretched), p.beacon_signed_bytes(beacon), hashlib.sha256).hexdigest()
+    return json.dumps(beacon).encode()
+
+
+def _free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class DiscoveryTests(unittest.IsolatedAsyncioTestCase):
+    async def _discover(self, datagrams, pinned=None):
+        """What discover_coordinators makes of `datagrams`, sent to it on loopback while it listens."""
+        port, key = _free_udp_port(), p.stretch_key(VECTOR_KEY)
+        warnings = []
+
+        class Log:
+            def warning(self, text, *args):
+                warnings.append(text % args)
+        listening = asyncio.create_task(
+            swiftmesh.node.discover_coordinators("lab", key, window=1.0, settle=0.5, log=Log(), port=port, pinned=pinned))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            # Until the listener is bound: a datagram sent before is lost, so send each round again.
+            for _ in range(5):
+                await asyncio.sleep(0.05)
+                for datagram in datagrams:
+                    sender.sendto(datagram, ("127.0.0.1", port))
+        return await asyncio.wait_for(listening, 10), warnings
+
+    async def test_each_coordinator_comes_with_the_key_its_beacon_names(self):
+        key = p.stretch_key(VECTOR_KEY)
+        one, two = "11" * 32, "22" * 32
+        found, warnings = await self._discover([_signed_beacon(key, "10.0.0.2:6374", two),
+                                                _signed_beacon(key, "10.0.0.1:6374", one)])
+        self.assertEqual(found, [("10.0.0.1:6374", one), ("10.0.0.2:6374", two)])
+        self.assertEqual(warnings, [])
+
+    async def test_a_pin_rules_and_two_keys_for_one_address_are_both_ignored(self):
+        key = p.stretch_key(VECTOR_KEY)
+        one, two, rogue = "11" * 32, "22" * 32, "66" * 32
+        datagrams = [_signed_beacon(key, "10.0.0.1:6374", one), _signed_beacon(key, "10.0.0.2:6374", two),
+                     _signed_beacon(key, "10.0.0.3:6374", one), _signed_beacon(key, "10.0.0.3:6374", rogue)]
+        found, warnings = await self._discover(datagrams)
+        self.assertEqual(found, [("10.0.0.1:6374", one), ("10.0.0.2:6374", two)])
+        self.assertTrue(any("10.0.0.3:6374" in line and "different static keys" in line for line in warnings), warnings)
+        # With a pin, only beacons naming the pinned key count: 10.0.0.3's rogue one is dropped.
+        found, warnings = await self._discover(datagrams, pinned=one)
+        self.assertEqual(found, [("10.0.0.1:6374", one), ("10.0.0.3:6374", one)])
+        self.assertEqual(len([line for line in warnings if "other than the pinned" in line]), 1, warnings)
+
+    async def test_nothing_configured_and_nothing_found_fails_saying_both(self):
+        if await swiftmesh.node._is_listening(p.DEFAULT_COORDINATOR):
+            self.skipTest(f"something listens on {p.DEFAULT_COORDINATOR} on this host")
+        os.environ.pop("MESH_COORDINATOR", None)
+        with self.assertRaises(swiftmesh.CoordinatorUnreachable) as caught:
+            await swiftmesh.build_mesh_node(name="py-loner", mesh_name="nobody-announces-this")
+        text = str(caught.exception)
+        self.assertIn("nothing was configured (MESH_COORDINATOR)", text)
+        self.assertIn("announced itself", text)
 
 
 class FailoverTests(unittest.IsolatedAsyncioTestCase):
