@@ -113,4 +113,33 @@ struct BeaconTests {
         #expect(spoofed.found.isEmpty)
         #expect(spoofed.warnings == ["ignored the beacons for 10.0.0.1:6374: they name different static keys"])
     }
+
+    @Test("listening: a flood of junk and repeats is read and dropped, kept once per sender; a real beacon among it is heard, and listening ends once it settles")
+    func floodedListener() async throws {
+        // A free UDP port on loopback, and the listener's own socket on it.
+        let probe = try Socket.datagram(binding: .ipv4(host: "127.0.0.1", port: 0), shared: false)
+        guard case .ipv4(_, let port)? = probe.localAddress() else {
+            Issue.record("no local address for the UDP probe")
+            return
+        }
+        probe.close()
+        let sender = try Socket.datagram(binding: .ipv4(host: "127.0.0.1", port: 0), shared: false)
+        defer { sender.close() }
+        let good = Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.key).encoded
+        let started = ContinuousClock.now
+        let listening = Task {
+            try await BeaconListener.listen(for: .seconds(20), mesh: "lab", key: Self.key, port: port, settle: .milliseconds(300))
+        }
+        // Until the listener has heard the beacon (datagrams sent before it binds are lost).
+        for round in 0..<400 where !listening.isCancelled {
+            for index in 0..<50 { _ = try? sender.sendDatagram(Array("junk \(round) \(index)".utf8), to: .ipv4(host: "127.0.0.1", port: port)) }
+            _ = try? sender.sendDatagram(good, to: .ipv4(host: "127.0.0.1", port: port))
+            if ContinuousClock.now - started > .seconds(1) { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let heard = try await withDeadline(20) { try await listening.value }
+        #expect(heard.filter(\.isTrusted).count == 1, "the same beacon again and again is kept once")
+        #expect(heard.filter { !$0.isTrusted }.count == 1, "junk is kept once per sender, whatever it says")
+        #expect(ContinuousClock.now - started < .seconds(15), "listening ends after the settle time once a beacon is trusted")
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MeshCrypto
+import Synchronization
 
 /// Sends a coordinator's ``Beacon`` on the LAN every ``Beacon/interval`` until stopped:
 /// `mesh-coordinator --announce`. One broadcast datagram each time, to 255.255.255.255 on
@@ -40,42 +41,129 @@ package final class BeaconAnnouncer: Sendable {
     package func stop() { task.cancel() }
 }
 
-/// Listens for beacons on UDP ``Beacon/port``: for a node with no coordinator configured, and for
-/// `mesh discover`. Reading is non-blocking, polled every 20 ms from a task, so the listener never
-/// holds a thread of the cooperative pool.
+/// Listens for beacons on UDP ``Beacon/port``: for a node looking for its coordinators, and for
+/// `mesh discover`. The socket waits on the event loop, so listening holds no thread of the
+/// cooperative pool and wakes only when a datagram arrives or a deadline passes.
 package enum BeaconListener {
     /// One datagram heard, and what ``Beacon/check(_:from:mesh:key:)`` made of it.
-    package struct Heard: Sendable {
+    package struct Heard: Sendable, Equatable {
         package var sender: String
         package var verdict: Beacon.Verdict
+
+        var isTrusted: Bool { if case .trusted = verdict { true } else { false } }
     }
 
-    /// Everything heard for `duration`, in order, each datagram once.
+    /// At most this many distinct trusted beacons, and as many ignored senders, are kept: a flood
+    /// of datagrams costs reading them, never memory.
+    static let maximumKept = 512
+
+    /// Everything heard for `window`, in order, each distinct datagram once, and of the ignored
+    /// ones only the first of each sender (what the log names).
     ///
     /// - Parameters:
     ///   - mesh: the mesh name beacons are checked against.
     ///   - key: the stretched mesh key, `nil` for an open mesh.
-    ///   - until: called with what was heard so far after each poll; `true` stops listening early.
-    /// - Throws: ``SocketError`` when UDP `port` cannot be bound.
+    ///   - settle: when given, listening stops as soon as this much has passed and a trusted
+    ///     beacon was heard.
+    /// - Throws: ``SocketError`` when UDP `port` cannot be bound or read.
     package static func listen(
-        for duration: Duration, mesh: String, key: SymmetricKey?, port: UInt16 = Beacon.port,
-        until done: ([Heard], Duration) -> Bool = { _, _ in false }
+        for window: Duration, mesh: String, key: SymmetricKey?, port: UInt16 = Beacon.port, settle: Duration? = nil,
+        loop: EventLoop = .shared
     ) async throws(SocketError) -> [Heard] {
         let socket = try Socket.datagram(binding: .ipv4(host: "0.0.0.0", port: port), shared: true)
-        defer { socket.close() }
-        let start = ContinuousClock.now
+        let (signals, continuation) = AsyncStream<Reader.Signal>.makeStream()
+        let reader = Reader(socket: socket, mesh: mesh, key: key, loop: loop, signals: continuation)
+        loop.execute { reader.start(window: window, settle: settle) }
         var heard: [Heard] = []
-        while true {
-            while let (bytes, size, sender) = try socket.receiveDatagram(capacity: Beacon.maximumSize) {
-                let verdict: Beacon.Verdict =
-                    size > Beacon.maximumSize
-                    ? .ignored(nil, reason: "a datagram of \(size) bytes, larger than a beacon")
-                    : Beacon.check(bytes, from: sender.host, mesh: mesh, key: key)
-                heard.append(Heard(sender: sender.host, verdict: verdict))
+        var settled = false
+        var failure: SocketError?
+        await withTaskCancellationHandler {
+            for await signal in signals {
+                switch signal {
+                case .heard(let items):
+                    for item in items where keeps(item, in: heard) { heard.append(item) }
+                case .settled:
+                    settled = true
+                case .failed(let error):
+                    failure = error
+                }
+                if failure != nil || (settled && heard.contains(where: \.isTrusted)) { break }
             }
-            let elapsed = start.duration(to: .now)
-            if elapsed >= duration || done(heard, elapsed) || Task.isCancelled { return heard }
-            try? await Task.sleep(for: .milliseconds(20))
+        } onCancel: {
+            loop.execute { reader.stop() }
+        }
+        loop.execute { reader.stop() }
+        if let failure { throw failure }
+        return heard
+    }
+
+    /// Whether `item` adds to `heard`: a trusted beacon not yet held, or the first ignored datagram
+    /// of its sender; each kind up to ``maximumKept``.
+    static func keeps(_ item: Heard, in heard: [Heard]) -> Bool {
+        if item.isTrusted {
+            return !heard.contains(item) && heard.count(where: \.isTrusted) < maximumKept
+        }
+        return !heard.contains { !$0.isTrusted && $0.sender == item.sender } && heard.count(where: { !$0.isTrusted }) < maximumKept
+    }
+
+    /// The socket on the loop: reads every waiting datagram when it turns readable, checks each,
+    /// and passes them on; a timer ends the window, another marks the settle time.
+    private final class Reader: EventHandler {
+        enum Signal: Sendable {
+            case heard([Heard])
+            case settled
+            case failed(SocketError)
+        }
+        private let socket: Socket
+        private let mesh: String
+        private let key: SymmetricKey?
+        private let loop: EventLoop
+        private let signals: AsyncStream<Signal>.Continuation
+        /// The epoll token and timers while listening; `nil` once stopped. Loop thread only,
+        /// behind a mutex so the class is Sendable.
+        private let state = Mutex<(token: UInt64, timers: [UInt64])?>(nil)
+
+        init(socket: Socket, mesh: String, key: SymmetricKey?, loop: EventLoop, signals: AsyncStream<Signal>.Continuation) {
+            self.socket = socket
+            self.mesh = mesh
+            self.key = key
+            self.loop = loop
+            self.signals = signals
+        }
+
+        func start(window: Duration, settle: Duration?) {
+            let token = loop.register(socket, interest: .read, handler: self)
+            var timers = [loop.schedule(after: window) { [self] in stop() }]
+            if let settle { timers.append(loop.schedule(after: settle) { [self] in signals.yield(.settled) }) }
+            state.withLock { $0 = (token, timers) }
+            handle(events: 0)  // anything that arrived between binding and registering
+        }
+
+        func handle(events: UInt32) {
+            var items: [Heard] = []
+            do {
+                while let (bytes, size, sender) = try socket.receiveDatagram(capacity: Beacon.maximumSize) {
+                    let verdict: Beacon.Verdict =
+                        size > Beacon.maximumSize
+                        ? .ignored(nil, reason: "a datagram of \(size) bytes, larger than a beacon")
+                        : Beacon.check(bytes, from: sender.host, mesh: mesh, key: key)
+                    items.append(Heard(sender: sender.host, verdict: verdict))
+                }
+            } catch {
+                signals.yield(.failed(error))
+                stop()
+                return
+            }
+            if !items.isEmpty { signals.yield(.heard(items)) }
+        }
+
+        /// Ends listening once: out of epoll, timers cancelled, socket closed, stream finished.
+        func stop() {
+            guard let (token, timers) = state.withLock({ state in defer { state = nil }; return state }) else { return }
+            loop.deregister(socket, token: token)
+            for timer in timers { loop.cancelTimer(timer) }
+            socket.close()
+            signals.finish()
         }
     }
 
@@ -92,9 +180,7 @@ package enum BeaconListener {
     ) async throws -> [(address: String, key: String)] {
         let heard: [Heard]
         do {
-            heard = try await listen(for: window, mesh: mesh, key: key, port: port) { heard, elapsed in
-                elapsed >= settle && heard.contains { if case .trusted = $0.verdict { true } else { false } }
-            }
+            heard = try await listen(for: window, mesh: mesh, key: key, port: port, settle: settle)
         } catch {
             throw MeshError.coordinatorUnreachable(address: "discover", reason: "cannot listen for beacons on UDP port \(port): \(error)")
         }
