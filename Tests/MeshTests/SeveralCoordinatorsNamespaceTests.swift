@@ -149,7 +149,7 @@ extension ResilienceTests {
             #expect(!sender.standardError.contains("sending failed"), "\(sender.standardError)")
         }
 
-        @Test("LAN discovery: a node with nothing configured finds its mesh's coordinator by beacon and joins; a rogue's beacon (another key) and a stranger's (another mesh) are ignored and logged once; with a coordinator on its own host, it uses that one")
+        @Test("LAN discovery: a node with nothing configured finds its mesh's coordinator by beacon and joins; a rogue's beacon (another key) and a stranger's (another mesh) are ignored and logged once; so do the tools; with a coordinator on its own host, it uses that one")
         func discovery() async throws {
             let lab = NamespaceLab(roles: ["c1", "rogue", "stranger", "node"])
             defer { lab.killProcesses() }
@@ -201,6 +201,11 @@ extension ResilienceTests {
             #expect(ignored.filter { $0.contains(lab.address("rogue")) }.count == 1, "\(node.standardError)")
             #expect(ignored.filter { $0.contains(lab.address("stranger")) }.count == 1, "\(node.standardError)")
             #expect(ignored.count == 2, "\(node.standardError)")
+
+            // The tools find it the same way.
+            let list = try lab.start("mesh", ["node", "list"], in: "node", environment: environment)
+            #expect(try await list.waitForExit(seconds: 20) == 0, "\(list.output)")
+            #expect(list.standardOutput.contains("found0"), "\(list.output)")
 
             // With a coordinator on its own host (127.0.0.1:6374), a node with nothing configured
             // uses that one, without listening to the LAN; the port check that found it is not

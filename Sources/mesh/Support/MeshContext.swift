@@ -5,8 +5,10 @@ import Synchronization
 
 /// Where the mesh is and how to talk to it, read from the common options and the environment.
 struct MeshContext: Sendable {
-    /// The coordinator's `HOST:PORT`.
+    /// The coordinator's `HOST:PORT`, or several separated by commas.
     var coordinator: String
+    /// True when `--coordinator` or `$MESH_COORDINATOR` named it; otherwise ``located()`` looks.
+    var coordinatorConfigured: Bool
     var authkey: String?
     /// The admin credential for `status` and `node kill`: `--admin-key-file`, else the mesh key.
     var adminKey: String?
@@ -19,6 +21,7 @@ struct MeshContext: Sendable {
     /// - Throws: ``CommandLineError/usage(_:)`` for an unreadable key file or an unknown log level.
     init(_ arguments: ParsedArguments) throws(CommandLineError) {
         coordinator = arguments.values["--coordinator"] ?? MeshDefaults.coordinatorFromEnvironment
+        coordinatorConfigured = arguments.values["--coordinator"] != nil || ProcessInfo.processInfo.environment["MESH_COORDINATOR"]?.isEmpty == false
         if let key = arguments.values["--authkey"] {
             guard !key.isEmpty else { throw .usage("--authkey: the key must not be empty") }
             authkey = key
@@ -61,6 +64,32 @@ struct MeshContext: Sendable {
         for key in [authkey, adminKey] {
             if let key, !key.isEmpty { try MeshKey.validate(key, allowWeak: allowWeakKey) }
         }
+    }
+
+    /// This context with its coordinators found, when none was configured, as a node finds
+    /// them: the one on this host if 127.0.0.1:6374 accepts a connection, else every coordinator
+    /// that announces `$MESH_NAME` on the LAN (PROTOCOL.md §7.3).
+    ///
+    /// - Throws: ``MeshError/coordinatorUnreachable(address:reason:)`` when neither answers.
+    func located() async throws -> MeshContext {
+        guard !coordinatorConfigured else { return self }
+        let local = SocketAddress.ipv4(host: "127.0.0.1", port: MeshDefaults.coordinatorPort)
+        if await PortProbe.isListening(at: local, timeout: timeout, loop: .shared) { return self }
+        try checkKeys()
+        let mesh = MeshDefaults.meshNameFromEnvironment
+        let found: [(address: String, key: String)]
+        do {
+            found = try await BeaconListener.discover(
+                mesh: mesh, key: try MeshKey.stretched(authkey), window: min(timeout, MeshDefaults.discoveryWindow),
+                settle: MeshDefaults.discoverySettle, logger: logger)
+        } catch MeshError.coordinatorUnreachable(_, let reason) {
+            throw MeshError.coordinatorUnreachable(
+                address: MeshDefaults.coordinatorAddress,
+                reason: "nothing was configured (--coordinator, MESH_COORDINATOR), nothing listens there, and \(reason)")
+        }
+        var located = self
+        located.coordinator = found.map(\.address).joined(separator: ",")
+        return located
     }
 
     /// Connects to the coordinator as an inspecting client (not a node).
