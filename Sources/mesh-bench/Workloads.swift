@@ -435,7 +435,9 @@ struct Workloads: Sendable {
                 guard received == nodes else {
                     throw BenchFailure.run("\(received) of \(nodes) messages delivered" + BenchFailure.tail(swarm.stderrText))
                 }
-                row.ours.append(Double(result.elapsedNanos ?? 0) / 1e9)
+                let seconds = Double(result.elapsedNanos ?? 0) / 1e9
+                row.ours.append(seconds)
+                Progress.show("W6 \(nodes) nodes, run \(row.ours.count): \(Format.number(seconds)) s, \(received) of \(nodes) delivered, \(result.reconnects ?? 0) re-registration(s)")
                 row.lost = max(row.lost ?? 0, nodes - received)
                 row.addDetail("re-registrations", Double(result.reconnects ?? 0))
                 if let before, let after {
