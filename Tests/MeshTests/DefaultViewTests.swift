@@ -56,6 +56,36 @@ struct DefaultViewTests {
         }
     }
 
+    @Test("a coordinator whose partial views together are at maximumInterests: a default node falls back to the full view, with a warning, and its wait and send go through")
+    func fallsBackToFullView() async throws {
+        let capture = LogCapture()
+        var configuration = RunningCoordinator.testConfiguration(logger: capture.logger("coordinator", level: .warning))
+        configuration.maximumInterests = 2
+        try await withMesh(configuration) { mesh in
+            // Another session's partial view takes all the coordinator keeps.
+            let follower = try ControlClient.connect(to: mesh.address, lean: true)
+            defer { follower.close() }
+            try await follower.register(name: "follower", view: .partial, interest: ViewInterest(topics: ["a", "b"]))
+            follower.keepAlive()
+            // The listener holds the full view, so the sender's hello needs no lookup (one would
+            // be refused the same way, and that node would fall back too).
+            let listener = try await mesh.node("listener") { $0.topologyView = .full }
+            let got = Collector<Int>()
+            try await listener.listen("jobs") { (_: String, value: Int) in got.append(value) }
+            let sender = try await mesh.node("sender") { $0.logger = capture.logger("sender", level: .warning) }
+            // Its interest in "jobs" is refused: it registers again with the full view, whose
+            // welcome holds the listener, and the wait ends.
+            try await sender.waitForListener("jobs", timeout: .seconds(20))
+            try await sender.send("jobs", 7)
+            #expect(try await got.wait(for: 1, seconds: 10) == [7])
+            #expect(await !sender.hasPartialView)
+            #expect(await sender.currentTopology.nodes.count == 3, "a full view holds every node")
+            let warnings = capture.lines(level: .warning, label: "sender").filter { $0.contains("keeps no more partial views") }
+            #expect(warnings.count == 1, "\(capture.all)")
+            #expect(await sender.statistics.messagesUnrouted == 0)
+        }
+    }
+
     @Test("a MESH_TOPOLOGY_VIEW that names no view: the node warns once, naming it escaped, and works with the default")
     func unknownEnvironmentValue() async throws {
         try await withMesh { mesh in

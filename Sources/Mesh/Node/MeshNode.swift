@@ -83,6 +83,11 @@ public actor MeshNode {
         /// `mesh bag record --all` does to find every topic). Joins then cost the mesh O(N²)
         /// records in all (docs/PERFORMANCE.md, W6). To list the mesh once, without holding it,
         /// ask the coordinator: `mesh node list`, `mesh topic list`.
+        ///
+        /// A coordinator keeps a bounded number of interests for all partial views together
+        /// (`maximumInterests`). One that has no room left turns a partial view away; the node
+        /// then registers with that coordinator again for the full view, logs a warning, and
+        /// holds every record from then on.
         public var topologyView: TopologyView
         /// This node's static key pair, which its id derives from. `nil` (the default) loads the key
         /// file named by ``identityFile``, or makes a fresh pair: a new id every start.
