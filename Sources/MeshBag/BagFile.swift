@@ -153,12 +153,18 @@ package enum MeshBagError: Error, Sendable, CustomStringConvertible {
     case cannotCreate(path: String, reason: String)
     /// Writing the file failed part way (disk full, I/O error); what was written before is kept.
     case writeFailed(path: String, reason: String, messages: Int)
+    /// Recording every topic was asked of a node with a partial topology view, which holds only
+    /// the records it routes to and so would find no topic to record.
+    case needsFullView
 
     package var description: String {
         switch self {
         case .cannotCreate(let path, let reason): return "cannot create \(path): \(reason)"
         case .writeFailed(let path, let reason, let messages):
             return "writing \(path) failed: \(reason); the file keeps what was written before (up to \(messages) message(s))"
+        case .needsFullView:
+            return "recording every topic needs a node that holds the whole topology"
+                + " (MeshNode.Configuration.topologyView = .full); this node holds a partial view, which lists no other node's topics"
         }
     }
 }

@@ -21,7 +21,9 @@ package final class BagRecorder: Sendable {
     package struct Options: Sendable {
         /// Topics to record from the start.
         package var topics: [String]
-        /// Also record every topic anyone listens to, including topics that appear later.
+        /// Also record every topic anyone listens to, including topics that appear later. It
+        /// finds them in the node's topology, so the node must hold the full view
+        /// (`MeshNode.Configuration.topologyView = .full`).
         package var allTopics: Bool
         /// Stop after this long.
         package var duration: Duration?
@@ -138,12 +140,17 @@ package final class BagRecorder: Sendable {
     ///   - progress: called about once a second while recording.
     /// - Returns: what was recorded and why it stopped.
     /// - Throws: ``MeshBagError/writeFailed(path:reason:messages:)`` when the disk refused a write
-    ///   (the file keeps what was written before); ``MeshError`` when listening failed (the file
-    ///   is then removed).
+    ///   (the file keeps what was written before); ``MeshError`` when listening failed, and
+    ///   ``MeshBagError/needsFullView`` for ``Options/allTopics`` with a node that does not hold the
+    ///   full topology view (the file is then removed).
     package func run(node: MeshNode, progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> Report {
         let started = ContinuousClock.now
         var watcher: Task<Void, Never>?
         do {
+            if options.allTopics, node.configuration.topologyView != .full {
+                // A partial view holds only what the node routes to: it would find no topic at all.
+                throw MeshBagError.needsFullView
+            }
             for topic in options.topics { try await record(topic, node: node) }
             if options.allTopics { watcher = Task { await self.followTopology(node) } }
         } catch {

@@ -203,14 +203,20 @@ enum MeshRoles {
     /// for a listener on the next node's topic (node i sends to node i+1 mod N), and sends it one
     /// message. Reports how long until every node joined and all N messages were delivered, and
     /// how many times the nodes had to register again (0 when no node was evicted or gave up).
-    /// `--view full` runs the same with every node holding every record.
+    /// The nodes hold the default topology view (`$MESH_TOPOLOGY_VIEW`, else partial); `--view
+    /// full` or `--view partial` chooses one.
     static func swarm(_ arguments: RoleArguments) async throws {
         raiseOpenFileLimit()
         let count = try arguments.int("nodes")
         let wait = Duration.seconds(try arguments.double("wait", default: 60))
         var settings = try configuration(arguments, name: "swarm")
         settings.connectTimeout = wait
-        settings.topologyView = (try? arguments.string("view")).flatMap(TopologyView.init(rawValue:)) ?? .partial
+        if let text = try? arguments.string("view") {
+            guard let view = TopologyView.named(text) else {
+                throw BenchFailure.run("--view \"\(MeshText.escaped(text))\" names no topology view (full or partial)")
+            }
+            settings.topologyView = view
+        }
         let configuration = settings
         let delivered = DeliveryCount()
         let start = monotonicNanos()

@@ -395,14 +395,19 @@ struct Workloads: Sendable {
 
     func w6() async -> [BenchRow] {
         var rows: [BenchRow] = []
-        // `MESH_TOPOLOGY_VIEW=full mesh-bench w6` runs the same with every node holding every record.
-        let view = ProcessInfo.processInfo.environment["MESH_TOPOLOGY_VIEW"] ?? "partial"
+        // The nodes' default configuration, unless `MESH_TOPOLOGY_VIEW` chooses a view (the swarm
+        // inherits it): `MESH_TOPOLOGY_VIEW=full mesh-bench w6` has every node hold every record.
+        let view = TopologyView.fromEnvironment
+        let chosen = TopologyView.named(ProcessInfo.processInfo.environment[TopologyView.environmentVariable]) != nil
         for nodes in sizes.w6Nodes {
             var row = BenchRow(
                 workload: "w6",
-                title: "W6 \(nodes) nodes join, each sends to the next (\(view) view"
-                    + (sizes.w6Coordinators > 1 ? ", \(sizes.w6Coordinators) coordinators)" : ")"), unit: "s",
-                floor: nodes == 1000 ? .below(5) : .none)
+                title: "W6 \(nodes) nodes join, each sends to the next (\(view.rawValue) view"
+                    + (chosen ? "" : ", the default") + (sizes.w6Coordinators > 1 ? ", \(sizes.w6Coordinators) coordinators)" : ")"),
+                unit: "s",
+                // Issue #21: the default configuration joins 1,000 nodes within 2 s; the full view
+                // chosen explicitly must complete with nothing lost (the row's `lost`).
+                floor: nodes == 1000 && !chosen ? .below(2) : .none)
             let limit = deadline(nodes, 20e-3)
             await repeatRuns(&row, "mesh") { row in
                 await Self.waitForTimeWaitToDrain(below: 5_000)
@@ -418,7 +423,7 @@ struct Workloads: Sendable {
                 }
                 let before = ProcessUsage.read(pid: coordinator.pid)
                 let swarm = try children.start(
-                    "swarm", ["--coordinator", address, "--nodes", "\(nodes)", "--wait", "\(Int(limit))", "--view", view])
+                    "swarm", ["--coordinator", address, "--nodes", "\(nodes)", "--wait", "\(Int(limit))"])
                 let result: ChildResult
                 do {
                     result = try await swarm.result(within: limit + 5)
@@ -430,7 +435,9 @@ struct Workloads: Sendable {
                 guard received == nodes else {
                     throw BenchFailure.run("\(received) of \(nodes) messages delivered" + BenchFailure.tail(swarm.stderrText))
                 }
-                row.ours.append(Double(result.elapsedNanos ?? 0) / 1e9)
+                let seconds = Double(result.elapsedNanos ?? 0) / 1e9
+                row.ours.append(seconds)
+                Progress.show("W6 \(nodes) nodes, run \(row.ours.count): \(Format.number(seconds)) s, \(received) of \(nodes) delivered, \(result.reconnects ?? 0) re-registration(s)")
                 row.lost = max(row.lost ?? 0, nodes - received)
                 row.addDetail("re-registrations", Double(result.reconnects ?? 0))
                 if let before, let after {

@@ -14,7 +14,8 @@ let usage = """
       w6       100, 500, 1000 and 2000 nodes (one process) join one coordinator, each
                listening on its own topic and sending one message to the next node's:
                seconds until all N are delivered, the coordinator's CPU time and bytes
-               sent (MESH_TOPOLOGY_VIEW=full: every node holds every record)
+               sent; the nodes' default configuration (partial topology views), or
+               MESH_TOPOLOGY_VIEW=full: every node holds every record
       w7       sequential service calls of 64 bytes: p50/p99 in µs, next to W2's round trip
                measured in the same run
       w8       pipelined service calls of 64 bytes, 64 in flight: calls/s

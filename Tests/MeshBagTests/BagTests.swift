@@ -63,6 +63,8 @@ struct BagTests {
 
     /// Waits until a node named `mesh-bag-…` listens to every one of `topics`.
     func waitForRecorder(on topics: [String], via node: MeshNode) async throws {
+        // With a partial view (the default) the node holds the listeners of the topics it follows.
+        try await node.need(ViewInterest(topics: Set(topics)))
         try await eventually("the recorder to listen to \(topics)", seconds: 20) {
             await node.currentTopology.nodes.values.contains { record in
                 record.name.hasPrefix("mesh-bag-") && !record.name.hasPrefix("mesh-bag-play")
@@ -333,6 +335,26 @@ struct BagTests {
             #expect(messages.map(\.1.topic) == ["early", "late"])
             #expect(messages.last?.0.data == Data("later".utf8))
             for node in [early, late, sender] { await node.close() }
+        }
+    }
+
+    @Test("recording every topic with a partial-view node: a clear error, no file left, nothing listened to")
+    func allTopicsNeedsFullView() async throws {
+        try await withMesh { coordinator in
+            let directory = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let path = directory + "/partial.mcap"
+            let recorder = try BagRecorder(path: path, options: .init(topics: ["kept"], allTopics: true))
+            let node = try await coordinator.node("mesh-bag-partial") { $0.topologyView = .partial }
+            do {
+                _ = try await recorder.run(node: node)
+                Issue.record("run returned with a partial view")
+            } catch let error as MeshBagError {
+                #expect(error.description.contains("needs a node that holds the whole topology (MeshNode.Configuration.topologyView = .full)"))
+            }
+            #expect(!FileManager.default.fileExists(atPath: path))
+            #expect(await node.currentTopology.nodes[node.id]?.topics == [])
+            await node.close()
         }
     }
 

@@ -106,10 +106,12 @@ struct ReplyLimitsTests {
         // one machine, 7 on another); without coalescing it would be 73.
         #expect(copies <= 12, "\(copies) copies for 73 requests")
 
-        // An honest node joins and gets the whole topology, with the other three still not reading.
+        // An honest node joins and gets the whole topology (it asks for the full view), with the
+        // other three still not reading.
         let honest = try await buildMeshNode(
             name: "honest",
-            configuration: .init(coordinator: address, listenHost: "127.0.0.1", connectTimeout: .seconds(20), logger: testLogger("honest")))
+            configuration: .init(
+                coordinator: address, listenHost: "127.0.0.1", connectTimeout: .seconds(20), logger: testLogger("honest"), topologyView: .full))
         #expect(await honest.currentTopology.nodes.count == fillers.count + 1)
         await honest.close()
     }
@@ -148,7 +150,10 @@ struct ReplyLimitsTests {
             // Logged with the peer and the reason, a few lines a second.
             #expect(capture.all.contains { $0.contains("bytes of replies unread for") && $0.contains("at 127.0.0.1:") })
 
-            let honest = try await mesh.node("honest") { $0.connectTimeout = .seconds(20) }
+            let honest = try await mesh.node("honest") {
+                $0.connectTimeout = .seconds(20)
+                $0.topologyView = .full  // a welcome with every record, under the reply pressure
+            }
             #expect(await honest.currentTopology.nodes.count == fillers.count + 1)
         }
     }

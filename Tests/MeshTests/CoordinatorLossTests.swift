@@ -83,8 +83,10 @@ extension ResilienceTests {
             // A fresh coordinator on the same address.
             let second = try await coordinator.start()
             let restartedAt = ContinuousClock.now
-            let observer = try await buildMeshNode(
-                name: "observer", configuration: configuration("observer"))
+            // The observer holds every record (the full view), so it sees what the new coordinator holds.
+            var observing = configuration("observer")
+            observing.topologyView = .full
+            let observer = try await buildMeshNode(name: "observer", configuration: observing)
             let senderID = sender.id
             let receiverID = receiver.id
             try await eventually("the new coordinator to hold both nodes with their listens", seconds: 5) {

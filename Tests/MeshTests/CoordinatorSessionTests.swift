@@ -459,6 +459,61 @@ struct CoordinatorSessionTests {
         #expect(driver.advance(by: 0.2).dials.count == 1)
     }
 
+    // MARK: A coordinator out of room for partial views
+
+    /// The coordinator's rejection when all partial views together are at `maximumInterests` (PROTOCOL.md §6.7).
+    static func sharedLimit(_ message: String) -> String {
+        "\(message): the coordinator's partial views already follow the most topics, services, names and ids it keeps"
+            + " for all nodes together (100000, maximumInterests); register with the full view, or follow less"
+    }
+
+    @Test("a partial view refused at register for the coordinator's shared limit: the build goes on with the full view, with a warning")
+    func sharedLimitAtRegister() {
+        var driver = SessionDriver(partialView: true)
+        driver.handle(.interestAdded(ViewInterest(topics: ["jobs"])))
+        driver.handle(.start)
+        let first = driver.attempt
+        #expect(driver.history.contains(.register(first, view: .partial, interest: ViewInterest(topics: ["jobs"]))))
+        let actions = driver.handle(.received(first, ControlMessage(.rejected, reason: Self.sharedLimit("register"))))
+        #expect(!actions.contains { if case .registrationFailed = $0 { true } else { false } }, "the build failed: \(actions)")
+        #expect(actions.contains(.close(first)))
+        #expect(actions.lines(.warning).count == 1)
+        #expect(actions.lines(.warning).first?.contains("keeps no more partial views") == true)
+        #expect(actions.lines(.warning).first?.contains("registering again with the full view") == true)
+        // The retry asks for the full view, without interests, and its welcome resumes the build.
+        let retry = driver.advance(by: 0.5)
+        #expect(retry.dials.count == 1)
+        let second = driver.attempt
+        #expect(retry.contains(.register(second, view: nil, interest: nil)))
+        driver.handle(.connected(second))
+        let welcomed = driver.handle(.received(second, welcome(nodes: [record("00000000000000bb", "other")], version: 4)))
+        #expect(welcomed.contains(.registered))
+        #expect(!driver.session.hasPartialView)
+        // New interests are kept but never sent: a full-view session must not send `interest`.
+        #expect(driver.handle(.interestAdded(ViewInterest(topics: ["more"]))).isEmpty)
+    }
+
+    @Test("a registered partial view whose interest is refused for the shared limit registers again with the full view; other rejections do not switch")
+    func sharedLimitAtInterest() {
+        var driver = SessionDriver(partialView: true)
+        driver.register(view: .partial)
+        #expect(driver.session.hasPartialView)
+        let first = driver.attempt
+        let sent = driver.handle(.interestAdded(ViewInterest(topics: ["jobs"])))
+        #expect(sent == [.send(first, ControlMessage(.interest, interest: ViewInterest(topics: ["jobs"])))])
+        let actions = driver.handle(.received(first, ControlMessage(.rejected, reason: Self.sharedLimit("interest"))))
+        #expect(actions.contains(.close(first)))
+        #expect(!driver.session.hasPartialView && driver.session.fellBackToFullView)
+        #expect(driver.advance(by: 0.5).contains(.register(driver.attempt, view: nil, interest: nil)))
+
+        // Any other rejection (a duplicate id) leaves the view as it was.
+        var other = SessionDriver(partialView: true)
+        other.register(view: .partial)
+        other.handle(.received(other.attempt, ControlMessage(.rejected, reason: "interest: a node with a partial view may follow at most 10000")))
+        #expect(!other.session.fellBackToFullView)
+        #expect(other.advance(by: 0.5).contains(.register(other.attempt, view: .partial, interest: nil)))
+    }
+
     @Test("nodes the fresh coordinator does not know are routed to for 5 s; one that registers again stays; the rest then go")
     func provisionalGrace() {
         var driver = SessionDriver()

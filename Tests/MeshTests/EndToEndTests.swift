@@ -130,9 +130,7 @@ struct EndToEndTests {
             try await plannerA.listen("events") { (_: String, n: Int) in planners.append(n) }
             try await plannerB.listen("events") { (_: String, n: Int) in planners.append(n) }
             let sender = try await mesh.node("source")
-            try await sender.waitForTopology(.topic("events"), timeout: .seconds(5), describing: "three listeners") {
-                $0.listeners(of: "events").count == 3
-            }
+            try await sender.waitForListener("events", count: 3, timeout: .seconds(10))
             for n in 0..<20 { try await sender.send("events", n) }
             #expect(try await loggers.wait(for: 20) == Array(0..<20))
             #expect(try await planners.wait(for: 20).sorted() == Array(0..<20))
@@ -154,9 +152,7 @@ struct EndToEndTests {
                 members.append(member)
             }
             let sender = try await mesh.node("camera", loadBalancing: .broadcast)
-            try await sender.waitForTopology(.topic("frame"), timeout: .seconds(5), describing: "three displays") {
-                $0.listeners(of: "frame").count == 3
-            }
+            try await sender.waitForListener("frame", count: 3, timeout: .seconds(10))
             for n in 0..<5 { try await sender.send("frame", n) }
             let receivers = try await got.wait(for: 15)
             #expect(Set(receivers) == Set(members.map(\.id)))
@@ -191,11 +187,11 @@ struct EndToEndTests {
         }
     }
 
-    @Test("a node that leaves disappears from every other node's topology")
+    @Test("a node that leaves disappears from every other node's topology (full views: each holds every node)")
     func leaving() async throws {
         try await withMesh { mesh in
-            let a = try await mesh.node("a")
-            let b = try await mesh.node("b")
+            let a = try await mesh.node("a") { $0.topologyView = .full }
+            let b = try await mesh.node("b") { $0.topologyView = .full }
             let c = try await mesh.node("c")
             try await a.waitForNodes(named: "c", timeout: .seconds(5))
             #expect(await a.currentTopology.nodes[c.id]?.name == "c")

@@ -242,6 +242,7 @@ struct GracefulCloseTests {
             defer { prober.close() }
             try await prober.register(name: "prober")
             prober.keepAlive()
+            try await receiver.waitForNodes(named: "prober", timeout: .seconds(10))  // partial view: fetches it
             try await eventually("the receiver to know the prober", seconds: 10) {
                 await receiver.peerDirectory.node(prober.id) != nil
             }

@@ -20,7 +20,7 @@ struct PartialViewTests {
                 try await node.listen("elsewhere-\(index)") { (_: String, _: Int) in }
                 others.append(node)
             }
-            let listener = try await mesh.node("listener")
+            let listener = try await mesh.node("listener") { $0.topologyView = .full }
             try await listener.listen("wanted") { (_: String, _: Int) in }
             let watcher = try await mesh.node("watcher", configure: Self.partial)
             #expect(await watcher.currentTopology.nodes.keys.sorted() == [watcher.id], "the welcome held more than the node itself")

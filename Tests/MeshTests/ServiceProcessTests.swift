@@ -142,6 +142,7 @@ extension ResilienceTests {
                 let member = try await RogueClient.connect(to: mesh.address, purpose: .control, key: nil, id: memberID)
                 member.send(register)
                 #expect(try await member.messages.wait(for: 1).first?.type == .welcome)
+                try await provider.waitForNodes(named: "hostile", timeout: .seconds(10))  // partial view: fetches it
                 try await eventually("the provider to know the member", seconds: 5) {
                     await provider.currentTopology.nodes[memberID] != nil
                 }

@@ -61,6 +61,9 @@ extension ResilienceTests {
             }
             defer { streamer.cancel() }
             _ = try await got.wait(for: 100, seconds: 10)
+            // The nodes hold partial views (the default): each follows the name of the node that
+            // joins after the kill, so that the coordinators they fail over to send it to them.
+            for node in nodes { try await node.need(ViewInterest(names: ["newcomer"])) }
 
             // kill -9 the coordinator they all use.
             let killed = try #require(coordinators[0].process)

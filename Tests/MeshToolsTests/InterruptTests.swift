@@ -52,9 +52,7 @@ struct InterruptTests {
             let watcher = try await mesh.node("watcher")
             let send = try MeshCLI.start(["topic", "send", "nobody", "1", "--timeout", "60"], environment: environment(mesh))
             defer { send.terminate() }
-            try await eventually("mesh-send to join", seconds: 20) {
-                await watcher.currentTopology.nodes.values.contains { $0.name == "mesh-send" }
-            }
+            try await watcher.waitForNodes(named: "mesh-send", timeout: .seconds(20))
             let interrupted = ContinuousClock.now
             send.signal(SIGINT)
             let run = try await send.result(seconds: 10)

@@ -162,6 +162,11 @@ struct CoordinatorSession: Sendable {
     private(set) var registeredInterest = ViewInterest()
     /// True while registered with a partial view the coordinator confirmed in its welcome.
     private(set) var hasPartialView = false
+    /// True once the coordinator turned a partial view away because all its partial views
+    /// together follow the most it keeps: from then on this session registers for the full view.
+    private(set) var fellBackToFullView = false
+    /// True while this session asks for a partial view at `register`.
+    var asksForPartialView: Bool { configuration.partialView && !fellBackToFullView }
     /// The deadline of each armed timer.
     private(set) var armed: [Timer: ContinuousClock.Instant] = [:]
 
@@ -278,6 +283,20 @@ struct CoordinatorSession: Sendable {
             return welcome(snapshot, view: message.view, on: attempt, now: now)
         case .rejected:
             let reason = message.reason ?? "no reason given"
+            if asksForPartialView, Self.isSharedInterestLimit(reason) {
+                // Every partial view at this coordinator together follows the most it keeps
+                // (PROTOCOL.md §6.7). A full view costs it no more interests, so the node holds
+                // every record from now on rather than stay out of the mesh: slower, never fatal.
+                fellBackToFullView = true
+                hasPartialView = false
+                return [
+                    .log(
+                        .warning,
+                        "the coordinator at \(configuration.coordinator) keeps no more partial views (\(reason)); registering"
+                            + " again with the full view: this node now holds every node's record"),
+                    .close(attempt),
+                ] + attemptEnded(reason: "rejected", failure: .registrationRejected(reason: reason), retryDuringBuild: true, now: now)
+            }
             if registering {
                 registering = false
                 return [.close(attempt)] + finish() + [.registrationFailed(.registrationRejected(reason: reason))]
@@ -335,7 +354,7 @@ struct CoordinatorSession: Sendable {
         topology = fresh
         actions += topologyChanged(joined: [], .everything)
         // A coordinator that predates partial views sends the full topology and says nothing.
-        hasPartialView = configuration.partialView && view == .partial
+        hasPartialView = asksForPartialView && view == .partial
         if hasPartialView {
             // What was declared since the register went out is asked for now.
             let missing = interest.subtracting(registeredInterest)
@@ -430,6 +449,12 @@ struct CoordinatorSession: Sendable {
                 retryDuringBuild: false, now: now)
     }
 
+    /// True for the coordinator's rejection of a `register` or `interest` that would take all
+    /// partial views together past its `maximumInterests` (the text PROTOCOL.md §6.7 gives).
+    static func isSharedInterestLimit(_ reason: String) -> Bool {
+        reason.contains("partial views already follow the most") && reason.contains("maximumInterests")
+    }
+
     // MARK: Attempts
 
     private mutating func dial(now: ContinuousClock.Instant) -> [Action] {
@@ -437,7 +462,7 @@ struct CoordinatorSession: Sendable {
         let attempt = Attempt(number: nextAttempt)
         phase = .connecting(attempt, handshakeDone: false)
         registeredInterest = interest
-        let partial = configuration.partialView
+        let partial = asksForPartialView
         var actions: [Action] = [
             .dial(attempt),
             .register(attempt, view: partial ? .partial : nil, interest: partial && !interest.isEmpty ? interest : nil),

@@ -66,6 +66,10 @@ extension MeshNode {
     /// Waits until the topology's version differs from `version` (a node joined or left, or a
     /// listen changed), and returns the new topology.
     ///
+    /// With the partial view (the default) the node holds, and so sees change, only the records
+    /// it has an interest in (``Configuration/topologyView``); a node that must see every join
+    /// and every new topic sets ``TopologyView/full``.
+    ///
     /// - Throws: ``MeshError/timedOut(waitingFor:seconds:)`` after `timeout`; ``MeshError/closed``;
     ///   `CancellationError`.
     public func waitForTopologyChange(from version: UInt64, timeout: Duration) async throws -> Topology {

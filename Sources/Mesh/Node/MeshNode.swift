@@ -72,11 +72,27 @@ public actor MeshNode {
         /// and waiting at this node's services; a request past a limit is refused at once with
         /// ``ServiceError/busy(service:provider:reason:)``.
         public var serviceLimits = ServiceLimits()
-        /// How much of the topology this node holds. ``TopologyView/partial`` holds only its own
-        /// record and those it routes to or waits for (fetched on first use, then kept current):
-        /// what scales to thousands of nodes. ``TopologyView/full`` (the default, or
-        /// `$MESH_TOPOLOGY_VIEW`) holds every node's record, for code that reads ``MeshNode/currentTopology``
-        /// to see the whole mesh.
+        /// How much of the topology this node holds; defaults to `$MESH_TOPOLOGY_VIEW` (`full` or
+        /// `partial`), else ``TopologyView/partial``.
+        ///
+        /// ``TopologyView/partial`` (the default) holds this node's own record and the records it
+        /// has an interest in: the listeners of the topics it sends on or waits for, the providers
+        /// of the services it calls or waits for, the nodes named in ``MeshNode/waitForNodes(named:count:timeout:)``,
+        /// and the peers that said hello to it. Each is fetched on first use, then kept current:
+        /// what scales to thousands of nodes. So ``MeshNode/currentTopology`` and
+        /// ``MeshNode/waitForTopologyChange(from:timeout:)`` show and follow those records only.
+        /// Sending, calling and every `waitFor…` work the same in both views.
+        ///
+        /// ``TopologyView/full`` (`MESH_TOPOLOGY_VIEW=full`, or set it here) holds every node's
+        /// record, for code that reads ``MeshNode/currentTopology`` to see the whole mesh (as
+        /// `mesh bag record --all` does to find every topic). Joins then cost the mesh O(N²)
+        /// records in all (docs/PERFORMANCE.md, W6). To list the mesh once, without holding it,
+        /// ask the coordinator: `mesh node list`, `mesh topic list`.
+        ///
+        /// A coordinator keeps a bounded number of interests for all partial views together
+        /// (`maximumInterests`). One that has no room left turns a partial view away; the node
+        /// then registers with that coordinator again for the full view, logs a warning, and
+        /// holds every record from then on.
         public var topologyView: TopologyView
         /// This node's static key pair, which its id derives from. `nil` (the default) loads the key
         /// file named by ``identityFile``, or makes a fresh pair: a new id every start.
@@ -362,8 +378,9 @@ public actor MeshNode {
         SharedControlDecoding.nodeOpened()
     }
 
-    /// The topology as this node holds it: with ``TopologyView/full`` every node; with
-    /// ``TopologyView/partial`` this node's own record and the records it routes to or waited for.
+    /// The topology as this node holds it: with ``TopologyView/partial`` (the default) this node's
+    /// own record and the records it routes to, waited for or heard from
+    /// (``Configuration/topologyView`` lists them); with ``TopologyView/full`` every node.
     /// Its `version` counts this node's own view's versions.
     public var currentTopology: Topology { topology }
 
@@ -447,6 +464,11 @@ public actor MeshNode {
                 // Not fatal: same-host peers then use TCP like everyone else.
                 logger.warning("no Unix socket for same-host peers at \(path) (\(error)); they will use TCP")
             }
+        }
+        if let unknown = TopologyView.unrecognizedEnvironmentValue {
+            logger.warning(
+                "\(TopologyView.environmentVariable)=\"\(unknown.prefix(80))\" names no topology view (full or partial);"
+                    + " this node holds the \(configuration.topologyView.rawValue) view")
         }
         startTasks()
         if configuration.topologyView == .partial {

@@ -1,18 +1,42 @@
 import Foundation
 
 /// How much of the topology a node asks the coordinator for, at `register`.
+///
+/// Swift nodes hold a ``partial`` view unless asked otherwise: a node then holds the records it
+/// routes to, and joining costs the mesh O(N) bytes. Choose ``full`` (`MESH_TOPOLOGY_VIEW=full`,
+/// or ``MeshNode/Configuration/topologyView``) for code that reads ``MeshNode/currentTopology`` to
+/// see every node; tools that list the whole mesh (`mesh node list`, `mesh topic list`) ask the
+/// coordinator instead, and see it in either view.
 public enum TopologyView: String, Sendable, Equatable, Codable {
-    /// Every node's record, kept current with every change (the protocol's first behaviour, and
-    /// what tools and clients that do not ask get).
+    /// Every node's record, kept current with every change: N nodes joining cost the mesh O(N²)
+    /// records in all. What a `register` without `view` gets (older nodes, `clients/python`).
     case full
     /// Only this node's own record and the records it declared an interest in (the listeners of
     /// the topics it sends on, the providers of the services it calls, the nodes it waits for or
-    /// hears from): a join then costs the mesh O(N) bytes, not O(N²).
+    /// hears from): a join then costs the mesh O(N) bytes, not O(N²). The default.
     case partial
 
-    /// `$MESH_TOPOLOGY_VIEW` (`full` or `partial`), else ``full``.
+    /// `$MESH_TOPOLOGY_VIEW` (`full` or `partial`, in any case), else ``partial``. A value that
+    /// is neither is ignored (the node logs a warning naming it when it starts).
     public static var fromEnvironment: TopologyView {
-        ProcessInfo.processInfo.environment["MESH_TOPOLOGY_VIEW"].flatMap(TopologyView.init(rawValue:)) ?? .full
+        named(ProcessInfo.processInfo.environment[environmentVariable]) ?? .partial
+    }
+
+    /// The variable ``fromEnvironment`` reads.
+    package static let environmentVariable = "MESH_TOPOLOGY_VIEW"
+
+    /// `full` or `partial`, without surrounding spaces, in any case; else nil.
+    package static func named(_ text: String?) -> TopologyView? {
+        guard let text else { return nil }
+        return TopologyView(rawValue: text.trimmingCharacters(in: .whitespaces).lowercased())
+    }
+
+    /// `$MESH_TOPOLOGY_VIEW` when it is set, not empty, and names no view: what the node warns about.
+    package static var unrecognizedEnvironmentValue: String? {
+        guard let text = ProcessInfo.processInfo.environment[environmentVariable],
+            !text.trimmingCharacters(in: .whitespaces).isEmpty, named(text) == nil
+        else { return nil }
+        return text
     }
 }
 
