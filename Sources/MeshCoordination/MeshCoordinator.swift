@@ -460,12 +460,16 @@ public actor MeshCoordinator {
         ).encoded
     }
 
-    /// A standby's `welcome`: its own record as stored, and a topology of that record alone.
+    /// A standby's `welcome`: its own record as stored, and a topology of that record alone
+    /// (the record encoded once, for both).
     private func standbyWelcomeFrame(for node: NodeRecord?) -> [UInt8] {
         let stored = node.flatMap { book.topology.nodes[$0.id] } ?? node
-        return ControlMessage(
-            .welcome, node: node, topology: TopologySnapshot(version: 0, nodes: stored.map { [$0] } ?? []), standby: true
-        ).encodedFrame()
+        let nodeJSON = (try? ControlMessage.encoder.encode(stored)).map(Array.init) ?? Array("null".utf8)
+        return Frame(
+            kind: FrameKind.control.rawValue,
+            body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"standby\":true,\"topology\":{\"nodes\":[".utf8)
+                + (stored == nil ? [] : nodeJSON) + Array("],\"version\":0},\"type\":\"welcome\"}".utf8)
+        ).encoded
     }
 
     private func snapshotJSON() -> [UInt8] {
@@ -648,11 +652,13 @@ public actor MeshCoordinator {
         }
         settleKills()
         guard let delta else { return }
-        let frame = ControlMessage(.delta, delta: delta).encodedFrame()
         let recipients = sessions.values.filter { session in
             ((session.node != nil && !session.awaitingWelcome && !session.standby) || session.inspector)
                 && !welcomedIDs.contains(session.connection.id) && !views.isPartial(session.connection.id)
         }
+        // Partial views and standbys only (a join storm of them): no one to encode it for.
+        guard !recipients.isEmpty else { return }
+        let frame = ControlMessage(.delta, delta: delta).encodedFrame()
         makeRoom(for: frame.count * recipients.count, sparing: nil)
         for session in recipients {
             sessions[session.connection.id]?.lastSent = now

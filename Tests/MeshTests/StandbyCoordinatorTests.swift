@@ -20,6 +20,7 @@ extension ResilienceTests {
                 #expect(welcome.standby == true)
                 #expect(welcome.topology?.nodes.map(\.id) == [standby.id], "a standby's welcome holds its own record only")
                 #expect(welcome.view == nil)
+                #expect(welcome.node?.id == standby.id && welcome.node?.topics == ["mine"])
 
                 // Another node joins and listens on what the standby would follow: the standby's
                 // record is there, the routing node's delta goes out, and none to the standby.
