@@ -32,11 +32,14 @@ struct StandbySessionTests {
 
         // The node fails over to it.
         let wanted = ViewInterest(topics: ["jobs", "more"])
+        #expect(!driver.session.awaitsRoute)
         actions = driver.handle(.route(true))
         #expect(actions == [.send(first, ControlMessage(.route, view: .partial, interest: wanted))])
+        #expect(driver.session.awaitsRoute, "interest waits wait for the route's answer")
         let peer = record("00000000000000bb", "peer", topics: ["jobs"])
         actions = driver.handle(.received(first, welcome(nodes: [peer], version: 4, view: .partial)))
         #expect(driver.session.isRouting)
+        #expect(!driver.session.awaitsRoute)
         #expect(driver.session.hasPartialView)
         #expect(driver.session.topology.nodes[peer.id] == peer)
         #expect(actions.contains(.topologyChanged(joined: [], changes: .everything)))

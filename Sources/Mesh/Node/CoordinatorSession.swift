@@ -207,6 +207,9 @@ struct CoordinatorSession: Sendable {
     /// True while registered and holding the coordinator's topology (not a standby).
     var isRouting: Bool { isRegistered && !isStandby }
 
+    /// True while a standby has been asked for its topology (`route`) and has not answered yet.
+    var awaitsRoute: Bool { isRegistered && isStandby && routes }
+
     /// True while the build's first attempt is still under way within the build's deadline:
     /// neither welcomed nor failed yet.
     var isAwaitingFirstWelcome: Bool {
@@ -413,6 +416,8 @@ struct CoordinatorSession: Sendable {
         actions += topologyChanged(joined: [], .everything)
         // A coordinator that predates partial views sends the full topology and says nothing.
         hasPartialView = configuration.partialView && view == .partial
+        // Interest waits made while a `route` was on its way wait for nothing a full view answers.
+        if configuration.partialView && !hasPartialView { actions.append(.releaseInterestWaiters) }
         if hasPartialView {
             // What was declared since the register went out is asked for now.
             let missing = interest.subtracting(registeredInterest)

@@ -57,7 +57,9 @@ extension MeshNode {
             }
             apply(.interestAdded(added))
         }
-        guard hasPartialView, isConnectedToCoordinator, !acknowledgedInterest.contains(wanted) else { return }
+        // A standby just asked to route (failover, or the build's race) answers with the view
+        // in one round trip: worth the wait, as a registered partial view's answer is.
+        guard hasPartialView || session.awaitsRoute, isConnectedToCoordinator, !acknowledgedInterest.contains(wanted) else { return }
         nextWaiterID += 1
         let waiterID = nextWaiterID
         let timeout = configuration.connectTimeout
