@@ -61,5 +61,53 @@ extension ResilienceTests {
                 #expect(!standby.isClosed)
             }
         }
+
+        @Test("attacks on route: first instead of register, on a session that routes already, with too many interests, with a bad name")
+        func routeAttacks() async throws {
+            try await withMesh { mesh in
+                // Before register: refused like any other first message.
+                let early = try ControlClient.connect(to: mesh.address)
+                defer { early.close() }
+                early.send(ControlMessage(.route, view: .partial))
+                _ = try await early.waitFor(.rejected)
+                #expect(early.rejection == "expected register first, got route")
+
+                // On a session that routes already: ignored, no second welcome (a sync's answer
+                // comes next, in order), the session stays.
+                let routing = try ControlClient.connect(to: mesh.address)
+                defer { routing.close() }
+                try await routing.register(name: "routing")
+                routing.send(ControlMessage(.route))
+                routing.send(ControlMessage(.sync))
+                _ = try await routing.waitFor(.topology)
+                let copies: [ControlMessage.Kind] = routing.messages.values.map(\.type).filter { $0 == .welcome || $0 == .topology }
+                #expect(copies == [.welcome, .topology])
+                #expect(routing.rejection == nil)
+
+                // Past the partial view's limit, or a name that is not one: rejected with the
+                // reason, and the standby's record goes with its session.
+                let greedy = try ControlClient.connect(to: mesh.address)
+                defer { greedy.close() }
+                try await greedy.register(name: "greedy", standby: true)
+                let names: [String] = (0...ViewInterest.maximumCount).map { "t\($0)" }
+                let tooMany = ViewInterest(topics: Set(names))
+                greedy.send(ControlMessage(.route, view: .partial, interest: tooMany))
+                _ = try await greedy.waitFor(.rejected)
+                let refusal: String = greedy.rejection ?? ""
+                #expect(refusal.hasPrefix("route: a node with a partial view may follow at most 10000"), "\(refusal)")
+                try await eventually("the rejected standby's record to go", seconds: 10) {
+                    await mesh.coordinator.topology.nodes[greedy.id] == nil
+                }
+
+                let odd = try ControlClient.connect(to: mesh.address)
+                defer { odd.close() }
+                try await odd.register(name: "odd", standby: true)
+                odd.send(ControlMessage(.route, view: .partial, interest: ViewInterest(topics: [""])))
+                _ = try await odd.waitFor(.rejected)
+                let oddRefusal: String = odd.rejection ?? ""
+                #expect(oddRefusal.hasPrefix("route: "), "\(oddRefusal)")
+                #expect(await mesh.coordinator.topology.nodes[routing.id] != nil, "the other sessions are untouched")
+            }
+        }
     }
 }
