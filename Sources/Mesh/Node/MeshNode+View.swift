@@ -57,7 +57,9 @@ extension MeshNode {
             }
             apply(.interestAdded(added))
         }
-        guard hasPartialView, isConnectedToCoordinator, !acknowledgedInterest.contains(wanted) else { return }
+        // A standby just asked to route (failover, or the build's race) answers with the view
+        // in one round trip: worth the wait, as a registered partial view's answer is.
+        guard hasPartialView || session.awaitsRoute, isConnectedToCoordinator, !acknowledgedInterest.contains(wanted) else { return }
         nextWaiterID += 1
         let waiterID = nextWaiterID
         let timeout = configuration.connectTimeout
@@ -102,7 +104,8 @@ extension MeshNode {
 
     private func sendLookups(_ batch: Set<String>?) {
         guard let batch, !batch.isEmpty else { return }
-        apply(.sendRequested(ControlMessage(.interest, interest: ViewInterest(ids: batch))))
+        // Only the coordinator routed by answers lookups (the others are standbys).
+        apply(.sendRequested(ControlMessage(.interest, interest: ViewInterest(ids: batch))), to: primary)
     }
 
     /// Records that the coordinator answered `answered`, and wakes the waits it satisfies.
