@@ -6,7 +6,7 @@ extension MeshCoordinator {
     /// interest), then the join; the first failure is answered with `rejected` and a close.
     func register(
         _ record: NodeRecord?, view: TopologyView?, interest: ViewInterest?, stats: MeshStatistics?,
-        on connection: Connection
+        standby: Bool = false, on connection: Connection
     ) {
         guard var node = record else { return reject(connection, "register without a node record") }
         guard NodeID.isValid(node.id) else {
@@ -38,7 +38,7 @@ extension MeshCoordinator {
         else {
             return reject(connection, "host \"\(node.host.prefix(80))\" is not a numeric IP address (resolve names before registering)")
         }
-        if view == .partial {
+        if view == .partial, !standby {
             do {
                 try views.check(interest ?? ViewInterest())
             } catch {
@@ -49,17 +49,39 @@ extension MeshCoordinator {
         do {
             let stored = try book.join(node)
             departed.forget(stored.id)
-            if view == .partial { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
+            if view == .partial, !standby { views.open(connection.id, own: stored.id, interest: interest ?? ViewInterest()) }
             sessions[connection.id]?.node = stored
+            sessions[connection.id]?.standby = standby
             sessions[connection.id]?.awaitingWelcome = true
             // Totals continue across sessions of one process: from before, and from its register.
             if let earlier = departedCounters.take(stored.id) { sessions[connection.id]?.stats = earlier }
             if let stats { keep(stats, from: stored, on: connection) }
             welcomesDue = true
-            logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)")
+            logger.info("node joined: \(stored.name) (\(stored.id)) at \(stored.host):\(stored.port)" + (standby ? " (standby)" : ""))
             journal.joined(stored, peer: connection.remote)
         } catch {
             reject(connection, error.description)
         }
+    }
+
+    /// A standby's `route`: the node routes by this coordinator now (it failed over here). The
+    /// session becomes an ordinary one, with the view and interest the `route` names, and its
+    /// next publish welcomes it again with the topology, as it would a routing `register`.
+    func route(_ message: ControlMessage, from node: NodeRecord, on connection: Connection) {
+        // Routed by already: the topology is on its way or there.
+        guard sessions[connection.id]?.standby == true else { return }
+        if message.view == .partial {
+            let interest = message.interest ?? ViewInterest()
+            do {
+                try views.check(interest)
+            } catch {
+                return reject(connection, "route: \(error)")
+            }
+            views.open(connection.id, own: node.id, interest: interest)
+        }
+        sessions[connection.id]?.standby = false
+        sessions[connection.id]?.awaitingWelcome = true
+        welcomesDue = true
+        logger.info("node \(node.name) (\(node.id)) routes by this coordinator now")
     }
 }

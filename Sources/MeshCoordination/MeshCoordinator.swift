@@ -118,6 +118,9 @@ public actor MeshCoordinator {
         package var lastSent: ContinuousClock.Instant?
         /// Registered in this batch; gets the batch's snapshot in its welcome.
         var awaitingWelcome = false
+        /// Registered as a standby (a node with several coordinators that routes by another):
+        /// its record is kept, but it gets no topology, deltas or interest answers until `route`.
+        var standby = false
         /// A copy of the topology or the status (or a welcome) went to it and may still be in its
         /// queue: the next request for one waits until the queue has drained.
         var copyQueued = false
@@ -392,7 +395,7 @@ public actor MeshCoordinator {
             }
             register(
                 message.node, view: message.view, interest: message.interest, stats: message.stats,
-                on: connection)
+                standby: message.standby == true, on: connection)
         } else {
             guard message.type == .inspect else {
                 return reject(connection, "expected inspect first, got \(message.type)")
@@ -457,6 +460,18 @@ public actor MeshCoordinator {
         ).encoded
     }
 
+    /// A standby's `welcome`: its own record as stored, and a topology of that record alone
+    /// (the record encoded once, for both).
+    private func standbyWelcomeFrame(for node: NodeRecord?) -> [UInt8] {
+        let stored = node.flatMap { book.topology.nodes[$0.id] } ?? node
+        let nodeJSON = (try? ControlMessage.encoder.encode(stored)).map(Array.init) ?? Array("null".utf8)
+        return Frame(
+            kind: FrameKind.control.rawValue,
+            body: Array("{\"node\":".utf8) + nodeJSON + Array(",\"standby\":true,\"topology\":{\"nodes\":[".utf8)
+                + (stored == nil ? [] : nodeJSON) + Array("],\"version\":0},\"type\":\"welcome\"}".utf8)
+        ).encoded
+    }
+
     private func snapshotJSON() -> [UInt8] {
         let version = book.topology.version
         if let cache = snapshotCache, cache.version == version { return cache.json }
@@ -506,7 +521,11 @@ public actor MeshCoordinator {
             }
         case .sync:
             requestCopy(.topology, on: connection)
+        case .route:
+            route(message, from: node, on: connection)
         case .interest:
+            // A standby is asked nothing (PROTOCOL.md §7.2); one asked anyway leaves it unanswered.
+            if sessions[connection.id]?.standby == true { return }
             guard views.isPartial(connection.id) else {
                 return reject(connection, "interest from a node that registered for the full view")
             }
@@ -620,7 +639,9 @@ public actor MeshCoordinator {
             sessions[session.connection.id]?.awaitingWelcome = false
             sessions[session.connection.id]?.lastSent = now
             sessions[session.connection.id]?.copyQueued = true
-            if let view = views.snapshot(session.connection.id) {
+            if session.standby {
+                reply(standbyWelcomeFrame(for: session.node), on: session.connection)
+            } else if let view = views.snapshot(session.connection.id) {
                 reply(welcomeFrame(for: session.node, snapshot: (try? ControlMessage.encoder.encode(view)).map(Array.init)), on: session.connection)
             } else {
                 reply(welcomeFrame(for: session.node), on: session.connection)
@@ -634,11 +655,13 @@ public actor MeshCoordinator {
         }
         settleKills()
         guard let delta else { return }
-        let frame = ControlMessage(.delta, delta: delta).encodedFrame()
         let recipients = sessions.values.filter { session in
-            ((session.node != nil && !session.awaitingWelcome) || session.inspector)
+            ((session.node != nil && !session.awaitingWelcome && !session.standby) || session.inspector)
                 && !welcomedIDs.contains(session.connection.id) && !views.isPartial(session.connection.id)
         }
+        // Partial views and standbys only (a join storm of them): no one to encode it for.
+        guard !recipients.isEmpty else { return }
+        let frame = ControlMessage(.delta, delta: delta).encodedFrame()
         makeRoom(for: frame.count * recipients.count, sparing: nil)
         for session in recipients {
             sessions[session.connection.id]?.lastSent = now

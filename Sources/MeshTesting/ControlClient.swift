@@ -55,14 +55,15 @@ package final class ControlClient: ConnectionDelegate {
     /// - Parameters:
     ///   - port: the peer port it advertises (nothing listens there unless the test put it there).
     ///   - stats: counters to bring along, as a node does.
+    ///   - standby: register as a standby (PROTOCOL.md §7.2).
     package func register(
         name: String, topics: [String] = [], port: UInt16 = 1, stats: MeshStatistics? = nil, view: TopologyView? = nil,
-        interest: ViewInterest? = nil, seconds: Double = 10
+        interest: ViewInterest? = nil, standby: Bool = false, seconds: Double = 10
     ) async throws {
         send(
             ControlMessage(
                 .register, node: NodeRecord(id: id, name: name, host: "", port: port, topics: topics, key: identity.publicKeyHex),
-                stats: stats, view: view, interest: interest))
+                stats: stats, view: view, interest: interest, standby: standby ? true : nil))
         _ = try await waitFor(.welcome, seconds: seconds)
     }
 

@@ -411,12 +411,16 @@ struct Workloads: Sendable {
                 let coordinator = try children.start("coordinator", [])
                 var address = try await coordinator.line(startingWith: "READY", within: 30 * patience)
                 let port = UInt16(address.split(separator: ":").last ?? "") ?? 0
-                // More coordinators: the nodes register with each; the first one is measured.
+                // More coordinators: the nodes register with each (routing by the first, the others
+                // standbys); the bytes are the first one's, the CPU time each one's.
+                var others: [Int32] = []
                 for _ in 1..<max(sizes.w6Coordinators, 1) {
                     let other = try children.start("coordinator", [])
                     address += "," + (try await other.line(startingWith: "READY", within: 30 * patience))
+                    others.append(other.pid)
                 }
                 let before = ProcessUsage.read(pid: coordinator.pid)
+                let othersBefore = others.map { ProcessUsage.read(pid: $0) }
                 let swarm = try children.start(
                     "swarm", ["--coordinator", address, "--nodes", "\(nodes)", "--wait", "\(Int(limit))", "--view", view])
                 let result: ChildResult
@@ -426,6 +430,8 @@ struct Workloads: Sendable {
                     throw BenchFailure.run("\(error)" + BenchFailure.tail(coordinator.stderrText).replacingOccurrences(of: "its", with: "the coordinator's"))
                 }
                 let after = ProcessUsage.read(pid: coordinator.pid)
+                let othersAfter = others.map { ProcessUsage.read(pid: $0) }
+                let swarmUsage = ProcessUsage.read(pid: swarm.pid)
                 let received = result.received ?? 0
                 guard received == nodes else {
                     throw BenchFailure.run("\(received) of \(nodes) messages delivered" + BenchFailure.tail(swarm.stderrText))
@@ -436,6 +442,11 @@ struct Workloads: Sendable {
                 if let before, let after {
                     row.addDetail("coordinator CPU s", after.cpuSeconds - before.cpuSeconds)
                 }
+                for (index, (before, after)) in zip(othersBefore, othersAfter).enumerated() {
+                    if let before, let after { row.addDetail("coordinator \(index + 2) CPU s", after.cpuSeconds - before.cpuSeconds) }
+                }
+                // The swarm started within this run: everything it used so far.
+                if let swarmUsage { row.addDetail("swarm CPU s", swarmUsage.cpuSeconds) }
                 if let sent = await socketBytesSent(localPort: port) {
                     row.addDetail("coordinator bytes sent", Double(sent))
                 } else if let before, let after {

@@ -14,12 +14,13 @@ struct SessionDriver {
 
     init(
         partialView: Bool = false, heartbeatInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(5),
-        keepsTrying: Bool = false
+        keepsTrying: Bool = false, standby: Bool = false
     ) {
         var configuration = CoordinatorSession.Configuration(
             coordinator: "127.0.0.1:6374", nodeID: SessionDriver.selfID, connectTimeout: connectTimeout,
             heartbeatInterval: heartbeatInterval, partialView: partialView)
         configuration.keepsTrying = keepsTrying
+        configuration.standby = standby
         session = CoordinatorSession(configuration: configuration)
         start = .now
         now = start
@@ -123,10 +124,10 @@ struct CoordinatorSessionTests {
         let started = driver.handle(.start)
         let first = CoordinatorSession.Attempt(number: 1)
         #expect(started.contains(.dial(first)))
-        #expect(started.contains(.register(first, view: nil, interest: nil)))
+        #expect(started.contains(.register(first, view: nil, interest: nil, standby: false)))
         // A welcome handled seconds late (a busy process) must not leave the coordinator without beats.
         #expect(
-            started.firstIndex(of: .pumpHeartbeats(first)).map { $0 > started.firstIndex(of: .register(first, view: nil, interest: nil))! } == true,
+            started.firstIndex(of: .pumpHeartbeats(first)).map { $0 > started.firstIndex(of: .register(first, view: nil, interest: nil, standby: false))! } == true,
             "the heartbeat pump does not cover the connection from the register on")
         #expect(started.contains(.schedule(.registration, at: driver.at(5))))
         #expect(started.contains(.schedule(.heartbeat, at: driver.at(1))))
@@ -366,7 +367,7 @@ struct CoordinatorSessionTests {
         var driver = SessionDriver(partialView: true)
         driver.handle(.interestAdded(ViewInterest(topics: ["before"])))
         driver.handle(.start)
-        #expect(driver.history.contains(.register(driver.attempt, view: .partial, interest: ViewInterest(topics: ["before"]))))
+        #expect(driver.history.contains(.register(driver.attempt, view: .partial, interest: ViewInterest(topics: ["before"]), standby: false)))
         let peer = record("00000000000000bb", "peer", topics: ["before"])
         driver.handle(.received(driver.attempt, welcome(nodes: [peer], version: 1, view: .partial)))
         #expect(driver.history.contains(.acknowledge(ViewInterest(topics: ["before"]))))
@@ -411,7 +412,7 @@ struct CoordinatorSessionTests {
         actions = driver.advance(to: due)
         let attempt = driver.attempt
         let everything = ViewInterest(topics: ["before", "away"], services: ["svc"])
-        #expect(actions.contains(.register(attempt, view: .partial, interest: everything)))
+        #expect(actions.contains(.register(attempt, view: .partial, interest: everything, standby: false)))
         #expect(actions.contains(.schedule(.welcome, at: due + .seconds(5))))
         // Declared between the register and the welcome: asked for right after the welcome.
         driver.handle(.interestAdded(ViewInterest(names: ["late"])))

@@ -33,6 +33,9 @@ struct CoordinatorSession: Sendable {
         /// attempt that fails during the build is retried like any later one. The node reports
         /// the build failed only when every coordinator missed the deadline.
         var keepsTrying = false
+        /// True when the node starts out routing by another coordinator: this session registers
+        /// as a standby (PROTOCOL.md §7.2) until ``Event/route(_:)`` says otherwise.
+        var standby = false
 
         /// Silence after which the coordinator counts as lost: five heartbeat intervals, at least
         /// 1 s (the coordinator leaves a heartbeat unanswered when it sent that node something in
@@ -81,6 +84,10 @@ struct CoordinatorSession: Sendable {
         /// A listen, unlisten, serve or unserve to tell the coordinator, if there is a connection
         /// (not queued otherwise: the next register carries the node's current record).
         case sendRequested(ControlMessage)
+        /// The node routes by this coordinator from now on (`true`: a standby session asks it
+        /// for the topology with `route`), or no longer (`false`: the next `register` is a
+        /// standby's; the current session keeps what it has).
+        case route(Bool)
         /// The node closes.
         case close
     }
@@ -88,8 +95,9 @@ struct CoordinatorSession: Sendable {
     enum Action: Sendable, Equatable {
         /// Open a control connection to the coordinator, known as this attempt from now on.
         case dial(Attempt)
-        /// Send `register` with the node's current record (and its public key).
-        case register(Attempt, view: TopologyView?, interest: ViewInterest?)
+        /// Send `register` with the node's current record (and its public key); `standby` marks a
+        /// coordinator the node does not route by (several coordinators only).
+        case register(Attempt, view: TopologyView?, interest: ViewInterest?, standby: Bool)
         /// Send this message on the attempt's connection.
         case send(Attempt, ControlMessage)
         /// Send a heartbeat (with the node's counters when they changed) and tell the loop-thread pump.
@@ -164,6 +172,11 @@ struct CoordinatorSession: Sendable {
     private(set) var hasPartialView = false
     /// The deadline of each armed timer.
     private(set) var armed: [Timer: ContinuousClock.Instant] = [:]
+    /// True while the node routes by this coordinator (wants its topology).
+    private(set) var routes: Bool
+    /// True while registered as a standby: the coordinator sends no topology (only its own
+    /// record in the welcome), no deltas and no interest answers until the node sends `route`.
+    private(set) var isStandby = false
 
     private var nextAttempt: UInt64 = 0
     /// True while the build waits for its registration.
@@ -182,12 +195,23 @@ struct CoordinatorSession: Sendable {
 
     init(configuration: Configuration) {
         self.configuration = configuration
+        self.routes = !configuration.standby
     }
 
     /// True while welcomed by a coordinator it still hears from.
     var isRegistered: Bool {
         if case .registered = phase { return true }
         return false
+    }
+
+    /// True while registered and holding the coordinator's topology (not a standby).
+    var isRouting: Bool { isRegistered && !isStandby }
+
+    /// True while the build's first attempt is still under way within the build's deadline:
+    /// neither welcomed nor failed yet.
+    var isAwaitingFirstWelcome: Bool {
+        guard registering, nextAttempt == 1, case .connecting = phase else { return false }
+        return true
     }
 
     /// What the node routes with: the topology plus the provisional nodes.
@@ -258,6 +282,12 @@ struct CoordinatorSession: Sendable {
         case .sendRequested(let message):
             guard let attempt = phase.attempt else { return [] }
             return [.send(attempt, message)]
+        case .route(let routes):
+            guard routes != self.routes else { return [] }
+            self.routes = routes
+            // Connecting: the welcome says which it became, and a standby's asks at once.
+            guard routes, isStandby, case .registered(let attempt) = phase else { return [] }
+            return [route(on: attempt)]
         case .close:
             guard phase != .closed else { return [] }
             var actions: [Action] = phase.attempt.map { [.leave($0)] } ?? []
@@ -274,7 +304,15 @@ struct CoordinatorSession: Sendable {
     private mutating func receive(_ message: ControlMessage, on attempt: Attempt, now: ContinuousClock.Instant) -> [Action] {
         switch message.type {
         case .welcome:
-            guard case .connecting = phase, let snapshot = message.topology else { return [] }
+            guard let snapshot = message.topology else { return [] }
+            if case .connecting = phase {
+                isStandby = message.standby == true
+                if isStandby { return standbyWelcome(snapshot, on: attempt, now: now) }
+                return welcome(snapshot, view: message.view, on: attempt, now: now)
+            }
+            // A standby's answer to `route`: the coordinator's topology, as if just registered.
+            guard isStandby, routes else { return [] }
+            isStandby = false
             return welcome(snapshot, view: message.view, on: attempt, now: now)
         case .rejected:
             let reason = message.reason ?? "no reason given"
@@ -315,6 +353,45 @@ struct CoordinatorSession: Sendable {
         default:
             return [.log(.warning, "unexpected \(message.type) message from the coordinator; ignored")]
         }
+    }
+
+    /// Registered as a standby: heartbeats and liveness as for any session, no topology. When
+    /// the node has come to route by this coordinator meanwhile, it asks for the topology now.
+    private mutating func standbyWelcome(
+        _ snapshot: TopologySnapshot, on attempt: Attempt, now: ContinuousClock.Instant
+    ) -> [Action] {
+        phase = .registered(attempt)
+        failures = 0
+        hasPartialView = false
+        // Its own record only; what an earlier session here held is stale by now.
+        topology = Topology(snapshot)
+        provisional = [:]
+        var actions = cancel(.welcome) + cancel(.registration)
+        actions.append(schedule(.liveness, at: now + configuration.coordinatorTimeout))
+        actions.append(.pumpHeartbeats(attempt))
+        if let lostAt {
+            actions.append(.countReconnect)
+            actions.append(
+                .log(.info, "coordinator at \(configuration.coordinator) is back after \(formatted(lostAt.duration(to: now))); registered again (standby)"))
+            self.lostAt = nil
+        } else {
+            actions.append(.log(.debug, "registered as \(configuration.nodeID) with the coordinator at \(configuration.coordinator) (standby)"))
+        }
+        if routes { actions.append(route(on: attempt)) }
+        if registering {
+            registering = false
+            actions.append(.registered)
+        }
+        return actions
+    }
+
+    /// The `route` that turns this standby session into the one the node routes by.
+    private mutating func route(on attempt: Attempt) -> Action {
+        registeredInterest = interest
+        let partial = configuration.partialView
+        return .send(
+            attempt,
+            ControlMessage(.route, view: partial ? .partial : nil, interest: partial && !interest.isEmpty ? interest : nil))
     }
 
     private mutating func welcome(
@@ -437,10 +514,11 @@ struct CoordinatorSession: Sendable {
         let attempt = Attempt(number: nextAttempt)
         phase = .connecting(attempt, handshakeDone: false)
         registeredInterest = interest
-        let partial = configuration.partialView
+        let partial = configuration.partialView && routes
         var actions: [Action] = [
             .dial(attempt),
-            .register(attempt, view: partial ? .partial : nil, interest: partial && !interest.isEmpty ? interest : nil),
+            .register(
+                attempt, view: partial ? .partial : nil, interest: partial && !interest.isEmpty ? interest : nil, standby: !routes),
             // The coordinator counts this node's silence from the register on. In a process too
             // busy to handle the welcome for seconds (a join storm), the loop-thread pump keeps
             // the heartbeats going meanwhile, so the coordinator does not evict a node that is
@@ -459,6 +537,7 @@ struct CoordinatorSession: Sendable {
     ) -> [Action] {
         let wasRegistered = isRegistered
         phase = .waiting
+        isStandby = false
         var actions = cancel(.welcome) + cancel(.liveness) + [.pumpHeartbeats(nil), .releaseInterestWaiters]
         if registering {
             guard retryDuringBuild || configuration.keepsTrying else {

@@ -31,11 +31,18 @@ extension MeshNode {
                 if let followUp = perform(action, slot: slot) { pending.append((followUp, .now)) }
             }
         }
-        guard slots.count > 1 else { return }
-        if slots[slot].session.isRegistered { slots[slot].wasRegistered = true }
-        let welcomedInBuild = slots[slot].welcomedInBuild
-        slots[slot].welcomedInBuild = false
-        choosePrimary(welcomedInBuild: welcomedInBuild ? slot : nil)
+        if slots.count > 1 {
+            if slots[slot].session.isRegistered { slots[slot].wasRegistered = true }
+            let welcomedInBuild = slots[slot].welcomedInBuild
+            slots[slot].welcomedInBuild = false
+            choosePrimary(welcomedInBuild: welcomedInBuild ? slot : nil)
+        }
+        // The build is done once the node holds the topology of the coordinator it routes by
+        // (a standby's welcome carries none).
+        if let registration, slots[primary].session.isRouting {
+            self.registration = nil
+            registration.resume()
+        }
     }
 
     /// Fails over: once the coordinator the node routes by is lost, the first registered one in
@@ -43,11 +50,17 @@ extension MeshNode {
     /// replaces the lost one's. While the current one is registered, the node moves only to a
     /// coordinator earlier in its list whose first welcome came within the build's deadline (the
     /// build's welcomes race); never to one that comes later or back after being lost: that one
-    /// holds only the nodes that registered with it so far.
+    /// holds only the nodes that registered with it so far. While the first coordinator of the
+    /// list is still answering the build's first registration, the node waits for it: the others
+    /// registered it as a standby.
+    ///
+    /// The coordinator taken over from registers this node as a standby from its next session
+    /// on; one that is a standby is asked for its topology with `route` (PROTOCOL.md §7.2).
     private func choosePrimary(welcomedInBuild: Int?) {
         let next: Int
         let failover = !slots[primary].session.isRegistered
         if failover {
+            guard !slots[primary].session.isAwaitingFirstWelcome else { return }
             guard let registered = slots.indices.first(where: { slots[$0].session.isRegistered }) else { return }
             next = registered
         } else {
@@ -58,8 +71,11 @@ extension MeshNode {
         // A real failover is worth an info line; the build's race of welcomes is not.
         let lost = failover && slots[primary].wasRegistered
         let routed = slots[primary].session.routingTopology.nodes
+        let left = primary
         primary = next
+        for action in slots[left].session.handle(.route(false), now: .now) { _ = perform(action, slot: left) }
         for action in slots[next].session.takeOver(from: routed, now: .now) { _ = perform(action, slot: next) }
+        for action in slots[next].session.handle(.route(true), now: .now) { _ = perform(action, slot: next) }
         logger.log(
             lost ? .info : .debug,
             "routing by the coordinator at \(slots[next].session.configuration.coordinator) now ("
@@ -162,7 +178,7 @@ extension MeshNode {
         switch action {
         case .dial(let attempt):
             return dial(attempt, slot: slot)
-        case .register(let attempt, let view, let interest):
+        case .register(let attempt, let view, let interest, let standby):
             guard let connection = connection(for: attempt, slot: slot) else { return nil }
             // The counters since this process started ride along, so a coordinator that sees this
             // node again (a new session, or a restarted coordinator) continues them, never from 0.
@@ -171,7 +187,7 @@ extension MeshNode {
             var record = self.record
             if slots.count > 1 { record.version = recordVersion }
             connection.send(
-                ControlMessage(.register, node: record, stats: current, view: view, interest: interest)
+                ControlMessage(.register, node: record, stats: current, view: view, interest: interest, standby: standby ? true : nil)
                     .encodedFrame())
         case .send(let attempt, let message):
             connection(for: attempt, slot: slot)?.send(message.encodedFrame())
@@ -210,9 +226,8 @@ extension MeshNode {
         case .pumpHeartbeats(let attempt):
             slots[slot].pump.beat(on: attempt.flatMap { connection(for: $0, slot: slot) })
         case .registered:
+            // The build resumes once the coordinator routed by has welcomed it (``apply(_:to:now:)``).
             slots[slot].welcomedInBuild = true
-            registration?.resume()
-            registration = nil
         case .registrationFailed(let error):
             registrationFailed(error, slot: slot)
         case .refused(let topic, let reason):
@@ -344,11 +359,13 @@ extension MeshNode {
     static func slots(
         for coordinators: [String], configuration: Configuration, nodeID: String, loop: EventLoop
     ) -> [CoordinatorSlot] {
-        coordinators.map { coordinator in
+        coordinators.enumerated().map { index, coordinator in
             var session = CoordinatorSession.Configuration(
                 coordinator: coordinator, nodeID: nodeID, connectTimeout: configuration.connectTimeout,
                 heartbeatInterval: configuration.heartbeatInterval, partialView: configuration.topologyView == .partial)
             session.keepsTrying = coordinators.count > 1
+            // The node routes by the first; the others hold its record, ready to take over.
+            session.standby = index > 0
             return CoordinatorSlot(
                 session: CoordinatorSession(configuration: session),
                 pump: HeartbeatPump(interval: configuration.heartbeatInterval, loop: loop))

@@ -102,7 +102,8 @@ extension MeshNode {
 
     private func sendLookups(_ batch: Set<String>?) {
         guard let batch, !batch.isEmpty else { return }
-        apply(.sendRequested(ControlMessage(.interest, interest: ViewInterest(ids: batch))))
+        // Only the coordinator routed by answers lookups (the others are standbys).
+        apply(.sendRequested(ControlMessage(.interest, interest: ViewInterest(ids: batch))), to: primary)
     }
 
     /// Records that the coordinator answered `answered`, and wakes the waits it satisfies.

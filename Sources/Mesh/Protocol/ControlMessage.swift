@@ -49,6 +49,10 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         /// coordinator → node: the `listen` or `publish` of `topic` was not recorded, and `reason`
         /// says why (a message type that disagrees with another node's); the session stays.
         case refused
+        /// node → coordinator, on a session registered as a standby: the node routes by this
+        /// coordinator now (it failed over to it). `view` and `interest` as with `register`;
+        /// answered with a `welcome` that carries the topology, as a routing `register` is.
+        case route
     }
 
     package var type: Kind
@@ -78,13 +82,17 @@ package struct ControlMessage: Codable, Sendable, Equatable {
     /// With `listen`, `unlisten`, `publish`, `serve` and `unserve` from a node with several
     /// coordinators: its record's version after this change.
     package var version: UInt64?
+    /// With `register` from a node with several coordinators: `true` registers a standby, a
+    /// session the node does not route by (no topology, deltas or interest answers until it
+    /// sends `route`). With `welcome`: `true` says the coordinator took it as one.
+    package var standby: Bool?
 
     package init(
         _ type: Kind, node: NodeRecord? = nil, topic: String? = nil, topology: TopologySnapshot? = nil,
         delta: TopologyDelta? = nil, reason: String? = nil, stats: MeshStatistics? = nil, target: String? = nil,
         status: CoordinatorStatus? = nil, stopped: [String]? = nil, remaining: [String]? = nil,
         service: String? = nil, view: TopologyView? = nil, interest: ViewInterest? = nil, messageType: TopicType? = nil,
-        version: UInt64? = nil
+        version: UInt64? = nil, standby: Bool? = nil
     ) {
         self.type = type
         self.node = node
@@ -102,6 +110,7 @@ package struct ControlMessage: Codable, Sendable, Equatable {
         self.interest = interest
         self.messageType = messageType
         self.version = version
+        self.standby = standby
     }
 
     /// The whole frame: header plus JSON body.
