@@ -13,6 +13,7 @@ import time
 from . import protocol as p
 from .handshake import public_key_problem
 from .connection import Connection, ConnectionClosed
+from .standby import Standby
 
 log = logging.getLogger("swiftmesh")
 
@@ -133,6 +134,10 @@ class MeshNode:
         self.mesh_name = mesh_name or os.environ.get("MESH_NAME") or "default"
         self._coordinators = p.coordinator_list(self.coordinator) or [self.coordinator]
         self._beacon_keys = {}  # address -> the static key its authenticated beacon names (keyed mesh)
+        # With several coordinators: a standby registration with every one but the primary, by
+        # index in the list, and the version of this node's own record (PROTOCOL.md section 7.2).
+        self._standbys = {}
+        self._record_version = 0
         self._current = 0
         self._tried_in_build = 1
         self._authkey_text = authkey if authkey is not None else (os.environ.get("MESH_AUTHKEY") or None)
@@ -267,6 +272,8 @@ class MeshNode:
 
     async def _abort(self):
         self._closed = True
+        for standby in self._standbys.values():
+            standby.stop()
         if self._control:
             self._control.close()
         if self._server:
@@ -327,6 +334,8 @@ class MeshNode:
     def _record(self):
         record = {"id": self.id, "name": self.name, "host": "", "port": self.port,
                   "topics": sorted(self._listened), "pid": os.getpid(), "key": self.identity.public.hex()}
+        if len(self._coordinators) > 1:
+            record["version"] = self._record_version
         if self._scope is not None and self._unix_server is not None:
             record["local"] = self._scope
         if self._served:
@@ -381,6 +390,8 @@ class MeshNode:
                               self.coordinator, time.monotonic() - self._coordinator_lost_at, len(self._listened))
                 self._coordinator_lost_at = None
             self._replace_topology(fresh, snapshot.get("version", 0))
+            if len(self._coordinators) > 1:
+                self._start_standbys()
             if self._registration is not None and not self._registration.done():
                 self._registration.set_result(True)
         elif kind == "topology":
@@ -544,13 +555,21 @@ class MeshNode:
             return
         if was_registered:
             self._coordinator_lost_at = time.monotonic()
+            if self._promote_standby(reason):
+                return
             self.log.warning("lost the coordinator at %s (%s); keeping the last topology (%d node(s)) and retrying",
                              self._address, reason or "closed", len(self.topology))
+        elif self._coordinator_lost_at is not None and self._promote_standby(reason):
+            return
         else:
             self.log.debug("coordinator still unreachable: %s", reason or "closed")
         if len(self._coordinators) > 1:
-            # Fail over: the next coordinator of the list, at once after a loss.
+            # Fail over: the next coordinator of the list, at once after a loss. A standby session
+            # there would hold this node's id: it gives way to the primary one.
             self._current = (self._current + 1) % len(self._coordinators)
+            standby = self._standbys.pop(self._current, None)
+            if standby is not None:
+                standby.stop()
             if was_registered:
                 self._reconnect_attempt = 0
         self._reconnect_attempt += 1
@@ -564,6 +583,8 @@ class MeshNode:
     async def _heartbeats(self):
         while not self._closed:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
+            for standby in list(self._standbys.values()):
+                standby.beat(time.monotonic(), {"type": "heartbeat"})
             connection = self._control
             if connection is None or connection.closed:
                 continue
@@ -601,8 +622,45 @@ class MeshNode:
         counts[1] += payload_bytes
 
     def _announce(self, kind, topic):
+        self._tell_coordinators({"type": kind, "topic": topic})
+
+    def _tell_coordinators(self, message):
+        """Sends a change of this node's record to the coordinator it routes by and to every
+        standby; with several coordinators, numbered with the record's next version."""
+        if len(self._coordinators) > 1:
+            self._record_version += 1
+            message["version"] = self._record_version
         if self._control is not None and not self._control.closed:
-            self._control.send(p.control_frame({"type": kind, "topic": topic}))
+            self._control.send(p.control_frame(message))
+        for standby in self._standbys.values():
+            standby.send(message)
+
+    def _start_standbys(self):
+        """Registers with every coordinator of the list but the primary as a standby."""
+        for index in range(len(self._coordinators)):
+            if index != self._current and index not in self._standbys:
+                standby = self._standbys[index] = Standby(self, index)
+                standby.start()
+
+    def _promote_standby(self, reason):
+        """Fails over to the first coordinator of the list whose standby session is registered:
+        asks it to route this node (`route`), answered by a welcome with its topology; until then
+        the node routes with what it holds. False when none is registered."""
+        registered = [i for i in sorted(self._standbys) if self._standbys[i].registered]
+        if not registered:
+            return False
+        lost, standby = self._current, self._standbys.pop(registered[0])
+        self._current = standby.index
+        self._control = standby.connection
+        self._connecting_since = time.monotonic()
+        self._control.send(p.control_frame({"type": "route"}))
+        self.log.info("routing by the coordinator at %s now (%s is unreachable: %s)", self._address,
+                      self._coordinators[lost], reason or "closed")
+        # The one failed over from is registered with as a standby once it answers again.
+        replaced = self._standbys[lost] = Standby(self, lost)
+        replaced.attempt = 1
+        self.loop.call_later(0.1, replaced._retry)
+        return True
 
     async def _wait_for(self, predicate, timeout):
         deadline = None if timeout is None else self.loop.time() + timeout
@@ -646,8 +704,7 @@ class MeshNode:
         message = {"type": "listen", "topic": topic}
         if declared:
             message["messageType"] = declared
-        if self._control is not None and not self._control.closed:
-            self._control.send(p.control_frame(message))
+        self._tell_coordinators(message)
         if self._registered:
             def recorded():
                 record = self.topology.get(self.id, {})
@@ -695,8 +752,7 @@ class MeshNode:
         message = {"type": "publish", "topic": topic}
         if declared:
             message["messageType"] = declared
-        if self._control is not None and not self._control.closed:
-            self._control.send(p.control_frame(message))
+        self._tell_coordinators(message)
         if self._registered:
             def recorded():
                 record = self.topology.get(self.id, {})
@@ -1287,8 +1343,7 @@ class MeshNode:
         if problem:
             raise InvalidName(problem)
         self._served[service] = (handler, raw)
-        if self._control is not None and not self._control.closed:
-            self._control.send(p.control_frame({"type": "serve", "service": service}))
+        self._tell_coordinators({"type": "serve", "service": service})
         if self._registered and not await self._wait_for(
                 lambda: service in (self.topology.get(self.id, {}).get("services") or ()), 5.0):
             self._served.pop(service, None)
@@ -1297,8 +1352,8 @@ class MeshNode:
 
     async def unserve(self, service):
         self._check_open()
-        if self._served.pop(service, None) is not None and self._control is not None and not self._control.closed:
-            self._control.send(p.control_frame({"type": "unserve", "service": service}))
+        if self._served.pop(service, None) is not None:
+            self._tell_coordinators({"type": "unserve", "service": service})
 
     def providers(self, service):
         return [r for r in self._known_nodes().values() if service in (r.get("services") or ())]
@@ -1537,6 +1592,12 @@ class MeshNode:
             if self._registered:
                 control.send(p.control_frame({"type": "bye"}))
             flushes.append(control.close_after_flushing(1.0))
+        for standby in self._standbys.values():
+            standby.stopped = True
+            if standby.connection is not None and not standby.connection.closed:
+                if standby.registered:
+                    standby.connection.send(p.control_frame({"type": "bye"}))
+                flushes.append(standby.connection.close_after_flushing(1.0))
         if flushes:
             await asyncio.gather(*flushes, return_exceptions=True)
         if self._server is not None:

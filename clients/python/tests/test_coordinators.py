@@ -130,6 +130,44 @@ class FailoverTests(unittest.IsolatedAsyncioTestCase):
             for child in coordinators:
                 child.stop()
 
+    async def test_every_coordinator_holds_the_record_and_failover_loses_nothing(self):
+        """Registered with the first of its list and, as a standby, with the second: a node that
+        routes by the second sees it, and after the first is killed it routes by the second with
+        every message still arriving (PROTOCOL.md section 7.2)."""
+        coordinators = [Child([os.path.join(bin_path(), "mesh-coordinator"), "--port", "0"]) for _ in range(2)]
+        nodes = []
+        try:
+            addresses = []
+            for child in coordinators:
+                line = await asyncio.to_thread(child.wait_for_line, "mesh-coordinator listening on ")
+                addresses.append(line.split("listening on ")[1].strip())
+            node = await swiftmesh.build_mesh_node(name="py-listed", coordinator=",".join(addresses))
+            nodes.append(node)
+            got = []
+            await node.listen("standby-topic", lambda t, data: got.append(data))
+            # Its list in the other order routes it by the second coordinator: it sees the node through
+            # the node's standby record there, and the node sees it through its standby record at the first.
+            other = await swiftmesh.build_mesh_node(name="py-other", coordinator=f"{addresses[1]},{addresses[0]}")
+            nodes.append(other)
+            await other.wait_for_listener("standby-topic", timeout=10)
+            await other.send("standby-topic", b"before")
+            self.assertTrue(await eventually(lambda: got == [b"before"], 10), got)
+
+            coordinators[0].stop(signal.SIGKILL)
+            self.assertTrue(await eventually(lambda: node._registered and node._address == addresses[1], 10))
+            self.assertIn(other.id, node.topology)
+            await node.listen("after-failover", lambda t, data: got.append(data))
+            await other.wait_for_listener("after-failover", timeout=10)
+            for index in range(50):
+                await other.send("standby-topic", index.to_bytes(2, "big"))
+            self.assertTrue(await eventually(lambda: len(got) == 51, 10), len(got))
+            self.assertEqual(got[1:], [i.to_bytes(2, "big") for i in range(50)])
+        finally:
+            for node in nodes:
+                await node.close()
+            for child in coordinators:
+                child.stop()
+
 
 if __name__ == "__main__":
     unittest.main()

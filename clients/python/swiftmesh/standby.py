@@ -1,0 +1,144 @@
+"""Standby registrations (PROTOCOL.md section 7.2): with several coordinators, the node routes by one
+(its primary) and registers with every other one as a standby, so each holds its record and the
+nodes that route by another coordinator see it. A standby session takes no topology; on failover
+the node sends it `route` and it becomes the primary session."""
+import asyncio
+import json
+import time
+
+from . import protocol as p
+from .connection import Connection
+
+HEARTBEAT_INTERVAL = 1.0
+CONNECT_TIMEOUT = 5.0
+
+
+class Standby:
+    """The node's session with one coordinator it does not route by: registers with `standby`,
+    answers nothing but heartbeats, and redials with backoff when lost, until stopped or promoted."""
+
+    def __init__(self, node, index):
+        self.node = node
+        self.index = index
+        self.connection = None
+        self.registered = False
+        self.register_sent = False
+        self.stopped = False
+        self.last_heard = 0.0
+        self.connecting_since = 0.0
+        self.attempt = 0
+        self.logged_rejection = False
+
+    @property
+    def address(self):
+        return self.node._coordinators[self.index]
+
+    def start(self):
+        self.node.loop.create_task(self._connect())
+
+    def stop(self):
+        self.stopped = True
+        if self.connection is not None and not self.connection.closed:
+            self.connection.close("stopped")
+
+    def send(self, message):
+        """Sends a record change once the `register` is on its way (the coordinator reads them in
+        order); before that, the `register` will carry the whole record."""
+        if self.register_sent and self.connection is not None and not self.connection.closed:
+            self.connection.send(p.control_frame(message))
+
+    async def _connect(self):
+        node = self.node
+        if self.stopped or node._closed:
+            return
+        host, port = p.parse_address(self.address)
+        pinned = node._coordinator_key or node._beacon_keys.get(self.address)
+        handshake = p.Handshake(True, p.PURPOSE_CONTROL, node._key, node.identity,
+                                coordinator_key=pinned, rekey_interval=node._rekey_interval)
+        connection = Connection(handshake, 64 << 20, self._frames, self._closed)
+        self.connection = connection
+        self.registered = False
+        self.register_sent = False
+        self.connecting_since = time.monotonic()
+        try:
+            await asyncio.wait_for(node.loop.create_connection(lambda: connection, host, port), CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as error:
+            connection._finish(f"cannot connect: {str(error) or 'connect timed out'}")
+            return
+        if connection.closed:
+            return
+        connection.send(p.control_frame({"type": "register", "node": node._record(), "stats": node._stats_report(),
+                                         "standby": True}))
+        self.register_sent = True
+
+    def _frames(self, connection, frames):
+        if connection is self.node._control:
+            # Promoted: the node's primary session now.
+            return self.node._control_frames(connection, frames)
+        if connection is not self.connection:
+            return
+        for kind, body in frames:
+            if kind != p.KIND_CONTROL:
+                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
+            try:
+                message = json.loads(body)
+            except ValueError as error:
+                raise p.ProtocolError(f"malformed frame: control message: {error}") from None
+            if not isinstance(message, dict):
+                raise p.ProtocolError("malformed frame: control message: not an object")
+            self.last_heard = time.monotonic()
+            kind = message.get("type")
+            if kind == "welcome":
+                if not self.registered:
+                    self.registered = True
+                    self.attempt = 0
+                    self.logged_rejection = False
+                    self.node.log.debug("registered with the coordinator at %s as a standby", self.address)
+            elif kind == "rejected":
+                reason = str(message.get("reason", ""))
+                if not self.logged_rejection:
+                    self.logged_rejection = True
+                    self.node.log.warning("the coordinator at %s rejected this node as a standby: %s",
+                                          self.address, "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason))
+                connection.close(f"rejected: {reason}")
+            elif kind == "shutdown":
+                # Only the coordinator this node routes by may stop it.
+                pass
+            # Heartbeat answers, and anything a standby is not sent: nothing to do.
+
+    def _closed(self, connection, reason):
+        if connection is self.node._control:
+            return self.node._control_closed(connection, reason)
+        if connection is not self.connection:
+            return
+        was_registered = self.registered
+        self.registered = False
+        self.register_sent = False
+        self.connection = None
+        if self.stopped or self.node._closed:
+            return
+        if was_registered:
+            self.node.log.info("lost the standby coordinator at %s (%s); retrying", self.address, reason or "closed")
+            self.attempt = 0
+        self.attempt += 1
+        delay = min(1000, 50 << min(self.attempt, 5)) / 1000
+        self.node.loop.call_later(delay, self._retry)
+
+    def _retry(self):
+        if not self.stopped and not self.node._closed and self.connection is None:
+            self.node.loop.create_task(self._connect())
+
+    def beat(self, now, stats_message):
+        """Once a heartbeat interval: a heartbeat while registered, and the liveness checks."""
+        connection = self.connection
+        if connection is None or connection.closed:
+            return
+        if not self.registered:
+            if now - self.connecting_since > CONNECT_TIMEOUT:
+                connection.close(f"protocol violation: no welcome from the coordinator within {CONNECT_TIMEOUT} s")
+            return
+        silence = now - self.last_heard
+        if silence > 3 * HEARTBEAT_INTERVAL:
+            connection.close(f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s")
+            return
+        connection.send(p.control_frame(stats_message))
