@@ -474,7 +474,7 @@ struct CoordinatorSessionTests {
         driver.handle(.interestAdded(ViewInterest(topics: ["jobs"])))
         driver.handle(.start)
         let first = driver.attempt
-        #expect(driver.history.contains(.register(first, view: .partial, interest: ViewInterest(topics: ["jobs"]))))
+        #expect(driver.history.contains(.register(first, view: .partial, interest: ViewInterest(topics: ["jobs"]), standby: false)))
         let actions = driver.handle(.received(first, ControlMessage(.rejected, reason: Self.sharedLimit("register"))))
         #expect(!actions.contains { if case .registrationFailed = $0 { true } else { false } }, "the build failed: \(actions)")
         #expect(actions.contains(.close(first)))
@@ -485,7 +485,7 @@ struct CoordinatorSessionTests {
         let retry = driver.advance(by: 0.5)
         #expect(retry.dials.count == 1)
         let second = driver.attempt
-        #expect(retry.contains(.register(second, view: nil, interest: nil)))
+        #expect(retry.contains(.register(second, view: nil, interest: nil, standby: false)))
         driver.handle(.connected(second))
         let welcomed = driver.handle(.received(second, welcome(nodes: [record("00000000000000bb", "other")], version: 4)))
         #expect(welcomed.contains(.registered))
@@ -505,14 +505,14 @@ struct CoordinatorSessionTests {
         let actions = driver.handle(.received(first, ControlMessage(.rejected, reason: Self.sharedLimit("interest"))))
         #expect(actions.contains(.close(first)))
         #expect(!driver.session.hasPartialView && driver.session.fellBackToFullView)
-        #expect(driver.advance(by: 0.5).contains(.register(driver.attempt, view: nil, interest: nil)))
+        #expect(driver.advance(by: 0.5).contains(.register(driver.attempt, view: nil, interest: nil, standby: false)))
 
         // Any other rejection (a duplicate id) leaves the view as it was.
         var other = SessionDriver(partialView: true)
         other.register(view: .partial)
         other.handle(.received(other.attempt, ControlMessage(.rejected, reason: "interest: a node with a partial view may follow at most 10000")))
         #expect(!other.session.fellBackToFullView)
-        #expect(other.advance(by: 0.5).contains(.register(other.attempt, view: .partial, interest: nil)))
+        #expect(other.advance(by: 0.5).contains(.register(other.attempt, view: .partial, interest: nil, standby: false)))
     }
 
     @Test("nodes the fresh coordinator does not know are routed to for 5 s; one that registers again stays; the rest then go")
