@@ -18,12 +18,7 @@ func fail(_ message: String, code: Int32) -> Never {
 }
 
 /// Runs the command the arguments name.
-func run(_ arguments: ParsedArguments, _ configured: MeshContext) async throws {
-    let context: MeshContext
-    switch arguments.command {
-    case .keygen, .discover, .httpToken, .bagInfo, .launch: context = configured  // no coordinator, or their own
-    default: context = try await configured.located()
-    }
+func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
     switch arguments.command {
     case .nodeList: try await NodeCommands.list(arguments, context)
     case .nodeKill: try await NodeCommands.kill(arguments, context)

@@ -4,7 +4,8 @@ import MeshTooling
 
 /// `mesh status`: the coordinator's view, with each node's counters from its last heartbeat.
 enum StatusCommand {
-    static func run(_ arguments: ParsedArguments, _ context: MeshContext) async throws {
+    static func run(_ arguments: ParsedArguments, _ configured: MeshContext) async throws {
+        let context = try await configured.located()
         let list = MeshDefaults.coordinatorList(context.coordinator)
         guard list.count > 1 else {
             let status = try await context.withInspector(admin: true) { try await $0.status(timeout: context.timeout) }

@@ -7,7 +7,8 @@ import Synchronization
 struct MeshContext: Sendable {
     /// The coordinator's `HOST:PORT`, or several separated by commas.
     var coordinator: String
-    /// True when `--coordinator` or `$MESH_COORDINATOR` named it; otherwise ``located()`` looks.
+    /// True when `--coordinator` or `$MESH_COORDINATOR` named it, or ``located()`` found it;
+    /// otherwise ``located()`` looks.
     var coordinatorConfigured: Bool
     var authkey: String?
     /// The admin credential for `status` and `node kill`: `--admin-key-file`, else the mesh key.
@@ -67,14 +68,17 @@ struct MeshContext: Sendable {
     }
 
     /// This context with its coordinators found, when none was configured, as a node finds
-    /// them: the one on this host if 127.0.0.1:6374 accepts a connection, else every coordinator
+    /// them (asked by each command when it first needs the coordinator, after checking its own
+    /// arguments): the one on this host if 127.0.0.1:6374 accepts a connection, else every coordinator
     /// that announces `$MESH_NAME` on the LAN (PROTOCOL.md §7.3).
     ///
     /// - Throws: ``MeshError/coordinatorUnreachable(address:reason:)`` when neither answers.
     func located() async throws -> MeshContext {
         guard !coordinatorConfigured else { return self }
+        var located = self
+        located.coordinatorConfigured = true  // found once: asked again, it answers at once
         let local = SocketAddress.ipv4(host: "127.0.0.1", port: MeshDefaults.coordinatorPort)
-        if await PortProbe.isListening(at: local, timeout: timeout, loop: .shared) { return self }
+        if await PortProbe.isListening(at: local, timeout: timeout, loop: .shared) { return located }
         try checkKeys()
         let mesh = MeshDefaults.meshNameFromEnvironment
         let found: [(address: String, key: String)]
@@ -87,7 +91,6 @@ struct MeshContext: Sendable {
                 address: MeshDefaults.coordinatorAddress,
                 reason: "nothing was configured (--coordinator, MESH_COORDINATOR), nothing listens there, and \(reason)")
         }
-        var located = self
         located.coordinator = found.map(\.address).joined(separator: ",")
         return located
     }
@@ -98,6 +101,7 @@ struct MeshContext: Sendable {
     /// - Parameter admin: connect with the admin credential (for `status` and `node kill`).
     func inspector(admin: Bool = false) async throws -> MeshInspector {
         try checkKeys()
+        let coordinator = try await located().coordinator
         do {
             return try await MeshInspector.connect(
                 to: coordinator, authkey: authkey, adminKey: admin ? (adminKey ?? authkey ?? "") : nil, timeout: timeout)
@@ -130,7 +134,7 @@ struct MeshContext: Sendable {
     /// - Parameter view: `full` for a node that must see every topic (`mesh bag record --all`).
     func node(named name: String, listenHost: String = "", view: TopologyView? = nil) async throws -> MeshNode {
         var configuration = MeshNode.Configuration(
-            coordinator: coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
+            coordinator: try await located().coordinator, authkey: authkey, listenHost: listenHost, connectTimeout: timeout,
             logger: logger.labeled(name))
         if let view { configuration.topologyView = view }
         configuration.allowWeakKey = allowWeakKey
