@@ -29,9 +29,7 @@ MAXIMUM_INBOX_BYTES = 64 << 20
 STAT_KEYS = ("messagesSent", "bytesSent", "messagesReceived", "bytesReceived", "messagesDropped",
              "decodeFailures", "messagesUnrouted", "reconnects", "coordinatorReconnects")
 MAXIMUM_TOPIC_COUNTERS = 1024
-CONTROL_TYPES = {"register", "welcome", "rejected", "listen", "unlisten", "delta", "sync", "topology",
-                 "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve",
-                 "publish", "refused"}
+CONTROL_TYPES = p.CONTROL_TYPES
 MAXIMUM_LATCHED_TOPICS = 1024
 MAXIMUM_LATCHED_BYTES = 64 << 20
 
@@ -279,14 +277,18 @@ class MeshNode:
         if self._server:
             self._server.close()
 
+    def _control_handshake(self, address):
+        """The handshake of a control session with the coordinator at `address`: its key pinned when
+        configured, or when its authenticated beacon named one."""
+        pinned = self._coordinator_key or self._beacon_keys.get(address)
+        return p.Handshake(True, p.PURPOSE_CONTROL, self._key, self.identity,
+                           coordinator_key=pinned, rekey_interval=self._rekey_interval)
+
     async def _connect_coordinator(self):
         if self._closed:
             return
         host, port = p.parse_address(self._address)
-        pinned = self._coordinator_key or self._beacon_keys.get(self._address)
-        handshake = p.Handshake(True, p.PURPOSE_CONTROL, self._key, self.identity,
-                                coordinator_key=pinned, rekey_interval=self._rekey_interval)
-        connection = Connection(handshake, max(self.maximum_message_size + 65536, 64 << 20),
+        connection = Connection(self._control_handshake(self._address), max(self.maximum_message_size + 65536, 64 << 20),
                                 self._control_frames, self._control_closed)
         self._control = connection
         self._registered = False
@@ -351,15 +353,7 @@ class MeshNode:
     def _control_frames(self, connection, frames):
         if connection is not self._control:
             return
-        for kind, body in frames:
-            if kind != p.KIND_CONTROL:
-                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
-            try:
-                message = json.loads(body)
-            except ValueError as error:
-                raise p.ProtocolError(f"malformed frame: control message: {error}") from None
-            if not isinstance(message, dict) or message.get("type") not in CONTROL_TYPES:
-                raise p.ProtocolError("malformed frame: control message: unknown or missing type")
+        for message in p.control_messages(frames, CONTROL_TYPES):
             self._last_heard = time.monotonic()
             self._control_message(connection, message)
             if connection is not self._control or connection.closed:

@@ -307,6 +307,27 @@ BEACON_PORT = 6374
 BEACON_MAXIMUM_SIZE = 1024
 
 
+# The control message types (PROTOCOL.md section 5.4); any other from a coordinator breaks the protocol.
+CONTROL_TYPES = {"register", "welcome", "rejected", "listen", "unlisten", "delta", "sync", "topology",
+                 "heartbeat", "bye", "inspect", "status", "kill", "killed", "shutdown", "serve", "unserve",
+                 "publish", "refused"}
+
+
+def control_messages(frames, types):
+    """The control messages in `frames` (kind, body), each a dict whose `type` is in `types`;
+    a ProtocolError for any other kind of frame or a malformed message."""
+    for kind, body in frames:
+        if kind != KIND_CONTROL:
+            raise ProtocolError(f"unexpected frame kind 0x{kind:x}")
+        try:
+            message = json.loads(body)
+        except ValueError as error:
+            raise ProtocolError(f"malformed frame: control message: {error}") from None
+        if not isinstance(message, dict) or message.get("type") not in types:
+            raise ProtocolError("malformed frame: control message: unknown or missing type")
+        yield message
+
+
 def coordinator_list(text):
     """The addresses in `a:6374,b:6374`, in order, each once, blanks skipped."""
     seen = []

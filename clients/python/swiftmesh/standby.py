@@ -3,7 +3,6 @@
 nodes that route by another coordinator see it. A standby session takes no topology; on failover
 the node sends it `route` and it becomes the primary session."""
 import asyncio
-import json
 import time
 
 from . import protocol as p
@@ -52,10 +51,7 @@ class Standby:
         if self.stopped or node._closed:
             return
         host, port = p.parse_address(self.address)
-        pinned = node._coordinator_key or node._beacon_keys.get(self.address)
-        handshake = p.Handshake(True, p.PURPOSE_CONTROL, node._key, node.identity,
-                                coordinator_key=pinned, rekey_interval=node._rekey_interval)
-        connection = Connection(handshake, 64 << 20, self._frames, self._closed)
+        connection = Connection(node._control_handshake(self.address), 64 << 20, self._frames, self._closed)
         self.connection = connection
         self.registered = False
         self.register_sent = False
@@ -77,15 +73,7 @@ class Standby:
             return self.node._control_frames(connection, frames)
         if connection is not self.connection:
             return
-        for kind, body in frames:
-            if kind != p.KIND_CONTROL:
-                raise p.ProtocolError(f"unexpected frame kind 0x{kind:x}")
-            try:
-                message = json.loads(body)
-            except ValueError as error:
-                raise p.ProtocolError(f"malformed frame: control message: {error}") from None
-            if not isinstance(message, dict):
-                raise p.ProtocolError("malformed frame: control message: not an object")
+        for message in p.control_messages(frames, p.CONTROL_TYPES):
             self.last_heard = time.monotonic()
             kind = message.get("type")
             if kind == "welcome":
