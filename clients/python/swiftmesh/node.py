@@ -13,7 +13,7 @@ import time
 from . import protocol as p
 from .handshake import public_key_problem
 from .connection import Connection, ConnectionClosed
-from .standby import Standby
+from .standby import Standby, silence_problem
 
 log = logging.getLogger("swiftmesh")
 
@@ -582,14 +582,11 @@ class MeshNode:
             connection = self._control
             if connection is None or connection.closed:
                 continue
-            now = time.monotonic()
-            if not self._registered:
-                if now - self._connecting_since > CONNECT_TIMEOUT:
-                    connection.close(f"protocol violation: no welcome from the coordinator within {CONNECT_TIMEOUT} s")
+            problem = silence_problem(self._registered, self._connecting_since, self._last_heard, time.monotonic())
+            if problem:
+                connection.close(problem)
                 continue
-            silence = now - self._last_heard
-            if silence > 3 * HEARTBEAT_INTERVAL:
-                connection.close(f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s")
+            if not self._registered:
                 continue
             message = {"type": "heartbeat"}
             stats = self._stats_report()

@@ -12,6 +12,19 @@ HEARTBEAT_INTERVAL = 1.0
 CONNECT_TIMEOUT = 5.0
 
 
+def silence_problem(registered, connecting_since, last_heard, now):
+    """Why a control session is to be closed for silence, or None: no welcome within the connect
+    timeout, or nothing heard for three heartbeat intervals once registered."""
+    if not registered:
+        if now - connecting_since > CONNECT_TIMEOUT:
+            return f"protocol violation: no welcome from the coordinator within {CONNECT_TIMEOUT} s"
+        return None
+    silence = now - last_heard
+    if silence > 3 * HEARTBEAT_INTERVAL:
+        return f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s"
+    return None
+
+
 class Standby:
     """The node's session with one coordinator it does not route by: registers with `standby`,
     answers nothing but heartbeats, and redials with backoff when lost, until stopped or promoted."""
@@ -121,12 +134,8 @@ class Standby:
         connection = self.connection
         if connection is None or connection.closed:
             return
-        if not self.registered:
-            if now - self.connecting_since > CONNECT_TIMEOUT:
-                connection.close(f"protocol violation: no welcome from the coordinator within {CONNECT_TIMEOUT} s")
-            return
-        silence = now - self.last_heard
-        if silence > 3 * HEARTBEAT_INTERVAL:
-            connection.close(f"protocol violation: no heartbeat from the coordinator for {silence:.1f} s")
-            return
-        connection.send(p.control_frame(stats_message))
+        problem = silence_problem(self.registered, self.connecting_since, self.last_heard, now)
+        if problem:
+            connection.close(problem)
+        elif self.registered:
+            connection.send(p.control_frame(stats_message))
