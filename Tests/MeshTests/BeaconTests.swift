@@ -38,6 +38,9 @@ struct BeaconTests {
         var fingerprint = good
         fingerprint.key = "ab"
         #expect(reason(fingerprint)?.contains("bad HMAC") == true, "the key field is covered by the HMAC")
+        // Signed with the mesh key, yet naming no public key: nothing a node could pin.
+        let notAKey = Beacon(mesh: "lab", address: "10.0.0.1:6374", key: Self.key, fingerprint: String(repeating: "z", count: 64))
+        #expect(reason(notAKey)?.contains("not a public key") == true)
         var stripped = good
         stripped.mac = ""
         #expect(reason(stripped)?.contains("no HMAC") == true)

@@ -125,6 +125,8 @@ extension MeshNode {
                 apply(.timerFired(timer, due: due), to: slot, now: firedAt)
             case .peerClosed(let id, let connection, let error, let unsent):
                 peerClosed(id: id, connection: connection, error: error, unsent: unsent)
+            case .buildDeadline:
+                buildDeadlinePassed()
             case .firstSend(let topic):
                 // Untyped sends are declared without waiting: the send went out already.
                 if declaredSends.count < Router.maximumAnnouncedTopics, declaredSends.insert(topic).inserted {
@@ -273,6 +275,23 @@ extension MeshNode {
                 address: configuration.coordinator, reason: "none of the \(slots.count) coordinators registered this node: \(reasons)"))
     }
 
+    /// Several coordinators, the build still waiting at twice the connect timeout: it fails,
+    /// naming what each coordinator did.
+    private func buildDeadlinePassed() {
+        guard let registration else { return }
+        self.registration = nil
+        let seconds = Double(configuration.connectTimeout.components.seconds) * 2
+        let reasons = slots.map { slot in
+            let coordinator = slot.session.configuration.coordinator
+            if let missed = slot.missedRegistration { return "\(coordinator): \(missed)" }
+            return "\(coordinator): " + (slot.session.isRegistered ? "registered, but never answered with its topology" : "no registration")
+        }
+        registration.resume(
+            throwing: MeshError.coordinatorUnreachable(
+                address: configuration.coordinator,
+                reason: "no coordinator of the \(slots.count) routed this node within \(seconds) s: \(reasons.joined(separator: "; "))"))
+    }
+
     private func dial(_ attempt: CoordinatorSession.Attempt, slot: Int) -> CoordinatorSession.Event? {
         guard !isClosed, let address = slots[slot].address else { return .connectionClosed(attempt, nil) }
         var options = MeshNode.connectionOptions(configuration, key: key, identity: identity, purpose: .control)
@@ -349,7 +368,7 @@ extension MeshNode {
             // An authenticated beacon names the coordinator's static key: the handshake must
             // prove exactly that key. A key pinned in the configuration still rules: a beacon
             // naming another key was left out by discover.
-            for (slot, beacon) in zip(slots.indices, found) { slots[slot].pinnedKey = NodeID.publicKeyBytes(beacon.key) }
+            for (slot, beacon) in zip(slots.indices, found) { slots[slot].pinnedKey = NodeID.publicKeyBytes(beacon.key.lowercased()) }
         }
     }
 }

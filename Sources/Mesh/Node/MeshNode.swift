@@ -224,6 +224,8 @@ public actor MeshNode {
         case timer(Int, CoordinatorSession.Timer, due: ContinuousClock.Instant, firedAt: ContinuousClock.Instant)
         /// The first send on a topic: the topology learns that this node sends there.
         case firstSend(String)
+        /// Several coordinators: the build's own deadline passed (twice the connect timeout).
+        case buildDeadline
     }
 
     /// This node's id: 16 hex digits, unique in the mesh (derived from its static public key; PROTOCOL.md, "Node ids").
@@ -477,6 +479,12 @@ public actor MeshNode {
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 registration = continuation
+                if slots.count > 1 {
+                    // Each session has its deadlines, but the build ends only once the node routes by
+                    // one; a route unanswered (its coordinator restarted) must not hold it forever.
+                    let events = controlEvents
+                    loop.schedule(after: configuration.connectTimeout * 2) { events.push(.buildDeadline) }
+                }
                 apply(.start)
             }
         } catch {

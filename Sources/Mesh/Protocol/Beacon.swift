@@ -103,6 +103,10 @@ package struct Beacon: Codable, Sendable, Equatable {
                 return .ignored(beacon, reason: "an open mesh's beacon names \(address.host), not the host it came from")
             }
         }
+        // A key a node would pin must be one: 64 hex digits, or none at all.
+        guard beacon.key.isEmpty || NodeID.publicKeyBytes(beacon.key.lowercased()) != nil else {
+            return .ignored(beacon, reason: "its key field is not a public key (64 hex digits)")
+        }
         return .trusted(beacon)
     }
 }

@@ -81,7 +81,7 @@ package enum BeaconListener {
             for await signal in signals {
                 switch signal {
                 case .heard(let items):
-                    for item in items where keeps(item, in: heard) { heard.append(item) }
+                    heard += items
                 case .settled:
                     settled = true
                 case .failed(let error):
@@ -122,6 +122,12 @@ package enum BeaconListener {
         /// The epoll token and timers while listening; `nil` once stopped. Loop thread only,
         /// behind a mutex so the class is Sendable.
         private let state = Mutex<(token: UInt64, timers: [UInt64])?>(nil)
+        /// What was kept so far (``BeaconListener/keeps(_:in:)``): only new items go to the
+        /// listening task, so a flood never queues up between the loop and it. Loop thread only.
+        private let kept = Mutex<[Heard]>([])
+        /// Datagrams read per wake-up: the socket is level-triggered, so the rest wake the loop
+        /// again after the other connections and timers had their turn.
+        static let readsPerWakeUp = 64
 
         init(socket: Socket, mesh: String, key: SymmetricKey?, loop: EventLoop, signals: AsyncStream<Signal>.Continuation) {
             self.socket = socket
@@ -142,12 +148,18 @@ package enum BeaconListener {
         func handle(events: UInt32) {
             var items: [Heard] = []
             do {
-                while let (bytes, size, sender) = try socket.receiveDatagram(capacity: Beacon.maximumSize) {
+                for _ in 0..<Self.readsPerWakeUp {
+                    guard let (bytes, size, sender) = try socket.receiveDatagram(capacity: Beacon.maximumSize) else { break }
                     let verdict: Beacon.Verdict =
                         size > Beacon.maximumSize
                         ? .ignored(nil, reason: "a datagram of \(size) bytes, larger than a beacon")
                         : Beacon.check(bytes, from: sender.host, mesh: mesh, key: key)
-                    items.append(Heard(sender: sender.host, verdict: verdict))
+                    let item = Heard(sender: sender.host, verdict: verdict)
+                    kept.withLock { kept in
+                        guard BeaconListener.keeps(item, in: kept) else { return }
+                        kept.append(item)
+                        items.append(item)
+                    }
                 }
             } catch {
                 signals.yield(.failed(error))

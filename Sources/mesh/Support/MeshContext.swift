@@ -7,9 +7,11 @@ import Synchronization
 struct MeshContext: Sendable {
     /// The coordinator's `HOST:PORT`, or several separated by commas.
     var coordinator: String
-    /// True when `--coordinator` or `$MESH_COORDINATOR` named it, or ``located()`` found it;
-    /// otherwise ``located()`` looks.
+    /// True when `--coordinator` or `$MESH_COORDINATOR` named one (not `auto` or `discover`);
+    /// otherwise ``located()`` looks, once per command.
     var coordinatorConfigured: Bool
+    /// What ``located()`` found, shared by every copy of this context.
+    private let search = Search()
     var authkey: String?
     /// The admin credential for `status` and `node kill`: `--admin-key-file`, else the mesh key.
     var adminKey: String?
@@ -22,7 +24,8 @@ struct MeshContext: Sendable {
     /// - Throws: ``CommandLineError/usage(_:)`` for an unreadable key file or an unknown log level.
     init(_ arguments: ParsedArguments) throws(CommandLineError) {
         coordinator = arguments.values["--coordinator"] ?? MeshDefaults.coordinatorFromEnvironment
-        coordinatorConfigured = arguments.values["--coordinator"] != nil || ProcessInfo.processInfo.environment["MESH_COORDINATOR"]?.isEmpty == false
+        coordinatorConfigured = ![MeshDefaults.automatic, MeshDefaults.discover].contains(coordinator)
+            && (arguments.values["--coordinator"] != nil || ProcessInfo.processInfo.environment["MESH_COORDINATOR"]?.isEmpty == false)
         if let key = arguments.values["--authkey"] {
             guard !key.isEmpty else { throw .usage("--authkey: the key must not be empty") }
             authkey = key
@@ -76,9 +79,17 @@ struct MeshContext: Sendable {
     func located() async throws -> MeshContext {
         guard !coordinatorConfigured else { return self }
         var located = self
-        located.coordinatorConfigured = true  // found once: asked again, it answers at once
+        located.coordinatorConfigured = true
+        if let found = search.found.withLock({ $0 }) {
+            located.coordinator = found
+            return located
+        }
         let local = SocketAddress.ipv4(host: "127.0.0.1", port: MeshDefaults.coordinatorPort)
-        if await PortProbe.isListening(at: local, timeout: timeout, loop: .shared) { return located }
+        if coordinator != MeshDefaults.discover, await PortProbe.isListening(at: local, timeout: timeout, loop: .shared) {
+            located.coordinator = MeshDefaults.coordinatorAddress
+            search.found.withLock { $0 = located.coordinator }
+            return located
+        }
         try checkKeys()
         let mesh = MeshDefaults.meshNameFromEnvironment
         let found: [(address: String, key: String)]
@@ -89,10 +100,16 @@ struct MeshContext: Sendable {
         } catch MeshError.coordinatorUnreachable(_, let reason) {
             throw MeshError.coordinatorUnreachable(
                 address: MeshDefaults.coordinatorAddress,
-                reason: "nothing was configured (--coordinator, MESH_COORDINATOR), nothing listens there, and \(reason)")
+                reason: (coordinator == MeshDefaults.discover ? "" : "nothing was configured (--coordinator, MESH_COORDINATOR), nothing listens there, and ") + reason)
         }
         located.coordinator = found.map(\.address).joined(separator: ",")
+        search.found.withLock { $0 = located.coordinator }
         return located
+    }
+
+    /// The coordinators ``located()`` found, kept for the rest of the command.
+    private final class Search: Sendable {
+        let found = Mutex<String?>(nil)
     }
 
     /// Connects to the coordinator as an inspecting client (not a node).

@@ -233,7 +233,7 @@ class MeshNode:
                 self.log.info("no coordinator configured, and none at %s on this host: listening for one of mesh %r "
                               "on the LAN", p.DEFAULT_COORDINATOR, self.mesh_name)
             found = await discover_coordinators(self.mesh_name, self._key, log=self.log,
-                                                pinned=self._coordinator_key.hex() if self._coordinator_key else None)
+                                                pinned=self._coordinator_key.hex() if self._coordinator_key and self._key else None)
             searched = (f"no coordinator of mesh {self.mesh_name!r} announced itself within {DISCOVERY_WINDOW} s "
                         f"(start one with mesh-coordinator --announce --mesh-name {self.mesh_name}, on the same LAN)")
             if found:
@@ -256,7 +256,8 @@ class MeshNode:
         except asyncio.TimeoutError:
             await self._abort()
             raise CoordinatorUnreachable(f"coordinator at {self.coordinator}: no registration within "
-                                         f"{CONNECT_TIMEOUT * 2} s") from None
+                                         f"{CONNECT_TIMEOUT * 2} s" + (f"; nothing was configured (MESH_COORDINATOR), and {searched}"
+                                                                       if searched else "")) from None
         except CoordinatorUnreachable as error:
             await self._abort()
             if searched:

@@ -392,4 +392,7 @@ def trusted_beacon(datagram, sender, mesh, stretched):
             return None, "a keyed mesh's beacon, and this node has no key"
         if host != sender:
             return None, f"an open mesh's beacon names {host}, not the host it came from"
+    key = beacon["key"]
+    if key and not (len(key) == 64 and all(c in "0123456789abcdefABCDEF" for c in key)):
+        return None, "its key field is not a public key (64 hex digits)"
     return beacon, None

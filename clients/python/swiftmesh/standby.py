@@ -103,8 +103,11 @@ class Standby:
                                           self.address, "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason))
                 connection.close(f"rejected: {reason}")
             elif kind == "shutdown":
-                # Only the coordinator this node routes by may stop it.
-                pass
+                # An operator's `mesh node kill` through any coordinator of the list stops the node,
+                # as a Swift node's standby session does.
+                self.node.log.info("stopping: %s", "".join(c if c.isprintable() else repr(c)[1:-1]
+                                                           for c in str(message.get("reason", ""))))
+                self.node.loop.create_task(self.node.close())
             # Heartbeat answers, and anything a standby is not sent: nothing to do.
 
     def _closed(self, connection, reason):

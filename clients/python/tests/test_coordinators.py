@@ -168,6 +168,28 @@ class FailoverTests(unittest.IsolatedAsyncioTestCase):
             for child in coordinators:
                 child.stop()
 
+    async def test_a_kill_through_a_standby_coordinator_stops_the_node(self):
+        coordinators = [Child([os.path.join(bin_path(), "mesh-coordinator"), "--port", "0"]) for _ in range(2)]
+        try:
+            addresses = []
+            for child in coordinators:
+                line = await asyncio.to_thread(child.wait_for_line, "mesh-coordinator listening on ")
+                addresses.append(line.split("listening on ")[1].strip())
+            node = await swiftmesh.build_mesh_node(name="py-killed", coordinator=",".join(addresses))
+            try:
+                self.assertTrue(await eventually(lambda: any(s.registered for s in node._standbys.values()), 10))
+                tool = await asyncio.create_subprocess_exec(
+                    os.path.join(bin_path(), "mesh"), "node", "kill", "py-killed", "--coordinator", addresses[1],
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                out, err = await asyncio.wait_for(tool.communicate(), 30)
+                self.assertEqual(tool.returncode, 0, (out, err))
+                self.assertTrue(await eventually(lambda: node._closed, 10))
+            finally:
+                await node.close()
+        finally:
+            for child in coordinators:
+                child.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
