@@ -111,14 +111,20 @@ class DiscoveryTests(unittest.IsolatedAsyncioTestCase):
         self.assertIn("announced itself", text)
 
 
+async def _addresses(coordinators):
+    """Where each coordinator child listens, once it says so."""
+    addresses = []
+    for child in coordinators:
+        line = await asyncio.to_thread(child.wait_for_line, "mesh-coordinator listening on ")
+        addresses.append(line.split("listening on ")[1].strip())
+    return addresses
+
+
 class FailoverTests(unittest.IsolatedAsyncioTestCase):
     async def test_a_list_skips_a_dead_coordinator_and_fails_over_to_the_next(self):
         coordinators = [Child([os.path.join(bin_path(), "mesh-coordinator"), "--port", "0"]) for _ in range(2)]
         try:
-            addresses = []
-            for child in coordinators:
-                line = await asyncio.to_thread(child.wait_for_line, "mesh-coordinator listening on ")
-                addresses.append(line.split("listening on ")[1].strip())
+            addresses = await _addresses(coordinators)
             node = await swiftmesh.build_mesh_node(name="py-failover", coordinator=f"127.0.0.1:1,{addresses[0]},{addresses[1]}")
             try:
                 self.assertEqual(node._address, addresses[0])
@@ -137,10 +143,7 @@ class FailoverTests(unittest.IsolatedAsyncioTestCase):
         coordinators = [Child([os.path.join(bin_path(), "mesh-coordinator"), "--port", "0"]) for _ in range(2)]
         nodes = []
         try:
-            addresses = []
-            for child in coordinators:
-                line = await asyncio.to_thread(child.wait_for_line, "mesh-coordinator listening on ")
-                addresses.append(line.split("listening on ")[1].strip())
+            addresses = await _addresses(coordinators)
             node = await swiftmesh.build_mesh_node(name="py-listed", coordinator=",".join(addresses))
             nodes.append(node)
             got = []
@@ -171,10 +174,7 @@ class FailoverTests(unittest.IsolatedAsyncioTestCase):
     async def test_a_kill_through_a_standby_coordinator_stops_the_node(self):
         coordinators = [Child([os.path.join(bin_path(), "mesh-coordinator"), "--port", "0"]) for _ in range(2)]
         try:
-            addresses = []
-            for child in coordinators:
-                line = await asyncio.to_thread(child.wait_for_line, "mesh-coordinator listening on ")
-                addresses.append(line.split("listening on ")[1].strip())
+            addresses = await _addresses(coordinators)
             node = await swiftmesh.build_mesh_node(name="py-killed", coordinator=",".join(addresses))
             try:
                 self.assertTrue(await eventually(lambda: any(s.registered for s in node._standbys.values()), 10))
