@@ -27,10 +27,13 @@ let swiftSettings: [SwiftSetting] = [
 /// `MESH_OPTIMIZE=1` (which `scripts/test` and `scripts/build` set) builds the key stretching, the
 /// SHA-256 kernel and the JSON codec optimized even in debug builds: unoptimized, PBKDF2 costs
 /// about 1 s per process start and the JSON codec is slower than Foundation's, and the test suite
-/// starts hundreds of processes. It is read from this repository's own builds only: a package that
-/// depends on swift-mesh never sets it, so no target it reaches carries unsafe flags (SwiftPM
-/// refuses those in a dependency resolved by version), and gets whatever its own configuration says.
-let optimizeHotTargets = Context.environment["MESH_OPTIMIZE"] == "1"
+/// starts hundreds of processes. It counts only where this package is being built for itself: the
+/// environment is the user's too (one who exported MESH_OPTIMIZE=1 to run our tests), and SwiftPM
+/// refuses unsafe flags in a dependency resolved by version or from a registry, which it keeps
+/// under a `checkouts` or `registry/downloads` directory (of `.build`, or of Xcode's
+/// SourcePackages). There the targets build as the user's configuration says.
+let isResolvedDependency = ["/checkouts/", "/registry/downloads/"].contains { Context.packageDirectory.contains($0) }
+let optimizeHotTargets = Context.environment["MESH_OPTIMIZE"] == "1" && !isResolvedDependency
 let optimizedSwift: [SwiftSetting] = optimizeHotTargets ? [.unsafeFlags(["-O"])] : []
 let optimizedC: [CSetting] = optimizeHotTargets ? [.unsafeFlags(["-O2"])] : []
 
