@@ -382,29 +382,44 @@ struct CoordinatorSession: Sendable {
     private mutating func standbyWelcome(
         _ snapshot: TopologySnapshot, on attempt: Attempt, now: ContinuousClock.Instant
     ) -> [Action] {
-        phase = .registered(attempt)
-        failures = 0
+        var actions = enterRegistered(attempt, now: now)
         hasPartialView = false
         // Its own record only; what an earlier session here held is stale by now.
         topology = Topology(snapshot)
         provisional = [:]
-        var actions = cancel(.welcome) + cancel(.registration)
-        actions.append(schedule(.liveness, at: now + configuration.coordinatorTimeout))
-        actions.append(.pumpHeartbeats(attempt))
-        if let lostAt {
-            actions.append(.countReconnect)
-            actions.append(
-                .log(.info, "coordinator at \(configuration.coordinator) is back after \(formatted(lostAt.duration(to: now))); registered again (standby)"))
-            self.lostAt = nil
-        } else {
-            actions.append(.log(.debug, "registered as \(configuration.nodeID) with the coordinator at \(configuration.coordinator) (standby)"))
-        }
+        actions += announceRegistered(now: now, again: "(standby)", standby: true)
         if routes { actions.append(route(on: attempt)) }
-        if registering {
-            registering = false
-            actions.append(.registered)
+        return actions + endRegistering()
+    }
+
+    /// What every welcome starts with: registered on `attempt`, its timers settled, liveness
+    /// watched, heartbeats pumped.
+    private mutating func enterRegistered(_ attempt: Attempt, now: ContinuousClock.Instant) -> [Action] {
+        phase = .registered(attempt)
+        failures = 0
+        return cancel(.welcome) + cancel(.registration)
+            + [schedule(.liveness, at: now + configuration.coordinatorTimeout), .pumpHeartbeats(attempt)]
+    }
+
+    /// The log line of a welcome (info after a loss, counted as a reconnect; debug otherwise).
+    private mutating func announceRegistered(now: ContinuousClock.Instant, again: String, standby: Bool) -> [Action] {
+        guard let lostAt else {
+            return [
+                .log(.debug, "registered as \(configuration.nodeID) with the coordinator at \(configuration.coordinator)" + (standby ? " (standby)" : ""))
+            ]
         }
-        return actions
+        self.lostAt = nil
+        return [
+            .countReconnect,
+            .log(.info, "coordinator at \(configuration.coordinator) is back after \(formatted(lostAt.duration(to: now))); registered again \(again)"),
+        ]
+    }
+
+    /// Ends the build's wait, if it was waiting.
+    private mutating func endRegistering() -> [Action] {
+        guard registering else { return [] }
+        registering = false
+        return [.registered]
     }
 
     /// The `route` that turns this standby session into the one the node routes by.
@@ -419,11 +434,7 @@ struct CoordinatorSession: Sendable {
     private mutating func welcome(
         _ snapshot: TopologySnapshot, view: TopologyView?, on attempt: Attempt, now: ContinuousClock.Instant
     ) -> [Action] {
-        phase = .registered(attempt)
-        failures = 0
-        var actions = cancel(.welcome) + cancel(.registration)
-        actions.append(schedule(.liveness, at: now + configuration.coordinatorTimeout))
-        actions.append(.pumpHeartbeats(attempt))
+        var actions = enterRegistered(attempt, now: now)
         let fresh = Topology(snapshot)
         if lostAt != nil {
             // A fresh coordinator knows only the nodes that registered again so far. Keep routing
@@ -444,20 +455,9 @@ struct CoordinatorSession: Sendable {
             if !missing.isEmpty { actions.append(.send(attempt, ControlMessage(.interest, interest: missing))) }
             actions.append(.acknowledge(registeredInterest))
         }
-        if let lostAt {
-            let topics = topology.nodes[configuration.nodeID]?.topics.count ?? 0
-            actions.append(.countReconnect)
-            actions.append(
-                .log(.info, "coordinator at \(configuration.coordinator) is back after \(formatted(lostAt.duration(to: now))); registered again with \(topics) topic(s)"))
-            self.lostAt = nil
-        } else {
-            actions.append(.log(.debug, "registered as \(configuration.nodeID) with the coordinator at \(configuration.coordinator)"))
-        }
-        if registering {
-            registering = false
-            actions.append(.registered)
-        }
-        return actions
+        let topics = topology.nodes[configuration.nodeID]?.topics.count ?? 0
+        actions += announceRegistered(now: now, again: "with \(topics) topic(s)", standby: false)
+        return actions + endRegistering()
     }
 
     private mutating func fired(_ timer: Timer, now: ContinuousClock.Instant) -> [Action] {
