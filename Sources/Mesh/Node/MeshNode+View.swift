@@ -5,12 +5,13 @@ import Synchronization
 /// those whose interest was answered (or declared while the coordinator was away). Read on the
 /// send path without the actor.
 final class ReadyRoutes: Sendable {
-    private let names = Mutex<Set<String>>([])
+    /// Topics and services apart, so a call's lookup builds no key string.
+    private let names = Mutex<(topics: Set<String>, services: Set<String>)>(([], []))
 
-    func contains(_ key: String) -> Bool { names.withLock { $0.contains(key) } }
-    func insert(_ key: String) { _ = names.withLock { $0.insert(key) } }
-
-    static func service(_ name: String) -> String { "\u{1}" + name }
+    func contains(topic: String) -> Bool { names.withLock { $0.topics.contains(topic) } }
+    func contains(service: String) -> Bool { names.withLock { $0.services.contains(service) } }
+    func insert(topic: String) { _ = names.withLock { $0.topics.insert(topic) } }
+    func insert(service: String) { _ = names.withLock { $0.services.insert(service) } }
 }
 
 extension MeshNode {
@@ -24,16 +25,16 @@ extension MeshNode {
     /// Before the first send on `topic` (partial view only): asks the coordinator for its
     /// listeners and waits for the answer, so a message to listeners that joined earlier is not lost.
     nonisolated(nonsending) func prepareRoute(topic: String) async throws {
-        guard configuration.topologyView == .partial, !readyRoutes.contains(topic) else { return }
+        guard configuration.topologyView == .partial, !readyRoutes.contains(topic: topic) else { return }
         try await need(ViewInterest(topics: [topic]))
-        readyRoutes.insert(topic)
+        readyRoutes.insert(topic: topic)
     }
 
     /// Before the first call to `service` (partial view only): the same for its providers.
     nonisolated(nonsending) func prepareRoute(service: String) async throws {
-        guard configuration.topologyView == .partial, !readyRoutes.contains(ReadyRoutes.service(service)) else { return }
+        guard configuration.topologyView == .partial, !readyRoutes.contains(service: service) else { return }
         try await need(ViewInterest(services: [service]))
-        readyRoutes.insert(ReadyRoutes.service(service))
+        readyRoutes.insert(service: service)
     }
 
     /// Makes sure this node follows `wanted` and, while registered, waits (up to
