@@ -1635,8 +1635,7 @@ def _encode(value):
     return p.ENCODING_CODEC, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _escaped(text):
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+_escaped = p.escaped
 
 
 def _public_key(text, what):

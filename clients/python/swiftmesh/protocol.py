@@ -328,6 +328,11 @@ def control_messages(frames, types):
         yield message
 
 
+def escaped(text):
+    """`text` with what is not printable written as an escape, for log lines holding a peer's words."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def coordinator_list(text):
     """The addresses in `a:6374,b:6374`, in order, each once, blanks skipped."""
     seen = []

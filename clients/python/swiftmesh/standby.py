@@ -100,13 +100,12 @@ class Standby:
                 if not self.logged_rejection:
                     self.logged_rejection = True
                     self.node.log.warning("the coordinator at %s rejected this node as a standby: %s",
-                                          self.address, "".join(c if c.isprintable() else repr(c)[1:-1] for c in reason))
+                                          self.address, p.escaped(reason))
                 connection.close(f"rejected: {reason}")
             elif kind == "shutdown":
                 # An operator's `mesh node kill` through any coordinator of the list stops the node,
                 # as a Swift node's standby session does.
-                self.node.log.info("stopping: %s", "".join(c if c.isprintable() else repr(c)[1:-1]
-                                                           for c in str(message.get("reason", ""))))
+                self.node.log.info("stopping: %s", p.escaped(str(message.get("reason", ""))))
                 self.node.loop.create_task(self.node.close())
             # Heartbeat answers, and anything a standby is not sent: nothing to do.
 
