@@ -121,6 +121,112 @@ import Testing
         #expect(try decoder.decode() == Frame(kind: 0x01, body: [7, 7]))
     }
 
+    // MARK: lending payloads without a copy
+
+    /// Writes `bytes` the way a socket read does: into what the decoder offers, at most that much.
+    private func socketRead(_ decoder: inout FrameDecoder, _ bytes: ArraySlice<UInt8>) -> Int {
+        decoder.readInto(minimumSpace: 64 * 1024, stoppingAtLargeFrameEnd: true) { space -> Int? in
+            let count = min(space.count, bytes.count)
+            space.copyBytes(from: bytes.prefix(count))
+            return count
+        } ?? 0
+    }
+
+    @Test func lentPayloadsKeepTheirBytesWhileTheDecoderReadsOn() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 1 << 20)
+        var kept: [(Data, UInt8)] = []
+        // Many reads of many frames: the decoder fills, moves on and (once nothing is lent) reuses.
+        for round in 0..<200 {
+            let value = UInt8(truncatingIfNeeded: round)
+            var stream: [UInt8] = []
+            for _ in 0..<50 { stream += Frame(kind: 3, body: [UInt8](repeating: value, count: 700)).encoded }
+            var rest = stream[...]
+            while !rest.isEmpty {
+                rest = rest.dropFirst(socketRead(&decoder, rest))
+                while let header = try decoder.next() {
+                    let payload = decoder.lend(header.body)
+                    if round % 20 == 0 { kept.append((payload, value)) }
+                }
+            }
+        }
+        #expect(kept.count == 500)
+        for (payload, value) in kept {
+            #expect(payload.count == 700)
+            #expect(payload.allSatisfy { $0 == value })
+        }
+    }
+
+    @Test func storageIsReusedOnceNothingLentIsAlive() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 1 << 20)
+        let frame = Frame(kind: 3, body: [UInt8](repeating: 9, count: 1000)).encoded
+        _ = socketRead(&decoder, frame[...])
+        let first = decoder.storageIdentity
+        do {
+            let header = try #require(try decoder.next())
+            let payload = decoder.lend(header.body)
+            #expect(payload.count == 1000)
+        }
+        // The slice is gone: the next reads go into the same storage, from its start.
+        for _ in 0..<100 {
+            _ = socketRead(&decoder, frame[...])
+            let header = try #require(try decoder.next())
+            #expect(decoder.lend(header.body).count == 1000)
+        }
+        #expect(decoder.storageIdentity == first)
+    }
+
+    @Test func heldSliceMovesTheDecoderToNewStorageWithoutTouchingIt() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 1 << 20)
+        let frame = Frame(kind: 3, body: [UInt8](repeating: 1, count: 30_000)).encoded
+        _ = socketRead(&decoder, frame[...])
+        let first = decoder.storageIdentity
+        let header = try #require(try decoder.next())
+        let held = decoder.lend(header.body)
+        let other = Frame(kind: 3, body: [UInt8](repeating: 2, count: 30_000)).encoded
+        for _ in 0..<10 {
+            var rest = other[...]
+            while !rest.isEmpty { rest = rest.dropFirst(socketRead(&decoder, rest)) }
+            #expect(try decoder.decode() != nil)
+        }
+        #expect(decoder.storageIdentity != first)
+        #expect(held.count == 30_000 && held.allSatisfy { $0 == 1 })
+    }
+
+    @Test func aLargeFrameIsReadToItsEndAndNoFurther() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 4 << 20)
+        let big = Frame(kind: 3, body: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }).encoded
+        let next = Frame(kind: 3, body: [1, 2, 3]).encoded
+        var rest = (big + next)[...]
+        var offered: [Int] = []
+        while rest.count > next.count {
+            let before = rest.count
+            rest = rest.dropFirst(socketRead(&decoder, rest))
+            offered.append(before - rest.count)
+        }
+        // The reads stopped exactly at the large frame's end: the next frame is still unread.
+        #expect(rest.count == next.count)
+        let header = try #require(try decoder.next())
+        let payload = decoder.lend(header.body)
+        #expect(payload.elementsEqual(big.dropFirst(Frame.headerLength)))
+        _ = socketRead(&decoder, rest)
+        #expect(try decoder.decode() == Frame(kind: 3, body: [1, 2, 3]))
+        #expect(payload.elementsEqual(big.dropFirst(Frame.headerLength)))
+    }
+
+    @Test func aLargeFramesHeaderMakesRoomForAtMostAFewMegabytesAheadOfItsBytes() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 512 << 20)
+        var header: [UInt8] = []
+        Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: (400 << 20) - 1, to: &header)
+        _ = socketRead(&decoder, header[...])
+        var space = 0
+        _ = decoder.readInto(minimumSpace: 64 * 1024, stoppingAtLargeFrameEnd: true) { buffer -> Int? in
+            space = buffer.count
+            return 0
+        }
+        #expect(space >= 64 * 1024)
+        #expect(space <= FrameDecoder.largestPresize * 2)
+    }
+
     // MARK: bad headers
 
     @Test func tooLargeHeaderThrowsBeforeTheBodyArrives() {

@@ -299,8 +299,10 @@ final class InboundLink: ConnectionDelegate {
             switch FrameKind(rawValue: header.kind) {
             case .message:
                 guard peer != nil else { throw ConnectionError.protocolViolation("message before peer hello") }
-                let message = try decoder.withBody(header) { body in try Self.parse(body, peer: &peer!) }
-                messages.append(message)
+                let (topic, encoding, payloadStart) = try decoder.withBody(header) { body in try Self.parse(body, peer: &peer!) }
+                // The payload stays in the read buffer, shared with the listeners (no copy).
+                let payload = decoder.lend((header.body.lowerBound + payloadStart)..<header.body.upperBound)
+                messages.append(InboundMessage(topic: topic, encoding: encoding, payload: payload))
                 bytes += header.body.count + Frame.headerLength
             case .request:
                 guard let caller = peer?.sender else { throw ConnectionError.protocolViolation("request before peer hello") }
@@ -380,7 +382,8 @@ final class InboundLink: ConnectionDelegate {
         }
     }
 
-    private static func parse(_ body: UnsafeRawBufferPointer, peer: inout Peer) throws -> InboundMessage {
+    /// The topic and encoding of a message frame's body, and where in the body its payload starts.
+    private static func parse(_ body: UnsafeRawBufferPointer, peer: inout Peer) throws -> (String, PayloadEncoding, Int) {
         guard body.count >= 3 else { throw FrameError.malformed("message body of \(body.count) bytes is too short") }
         let topicLength = Int(body[0]) << 8 | Int(body[1])
         let topicBytes = UnsafeRawBufferPointer(rebasing: body[2..<min(body.count, 2 + topicLength)])
@@ -398,9 +401,7 @@ final class InboundLink: ConnectionDelegate {
             _ = try MessageFrame.parse(body)  // throws the precise reason
             throw FrameError.malformed("message")
         }
-        return InboundMessage(
-            topic: topic, encoding: encoding,
-            payload: Data(UnsafeRawBufferPointer(rebasing: body[(encodingIndex + 1)...])))
+        return (topic, encoding, encodingIndex + 1)
     }
 
     func connectionDidClose(_ connection: Connection, error: ConnectionError?, unsent: Connection.Unsent) {

@@ -8,7 +8,10 @@ extension MeshNode {
     /// logged with its topic and sender, counted, and skipped.
     /// - Parameters:
     ///   - topic: the topic; 1 to 255 bytes of UTF-8.
-    ///   - type: the value type; `Data` or `[UInt8]` receive the raw payload.
+    ///   - type: the value type; `Data` or `[UInt8]` receive the raw payload. A `Data` payload
+    ///     shares the buffer the node read it into (no copy): it is a slice, so read it with
+    ///     `withUnsafeBytes` or from its `startIndex`, not from index 0, and copy it (`Data(payload)`)
+    ///     to keep it for long, since it holds that buffer's memory while it lives.
     ///   - handler: called once per message, in arrival order, never concurrently with other listeners of this node.
     /// - Throws: ``MeshError/closed`` or ``MeshError/invalidName(_:reason:)``.
     public func listen<T: Decodable & Sendable>(

@@ -1,3 +1,6 @@
+import Foundation
+import Synchronization
+
 /// What a frame carries, from its kind byte. See docs/PROTOCOL.md.
 package enum FrameKind: UInt8, Sendable {
     /// A JSON ``ControlMessage`` between a node (or the CLI) and the coordinator.
@@ -106,13 +109,23 @@ package enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Bytes go in through ``append(_:)`` or, without a copy, ``readInto(minimumSpace:_:)``; frames
 /// come out of ``next()`` as positions in the decoder's own storage, valid until the next call
 /// that adds bytes. A declared length over ``maximumFrameLength`` throws before any allocation.
+///
+/// A frame's bytes can also leave as a `Data` that shares the storage (``lend(_:)``): a message
+/// payload reaches its listeners without a copy. While anything lent is alive the decoder only
+/// writes past it: it never moves unread bytes over lent ones, and when it runs out of room it
+/// reads into new storage instead, leaving the old to whoever still holds its slices. Once the
+/// last slice is gone the storage is reused as before. A decoder is owned by one reader (a
+/// connection's loop thread); two copies of one decoder would share their storage.
 package struct FrameDecoder: Sendable {
     /// The largest frame accepted (kind byte plus body).
     var maximumFrameLength: Int
 
-    private var storage: [UInt8] = []
+    private var storage = ReadStorage(capacity: 0)
     private var readIndex = 0
     private var writeIndex = 0
+    /// The whole storage as one `Data`, while this read's frames are being lent: every slice of
+    /// one read shares it, so lending costs one allocation per read, not one per frame.
+    private var lending: Data?
 
     init(maximumFrameLength: Int) {
         self.maximumFrameLength = maximumFrameLength
@@ -137,25 +150,50 @@ package struct FrameDecoder: Sendable {
 
     /// Lets `body` write straight into free storage of at least `minimumSpace` bytes.
     ///
+    /// - Parameter stoppingAtLargeFrameEnd: while a frame over ``largeFrame`` bytes is arriving,
+    ///   offer `body` room for exactly the rest of it (a socket read, which may take less than it
+    ///   is offered): the read never runs past the frame, so the storage it was read into is lent
+    ///   whole with its payload and the next frame starts in new storage with nothing to copy.
     /// - Returns: what `body` returned; the decoder counts that many bytes as received.
     mutating func readInto(
-        minimumSpace: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> Int?
+        minimumSpace: Int, stoppingAtLargeFrameEnd: Bool = false, _ body: (UnsafeMutableRawBufferPointer) throws -> Int?
     ) rethrows -> Int? {
-        makeSpace(minimumSpace)
-        let start = writeIndex
-        let count = try storage.withUnsafeMutableBytes { raw -> Int? in
-            try body(UnsafeMutableRawBufferPointer(rebasing: raw[start...]))
+        lending = nil  // what the last read lent is the holders' now
+        var wanted = minimumSpace
+        var limit = Int.max
+        if stoppingAtLargeFrameEnd, let length = nextLength, length > FrameDecoder.largeFrame, length <= maximumFrameLength {
+            let end = readIndex + 4 + length
+            if end > writeIndex {
+                // Room for the rest in one piece, but never more than the bytes that arrived
+                // (or ``largestPresize``) ahead of them on the peer's say-so.
+                let arrived = writeIndex - readIndex
+                wanted = min(end, writeIndex + max(FrameDecoder.largestPresize, arrived)) - writeIndex
+                limit = end - writeIndex
+            }
         }
+        makeSpace(wanted, orTail: stoppingAtLargeFrameEnd && limit == Int.max ? FrameDecoder.smallestRead : nil)
+        let start = writeIndex
+        let space = min(storage.capacity - start, limit)
+        let count = try body(UnsafeMutableRawBufferPointer(start: storage.base + start, count: space))
         if let count { writeIndex += count }
         return count
     }
+
+    /// Frames longer than this are read to their end and no further (see ``readInto(minimumSpace:stoppingAtLargeFrameEnd:_:)``).
+    static let largeFrame = 64 * 1024
+    /// A socket read into lent storage takes the free bytes left at its end down to this many,
+    /// rather than new storage: so one lent storage holds the payloads of many small reads, and
+    /// what listeners keep alive is about what they hold, not a storage per read.
+    static let smallestRead = 4096
+    /// The most room made for an arriving large frame beyond the bytes already in.
+    static let largestPresize = 8 << 20
 
     /// Returns the next complete frame, or `nil` when more bytes are needed.
     ///
     /// - Throws: ``FrameError/tooLarge(size:limit:)`` or ``FrameError/empty`` for a bad header.
     package mutating func next() throws(FrameError) -> Header? {
         guard let unit = try nextLengthPrefixed() else { return nil }
-        return Header(kind: storage[unit.lowerBound], body: (unit.lowerBound + 1)..<unit.upperBound)
+        return Header(kind: storage.base.load(fromByteOffset: unit.lowerBound, as: UInt8.self), body: (unit.lowerBound + 1)..<unit.upperBound)
     }
 
     /// Returns the bytes after the next complete length prefix (a whole record, for
@@ -168,16 +206,11 @@ package struct FrameDecoder: Sendable {
 
     /// Consumes the next 4-byte big-endian length and the bytes it counts, once all have arrived.
     private mutating func nextLengthPrefixed() throws(FrameError) -> Range<Int>? {
-        let available = writeIndex - readIndex
-        guard available >= 4 else { return nil }
-        let length = storage.withUnsafeBytes { raw -> Int in
-            Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
-                | Int(raw[readIndex + 3])
-        }
+        guard let length = nextLength else { return nil }
         guard length > 0 else { throw .empty }
         guard length <= maximumFrameLength else { throw .tooLarge(size: length, limit: maximumFrameLength) }
         // Storage grows with the bytes that actually arrive, never ahead of them on a peer's say-so.
-        guard available >= 4 + length else { return nil }
+        guard writeIndex - readIndex >= 4 + length else { return nil }
         let start = readIndex + 4
         readIndex += 4 + length
         return start..<readIndex
@@ -185,18 +218,30 @@ package struct FrameDecoder: Sendable {
 
     /// Calls `body` with the bytes at `range` of the decoder's storage (a range it returned).
     func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try storage.withUnsafeBytes { raw -> R in
-            try body(UnsafeRawBufferPointer(rebasing: raw[range]))
-        }
+        precondition(range.lowerBound >= 0 && range.upperBound <= writeIndex, "range outside the received bytes")
+        return try body(UnsafeRawBufferPointer(start: storage.base + range.lowerBound, count: range.count))
     }
+
+    /// The bytes at `range` (part of a frame returned by ``next()``) as a `Data` that shares the
+    /// decoder's storage: no copy, and valid for as long as the caller keeps it.
+    ///
+    /// The result is a slice: its indices are positions in the storage, so read it with
+    /// `withUnsafeBytes`, `startIndex` or its collection methods, not from index 0.
+    mutating func lend(_ range: Range<Int>) -> Data {
+        precondition(range.lowerBound >= 0 && range.upperBound <= writeIndex, "range outside the received bytes")
+        if lending == nil { lending = storage.lend(upTo: writeIndex) }
+        return lending![range]
+    }
+
+    /// Identifies the storage in use (tests: whether it was reused or replaced).
+    var storageIdentity: ObjectIdentifier { ObjectIdentifier(storage) }
 
     /// The next length prefix, once its 4 bytes are in (before the bytes it counts).
     var nextLength: Int? {
         guard writeIndex - readIndex >= 4 else { return nil }
-        return storage.withUnsafeBytes { raw -> Int in
-            Int(raw[readIndex]) << 24 | Int(raw[readIndex + 1]) << 16 | Int(raw[readIndex + 2]) << 8
-                | Int(raw[readIndex + 3])
-        }
+        let bytes = storage.base + readIndex
+        return Int(bytes.load(as: UInt8.self)) << 24 | Int(bytes.load(fromByteOffset: 1, as: UInt8.self)) << 16
+            | Int(bytes.load(fromByteOffset: 2, as: UInt8.self)) << 8 | Int(bytes.load(fromByteOffset: 3, as: UInt8.self))
     }
 
     /// Calls `body` with the bytes of a frame returned by ``next()``.
@@ -207,35 +252,33 @@ package struct FrameDecoder: Sendable {
     /// Returns the next complete frame as a copy, or `nil` when more bytes are needed.
     mutating func decode() throws(FrameError) -> Frame? {
         guard let header = try next() else { return nil }
-        return Frame(kind: header.kind, body: Array(storage[header.body]))
+        return Frame(kind: header.kind, body: withBody(header) { Array($0) })
     }
 
-    /// Ensures `minimum` free bytes after `writeIndex`, moving unread bytes to the front first.
-    ///
-    private mutating func makeSpace(_ minimum: Int) {
-        if readIndex == writeIndex {
+    /// Ensures `minimum` free bytes after `writeIndex`: moving unread bytes to the front first,
+    /// or, when that is not enough or the storage is lent, into new storage. With `tail`, a
+    /// lent storage with at least that many free bytes at its end is used as it is.
+    private mutating func makeSpace(_ minimum: Int, orTail tail: Int? = nil) {
+        let lent = storage.isLent
+        if readIndex == writeIndex, !lent {
             readIndex = 0
             writeIndex = 0
         }
-        if storage.count - writeIndex >= minimum { return }
+        if storage.capacity - writeIndex >= minimum { return }
+        if lent, let tail, storage.capacity - writeIndex >= tail { return }
         let unread = writeIndex - readIndex
-        if readIndex > 0, storage.count - unread >= minimum {
-            storage.withUnsafeMutableBytes { raw in
-                raw.baseAddress!.copyMemory(from: raw.baseAddress! + readIndex, byteCount: unread)
-            }
+        if !lent, readIndex > 0, storage.capacity - unread >= minimum {
+            storage.base.copyMemory(from: storage.base + readIndex, byteCount: unread)
             readIndex = 0
             writeIndex = unread
             return
         }
-        var newCount = max(storage.count * 2, 4096)
+        // A lent storage that would do once its slices are gone is replaced by one of the same
+        // size; otherwise the storage doubles until it fits.
+        var newCount = max(storage.capacity * (lent && storage.capacity >= unread + minimum ? 1 : 2), 4096)
         while newCount < unread + minimum { newCount *= 2 }
-        var grown = [UInt8](repeating: 0, count: newCount)  // a memset, not a per-byte loop
-        let start = readIndex
-        grown.withUnsafeMutableBytes { target in
-            storage.withUnsafeBytes { source in
-                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + unread)]))
-            }
-        }
+        let grown = ReadStorage(capacity: newCount)
+        grown.base.copyMemory(from: storage.base + readIndex, byteCount: unread)
         storage = grown
         readIndex = 0
         writeIndex = unread
@@ -243,10 +286,43 @@ package struct FrameDecoder: Sendable {
 
     /// Gives back memory held for one large frame once the stream has moved past it.
     mutating func shrinkIfIdle(keeping capacity: Int) {
-        guard readIndex == writeIndex, storage.count > capacity * 2 else { return }
-        storage = []
+        guard readIndex == writeIndex, storage.capacity > capacity * 2 else { return }
+        lending = nil
+        storage = ReadStorage(capacity: 0)
         readIndex = 0
         writeIndex = 0
         makeSpace(capacity)
+    }
+}
+
+/// The memory one ``FrameDecoder`` reads into, shared with the `Data` slices it lends.
+///
+/// `@unchecked Sendable`: the decoder's owner writes only bytes past everything lent (see
+/// ``FrameDecoder``), and lent bytes are never written again, so a slice read on another thread
+/// never races a write. ``isLent`` is an acquiring load of a count the slices' deallocator
+/// lowers with a releasing store: once it reads zero, every read through a slice happened before.
+final class ReadStorage: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    /// Lendings (one `Data` each) with a slice still alive.
+    private let lendings = Atomic<Int>(0)
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        self.base = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
+    }
+
+    deinit { base.deallocate() }
+
+    /// True while a slice of this storage may still be read.
+    var isLent: Bool { lendings.load(ordering: .acquiring) > 0 }
+
+    /// The first `count` bytes as one `Data` that keeps this storage alive and counts as a
+    /// lending until it and its last slice are gone.
+    func lend(upTo count: Int) -> Data {
+        lendings.add(1, ordering: .relaxed)
+        return Data(bytesNoCopy: base, count: count, deallocator: .custom { [self] _, _ in
+            lendings.subtract(1, ordering: .releasing)
+        })
     }
 }

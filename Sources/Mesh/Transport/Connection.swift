@@ -447,7 +447,9 @@ package final class Connection: EventHandler, CustomStringConvertible {
                     count = try local.opener!.decoder.readInto(minimumSpace: space) { raw in try socket.read(into: raw) }
                     if count != nil { try local.opener!.open(into: &local.decoder) }
                 } else {
-                    count = try local.decoder.readInto(minimumSpace: space) { raw in try socket.read(into: raw) }
+                    count = try local.decoder.readInto(minimumSpace: space, stoppingAtLargeFrameEnd: true) { raw in
+                        try socket.read(into: raw)
+                    }
                 }
                 guard let count else { return }
                 local.bytesRead += count
