@@ -21,18 +21,18 @@ final class ListenerTable: Sendable {
         let id: UInt64
         let type: ObjectIdentifier
         /// Decodes and delivers one message (the common case: the topic's only listener).
-        let handle: @Sendable (InboundMessage, MeshPeer) async throws -> Void
+        let handle: nonisolated(nonsending) @Sendable (InboundMessage, MeshPeer) async throws -> Void
         /// Decodes only, so several listeners of one type share one decode.
         let decode: @Sendable (InboundMessage) throws -> any Sendable
         /// Delivers a value from ``decode``.
-        let deliver: @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
+        let deliver: nonisolated(nonsending) @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
         let finish: @Sendable () -> Void
         /// A batch listener's call (``MeshNode/listenBatches(_:as:_:)``): the messages of one run on
         /// its topic in one read, and where to report each that does not decode. `nil` for a
         /// listener of single messages; when set, the delivery task calls this instead of ``handle``.
         var handleBatch: BatchHandler? = nil
 
-        typealias BatchHandler = @Sendable (
+        typealias BatchHandler = nonisolated(nonsending) @Sendable (
             _ messages: ArraySlice<InboundMessage>, _ sender: MeshPeer, _ failed: (InboundMessage, any Error) -> Void
         ) async -> Void
     }

@@ -15,7 +15,7 @@ extension MeshNode {
     ///   - handler: called once per message, in arrival order, never concurrently with other listeners of this node.
     /// - Throws: ``MeshError/closed`` or ``MeshError/invalidName(_:reason:)``.
     public func listen<T: Decodable & Sendable>(
-        _ topic: String, as type: T.Type = T.self, _ handler: @escaping @Sendable (String, T) async -> Void
+        _ topic: String, as type: T.Type = T.self, _ handler: nonisolated(nonsending) @escaping @Sendable (String, T) async -> Void
     ) async throws {
         try await listenValues(topic, declaring: nil, handler)
     }
@@ -23,7 +23,7 @@ extension MeshNode {
     /// The body of both `listen` forms that hand over topic and value: `declaring` is the typed
     /// form's message type.
     func listenValues<T: Decodable & Sendable>(
-        _ topic: String, declaring declared: TopicType?, _ handler: @escaping @Sendable (String, T) async -> Void
+        _ topic: String, declaring declared: TopicType?, _ handler: nonisolated(nonsending) @escaping @Sendable (String, T) async -> Void
     ) async throws {
         let codec = self.codec
         try await addListener(
@@ -36,14 +36,14 @@ extension MeshNode {
 
     /// Calls `handler` with each message on `topic`, with its sender.
     public func listen<T: Decodable & Sendable>(
-        _ topic: String, as type: T.Type = T.self, handler: @escaping @Sendable (MeshMessage<T>) async -> Void
+        _ topic: String, as type: T.Type = T.self, handler: nonisolated(nonsending) @escaping @Sendable (MeshMessage<T>) async -> Void
     ) async throws {
         try await listenMessages(topic, declaring: nil, handler)
     }
 
     /// The body of both `listen` forms that hand over a ``MeshMessage``.
     func listenMessages<T: Decodable & Sendable>(
-        _ topic: String, declaring declared: TopicType?, _ handler: @escaping @Sendable (MeshMessage<T>) async -> Void
+        _ topic: String, declaring declared: TopicType?, _ handler: nonisolated(nonsending) @escaping @Sendable (MeshMessage<T>) async -> Void
     ) async throws {
         let codec = self.codec
         try await addListener(
@@ -75,7 +75,7 @@ extension MeshNode {
     ///   - handler: called with the topic and the values of one read, never with none.
     /// - Throws: ``MeshError/closed`` or ``MeshError/invalidName(_:reason:)``.
     public func listenBatches<T: Decodable & Sendable>(
-        _ topic: String, as type: T.Type = T.self, _ handler: @escaping @Sendable (String, [T]) async -> Void
+        _ topic: String, as type: T.Type = T.self, _ handler: nonisolated(nonsending) @escaping @Sendable (String, [T]) async -> Void
     ) async throws {
         let codec = self.codec
         try await addListener(topic) { entryID in
@@ -153,8 +153,8 @@ extension MeshNode {
     ///   - deliver: delivers a value already decoded for another listener of the same type.
     func addListener<T: Decodable & Sendable>(
         _ topic: String, type: T.Type, declaring declared: TopicType? = nil, finish: @escaping @Sendable () -> Void,
-        handle: @escaping @Sendable (InboundMessage, MeshPeer) async throws -> Void,
-        deliver: @escaping @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
+        handle: nonisolated(nonsending) @escaping @Sendable (InboundMessage, MeshPeer) async throws -> Void,
+        deliver: nonisolated(nonsending) @escaping @Sendable (InboundMessage, MeshPeer, any Sendable) async -> Void
     ) async throws {
         let codec = self.codec
         try await addListener(topic, declaring: declared) { entryID in
@@ -337,7 +337,7 @@ extension MeshNode {
     ///
     /// - Returns: on the loop, after a call slower than ``slowListener``, the messages not
     ///   delivered yet, for the pool; else nothing.
-    private static func deliver(
+    private nonisolated(nonsending) static func deliver(
         _ batches: [InboundBatch], state: inout DeliveryState, inbox: Inbox, listeners: ListenerTable,
         logger: MeshLogger, counter: StatisticsCounter, onLoop: Bool
     ) async -> [InboundBatch] {
@@ -459,7 +459,7 @@ extension MeshNode {
     }
 
     /// The batch listeners of one topic: each gets the run of messages in one call.
-    private static func deliverBatch(
+    private nonisolated(nonsending) static func deliverBatch(
         _ messages: ArraySlice<InboundMessage>, from sender: MeshPeer, to entries: [ListenerTable.Entry],
         logger: MeshLogger, counter: StatisticsCounter
     ) async {
@@ -471,7 +471,7 @@ extension MeshNode {
     }
 
     /// Several listeners on one topic: decode once per listener type, then deliver to each.
-    private static func deliver(
+    private nonisolated(nonsending) static func deliver(
         _ message: InboundMessage, from sender: MeshPeer, to entries: [ListenerTable.Entry], logger: MeshLogger,
         counter: StatisticsCounter
     ) async {

@@ -30,7 +30,7 @@ extension MeshNode {
     ///   - topic: the topic; 1 to 255 bytes of UTF-8.
     ///   - handler: called once per message with its payload bytes, encoding and sender.
     /// - Throws: ``MeshError/closed`` or ``MeshError/invalidName(_:reason:)``.
-    public func listenRaw(_ topic: String, _ handler: @escaping @Sendable (MeshRawMessage) async -> Void)
+    public func listenRaw(_ topic: String, _ handler: nonisolated(nonsending) @escaping @Sendable (MeshRawMessage) async -> Void)
         async throws
     {
         try await addListener(topic) { entryID in

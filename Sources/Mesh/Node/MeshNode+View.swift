@@ -5,10 +5,18 @@ import Synchronization
 /// those whose interest was answered (or declared while the coordinator was away). Read on the
 /// send path without the actor.
 final class ReadyRoutes: Sendable {
-    /// Topics and services apart, so a call's lookup builds no key string.
-    private let names = Mutex<(topics: Set<String>, services: Set<String>)>(([], []))
+    /// Topics and services apart, so a call's lookup builds no key string; and the topic found
+    /// last, so a stream of sends on one topic compares a string instead of hashing it.
+    private let names = Mutex<(topics: Set<String>, services: Set<String>, lastTopic: String)>(([], [], ""))
 
-    func contains(topic: String) -> Bool { names.withLock { $0.topics.contains(topic) } }
+    func contains(topic: String) -> Bool {
+        names.withLock { names in
+            if !topic.isEmpty, topic == names.lastTopic { return true }
+            guard names.topics.contains(topic) else { return false }
+            names.lastTopic = topic
+            return true
+        }
+    }
     func contains(service: String) -> Bool { names.withLock { $0.services.contains(service) } }
     func insert(topic: String) { _ = names.withLock { $0.topics.insert(topic) } }
     func insert(service: String) { _ = names.withLock { $0.services.insert(service) } }

@@ -36,7 +36,7 @@ final class MessageChannel<Element: Sendable>: Sendable {
     ///
     /// - Returns: `false` when the channel was finished (the element is dropped).
     @discardableResult
-    func send(_ element: Element) async -> Bool {
+    nonisolated(nonsending) func send(_ element: Element) async -> Bool {
         while true {
             let step = state.withLock { state -> SendStep in
                 if state.finished { return .finished }

@@ -81,7 +81,7 @@ extension MeshNode {
     /// - Throws: ``MeshError/typeMismatch(topic:reason:)`` when a sender or listener declared
     ///   another type on the topic; otherwise what ``listen(_:as:_:)`` throws.
     public func listen<Message>(
-        _ topic: Topic<Message>, _ handler: @escaping @Sendable (String, Message) async -> Void
+        _ topic: Topic<Message>, _ handler: nonisolated(nonsending) @escaping @Sendable (String, Message) async -> Void
     ) async throws {
         try await listenValues(topic.name, declaring: topic.type, handler)
     }
@@ -89,7 +89,7 @@ extension MeshNode {
     /// Calls `handler` with each message on `topic`, with its sender, after declaring the
     /// listener's type.
     public func listen<Message>(
-        _ topic: Topic<Message>, handler: @escaping @Sendable (MeshMessage<Message>) async -> Void
+        _ topic: Topic<Message>, handler: nonisolated(nonsending) @escaping @Sendable (MeshMessage<Message>) async -> Void
     ) async throws {
         try await listenMessages(topic.name, declaring: topic.type, handler)
     }
