@@ -192,6 +192,34 @@ import Testing
         #expect(held.count == 30_000 && held.allSatisfy { $0 == 1 })
     }
 
+    @Test func slicesHeldByAStalledListenerKeepAboutTheirOwnBytesAlive() throws {
+        // A sender trickles small messages, one or a few per read, to a listener that keeps every
+        // payload (a stream nobody reads): the memory kept is about the bytes kept, not a read
+        // buffer per read.
+        var decoder = FrameDecoder(maximumFrameLength: 1 << 20)
+        let before = ReadStorage.liveBytes.load(ordering: .relaxed)
+        var held: [Data] = []
+        var heldBytes = 0
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            var stream: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...3, using: &random) {
+                stream += Frame(kind: 3, body: [UInt8](repeating: 7, count: Int.random(in: 1...200, using: &random))).encoded
+            }
+            heldBytes += stream.count
+            var rest = stream[...]
+            while !rest.isEmpty {
+                rest = rest.dropFirst(socketRead(&decoder, rest))
+                while let header = try decoder.next() { held.append(decoder.lend(header.body)) }
+            }
+        }
+        let kept = ReadStorage.liveBytes.load(ordering: .relaxed) - before
+        // Other tests may hold storage meanwhile (they run in parallel): the bound is loose, but a
+        // buffer per read would be 20,000 x 64 KiB = 1.3 GB.
+        #expect(kept < heldBytes * 2 + 8 * 64 * 1024, "kept \(kept) bytes alive for \(heldBytes) bytes held")
+        #expect(held.count >= 20_000)
+    }
+
     @Test func aLargeFrameIsReadToItsEndAndNoFurther() throws {
         var decoder = FrameDecoder(maximumFrameLength: 4 << 20)
         let big = Frame(kind: 3, body: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }).encoded

@@ -307,12 +307,19 @@ final class ReadStorage: @unchecked Sendable {
     /// Lendings (one `Data` each) with a slice still alive.
     private let lendings = Atomic<Int>(0)
 
+    /// Bytes of read storage alive in this process (tests: what lent slices keep alive).
+    static let liveBytes = Atomic<Int>(0)
+
     init(capacity: Int) {
         self.capacity = capacity
         self.base = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
+        ReadStorage.liveBytes.add(capacity, ordering: .relaxed)
     }
 
-    deinit { base.deallocate() }
+    deinit {
+        ReadStorage.liveBytes.subtract(capacity, ordering: .relaxed)
+        base.deallocate()
+    }
 
     /// True while a slice of this storage may still be read.
     var isLent: Bool { lendings.load(ordering: .acquiring) > 0 }
