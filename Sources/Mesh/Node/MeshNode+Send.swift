@@ -67,16 +67,15 @@ extension MeshNode {
         return try topicText.withUTF8 { topicUTF8 in
             let frameBytes = MessageFrame.frameLength(topicBytes: topicUTF8.count, payloadBytes: payload.count)
             var stalled: [(Connection, NodeRecord)] = []
-            try payload.withUnsafeBytes { payloadBytes in
-                _ = try router.route(topic, frameBytes: frameBytes) { connection, member in
-                    guard let connection else {
-                        deliverLocally(topic: topic, encoding: encoding, payload: payload, frameBytes: frameBytes)
-                        return
-                    }
-                    let result = connection.sendMessage(
-                        topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payloadBytes)
-                    if result != .queued { stalled.append((connection, member.node)) }
+            _ = try router.route(topic, frameBytes: frameBytes) { connection, member in
+                guard let connection else {
+                    deliverLocally(topic: topic, encoding: encoding, payload: payload, frameBytes: frameBytes)
+                    return
                 }
+                // A large payload is retained by each connection's queue, not copied.
+                let result = connection.sendMessage(
+                    topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payload)
+                if result != .queued { stalled.append((connection, member.node)) }
             }
             return stalled
         }
