@@ -186,4 +186,47 @@ struct LargeMessageTests {
         #expect(pair.senderUnsent == Connection.Unsent(frames: sizes.count - whole, bytes: unsentBytes))
         #expect(sizes.count - whole > 1, "at least one frame partly written and one still queued")
     }
+
+    /// Counts the payloads whose memory was given back.
+    final class Releases: Sendable {
+        let count = Mutex(0)
+    }
+
+    /// A payload of `size` bytes in memory of its own, which counts in `releases` when the last
+    /// `Data` holding it goes.
+    static func trackedPayload(_ size: Int, fill: UInt8, releases: Releases) -> Data {
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        memory.initializeMemory(as: UInt8.self, repeating: fill, count: size)
+        return Data(
+            bytesNoCopy: memory, count: size,
+            deallocator: .custom { pointer, _ in
+                pointer.deallocate()
+                releases.count.withLock { $0 += 1 }
+            })
+    }
+
+    @Test("a retained payload is let go once written, and when the connection closes with it still queued", arguments: [false, true])
+    func payloadsAreReleased(keyed: Bool) async throws {
+        for closeFirst in [false, true] {
+            let pair = try await Pair.open(keyed: keyed, pauseOnOpen: true)
+            defer { pair.close() }
+            let releases = Releases()
+            let count = 12
+            for index in 0..<count {
+                _ = Self.send(Self.trackedPayload(2 << 20, fill: UInt8(index), releases: releases), topic: "tracked", on: pair.sender)
+            }
+            let sender = pair.sender
+            try await eventually("the sender to wait for a writable socket", seconds: 30) { await sender.isWaitingForWritable() }
+            #expect(releases.count.withLock { $0 } < count, "what the kernel has not taken is still held")
+            if closeFirst {
+                sender.close()
+            } else {
+                pair.resume()
+                try await eventually("every message to arrive", seconds: 60) { pair.frames.values.count >= count }
+            }
+            try await eventually("every payload to be let go (\(closeFirst ? "closed" : "written"))", seconds: 20) {
+                releases.count.withLock { $0 } == count
+            }
+        }
+    }
 }
