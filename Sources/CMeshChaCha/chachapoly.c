@@ -62,9 +62,9 @@ void cmesh_chachapoly_seal(
 }
 
 // Pieces end anywhere, not on a 64-byte block: a keystream block that a piece ends inside is
-// kept and its rest used by the next piece. Whole blocks go through the backend's bulk code a
-// chunk at a time, and the ciphertext written so far is authenticated as each step ends, while
-// it is still in the cache.
+// kept and its rest used by the next piece. Whole blocks go through the backend's bulk code (on
+// AVX2 the interleaved one, 512-byte chunks at a time), and the ciphertext written so far is
+// authenticated as each step ends, while it is still in the cache.
 void cmesh_chachapoly_seal_pieces(
     int avx2, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad, size_t ad_len,
     const cmesh_piece *pieces, size_t count, uint8_t *ciphertext, uint8_t tag[16]) {
@@ -84,9 +84,18 @@ void cmesh_chachapoly_seal_pieces(
                 for (size_t j = 0; j < n; j++) ciphertext[position + j] = in[j] ^ stream[used + j];
                 used += n;
             } else if (left >= 64) {
-                n = left & ~(size_t)63;
-                if (n > CHUNK) n = CHUNK;
-                cmesh_chacha20_xor_state(avx2, state, in, ciphertext + position, n);
+                n = 0;
+                if (avx2 && left >= 512) {
+                    // On a block boundary with everything before it authenticated: the interleaved
+                    // bulk code encrypts and absorbs whole 512-byte chunks as the one-piece seal does.
+                    n = cmesh_chachapoly_avx2_chunks(state, &mac, in, ciphertext + position, left & ~(size_t)511, 0);
+                    authenticated = position + n;
+                }
+                if (n == 0) {
+                    n = left & ~(size_t)63;
+                    if (n > CHUNK) n = CHUNK;
+                    cmesh_chacha20_xor_state(avx2, state, in, ciphertext + position, n);
+                }
             } else {
                 memset(stream, 0, sizeof stream);
                 cmesh_chacha20_xor_portable(state, stream, stream, 64);
