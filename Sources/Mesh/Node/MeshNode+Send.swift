@@ -26,7 +26,7 @@ extension MeshNode {
 
     /// Sends raw bytes on `topic`; listeners of `Data` or `[UInt8]` get them unchanged.
     ///
-    /// A payload of 64 KiB or more is not copied: each receiver's queue keeps a reference to
+    /// A payload of 32 KiB or more is not copied: each receiver's queue keeps a reference to
     /// `data` until it is written (or the connection closes). `Data` cannot change under it; a
     /// `Data` made with `bytesNoCopy` and no deallocator must keep its memory valid until then.
     public nonisolated(nonsending) func send(_ topic: String, _ data: Data) async throws {

@@ -14,10 +14,11 @@ import Foundation
 /// - ``count`` is the sum of the pieces' lengths.
 struct FramePieces: Sendable {
     /// The least payload kept by reference rather than copied: from here, one more piece (an
-    /// `iovec` to the kernel, a split in a record's seal) costs less than copying it. Each
-    /// record of a keyed connection carries 64 KiB of the stream, so most of a retained
-    /// payload's records are sealed from the payload alone.
-    static let retainedPayloadMinimum = 64 * 1024
+    /// `iovec` to the kernel, a piece boundary in a record's seal) costs less than copying it.
+    /// Measured with W3 at 16, 32 and 64 KiB messages (docs/PERFORMANCE.md): without a key,
+    /// keeping won at all three; with one, 16 KiB payloads lost to the copy (a record then holds
+    /// many pieces, each with a partial ChaCha20 block at both ends), 32 and 64 KiB were even.
+    static let retainedPayloadMinimum = 32 * 1024
 
     struct Piece: Sendable {
         /// Whole frames, then (when ``payload`` is set) the head of one more that it ends.
