@@ -27,8 +27,10 @@ extension MeshNode {
     /// Sends raw bytes on `topic`; listeners of `Data` or `[UInt8]` get them unchanged.
     ///
     /// A payload of 32 KiB or more is not copied: each receiver's queue keeps a reference to
-    /// `data` until it is written (or the connection closes). `Data` cannot change under it; a
-    /// `Data` made with `bytesNoCopy` and no deallocator must keep its memory valid until then.
+    /// `data` until it is written (or the connection closes). `Data` cannot change under it:
+    /// changing your variable meanwhile copies it first (copy-on-write), so a fresh or unchanged
+    /// `Data` per send avoids that copy. A `Data` made with `bytesNoCopy` and no deallocator must
+    /// keep its memory valid until then.
     public nonisolated(nonsending) func send(_ topic: String, _ data: Data) async throws {
         try await prepareRoute(topic: topic)
         let stalled = try queue(topic, encoding: .raw, payload: data)
