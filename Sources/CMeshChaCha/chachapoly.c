@@ -61,6 +61,64 @@ void cmesh_chachapoly_seal(
     wipe(state, sizeof state);
 }
 
+// Pieces end anywhere, not on a 64-byte block: a keystream block that a piece ends inside is
+// kept and its rest used by the next piece. Whole blocks go through the backend's bulk code (on
+// AVX2 the interleaved one, 512-byte chunks at a time), and the ciphertext written so far is
+// authenticated as each step ends, while it is still in the cache.
+void cmesh_chachapoly_seal_pieces(
+    int avx2, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad, size_t ad_len,
+    const cmesh_piece *pieces, size_t count, uint8_t *ciphertext, uint8_t tag[16]) {
+    uint32_t state[16];
+    poly1305_state mac;
+    aead_start(state, &mac, key, nonce, ad, ad_len);
+    uint8_t stream[64];
+    size_t used = 64;  // bytes of `stream` already used: 64 when no block is open
+    size_t position = 0, authenticated = 0;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *in = pieces[i].bytes;
+        size_t left = pieces[i].length;
+        while (left > 0) {
+            size_t n;
+            if (used < 64) {
+                n = left < 64 - used ? left : 64 - used;
+                for (size_t j = 0; j < n; j++) ciphertext[position + j] = in[j] ^ stream[used + j];
+                used += n;
+            } else if (left >= 64) {
+                n = 0;
+                if (avx2 && left >= 512) {
+                    // On a block boundary with everything before it authenticated: the interleaved
+                    // bulk code encrypts and absorbs whole 512-byte chunks as the one-piece seal does.
+                    n = cmesh_chachapoly_avx2_chunks(state, &mac, in, ciphertext + position, left & ~(size_t)511, 0);
+                    authenticated = position + n;
+                }
+                if (n == 0) {
+                    n = left & ~(size_t)63;
+                    if (n > CHUNK) n = CHUNK;
+                    cmesh_chacha20_xor_state(avx2, state, in, ciphertext + position, n);
+                }
+            } else {
+                memset(stream, 0, sizeof stream);
+                cmesh_chacha20_xor_portable(state, stream, stream, 64);
+                n = left;
+                for (size_t j = 0; j < n; j++) ciphertext[position + j] = in[j] ^ stream[j];
+                used = n;
+            }
+            in += n;
+            left -= n;
+            position += n;
+            const size_t whole = position & ~(size_t)15;
+            if (whole > authenticated) {
+                poly1305_blocks(&mac, ciphertext + authenticated, whole - authenticated, 1);
+                authenticated = whole;
+            }
+        }
+    }
+    poly1305_update_padded(&mac, ciphertext + authenticated, position - authenticated);
+    aead_finish(&mac, ad_len, position, tag);
+    wipe(stream, sizeof stream);
+    wipe(state, sizeof state);
+}
+
 int cmesh_chachapoly_open(
     int avx2, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad, size_t ad_len,
     const uint8_t *ciphertext, uint8_t *plaintext, size_t len, const uint8_t tag[16]) {

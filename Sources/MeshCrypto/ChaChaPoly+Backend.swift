@@ -80,6 +80,18 @@ extension ChaChaPoly {
             ciphertext.assumingMemoryBound(to: UInt8.self), plaintext.count, tag.assumingMemoryBound(to: UInt8.self))
     }
 
+    /// Runs the C seal of a message in pieces; buffers checked by the caller.
+    static func sealPiecesRaw(
+        backend: Backend, key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer,
+        authenticating additional: UnsafeRawBufferPointer, pieces: [UnsafeRawBufferPointer],
+        ciphertext: UnsafeMutableRawPointer, tag: UnsafeMutableRawPointer
+    ) {
+        let described = pieces.map { cmesh_piece(bytes: bytes($0), length: $0.count) }
+        cmesh_chachapoly_seal_pieces(
+            backend.flag, bytes(key), bytes(nonce), bytes(additional), additional.count, described, described.count,
+            ciphertext.assumingMemoryBound(to: UInt8.self), tag.assumingMemoryBound(to: UInt8.self))
+    }
+
     /// Runs the C open; buffers checked by the caller. Returns whether the tag matched.
     static func openRaw(
         backend: Backend, key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer,

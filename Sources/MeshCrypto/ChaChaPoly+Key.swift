@@ -65,6 +65,41 @@ extension ChaChaPoly {
             }
         }
 
+        /// Encrypts the message made of `pieces` back to back into `output`, tag after the
+        /// ciphertext, without joining them first: the bytes are those ``seal(nonce:authenticating:plaintext:into:)``
+        /// writes for the joined message.
+        ///
+        /// - Parameters:
+        ///   - nonce: 12 nonce bytes.
+        ///   - additional: Data the tag covers but that is not encrypted.
+        ///   - pieces: The message, in order; any lengths, empty ones included.
+        ///   - output: At least the pieces' total length + 16 bytes, overlapping none of them.
+        package func seal(
+            nonce: UnsafeRawBufferPointer, authenticating additional: UnsafeRawBufferPointer,
+            pieces: [UnsafeRawBufferPointer], into output: UnsafeMutableRawBufferPointer
+        ) {
+            precondition(nonce.count == ChaChaPoly.nonceByteCount, "ChaChaPoly: the nonce is 12 bytes")
+            if pieces.count == 1 { return seal(nonce: nonce, authenticating: additional, plaintext: pieces[0], into: output) }
+            let length = pieces.reduce(0) { $0 + $1.count }
+            precondition(output.count >= length + ChaChaPoly.tagByteCount, "ChaChaPoly: output too small")
+            for piece in pieces { Self.checkDisjoint(UnsafeRawPointer(output.baseAddress), length, piece) }
+            bytes.withUnsafeBytes { key in
+                ChaChaPoly.sealPiecesRaw(
+                    backend: backend, key: key, nonce: nonce, authenticating: additional, pieces: pieces,
+                    ciphertext: output.baseAddress!, tag: output.baseAddress! + length)
+            }
+        }
+
+        /// ``seal(nonce:authenticating:pieces:into:)`` with the Noise nonce for `counter`.
+        package func seal(
+            counter: UInt64, authenticating additional: UnsafeRawBufferPointer, pieces: [UnsafeRawBufferPointer],
+            into output: UnsafeMutableRawBufferPointer
+        ) {
+            Self.withCounterNonce(counter) { nonce in
+                seal(nonce: nonce, authenticating: additional, pieces: pieces, into: output)
+            }
+        }
+
         /// Checks the tag that ends `ciphertext` and decrypts the rest into `output`.
         ///
         /// - Parameters:
@@ -148,6 +183,14 @@ extension ChaChaPoly {
                 0, UInt32(truncatingIfNeeded: counter).littleEndian, UInt32(truncatingIfNeeded: counter >> 32).littleEndian
             )
             return try withUnsafeBytes(of: nonce, body)
+        }
+
+        /// Traps when `length` bytes of output at `output` overlap `input` at all.
+        private static func checkDisjoint(_ output: UnsafeRawPointer?, _ length: Int, _ input: UnsafeRawBufferPointer) {
+            guard let output, let start = input.baseAddress, !input.isEmpty, length > 0 else { return }
+            precondition(
+                output >= start + input.count || output + length <= start,
+                "ChaChaPoly: a sealed piece must not overlap the output")
         }
 
         /// Traps when an output buffer overlaps its input other than exactly in place.

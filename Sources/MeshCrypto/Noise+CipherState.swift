@@ -111,6 +111,26 @@ extension Noise {
             nonce += 1
         }
 
+        /// Seals a transport message made of `pieces` into `output`, out of place: `EncryptWithAd`
+        /// of the pieces back to back, the ciphertext and then the 16-byte tag written to `output`
+        /// (the plaintext is never joined or copied first); `n` goes up by one.
+        ///
+        /// - Parameters:
+        ///   - pieces: The plaintext, in order.
+        ///   - output: At least the pieces' total length + 16 bytes, overlapping none of them.
+        ///   - additional: The associated data.
+        /// - Throws: ``Noise/Error/nonceExhausted`` once `n` reached 2^64 - 1;
+        ///   ``Noise/Error/missingKey(_:)`` for an empty cipher state.
+        package mutating func seal(
+            _ pieces: [UnsafeRawBufferPointer], into output: UnsafeMutableRawBufferPointer,
+            authenticating additional: UnsafeRawBufferPointer
+        ) throws {
+            guard let key else { throw Error.missingKey("a transport key") }
+            guard nonce != .max else { throw Error.nonceExhausted }
+            key.seal(counter: nonce, authenticating: additional, pieces: pieces, into: output)
+            nonce += 1
+        }
+
         /// Opens a transport message into `output`: checks the tag that ends `ciphertext` and writes
         /// the plaintext there; `n` goes up by one on success only.
         ///

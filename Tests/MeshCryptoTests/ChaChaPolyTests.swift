@@ -230,4 +230,63 @@ struct ChaChaPolyTests {
             #expect(portable == avx2, "length \(message.count)")
         }
     }
+
+    /// Seals `plaintext` cut at `cuts` into pieces, out of place, with a prepared key.
+    static func sealPieces(key: ChaChaPoly.Key, nonce: [UInt8], aad: [UInt8], plaintext: [UInt8], cuts: [Int]) -> [UInt8] {
+        let bounds = [0] + cuts.sorted() + [plaintext.count]
+        var output = [UInt8](repeating: 0xee, count: plaintext.count + 16)
+        plaintext.withUnsafeBytes { whole in
+            let pieces = zip(bounds, bounds.dropFirst()).map { UnsafeRawBufferPointer(rebasing: whole[$0..<$1]) }
+            nonce.withUnsafeBytes { nonce in
+                aad.withUnsafeBytes { aad in
+                    output.withUnsafeMutableBytes { output in
+                        key.seal(nonce: nonce, authenticating: aad, pieces: pieces, into: output)
+                    }
+                }
+            }
+        }
+        return output
+    }
+
+    @Test("sealing from pieces, out of place, writes the vectors' bytes wherever the pieces are cut", arguments: availableChaChaBackends)
+    func piecesMatchTheVectors(backend: ChaChaPoly.Backend) throws {
+        let file = try JSONVectors.load(JSONVectors.Wycheproof<JSONVectors.AEADTest>.self, from: JSONVectors.aeadFile)
+        var generator = SeededGenerator(seed: 2126)
+        var checked = 0
+        for test in file.tests where test.result == "valid" {
+            let (key, iv, aad, msg, ct, tag) = (hex(test.key), hex(test.iv), hex(test.aad), hex(test.msg), hex(test.ct), hex(test.tag))
+            let prepared = try ChaChaPoly.Key(bytes: key, backend: backend)
+            for _ in 0..<4 {
+                let cuts = (0..<Int.random(in: 0...5, using: &generator)).map { _ in Int.random(in: 0...msg.count, using: &generator) }
+                #expect(Self.sealPieces(key: prepared, nonce: iv, aad: aad, plaintext: msg, cuts: cuts) == ct + tag, "tcId \(test.tcId), cuts \(cuts)")
+            }
+            checked += 1
+        }
+        #expect(checked == 256)
+    }
+
+    @Test("out of place from pieces and in place give the same bytes, any length and any cuts", arguments: availableChaChaBackends)
+    func piecesMatchInPlace(backend: ChaChaPoly.Backend) throws {
+        var generator = SeededGenerator(seed: 64)
+        let key = try ChaChaPoly.Key(bytes: generator.bytes(32), backend: backend)
+        let aad = generator.bytes(4)
+        for length in Array(0...300) + [511, 512, 513, 4095, 4096, 4097, 65_536, 70_001] {
+            let plaintext = generator.bytes(length)
+            let nonce = generator.bytes(12)
+            var inPlace = plaintext + [UInt8](repeating: 0, count: 16)
+            inPlace.withUnsafeMutableBytes { buffer in
+                nonce.withUnsafeBytes { nonce in
+                    aad.withUnsafeBytes { aad in
+                        key.seal(nonce: nonce, authenticating: aad, plaintext: UnsafeRawBufferPointer(rebasing: buffer[..<length]), into: buffer)
+                    }
+                }
+            }
+            // Cuts at block edges, one byte off them, and anywhere.
+            let edges = [63, 64, 65, 4095, 4096, 4097].filter { $0 <= length }
+            let random = (0..<3).map { _ in Int.random(in: 0...length, using: &generator) }
+            for cuts in [[], edges, random, edges + random, [0, 0, length, length]] {
+                #expect(Self.sealPieces(key: key, nonce: nonce, aad: aad, plaintext: plaintext, cuts: cuts) == inPlace, "length \(length), cuts \(cuts)")
+            }
+        }
+    }
 }

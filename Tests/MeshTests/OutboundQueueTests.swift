@@ -1,3 +1,4 @@
+import Foundation
 import MeshTesting
 import Testing
 
@@ -17,12 +18,19 @@ struct OutboundQueueTests {
         queue.append(byteCount: bytes.count) { $0.append(contentsOf: bytes) }
     }
 
+    /// Appends `frame` as a connection appends a large message: its first `head` bytes copied,
+    /// the rest retained as a payload.
+    static func appendRetained(_ queue: inout OutboundQueue, _ frame: [UInt8], head: Int) -> OutboundQueue.Appended {
+        queue.append(byteCount: frame.count, payload: Data(frame[head...])) { $0.append(contentsOf: frame[..<head]) }
+    }
+
     static func appendDroppingOldest(_ queue: inout OutboundQueue, _ bytes: [UInt8]) -> OutboundQueue.Appended {
         bytes.withUnsafeBytes { queue.appendDroppingOldest($0) }
     }
 
     // `#expect` cannot make mutating calls itself.
     static func take(_ queue: inout OutboundQueue, into buffer: inout [UInt8]) -> Bool { queue.take(into: &buffer) }
+    static func take(_ queue: inout OutboundQueue, into pieces: inout FramePieces) -> Bool { queue.take(into: &pieces) }
     static func written(_ queue: inout OutboundQueue, _ count: Int) -> Bool { queue.written(count) }
     static func close(_ queue: inout OutboundQueue) -> Connection.Unsent { queue.close() }
 
@@ -308,6 +316,10 @@ struct OutboundQueueTests {
             let frame = Self.frame(kind, size: Int.random(in: 5...(limit / 2), using: &random), fill: fill)
             let context = "seed \(seed), step \(step)"
             switch roll {
+            case 25..<40 where frame.count > Frame.headerLength:
+                // A frame whose tail is retained, as a large message's payload is: the same rules.
+                let head = Int.random(in: 5..<frame.count, using: &random)
+                #expect(Self.appendRetained(&queue, frame, head: head) == model.append(frame), "\(context): append retained")
             case 0..<40:
                 #expect(Self.append(&queue, frame) == model.append(frame), "\(context): append")
             case 40..<55:
@@ -346,5 +358,15 @@ struct OutboundQueueTests {
             #expect(queue.flushScheduled == model.flushScheduled, "\(context): flush scheduled")
             #expect(queue.hasRoomForWaiters == (model.unsent <= limit / 2), "\(context): room")
         }
+    }
+}
+
+/// The tests' way of taking: the pieces taken, joined (copying payloads) onto `buffer`.
+extension OutboundQueue {
+    mutating func take(into buffer: inout [UInt8]) -> Bool {
+        var pieces = FramePieces()
+        let took = take(into: &pieces)
+        buffer.append(contentsOf: pieces.joined)
+        return took
     }
 }

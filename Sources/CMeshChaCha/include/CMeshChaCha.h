@@ -30,6 +30,20 @@ void cmesh_chachapoly_seal(
     int avx2, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad, size_t ad_len,
     const uint8_t *plaintext, uint8_t *ciphertext, size_t len, uint8_t tag[16]);
 
+/// One piece of a message sealed by `cmesh_chachapoly_seal_pieces`.
+typedef struct cmesh_piece {
+    const uint8_t *bytes;
+    size_t length;
+} cmesh_piece;
+
+/// `cmesh_chachapoly_seal` of the message made of `count` pieces back to back, without joining
+/// them first: the ciphertext (their total length) goes to `ciphertext`, which must not overlap
+/// any piece, and the tag to `tag`. The bytes written are exactly those of sealing the joined
+/// message.
+void cmesh_chachapoly_seal_pieces(
+    int avx2, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *ad, size_t ad_len,
+    const cmesh_piece *pieces, size_t count, uint8_t *ciphertext, uint8_t tag[16]);
+
 /// AEAD_CHACHA20_POLY1305 decryption: checks `tag` over `ad` and `len` bytes of `ciphertext` in
 /// constant time and decrypts into `plaintext`.
 ///

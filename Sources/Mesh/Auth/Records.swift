@@ -39,18 +39,36 @@ struct RecordSealer: Sendable {
     ///
     /// - Throws: ``Noise/Error/nonceExhausted`` after 2^64 - 1 records: the connection must end.
     mutating func seal(_ frames: UnsafeRawBufferPointer, into output: inout [UInt8]) throws {
-        let header = RecordSealer.bigEndian(UInt32(frames.count + Self.tagLength))
+        try seal([frames], into: &output)
+    }
+
+    /// Appends the record holding `pieces` back to back (a stretch of the frame stream, held in
+    /// pieces: queued bytes and retained payloads) to `output`.
+    ///
+    /// Sealed out of place: the ciphertext is written into `output` straight from the pieces, so
+    /// the plaintext is read once and never copied, and the tag covers the pieces as one message.
+    /// - Throws: ``Noise/Error/nonceExhausted`` after 2^64 - 1 records: the connection must end.
+    mutating func seal(_ pieces: [UnsafeRawBufferPointer], into output: inout [UInt8]) throws {
+        let length = pieces.reduce(0) { $0 + $1.count }
+        let header = RecordSealer.bigEndian(UInt32(length + Self.tagLength))
         output.append(contentsOf: header)
         let start = output.count
-        output.append(contentsOf: frames)
-        output.append(contentsOf: repeatElement(0, count: Self.tagLength))
+        var room = length + Self.tagLength
+        while room > 0 {  // room for the ciphertext, grown with memcpy rather than byte by byte
+            let step = min(room, Self.zeros.count)
+            Self.zeros.withUnsafeBytes { output.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<step])) }
+            room -= step
+        }
         try output.withUnsafeMutableBytes { raw in
             try header.withUnsafeBytes { ad in
-                try cipher.sealInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[start...]), count: frames.count, authenticating: ad)
+                try cipher.seal(pieces, into: UnsafeMutableRawBufferPointer(rebasing: raw[start...]), authenticating: ad)
             }
         }
         if cipher.nonce % rekeyInterval == 0 { cipher.rekey() }
     }
+
+    /// What a record's room in the output is grown with before the seal writes over it.
+    private static let zeros = [UInt8](repeating: 0, count: targetRecordLength + tagLength)
 
     static func bigEndian(_ value: UInt32) -> [UInt8] {
         [UInt8(value >> 24), UInt8(truncatingIfNeeded: value >> 16), UInt8(truncatingIfNeeded: value >> 8),

@@ -25,6 +25,12 @@ extension MeshNode {
     }
 
     /// Sends raw bytes on `topic`; listeners of `Data` or `[UInt8]` get them unchanged.
+    ///
+    /// A payload of 32 KiB or more is not copied: each receiver's queue keeps a reference to
+    /// `data` until it is written (or the connection closes). `Data` cannot change under it:
+    /// changing your variable meanwhile copies it first (copy-on-write), so a fresh or unchanged
+    /// `Data` per send avoids that copy. A `Data` made with `bytesNoCopy` and no deallocator must
+    /// keep its memory valid until then.
     public nonisolated(nonsending) func send(_ topic: String, _ data: Data) async throws {
         try await prepareRoute(topic: topic)
         let stalled = try queue(topic, encoding: .raw, payload: data)
@@ -67,16 +73,15 @@ extension MeshNode {
         return try topicText.withUTF8 { topicUTF8 in
             let frameBytes = MessageFrame.frameLength(topicBytes: topicUTF8.count, payloadBytes: payload.count)
             var stalled: [(Connection, NodeRecord)] = []
-            try payload.withUnsafeBytes { payloadBytes in
-                _ = try router.route(topic, frameBytes: frameBytes) { connection, member in
-                    guard let connection else {
-                        deliverLocally(topic: topic, encoding: encoding, payload: payload, frameBytes: frameBytes)
-                        return
-                    }
-                    let result = connection.sendMessage(
-                        topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payloadBytes)
-                    if result != .queued { stalled.append((connection, member.node)) }
+            _ = try router.route(topic, frameBytes: frameBytes) { connection, member in
+                guard let connection else {
+                    deliverLocally(topic: topic, encoding: encoding, payload: payload, frameBytes: frameBytes)
+                    return
                 }
+                // A large payload is retained by each connection's queue, not copied.
+                let result = connection.sendMessage(
+                    topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payload)
+                if result != .queued { stalled.append((connection, member.node)) }
             }
             return stalled
         }

@@ -261,9 +261,7 @@ extension MeshNode {
             $0.bytesSent += frameBytes
         }
         let result = topicText.withUTF8 { topicUTF8 in
-            payload.withUnsafeBytes { payloadBytes in
-                connection.sendMessage(topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payloadBytes)
-            }
+            connection.sendMessage(topic: UnsafeRawBufferPointer(topicUTF8), encoding: encoding, payload: payload)
         }
         if result != .queued {
             router.dropped(

@@ -239,12 +239,20 @@ enum MessageFrame {
     static func append(
         topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer, to bytes: inout [UInt8]
     ) {
-        Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: 2 + topic.count + 1 + payload.count, to: &bytes)
+        appendHead(topic: topic, encoding: encoding, payloadCount: payload.count, to: &bytes)
+        bytes.append(contentsOf: payload)
+    }
+
+    /// Appends a message frame's head (header, topic and encoding): the `payloadCount` bytes of
+    /// payload that follow it on the wire are the caller's to send.
+    static func appendHead(
+        topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payloadCount: Int, to bytes: inout [UInt8]
+    ) {
+        Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: 2 + topic.count + 1 + payloadCount, to: &bytes)
         bytes.append(UInt8(truncatingIfNeeded: topic.count >> 8))
         bytes.append(UInt8(truncatingIfNeeded: topic.count))
         bytes.append(contentsOf: topic)
         bytes.append(encoding.rawValue)
-        bytes.append(contentsOf: payload)
     }
 
     /// Splits a message body into topic, encoding and the payload's position in `body`.

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// Sending: what any thread may call to queue frames on a connection. None of it makes a system
@@ -15,12 +16,20 @@ extension Connection {
         enqueue(byteCount: bytes.count) { $0.append(contentsOf: bytes) }
     }
 
-    /// Queues one message frame, written straight into the send buffer (no intermediate copy).
-    func sendMessage(topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payload: UnsafeRawBufferPointer)
-        -> SendResult
-    {
-        enqueue(byteCount: MessageFrame.frameLength(topicBytes: topic.count, payloadBytes: payload.count), messages: 1) {
-            MessageFrame.append(topic: topic, encoding: encoding, payload: payload, to: &$0)
+    /// Queues one message frame. A payload under ``FramePieces/retainedPayloadMinimum`` bytes is
+    /// copied straight into the send buffer; a larger one is retained, not copied, and goes from
+    /// `payload`'s memory to the kernel (or the record sealer) when the frame is written.
+    func sendMessage(topic: UnsafeRawBufferPointer, encoding: PayloadEncoding, payload: Data) -> SendResult {
+        let length = MessageFrame.frameLength(topicBytes: topic.count, payloadBytes: payload.count)
+        if payload.count >= FramePieces.retainedPayloadMinimum {
+            return enqueue(byteCount: length, messages: 1, payload: payload) {
+                MessageFrame.appendHead(topic: topic, encoding: encoding, payloadCount: payload.count, to: &$0)
+            }
+        }
+        return payload.withUnsafeBytes { payload in
+            enqueue(byteCount: length, messages: 1) {
+                MessageFrame.append(topic: topic, encoding: encoding, payload: payload, to: &$0)
+            }
         }
     }
 
@@ -31,14 +40,16 @@ extension Connection {
     /// them all. From another thread the job costs at most one eventfd wake-up, and none when the
     /// loop is awake; from the loop thread (a listener's reply) it runs in the same iteration.
     ///
-    /// - Parameter messages: how many message frames the bytes hold, counted for the closing
-    ///   frame (docs/PROTOCOL.md §8.3) when they are queued.
-    func enqueue(byteCount: Int, messages: Int = 0, _ write: (inout [UInt8]) -> Void) -> SendResult {
+    /// - Parameters:
+    ///   - messages: how many message frames the bytes hold, counted for the closing frame
+    ///     (docs/PROTOCOL.md §8.3) when they are queued.
+    ///   - payload: a payload retained after what `write` appends (see ``OutboundQueue/append(byteCount:payload:_:)``).
+    func enqueue(byteCount: Int, messages: Int = 0, payload: Data? = nil, _ write: (inout [UInt8]) -> Void) -> SendResult {
         let appended = shared.withLock { shared -> OutboundQueue.Appended in
             // After the closing frame a message would not be counted in it: refused, so the
             // sender counts it as dropped instead of as confirmed (PROTOCOL §8.3).
             if messages > 0, shared.closingSent != nil { return OutboundQueue.Appended(result: .closed) }
-            let appended = shared.queue.append(byteCount: byteCount, write)
+            let appended = shared.queue.append(byteCount: byteCount, payload: payload, write)
             if appended.result == .queued { shared.messagesQueued += messages }
             return appended
         }

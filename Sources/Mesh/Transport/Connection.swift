@@ -75,12 +75,16 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var phase = Phase.idle
         var handshake: Handshake
         var decoder: FrameDecoder
+        /// Handshake bytes, or with session keys the record being written, and how much of it is.
         var outgoing: [UInt8] = []
         var outgoingOffset = 0
-        var outgoingIsPayload = false
-        /// With session keys: frames taken from `pending` and not yet sealed into a record, and
+        /// Without session keys: frames taken from the queue (retained payloads included, not
+        /// copied), written with gathering writes, and how much of them is written.
+        var taken = FramePieces()
+        var takenOffset = 0
+        /// With session keys: frames taken from the queue and not yet sealed into a record, and
         /// how far into them the sealing has gone.
-        var plain: [UInt8] = []
+        var plain = FramePieces()
         var plainOffset = 0
         /// The frames inside the record in `outgoing`, for the unsent count and the queue space.
         var sealedFrames: Range<Int> = 0..<0
@@ -517,60 +521,98 @@ package final class Connection: EventHandler, CustomStringConvertible {
         var rounds = 0
         do {
             while local.phase != .closed {
-                if local.outgoingOffset == local.outgoing.count {
-                    if !local.sealedFrames.isEmpty {
-                        releaseSpace(local.sealedFrames.count)
-                        local.sealedFrames = 0..<0
+                if local.outgoingOffset < local.outgoing.count {
+                    // Handshake bytes, or a sealed record.
+                    let offset = local.outgoingOffset
+                    let written = try local.outgoing.withUnsafeBytes { raw in
+                        try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
                     }
-                    local.outgoing.removeAll(keepingCapacity: true)
-                    local.outgoingOffset = 0
-                    local.outgoingIsPayload = false
-                    guard local.phase == .open else { break }
+                    if written == 0 { return waitUntilWritable() }
+                    local.outgoingOffset += written
+                    continue
+                }
+                if !local.sealedFrames.isEmpty {
+                    releaseSpace(local.sealedFrames.count)
+                    local.sealedFrames = 0..<0
+                }
+                local.outgoing.removeAll(keepingCapacity: true)
+                local.outgoingOffset = 0
+                guard local.phase == .open else { break }
+                if local.sealer != nil {
                     rounds += 1
                     if rounds > 8 {
                         loop.execute { self.flush() }  // let other connections have the thread
                         return
                     }
-                    if local.sealer != nil {
-                        if local.plainOffset == local.plain.count {
-                            local.plain.removeAll(keepingCapacity: true)
-                            local.plainOffset = 0
-                            if !takeQueued(into: &local.plain) { return finishedFlushing() }
-                        }
-                        // Records are cut every 64 KiB of the frame stream, through a frame if need
-                        // be, so a large message is sealed, sent and opened in pieces as it goes.
-                        let cut = min(local.plain.count, local.plainOffset + RecordSealer.targetRecordLength)
-                        local.sealedFrames = local.plainOffset..<cut
-                        try local.plain.withUnsafeBytes { raw in
-                            try local.sealer!.seal(UnsafeRawBufferPointer(rebasing: raw[local.plainOffset..<cut]), into: &local.outgoing)
-                        }
-                        local.plainOffset = cut
-                    } else {
-                        guard takeQueued(into: &local.outgoing) else { return finishedFlushing() }
-                        local.outgoingIsPayload = true
+                    if local.plainOffset == local.plain.count {
+                        local.plain.removeAll()
+                        local.plainOffset = 0
+                        if !takeQueued(into: &local.plain) { return finishedFlushing() }
                     }
-                }
-                let offset = local.outgoingOffset
-                let written = try local.outgoing.withUnsafeBytes { raw in
-                    try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
-                }
-                if written == 0 {
-                    if !local.writeArmed {
-                        local.writeArmed = true
-                        updateInterest()
+                    // Records are cut every 64 KiB of the frame stream, through a frame if need
+                    // be, so a large message is sealed, sent and opened in pieces as it goes;
+                    // each is sealed from the queued pieces straight into `outgoing`.
+                    let cut = min(local.plain.count, local.plainOffset + RecordSealer.targetRecordLength)
+                    local.sealedFrames = local.plainOffset..<cut
+                    try local.plain.withBuffers(from: local.plainOffset, to: cut) { pieces in
+                        try local.sealer!.seal(pieces, into: &local.outgoing)
                     }
-                    return
+                    local.plainOffset = cut
+                    continue
                 }
-                local.outgoingOffset += written
-                if local.outgoingIsPayload { releaseSpace(written) }
+                if local.takenOffset == local.taken.count {
+                    rounds += 1
+                    if rounds > 8 {
+                        loop.execute { self.flush() }  // let other connections have the thread
+                        return
+                    }
+                    local.taken.removeAll()
+                    local.takenOffset = 0
+                    guard takeQueued(into: &local.taken) else { return finishedFlushing() }
+                }
+                let written = try writeTaken()
+                if written == 0 { return waitUntilWritable() }
+                local.takenOffset += written
+                releaseSpace(written)
             }
         } catch {
             finishClose((error as? SocketError).map(ConnectionError.socket) ?? .protocolViolation("\(error)"))
         }
     }
 
+    /// Writes taken frames from where the last write ended: small frames in one `send`, pieces
+    /// (retained payloads among them) in one gathering write of up to ``Socket/maximumWriteBuffers``.
+    /// A write may end inside any piece; the next one starts there.
+    private func writeTaken() throws -> Int {
+        let offset = local.takenOffset
+        if local.taken.isContiguous {
+            return try local.taken.contiguousBytes.withUnsafeBytes { raw in
+                try socket.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+            }
+        }
+        return try local.taken.withBuffers(from: offset, to: local.taken.count, maximumBuffers: Socket.maximumWriteBuffers) {
+            buffers in try socket.write(buffers)
+        }
+    }
+
+    /// True while a flush waits for the socket to become writable (the kernel's buffer filled);
+    /// asked on the loop thread, for tests that need a write to have stopped part way.
+    func isWaitingForWritable() async -> Bool {
+        await withCheckedContinuation { continuation in
+            loop.execute { [self] in continuation.resume(returning: local.phase != .closed && local.writeArmed) }
+        }
+    }
+
+    /// The kernel's buffer is full: go on when the socket becomes writable.
+    private func waitUntilWritable() {
+        if !local.writeArmed {
+            local.writeArmed = true
+            updateInterest()
+        }
+    }
+
     /// Moves queued frames into `buffer` (empty on entry); `false` when nothing was queued.
-    private func takeQueued(into buffer: inout [UInt8]) -> Bool {
+    private func takeQueued(into buffer: inout FramePieces) -> Bool {
         shared.withLock { $0.queue.take(into: &buffer) }
     }
 
@@ -636,8 +678,8 @@ package final class Connection: EventHandler, CustomStringConvertible {
         if token != 0 { loop.deregister(socket, token: token) }
         socket.close()
         var unsent = queued
-        if local.outgoingIsPayload {
-            let partial = OutboundQueue.countFrames(in: local.outgoing, after: local.outgoingOffset)
+        if local.takenOffset < local.taken.count {
+            let partial = local.taken.countFrames(after: local.takenOffset)
             unsent.frames += partial.frames
             unsent.bytes += partial.bytes
         }
@@ -646,11 +688,13 @@ package final class Connection: EventHandler, CustomStringConvertible {
         let carried = !local.sealedFrames.isEmpty && local.outgoingOffset < local.outgoing.count
             ? local.sealedFrames.lowerBound : local.plainOffset
         if carried < local.plain.count {
-            let rest = OutboundQueue.countFrames(in: local.plain, after: carried)
+            let rest = local.plain.countFrames(after: carried)
             unsent.frames += rest.frames
             unsent.bytes += rest.bytes
         }
-        local.plain = []
+        local.plain = FramePieces()  // retained payloads go back to their owners
+        local.taken = FramePieces()
+        local.takenOffset = 0
         local.sealedFrames = 0..<0
         local.outgoing = []
         local.decoder = FrameDecoder(maximumFrameLength: 0)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The frames a ``Connection`` has queued to send and not yet handed to the kernel, as a state
 /// machine with no socket, lock, thread or clock in it.
 ///
@@ -7,11 +9,18 @@
 /// frames out and reports the bytes the kernel accepted; an acceptance that brings the unsent
 /// bytes down to half the limit answers "wake the waiters".
 ///
+/// Frames are held as ``FramePieces``: small frames back to back in contiguous bytes (one append
+/// each), and a message payload of ``FramePieces/retainedPayloadMinimum`` bytes or more as the
+/// caller's `Data`, retained rather than copied, so it goes from the caller's buffer to the kernel
+/// (or to the record sealer) with no copy in between.
+///
 /// Invariants, checked by `OutboundQueueTests`:
 /// - `pending` holds whole frames only: ``take(into:)`` cuts at frame boundaries, so no frame is
-///   ever partly taken and partly queued.
+///   ever partly taken and partly queued, and a retained payload moves with its frame's head.
 /// - ``unsent`` counts every byte appended and not yet reported written: those still queued and
 ///   those the loop took and has not finished writing (or sealing into a record).
+/// - Dropping a queued frame (``appendDroppingOldest(_:)``) drops its retained payload with it;
+///   frames already taken are never dropped.
 /// - ``flushScheduled`` is true from the append that asks for a flush until a ``take(into:)`` finds
 ///   nothing queued: meanwhile a flush is queued on the loop, running, or waiting for the socket to
 ///   become writable, and appends ask for nothing more.
@@ -43,7 +52,7 @@ struct OutboundQueue: Sendable {
     let chunk: Int?
     private(set) var phase = Phase.opening
     /// Whole frames, back to back, in the order appended.
-    private var pending: [UInt8] = []
+    private var pending = FramePieces()
     /// Bytes appended and not yet reported written.
     private(set) var unsent = 0
     /// A flush is on its way (see the invariants above).
@@ -62,15 +71,17 @@ struct OutboundQueue: Sendable {
 
     // MARK: Any thread (under the connection's lock)
 
-    /// Appends `byteCount` bytes of whole frames, which `write` appends to the buffer it is given.
+    /// Appends `byteCount` bytes of whole frames, which `write` appends to the buffer it is given,
+    /// followed by `payload` (retained, not copied) when given: then `write` appends the head of
+    /// the frame that `payload` ends, and `byteCount` counts `payload` too.
     ///
     /// - Returns: ``Connection/SendResult/closed`` once closed, ``Connection/SendResult/full`` when
     ///   the frames would take the unsent bytes past the limit (an empty queue takes them anyway),
     ///   else queued, asking for a flush when the connection is open and none is on its way.
-    mutating func append(byteCount: Int, _ write: (inout [UInt8]) -> Void) -> Appended {
+    mutating func append(byteCount: Int, payload: Data? = nil, _ write: (inout [UInt8]) -> Void) -> Appended {
         if phase == .closed { return Appended(result: .closed) }
         if unsent > 0, unsent + byteCount > limit { return Appended(result: .full) }
-        write(&pending)
+        pending.append(payload: payload, write)
         unsent += byteCount
         return Appended(result: .queued, scheduleFlush: askForFlush())
     }
@@ -87,22 +98,22 @@ struct OutboundQueue: Sendable {
         var dropped = Connection.Unsent()
         var start = 0
         var cut = 0
-        while unsent - dropped.bytes > 0, unsent - dropped.bytes + frame.count > limit,
-            cut + Frame.headerLength <= pending.count
-        {
-            let length = Self.frameLength(in: pending, at: cut)
-            if pending[cut + 4] != FrameKind.message.rawValue {
-                guard cut == start else { break }
-                start += 4 + length
+        let (queuedBefore, limit) = (unsent, self.limit)
+        pending.forEachFrame { queued in
+            guard queuedBefore - dropped.bytes > 0, queuedBefore - dropped.bytes + frame.count > limit else { return false }
+            if queued.kind != FrameKind.message.rawValue {
+                guard cut == start else { return false }
+                start += queued.length
                 cut = start
-                continue
+                return true
             }
-            cut += 4 + length
+            cut += queued.length
             dropped.frames += 1
-            dropped.bytes += 4 + length
+            dropped.bytes += queued.length
+            return true
         }
         if cut > start {
-            pending.removeSubrange(start..<cut)
+            pending.removeFrames(start..<cut)  // their retained payloads go with them
             unsent -= cut - start
         }
         if unsent > 0, unsent + frame.count > limit { return Appended(result: .full, dropped: dropped) }
@@ -138,24 +149,22 @@ struct OutboundQueue: Sendable {
 
     /// Moves queued frames to the end of `buffer`: all of them, or with a ``chunk`` whole frames
     /// up to about that many bytes (at least one). Their bytes stay counted in ``unsent`` until
-    /// reported with ``written(_:)``.
+    /// reported with ``written(_:)``. Retained payloads move without a copy.
     ///
     /// - Returns: `false` when nothing is queued; the flush on its way is then over, and the next
     ///   append asks for another.
-    mutating func take(into buffer: inout [UInt8]) -> Bool {
+    mutating func take(into buffer: inout FramePieces) -> Bool {
         if pending.isEmpty {
             flushScheduled = false
             return false
         }
         if let chunk, pending.count > chunk {
-            let cut = Self.frameBoundary(in: pending, atMost: chunk)
-            buffer.append(contentsOf: pending[..<cut])
-            pending.removeFirst(cut)
+            buffer.append(pending.removeFirst(pending.frameBoundary(atMost: chunk)))
         } else if buffer.isEmpty {
             swap(&pending, &buffer)  // the buffer's capacity is reused for the next appends
         } else {
-            buffer.append(contentsOf: pending)
-            pending.removeAll(keepingCapacity: true)
+            buffer.append(pending)
+            pending.removeAll()
         }
         return true
     }
@@ -174,9 +183,9 @@ struct OutboundQueue: Sendable {
     /// - Returns: the frames still queued, never taken (the connection adds those it took and did
     ///   not finish writing).
     mutating func close() -> Connection.Unsent {
-        let left = Self.countFrames(in: pending, after: 0)
+        let left = pending.countFrames(after: 0)
         phase = .closed
-        pending = []
+        pending = FramePieces()
         unsent = 0
         flushScheduled = false
         return left
@@ -184,19 +193,9 @@ struct OutboundQueue: Sendable {
 
     // MARK: Frames
 
-    private static func frameLength(in bytes: [UInt8], at index: Int) -> Int {
+    /// The length field of the frame at `index` of `bytes` (its length less the field's 4 bytes).
+    static func frameLength(in bytes: [UInt8], at index: Int) -> Int {
         Int(bytes[index]) << 24 | Int(bytes[index + 1]) << 16 | Int(bytes[index + 2]) << 8 | Int(bytes[index + 3])
-    }
-
-    /// The end of the last whole frame within the first `limit` bytes from `start` (at least one frame).
-    static func frameBoundary(in bytes: [UInt8], from start: Int = 0, atMost limit: Int) -> Int {
-        var index = start
-        while index + 4 <= bytes.count {
-            let end = index + 4 + frameLength(in: bytes, at: index)
-            if end - start > limit, index > start { break }
-            index = end
-        }
-        return min(index, bytes.count)
     }
 
     /// Counts the frames in `bytes` (whole frames, back to back) that end after `offset`.

@@ -157,6 +157,32 @@ package struct Socket: Sendable, Hashable {
         }
     }
 
+    /// Writes as much of `buffers`, in order, as the kernel takes now, in one system call (a
+    /// gathering `sendmsg`); returns the count (0 when it would block). The count may end inside
+    /// any buffer. At most ``maximumWriteBuffers`` buffers are passed; the rest wait for the next call.
+    package func write(_ buffers: [UnsafeRawBufferPointer]) throws(SocketError) -> Int {
+        var vectors = buffers.prefix(Socket.maximumWriteBuffers).map {
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+        }
+        while true {
+            let count = vectors.withUnsafeMutableBufferPointer { vectors -> Int in
+                var message = msghdr()
+                message.msg_iov = vectors.baseAddress
+                message.msg_iovlen = numericCast(vectors.count)
+                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+            }
+            if count >= 0 { return count }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return 0
+            default: throw SocketError(operation: "sendmsg", errno: errno)
+            }
+        }
+    }
+
+    /// The most buffers one ``write(_:)-([UnsafeRawBufferPointer])`` passes (Linux's `IOV_MAX` is 1024).
+    package static let maximumWriteBuffers = 64
+
     // MARK: Addresses
 
     /// The address this socket is bound to (the real port after binding port 0).
