@@ -220,6 +220,24 @@ import Testing
         #expect(held.count >= 20_000)
     }
 
+    @Test func aListenerOneReadBehindMakesTheDecoderTakeTurnsWithTwoStorages() throws {
+        // Large frames, each payload let go only after the next frame was read (a listener on
+        // another thread, one message behind): two storages in turn, no new memory per frame.
+        var decoder = FrameDecoder(maximumFrameLength: 4 << 20)
+        let frame = Frame(kind: 3, body: [UInt8](repeating: 3, count: 300_000)).encoded
+        var previous: Data?
+        for _ in 0..<50 {
+            var rest = frame[...]
+            while !rest.isEmpty { rest = rest.dropFirst(socketRead(&decoder, rest)) }
+            let header = try #require(try decoder.next())
+            let payload = decoder.lend(header.body)
+            #expect(payload.count == 300_000)
+            previous = payload
+        }
+        #expect(previous != nil)
+        #expect(decoder.storagesMade <= 4, "\(decoder.storagesMade) storages made for 50 frames")
+    }
+
     @Test func aLargeFrameIsReadToItsEndAndNoFurther() throws {
         var decoder = FrameDecoder(maximumFrameLength: 4 << 20)
         let big = Frame(kind: 3, body: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }).encoded

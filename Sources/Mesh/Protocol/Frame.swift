@@ -126,6 +126,12 @@ package struct FrameDecoder: Sendable {
     /// The whole storage as one `Data`, while this read's frames are being lent: every slice of
     /// one read shares it, so lending costs one allocation per read, not one per frame.
     private var lending: Data?
+    /// The storage given up last because it was lent: taken back once its slices are gone,
+    /// instead of allocating (and faulting in) new memory, when the reader and the listeners take
+    /// turns with two storages. Kept only up to ``largestSpare`` bytes.
+    private var spare: ReadStorage?
+    /// Storages this decoder has allocated (tests: whether memory was reused).
+    private(set) var storagesMade = 0
 
     init(maximumFrameLength: Int) {
         self.maximumFrameLength = maximumFrameLength
@@ -185,6 +191,8 @@ package struct FrameDecoder: Sendable {
     /// rather than new storage: so one lent storage holds the payloads of many small reads, and
     /// what listeners keep alive is about what they hold, not a storage per read.
     static let smallestRead = 4096
+    /// The largest storage kept aside for reuse (see `spare`).
+    static let largestSpare = 2 << 20
     /// The most room made for an arriving large frame beyond the bytes already in.
     static let largestPresize = 8 << 20
 
@@ -277,8 +285,15 @@ package struct FrameDecoder: Sendable {
         // size; otherwise the storage doubles until it fits.
         var newCount = max(storage.capacity * (lent && storage.capacity >= unread + minimum ? 1 : 2), 4096)
         while newCount < unread + minimum { newCount *= 2 }
-        let grown = ReadStorage(capacity: newCount)
+        let grown: ReadStorage
+        if let spare, !spare.isLent, spare.capacity >= unread + minimum, spare.capacity <= newCount * 2 {
+            grown = spare
+        } else {
+            grown = ReadStorage(capacity: newCount)
+            storagesMade += 1
+        }
         grown.base.copyMemory(from: storage.base + readIndex, byteCount: unread)
+        spare = lent && storage.capacity <= FrameDecoder.largestSpare ? storage : nil
         storage = grown
         readIndex = 0
         writeIndex = unread
@@ -288,6 +303,7 @@ package struct FrameDecoder: Sendable {
     mutating func shrinkIfIdle(keeping capacity: Int) {
         guard readIndex == writeIndex, storage.capacity > capacity * 2 else { return }
         lending = nil
+        spare = nil
         storage = ReadStorage(capacity: 0)
         readIndex = 0
         writeIndex = 0
