@@ -125,7 +125,7 @@ import Testing
 
     /// Writes `bytes` the way a socket read does: into what the decoder offers, at most that much.
     private func socketRead(_ decoder: inout FrameDecoder, _ bytes: ArraySlice<UInt8>) -> Int {
-        decoder.readInto(minimumSpace: 64 * 1024, stoppingAtLargeFrameEnd: true) { space -> Int? in
+        decoder.readInto(minimumSpace: 64 * 1024, largeFrames: .makeRoomAndStopAtItsEnd) { space -> Int? in
             let count = min(space.count, bytes.count)
             space.copyBytes(from: bytes.prefix(count))
             return count
@@ -265,7 +265,7 @@ import Testing
         Frame.appendHeader(kind: FrameKind.message.rawValue, bodyLength: (400 << 20) - 1, to: &header)
         _ = socketRead(&decoder, header[...])
         var space = 0
-        _ = decoder.readInto(minimumSpace: 64 * 1024, stoppingAtLargeFrameEnd: true) { buffer -> Int? in
+        _ = decoder.readInto(minimumSpace: 64 * 1024, largeFrames: .makeRoomAndStopAtItsEnd) { buffer -> Int? in
             space = buffer.count
             return 0
         }

@@ -112,7 +112,7 @@ struct RecordOpener: Sendable {
             // Opened straight into the frame buffer: the plaintext is written once.
             let length = decoder.withBytes(record) { sealed -> Int? in
                 header.withUnsafeBytes { ad in
-                    frames.readInto(minimumSpace: sealed.count - RecordSealer.tagLength) { space in
+                    frames.readInto(minimumSpace: sealed.count - RecordSealer.tagLength, largeFrames: .makeRoom) { space in
                         try? cipher.open(sealed, into: space, authenticating: ad)
                     }
                 }

@@ -154,30 +154,44 @@ package struct FrameDecoder: Sendable {
         }
     }
 
+    /// How ``readInto(minimumSpace:largeFrames:_:)`` treats a frame over ``largeFrame`` bytes
+    /// that has started to arrive.
+    enum LargeFrames {
+        /// No differently: storage grows with the bytes as they come.
+        case asTheyCome
+        /// Make room for the rest of it at once (at most ``largestPresize`` ahead of the bytes in),
+        /// so it is not moved as it grows: for a writer that needs its whole `minimumSpace`
+        /// (a record opened into the decoder).
+        case makeRoom
+        /// Make room, and offer `body` exactly the rest of it (a socket read, which may take less
+        /// than it is offered): the read never runs past the frame, so the storage it was read into
+        /// is lent whole with its payload and the next frame starts with nothing to copy.
+        case makeRoomAndStopAtItsEnd
+    }
+
     /// Lets `body` write straight into free storage of at least `minimumSpace` bytes.
     ///
-    /// - Parameter stoppingAtLargeFrameEnd: while a frame over ``largeFrame`` bytes is arriving,
-    ///   offer `body` room for exactly the rest of it (a socket read, which may take less than it
-    ///   is offered): the read never runs past the frame, so the storage it was read into is lent
-    ///   whole with its payload and the next frame starts in new storage with nothing to copy.
     /// - Returns: what `body` returned; the decoder counts that many bytes as received.
     mutating func readInto(
-        minimumSpace: Int, stoppingAtLargeFrameEnd: Bool = false, _ body: (UnsafeMutableRawBufferPointer) throws -> Int?
+        minimumSpace: Int, largeFrames: LargeFrames = .asTheyCome, _ body: (UnsafeMutableRawBufferPointer) throws -> Int?
     ) rethrows -> Int? {
         lending = nil  // what the last read lent is the holders' now
         var wanted = minimumSpace
         var limit = Int.max
-        if stoppingAtLargeFrameEnd, let length = nextLength, length > FrameDecoder.largeFrame, length <= maximumFrameLength {
+        if largeFrames != .asTheyCome, let length = nextLength, length > FrameDecoder.largeFrame, length <= maximumFrameLength {
             let end = readIndex + 4 + length
             if end > writeIndex {
                 // Room for the rest in one piece, but never more than the bytes that arrived
                 // (or ``largestPresize``) ahead of them on the peer's say-so.
                 let arrived = writeIndex - readIndex
-                wanted = min(end, writeIndex + max(FrameDecoder.largestPresize, arrived)) - writeIndex
-                limit = end - writeIndex
+                wanted = max(minimumSpace, min(end, writeIndex + max(FrameDecoder.largestPresize, arrived)) - writeIndex)
+                if largeFrames == .makeRoomAndStopAtItsEnd { limit = end - writeIndex }
             }
         }
-        makeSpace(wanted, orTail: stoppingAtLargeFrameEnd && limit == Int.max ? FrameDecoder.smallestRead : nil)
+        // A socket read may take less than it asked for: into lent storage, the free bytes at
+        // its end do (see ``smallestRead``).
+        let isSocketRead = largeFrames == .makeRoomAndStopAtItsEnd
+        makeSpace(wanted, orTail: isSocketRead && limit == Int.max ? FrameDecoder.smallestRead : nil)
         let start = writeIndex
         let space = min(storage.capacity - start, limit)
         let count = try body(UnsafeMutableRawBufferPointer(start: storage.base + start, count: space))
@@ -185,7 +199,7 @@ package struct FrameDecoder: Sendable {
         return count
     }
 
-    /// Frames longer than this are read to their end and no further (see ``readInto(minimumSpace:stoppingAtLargeFrameEnd:_:)``).
+    /// Frames longer than this are read to their end and no further (see ``readInto(minimumSpace:largeFrames:_:)``).
     static let largeFrame = 64 * 1024
     /// A socket read into lent storage takes the free bytes left at its end down to this many,
     /// rather than new storage: so one lent storage holds the payloads of many small reads, and

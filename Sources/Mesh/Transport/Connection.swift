@@ -448,10 +448,12 @@ package final class Connection: EventHandler, CustomStringConvertible {
                 let space = 64 * 1024
                 let count: Int?
                 if local.opener != nil {
-                    count = try local.opener!.decoder.readInto(minimumSpace: space) { raw in try socket.read(into: raw) }
+                    count = try local.opener!.decoder.readInto(minimumSpace: space, largeFrames: .makeRoomAndStopAtItsEnd) { raw in
+                        try socket.read(into: raw)
+                    }
                     if count != nil { try local.opener!.open(into: &local.decoder) }
                 } else {
-                    count = try local.decoder.readInto(minimumSpace: space, stoppingAtLargeFrameEnd: true) { raw in
+                    count = try local.decoder.readInto(minimumSpace: space, largeFrames: .makeRoomAndStopAtItsEnd) { raw in
                         try socket.read(into: raw)
                     }
                 }
