@@ -238,6 +238,44 @@ import Testing
         #expect(decoder.storagesMade <= 4, "\(decoder.storagesMade) storages made for 50 frames")
     }
 
+    @Test func aListenerGrowingOrWritingItsPayloadTouchesNobodyElsesBytes() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 1 << 20)
+        let one = Frame(kind: 3, body: [UInt8](repeating: 1, count: 100)).encoded
+        let two = Frame(kind: 3, body: [UInt8](repeating: 2, count: 100)).encoded
+        let three = Frame(kind: 3, body: [UInt8](repeating: 3, count: 100)).encoded
+        // Read 1: the first frame and half the second; read 2: the rest of it and part of a third.
+        _ = socketRead(&decoder, (one + two.prefix(50))[...])
+        var first = decoder.lend(try #require(try decoder.next()).body)
+        #expect(try decoder.next() == nil)
+        _ = socketRead(&decoder, (two.dropFirst(50) + three.prefix(30))[...])
+        let second = decoder.lend(try #require(try decoder.next()).body)
+        #expect(first.startIndex == 0 && first.count == 100)
+        // The first payload's only holder grows it and writes into it: the bytes right after it
+        // in the read buffer are the second payload's and the third frame's.
+        first.append(contentsOf: [UInt8](repeating: 0xEE, count: 300))
+        first[0] = 0xDD
+        #expect(first.count == 400 && first[0] == 0xDD && first[99] == 1 && first[100] == 0xEE)
+        #expect(second.count == 100 && second.allSatisfy { $0 == 2 })
+        _ = socketRead(&decoder, three.dropFirst(30))
+        #expect(try decoder.decode() == Frame(kind: 3, body: [UInt8](repeating: 3, count: 100)))
+    }
+
+    @Test func pinningAStorageIsCountedOnceUntilItIsFreeAgain() throws {
+        var decoder = FrameDecoder(maximumFrameLength: 1 << 20)
+        let frame = Frame(kind: 3, body: [UInt8](repeating: 5, count: 100)).encoded
+        _ = socketRead(&decoder, (frame + frame)[...])
+        let a = decoder.lend(try #require(try decoder.next()).body)
+        let b = decoder.lend(try #require(try decoder.next()).body)
+        let pinned = decoder.takeNewlyPinned()
+        #expect(pinned >= 64 * 1024, "the storage a payload holds alive is counted")
+        #expect(decoder.takeNewlyPinned() == 0)
+        #expect(a.count == 100 && b.count == 100)
+        _ = socketRead(&decoder, frame[...])
+        let c = decoder.lend(try #require(try decoder.next()).body)
+        #expect(decoder.takeNewlyPinned() == 0, "still pinned by the first two: not counted again")
+        #expect(c.count == 100)
+    }
+
     @Test func aLargeFrameIsReadToItsEndAndNoFurther() throws {
         var decoder = FrameDecoder(maximumFrameLength: 4 << 20)
         let big = Frame(kind: 3, body: (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }).encoded

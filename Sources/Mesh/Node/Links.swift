@@ -284,6 +284,8 @@ final class InboundLink: ConnectionDelegate {
     func connection(_ connection: Connection, didReceive decoder: inout FrameDecoder) throws {
         var messages: [InboundMessage] = []
         var bytes = 0
+        /// Read-buffer bytes the batch's payloads newly pin (counted by the inbox, not as received).
+        var pinned = 0
         if unknown[connection.id] != nil {
             connection.setReadingPaused(true)  // resumed by someone else; still waiting for the topology
             return
@@ -291,7 +293,7 @@ final class InboundLink: ConnectionDelegate {
         var peer = peers.removeValue(forKey: connection.id)
         defer {
             if peer != nil {
-                if !messages.isEmpty { hand(&messages, bytes: bytes, from: &peer!, on: connection) }
+                if !messages.isEmpty { hand(&messages, bytes: bytes, pinned: pinned, from: &peer!, on: connection) }
                 peers[connection.id] = peer
             }
         }
@@ -303,6 +305,9 @@ final class InboundLink: ConnectionDelegate {
                 // The payload stays in the read buffer, shared with the listeners (no copy).
                 let payload = decoder.lend((header.body.lowerBound + payloadStart)..<header.body.upperBound)
                 messages.append(InboundMessage(topic: topic, encoding: encoding, payload: payload))
+                // The read buffer a payload pins counts against the inbox's limit too: a peer that
+                // mixes small messages with other frames cannot pin a buffer per small message.
+                pinned += decoder.takeNewlyPinned()
                 bytes += header.body.count + Frame.headerLength
             case .request:
                 guard let caller = peer?.sender else { throw ConnectionError.protocolViolation("request before peer hello") }
@@ -317,8 +322,9 @@ final class InboundLink: ConnectionDelegate {
                 guard peer != nil else { throw ConnectionError.protocolViolation("closing before peer hello") }
                 let announced = try decoder.withBody(header) { body throws(FrameError) in try ClosingFrame.count(body) }
                 if !messages.isEmpty {
-                    hand(&messages, bytes: bytes, from: &peer!, on: connection)
+                    hand(&messages, bytes: bytes, pinned: pinned, from: &peer!, on: connection)
                     bytes = 0
+                    pinned = 0
                 }
                 connection.send(ClosingFrame.confirmed(messages: peer!.accepted))
                 if announced != peer!.accepted {
@@ -358,13 +364,17 @@ final class InboundLink: ConnectionDelegate {
 
     /// Loop thread: counts `messages` and hands them to the inbox; those it takes count for the
     /// peer's confirmation. Empties `messages`.
-    private func hand(_ messages: inout [InboundMessage], bytes: Int, from peer: inout Peer, on connection: Connection) {
+    /// `pinned`: read-buffer bytes the payloads newly hold alive, which the inbox counts against
+    /// its limit beside the frames' own bytes.
+    private func hand(
+        _ messages: inout [InboundMessage], bytes: Int, pinned: Int, from peer: inout Peer, on connection: Connection
+    ) {
         let count = messages.count
         counter.update {
             $0.messagesReceived += count
             $0.bytesReceived += bytes
         }
-        if inbox.push(InboundBatch(sender: peer.sender, messages: messages), bytes: bytes, from: connection) {
+        if inbox.push(InboundBatch(sender: peer.sender, messages: messages), bytes: bytes + pinned, from: connection) {
             peer.accepted += count
         }
         messages = []

@@ -9,9 +9,9 @@ extension MeshNode {
     /// - Parameters:
     ///   - topic: the topic; 1 to 255 bytes of UTF-8.
     ///   - type: the value type; `Data` or `[UInt8]` receive the raw payload. A `Data` payload
-    ///     shares the buffer the node read it into (no copy): it is a slice, so read it with
-    ///     `withUnsafeBytes` or from its `startIndex`, not from index 0, and copy it (`Data(payload)`)
-    ///     to keep it for long, since it holds that buffer's memory while it lives.
+    ///     is the message's bytes in the buffer the node read them into (no copy), and holds that
+    ///     buffer's memory while it lives: copy one you keep for long (`Data(Array(payload))`).
+    ///     Writing to it or growing it touches nothing else.
     ///   - handler: called once per message, in arrival order, never concurrently with other listeners of this node.
     /// - Throws: ``MeshError/closed`` or ``MeshError/invalidName(_:reason:)``.
     public func listen<T: Decodable & Sendable>(

@@ -49,7 +49,8 @@ public actor MeshNode {
         /// What `send` does when a receiver's queue is full.
         public var whenPeerQueueFull: FullQueuePolicy
         /// Bytes of received messages waiting for listeners before this node stops reading
-        /// (which makes the senders wait in turn). Service requests have a budget of the same
+        /// (which makes the senders wait in turn), counting the read buffers their payloads hold
+        /// alive (payloads are not copied out of them). Service requests have a budget of the same
         /// size of their own, held until answered (see ``serviceLimits``).
         public var maximumInboxBytes: Int
         /// Messages buffered for each ``MeshNode/messages(_:as:)`` sequence.

@@ -110,11 +110,12 @@ package enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
 /// come out of ``next()`` as positions in the decoder's own storage, valid until the next call
 /// that adds bytes. A declared length over ``maximumFrameLength`` throws before any allocation.
 ///
-/// A frame's bytes can also leave as a `Data` that shares the storage (``lend(_:)``): a message
-/// payload reaches its listeners without a copy. While anything lent is alive the decoder only
-/// writes past it: it never moves unread bytes over lent ones, and when it runs out of room it
-/// reads into new storage instead, leaving the old to whoever still holds its slices. Once the
-/// last slice is gone the storage is reused as before. A decoder is owned by one reader (a
+/// A frame's bytes can also leave as a `Data` over the storage itself (``lend(_:)``): a message
+/// payload reaches its listeners without a copy. Each lent `Data` covers exactly its bytes (so
+/// growing it copies it out, and writing into it touches nothing of anyone else's). While anything
+/// lent is alive the decoder only writes past it: it never moves unread bytes over lent ones, and
+/// when it runs out of room it reads into new storage instead, leaving the old to whoever still
+/// holds what it lent. Once the last of those is gone the storage is reused as before. A decoder is owned by one reader (a
 /// connection's loop thread); two copies of one decoder would share their storage.
 package struct FrameDecoder: Sendable {
     /// The largest frame accepted (kind byte plus body).
@@ -123,9 +124,8 @@ package struct FrameDecoder: Sendable {
     private var storage = ReadStorage(capacity: 0)
     private var readIndex = 0
     private var writeIndex = 0
-    /// The whole storage as one `Data`, while this read's frames are being lent: every slice of
-    /// one read shares it, so lending costs one allocation per read, not one per frame.
-    private var lending: Data?
+    /// Bytes of storage that lending has newly pinned since ``takeNewlyPinned()`` was last asked.
+    private var newlyPinned = 0
     /// The storage given up last because it was lent: taken back once its slices are gone,
     /// instead of allocating (and faulting in) new memory, when the reader and the listeners take
     /// turns with two storages. Kept only up to ``largestSpare`` bytes.
@@ -175,7 +175,6 @@ package struct FrameDecoder: Sendable {
     mutating func readInto(
         minimumSpace: Int, largeFrames: LargeFrames = .asTheyCome, _ body: (UnsafeMutableRawBufferPointer) throws -> Int?
     ) rethrows -> Int? {
-        lending = nil  // what the last read lent is the holders' now
         var wanted = minimumSpace
         var limit = Int.max
         if largeFrames != .asTheyCome, let length = nextLength, length > FrameDecoder.largeFrame, length <= maximumFrameLength {
@@ -244,15 +243,26 @@ package struct FrameDecoder: Sendable {
         return try body(UnsafeRawBufferPointer(start: storage.base + range.lowerBound, count: range.count))
     }
 
-    /// The bytes at `range` (part of a frame returned by ``next()``) as a `Data` that shares the
+    /// The bytes at `range` (part of a frame returned by ``next()``) as a `Data` over the
     /// decoder's storage: no copy, and valid for as long as the caller keeps it.
     ///
-    /// The result is a slice: its indices are positions in the storage, so read it with
-    /// `withUnsafeBytes`, `startIndex` or its collection methods, not from index 0.
+    /// The `Data` covers exactly `range` (indices from 0, its capacity its count): appending to it
+    /// moves it to memory of its own, so a holder can never write over bytes lent to another or
+    /// not read yet. It keeps the whole storage alive; the first lending from a storage nobody
+    /// holds counts that storage's size in ``takeNewlyPinned()``.
     mutating func lend(_ range: Range<Int>) -> Data {
         precondition(range.lowerBound >= 0 && range.upperBound <= writeIndex, "range outside the received bytes")
-        if lending == nil { lending = storage.lend(upTo: writeIndex) }
-        return lending![range]
+        guard !range.isEmpty else { return Data() }
+        let (data, pinned) = storage.lend(range)
+        if pinned { newlyPinned += storage.capacity }
+        return data
+    }
+
+    /// The bytes of storage that lending pinned since the last call (a storage nobody held before
+    /// counts its whole size), so whoever queues lent payloads can count what they hold alive.
+    mutating func takeNewlyPinned() -> Int {
+        defer { newlyPinned = 0 }
+        return newlyPinned
     }
 
     /// Identifies the storage in use (tests: whether it was reused or replaced).
@@ -316,7 +326,6 @@ package struct FrameDecoder: Sendable {
     /// Gives back memory held for one large frame once the stream has moved past it.
     mutating func shrinkIfIdle(keeping capacity: Int) {
         guard readIndex == writeIndex, storage.capacity > capacity * 2 else { return }
-        lending = nil
         spare = nil
         storage = ReadStorage(capacity: 0)
         readIndex = 0
@@ -328,13 +337,15 @@ package struct FrameDecoder: Sendable {
 /// The memory one ``FrameDecoder`` reads into, shared with the `Data` slices it lends.
 ///
 /// `@unchecked Sendable`: the decoder's owner writes only bytes past everything lent (see
-/// ``FrameDecoder``), and lent bytes are never written again, so a slice read on another thread
-/// never races a write. ``isLent`` is an acquiring load of a count the slices' deallocator
-/// lowers with a releasing store: once it reads zero, every read through a slice happened before.
+/// ``FrameDecoder``), and a lent `Data` covers only its own bytes (its capacity is its count, so
+/// growing it copies it elsewhere), so a read through one on another thread never races a write
+/// of the decoder's or another holder's. ``isLent`` is an acquiring load of a count each lent
+/// `Data`'s deallocator lowers with a releasing decrement: once it reads zero, every access
+/// through a lent `Data` happened before.
 final class ReadStorage: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     let capacity: Int
-    /// Lendings (one `Data` each) with a slice still alive.
+    /// Lent `Data` still alive (or not yet moved to memory of their own).
     private let lendings = Atomic<Int>(0)
 
     /// Bytes of read storage alive in this process (tests: what lent slices keep alive).
@@ -354,12 +365,13 @@ final class ReadStorage: @unchecked Sendable {
     /// True while a slice of this storage may still be read.
     var isLent: Bool { lendings.load(ordering: .acquiring) > 0 }
 
-    /// The first `count` bytes as one `Data` that keeps this storage alive and counts as a
-    /// lending until it and its last slice are gone.
-    func lend(upTo count: Int) -> Data {
-        lendings.add(1, ordering: .relaxed)
-        return Data(bytesNoCopy: base, count: count, deallocator: .custom { [self] _, _ in
+    /// The bytes at `range` as a `Data` that keeps this storage alive and counts as lent until it
+    /// is gone; and whether the storage was not lent before (it is pinned from now on).
+    func lend(_ range: Range<Int>) -> (Data, pinned: Bool) {
+        let before = lendings.wrappingAdd(1, ordering: .relaxed).oldValue
+        let data = Data(bytesNoCopy: base + range.lowerBound, count: range.count, deallocator: .custom { [self] _, _ in
             lendings.subtract(1, ordering: .releasing)
         })
+        return (data, before == 0)
     }
 }
